@@ -1,0 +1,693 @@
+//! The compiled DNS policy: what threat feeds say about names, merged into
+//! hash tables the resolver consults once per query.
+//!
+//! Feeds are parsed (by `parapet-detect`) into [`FeedRules`]; a
+//! [`PolicySet`] is compiled from the feeds of one configuration and is
+//! immutable afterwards, so the resolver can swap in a new one atomically.
+//!
+//! Semantics follow DNS Response Policy Zones (RPZ) for QNAME triggers:
+//! among the feeds that match a name the first feed in configuration order
+//! wins; within it an exact trigger beats a wildcard, and a longer wildcard
+//! beats a shorter one. Hosts files and domain lists block a name and all
+//! its subdomains. The allowlist wins over every feed. Tenant feeds can only
+//! make policy stricter: they are consulted after the shared feeds, and a
+//! PASSTHRU in a tenant feed never lifts a shared block.
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+use std::hash::BuildHasher;
+
+use crate::name::parent_offsets;
+use crate::tenant::TenantId;
+
+/// Index of a feed in the configuration: lower is higher priority.
+pub type FeedId = u16;
+
+/// What a policy rule does to a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Answer with the configured block response (NXDOMAIN by default, or a
+    /// sinkhole address). RPZ `CNAME .`, and every hosts/list entry.
+    Block,
+    /// NOERROR with an empty answer. RPZ `CNAME *.`.
+    Nodata,
+    /// Resolve normally and stop looking at other feeds. RPZ `CNAME rpz-passthru.`.
+    Passthru,
+    /// Send no answer at all. RPZ `CNAME rpz-drop.`.
+    Drop,
+    /// Answer from the feed's own records (index into [`Policy::local_data`]
+    /// once compiled, into [`FeedRules::local`] before).
+    Local(u32),
+}
+
+/// Whether a feed's matches are enforced or only reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FeedMode {
+    #[default]
+    Block,
+    /// Matches are resolved normally and reported (`feed.monitor`).
+    Monitor,
+}
+
+/// One record of RPZ local data, rdata in wire form (names uncompressed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalRecord {
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdata: Box<[u8]>,
+}
+
+/// DNS type codes Parapet's policy needs by name.
+pub mod rtype {
+    pub const A: u16 = 1;
+    pub const NS: u16 = 2;
+    pub const CNAME: u16 = 5;
+    pub const SOA: u16 = 6;
+    pub const NULL: u16 = 10;
+    pub const PTR: u16 = 12;
+    pub const MX: u16 = 15;
+    pub const TXT: u16 = 16;
+    pub const AAAA: u16 = 28;
+    pub const OPT: u16 = 41;
+    pub const ANY: u16 = 255;
+}
+
+/// A feed, parsed: trigger names with their actions. Names are stored in
+/// one arena so that a million-entry feed costs a few tens of megabytes.
+#[derive(Debug, Default, Clone)]
+pub struct FeedRules {
+    arena: Vec<u8>,
+    entries: Vec<FeedEntry>,
+    /// Local-data record sets referenced by [`Action::Local`].
+    pub local: Vec<Vec<LocalRecord>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FeedEntry {
+    off: u32,
+    len: u8,
+    kind: Trigger,
+    action: Action,
+}
+
+/// How a rule's name matches a query name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The name itself only (RPZ `name`).
+    Exact,
+    /// Strict subdomains only (RPZ `*.name`).
+    Wildcard,
+    /// The name and all its subdomains (hosts files, domain lists).
+    Subtree,
+}
+
+impl FeedRules {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a rule for a key-form name (see [`crate::name`]).
+    pub fn push(&mut self, key: &[u8], kind: Trigger, action: Action) {
+        debug_assert!(key.len() <= crate::name::MAX_KEY_LEN);
+        let off = u32::try_from(self.arena.len()).expect("feed arena exceeds 4 GiB");
+        self.arena.extend_from_slice(key);
+        self.entries.push(FeedEntry {
+            off,
+            len: key.len() as u8,
+            kind,
+            action,
+        });
+    }
+
+    /// Adds a local-data record set and returns its action.
+    pub fn push_local(&mut self, records: Vec<LocalRecord>) -> Action {
+        self.local.push(records);
+        Action::Local((self.local.len() - 1) as u32)
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The rules, in file order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Trigger, Action)> + '_ {
+        self.entries.iter().map(|e| {
+            (
+                &self.arena[e.off as usize..e.off as usize + e.len as usize],
+                e.kind,
+                e.action,
+            )
+        })
+    }
+
+    /// Releases spare capacity once parsing is done.
+    pub fn shrink_to_fit(&mut self) {
+        self.arena.shrink_to_fit();
+        self.entries.shrink_to_fit();
+        self.local.shrink_to_fit();
+    }
+}
+
+/// A hash table from key-form names to values, names stored in one arena.
+#[derive(Debug, Clone)]
+pub struct NameTable<V> {
+    arena: Vec<u8>,
+    slots: Vec<(u32, u8, V)>,
+    table: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+}
+
+impl<V> Default for NameTable<V> {
+    fn default() -> Self {
+        Self {
+            arena: Vec::new(),
+            slots: Vec::new(),
+            table: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+}
+
+impl<V> NameTable<V> {
+    pub fn with_capacity(names: usize, bytes: usize) -> Self {
+        Self {
+            arena: Vec::with_capacity(bytes),
+            slots: Vec::with_capacity(names),
+            table: HashTable::with_capacity(names),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, key: &[u8]) -> Option<&V> {
+        let hash = self.hasher.hash_one(key);
+        let arena = &self.arena;
+        let slots = &self.slots;
+        self.table
+            .find(hash, |&i| {
+                let s = &slots[i as usize];
+                &arena[s.0 as usize..s.0 as usize + s.1 as usize] == key
+            })
+            .map(|&i| &slots[i as usize].2)
+    }
+
+    /// The value for `key`, inserted with `make` when absent.
+    pub fn get_or_insert_with(&mut self, key: &[u8], make: impl FnOnce() -> V) -> &mut V {
+        let hash = self.hasher.hash_one(key);
+        let Self {
+            arena,
+            slots,
+            table,
+            hasher,
+        } = self;
+        let found = table
+            .find(hash, |&i| {
+                let s = &slots[i as usize];
+                &arena[s.0 as usize..s.0 as usize + s.1 as usize] == key
+            })
+            .copied();
+        let index = match found {
+            Some(i) => i,
+            None => {
+                let i = u32::try_from(slots.len()).expect("more than 4G names");
+                let off = u32::try_from(arena.len()).expect("name arena exceeds 4 GiB");
+                arena.extend_from_slice(key);
+                slots.push((off, key.len() as u8, make()));
+                table.insert_unique(hash, i, |&j| {
+                    let s = &slots[j as usize];
+                    hasher.hash_one(&arena[s.0 as usize..s.0 as usize + s.1 as usize])
+                });
+                i
+            }
+        };
+        &mut slots[index as usize].2
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        let arena = &self.arena;
+        let slots = &self.slots;
+        let hasher = &self.hasher;
+        self.table.shrink_to_fit(|&j| {
+            let s = &slots[j as usize];
+            hasher.hash_one(&arena[s.0 as usize..s.0 as usize + s.1 as usize])
+        });
+        self.arena.shrink_to_fit();
+        self.slots.shrink_to_fit();
+    }
+
+    /// Approximate heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.arena.capacity()
+            + self.slots.capacity() * std::mem::size_of::<(u32, u8, V)>()
+            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+    }
+}
+
+/// A set of names each covering its subdomains (the allowlist).
+#[derive(Debug, Default, Clone)]
+pub struct NameSet {
+    table: NameTable<()>,
+}
+
+impl NameSet {
+    pub fn new<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let mut table = NameTable::default();
+        for k in keys {
+            table.get_or_insert_with(k, || ());
+        }
+        Self { table }
+    }
+
+    /// True when `key` or one of its parents is in the set.
+    #[inline]
+    pub fn covers(&self, key: &[u8]) -> bool {
+        if self.table.is_empty() {
+            return false;
+        }
+        self.table.get(key).is_some()
+            || parent_offsets(key).any(|o| self.table.get(&key[o..]).is_some())
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+}
+
+/// A matched rule: which feed, which action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub feed: FeedId,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    exact: Option<Rule>,
+    wild: Option<Rule>,
+}
+
+/// The merged rules of several feeds.
+#[derive(Debug, Default, Clone)]
+pub struct Policy {
+    table: NameTable<Slot>,
+}
+
+impl Policy {
+    /// Merges feeds, highest priority (lowest [`FeedId`]) first: for each
+    /// name and trigger kind the first rule wins. Local data moves into
+    /// `local`, which [`Action::Local`] indexes afterwards.
+    pub fn compile<'a>(
+        feeds: impl IntoIterator<Item = (FeedId, &'a FeedRules)>,
+        local: &mut Vec<Vec<LocalRecord>>,
+    ) -> Self {
+        let mut feeds: Vec<_> = feeds.into_iter().collect();
+        feeds.sort_by_key(|(id, _)| *id);
+        let names: usize = feeds.iter().map(|(_, f)| f.len()).sum();
+        let bytes: usize = feeds.iter().map(|(_, f)| f.arena.len()).sum();
+        let mut policy = Policy {
+            table: NameTable::with_capacity(names, bytes),
+        };
+        for (feed, rules) in feeds {
+            for (key, kind, action) in rules.iter() {
+                let action = match action {
+                    Action::Local(i) => {
+                        local.push(rules.local[i as usize].clone());
+                        Action::Local((local.len() - 1) as u32)
+                    }
+                    a => a,
+                };
+                let rule = Rule { feed, action };
+                let slot = policy.table.get_or_insert_with(key, Slot::default);
+                if matches!(kind, Trigger::Exact | Trigger::Subtree) && slot.exact.is_none() {
+                    slot.exact = Some(rule);
+                }
+                if matches!(kind, Trigger::Wildcard | Trigger::Subtree) && slot.wild.is_none() {
+                    slot.wild = Some(rule);
+                }
+            }
+        }
+        policy.table.shrink_to_fit();
+        policy
+    }
+
+    /// The winning rule for a query name in key form, if any.
+    #[inline]
+    pub fn lookup(&self, qname: &[u8]) -> Option<Rule> {
+        if self.table.is_empty() {
+            return None;
+        }
+        let mut best = self.table.get(qname).and_then(|s| s.exact);
+        if matches!(best, Some(Rule { feed: 0, .. })) {
+            return best;
+        }
+        for off in parent_offsets(qname) {
+            if let Some(w) = self.table.get(&qname[off..]).and_then(|s| s.wild)
+                && best.is_none_or(|b| w.feed < b.feed)
+            {
+                best = Some(w);
+            }
+        }
+        best
+    }
+
+    /// Distinct names with at least one rule.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.table.heap_bytes()
+    }
+}
+
+/// What the policy decided for one query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// No feed matched: resolve normally.
+    Resolve,
+    /// The allowlist covers the name: resolve normally whatever the feeds say.
+    Allowlisted,
+    /// A feed said PASSTHRU: resolve normally.
+    Passthru(FeedId),
+    /// Only a monitor-mode feed matched: resolve normally, report it.
+    Monitor(FeedId),
+    /// A blocking feed's rule applies.
+    Enforce(Rule),
+}
+
+/// A feed as the policy compiler sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedSpec<'a> {
+    pub id: FeedId,
+    pub rules: &'a FeedRules,
+    pub mode: FeedMode,
+    /// `None` for a shared feed (every tenant); otherwise the tenants that
+    /// added this feed.
+    pub tenants: Option<&'a [TenantId]>,
+}
+
+/// Everything the resolver needs to decide a query: allowlist, shared
+/// feeds, tenant feeds, monitor-only feeds.
+#[derive(Debug, Default, Clone)]
+pub struct PolicySet {
+    allow: NameSet,
+    shared: Policy,
+    shared_monitor: Policy,
+    /// Indexed by [`TenantId`]; empty policies for tenants without feeds.
+    tenants: Vec<TenantPolicy>,
+    local: Vec<Vec<LocalRecord>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct TenantPolicy {
+    enforce: Policy,
+    monitor: Policy,
+}
+
+impl PolicySet {
+    /// Compiles the policy of one configuration. `tenant_count` includes the
+    /// default tenant.
+    pub fn compile(allow: NameSet, feeds: &[FeedSpec<'_>], tenant_count: usize) -> Self {
+        let mut local = Vec::new();
+        let pick = |mode: FeedMode, tenant: Option<TenantId>| {
+            feeds
+                .iter()
+                .filter(move |f| {
+                    f.mode == mode
+                        && match (tenant, f.tenants) {
+                            (None, None) => true,
+                            (Some(t), Some(ts)) => ts.contains(&t),
+                            _ => false,
+                        }
+                })
+                .map(|f| (f.id, f.rules))
+        };
+        let shared = Policy::compile(pick(FeedMode::Block, None), &mut local);
+        let shared_monitor = Policy::compile(pick(FeedMode::Monitor, None), &mut local);
+        let tenants = (0..tenant_count)
+            .map(|t| {
+                let t = t as TenantId;
+                TenantPolicy {
+                    enforce: Policy::compile(pick(FeedMode::Block, Some(t)), &mut local),
+                    monitor: Policy::compile(pick(FeedMode::Monitor, Some(t)), &mut local),
+                }
+            })
+            .collect();
+        Self {
+            allow,
+            shared,
+            shared_monitor,
+            tenants,
+            local,
+        }
+    }
+
+    /// Decides a query name (key form) for a tenant.
+    #[inline]
+    pub fn decide(&self, tenant: TenantId, qname: &[u8]) -> Decision {
+        if self.allow.covers(qname) {
+            return Decision::Allowlisted;
+        }
+        let own = self.tenants.get(tenant as usize);
+        let shared = self.shared.lookup(qname);
+        if let Some(rule) = shared
+            && rule.action != Action::Passthru
+        {
+            return Decision::Enforce(rule);
+        }
+        if let Some(rule) = own.and_then(|t| t.enforce.lookup(qname))
+            && rule.action != Action::Passthru
+        {
+            return Decision::Enforce(rule);
+        }
+        if let Some(rule) = shared {
+            return Decision::Passthru(rule.feed);
+        }
+        if let Some(rule) = self
+            .shared_monitor
+            .lookup(qname)
+            .or_else(|| own.and_then(|t| t.monitor.lookup(qname)))
+        {
+            return Decision::Monitor(rule.feed);
+        }
+        Decision::Resolve
+    }
+
+    /// The records of an [`Action::Local`] rule.
+    pub fn local_data(&self, index: u32) -> &[LocalRecord] {
+        self.local.get(index as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// Distinct names in the shared blocking feeds.
+    pub fn shared_len(&self) -> usize {
+        self.shared.len()
+    }
+
+    /// Approximate heap bytes of the compiled tables.
+    pub fn heap_bytes(&self) -> usize {
+        self.shared.heap_bytes()
+            + self.shared_monitor.heap_bytes()
+            + self
+                .tenants
+                .iter()
+                .map(|t| t.enforce.heap_bytes() + t.monitor.heap_bytes())
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::name::text_to_key;
+
+    fn k(s: &str) -> Vec<u8> {
+        text_to_key(s).unwrap()
+    }
+
+    fn rules(entries: &[(&str, Trigger, Action)]) -> FeedRules {
+        let mut r = FeedRules::new();
+        for (n, t, a) in entries {
+            r.push(&k(n), *t, *a);
+        }
+        r
+    }
+
+    fn shared(id: FeedId, rules: &FeedRules) -> FeedSpec<'_> {
+        FeedSpec {
+            id,
+            rules,
+            mode: FeedMode::Block,
+            tenants: None,
+        }
+    }
+
+    #[test]
+    fn exact_wildcard_and_subtree() {
+        let f = rules(&[
+            ("exact.test", Trigger::Exact, Action::Block),
+            ("wild.test", Trigger::Wildcard, Action::Nodata),
+            ("tree.test", Trigger::Subtree, Action::Block),
+        ]);
+        let p = PolicySet::compile(NameSet::default(), &[shared(0, &f)], 1);
+        let d = |n: &str| p.decide(0, &k(n));
+        let block = Decision::Enforce(Rule {
+            feed: 0,
+            action: Action::Block,
+        });
+        let nodata = Decision::Enforce(Rule {
+            feed: 0,
+            action: Action::Nodata,
+        });
+        assert_eq!(d("exact.test"), block);
+        assert_eq!(d("a.exact.test"), Decision::Resolve);
+        assert_eq!(d("wild.test"), Decision::Resolve);
+        assert_eq!(d("a.wild.test"), nodata);
+        assert_eq!(d("b.a.wild.test"), nodata);
+        assert_eq!(d("tree.test"), block);
+        assert_eq!(d("x.y.tree.test"), block);
+        assert_eq!(d("test"), Decision::Resolve);
+        assert_eq!(d("other.test"), Decision::Resolve);
+    }
+
+    #[test]
+    fn first_feed_wins_then_exact_then_longest_wildcard() {
+        let f0 = rules(&[("b.test", Trigger::Wildcard, Action::Drop)]);
+        let f1 = rules(&[
+            ("a.b.test", Trigger::Exact, Action::Block),
+            ("x.b.test", Trigger::Wildcard, Action::Nodata),
+            ("c.test", Trigger::Exact, Action::Block),
+            ("c.test", Trigger::Wildcard, Action::Drop),
+            ("y.c.test", Trigger::Wildcard, Action::Nodata),
+        ]);
+        let p = PolicySet::compile(NameSet::default(), &[shared(1, &f1), shared(0, &f0)], 1);
+        let d = |n: &str| p.decide(0, &k(n));
+        assert_eq!(
+            d("a.b.test"),
+            Decision::Enforce(Rule {
+                feed: 0,
+                action: Action::Drop
+            })
+        );
+        assert_eq!(
+            d("q.x.b.test"),
+            Decision::Enforce(Rule {
+                feed: 0,
+                action: Action::Drop
+            })
+        );
+        assert_eq!(
+            d("c.test"),
+            Decision::Enforce(Rule {
+                feed: 1,
+                action: Action::Block
+            })
+        );
+        assert_eq!(
+            d("q.y.c.test"),
+            Decision::Enforce(Rule {
+                feed: 1,
+                action: Action::Nodata
+            })
+        );
+        assert_eq!(
+            d("y.c.test"),
+            Decision::Enforce(Rule {
+                feed: 1,
+                action: Action::Drop
+            })
+        );
+    }
+
+    #[test]
+    fn allowlist_wins_and_tenants_only_add() {
+        let shared_rules = rules(&[
+            ("evil.test", Trigger::Subtree, Action::Block),
+            ("ok.evil.test", Trigger::Exact, Action::Passthru),
+            ("pass.test", Trigger::Exact, Action::Passthru),
+        ]);
+        let tenant_rules = rules(&[
+            ("evil.test", Trigger::Subtree, Action::Passthru),
+            ("strict.test", Trigger::Subtree, Action::Block),
+            ("pass.test", Trigger::Exact, Action::Block),
+        ]);
+        let monitor_rules = rules(&[("watch.test", Trigger::Subtree, Action::Block)]);
+        let t1 = [1];
+        let feeds = [
+            shared(0, &shared_rules),
+            FeedSpec {
+                id: 1,
+                rules: &tenant_rules,
+                mode: FeedMode::Block,
+                tenants: Some(&t1),
+            },
+            FeedSpec {
+                id: 2,
+                rules: &monitor_rules,
+                mode: FeedMode::Monitor,
+                tenants: None,
+            },
+        ];
+        let allow_key = k("safe.evil.test");
+        let p = PolicySet::compile(NameSet::new([allow_key.as_slice()]), &feeds, 2);
+        let block0 = Decision::Enforce(Rule {
+            feed: 0,
+            action: Action::Block,
+        });
+        let block1 = Decision::Enforce(Rule {
+            feed: 1,
+            action: Action::Block,
+        });
+        // the tenant's passthru cannot lift the shared block
+        assert_eq!(p.decide(1, &k("www.evil.test")), block0);
+        assert_eq!(p.decide(1, &k("x.safe.evil.test")), Decision::Allowlisted);
+        assert_eq!(p.decide(0, &k("safe.evil.test")), Decision::Allowlisted);
+        assert_eq!(p.decide(1, &k("a.strict.test")), block1);
+        assert_eq!(p.decide(0, &k("a.strict.test")), Decision::Resolve);
+        // a shared passthru does not lift a tenant's stricter block
+        assert_eq!(p.decide(0, &k("pass.test")), Decision::Passthru(0));
+        assert_eq!(p.decide(1, &k("pass.test")), block1);
+        assert_eq!(p.decide(0, &k("ok.evil.test")), Decision::Passthru(0));
+        assert_eq!(p.decide(0, &k("a.watch.test")), Decision::Monitor(2));
+        assert_eq!(p.decide(7, &k("a.watch.test")), Decision::Monitor(2));
+    }
+
+    #[test]
+    fn local_data_is_moved_into_the_set() {
+        let mut f = FeedRules::new();
+        let act = f.push_local(vec![LocalRecord {
+            rtype: rtype::A,
+            ttl: 60,
+            rdata: Box::new([10, 0, 0, 1]),
+        }]);
+        f.push(&k("local.test"), Trigger::Exact, act);
+        let p = PolicySet::compile(NameSet::default(), &[shared(0, &f)], 1);
+        let Decision::Enforce(Rule {
+            action: Action::Local(i),
+            ..
+        }) = p.decide(0, &k("local.test"))
+        else {
+            panic!("no local data");
+        };
+        assert_eq!(&*p.local_data(i)[0].rdata, &[10, 0, 0, 1]);
+    }
+}

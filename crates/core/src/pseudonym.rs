@@ -1,0 +1,99 @@
+//! Keyed pseudonyms for client addresses: HMAC-SHA256 under an operator
+//! key, truncated to 64 bits. The same client gets the same pseudonym while
+//! the key is unchanged, so beaconing and per-client counts still work, but
+//! nobody without the key can test a guess of an address against it.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Bytes of the HMAC kept.
+pub const PSEUDONYM_BYTES: usize = 8;
+/// Shortest key accepted.
+pub const MIN_KEY_BYTES: usize = 16;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("pseudonymisation key is {0} bytes; at least {MIN_KEY_BYTES} are needed")]
+    TooShort(usize),
+}
+
+/// A client's pseudonym.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientPseudonym(pub [u8; PSEUDONYM_BYTES]);
+
+impl fmt::Display for ClientPseudonym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for ClientPseudonym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientPseudonym({self})")
+    }
+}
+
+/// Computes pseudonyms under one key.
+#[derive(Clone)]
+pub struct Pseudonymiser {
+    mac: Hmac<Sha256>,
+}
+
+impl fmt::Debug for Pseudonymiser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pseudonymiser(HMAC-SHA256, key hidden)")
+    }
+}
+
+impl Pseudonymiser {
+    pub fn new(key: &[u8]) -> Result<Self, KeyError> {
+        if key.len() < MIN_KEY_BYTES {
+            return Err(KeyError::TooShort(key.len()));
+        }
+        let mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
+        Ok(Self { mac })
+    }
+
+    /// The pseudonym of an address. IPv4-mapped IPv6 addresses hash as IPv4.
+    pub fn pseudonymise(&self, ip: IpAddr) -> ClientPseudonym {
+        let mut mac = self.mac.clone();
+        match ip {
+            IpAddr::V4(a) => mac.update(&a.octets()),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => mac.update(&v4.octets()),
+                None => mac.update(&a.octets()),
+            },
+        }
+        let full = mac.finalize().into_bytes();
+        let mut out = [0u8; PSEUDONYM_BYTES];
+        out.copy_from_slice(&full[..PSEUDONYM_BYTES]);
+        ClientPseudonym(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_keyed_and_truncated() {
+        let a = Pseudonymiser::new(b"0123456789abcdef").unwrap();
+        let b = Pseudonymiser::new(b"fedcba9876543210").unwrap();
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(a.pseudonymise(ip), a.pseudonymise(ip));
+        assert_ne!(a.pseudonymise(ip), b.pseudonymise(ip));
+        assert_eq!(
+            a.pseudonymise(ip),
+            a.pseudonymise("::ffff:10.1.2.3".parse().unwrap())
+        );
+        assert_eq!(a.pseudonymise(ip).to_string().len(), 16);
+        // RFC 4231-style check that this is HMAC-SHA256: key "0123456789abcdef", msg 10.1.2.3
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"0123456789abcdef").unwrap();
+        mac.update(&[10, 1, 2, 3]);
+        assert_eq!(&mac.finalize().into_bytes()[..8], &a.pseudonymise(ip).0);
+        assert!(Pseudonymiser::new(b"short").is_err());
+    }
+}
