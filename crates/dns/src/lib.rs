@@ -1,1 +1,134 @@
+//! Parapet's DNS hot path: listeners, tenant attribution, the policy
+//! snapshot, the answer cache and upstream forwarding.
+//!
+//! Architecture invariant: this crate depends on `parapet-core` and the
+//! network runtime only — never on storage, the web dashboard or reports.
+//! It hands query events to whoever listens on a bounded channel and never
+//! waits for them.
 
+pub mod cache;
+pub mod metrics;
+pub mod resolver;
+pub mod server;
+pub mod upstream;
+pub mod wire;
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parapet_core::policy::{FeedId, PolicySet};
+use parapet_core::tenant::{TenantId, TenantMap};
+
+pub use cache::CacheConfig;
+pub use metrics::{FeedStatus, Metrics, TenantCounters};
+pub use resolver::Resolver;
+
+/// Resolver settings fixed for the life of the process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Addresses to answer on, UDP and TCP on each.
+    pub listen: Vec<SocketAddr>,
+    /// Upstream resolvers, tried in order.
+    pub upstreams: Vec<SocketAddr>,
+    /// After this long without an upstream answer the client gets SERVFAIL.
+    pub upstream_timeout: Duration,
+    /// How long one upstream gets before the next is tried.
+    pub attempt_timeout: Duration,
+    pub cache: CacheConfig,
+    /// Largest UDP payload advertised and sent.
+    pub udp_payload: u16,
+    pub tcp_idle_timeout: Duration,
+    pub tcp_max_connections: usize,
+    /// UDP sockets (SO_REUSEPORT) per listen address; usually the number of
+    /// worker threads.
+    pub udp_sockets_per_listener: usize,
+}
+
+impl Settings {
+    /// Defaults with the given listen addresses and upstreams.
+    pub fn new(listen: Vec<SocketAddr>, upstreams: Vec<SocketAddr>) -> Self {
+        Self {
+            listen,
+            upstreams,
+            upstream_timeout: Duration::from_millis(2000),
+            attempt_timeout: Duration::from_millis(800),
+            cache: CacheConfig {
+                capacity: 100_000,
+                max_ttl: 86_400,
+                max_negative_ttl: 3_600,
+            },
+            udp_payload: wire::DEFAULT_UDP_PAYLOAD,
+            tcp_idle_timeout: Duration::from_secs(10),
+            tcp_max_connections: 1024,
+            udp_sockets_per_listener: 1,
+        }
+    }
+}
+
+/// How blocked names are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockMode {
+    /// NXDOMAIN.
+    Nxdomain,
+    /// NOERROR with these addresses (A / AAAA); other types get NODATA.
+    Sinkhole {
+        v4: Option<Ipv4Addr>,
+        v6: Option<Ipv6Addr>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockResponse {
+    pub mode: BlockMode,
+    /// TTL of sinkhole records.
+    pub ttl: u32,
+}
+
+/// Everything that can change on reload, swapped in as one.
+pub struct Snapshot {
+    pub policy: PolicySet,
+    pub tenants: TenantMap,
+    tenant_names: Vec<Arc<str>>,
+    tenant_counters: Vec<Arc<TenantCounters>>,
+    feed_names: Vec<Arc<str>>,
+    pub block: BlockResponse,
+}
+
+impl Snapshot {
+    /// `tenant_names[0]` is the default tenant; `feed_names` is indexed by
+    /// [`FeedId`].
+    pub fn new(
+        policy: PolicySet,
+        tenants: TenantMap,
+        tenant_names: &[String],
+        feed_names: &[String],
+        block: BlockResponse,
+        metrics: &Metrics,
+    ) -> Self {
+        let (names, counters) = tenant_names.iter().map(|n| metrics.tenant(n)).unzip();
+        Self {
+            policy,
+            tenants,
+            tenant_names: names,
+            tenant_counters: counters,
+            feed_names: feed_names.iter().map(|n| Arc::from(n.as_str())).collect(),
+            block,
+        }
+    }
+
+    pub fn tenant_name(&self, t: TenantId) -> &Arc<str> {
+        &self.tenant_names[(t as usize).min(self.tenant_names.len() - 1)]
+    }
+
+    pub fn tenant_counters(&self, t: TenantId) -> &Arc<TenantCounters> {
+        &self.tenant_counters[(t as usize).min(self.tenant_counters.len() - 1)]
+    }
+
+    pub fn feed_name(&self, f: FeedId) -> &Arc<str> {
+        static UNKNOWN: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+        self.feed_names
+            .get(f as usize)
+            .unwrap_or_else(|| UNKNOWN.get_or_init(|| Arc::from("unknown")))
+    }
+}

@@ -1,0 +1,322 @@
+//! Counters the resolver keeps, rendered in the Prometheus text format.
+//!
+//! Plain atomics: a query costs a couple of relaxed increments. Per-tenant
+//! counters are kept by tenant name across reloads, so a reload does not
+//! reset them.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use parapet_core::event::EventAction;
+
+/// Response codes counted individually; larger ones go to the last slot.
+const RCODES: usize = 17;
+/// Slot for "no response sent".
+const NO_RESPONSE: usize = 16;
+
+/// Queries of one tenant by action and response code.
+#[derive(Debug)]
+pub struct TenantCounters {
+    by_action_rcode: [[AtomicU64; RCODES]; EventAction::ALL.len()],
+}
+
+impl Default for TenantCounters {
+    fn default() -> Self {
+        Self {
+            by_action_rcode: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+        }
+    }
+}
+
+impl TenantCounters {
+    #[inline]
+    pub fn count(&self, action: EventAction, rcode: Option<u8>) {
+        let rc = rcode.map_or(NO_RESPONSE, |r| (r as usize).min(NO_RESPONSE - 1));
+        self.by_action_rcode[action.index()][rc].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, action: EventAction, rcode: Option<u8>) -> u64 {
+        let rc = rcode.map_or(NO_RESPONSE, |r| (r as usize).min(NO_RESPONSE - 1));
+        self.by_action_rcode[action.index()][rc].load(Ordering::Relaxed)
+    }
+}
+
+/// Latency buckets for upstream exchanges, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Debug, Default)]
+pub struct UpstreamMetrics {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+impl UpstreamMetrics {
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|&b| s <= b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Load state of one feed, set by whoever loads feeds.
+#[derive(Debug, Clone, Default)]
+pub struct FeedStatus {
+    pub name: String,
+    pub category: String,
+    pub format: String,
+    pub entries: u64,
+    /// Unix seconds of the last successful load.
+    pub last_load: u64,
+    pub load_failures: u64,
+    pub last_error: Option<String>,
+}
+
+/// Every counter of a running resolver.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    tenants: Mutex<Vec<(Arc<str>, Arc<TenantCounters>)>>,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    pub cache_evictions: AtomicU64,
+    pub truncated: AtomicU64,
+    pub malformed: AtomicU64,
+    pub events_dropped: AtomicU64,
+    pub upstream_servfail: AtomicU64,
+    pub reloads: AtomicU64,
+    pub reload_failures: AtomicU64,
+    feeds: Mutex<Vec<FeedStatus>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Metrics {
+    /// The counters of a tenant, created on first use and kept by name.
+    pub fn tenant(&self, name: &str) -> (Arc<str>, Arc<TenantCounters>) {
+        let mut t = lock(&self.tenants);
+        if let Some((n, c)) = t.iter().find(|(n, _)| &**n == name) {
+            return (n.clone(), c.clone());
+        }
+        let entry: (Arc<str>, Arc<TenantCounters>) = (name.into(), Default::default());
+        t.push(entry.clone());
+        entry
+    }
+
+    /// Replaces the feed status table.
+    pub fn set_feeds(&self, feeds: Vec<FeedStatus>) {
+        *lock(&self.feeds) = feeds;
+    }
+
+    pub fn feeds(&self) -> Vec<FeedStatus> {
+        lock(&self.feeds).clone()
+    }
+
+    /// Prometheus text exposition of everything, upstreams included.
+    pub fn render(&self, upstreams: &[crate::upstream::Upstream], cache_entries: usize) -> String {
+        let mut o = String::with_capacity(8192);
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+
+        o.push_str(
+            "# HELP parapet_dns_queries_total DNS queries by tenant, action and response code.\n",
+        );
+        o.push_str("# TYPE parapet_dns_queries_total counter\n");
+        for (name, c) in lock(&self.tenants).iter() {
+            for action in EventAction::ALL {
+                for rc in 0..RCODES {
+                    let v = ld(&c.by_action_rcode[action.index()][rc]);
+                    if v == 0 {
+                        continue;
+                    }
+                    let rcode = if rc == NO_RESPONSE {
+                        "none".to_string()
+                    } else {
+                        rcode_name(rc as u8).to_string()
+                    };
+                    let _ = writeln!(
+                        o,
+                        "parapet_dns_queries_total{{tenant=\"{}\",action=\"{}\",rcode=\"{}\"}} {v}",
+                        escape(name),
+                        action.as_str(),
+                        rcode
+                    );
+                }
+            }
+        }
+        let simple: [(&str, &str, &str, u64); 9] = [
+            (
+                "parapet_dns_cache_hits_total",
+                "counter",
+                "Answers served from the cache.",
+                ld(&self.cache_hits),
+            ),
+            (
+                "parapet_dns_cache_misses_total",
+                "counter",
+                "Queries forwarded upstream after a cache miss.",
+                ld(&self.cache_misses),
+            ),
+            (
+                "parapet_dns_cache_evictions_total",
+                "counter",
+                "Cache entries evicted to make room.",
+                ld(&self.cache_evictions),
+            ),
+            (
+                "parapet_dns_cache_entries",
+                "gauge",
+                "Entries in the answer cache.",
+                cache_entries as u64,
+            ),
+            (
+                "parapet_dns_truncated_total",
+                "counter",
+                "UDP answers sent truncated (TC=1).",
+                ld(&self.truncated),
+            ),
+            (
+                "parapet_dns_malformed_total",
+                "counter",
+                "Packets that were not valid queries.",
+                ld(&self.malformed),
+            ),
+            (
+                "parapet_dns_servfail_upstream_total",
+                "counter",
+                "Queries answered SERVFAIL because no upstream answered in time.",
+                ld(&self.upstream_servfail),
+            ),
+            (
+                "parapet_events_dropped_total",
+                "counter",
+                "Query events dropped because the event queue was full.",
+                ld(&self.events_dropped),
+            ),
+            (
+                "parapet_policy_reloads_total",
+                "counter",
+                "Policy reloads that produced a new policy.",
+                ld(&self.reloads),
+            ),
+        ];
+        for (name, kind, help, v) in simple {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
+
+        o.push_str("# HELP parapet_dns_upstream_duration_seconds Upstream exchange latency.\n");
+        o.push_str("# TYPE parapet_dns_upstream_duration_seconds histogram\n");
+        for u in upstreams {
+            let m = &u.metrics;
+            let mut cum = 0;
+            for (i, b) in BUCKETS.iter().enumerate() {
+                cum += ld(&m.buckets[i]);
+                let _ = writeln!(
+                    o,
+                    "parapet_dns_upstream_duration_seconds_bucket{{upstream=\"{}\",le=\"{b}\"}} {cum}",
+                    u.addr
+                );
+            }
+            let count = ld(&m.count);
+            let _ = writeln!(
+                o,
+                "parapet_dns_upstream_duration_seconds_bucket{{upstream=\"{0}\",le=\"+Inf\"}} {count}\n\
+                 parapet_dns_upstream_duration_seconds_sum{{upstream=\"{0}\"}} {1}\n\
+                 parapet_dns_upstream_duration_seconds_count{{upstream=\"{0}\"}} {count}",
+                u.addr,
+                ld(&m.sum_micros) as f64 / 1e6
+            );
+        }
+        o.push_str("# HELP parapet_dns_upstream_failures_total Upstream exchanges that failed (timeout, refused, bad answer).\n");
+        o.push_str("# TYPE parapet_dns_upstream_failures_total counter\n");
+        for u in upstreams {
+            let _ = writeln!(
+                o,
+                "parapet_dns_upstream_failures_total{{upstream=\"{}\"}} {}",
+                u.addr,
+                ld(&u.metrics.failures)
+            );
+        }
+
+        let feeds = lock(&self.feeds);
+        o.push_str(
+            "# HELP parapet_feed_entries Rules loaded from each feed (last good version).\n",
+        );
+        o.push_str("# TYPE parapet_feed_entries gauge\n");
+        for f in feeds.iter() {
+            let _ = writeln!(
+                o,
+                "parapet_feed_entries{{feed=\"{}\",category=\"{}\",format=\"{}\"}} {}",
+                escape(&f.name),
+                escape(&f.category),
+                f.format,
+                f.entries
+            );
+        }
+        o.push_str("# HELP parapet_feed_last_load_timestamp_seconds When each feed last loaded successfully.\n");
+        o.push_str("# TYPE parapet_feed_last_load_timestamp_seconds gauge\n");
+        for f in feeds.iter() {
+            let _ = writeln!(
+                o,
+                "parapet_feed_last_load_timestamp_seconds{{feed=\"{}\"}} {}",
+                escape(&f.name),
+                f.last_load
+            );
+        }
+        o.push_str("# HELP parapet_feed_reload_failures_total Loads of each feed that failed (the last good version stays in force).\n");
+        o.push_str("# TYPE parapet_feed_reload_failures_total counter\n");
+        for f in feeds.iter() {
+            let _ = writeln!(
+                o,
+                "parapet_feed_reload_failures_total{{feed=\"{}\"}} {}",
+                escape(&f.name),
+                f.load_failures
+            );
+        }
+        o.push_str("# HELP parapet_feed_healthy 1 when the feed's last load succeeded, 0 when it is serving an older version or nothing.\n");
+        o.push_str("# TYPE parapet_feed_healthy gauge\n");
+        for f in feeds.iter() {
+            let _ = writeln!(
+                o,
+                "parapet_feed_healthy{{feed=\"{}\"}} {}",
+                escape(&f.name),
+                f.last_error.is_none() as u8
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP parapet_config_reload_failures_total Configuration reloads that failed (the running configuration stays).\n\
+             # TYPE parapet_config_reload_failures_total counter\n\
+             parapet_config_reload_failures_total {}",
+            ld(&self.reload_failures)
+        );
+        o
+    }
+}
+
+pub fn rcode_name(rc: u8) -> &'static str {
+    match rc {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        _ => "OTHER",
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

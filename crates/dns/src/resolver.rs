@@ -1,0 +1,493 @@
+//! Deciding and answering one query: tenant attribution, policy, cache,
+//! upstream, and the query event. Transport-independent: the listeners in
+//! [`crate::server`] call [`Resolver::handle`] with a packet and get either a
+//! finished answer in their buffer, nothing (drop), or a [`Pending`] query
+//! to complete upstream off the receive loop.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use crossbeam_channel::{Sender, TrySendError};
+use parapet_core::event::{EventAction, QueryEvent, RCODE_NO_RESPONSE};
+use parapet_core::name::InlineName;
+use parapet_core::policy::{Action, Decision, FeedId, Rule, rtype};
+use parapet_core::tenant::TenantId;
+
+use crate::cache::{Cache, Key, Stored};
+use crate::metrics::{Metrics, TenantCounters};
+use crate::upstream::Upstreams;
+use crate::wire::{self, Query, Reject, ede, flag, rcode};
+use crate::{BlockMode, Settings, Snapshot};
+
+/// What to do after [`Resolver::handle`].
+pub enum Outcome {
+    /// The answer is in the buffer.
+    Reply,
+    /// Send nothing.
+    Drop,
+    /// Needs upstream: complete with [`Resolver::complete`].
+    Forward(Box<Pending>),
+}
+
+/// A query waiting for upstream. Keeps its own copy of the packet.
+pub struct Pending {
+    packet: Vec<u8>,
+    client: IpAddr,
+    tenant: Arc<str>,
+    counters: Arc<TenantCounters>,
+    action: EventAction,
+    feed: Option<Arc<str>>,
+    /// RPZ local data rewrote the name to this CNAME target (uncompressed
+    /// wire name) with this TTL: resolve the target and answer with both.
+    cname: Option<(Vec<u8>, u32)>,
+}
+
+pub struct Resolver {
+    snapshot: ArcSwap<Snapshot>,
+    cache: Cache,
+    upstreams: Upstreams,
+    metrics: Arc<Metrics>,
+    events: Option<Sender<QueryEvent>>,
+    settings: Settings,
+}
+
+impl Resolver {
+    pub fn new(
+        settings: Settings,
+        snapshot: Snapshot,
+        metrics: Arc<Metrics>,
+        events: Option<Sender<QueryEvent>>,
+    ) -> Self {
+        Self {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            cache: Cache::new(settings.cache),
+            upstreams: Upstreams::new(
+                &settings.upstreams,
+                settings.upstream_timeout,
+                settings.attempt_timeout,
+            ),
+            metrics,
+            events,
+            settings,
+        }
+    }
+
+    /// Swaps in a new policy and tenant set. Queries in flight finish with
+    /// the snapshot they started with.
+    pub fn swap(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+        self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Prometheus text for everything the resolver counts.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(self.upstreams.list(), self.cache.len())
+    }
+
+    /// Answers what can be answered at once: policy, cache, errors.
+    pub fn handle(
+        &self,
+        packet: &[u8],
+        client: SocketAddr,
+        udp: bool,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let snap = self.snapshot.load();
+        let tenant = snap.tenants.lookup(client.ip());
+        let payload = self.settings.udp_payload;
+        let q = match wire::parse_query(packet) {
+            Ok(q) => q,
+            Err(Reject::Drop) => {
+                self.metrics.malformed.fetch_add(1, Ordering::Relaxed);
+                return Outcome::Drop;
+            }
+            Err(Reject::Error {
+                rcode,
+                question_end,
+                edns,
+            }) => {
+                self.metrics.malformed.fetch_add(1, Ordering::Relaxed);
+                wire::error_response(out, packet, rcode, question_end, edns, payload, None);
+                let rc = (rcode & 0xf) as u8;
+                self.finish(
+                    &snap,
+                    tenant,
+                    client.ip(),
+                    &InlineName::default(),
+                    0,
+                    Some(rc),
+                    EventAction::Rejected,
+                    None,
+                );
+                return Outcome::Reply;
+            }
+        };
+        if matches!(q.qtype, 251 | 252) {
+            // IXFR/AXFR: a resolver does not proxy zone transfers
+            wire::error_response(
+                out,
+                packet,
+                rcode::REFUSED as u16,
+                Some(wire::HEADER_LEN + q.question.len()),
+                q.edns,
+                payload,
+                None,
+            );
+            self.finish(
+                &snap,
+                tenant,
+                client.ip(),
+                &q.qname,
+                q.qtype,
+                Some(rcode::REFUSED),
+                EventAction::Rejected,
+                None,
+            );
+            return Outcome::Reply;
+        }
+        let (action, feed) = match snap.policy.decide(tenant, q.qname.as_key()) {
+            Decision::Resolve => (EventAction::Resolved, None),
+            Decision::Allowlisted => (EventAction::Allowlisted, None),
+            Decision::Passthru(f) => (EventAction::Passthru, Some(f)),
+            Decision::Monitor(f) => (EventAction::Monitored, Some(f)),
+            Decision::Enforce(rule) => {
+                return self.enforce(&snap, tenant, client.ip(), &q, rule, udp, out);
+            }
+        };
+        let key = Key::of(&q);
+        if self.cache.get(&key, &q, out) {
+            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+            if udp {
+                self.fit_udp(out, &q);
+            }
+            let rc = out[3] & 0xf;
+            self.finish(
+                &snap,
+                tenant,
+                client.ip(),
+                &q.qname,
+                q.qtype,
+                Some(rc),
+                action,
+                feed,
+            );
+            return Outcome::Reply;
+        }
+        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        Outcome::Forward(Box::new(self.pending(
+            &snap,
+            tenant,
+            client.ip(),
+            packet,
+            action,
+            feed,
+            None,
+        )))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn pending(
+        &self,
+        snap: &Snapshot,
+        tenant: TenantId,
+        client: IpAddr,
+        packet: &[u8],
+        action: EventAction,
+        feed: Option<FeedId>,
+        cname: Option<(Vec<u8>, u32)>,
+    ) -> Pending {
+        Pending {
+            packet: packet.to_vec(),
+            client,
+            tenant: snap.tenant_name(tenant).clone(),
+            counters: snap.tenant_counters(tenant).clone(),
+            action,
+            feed: feed.map(|f| snap.feed_name(f).clone()),
+            cname,
+        }
+    }
+
+    /// Applies a blocking feed's rule.
+    #[allow(clippy::too_many_arguments)]
+    fn enforce(
+        &self,
+        snap: &Snapshot,
+        tenant: TenantId,
+        client: IpAddr,
+        q: &Query<'_>,
+        rule: Rule,
+        udp: bool,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let payload = self.settings.udp_payload;
+        let feed_name = snap.feed_name(rule.feed);
+        let ede_text = || format!("blocked by Parapet feed {feed_name}");
+        let finish_opt = |out: &mut Vec<u8>, with_ede: bool| {
+            if q.edns.is_some() {
+                let text = ede_text();
+                wire::push_opt(
+                    out,
+                    payload,
+                    0,
+                    with_ede.then_some((ede::BLOCKED, text.as_str())),
+                );
+            }
+        };
+        let (event_action, rc) = match rule.action {
+            Action::Drop => {
+                self.finish(
+                    snap,
+                    tenant,
+                    client,
+                    &q.qname,
+                    q.qtype,
+                    None,
+                    EventAction::Dropped,
+                    Some(rule.feed),
+                );
+                return Outcome::Drop;
+            }
+            Action::Block => match snap.block.mode {
+                BlockMode::Nxdomain => {
+                    wire::begin_response(out, q, rcode::NXDOMAIN, flag::AA);
+                    finish_opt(out, true);
+                    (EventAction::Blocked, rcode::NXDOMAIN)
+                }
+                BlockMode::Sinkhole { v4, v6 } => {
+                    wire::begin_response(out, q, rcode::NOERROR, flag::AA);
+                    match (q.qtype, v4, v6) {
+                        (rtype::A, Some(a), _) => {
+                            wire::push_answer(out, rtype::A, snap.block.ttl, &a.octets())
+                        }
+                        (rtype::AAAA, _, Some(a)) => {
+                            wire::push_answer(out, rtype::AAAA, snap.block.ttl, &a.octets())
+                        }
+                        _ => {}
+                    }
+                    finish_opt(out, true);
+                    (EventAction::Blocked, rcode::NOERROR)
+                }
+            },
+            Action::Nodata => {
+                wire::begin_response(out, q, rcode::NOERROR, flag::AA);
+                finish_opt(out, true);
+                (EventAction::Nodata, rcode::NOERROR)
+            }
+            Action::Passthru => unreachable!("PolicySet::decide never enforces a passthru"),
+            Action::Local(i) => {
+                let records = snap.policy.local_data(i);
+                let cname = records.iter().find(|r| r.rtype == rtype::CNAME);
+                wire::begin_response(out, q, rcode::NOERROR, flag::AA);
+                match cname {
+                    Some(c) if q.qtype != rtype::CNAME && q.qtype != rtype::ANY => {
+                        // a rewrite: resolve the target, then answer CNAME + target's answer
+                        let packet = rebuild_packet(q);
+                        return Outcome::Forward(Box::new(self.pending(
+                            snap,
+                            tenant,
+                            client,
+                            &packet,
+                            EventAction::LocalData,
+                            Some(rule.feed),
+                            Some((c.rdata.to_vec(), c.ttl)),
+                        )));
+                    }
+                    _ => {
+                        for r in records {
+                            if r.rtype == q.qtype || q.qtype == rtype::ANY {
+                                wire::push_answer(out, r.rtype, r.ttl, &r.rdata);
+                            }
+                        }
+                    }
+                }
+                finish_opt(out, false);
+                (EventAction::LocalData, rcode::NOERROR)
+            }
+        };
+        if udp {
+            self.fit_udp(out, q);
+        }
+        self.finish(
+            snap,
+            tenant,
+            client,
+            &q.qname,
+            q.qtype,
+            Some(rc),
+            event_action,
+            Some(rule.feed),
+        );
+        Outcome::Reply
+    }
+
+    /// Completes a forwarded query. Returns false when nothing is to be sent.
+    pub async fn complete(&self, p: Box<Pending>, udp: bool, out: &mut Vec<u8>) -> bool {
+        let Ok(q) = wire::parse_query(&p.packet) else {
+            return false;
+        };
+        let payload = self.settings.udp_payload;
+        let rc = match &p.cname {
+            None => self.resolve_into(&q, out).await,
+            Some((target, ttl)) => {
+                let mut tq_bytes = Vec::with_capacity(target.len() + 4);
+                tq_bytes.extend_from_slice(target);
+                tq_bytes.extend_from_slice(&q.qtype.to_be_bytes());
+                tq_bytes.extend_from_slice(&q.qclass.to_be_bytes());
+                let key_len = target.len().saturating_sub(1);
+                let tq = Query {
+                    question: &tq_bytes,
+                    qname: InlineName::new(&target[..key_len].to_ascii_lowercase()),
+                    ..q.clone()
+                };
+                let mut target_answer = Vec::new();
+                let rc = self.resolve_into(&tq, &mut target_answer).await;
+                wire::begin_response(out, &q, rc, 0);
+                wire::push_answer(out, rtype::CNAME, *ttl, target);
+                if rc != rcode::SERVFAIL
+                    && let Some(n) = wire::copy_answers(&target_answer, out)
+                {
+                    let an = wire::count(out, wire::AN) + n;
+                    wire::set_count(out, wire::AN, an);
+                }
+                if q.edns.is_some() {
+                    wire::push_opt(out, payload, 0, None);
+                }
+                rc
+            }
+        };
+        if udp {
+            self.fit_udp(out, &q);
+        }
+        p.counters.count(p.action, Some(rc));
+        self.emit(QueryEvent {
+            time: SystemTime::now(),
+            tenant: p.tenant,
+            client: p.client,
+            qname: q.qname,
+            qtype: q.qtype,
+            rcode: rc,
+            action: p.action,
+            feed: p.feed,
+        });
+        true
+    }
+
+    /// Answers `q` from the cache or upstream into `out`; SERVFAIL when no
+    /// upstream answers in time. Returns the rcode.
+    async fn resolve_into(&self, q: &Query<'_>, out: &mut Vec<u8>) -> u8 {
+        let key = Key::of(q);
+        if self.cache.get(&key, q, out) {
+            return out[3] & 0xf;
+        }
+        let id: u16 = rand::random();
+        let mut upq = Vec::with_capacity(q.question.len() + 32);
+        wire::upstream_query(&mut upq, id, q, self.settings.udp_payload);
+        match self
+            .upstreams
+            .resolve(&upq, id, q.qname.as_key(), q.qtype, q.qclass)
+            .await
+        {
+            Ok(mut msg) => {
+                if let Some(info) = wire::scan_response(&msg)
+                    && let Stored::Yes { evicted: true } = self.cache.insert(&key, &msg, &info)
+                {
+                    self.metrics.cache_evictions.fetch_add(1, Ordering::Relaxed);
+                }
+                wire::adapt_response(&mut msg, q, &[], 0);
+                *out = msg;
+                out[3] & 0xf
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "answering SERVFAIL");
+                self.metrics
+                    .upstream_servfail
+                    .fetch_add(1, Ordering::Relaxed);
+                wire::begin_response(out, q, rcode::SERVFAIL, 0);
+                if q.edns.is_some() {
+                    wire::push_opt(
+                        out,
+                        self.settings.udp_payload,
+                        0,
+                        Some((ede::NO_REACHABLE_AUTHORITY, "no upstream resolver answered")),
+                    );
+                }
+                rcode::SERVFAIL
+            }
+        }
+    }
+
+    fn fit_udp(&self, out: &mut Vec<u8>, q: &Query<'_>) {
+        if out.len() > q.udp_limit(self.settings.udp_payload) {
+            self.metrics.truncated.fetch_add(1, Ordering::Relaxed);
+            wire::truncate_response(out, q, self.settings.udp_payload);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn finish(
+        &self,
+        snap: &Snapshot,
+        tenant: TenantId,
+        client: IpAddr,
+        qname: &InlineName,
+        qtype: u16,
+        rc: Option<u8>,
+        action: EventAction,
+        feed: Option<FeedId>,
+    ) {
+        snap.tenant_counters(tenant).count(action, rc);
+        if self.events.is_some() {
+            self.emit(QueryEvent {
+                time: SystemTime::now(),
+                tenant: snap.tenant_name(tenant).clone(),
+                client,
+                qname: *qname,
+                qtype,
+                rcode: rc.unwrap_or(RCODE_NO_RESPONSE),
+                action,
+                feed: feed.map(|f| snap.feed_name(f).clone()),
+            });
+        }
+    }
+
+    /// Hands an event to the consumer without ever waiting: a full queue
+    /// drops the event and counts it.
+    fn emit(&self, ev: QueryEvent) {
+        if let Some(tx) = &self.events
+            && let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(ev)
+        {
+            self.metrics.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A minimal packet carrying `q` (header, question, OPT), for queries that
+/// must be re-parsed after an await.
+fn rebuild_packet(q: &Query<'_>) -> Vec<u8> {
+    let mut p = Vec::with_capacity(q.question.len() + 24);
+    wire::push_header(&mut p, q.id, q.flags, [1, 0, 0, q.edns.is_some() as u16]);
+    p.extend_from_slice(q.question);
+    if let Some(e) = q.edns {
+        p.push(0);
+        p.extend_from_slice(&rtype::OPT.to_be_bytes());
+        p.extend_from_slice(&e.udp_size.to_be_bytes());
+        p.extend_from_slice(&[0, 0, if e.do_bit { 0x80 } else { 0 }, 0, 0, 0]);
+    }
+    p
+}

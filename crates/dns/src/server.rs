@@ -1,0 +1,195 @@
+//! UDP and TCP listeners. Each UDP socket has its own receive loop; answers
+//! that need no upstream are sent from that loop without a task switch;
+//! queries that need upstream become tasks.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::timeout;
+
+use crate::Resolver;
+use crate::resolver::Outcome;
+
+/// Sockets bound for one listen address.
+pub struct Bound {
+    pub addr: SocketAddr,
+    udp: Vec<std::net::UdpSocket>,
+    tcp: std::net::TcpListener,
+}
+
+/// Binds UDP (`udp_sockets` sockets with SO_REUSEPORT) and TCP on every
+/// address. Port 0 picks one free port for both protocols.
+pub fn bind(listen: &[SocketAddr], udp_sockets: usize) -> io::Result<Vec<Bound>> {
+    listen
+        .iter()
+        .map(|&a| bind_one(a, udp_sockets.max(1)))
+        .collect()
+}
+
+fn bind_one(addr: SocketAddr, n: usize) -> io::Result<Bound> {
+    let mut last_err = None;
+    for _ in 0..20 {
+        match try_bind(addr, n) {
+            Ok(b) => return Ok(b),
+            Err(e) if addr.port() == 0 && e.kind() == io::ErrorKind::AddrInUse => {
+                last_err = Some(e)
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr}: {e}"),
+                ));
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::other("no free port")))
+}
+
+fn try_bind(addr: SocketAddr, n: usize) -> io::Result<Bound> {
+    let domain = Domain::for_address(addr);
+    let mut udp = Vec::with_capacity(n);
+    let mut actual = addr;
+    for _ in 0..n {
+        let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() {
+            s.set_only_v6(true)?;
+        }
+        s.set_reuse_port(true)?;
+        // room for bursts while a worker is busy
+        let _ = s.set_recv_buffer_size(4 << 20);
+        let _ = s.set_send_buffer_size(4 << 20);
+        s.bind(&actual.into())?;
+        if actual.port() == 0 {
+            actual = s.local_addr()?.as_socket().expect("inet socket");
+        }
+        s.set_nonblocking(true)?;
+        udp.push(s.into());
+    }
+    let t = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        t.set_only_v6(true)?;
+    }
+    t.set_reuse_address(true)?;
+    t.bind(&actual.into())?;
+    t.listen(1024)?;
+    t.set_nonblocking(true)?;
+    Ok(Bound {
+        addr: actual,
+        udp,
+        tcp: t.into(),
+    })
+}
+
+/// Starts every listener on the current runtime. Returns the tasks; they run
+/// until the runtime stops.
+pub fn spawn(resolver: Arc<Resolver>, bound: Vec<Bound>) -> io::Result<JoinSet<()>> {
+    let mut set = JoinSet::new();
+    let tcp_slots = Arc::new(Semaphore::new(resolver.settings().tcp_max_connections));
+    for b in bound {
+        for s in b.udp {
+            let sock = Arc::new(UdpSocket::from_std(s)?);
+            set.spawn(udp_loop(resolver.clone(), sock));
+        }
+        let l = TcpListener::from_std(b.tcp)?;
+        set.spawn(tcp_accept(resolver.clone(), l, tcp_slots.clone()));
+    }
+    Ok(set)
+}
+
+async fn udp_loop(resolver: Arc<Resolver>, sock: Arc<UdpSocket>) {
+    let mut buf = vec![0u8; 65535];
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let (n, peer) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                // e.g. ICMP errors surfacing on the socket: keep serving
+                tracing::debug!(error = %e, "UDP receive error");
+                continue;
+            }
+        };
+        match resolver.handle(&buf[..n], peer, true, &mut out) {
+            Outcome::Reply => {
+                if let Err(e) = sock.send_to(&out, peer).await {
+                    tracing::debug!(%peer, error = %e, "UDP send failed");
+                }
+            }
+            Outcome::Drop => {}
+            Outcome::Forward(p) => {
+                let resolver = resolver.clone();
+                let sock = sock.clone();
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    if resolver.complete(p, true, &mut out).await
+                        && let Err(e) = sock.send_to(&out, peer).await
+                    {
+                        tracing::debug!(%peer, error = %e, "UDP send failed");
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn tcp_accept(resolver: Arc<Resolver>, listener: TcpListener, slots: Arc<Semaphore>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "too many TCP connections; closing");
+            continue;
+        };
+        let resolver = resolver.clone();
+        tokio::spawn(async move {
+            if let Err(e) = tcp_conn(&resolver, stream, peer).await {
+                tracing::debug!(%peer, error = %e, "TCP connection ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Serves length-prefixed queries on one connection, in order, until the
+/// client closes it or stays idle too long.
+async fn tcp_conn(resolver: &Resolver, mut stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let idle = resolver.settings().tcp_idle_timeout;
+    let mut buf = Vec::new();
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let len = match timeout(idle, stream.read_u16()).await {
+            Ok(Ok(l)) => l as usize,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(()),
+        };
+        buf.resize(len, 0);
+        match timeout(idle, stream.read_exact(&mut buf)).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        };
+        let send = match resolver.handle(&buf, peer, false, &mut out) {
+            Outcome::Reply => true,
+            Outcome::Drop => false,
+            Outcome::Forward(p) => resolver.complete(p, false, &mut out).await,
+        };
+        if send {
+            let mut msg = Vec::with_capacity(out.len() + 2);
+            msg.extend_from_slice(&(out.len() as u16).to_be_bytes());
+            msg.extend_from_slice(&out);
+            stream.write_all(&msg).await?;
+        }
+    }
+}
