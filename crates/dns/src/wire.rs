@@ -528,8 +528,9 @@ pub fn matches_query(msg: &[u8], id: u16, key: &[u8], qtype: u16, qclass: u16) -
 /// `age` seconds.
 pub fn adapt_response(out: &mut [u8], q: &Query<'_>, ttl_offsets: &[u16], age: u32) {
     out[0..2].copy_from_slice(&q.id.to_be_bytes());
+    // a forwarder offers recursion and is not authoritative for what it relays
     let flags = u16_at(out, 2).unwrap_or(0);
-    let flags = (flags & !flag::RD) | (q.flags & flag::RD);
+    let flags = (flags & !(flag::RD | flag::AA)) | (q.flags & flag::RD) | flag::RA;
     out[2..4].copy_from_slice(&flags.to_be_bytes());
     let qlen = q.question.len();
     if out.len() >= HEADER_LEN + qlen {

@@ -1,0 +1,146 @@
+//! In-process tests of the resolver library: the query events it emits and
+//! what happens when nobody drains them. (End-to-end behaviour against real
+//! peers is tested through the binary in `crates/cli/tests/it`.)
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+use parapet_core::event::{EventAction, QueryEvent, RCODE_NO_RESPONSE};
+use parapet_core::name::text_to_key;
+use parapet_core::policy::{Action, FeedMode, FeedRules, FeedSpec, NameSet, PolicySet, Trigger};
+use parapet_core::tenant::TenantMap;
+use parapet_dns::{BlockMode, BlockResponse, Metrics, Resolver, Settings, Snapshot, server};
+
+struct Running {
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn start(events: Option<crossbeam_channel::Sender<QueryEvent>>) -> Running {
+    let mut rules = FeedRules::new();
+    rules.push(
+        &text_to_key("evil.test").unwrap(),
+        Trigger::Subtree,
+        Action::Block,
+    );
+    rules.push(
+        &text_to_key("drop.test").unwrap(),
+        Trigger::Exact,
+        Action::Drop,
+    );
+    let feeds = [FeedSpec {
+        id: 0,
+        rules: &rules,
+        mode: FeedMode::Block,
+        tenants: None,
+    }];
+    let policy = PolicySet::compile(NameSet::default(), &feeds, 2);
+    let tenants = TenantMap::new(&[("127.0.0.7/32".parse().unwrap(), 1)]).unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let snap = Snapshot::new(
+        policy,
+        tenants,
+        &["default".into(), "council-a".into()],
+        &["threats".into()],
+        BlockResponse {
+            mode: BlockMode::Nxdomain,
+            ttl: 60,
+        },
+        &metrics,
+    );
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    // no upstreams: every forwarded query is answered SERVFAIL at once
+    let resolver = Arc::new(Resolver::new(
+        Settings::new(vec![listen], vec![]),
+        snap,
+        metrics.clone(),
+        events,
+    ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let bound = server::bind(&[listen], 1).unwrap();
+    let addr = bound[0].addr;
+    let _guard = rt.enter();
+    let tasks = server::spawn(resolver, bound).unwrap();
+    std::mem::forget(tasks);
+    Running {
+        addr,
+        metrics,
+        _rt: rt,
+    }
+}
+
+fn ask(addr: SocketAddr, from: &str, name: &str) -> Option<Message> {
+    let sock = UdpSocket::bind((from, 0)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(
+        Name::from_ascii(name).unwrap(),
+        RecordType::AAAA,
+    ));
+    sock.send_to(&m.to_vec().unwrap(), addr).unwrap();
+    let mut buf = [0u8; 1500];
+    let n = sock.recv(&mut buf).ok()?;
+    Some(Message::from_vec(&buf[..n]).unwrap())
+}
+
+#[test]
+fn every_query_produces_one_event_with_its_facts() {
+    let (tx, rx) = crossbeam_channel::bounded(100);
+    let r = start(Some(tx));
+    let blocked = ask(r.addr, "127.0.0.7", "WWW.Evil.Test.").unwrap();
+    assert_eq!(blocked.metadata.response_code, ResponseCode::NXDomain);
+    let sf = ask(r.addr, "127.0.0.1", "fine.test.").unwrap();
+    assert_eq!(sf.metadata.response_code, ResponseCode::ServFail);
+    assert!(ask(r.addr, "127.0.0.1", "drop.test.").is_none());
+
+    let evs: Vec<QueryEvent> = (0..3)
+        .map(|_| rx.recv_timeout(Duration::from_secs(2)).unwrap())
+        .collect();
+    let find = |n: &str| {
+        evs.iter()
+            .find(|e| e.qname.to_string() == n)
+            .unwrap_or_else(|| panic!("no event for {n}: {evs:?}"))
+    };
+    let b = find("www.evil.test");
+    assert_eq!(
+        (&*b.tenant, b.action, b.rcode, b.qtype),
+        ("council-a", EventAction::Blocked, 3, 28)
+    );
+    assert_eq!(b.feed.as_deref(), Some("threats"));
+    assert_eq!(b.client, "127.0.0.7".parse::<std::net::IpAddr>().unwrap());
+    let f = find("fine.test");
+    assert_eq!(
+        (&*f.tenant, f.action, f.rcode, f.feed.as_deref()),
+        ("default", EventAction::Resolved, 2, None)
+    );
+    let d = find("drop.test");
+    assert_eq!(
+        (d.action, d.rcode),
+        (EventAction::Dropped, RCODE_NO_RESPONSE)
+    );
+    assert!(rx.try_recv().is_err(), "one event per query");
+}
+
+#[test]
+fn a_full_event_queue_drops_and_counts_but_never_blocks_answers() {
+    let (tx, rx) = crossbeam_channel::bounded(2);
+    let r = start(Some(tx));
+    for i in 0..20 {
+        let a = ask(r.addr, "127.0.0.1", &format!("x{i}.evil.test."))
+            .expect("answered although nobody drains events");
+        assert_eq!(a.metadata.response_code, ResponseCode::NXDomain);
+    }
+    assert_eq!(rx.len(), 2);
+    let text = r.metrics.render(&[], 0);
+    assert!(text.contains("parapet_events_dropped_total 18"), "{text}");
+}
