@@ -1,1 +1,120 @@
-fn main() {}
+//! `parapet`: the one binary. Parses the command line, loads the config,
+//! wires the crates together and maps errors to exit codes (0 success,
+//! 1 findings or failure to act on, 2 bad usage or bad input).
+
+mod config;
+mod feeds_cmd;
+mod loader;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "parapet",
+    version,
+    about = "Protective DNS and cyber assurance for councils and their hosting suppliers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the protective DNS resolver and the web endpoint (/metrics).
+    ///
+    /// Without --config: DNS on 127.0.0.1:5353 (UDP and TCP), web on
+    /// 127.0.0.1:8080, upstreams from /etc/resolv.conf, the bundled example
+    /// feed. SIGHUP reloads the config and every feed; feed files are also
+    /// watched for changes.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Threat feeds.
+    Feeds {
+        #[command(subcommand)]
+        command: FeedsCommand,
+    },
+    /// The configuration file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FeedsCommand {
+    /// Validate a feed file: prints its entry count, or its first errors with
+    /// line numbers (exit 2).
+    Check {
+        /// The feed file.
+        file: PathBuf,
+        /// Feed format; guessed from the file name when absent (.rpz/.zone:
+        /// rpz, names containing "hosts": hosts, otherwise domains).
+        #[arg(long, value_parser = ["rpz", "hosts", "domains"])]
+        format: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file and the feeds it names.
+    Check {
+        /// The TOML configuration file.
+        file: PathBuf,
+    },
+}
+
+/// An error caused by the user's input (exit 2).
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Serve { config } => serve::run(config.as_deref()),
+        Command::Feeds {
+            command: FeedsCommand::Check { file, format },
+        } => feeds_cmd::check(&file, format.as_deref()),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => feeds_cmd::check_config(&file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<BadInput>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PARAPET_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

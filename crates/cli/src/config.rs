@@ -1,0 +1,463 @@
+//! The one TOML configuration file: typed, every key with a default, unknown
+//! keys refused with their line. Relative paths resolve against the
+//! config file's folder. Secrets may come from the environment.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_STORE_PATH: &str = "parapet-data";
+pub const DEFAULT_SINKHOLE_TTL: u32 = 60;
+pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 2000;
+pub const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 800;
+pub const DEFAULT_CACHE_SIZE: usize = 100_000;
+pub const DEFAULT_MAX_TTL: u32 = 86_400;
+pub const DEFAULT_MAX_NEGATIVE_TTL: u32 = 3_600;
+pub const DEFAULT_EVENT_QUEUE: usize = 16_384;
+pub const DEFAULT_WATCH_INTERVAL_MS: u64 = 1000;
+pub const DEFAULT_TCP_IDLE_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
+/// Environment variable that overrides `[privacy] pseudonym_key`.
+pub const ENV_PSEUDONYM_KEY: &str = "PARAPET_PSEUDONYM_KEY";
+/// The example feed compiled into the binary, used when no config is given.
+pub const EMBEDDED_FEED: &[u8] = include_bytes!("../../../etc/feeds/example.rpz");
+pub const EMBEDDED_FEED_NAME: &str = "parapet-example";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub dns: DnsConfig,
+    #[serde(default)]
+    pub feeds: Vec<FeedConfig>,
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub web: WebConfig,
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+    /// Folder relative paths resolve against; not a key.
+    #[serde(skip)]
+    pub base: PathBuf,
+    /// The file this came from; `None` for the embedded defaults.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    pub listen: Vec<SocketAddr>,
+    /// Empty: the nameservers of /etc/resolv.conf.
+    pub upstreams: Vec<SocketAddr>,
+    pub allowlist: Vec<Spanned<String>>,
+    pub block_response: BlockResponseKind,
+    pub sinkhole_ipv4: Option<Ipv4Addr>,
+    pub sinkhole_ipv6: Option<Ipv6Addr>,
+    pub sinkhole_ttl: u32,
+    pub upstream_timeout_ms: u64,
+    pub attempt_timeout_ms: u64,
+    pub cache_size: usize,
+    pub max_ttl: u32,
+    pub max_negative_ttl: u32,
+    pub udp_payload: u16,
+    /// Worker threads; 0 means one per CPU.
+    pub threads: usize,
+    pub tcp_idle_timeout_ms: u64,
+    pub tcp_max_connections: usize,
+    pub event_queue: usize,
+    /// How often feed files and the config file are checked for changes; 0 disables.
+    pub watch_interval_ms: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![DEFAULT_DNS_LISTEN.parse().expect("valid default")],
+            upstreams: Vec::new(),
+            allowlist: Vec::new(),
+            block_response: BlockResponseKind::Nxdomain,
+            sinkhole_ipv4: None,
+            sinkhole_ipv6: None,
+            sinkhole_ttl: DEFAULT_SINKHOLE_TTL,
+            upstream_timeout_ms: DEFAULT_UPSTREAM_TIMEOUT_MS,
+            attempt_timeout_ms: DEFAULT_ATTEMPT_TIMEOUT_MS,
+            cache_size: DEFAULT_CACHE_SIZE,
+            max_ttl: DEFAULT_MAX_TTL,
+            max_negative_ttl: DEFAULT_MAX_NEGATIVE_TTL,
+            udp_payload: parapet_dns::wire::DEFAULT_UDP_PAYLOAD,
+            threads: 0,
+            tcp_idle_timeout_ms: DEFAULT_TCP_IDLE_TIMEOUT_MS,
+            tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
+            event_queue: DEFAULT_EVENT_QUEUE,
+            watch_interval_ms: DEFAULT_WATCH_INTERVAL_MS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockResponseKind {
+    Nxdomain,
+    Sinkhole,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedModeConfig {
+    #[default]
+    Block,
+    Monitor,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    pub name: Spanned<String>,
+    pub path: PathBuf,
+    pub format: FormatConfig,
+    #[serde(default = "default_category")]
+    pub category: String,
+    /// "block" (default) or "monitor" (report matches, do not block).
+    #[serde(default)]
+    pub mode: FeedModeConfig,
+    /// Only these tenants get this feed (in addition to the shared feeds).
+    /// Absent: the feed is shared by every tenant.
+    pub tenants: Option<Vec<Spanned<String>>>,
+}
+
+fn default_category() -> String {
+    "malware".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FormatConfig {
+    Rpz,
+    Hosts,
+    Domains,
+}
+
+impl From<FormatConfig> for parapet_detect::feed::FeedFormat {
+    fn from(f: FormatConfig) -> Self {
+        match f {
+            FormatConfig::Rpz => Self::Rpz,
+            FormatConfig::Hosts => Self::Hosts,
+            FormatConfig::Domains => Self::Domains,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub networks: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: DEFAULT_STORE_PATH.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_WEB_LISTEN.parse().expect("valid default"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Key for client pseudonyms (at least 16 bytes). Prefer the
+    /// PARAPET_PSEUDONYM_KEY environment variable.
+    pub pseudonym_key: Option<String>,
+}
+
+/// A configuration error with its place.
+fn at(
+    text: &str,
+    file: &Path,
+    span: std::ops::Range<usize>,
+    key: &str,
+    msg: &str,
+) -> anyhow::Error {
+    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    anyhow::anyhow!("{}:{line}: {key}: {msg}", file.display())
+}
+
+impl Config {
+    /// The embedded defaults: DNS on 127.0.0.1:5353, web on 127.0.0.1:8080,
+    /// data under ./parapet-data, the bundled example feed.
+    pub fn embedded() -> Self {
+        Self {
+            dns: DnsConfig::default(),
+            feeds: Vec::new(),
+            tenants: Vec::new(),
+            store: StoreConfig::default(),
+            web: WebConfig::default(),
+            privacy: PrivacyConfig::default(),
+            base: PathBuf::from("."),
+            source: None,
+        }
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            match line {
+                Some(l) => anyhow::anyhow!("{}:{l}: {}", path.display(), e.message()),
+                None => anyhow::anyhow!("{}: {}", path.display(), e.message()),
+            }
+        })?;
+        cfg.base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        cfg.source = Some(path.to_path_buf());
+        cfg.validate(text, path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, text: &str, file: &Path) -> anyhow::Result<()> {
+        if self.dns.listen.is_empty() {
+            bail!(
+                "{}: [dns] listen: at least one address is needed",
+                file.display()
+            );
+        }
+        if self.dns.block_response == BlockResponseKind::Sinkhole
+            && self.dns.sinkhole_ipv4.is_none()
+            && self.dns.sinkhole_ipv6.is_none()
+        {
+            bail!(
+                "{}: [dns] sinkhole_ipv4: block_response = \"sinkhole\" needs sinkhole_ipv4 and/or sinkhole_ipv6",
+                file.display()
+            );
+        }
+        if self.dns.udp_payload < 512 {
+            bail!(
+                "{}: [dns] udp_payload: must be at least 512",
+                file.display()
+            );
+        }
+        for a in &self.dns.allowlist {
+            if let Err(e) = parapet_core::name::text_to_key(a.get_ref()) {
+                return Err(at(text, file, a.span(), "[dns] allowlist", &e.to_string()));
+            }
+        }
+        let mut names = vec![parapet_core::tenant::DEFAULT_TENANT_NAME.to_string()];
+        for t in &self.tenants {
+            if names.iter().any(|n| n == t.name.get_ref()) {
+                return Err(at(
+                    text,
+                    file,
+                    t.name.span(),
+                    "[[tenants]] name",
+                    &format!("`{}` is used twice (or is reserved)", t.name.get_ref()),
+                ));
+            }
+            names.push(t.name.get_ref().clone());
+        }
+        let mut feed_names: Vec<&str> = Vec::new();
+        for f in &self.feeds {
+            if feed_names.contains(&f.name.get_ref().as_str()) {
+                return Err(at(
+                    text,
+                    file,
+                    f.name.span(),
+                    "[[feeds]] name",
+                    &format!("`{}` is used twice", f.name.get_ref()),
+                ));
+            }
+            feed_names.push(f.name.get_ref());
+            for t in f.tenants.iter().flatten() {
+                if !names.iter().any(|n| n == t.get_ref()) {
+                    return Err(at(
+                        text,
+                        file,
+                        t.span(),
+                        "[[feeds]] tenants",
+                        &format!("no tenant is named `{}`", t.get_ref()),
+                    ));
+                }
+            }
+        }
+        if self.feeds.len() >= u16::MAX as usize || self.tenants.len() >= u16::MAX as usize {
+            bail!("{}: too many feeds or tenants", file.display());
+        }
+        // overlapping networks are caught here rather than at reload time
+        self.tenant_map()
+            .map_err(|e| anyhow::anyhow!("{}: [[tenants]] networks: {e}", file.display()))?;
+        Ok(())
+    }
+
+    /// Resolves a path from the config against the config's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// Tenant names by [`parapet_core::tenant::TenantId`] (default first).
+    pub fn tenant_names(&self) -> Vec<String> {
+        std::iter::once(parapet_core::tenant::DEFAULT_TENANT_NAME.to_string())
+            .chain(self.tenants.iter().map(|t| t.name.get_ref().clone()))
+            .collect()
+    }
+
+    pub fn tenant_map(
+        &self,
+    ) -> Result<parapet_core::tenant::TenantMap, parapet_core::tenant::TenantMapError> {
+        let nets: Vec<_> = self
+            .tenants
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| t.networks.iter().map(move |n| (*n, (i + 1) as u16)))
+            .collect();
+        parapet_core::tenant::TenantMap::new(&nets)
+    }
+
+    /// Upstreams: configured, else /etc/resolv.conf's nameservers.
+    pub fn upstreams(&self) -> Vec<SocketAddr> {
+        if !self.dns.upstreams.is_empty() {
+            return self.dns.upstreams.clone();
+        }
+        let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        resolv_conf_nameservers(&text)
+    }
+
+    /// The pseudonymisation key: environment, then config, else a random
+    /// key for this run (pseudonyms then change at every restart).
+    pub fn pseudonym_key(&self) -> (Vec<u8>, &'static str) {
+        if let Ok(k) = std::env::var(ENV_PSEUDONYM_KEY)
+            && !k.is_empty()
+        {
+            return (k.into_bytes(), "environment variable PARAPET_PSEUDONYM_KEY");
+        }
+        if let Some(k) = &self.privacy.pseudonym_key {
+            return (k.clone().into_bytes(), "config [privacy] pseudonym_key");
+        }
+        let k: [u8; 32] = rand::random();
+        (
+            hex::encode(k).into_bytes(),
+            "random key generated at start (pseudonyms change on restart)",
+        )
+    }
+}
+
+fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().split('%').next()?.parse().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = "[dns]\nlisten = [\"127.0.0.1:5353\"]\nlistne = 1\n";
+        let err = Config::parse(text, Path::new("/etc/p.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/etc/p.toml:3"), "{err}");
+        assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_line() {
+        let text = "[dns]\nupstreams = [\"not-an-address\"]\n";
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:2"), "{err}");
+        let text = "[dns]\nallowlist = [\"ok.test\", \"bad..test\"]\n";
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:2: [dns] allowlist"), "{err}");
+        let text = "[dns]\nblock_response = \"sinkhole\"\n";
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sinkhole_ipv4"), "{err}");
+        let text = "[[tenants]]\nname = \"a\"\nnetworks = [\"10.0.0.0/8\"]\n[[tenants]]\nname = \"b\"\nnetworks = [\"10.0.0.0/8\"]\n";
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("10.0.0.0/8"), "{err}");
+        let text = "[[feeds]]\nname = \"f\"\npath = \"f.txt\"\nformat = \"domains\"\ntenants = [\"nobody\"]\n";
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:5: [[feeds]] tenants"), "{err}");
+    }
+
+    #[test]
+    fn example_config_parses_and_paths_resolve() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etc/parapet.example.toml");
+        let cfg = Config::load(&path).unwrap();
+        assert!(!cfg.feeds.is_empty());
+        for f in &cfg.feeds {
+            let p = cfg.resolve(&f.path);
+            assert!(p.exists(), "{} missing", p.display());
+        }
+        assert_eq!(cfg.tenant_names()[0], "default");
+    }
+
+    #[test]
+    fn resolv_conf() {
+        let ns = resolv_conf_nameservers(
+            "# x\nnameserver 10.0.0.2\nnameserver fe80::1%eth0\nsearch x\n",
+        );
+        assert_eq!(
+            ns,
+            vec![
+                "10.0.0.2:53".parse().unwrap(),
+                "[fe80::1]:53".parse().unwrap()
+            ]
+        );
+    }
+}

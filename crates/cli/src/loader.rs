@@ -1,0 +1,376 @@
+//! Loading feeds and configuration into resolver snapshots, and keeping
+//! them current: on SIGHUP, and when a feed file or the config file changes.
+//!
+//! A feed that fails to load keeps its last good version in force; the
+//! failure is logged with file and line and counted in metrics. Nothing
+//! fails open silently.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parapet_core::name::text_to_key;
+use parapet_core::policy::{FeedMode, FeedRules, FeedSpec, NameSet, PolicySet};
+use parapet_core::tenant::TenantId;
+use parapet_detect::feed::{self, FeedFormat};
+use parapet_dns::{BlockMode, BlockResponse, FeedStatus, Metrics, Resolver, Snapshot};
+
+use crate::config::{BlockResponseKind, Config, EMBEDDED_FEED, EMBEDDED_FEED_NAME, FeedModeConfig};
+
+/// Where a feed's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Source {
+    File(PathBuf),
+    Embedded,
+}
+
+/// Identity of a file version: a change to any of these means reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Stamp {
+        modified: m.modified().ok(),
+        len: m.len(),
+        inode,
+    })
+}
+
+struct FeedState {
+    stamp: Option<Stamp>,
+    rules: Option<Arc<FeedRules>>,
+    status: FeedStatus,
+}
+
+/// One feed as configured, resolved.
+struct FeedDef {
+    name: String,
+    source: Source,
+    format: FeedFormat,
+    category: String,
+    mode: FeedMode,
+    tenants: Option<Vec<String>>,
+}
+
+pub struct Loader {
+    config: Config,
+    config_stamp: Option<Stamp>,
+    defs: Vec<FeedDef>,
+    /// Keyed by (source, format): survives config reloads that keep a feed.
+    states: HashMap<(Source, FeedFormat), FeedState>,
+    metrics: Arc<Metrics>,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn defs_of(config: &Config) -> Vec<FeedDef> {
+    if config.source.is_none() && config.feeds.is_empty() {
+        return vec![FeedDef {
+            name: EMBEDDED_FEED_NAME.into(),
+            source: Source::Embedded,
+            format: FeedFormat::Rpz,
+            category: "malware".into(),
+            mode: FeedMode::Block,
+            tenants: None,
+        }];
+    }
+    config
+        .feeds
+        .iter()
+        .map(|f| FeedDef {
+            name: f.name.get_ref().clone(),
+            source: Source::File(config.resolve(&f.path)),
+            format: f.format.into(),
+            category: f.category.clone(),
+            mode: match f.mode {
+                FeedModeConfig::Block => FeedMode::Block,
+                FeedModeConfig::Monitor => FeedMode::Monitor,
+            },
+            tenants: f
+                .tenants
+                .as_ref()
+                .map(|ts| ts.iter().map(|t| t.get_ref().clone()).collect()),
+        })
+        .collect()
+}
+
+impl Loader {
+    pub fn new(config: Config, metrics: Arc<Metrics>) -> Self {
+        let config_stamp = config.source.as_deref().and_then(stamp);
+        Self {
+            defs: defs_of(&config),
+            config,
+            config_stamp,
+            states: HashMap::new(),
+            metrics,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Loads every feed (first start) and builds the first snapshot.
+    pub fn initial(&mut self) -> Snapshot {
+        self.refresh_feeds(true);
+        self.build()
+    }
+
+    /// Re-reads the config file. On error the running configuration stays.
+    /// Returns whether the config changed.
+    pub fn reload_config(&mut self) -> bool {
+        let Some(path) = self.config.source.clone() else {
+            return false;
+        };
+        self.config_stamp = stamp(&path);
+        match Config::load(&path) {
+            Ok(new) => {
+                warn_restart_needed(&self.config, &new);
+                self.defs = defs_of(&new);
+                self.config = new;
+                // forget feeds no longer configured
+                let live: Vec<_> = self
+                    .defs
+                    .iter()
+                    .map(|d| (d.source.clone(), d.format))
+                    .collect();
+                self.states.retain(|k, _| live.contains(k));
+                true
+            }
+            Err(e) => {
+                self.metrics
+                    .reload_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!("config reload failed, keeping the running configuration: {e:#}");
+                false
+            }
+        }
+    }
+
+    /// True when the config file changed on disk since it was last read.
+    pub fn config_changed(&self) -> bool {
+        match &self.config.source {
+            Some(p) => stamp(p) != self.config_stamp,
+            None => false,
+        }
+    }
+
+    /// Parses feeds whose files changed (all of them with `force`). Returns
+    /// whether any feed's rules were replaced.
+    pub fn refresh_feeds(&mut self, force: bool) -> bool {
+        let mut changed = false;
+        for def in &self.defs {
+            let key = (def.source.clone(), def.format);
+            let st = self.states.entry(key).or_insert_with(|| FeedState {
+                stamp: None,
+                rules: None,
+                status: FeedStatus::default(),
+            });
+            st.status.name = def.name.clone();
+            st.status.category = def.category.clone();
+            st.status.format = def.format.as_str().to_string();
+            let (now_stamp, label) = match &def.source {
+                Source::File(p) => (stamp(p), p.display().to_string()),
+                Source::Embedded => (None, "<embedded example feed>".to_string()),
+            };
+            let first = st.rules.is_none() && st.status.last_error.is_none();
+            if !force && !first && now_stamp == st.stamp {
+                continue;
+            }
+            st.stamp = now_stamp;
+            let started = std::time::Instant::now();
+            let parsed = match &def.source {
+                Source::File(p) => feed::load_feed(p, def.format),
+                Source::Embedded => feed::parse_feed(EMBEDDED_FEED, def.format, &label),
+            };
+            match parsed {
+                Ok(pf) => {
+                    for w in &pf.warnings {
+                        tracing::warn!(feed = %def.name, "{label}:{}: skipped: {}", w.line, w.message);
+                    }
+                    tracing::info!(
+                        feed = %def.name,
+                        entries = pf.rules.len(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "loaded feed {label}"
+                    );
+                    st.status.entries = pf.rules.len() as u64;
+                    st.status.last_load = now_unix();
+                    st.status.last_error = None;
+                    st.rules = Some(Arc::new(pf.rules));
+                    changed = true;
+                }
+                Err(errors) => {
+                    st.status.load_failures += 1;
+                    st.status.last_error = errors.first().map(ToString::to_string);
+                    for e in errors.iter().take(5) {
+                        tracing::error!(feed = %def.name, "feed failed to load: {e}");
+                    }
+                    if st.rules.is_some() {
+                        tracing::error!(feed = %def.name, "keeping the last good version of feed {}", def.name);
+                    } else {
+                        tracing::error!(feed = %def.name, "feed {} has no good version: it blocks nothing until fixed", def.name);
+                    }
+                }
+            }
+        }
+        self.publish_status();
+        changed
+    }
+
+    fn publish_status(&self) {
+        let statuses = self
+            .defs
+            .iter()
+            .filter_map(|d| self.states.get(&(d.source.clone(), d.format)))
+            .map(|s| s.status.clone())
+            .collect();
+        self.metrics.set_feeds(statuses);
+    }
+
+    /// Compiles the current configuration and feeds into a snapshot.
+    pub fn build(&self) -> Snapshot {
+        let cfg = &self.config;
+        let tenant_names = cfg.tenant_names();
+        let tenant_id = |n: &str| {
+            tenant_names
+                .iter()
+                .position(|t| t == n)
+                .map(|i| i as TenantId)
+        };
+        let scoped: Vec<Option<Vec<TenantId>>> = self
+            .defs
+            .iter()
+            .map(|d| {
+                d.tenants
+                    .as_ref()
+                    .map(|ts| ts.iter().filter_map(|t| tenant_id(t)).collect())
+            })
+            .collect();
+        let empty = FeedRules::new();
+        let specs: Vec<FeedSpec<'_>> = self
+            .defs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| FeedSpec {
+                id: i as u16,
+                rules: self
+                    .states
+                    .get(&(d.source.clone(), d.format))
+                    .and_then(|s| s.rules.as_deref())
+                    .unwrap_or(&empty),
+                mode: d.mode,
+                tenants: scoped[i].as_deref(),
+            })
+            .collect();
+        let allow_keys: Vec<Vec<u8>> = cfg
+            .dns
+            .allowlist
+            .iter()
+            .filter_map(|a| text_to_key(a.get_ref()).ok())
+            .collect();
+        let allow = NameSet::new(allow_keys.iter().map(Vec::as_slice));
+        let policy = PolicySet::compile(allow, &specs, tenant_names.len());
+        let tenants = cfg.tenant_map().unwrap_or_default();
+        let block = BlockResponse {
+            mode: match cfg.dns.block_response {
+                BlockResponseKind::Nxdomain => BlockMode::Nxdomain,
+                BlockResponseKind::Sinkhole => BlockMode::Sinkhole {
+                    v4: cfg.dns.sinkhole_ipv4,
+                    v6: cfg.dns.sinkhole_ipv6,
+                },
+            },
+            ttl: cfg.dns.sinkhole_ttl,
+        };
+        let feed_names: Vec<String> = self.defs.iter().map(|d| d.name.clone()).collect();
+        Snapshot::new(
+            policy,
+            tenants,
+            &tenant_names,
+            &feed_names,
+            block,
+            &self.metrics,
+        )
+    }
+}
+
+fn warn_restart_needed(old: &Config, new: &Config) {
+    let o = &old.dns;
+    let n = &new.dns;
+    if o.listen != n.listen
+        || o.upstreams != n.upstreams
+        || o.cache_size != n.cache_size
+        || o.threads != n.threads
+        || o.udp_payload != n.udp_payload
+        || old.web.listen != new.web.listen
+    {
+        tracing::warn!(
+            "listen addresses, upstreams, cache size, threads and [web] take effect at restart; feeds, tenants, allowlist and block response were reloaded"
+        );
+    }
+}
+
+/// What wakes the reload thread.
+pub enum Trigger {
+    /// SIGHUP: re-read the config and every feed.
+    Reload,
+    Stop,
+}
+
+/// Runs until told to stop: reloads on SIGHUP and when files change.
+pub fn reload_loop(
+    mut loader: Loader,
+    resolver: Arc<Resolver>,
+    triggers: crossbeam_channel::Receiver<Trigger>,
+) {
+    loop {
+        let interval = loader.config().dns.watch_interval_ms;
+        let wait = if interval == 0 {
+            Duration::from_secs(3600)
+        } else {
+            Duration::from_millis(interval)
+        };
+        let (reread_config, force) = match triggers.recv_timeout(wait) {
+            Ok(Trigger::Reload) => {
+                tracing::info!("SIGHUP: reloading configuration and feeds");
+                (true, true)
+            }
+            Ok(Trigger::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if interval == 0 {
+                    continue;
+                }
+                let c = loader.config_changed();
+                if c {
+                    tracing::info!("config file changed: reloading");
+                }
+                (c, false)
+            }
+        };
+        let config_changed = reread_config && loader.reload_config();
+        let feeds_changed = loader.refresh_feeds(force);
+        if config_changed || feeds_changed {
+            let started = std::time::Instant::now();
+            let snap = loader.build();
+            resolver.swap(snap);
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "new policy in force"
+            );
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `parapet serve`: wires the resolver, the feed loader, the event consumer
+//! and the web endpoint together and runs them until SIGINT/SIGTERM.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use parapet_core::event::QueryEvent;
+use parapet_core::pseudonym::Pseudonymiser;
+use parapet_dns::{CacheConfig, Metrics, Resolver, Settings};
+
+use crate::BadInput;
+use crate::config::Config;
+use crate::loader::{Loader, Trigger, reload_loop};
+
+pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = match config_path {
+        Some(p) => Config::load(p).map_err(|e| BadInput(format!("{e:#}")))?,
+        None => {
+            tracing::info!("no --config: embedded defaults with the bundled example feed");
+            Config::embedded()
+        }
+    };
+    let threads = match config.dns.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let upstreams = config.upstreams();
+    if upstreams.is_empty() {
+        tracing::warn!(
+            "no upstream resolvers configured or found in /etc/resolv.conf: every name outside the feeds will get SERVFAIL"
+        );
+    }
+    let d = &config.dns;
+    let settings = Settings {
+        listen: d.listen.clone(),
+        upstreams: upstreams.clone(),
+        upstream_timeout: Duration::from_millis(d.upstream_timeout_ms),
+        attempt_timeout: Duration::from_millis(d.attempt_timeout_ms),
+        cache: CacheConfig {
+            capacity: d.cache_size,
+            max_ttl: d.max_ttl,
+            max_negative_ttl: d.max_negative_ttl,
+        },
+        udp_payload: d.udp_payload,
+        tcp_idle_timeout: Duration::from_millis(d.tcp_idle_timeout_ms),
+        tcp_max_connections: d.tcp_max_connections,
+        udp_sockets_per_listener: threads,
+    };
+
+    let (key, key_source) = config.pseudonym_key();
+    let pseudonymiser =
+        Pseudonymiser::new(&key).map_err(|e| BadInput(format!("{key_source}: {e}")))?;
+    tracing::info!("client pseudonyms: HMAC-SHA256 truncated to 64 bits, key from {key_source}");
+
+    let metrics = Arc::new(Metrics::default());
+    let mut loader = Loader::new(config.clone(), metrics.clone());
+    let snapshot = loader.initial();
+    let (events_tx, events_rx) = crossbeam_channel::bounded::<QueryEvent>(d.event_queue.max(1));
+    let resolver = Arc::new(Resolver::new(
+        settings.clone(),
+        snapshot,
+        metrics,
+        Some(events_tx),
+    ));
+
+    let bound = parapet_dns::server::bind(&settings.listen, threads)?;
+    for b in &bound {
+        tracing::info!("DNS listening on {} (UDP and TCP)", b.addr);
+    }
+    tracing::info!(?upstreams, "forwarding to upstreams");
+
+    std::thread::Builder::new()
+        .name("parapet-events".into())
+        .spawn(move || consume_events(events_rx, pseudonymiser))?;
+
+    let (trigger_tx, trigger_rx) = crossbeam_channel::unbounded();
+    {
+        let resolver = resolver.clone();
+        std::thread::Builder::new()
+            .name("parapet-reload".into())
+            .spawn(move || reload_loop(loader, resolver, trigger_rx))?;
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let web_listen = config.web.listen;
+    rt.block_on(async move {
+        let _dns = parapet_dns::server::spawn(resolver.clone(), bound)?;
+        let listener = tokio::net::TcpListener::bind(web_listen)
+            .await
+            .with_context(|| format!("cannot listen on {web_listen} for the web endpoint"))?;
+        tracing::info!("web listening on http://{}", listener.local_addr()?);
+        let state = parapet_web::AppState {
+            metrics: {
+                let r = resolver.clone();
+                Arc::new(move || r.render_metrics())
+            },
+        };
+        tokio::spawn(async move {
+            if let Err(e) = parapet_web::serve(listener, state).await {
+                tracing::error!("web endpoint stopped: {e}");
+            }
+        });
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => { let _ = trigger_tx.send(Trigger::Reload); }
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        tracing::info!("shutting down");
+        let _ = trigger_tx.send(Trigger::Stop);
+        anyhow::Ok(())
+    })?;
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Drains query events: pseudonymises the client first, then hands each
+/// event on. Storage and detection attach here (see ARCHITECTURE.md); until
+/// then events are only traced at debug level.
+fn consume_events(rx: crossbeam_channel::Receiver<QueryEvent>, p: Pseudonymiser) {
+    for ev in rx {
+        let ev = ev.into_private(&p);
+        tracing::debug!(
+            target: "parapet::query",
+            tenant = %ev.tenant,
+            client = %ev.client,
+            qname = %ev.qname,
+            qtype = ev.qtype,
+            rcode = ev.rcode,
+            action = ev.action.as_str(),
+            feed = ev.feed.as_deref().unwrap_or("-"),
+            "query"
+        );
+    }
+}

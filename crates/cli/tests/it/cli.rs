@@ -1,0 +1,120 @@
+//! The command line: help everywhere, `feeds check`, `config check`, exit
+//! codes, and `parapet serve` on its embedded defaults.
+
+use std::process::{Command, Output};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+use crate::harness::{Client, repo_root};
+
+fn parapet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["feeds", "--help"],
+        &["feeds", "check", "--help"],
+        &["config", "--help"],
+        &["config", "check", "--help"],
+    ] {
+        let o = parapet(args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains("Usage"), "{args:?}");
+    }
+    assert_eq!(parapet(&["no-such-command"]).status.code(), Some(2));
+}
+
+#[test]
+fn feeds_check_counts_or_names_file_and_line() {
+    let example = repo_root().join("etc/feeds/example.rpz");
+    let o = parapet(&["feeds", "check", example.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains(": 8 entries (rpz format"), "{}", text(&o));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "good.example\nbad..example\nalso good.example\n").unwrap();
+    let o = parapet(&["feeds", "check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("bad.txt:2: domain"), "{t}");
+    assert!(t.contains("bad.txt:3: domain"), "{t}");
+
+    let hosts = dir.path().join("blocklist.hosts");
+    std::fs::write(&hosts, "0.0.0.0 a.example b.example\n").unwrap();
+    let o = parapet(&[
+        "feeds",
+        "check",
+        "--format",
+        "hosts",
+        hosts.to_str().unwrap(),
+    ]);
+    assert!(
+        text(&o).contains(": 2 entries (hosts format"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn config_check_accepts_the_example_and_refuses_unknown_keys() {
+    let example = repo_root().join("etc/parapet.example.toml");
+    let o = parapet(&["config", "check", example.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("p.toml");
+    std::fs::write(
+        &bad,
+        "[dns]\nlisten = [\"127.0.0.1:5353\"]\n\n[web]\nlisen = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let o = parapet(&["config", "check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let t = text(&o);
+    assert!(t.contains("p.toml:5") && t.contains("lisen"), "{t}");
+    let o = parapet(&["serve", "--config", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+/// `parapet serve` with no config: 127.0.0.1:5353, the bundled example feed.
+#[test]
+fn serve_runs_on_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = "127.0.0.1:5353".parse().unwrap();
+    let mut answer = None;
+    for _ in 0..100 {
+        answer = Client::new(server)
+            .timeout(std::time::Duration::from_millis(200))
+            .query("malware.testing.google.test.", RecordType::A);
+        if answer.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let a = answer.expect("parapet serve answers on 127.0.0.1:5353 (is the port taken?)");
+    assert_eq!(a.rcode, ResponseCode::NXDomain);
+}

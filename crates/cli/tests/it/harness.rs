@@ -1,0 +1,451 @@
+//! Test harness: real peers (NSD, Unbound) and real `parapet serve`
+//! processes on free loopback ports, and a DNS client built on hickory-proto
+//! (an implementation independent of Parapet's own wire code).
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+
+/// The zone NSD serves to every test.
+pub const ZONE_TEST: &str = include_str!("../../../../testdata/dns/zone.test.zone");
+
+/// A free port on 127.0.0.1 for both UDP and TCP (free when checked).
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+/// Waits until `server` answers a DNS query over UDP.
+pub fn wait_for_dns(server: SocketAddr, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if Client::new(server)
+            .timeout(Duration::from_millis(200))
+            .query("ns.zone.test.", RecordType::A)
+            .is_some()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not start answering on {server}");
+}
+
+/// A peer started through `sh` reading our stdin: when the test binary exits
+/// (even by panic), its end of the pipe closes and the shell kills the peer.
+pub struct Peer {
+    child: Child,
+    pub addr: SocketAddr,
+    /// Kept so the peer's files live as long as it does.
+    _dir: tempfile::TempDir,
+}
+
+impl Peer {
+    fn spawn(program: &str, args: &[&str], dir: tempfile::TempDir, addr: SocketAddr) -> Self {
+        let cmdline = format!(
+            "{program} {} & pid=$!; read _; kill $pid",
+            args.iter()
+                .map(|a| format!("'{a}'"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(cmdline)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = stdin.write_all(b"\n");
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts NSD authoritative for `zones` (name, zone file text).
+pub fn start_nsd(zones: &[(&str, &str)]) -> Peer {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = dir.path().display();
+    let mut conf = format!(
+        "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  server-count: 1\n  username: \"\"\n  \
+         zonesdir: \"{d}\"\n  database: \"\"\n  zonelistfile: \"{d}/nsd.zonelist\"\n  xfrdfile: \"{d}/nsd.xfrd\"\n  \
+         pidfile: \"{d}/nsd.pid\"\n  logfile: \"{d}/nsd.log\"\n  verbosity: 1\n  rrl-ratelimit: 0\n  \
+         rrl-whitelist-ratelimit: 0\nremote-control:\n  control-enable: no\n"
+    );
+    for (name, text) in zones {
+        std::fs::write(dir.path().join(format!("{name}.zone")), text).unwrap();
+        conf.push_str(&format!(
+            "zone:\n  name: \"{name}\"\n  zonefile: \"{name}.zone\"\n"
+        ));
+    }
+    let conf_path = dir.path().join("nsd.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let peer = Peer::spawn("nsd", &["-d", "-c", conf_path.to_str().unwrap()], dir, addr);
+    wait_for_dns(addr, "NSD");
+    peer
+}
+
+/// One NSD for the whole test binary, serving `zone.test`.
+pub fn shared_nsd() -> SocketAddr {
+    static NSD: OnceLock<Peer> = OnceLock::new();
+    NSD.get_or_init(|| start_nsd(&[("zone.test", ZONE_TEST)]))
+        .addr
+}
+
+/// Starts Unbound 1.17 as a recursive resolver for `zone.test` (stub to
+/// `nsd`) applying `rpz` as its response policy zone.
+///
+/// `allow_rpz`, when given, is a first policy zone (it wins over the second),
+/// which is how Unbound expresses an allowlist.
+pub fn start_unbound(nsd: SocketAddr, allow_rpz: Option<&str>, rpz: &str) -> Peer {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = dir.path().display();
+    std::fs::write(dir.path().join("policy.rpz"), rpz).unwrap();
+    let allow = match allow_rpz {
+        Some(text) => {
+            std::fs::write(dir.path().join("allow.rpz"), text).unwrap();
+            format!("rpz:\n  name: \"allow.local\"\n  zonefile: \"{d}/allow.rpz\"\n  rpz-log: no\n")
+        }
+        None => String::new(),
+    };
+    let conf = format!(
+        "server:\n  interface: 127.0.0.1@{port}\n  port: {port}\n  do-daemonize: no\n  username: \"\"\n  chroot: \"\"\n  \
+         directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  use-syslog: no\n  logfile: \"\"\n  verbosity: 0\n  \
+         num-threads: 1\n  access-control: 127.0.0.0/8 allow\n  do-not-query-localhost: no\n  \
+         module-config: \"respip validator iterator\"\n  domain-insecure: \"zone.test\"\n  local-zone: \"test.\" nodefault\n\
+         remote-control:\n  control-enable: no\nstub-zone:\n  name: \"zone.test\"\n  stub-addr: {}@{}\n\
+         {allow}rpz:\n  name: \"rpz.local\"\n  zonefile: \"{d}/policy.rpz\"\n  rpz-log: no\n",
+        nsd.ip(),
+        nsd.port()
+    );
+    let conf_path = dir.path().join("unbound.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let peer = Peer::spawn(
+        "unbound",
+        &["-d", "-c", conf_path.to_str().unwrap()],
+        dir,
+        addr,
+    );
+    wait_for_dns(addr, "Unbound");
+    peer
+}
+
+/// A running `parapet serve`.
+pub struct Parapet {
+    child: Child,
+    pub dns: SocketAddr,
+    pub web: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Parapet {
+    /// Starts `parapet serve` with `[dns]` listen/web set to free ports and
+    /// `body` appended (which must not set them). Files in `files` (relative
+    /// name, content) are written next to the config first.
+    pub fn start(dns_extra: &str, body: &str, files: &[(&str, &str)]) -> Self {
+        Self::start_on(&[], dns_extra, body, files)
+    }
+
+    /// As [`Parapet::start`], also listening on `extra_listen` (e.g.
+    /// `"[::1]:0"`-style addresses with fixed ports).
+    pub fn start_on(
+        extra_listen: &[String],
+        dns_extra: &str,
+        body: &str,
+        files: &[(&str, &str)],
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, content).unwrap();
+        }
+        let port = free_port();
+        let web_port = free_port();
+        let config = dir.path().join("parapet.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[dns]\nlisten = [\"127.0.0.1:{port}\"{}]\nthreads = 2\nwatch_interval_ms = 200\n{dns_extra}\n\
+                 [web]\nlisten = \"127.0.0.1:{web_port}\"\n\n{body}\n",
+                extra_listen.iter().map(|a| format!(", \"{a}\"")).collect::<String>()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("parapet.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_parapet"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("PARAPET_LOG", "info")
+            .env("PARAPET_PSEUDONYM_KEY", "test-key-0123456789")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start parapet");
+        let p = Self {
+            child,
+            dns: ([127, 0, 0, 1], port).into(),
+            web: ([127, 0, 0, 1], web_port).into(),
+            dir,
+            config,
+        };
+        p.wait_ready();
+        p
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(self.web).is_ok()
+                && Client::new(self.dns)
+                    .timeout(Duration::from_millis(200))
+                    .query("ready.probe.invalid.", RecordType::A)
+                    .is_some()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("parapet did not start; log:\n{}", self.log());
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("parapet.log")).unwrap_or_default()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.dns)
+    }
+
+    /// The /metrics text.
+    pub fn metrics(&self) -> String {
+        http_get(self.web, "/metrics")
+    }
+
+    /// Sum of the metric samples whose line starts with `prefix`.
+    pub fn metric(&self, prefix: &str) -> f64 {
+        metric_sum(&self.metrics(), prefix)
+    }
+
+    pub fn sighup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP failed");
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Parapet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- parapet log ---\n{}", self.log());
+        }
+    }
+}
+
+pub fn metric_sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A minimal HTTP/1.1 GET.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    match body.split_once("\r\n\r\n") {
+        Some((head, rest)) if head.starts_with("HTTP/1.1 200") => rest.to_string(),
+        _ => panic!("GET {path}: {body}"),
+    }
+}
+
+/// A DNS client: builds queries with hickory-proto, sends them over UDP or
+/// TCP from a chosen source address.
+#[derive(Clone)]
+pub struct Client {
+    server: SocketAddr,
+    source: IpAddr,
+    timeout: Duration,
+    edns: Option<u16>,
+    tcp: bool,
+}
+
+/// What the tests compare of an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub rcode: ResponseCode,
+    pub truncated: bool,
+    /// Answer records as "name type rdata" (TTL left out), sorted.
+    pub records: Vec<String>,
+    pub ttls: Vec<u32>,
+    pub edns: bool,
+    pub message: Message,
+}
+
+impl Client {
+    pub fn new(server: SocketAddr) -> Self {
+        let source = if server.is_ipv4() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+        };
+        Self {
+            server,
+            source,
+            timeout: Duration::from_secs(3),
+            edns: Some(1232),
+            tcp: false,
+        }
+    }
+
+    pub fn from(mut self, source: &str) -> Self {
+        self.source = source.parse().unwrap();
+        self
+    }
+
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    pub fn edns(mut self, payload: Option<u16>) -> Self {
+        self.edns = payload;
+        self
+    }
+
+    pub fn tcp(mut self) -> Self {
+        self.tcp = true;
+        self
+    }
+
+    pub fn build(&self, name: &str, rtype: RecordType) -> Message {
+        let mut m = Message::new(rand::random(), MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+        if let Some(p) = self.edns {
+            let mut e = Edns::new();
+            e.set_max_payload(p);
+            m.set_edns(e);
+        }
+        m
+    }
+
+    /// Sends a query; `None` when no answer came within the timeout.
+    pub fn query(&self, name: &str, rtype: RecordType) -> Option<Answer> {
+        let msg = self.build(name, rtype);
+        let bytes = self.exchange(&msg.to_vec().unwrap(), msg.metadata.id)?;
+        let m = Message::from_vec(&bytes).expect("answer parses with hickory-proto");
+        Some(Answer::of(m))
+    }
+
+    /// Sends raw bytes and returns the raw answer for message `id`.
+    pub fn exchange(&self, bytes: &[u8], id: u16) -> Option<Vec<u8>> {
+        if self.tcp {
+            let mut s = TcpStream::connect_timeout(&self.server, self.timeout).ok()?;
+            s.set_read_timeout(Some(self.timeout)).unwrap();
+            let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(bytes);
+            s.write_all(&out).ok()?;
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).ok()?;
+            let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+            s.read_exact(&mut buf).ok()?;
+            return Some(buf);
+        }
+        let sock = UdpSocket::bind((self.source, 0)).unwrap();
+        sock.set_read_timeout(Some(self.timeout)).unwrap();
+        sock.send_to(bytes, self.server).unwrap();
+        let deadline = Instant::now() + self.timeout;
+        let mut buf = vec![0u8; 65535];
+        while Instant::now() < deadline {
+            match sock.recv_from(&mut buf) {
+                Ok((n, _)) if n >= 2 && u16::from_be_bytes([buf[0], buf[1]]) == id => {
+                    return Some(buf[..n].to_vec());
+                }
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+}
+
+impl Answer {
+    pub fn of(m: Message) -> Self {
+        let mut records: Vec<String> = m
+            .answers
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r.name.to_ascii().to_ascii_lowercase(),
+                    r.record_type(),
+                    r.data
+                )
+            })
+            .collect();
+        records.sort();
+        Self {
+            rcode: m.metadata.response_code,
+            truncated: m.metadata.truncation,
+            ttls: m.answers.iter().map(|r| r.ttl).collect(),
+            edns: m.edns.is_some(),
+            records,
+            message: m,
+        }
+    }
+}
+
+/// The repository root.
+pub fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests of the `parapet` binary against real peers on loopback.
+//! One integration-test binary for the crate (link time matters on 2 cores).
+
+mod harness;
+
+mod cli;
+mod garbage;
+mod reload;
+mod resolver;
+mod rpz_diff;
+mod tenants;

@@ -1,0 +1,95 @@
+//! RPZ semantics, checked differentially: Parapet and Unbound 1.17 get the
+//! same policy zone and the same upstream (NSD), and must give the same
+//! rcode and answer section for every name.
+
+use hickory_proto::rr::RecordType;
+
+use crate::harness::{Client, Parapet, shared_nsd, start_unbound};
+
+const POLICY: &str = include_str!("../../../../testdata/dns/policy.rpz");
+
+/// Unbound has no allowlist: a first policy zone of PASSTHRU rules is its
+/// equivalent of Parapet's `[dns] allowlist = ["safe.zone.test"]`.
+const ALLOW_RPZ: &str = "$TTL 60\n@ SOA localhost. root.localhost. 1 3600 600 86400 60\n@ NS localhost.\n\
+                         safe.zone.test CNAME rpz-passthru.\n*.safe.zone.test CNAME rpz-passthru.\n";
+
+#[test]
+fn rpz_answers_match_unbound() {
+    let nsd = shared_nsd();
+    let unbound = start_unbound(nsd, Some(ALLOW_RPZ), POLICY);
+    let parapet = Parapet::start(
+        &format!("upstreams = [\"{nsd}\"]\nallowlist = [\"safe.zone.test\"]"),
+        "[[feeds]]\nname = \"policy\"\npath = \"policy.rpz\"\nformat = \"rpz\"\n",
+        &[("policy.rpz", POLICY)],
+    );
+    let cases: &[(&str, RecordType)] = &[
+        ("www.zone.test.", RecordType::A),    // no rule: forwarded
+        ("WwW.ZoNe.TeSt.", RecordType::AAAA), // case does not matter
+        ("nx.zone.test.", RecordType::A),     // exact NXDOMAIN
+        ("NX.ZONE.TEST.", RecordType::A),
+        ("a.wild.zone.test.", RecordType::A),   // wildcard
+        ("b.a.wild.zone.test.", RecordType::A), // wildcard, deeper
+        ("wild.zone.test.", RecordType::A),     // wildcard does not match its parent
+        ("nodata.zone.test.", RecordType::A),   // NODATA
+        ("nodata.zone.test.", RecordType::TXT),
+        ("pass.zone.test.", RecordType::A), // PASSTHRU, exact beats wildcard
+        ("x.pass.zone.test.", RecordType::A), // the wildcard beside it
+        ("local.zone.test.", RecordType::A), // local data
+        ("local.zone.test.", RecordType::AAAA), // local data of another type: NODATA
+        ("local.zone.test.", RecordType::TXT),
+        ("cn.zone.test.", RecordType::A), // local CNAME, followed
+        ("cn.zone.test.", RecordType::AAAA),
+        ("x.wcn.zone.test.", RecordType::A), // wildcard local CNAME
+        ("exact.zone.test.", RecordType::A), // exact trigger...
+        ("sub.exact.zone.test.", RecordType::A), // ...does not cover children
+        ("safe.zone.test.", RecordType::A),  // allowlisted, though the feed blocks it
+        ("w.safe.zone.test.", RecordType::A),
+        ("b.over.zone.test.", RecordType::A), // *.over wildcard
+        ("a.b.over.zone.test.", RecordType::A), // exact passthru beats the wildcard
+        ("deep.a.b.over.zone.test.", RecordType::A), // longest wildcard: *.over
+        ("alias.zone.test.", RecordType::A),  // a real CNAME chain upstream
+        ("missing.zone.test.", RecordType::A), // upstream NXDOMAIN
+    ];
+    let mut diffs = Vec::new();
+    for &(name, rtype) in cases {
+        let u = Client::new(unbound.addr)
+            .query(name, rtype)
+            .expect("unbound answers");
+        let p = parapet
+            .client()
+            .query(name, rtype)
+            .expect("parapet answers");
+        if (u.rcode, &u.records) != (p.rcode, &p.records) {
+            diffs.push(format!(
+                "{name} {rtype}: unbound {:?} {:?} / parapet {:?} {:?}",
+                u.rcode, u.records, p.rcode, p.records
+            ));
+        }
+    }
+    // DROP: neither answers
+    let quick = std::time::Duration::from_millis(700);
+    assert!(
+        Client::new(unbound.addr)
+            .timeout(quick)
+            .query("drop.zone.test.", RecordType::A)
+            .is_none()
+    );
+    assert!(
+        parapet
+            .client()
+            .timeout(quick)
+            .query("drop.zone.test.", RecordType::A)
+            .is_none()
+    );
+    assert!(
+        diffs.is_empty(),
+        "differences from Unbound:\n{}",
+        diffs.join("\n")
+    );
+    // and the policy did apply (not a pair of identical pass-throughs)
+    let nx = parapet
+        .client()
+        .query("nx.zone.test.", RecordType::A)
+        .unwrap();
+    assert_eq!(nx.rcode, hickory_proto::op::ResponseCode::NXDomain);
+}
