@@ -173,6 +173,35 @@ pub fn parent_offsets(key: &[u8]) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
+/// DNSSEC canonical order of two key-form names (RFC 4034 §6.1): labels
+/// compared from the root down as lower-case octet strings, a name sorting
+/// before its descendants. Unbound's RPZ wildcard lookup depends on it.
+pub fn canonical_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    fn starts(key: &[u8], out: &mut [u8; 128]) -> usize {
+        let (mut n, mut pos) = (0, 0);
+        while pos < key.len() && n < out.len() {
+            out[n] = pos as u8;
+            pos += 1 + key[pos] as usize;
+            n += 1;
+        }
+        n
+    }
+    let (mut la, mut lb) = ([0u8; 128], [0u8; 128]);
+    let (na, nb) = (starts(a, &mut la), starts(b, &mut lb));
+    fn label(key: &[u8], at: u8) -> &[u8] {
+        let at = at as usize;
+        let end = (at + 1 + key[at] as usize).min(key.len());
+        &key[at + 1..end]
+    }
+    for i in 1..=na.min(nb) {
+        let ord = label(a, la[na - i]).cmp(label(b, lb[nb - i]));
+        if ord.is_ne() {
+            return ord;
+        }
+    }
+    na.cmp(&nb)
+}
+
 /// Number of labels in a key-form name.
 pub fn label_count(key: &[u8]) -> usize {
     let mut n = 0;
@@ -286,6 +315,33 @@ mod tests {
         assert_eq!(parents, ["bb.ccc", "ccc"]);
         assert_eq!(label_count(&k), 3);
         assert_eq!(parent_offsets(b"").count(), 0);
+    }
+
+    #[test]
+    fn canonical_order_is_rfc_4034s() {
+        let names = [
+            "example",
+            "a.example",
+            "yljkjljk.a.example",
+            "Z.a.example",
+            "zABC.a.EXAMPLE",
+            "z.example",
+            "\\001.z.example",
+            "*.z.example",
+            "\\200.z.example",
+        ];
+        let keys: Vec<Vec<u8>> = names.iter().map(|n| text_to_key(n).unwrap()).collect();
+        for (i, a) in keys.iter().enumerate() {
+            for (j, b) in keys.iter().enumerate() {
+                assert_eq!(
+                    canonical_cmp(a, b),
+                    i.cmp(&j),
+                    "{} vs {}",
+                    names[i],
+                    names[j]
+                );
+            }
+        }
     }
 
     proptest! {

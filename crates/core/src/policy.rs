@@ -16,7 +16,7 @@
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 
-use crate::name::parent_offsets;
+use crate::name::{canonical_cmp, parent_offsets};
 use crate::tenant::TenantId;
 
 /// Index of a feed in the configuration: lower is higher priority.
@@ -306,6 +306,13 @@ struct Slot {
 #[derive(Debug, Default, Clone)]
 pub struct Policy {
     table: NameTable<Slot>,
+    /// RPZ wildcard shadows (see [`Policy::shadowed`]): for a name `C` whose
+    /// parent `W` has a `*.W` trigger, the canonically smallest trigger name
+    /// at or below `C`, per feed. Empty unless an RPZ feed has wildcards.
+    shadows: NameTable<Vec<(FeedId, Box<[u8]>)>>,
+    /// Wildcards of later feeds at a name whose slot holds an earlier
+    /// feed's, consulted only when that one is shadowed.
+    more_wild: NameTable<Vec<Rule>>,
 }
 
 impl Policy {
@@ -322,8 +329,10 @@ impl Policy {
         let bytes: usize = feeds.iter().map(|(_, f)| f.arena.len()).sum();
         let mut policy = Policy {
             table: NameTable::with_capacity(names, bytes),
+            shadows: NameTable::default(),
+            more_wild: NameTable::default(),
         };
-        for (feed, rules) in feeds {
+        for &(feed, rules) in &feeds {
             for (key, kind, action) in rules.iter() {
                 let action = match action {
                     Action::Local(i) => {
@@ -337,13 +346,89 @@ impl Policy {
                 if matches!(kind, Trigger::Exact | Trigger::Subtree) && slot.exact.is_none() {
                     slot.exact = Some(rule);
                 }
-                if matches!(kind, Trigger::Wildcard | Trigger::Subtree) && slot.wild.is_none() {
-                    slot.wild = Some(rule);
+                if matches!(kind, Trigger::Wildcard | Trigger::Subtree) {
+                    match slot.wild {
+                        None => slot.wild = Some(rule),
+                        Some(w) if w.feed != feed => {
+                            let more = policy.more_wild.get_or_insert_with(key, Vec::new);
+                            if more.last().is_none_or(|r| r.feed != feed) {
+                                more.push(rule);
+                            }
+                        }
+                        Some(_) => {}
+                    }
                 }
             }
         }
+        for &(feed, rules) in &feeds {
+            policy.add_shadows(feed, rules);
+        }
         policy.table.shrink_to_fit();
+        policy.shadows.shrink_to_fit();
+        policy.more_wild.shrink_to_fit();
         policy
+    }
+
+    /// Records, for one feed, what hides its wildcards from some names.
+    ///
+    /// Unbound 1.17 answers an RPZ query that matches no trigger exactly by
+    /// finding the trigger name just before the query in canonical order,
+    /// taking the longest suffix the two share, and applying `*.suffix` only
+    /// if that exists. So `*.W` applies to a query `Q` below `W` unless some
+    /// trigger of the same feed lies in the subtree of `C` (the child of `W`
+    /// on the way to `Q`) and sorts at or before `Q`; e.g. with `*.over` and
+    /// `a.b.over`, `deep.a.b.over` is not blocked. Parapet follows Unbound
+    /// so that an RPZ feed means the same in both (checked differentially).
+    fn add_shadows(&mut self, feed: FeedId, rules: &FeedRules) {
+        let mut bases = NameSet::default();
+        for (key, kind, _) in rules.iter() {
+            if kind == Trigger::Wildcard {
+                bases.table.get_or_insert_with(key, || ());
+            }
+        }
+        if bases.is_empty() {
+            return;
+        }
+        let mut owner = Vec::with_capacity(256);
+        for (key, kind, _) in rules.iter() {
+            // the trigger's own name in the zone: `*.W` for a wildcard
+            owner.clear();
+            match kind {
+                Trigger::Exact => {}
+                Trigger::Wildcard => owner.extend_from_slice(b"\x01*"),
+                Trigger::Subtree => continue,
+            }
+            owner.extend_from_slice(key);
+            let mut at = 0;
+            while at < owner.len() {
+                let parent = at + 1 + owner[at] as usize;
+                if bases.table.get(&owner[parent..]).is_some() {
+                    let list = self.shadows.get_or_insert_with(&owner[at..], Vec::new);
+                    match list.iter_mut().find(|(f, _)| *f == feed) {
+                        Some((_, min)) => {
+                            if canonical_cmp(&owner, min).is_lt() {
+                                *min = owner.as_slice().into();
+                            }
+                        }
+                        None => list.push((feed, owner.as_slice().into())),
+                    }
+                }
+                at = parent;
+            }
+        }
+    }
+
+    /// Whether feed `feed`'s wildcard at `qname[base..]` is hidden from
+    /// `qname`, whose label just below the base starts at `child`.
+    #[inline]
+    fn shadowed(&self, feed: FeedId, qname: &[u8], child: usize) -> bool {
+        if self.shadows.is_empty() {
+            return false;
+        }
+        self.shadows.get(&qname[child..]).is_some_and(|list| {
+            list.iter()
+                .any(|(f, min)| *f == feed && canonical_cmp(min, qname).is_le())
+        })
     }
 
     /// The winning rule for a query name in key form, if any.
@@ -356,12 +441,32 @@ impl Policy {
         if matches!(best, Some(Rule { feed: 0, .. })) {
             return best;
         }
+        // feeds whose nearest wildcard was shadowed: no farther one applies
+        let mut done: [FeedId; 4] = [FeedId::MAX; 4];
+        let mut child = 0;
         for off in parent_offsets(qname) {
             if let Some(w) = self.table.get(&qname[off..]).and_then(|s| s.wild)
                 && best.is_none_or(|b| w.feed < b.feed)
             {
-                best = Some(w);
+                let more = || {
+                    self.more_wild
+                        .get(&qname[off..])
+                        .map_or(&[][..], Vec::as_slice)
+                };
+                for r in std::iter::once(w).chain(more().iter().copied()) {
+                    if best.is_some_and(|b| b.feed <= r.feed) || done.contains(&r.feed) {
+                        continue;
+                    }
+                    if !self.shadowed(r.feed, qname, child) {
+                        best = Some(r);
+                        break;
+                    }
+                    if let Some(slot) = done.iter_mut().find(|f| **f == FeedId::MAX) {
+                        *slot = r.feed;
+                    }
+                }
             }
+            child = off;
         }
         best
     }
@@ -376,7 +481,7 @@ impl Policy {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.table.heap_bytes()
+        self.table.heap_bytes() + self.shadows.heap_bytes() + self.more_wild.heap_bytes()
     }
 }
 
@@ -614,6 +719,39 @@ mod tests {
             Decision::Enforce(Rule {
                 feed: 1,
                 action: Action::Drop
+            })
+        );
+    }
+
+    /// Wildcards as Unbound 1.17 applies them (see `Policy::add_shadows`).
+    #[test]
+    fn wildcards_shadowed_as_in_unbound() {
+        let f = rules(&[
+            ("over.test", Trigger::Wildcard, Action::Block),
+            ("a.b.over.test", Trigger::Exact, Action::Passthru),
+        ]);
+        let g = rules(&[("over.test", Trigger::Wildcard, Action::Nodata)]);
+        let p = PolicySet::compile(NameSet::default(), &[shared(0, &f)], 1);
+        let d = |n: &str| p.decide(0, &k(n));
+        let block = Decision::Enforce(Rule {
+            feed: 0,
+            action: Action::Block,
+        });
+        assert_eq!(d("a.b.over.test"), Decision::Passthru(0));
+        assert_eq!(d("deep.a.b.over.test"), Decision::Resolve);
+        assert_eq!(d("x.b.over.test"), Decision::Resolve);
+        // sorts before a.b.over.test: Unbound's predecessor is *.over.test
+        assert_eq!(d("0.b.over.test"), block);
+        assert_eq!(d("b.over.test"), block);
+        assert_eq!(d("c.over.test"), block);
+        assert_eq!(d("z.c.over.test"), block);
+        // a shadow in one feed does not hide another feed's wildcard
+        let p = PolicySet::compile(NameSet::default(), &[shared(0, &f), shared(1, &g)], 1);
+        assert_eq!(
+            p.decide(0, &k("deep.a.b.over.test")),
+            Decision::Enforce(Rule {
+                feed: 1,
+                action: Action::Nodata
             })
         );
     }

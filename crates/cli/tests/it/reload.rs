@@ -58,7 +58,7 @@ fn reload_under_load_loses_no_query_and_broken_feeds_keep_the_last_good_policy()
             std::thread::spawn(move || {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let name = if i % 3 == 0 {
+                    let name = if i.is_multiple_of(3) {
                         "listed.zone.test.".to_string()
                     } else {
                         format!("q{w}-{}.load.zone.test.", i % 500)

@@ -46,8 +46,13 @@ fn rpz_answers_match_unbound() {
         ("w.safe.zone.test.", RecordType::A),
         ("b.over.zone.test.", RecordType::A), // *.over wildcard
         ("a.b.over.zone.test.", RecordType::A), // exact passthru beats the wildcard
-        ("deep.a.b.over.zone.test.", RecordType::A), // longest wildcard: *.over
-        ("alias.zone.test.", RecordType::A),  // a real CNAME chain upstream
+        // Unbound applies `*.over` only when the trigger before the query in
+        // canonical order shares no label below `over` with it
+        ("deep.a.b.over.zone.test.", RecordType::A), // shadowed by a.b.over
+        ("x.b.over.zone.test.", RecordType::A),      // shadowed by a.b.over
+        ("0.b.over.zone.test.", RecordType::A),      // sorts before a.b.over: blocked
+        ("c.over.zone.test.", RecordType::A),
+        ("alias.zone.test.", RecordType::A), // a real CNAME chain upstream
         ("missing.zone.test.", RecordType::A), // upstream NXDOMAIN
     ];
     let mut diffs = Vec::new();
