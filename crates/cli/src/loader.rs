@@ -371,6 +371,23 @@ pub fn reload_loop(
                 ms = started.elapsed().as_millis() as u64,
                 "new policy in force"
             );
+            // queries still holding the old snapshot finish within moments
+            std::thread::sleep(Duration::from_millis(100));
+            release_freed_memory();
         }
+    }
+}
+
+/// Gives the memory of the replaced policy back to the system. glibc keeps
+/// freed heap memory for reuse, and after a large free it raises its mmap
+/// threshold, so without this a process that reloads a million-name feed
+/// grows by tens of megabytes per reload (measured in bench/dns).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it is
+    // safe to call at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

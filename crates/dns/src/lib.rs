@@ -8,6 +8,8 @@
 
 pub mod cache;
 pub mod metrics;
+#[cfg(target_os = "linux")]
+mod mmsg;
 pub mod resolver;
 pub mod server;
 pub mod upstream;

@@ -1,5 +1,6 @@
-//! UDP and TCP listeners. Each UDP socket has its own receive loop; answers
-//! that need no upstream are sent from that loop without a task switch;
+//! UDP and TCP listeners. Each UDP socket has its own receive loop that
+//! takes queries in batches (`recvmmsg` on Linux); answers that need no
+//! upstream are built in that loop and sent in one batch (`sendmmsg`);
 //! queries that need upstream become tasks.
 
 use std::io;
@@ -102,6 +103,74 @@ pub fn spawn(resolver: Arc<Resolver>, bound: Vec<Bound>) -> io::Result<JoinSet<(
     Ok(set)
 }
 
+/// Receives queries in batches, answers what needs no upstream at once and
+/// sends those answers in one batch; queries that need upstream become
+/// tasks that answer on their own.
+#[cfg(target_os = "linux")]
+async fn udp_loop(resolver: Arc<Resolver>, sock: Arc<UdpSocket>) {
+    use crate::mmsg::{BATCH, RecvBatch};
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+
+    let fd = sock.as_raw_fd();
+    let mut batch = RecvBatch::default();
+    let mut replies: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1232)).collect();
+    let mut to = [0usize; BATCH];
+    loop {
+        let n = match sock.async_io(Interest::READABLE, || batch.recv(fd)).await {
+            Ok(n) => n,
+            Err(e) => {
+                // e.g. ICMP errors surfacing on the socket: keep serving
+                tracing::debug!(error = %e, "UDP receive error");
+                continue;
+            }
+        };
+        let mut ready = 0;
+        for i in 0..n {
+            let (Some(packet), Some(peer)) = (batch.packet(i), batch.peer(i)) else {
+                resolver
+                    .metrics()
+                    .malformed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            };
+            match resolver.handle(packet, peer, true, &mut replies[ready]) {
+                Outcome::Reply => {
+                    to[ready] = i;
+                    ready += 1;
+                }
+                Outcome::Drop => {}
+                Outcome::Forward(p) => forward(&resolver, &sock, p, peer),
+            }
+        }
+        let mut sent = 0;
+        while sent < ready {
+            match batch.send(fd, &replies[sent..ready], &to[sent..ready]) {
+                Ok(k) if k > 0 => sent += k,
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // the send buffer is full: wait for room, one by one
+                    for k in sent..ready {
+                        if let Some(peer) = batch.peer(to[k])
+                            && let Err(e) = sock.send_to(&replies[k], peer).await
+                        {
+                            tracing::debug!(%peer, error = %e, "UDP send failed");
+                        }
+                    }
+                    break;
+                }
+                Err(e) => {
+                    // one bad destination must not lose the rest
+                    tracing::debug!(error = %e, "UDP send failed");
+                    sent += 1;
+                }
+            }
+        }
+    }
+}
+
+/// One datagram per system call where `recvmmsg` is not available.
+#[cfg(not(target_os = "linux"))]
 async fn udp_loop(resolver: Arc<Resolver>, sock: Arc<UdpSocket>) {
     let mut buf = vec![0u8; 65535];
     let mut out = Vec::with_capacity(4096);
@@ -109,7 +178,6 @@ async fn udp_loop(resolver: Arc<Resolver>, sock: Arc<UdpSocket>) {
         let (n, peer) = match sock.recv_from(&mut buf).await {
             Ok(x) => x,
             Err(e) => {
-                // e.g. ICMP errors surfacing on the socket: keep serving
                 tracing::debug!(error = %e, "UDP receive error");
                 continue;
             }
@@ -121,20 +189,28 @@ async fn udp_loop(resolver: Arc<Resolver>, sock: Arc<UdpSocket>) {
                 }
             }
             Outcome::Drop => {}
-            Outcome::Forward(p) => {
-                let resolver = resolver.clone();
-                let sock = sock.clone();
-                tokio::spawn(async move {
-                    let mut out = Vec::new();
-                    if resolver.complete(p, true, &mut out).await
-                        && let Err(e) = sock.send_to(&out, peer).await
-                    {
-                        tracing::debug!(%peer, error = %e, "UDP send failed");
-                    }
-                });
-            }
+            Outcome::Forward(p) => forward(&resolver, &sock, p, peer),
         }
     }
+}
+
+/// Completes a query upstream in its own task and answers it from there.
+fn forward(
+    resolver: &Arc<Resolver>,
+    sock: &Arc<UdpSocket>,
+    p: Box<crate::resolver::Pending>,
+    peer: SocketAddr,
+) {
+    let resolver = resolver.clone();
+    let sock = sock.clone();
+    tokio::spawn(async move {
+        let mut out = Vec::new();
+        if resolver.complete(p, true, &mut out).await
+            && let Err(e) = sock.send_to(&out, peer).await
+        {
+            tracing::debug!(%peer, error = %e, "UDP send failed");
+        }
+    });
 }
 
 async fn tcp_accept(resolver: Arc<Resolver>, listener: TcpListener, slots: Arc<Semaphore>) {
