@@ -168,12 +168,31 @@ pub struct TenantConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// Days raw query events are kept.
+    pub events_retention_days: u32,
+    /// Days hourly aggregates are kept.
+    pub aggregates_retention_days: u32,
+    /// Longest time an event waits in memory before it is written.
+    pub flush_interval_ms: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
+        let r = parapet_store::Retention::default();
         Self {
             path: DEFAULT_STORE_PATH.into(),
+            events_retention_days: r.events_days,
+            aggregates_retention_days: r.aggregates_days,
+            flush_interval_ms: 1000,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn retention(&self) -> parapet_store::Retention {
+        parapet_store::Retention {
+            events_days: self.events_retention_days,
+            aggregates_days: self.aggregates_retention_days,
         }
     }
 }
@@ -365,22 +384,80 @@ impl Config {
         resolv_conf_nameservers(&text)
     }
 
-    /// The pseudonymisation key: environment, then config, else a random
-    /// key for this run (pseudonyms then change at every restart).
-    pub fn pseudonym_key(&self) -> (Vec<u8>, &'static str) {
+    /// Where the pseudonymisation key comes from, without reading or
+    /// creating it (for `parapet privacy`).
+    pub fn pseudonym_key_source(&self) -> String {
+        if std::env::var(ENV_PSEUDONYM_KEY).is_ok_and(|k| !k.is_empty()) {
+            return format!("environment variable {ENV_PSEUDONYM_KEY}");
+        }
+        if self.privacy.pseudonym_key.is_some() {
+            return "config [privacy] pseudonym_key".into();
+        }
+        let path = self.resolve(&self.store.path).join("pseudonym.key");
+        if path.exists() {
+            format!("key file {}", path.display())
+        } else {
+            format!(
+                "key file {} (generated at the first `parapet serve`)",
+                path.display()
+            )
+        }
+    }
+
+    /// The pseudonymisation key and where it came from: the environment,
+    /// then the config, else a random key generated once and kept in the
+    /// store folder (`pseudonym.key`, mode 0600) so that pseudonyms stay
+    /// stable across restarts.
+    pub fn pseudonym_key(&self) -> anyhow::Result<(Vec<u8>, String)> {
         if let Ok(k) = std::env::var(ENV_PSEUDONYM_KEY)
             && !k.is_empty()
         {
-            return (k.into_bytes(), "environment variable PARAPET_PSEUDONYM_KEY");
+            return Ok((
+                k.into_bytes(),
+                format!("environment variable {ENV_PSEUDONYM_KEY}"),
+            ));
         }
         if let Some(k) = &self.privacy.pseudonym_key {
-            return (k.clone().into_bytes(), "config [privacy] pseudonym_key");
+            return Ok((
+                k.clone().into_bytes(),
+                "config [privacy] pseudonym_key".into(),
+            ));
         }
+        let dir = self.resolve(&self.store.path);
+        let path = dir.join("pseudonym.key");
+        match std::fs::read_to_string(&path) {
+            Ok(k) if !k.trim().is_empty() => {
+                return Ok((
+                    k.trim().as_bytes().to_vec(),
+                    format!("key file {}", path.display()),
+                ));
+            }
+            Ok(_) => anyhow::bail!(
+                "{} is empty: delete it or set {ENV_PSEUDONYM_KEY}",
+                path.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+        }
+        std::fs::create_dir_all(&dir)?;
         let k: [u8; 32] = rand::random();
-        (
-            hex::encode(k).into_bytes(),
-            "random key generated at start (pseudonyms change on restart)",
-        )
+        let key = hex::encode(k);
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+            writeln!(f, "{key}")?;
+            f.sync_all()?;
+        }
+        Ok((
+            key.into_bytes(),
+            format!("key file {} (generated)", path.display()),
+        ))
     }
 }
 

@@ -5,6 +5,7 @@
 mod config;
 mod feeds_cmd;
 mod loader;
+mod privacy;
 mod serve;
 
 use std::path::PathBuf;
@@ -33,6 +34,13 @@ enum Command {
     /// watched for changes.
     Serve {
         /// The TOML configuration file.
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// What is stored about DNS queries, for how long, and how clients are
+    /// pseudonymised.
+    Privacy {
+        /// The TOML configuration file (defaults apply without one).
         #[arg(long, short, env = "PARAPET_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -88,6 +96,7 @@ fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Serve { config } => serve::run(config.as_deref()),
+        Command::Privacy { config } => privacy::run(config.as_deref()),
         Command::Feeds {
             command: FeedsCommand::Check { file, format },
         } => feeds_cmd::check(&file, format.as_deref()),

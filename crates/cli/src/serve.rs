@@ -4,12 +4,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use parapet_core::event::QueryEvent;
+use parapet_core::event::{PrivateEvent, QueryEvent};
 use parapet_core::pseudonym::Pseudonymiser;
 use parapet_dns::{CacheConfig, Metrics, Resolver, Settings};
+use parapet_store::{Retention, SqliteStore, Store};
 
 use crate::BadInput;
 use crate::config::Config;
@@ -50,10 +52,19 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         udp_sockets_per_listener: threads,
     };
 
-    let (key, key_source) = config.pseudonym_key();
+    let (key, key_source) = config.pseudonym_key()?;
     let pseudonymiser =
         Pseudonymiser::new(&key).map_err(|e| BadInput(format!("{key_source}: {e}")))?;
     tracing::info!("client pseudonyms: HMAC-SHA256 truncated to 64 bits, key from {key_source}");
+    let store_dir = config.resolve(&config.store.path);
+    let store = SqliteStore::open(&store_dir).context("cannot open the store")?;
+    tracing::info!("store: {}", store.path().display());
+    let writer = EventWriter {
+        store,
+        pseudonymiser,
+        flush_every: Duration::from_millis(config.store.flush_interval_ms.max(1)),
+        retention: config.store.retention(),
+    };
 
     let metrics = Arc::new(Metrics::default());
     let mut loader = Loader::new(config.clone(), metrics.clone());
@@ -72,9 +83,13 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
     tracing::info!(?upstreams, "forwarding to upstreams");
 
-    std::thread::Builder::new()
-        .name("parapet-events".into())
-        .spawn(move || consume_events(events_rx, pseudonymiser))?;
+    let stop_writer = Arc::new(AtomicBool::new(false));
+    let writer_thread = {
+        let stop = stop_writer.clone();
+        std::thread::Builder::new()
+            .name("parapet-events".into())
+            .spawn(move || writer.run(events_rx, &stop))?
+    };
 
     let (trigger_tx, trigger_rx) = crossbeam_channel::unbounded();
     {
@@ -121,44 +136,83 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     rt.shutdown_timeout(Duration::from_secs(1));
+    // the last events of the run go to the store before exit
+    stop_writer.store(true, Ordering::Relaxed);
+    let _ = writer_thread.join();
     Ok(ExitCode::SUCCESS)
 }
 
-/// Drains query events: pseudonymises the client first, then hands each
-/// event on. Storage and detection attach here (see ARCHITECTURE.md); until
-/// then events are only traced at debug level.
+/// Drains query events into the store: pseudonymises each client first,
+/// writes a batch at most every `flush_every` (so a crash loses at most that
+/// much), and runs the retention job at start and every hour.
 ///
-/// The consumer drains the queue on a timer rather than blocking on it: a
-/// receiver blocked in `recv` makes every send a futex wake-up (a syscall
-/// and a context switch on the resolver's hot path), a polling one never.
-fn consume_events(rx: crossbeam_channel::Receiver<QueryEvent>, p: Pseudonymiser) {
-    loop {
-        std::thread::sleep(EVENT_POLL);
+/// It drains the queue on a timer rather than blocking on it: a receiver
+/// blocked in `recv` makes every send a futex wake-up (a syscall and a
+/// context switch on the resolver's hot path), a polling one never.
+struct EventWriter {
+    store: SqliteStore,
+    pseudonymiser: Pseudonymiser,
+    flush_every: Duration,
+    retention: Retention,
+}
+
+/// How often the queue is drained; with the default queue of 16384 events
+/// this absorbs 800k queries per second.
+const EVENT_POLL: Duration = Duration::from_millis(20);
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+const MAX_BATCH: usize = 20_000;
+
+impl EventWriter {
+    fn run(mut self, rx: crossbeam_channel::Receiver<QueryEvent>, stop: &AtomicBool) {
+        let mut batch: Vec<PrivateEvent> = Vec::with_capacity(4096);
+        let mut last_flush = Instant::now();
+        let mut last_purge: Option<Instant> = None;
         loop {
-            match rx.try_recv() {
-                Ok(ev) => handle_event(ev, &p),
-                Err(crossbeam_channel::TryRecvError::Empty) => break,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => return,
+            if last_purge.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
+                match self.store.purge(SystemTime::now(), self.retention) {
+                    Ok(p) => tracing::info!(
+                        events = p.events,
+                        aggregates = p.aggregates,
+                        "retention: deleted old rows"
+                    ),
+                    Err(e) => tracing::error!("retention job failed: {e}"),
+                }
+                last_purge = Some(Instant::now());
+            }
+            std::thread::sleep(EVENT_POLL);
+            let mut closed = stop.load(Ordering::Relaxed);
+            loop {
+                match rx.try_recv() {
+                    Ok(ev) => {
+                        batch.push(ev.into_private(&self.pseudonymiser));
+                        if batch.len() >= MAX_BATCH {
+                            self.flush(&mut batch);
+                        }
+                    }
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            if closed || last_flush.elapsed() >= self.flush_every {
+                self.flush(&mut batch);
+                last_flush = Instant::now();
+            }
+            if closed {
+                return;
             }
         }
     }
-}
 
-/// How often the event consumer drains the queue; with the default queue of
-/// 16384 events this absorbs 800k queries per second.
-const EVENT_POLL: Duration = Duration::from_millis(20);
-
-fn handle_event(ev: QueryEvent, p: &Pseudonymiser) {
-    let ev = ev.into_private(p);
-    tracing::debug!(
-        target: "parapet::query",
-        tenant = %ev.tenant,
-        client = %ev.client,
-        qname = %ev.qname,
-        qtype = ev.qtype,
-        rcode = ev.rcode,
-        action = ev.action.as_str(),
-        feed = ev.feed.as_deref().unwrap_or("-"),
-        "query"
-    );
+    fn flush(&mut self, batch: &mut Vec<PrivateEvent>) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.insert_events(batch) {
+            tracing::error!(events = batch.len(), "could not store query events: {e}");
+        }
+        batch.clear();
+    }
 }

@@ -125,6 +125,9 @@ async fn udp_loop(resolver: Arc<Resolver>, sock: Arc<UdpSocket>) {
                 continue;
             }
         };
+        // a busy socket is always readable: give the worker back to other
+        // tasks (signals, the web endpoint, upstream completions) regularly
+        tokio::task::consume_budget().await;
         let mut ready = 0;
         for i in 0..n {
             let (Some(packet), Some(peer)) = (batch.packet(i), batch.peer(i)) else {

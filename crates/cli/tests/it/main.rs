@@ -8,4 +8,5 @@ mod garbage;
 mod reload;
 mod resolver;
 mod rpz_diff;
+mod store;
 mod tenants;

@@ -1,0 +1,49 @@
+//! `parapet privacy`: exactly what is stored about DNS queries, for how
+//! long, and how clients are pseudonymised — read from the same constants
+//! the store writes with, so the statement cannot drift from the schema.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use parapet_store::{AGGREGATE_FIELDS, EVENT_FIELDS};
+
+use crate::BadInput;
+use crate::config::Config;
+
+pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = match config_path {
+        Some(p) => Config::load(p).map_err(|e| BadInput(format!("{e:#}")))?,
+        None => Config::embedded(),
+    };
+    let r = config.store.retention();
+    let store = config.resolve(&config.store.path);
+    println!(
+        "Parapet stores, for each DNS query (kept {} days):",
+        r.events_days
+    );
+    for (name, what) in EVENT_FIELDS {
+        println!("  {name:<8} {what}");
+    }
+    println!();
+    println!("and hourly totals (kept {} days):", r.aggregates_days);
+    for (name, what) in AGGREGATE_FIELDS {
+        println!("  {name:<8} {what}");
+    }
+    println!();
+    println!("Nothing else: no client IP address, port or query ID, no answer records,");
+    println!("no other part of the packet. The client address is replaced by its");
+    println!("pseudonym in memory, before an event is written anywhere.");
+    println!();
+    println!("Pseudonymisation: HMAC-SHA256 of the client address under the operator's key,");
+    println!("first 64 bits, hex. The same client gets the same pseudonym while the key is");
+    println!("unchanged; without the key the address cannot be recovered from it.");
+    println!("Key: {}", config.pseudonym_key_source());
+    println!();
+    println!(
+        "Store: {} (SQLite, WAL); events are written at least every {} ms.",
+        store.display(),
+        config.store.flush_interval_ms
+    );
+    println!("Retention is enforced at start and every hour.");
+    Ok(ExitCode::SUCCESS)
+}
