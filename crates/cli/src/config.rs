@@ -41,6 +41,8 @@ pub struct Config {
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
+    pub detect: DetectSection,
+    #[serde(default)]
     pub web: WebConfig,
     #[serde(default)]
     pub privacy: PrivacyConfig,
@@ -197,6 +199,35 @@ impl StoreConfig {
     }
 }
 
+/// `[detect]`: thresholds of the detection rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectSection {
+    /// Days a tenant's traffic is learnt before `new_domain` fires.
+    pub learning_days: u32,
+    /// Distinct names under one domain in the window that make a `tunnel`.
+    pub tunnel_unique_names: usize,
+    /// TXT/NULL queries for one domain in the window that make a `tunnel`.
+    pub tunnel_txt_queries: u32,
+    /// The window of the volume rules, in seconds.
+    pub window_secs: u64,
+    /// Regular queries before a `beacon` is reported.
+    pub beacon_queries: usize,
+}
+
+impl Default for DetectSection {
+    fn default() -> Self {
+        let d = parapet_detect::rules::DetectConfig::default();
+        Self {
+            learning_days: (d.learning_period.as_secs() / 86_400) as u32,
+            tunnel_unique_names: d.tunnel_unique_names,
+            tunnel_txt_queries: d.tunnel_txt_queries,
+            window_secs: d.window.as_secs(),
+            beacon_queries: d.beacon_queries,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
@@ -240,6 +271,7 @@ impl Config {
             feeds: Vec::new(),
             tenants: Vec::new(),
             store: StoreConfig::default(),
+            detect: DetectSection::default(),
             web: WebConfig::default(),
             privacy: PrivacyConfig::default(),
             base: PathBuf::from("."),
@@ -382,6 +414,19 @@ impl Config {
         }
         let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         resolv_conf_nameservers(&text)
+    }
+
+    /// The detection rules' thresholds.
+    pub fn detect_config(&self) -> parapet_detect::rules::DetectConfig {
+        let d = &self.detect;
+        parapet_detect::rules::DetectConfig {
+            learning_period: std::time::Duration::from_secs(u64::from(d.learning_days) * 86_400),
+            tunnel_unique_names: d.tunnel_unique_names.max(2),
+            tunnel_txt_queries: d.tunnel_txt_queries.max(1),
+            window: std::time::Duration::from_secs(d.window_secs.max(1)),
+            beacon_queries: d.beacon_queries.max(3),
+            ..parapet_detect::rules::DetectConfig::default()
+        }
     }
 
     /// Where the pseudonymisation key comes from, without reading or

@@ -2,6 +2,7 @@
 //! wires the crates together and maps errors to exit codes (0 success,
 //! 1 findings or failure to act on, 2 bad usage or bad input).
 
+mod alerts_cmd;
 mod config;
 mod feeds_cmd;
 mod loader;
@@ -44,6 +45,11 @@ enum Command {
         #[arg(long, short, env = "PARAPET_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Alerts raised by detection: list them, move them through the workflow.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
     /// Threat feeds.
     Feeds {
         #[command(subcommand)]
@@ -67,6 +73,49 @@ enum FeedsCommand {
         /// rpz, names containing "hosts": hosts, otherwise domains).
         #[arg(long, value_parser = ["rpz", "hosts", "domains"])]
         format: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlertsCommand {
+    /// List alerts, most recently seen first.
+    List {
+        /// The TOML configuration file (for the store's location).
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+        /// Only this tenant's alerts.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only alerts in this state.
+        #[arg(long, value_parser = ["new", "investigating", "resolved", "false_positive"])]
+        status: Option<String>,
+        /// Only this rule (feed.block, feed.monitor, dga, tunnel, beacon, new_domain).
+        #[arg(long)]
+        rule: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Output format.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+    /// Move an alert through the workflow: new → investigating → resolved |
+    /// false_positive (closed alerts can be reopened as investigating).
+    Set {
+        /// The TOML configuration file (for the store's location).
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+        /// The alert's id.
+        id: i64,
+        /// The new status.
+        #[arg(value_parser = ["investigating", "resolved", "false_positive"])]
+        status: String,
+        /// Why (kept in the alert's history).
+        #[arg(long)]
+        note: String,
+        /// Who (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -97,6 +146,36 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve::run(config.as_deref()),
         Command::Privacy { config } => privacy::run(config.as_deref()),
+        Command::Alerts {
+            command:
+                AlertsCommand::List {
+                    config,
+                    tenant,
+                    status,
+                    rule,
+                    limit,
+                    format,
+                },
+        } => alerts_cmd::list(
+            config.as_deref(),
+            alerts_cmd::ListArgs {
+                tenant,
+                status: status.as_deref(),
+                rule,
+                limit,
+                json: format == "json",
+            },
+        ),
+        Command::Alerts {
+            command:
+                AlertsCommand::Set {
+                    config,
+                    id,
+                    status,
+                    note,
+                    by,
+                },
+        } => alerts_cmd::set(config.as_deref(), id, &status, &note, by),
         Command::Feeds {
             command: FeedsCommand::Check { file, format },
         } => feeds_cmd::check(&file, format.as_deref()),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use parapet_core::event::{PrivateEvent, QueryEvent};
 use parapet_core::pseudonym::Pseudonymiser;
+use parapet_detect::rules::{Detector, Observed};
 use parapet_dns::{CacheConfig, Metrics, Resolver, Settings};
 use parapet_store::{Retention, SqliteStore, Store};
 
@@ -59,8 +60,18 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let store_dir = config.resolve(&config.store.path);
     let store = SqliteStore::open(&store_dir).context("cannot open the store")?;
     tracing::info!("store: {}", store.path().display());
+    let mut detector = Detector::new(config.detect_config());
+    let mut store = store;
+    for seen in store
+        .load_seen()
+        .context("cannot read what detection has learnt")?
+    {
+        let since = std::time::UNIX_EPOCH + Duration::from_millis(seen.since.max(0) as u64);
+        detector.load_seen(Arc::from(seen.tenant.as_str()), since, seen.domains);
+    }
     let writer = EventWriter {
         store,
+        detector,
         pseudonymiser,
         flush_every: Duration::from_millis(config.store.flush_interval_ms.max(1)),
         retention: config.store.retention(),
@@ -151,6 +162,7 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
 /// context switch on the resolver's hot path), a polling one never.
 struct EventWriter {
     store: SqliteStore,
+    detector: Detector,
     pseudonymiser: Pseudonymiser,
     flush_every: Duration,
     retention: Retention,
@@ -213,6 +225,38 @@ impl EventWriter {
         if let Err(e) = self.store.insert_events(batch) {
             tracing::error!(events = batch.len(), "could not store query events: {e}");
         }
+        let mut seen = Observed::default();
+        for ev in batch.iter() {
+            self.detector.observe(ev, &mut seen);
+        }
         batch.clear();
+        if let Err(e) = self
+            .store
+            .save_seen(&seen.learning_started, &seen.new_domains)
+        {
+            tracing::error!("could not store the domains detection has seen: {e}");
+        }
+        if seen.signals.is_empty() {
+            return;
+        }
+        match self.store.record_signals(&seen.signals) {
+            Ok(touched) => {
+                for (id, _) in touched.iter().filter(|(_, created)| *created) {
+                    if let Ok(a) = self.store.alert(*id) {
+                        tracing::warn!(
+                            target: "parapet::alert",
+                            id = a.id,
+                            tenant = %a.tenant,
+                            rule = %a.rule,
+                            domain = %a.domain,
+                            severity = %a.severity,
+                            "new alert: {}",
+                            a.reason
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::error!(signals = seen.signals.len(), "could not store alerts: {e}"),
+        }
     }
 }

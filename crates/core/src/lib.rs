@@ -7,6 +7,7 @@
 //! function of its inputs, so the resolver's hot path and every other crate
 //! can share it.
 
+pub mod alert;
 pub mod event;
 pub mod name;
 pub mod policy;

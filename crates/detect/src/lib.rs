@@ -6,4 +6,6 @@
 //! of sockets or storage: the resolver's crate compiles the rules, the binary
 //! decides when to load them.
 
+pub mod dga;
 pub mod feed;
+pub mod rules;

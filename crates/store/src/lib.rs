@@ -11,6 +11,7 @@ mod sqlite;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use parapet_core::alert::{AlertStatus, Severity, Signal};
 use parapet_core::event::PrivateEvent;
 
 pub use sqlite::SqliteStore;
@@ -74,8 +75,83 @@ pub struct Purged {
     pub aggregates: u64,
 }
 
+/// An alert: the signals of one rule about one registrable domain for one
+/// tenant, folded together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub id: i64,
+    pub tenant: String,
+    pub rule: String,
+    pub domain: String,
+    pub severity: Severity,
+    pub status: AlertStatus,
+    /// Unix milliseconds.
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub count: u64,
+    /// Distinct (pseudonymised) clients.
+    pub clients: u64,
+    pub feeds: Vec<String>,
+    /// The latest reason the rule gave.
+    pub reason: String,
+    /// Up to [`EVIDENCE_SAMPLES`] sample queries.
+    pub evidence: Vec<String>,
+    pub history: Vec<StatusChange>,
+}
+
+/// Sample queries kept per alert.
+pub const EVIDENCE_SAMPLES: usize = 5;
+
+/// One step of an alert's workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    /// Unix milliseconds.
+    pub time: i64,
+    pub from: AlertStatus,
+    pub to: AlertStatus,
+    pub by: String,
+    pub note: String,
+}
+
+/// Which alerts to list.
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    pub tenant: Option<String>,
+    pub status: Option<AlertStatus>,
+    pub rule: Option<String>,
+    /// Only alerts last seen at or after this (unix milliseconds).
+    pub since: Option<i64>,
+    pub limit: Option<usize>,
+}
+
+/// What the detector must remember across restarts, per tenant: since when
+/// it has been learning, and the registrable domains it has seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeenDomains {
+    pub tenant: String,
+    /// Unix milliseconds.
+    pub since: i64,
+    pub domains: Vec<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("no alert with id {0}")]
+    NoSuchAlert(i64),
+    #[error(
+        "alert {id} is {from}: it cannot become {to} (new → investigating → resolved | false_positive; closed alerts reopen as investigating)"
+    )]
+    BadTransition {
+        id: i64,
+        from: AlertStatus,
+        to: AlertStatus,
+    },
+    #[error("database {path}: stored value `{value}` is not valid for {field}")]
+    Corrupt {
+        path: String,
+        field: &'static str,
+        value: String,
+    },
     #[error("database {path}: {source}")]
     Sqlite {
         path: String,
@@ -113,6 +189,38 @@ pub trait Store: Send {
 
     /// The schema version in force.
     fn schema_version(&mut self) -> Result<u32, StoreError>;
+
+    /// Folds detection signals into alerts (one per tenant, rule and
+    /// domain). A resolved alert that fires again becomes `new` again; a
+    /// false positive stays closed and only counts. Returns the alerts
+    /// touched, with the ones created first seen in this call marked.
+    fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError>;
+
+    /// Alerts matching `filter`, most recently seen first.
+    fn list_alerts(&mut self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError>;
+
+    /// One alert with its history.
+    fn alert(&mut self, id: i64) -> Result<Alert, StoreError>;
+
+    /// Moves an alert through the workflow, recording who, when and why.
+    fn set_alert_status(
+        &mut self,
+        id: i64,
+        to: AlertStatus,
+        by: &str,
+        note: &str,
+        now: SystemTime,
+    ) -> Result<Alert, StoreError>;
+
+    /// What the detector learnt before, per tenant.
+    fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError>;
+
+    /// Remembers tenants' learning starts and newly seen domains.
+    fn save_seen(
+        &mut self,
+        learning_started: &[(std::sync::Arc<str>, SystemTime)],
+        domains: &[(std::sync::Arc<str>, String, SystemTime)],
+    ) -> Result<(), StoreError>;
 }
 
 /// Milliseconds since the Unix epoch (0 before it).

@@ -12,16 +12,25 @@ use parapet_core::event::{PrivateEvent, RCODE_NO_RESPONSE};
 use parapet_core::name::write_key_as_text;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Purged, Retention, Store, StoreError, cutoff, unix_millis};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use parapet_core::alert::{AlertStatus, Severity, Signal};
+
+use crate::{
+    Alert, AlertFilter, EVIDENCE_SAMPLES, Purged, Retention, SeenDomains, StatusChange, Store,
+    StoreError, cutoff, unix_millis,
+};
 
 /// The file inside the store folder.
 pub const DB_FILE: &str = "parapet.sqlite";
 
 /// Versioned schema steps, applied in order, each in its own transaction.
 /// Never edit a released step: add a new one.
-const MIGRATIONS: &[(u32, &str)] = &[(
-    1,
-    "CREATE TABLE query_events (
+const MIGRATIONS: &[(u32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE query_events (
         id     INTEGER PRIMARY KEY,
         time   INTEGER NOT NULL,  -- unix milliseconds
         tenant TEXT    NOT NULL,
@@ -43,7 +52,52 @@ const MIGRATIONS: &[(u32, &str)] = &[(
         PRIMARY KEY (tenant, qname, hour, action)
     ) WITHOUT ROWID;
     CREATE INDEX query_hourly_hour ON query_hourly (hour);",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE alerts (
+        id         INTEGER PRIMARY KEY,
+        tenant     TEXT    NOT NULL,
+        rule       TEXT    NOT NULL,
+        domain     TEXT    NOT NULL,
+        severity   TEXT    NOT NULL,
+        status     TEXT    NOT NULL DEFAULT 'new',
+        first_seen INTEGER NOT NULL, -- unix milliseconds
+        last_seen  INTEGER NOT NULL,
+        count      INTEGER NOT NULL,
+        feeds      TEXT    NOT NULL DEFAULT '', -- comma-separated
+        reason     TEXT    NOT NULL,
+        evidence   TEXT    NOT NULL DEFAULT '', -- sample queries, one per line
+        UNIQUE (tenant, rule, domain)
+    );
+    CREATE INDEX alerts_last_seen ON alerts (last_seen);
+    CREATE TABLE alert_clients (
+        alert_id INTEGER NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        client   BLOB    NOT NULL, -- pseudonym
+        PRIMARY KEY (alert_id, client)
+    ) WITHOUT ROWID;
+    CREATE TABLE alert_history (
+        id          INTEGER PRIMARY KEY,
+        alert_id    INTEGER NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        time        INTEGER NOT NULL,
+        from_status TEXT    NOT NULL,
+        to_status   TEXT    NOT NULL,
+        by          TEXT    NOT NULL,
+        note        TEXT    NOT NULL
+    );
+    CREATE INDEX alert_history_alert ON alert_history (alert_id);
+    CREATE TABLE tenant_learning (
+        tenant TEXT PRIMARY KEY,
+        since  INTEGER NOT NULL -- unix milliseconds
+    );
+    CREATE TABLE tenant_domains (
+        tenant     TEXT    NOT NULL,
+        domain     TEXT    NOT NULL,
+        first_seen INTEGER NOT NULL,
+        PRIMARY KEY (tenant, domain)
+    ) WITHOUT ROWID;",
+    ),
+];
 
 pub struct SqliteStore {
     conn: Connection,
@@ -91,6 +145,14 @@ impl SqliteStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn parse_status(&self, s: &str) -> Result<AlertStatus, StoreError> {
+        AlertStatus::from_str(s).map_err(|_| StoreError::Corrupt {
+            path: self.path.display().to_string(),
+            field: "alert status",
+            value: s.to_string(),
+        })
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
@@ -245,6 +307,342 @@ impl Store for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
+    fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError> {
+        let path = self.path.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut touched: Vec<(i64, bool)> = Vec::new();
+        let tx = self.conn.transaction().map_err(err)?;
+        for sig in signals {
+            let t = unix_millis(sig.time);
+            let existing: Option<(i64, String, String, String, String)> = tx
+                .query_row(
+                    "SELECT id, status, feeds, evidence, severity FROM alerts WHERE tenant = ?1 AND rule = ?2 AND domain = ?3",
+                    params![&*sig.tenant, sig.rule, sig.domain],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()
+                .map_err(err)?;
+            let id = match existing {
+                None => {
+                    tx.execute(
+                        "INSERT INTO alerts (tenant, rule, domain, severity, first_seen, last_seen, count, feeds, reason, evidence)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6, ?7, ?8)",
+                        params![
+                            &*sig.tenant,
+                            sig.rule,
+                            sig.domain,
+                            sig.severity.as_str(),
+                            t,
+                            sig.feed.as_deref().unwrap_or(""),
+                            sig.reason,
+                            sig.evidence
+                        ],
+                    )
+                    .map_err(err)?;
+                    let id = tx.last_insert_rowid();
+                    touched.push((id, true));
+                    id
+                }
+                Some((id, status, feeds, evidence, severity)) => {
+                    let mut feeds: Vec<&str> = feeds.split(',').filter(|f| !f.is_empty()).collect();
+                    if let Some(f) = sig.feed.as_deref()
+                        && !feeds.contains(&f)
+                    {
+                        feeds.push(f);
+                    }
+                    let mut samples: Vec<&str> = evidence.lines().collect();
+                    if samples.len() < EVIDENCE_SAMPLES && !samples.contains(&sig.evidence.as_str())
+                    {
+                        samples.push(&sig.evidence);
+                    }
+                    let severity = Severity::from_str(&severity)
+                        .unwrap_or(sig.severity)
+                        .max(sig.severity);
+                    tx.execute(
+                        "UPDATE alerts SET count = count + 1, last_seen = MAX(last_seen, ?2), first_seen = MIN(first_seen, ?2),
+                         feeds = ?3, evidence = ?4, reason = ?5, severity = ?6 WHERE id = ?1",
+                        params![id, t, feeds.join(","), samples.join("\n"), sig.reason, severity.as_str()],
+                    )
+                    .map_err(err)?;
+                    if status == AlertStatus::Resolved.as_str() {
+                        tx.execute(
+                            "UPDATE alerts SET status = 'new' WHERE id = ?1",
+                            params![id],
+                        )
+                        .map_err(err)?;
+                        tx.execute(
+                            "INSERT INTO alert_history (alert_id, time, from_status, to_status, by, note)
+                             VALUES (?1, ?2, 'resolved', 'new', 'parapet', 'fired again after it was resolved')",
+                            params![id, t],
+                        )
+                        .map_err(err)?;
+                    }
+                    if !touched.iter().any(|&(i, _)| i == id) {
+                        touched.push((id, false));
+                    }
+                    id
+                }
+            };
+            tx.execute(
+                "INSERT OR IGNORE INTO alert_clients (alert_id, client) VALUES (?1, ?2)",
+                params![id, &sig.client.0[..]],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(touched)
+    }
+
+    fn list_alerts(&mut self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
+        let ids: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT id FROM alerts
+                     WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR status = ?2)
+                       AND (?3 IS NULL OR rule = ?3) AND (?4 IS NULL OR last_seen >= ?4)
+                     ORDER BY last_seen DESC, id DESC LIMIT ?5",
+                )
+                .map_err(|e| self.err(e))?;
+            let limit = filter.limit.map_or(-1, |l| l as i64);
+            stmt.query_map(
+                params![
+                    filter.tenant,
+                    filter.status.map(AlertStatus::as_str),
+                    filter.rule,
+                    filter.since,
+                    limit
+                ],
+                |r| r.get(0),
+            )
+            .and_then(|rows| rows.collect::<Result<_, _>>())
+            .map_err(|e| StoreError::Sqlite {
+                path: self.path.display().to_string(),
+                source: e,
+            })?
+        };
+        ids.into_iter().map(|id| self.alert(id)).collect()
+    }
+
+    fn alert(&mut self, id: i64) -> Result<Alert, StoreError> {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            i64,
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            i64,
+        );
+        let row: Option<Row> = self
+            .conn
+            .query_row(
+                "SELECT tenant, rule, domain, severity, status, first_seen, last_seen, count, feeds, reason, evidence,
+                        (SELECT COUNT(*) FROM alert_clients WHERE alert_id = alerts.id)
+                 FROM alerts WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                        r.get(10)?,
+                        r.get(11)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((
+            tenant,
+            rule,
+            domain,
+            severity,
+            status,
+            first_seen,
+            last_seen,
+            count,
+            feeds,
+            reason,
+            evidence,
+            clients,
+        )) = row
+        else {
+            return Err(StoreError::NoSuchAlert(id));
+        };
+        let history = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT time, from_status, to_status, by, note FROM alert_history WHERE alert_id = ?1 ORDER BY id",
+                )
+                .map_err(|e| self.err(e))?;
+            let rows: Vec<(i64, String, String, String, String)> = stmt
+                .query_map(params![id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .and_then(|rows| rows.collect::<Result<_, _>>())
+                .map_err(|e| StoreError::Sqlite {
+                    path: self.path.display().to_string(),
+                    source: e,
+                })?;
+            rows.into_iter()
+                .map(|(time, from, to, by, note)| {
+                    Ok(StatusChange {
+                        time,
+                        from: self.parse_status(&from)?,
+                        to: self.parse_status(&to)?,
+                        by,
+                        note,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?
+        };
+        Ok(Alert {
+            id,
+            tenant,
+            rule,
+            domain,
+            severity: Severity::from_str(&severity).map_err(|_| StoreError::Corrupt {
+                path: self.path.display().to_string(),
+                field: "alerts.severity",
+                value: severity.clone(),
+            })?,
+            status: self.parse_status(&status)?,
+            first_seen,
+            last_seen,
+            count: count as u64,
+            clients: clients as u64,
+            feeds: feeds
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(String::from)
+                .collect(),
+            reason,
+            evidence: evidence.lines().map(String::from).collect(),
+            history,
+        })
+    }
+
+    fn set_alert_status(
+        &mut self,
+        id: i64,
+        to: AlertStatus,
+        by: &str,
+        note: &str,
+        now: SystemTime,
+    ) -> Result<Alert, StoreError> {
+        let from = self.alert(id)?.status;
+        if !from.can_become(to) {
+            return Err(StoreError::BadTransition { id, from, to });
+        }
+        let path = self.path.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "UPDATE alerts SET status = ?2 WHERE id = ?1",
+            params![id, to.as_str()],
+        )
+        .map_err(err)?;
+        tx.execute(
+            "INSERT INTO alert_history (alert_id, time, from_status, to_status, by, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, unix_millis(now), from.as_str(), to.as_str(), by, note],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        self.alert(id)
+    }
+
+    fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError> {
+        let mut out: Vec<SeenDomains> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT tenant, since FROM tenant_learning ORDER BY tenant")
+                .map_err(|e| self.err(e))?;
+            stmt.query_map([], |r| {
+                Ok(SeenDomains {
+                    tenant: r.get(0)?,
+                    since: r.get(1)?,
+                    domains: Vec::new(),
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<_, _>>())
+            .map_err(|e| StoreError::Sqlite {
+                path: self.path.display().to_string(),
+                source: e,
+            })?
+        };
+        let mut stmt = self
+            .conn
+            .prepare("SELECT tenant, domain FROM tenant_domains ORDER BY tenant")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| StoreError::Sqlite {
+                path: self.path.display().to_string(),
+                source: e,
+            })?;
+        for row in rows {
+            let (tenant, domain) = row.map_err(|e| StoreError::Sqlite {
+                path: self.path.display().to_string(),
+                source: e,
+            })?;
+            if let Some(t) = out.iter_mut().find(|t| t.tenant == tenant) {
+                t.domains.push(domain);
+            }
+        }
+        Ok(out)
+    }
+
+    fn save_seen(
+        &mut self,
+        learning_started: &[(Arc<str>, SystemTime)],
+        domains: &[(Arc<str>, String, SystemTime)],
+    ) -> Result<(), StoreError> {
+        if learning_started.is_empty() && domains.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        for (tenant, since) in learning_started {
+            tx.execute(
+                "INSERT OR IGNORE INTO tenant_learning (tenant, since) VALUES (?1, ?2)",
+                params![&**tenant, unix_millis(*since)],
+            )
+            .map_err(err)?;
+        }
+        for (tenant, domain, first) in domains {
+            tx.execute(
+                "INSERT OR IGNORE INTO tenant_domains (tenant, domain, first_seen) VALUES (?1, ?2, ?3)",
+                params![&**tenant, domain, unix_millis(*first)],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
     fn schema_version(&mut self) -> Result<u32, StoreError> {
         self.conn
             .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
@@ -286,7 +684,7 @@ mod tests {
     fn events_and_hourly_aggregates() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SqliteStore::open(dir.path()).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 1);
+        assert_eq!(s.schema_version().unwrap(), 2);
         let batch = [
             event(7200, "www.example.org", EventAction::Resolved),
             event(7300, "www.example.org", EventAction::Resolved),
@@ -370,13 +768,140 @@ mod tests {
             .conn
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(steps, 1);
+        assert_eq!(steps, 2);
         s.conn
             .execute("INSERT INTO schema_migrations VALUES (999, 0)", [])
             .unwrap();
         drop(s);
         let e = SqliteStore::open(dir.path()).unwrap_err();
         assert!(matches!(e, StoreError::TooNew { found: 999, .. }), "{e}");
+    }
+
+    fn signal(
+        secs: u64,
+        rule: &'static str,
+        domain: &str,
+        client: u8,
+        feed: Option<&str>,
+    ) -> Signal {
+        Signal {
+            time: UNIX_EPOCH + Duration::from_secs(secs),
+            tenant: Arc::from("council-a"),
+            rule,
+            severity: Severity::High,
+            domain: domain.into(),
+            client: ClientPseudonym([client; 8]),
+            feed: feed.map(Arc::from),
+            reason: format!("{domain} is bad"),
+            evidence: format!("www.{domain} A blocked #{client}"),
+        }
+    }
+
+    #[test]
+    fn signals_fold_into_one_alert_per_tenant_rule_and_domain() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let touched = s
+            .record_signals(&[
+                signal(100, "feed.block", "evil.test", 1, Some("malware")),
+                signal(50, "feed.block", "evil.test", 2, Some("phishing")),
+                signal(200, "feed.block", "evil.test", 1, Some("malware")),
+                signal(150, "dga", "evil.test", 1, None),
+            ])
+            .unwrap();
+        assert_eq!(touched, [(1, true), (2, true)]);
+        let a = s.alert(1).unwrap();
+        assert_eq!(
+            (a.count, a.clients, a.first_seen, a.last_seen),
+            (3, 2, 50_000, 200_000)
+        );
+        assert_eq!(a.feeds, ["malware", "phishing"]);
+        assert_eq!(a.evidence.len(), 2);
+        assert_eq!(a.status, AlertStatus::New);
+        let all = s.list_alerts(&AlertFilter::default()).unwrap();
+        assert_eq!(all.iter().map(|a| a.id).collect::<Vec<_>>(), [1, 2]);
+        let dga = s
+            .list_alerts(&AlertFilter {
+                rule: Some("dga".into()),
+                ..AlertFilter::default()
+            })
+            .unwrap();
+        assert_eq!(dga.len(), 1);
+        assert!(
+            s.list_alerts(&AlertFilter {
+                tenant: Some("council-b".into()),
+                ..AlertFilter::default()
+            })
+            .unwrap()
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn status_workflow_with_who_when_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        s.record_signals(&[signal(100, "feed.block", "evil.test", 1, None)])
+            .unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(1000);
+        let a = s
+            .set_alert_status(1, AlertStatus::Investigating, "alice", "looking", now)
+            .unwrap();
+        assert_eq!(a.status, AlertStatus::Investigating);
+        let e = s
+            .set_alert_status(1, AlertStatus::New, "alice", "", now)
+            .unwrap_err();
+        assert!(matches!(e, StoreError::BadTransition { .. }), "{e}");
+        s.set_alert_status(1, AlertStatus::Resolved, "bob", "host reimaged", now)
+            .unwrap();
+        // it fires again: back to new, and the history says so
+        s.record_signals(&[signal(2000, "feed.block", "evil.test", 1, None)])
+            .unwrap();
+        let a = s.alert(1).unwrap();
+        assert_eq!(a.status, AlertStatus::New);
+        let steps: Vec<_> = a.history.iter().map(|h| (h.to, h.by.as_str())).collect();
+        assert_eq!(
+            steps,
+            [
+                (AlertStatus::Investigating, "alice"),
+                (AlertStatus::Resolved, "bob"),
+                (AlertStatus::New, "parapet")
+            ]
+        );
+        assert_eq!(a.history[1].note, "host reimaged");
+        // a false positive stays closed
+        s.set_alert_status(1, AlertStatus::FalsePositive, "bob", "test host", now)
+            .unwrap();
+        s.record_signals(&[signal(3000, "feed.block", "evil.test", 1, None)])
+            .unwrap();
+        assert_eq!(s.alert(1).unwrap().status, AlertStatus::FalsePositive);
+        assert!(matches!(s.alert(99), Err(StoreError::NoSuchAlert(99))));
+    }
+
+    #[test]
+    fn seen_domains_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let t: Arc<str> = Arc::from("council-a");
+        let at = UNIX_EPOCH + Duration::from_secs(10);
+        s.save_seen(
+            &[(t.clone(), at)],
+            &[
+                (t.clone(), "example.org".into(), at),
+                (t.clone(), "bbc.co.uk".into(), at),
+            ],
+        )
+        .unwrap();
+        s.save_seen(&[(t.clone(), UNIX_EPOCH + Duration::from_secs(99))], &[])
+            .unwrap();
+        drop(s);
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let seen = s.load_seen().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].since, 10_000);
+        let mut d = seen[0].domains.clone();
+        d.sort();
+        assert_eq!(d, ["bbc.co.uk", "example.org"]);
     }
 
     #[test]

@@ -99,3 +99,94 @@ fn every_query_is_stored_pseudonymised() {
         }
     }
 }
+
+/// A blocked query from a tenant's clients becomes one aggregated alert for
+/// that tenant, visible and workable from the CLI.
+#[test]
+fn blocked_queries_become_one_alert_per_tenant() {
+    let nsd = shared_nsd();
+    let p = Parapet::start(
+        &format!("upstreams = [\"{nsd}\"]"),
+        "[[feeds]]\nname = \"listed\"\npath = \"listed.txt\"\nformat = \"domains\"\n\
+         [[tenants]]\nname = \"council-a\"\nnetworks = [\"127.0.0.2/31\"]\n\
+         [store]\npath = \"data\"\nflush_interval_ms = 100\n",
+        &[("listed.txt", "listed.zone.test\n")],
+    );
+    for client in ["127.0.0.2", "127.0.0.3", "127.0.0.2"] {
+        let r = p
+            .client()
+            .from(client)
+            .query("www.listed.zone.test.", RecordType::A)
+            .unwrap();
+        assert_eq!(r.rcode, ResponseCode::NXDomain);
+    }
+    let config = p.config.to_str().unwrap().to_string();
+    let list = || {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_parapet"))
+            .args([
+                "alerts",
+                "list",
+                "--config",
+                &config,
+                "--format",
+                "json",
+                "--rule",
+                "feed.block",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while list()[0]["count"] != 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let alerts = list();
+    assert_eq!(alerts.as_array().unwrap().len(), 1, "{alerts:#}");
+    let a = &alerts[0];
+    assert_eq!(a["tenant"], "council-a");
+    assert_eq!(a["domain"], "zone.test");
+    assert_eq!(a["severity"], "high");
+    assert_eq!(a["status"], "new");
+    assert_eq!(
+        (a["count"].as_u64(), a["clients"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(a["feeds"], serde_json::json!(["listed"]));
+    assert!(
+        a["evidence"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("www.listed.zone.test A blocked"),
+        "{a:#}"
+    );
+
+    let set = |status: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_parapet"))
+            .args([
+                "alerts",
+                "set",
+                "--config",
+                &config,
+                &a["id"].to_string(),
+                status,
+            ])
+            .args(["--note", "checking the laptop", "--by", "analyst"])
+            .output()
+            .unwrap()
+    };
+    assert!(set("investigating").status.success());
+    let o = set("investigating");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let h = &list()[0]["history"][0];
+    assert_eq!(
+        (h["to"].as_str(), h["by"].as_str()),
+        (Some("investigating"), Some("analyst"))
+    );
+}

@@ -1,0 +1,130 @@
+//! Detection output: a [`Signal`] is one event that a detection rule found
+//! suspicious; the store folds signals into alerts (one per tenant, rule and
+//! registrable domain) that analysts work through [`AlertStatus`].
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::pseudonym::ClientPseudonym;
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "info" => Ok(Self::Info),
+            "low" => Ok(Self::Low),
+            "medium" => Ok(Self::Medium),
+            "high" => Ok(Self::High),
+            _ => Err(format!("unknown severity `{s}` (info, low, medium, high)")),
+        }
+    }
+}
+
+/// Where an alert is in the analysts' workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertStatus {
+    New,
+    Investigating,
+    Resolved,
+    FalsePositive,
+}
+
+impl AlertStatus {
+    pub const ALL: [AlertStatus; 4] = [
+        Self::New,
+        Self::Investigating,
+        Self::Resolved,
+        Self::FalsePositive,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Investigating => "investigating",
+            Self::Resolved => "resolved",
+            Self::FalsePositive => "false_positive",
+        }
+    }
+
+    /// Whether an analyst may move an alert from `self` to `to`:
+    /// new → investigating → resolved | false_positive, and a closed alert
+    /// may be reopened for investigation.
+    pub fn can_become(self, to: AlertStatus) -> bool {
+        use AlertStatus::*;
+        matches!(
+            (self, to),
+            (New, Investigating)
+                | (New, Resolved)
+                | (New, FalsePositive)
+                | (Investigating, Resolved)
+                | (Investigating, FalsePositive)
+                | (Resolved, Investigating)
+                | (FalsePositive, Investigating)
+        )
+    }
+}
+
+impl fmt::Display for AlertStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AlertStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown alert status `{s}` (new, investigating, resolved, false_positive)")
+            })
+    }
+}
+
+/// One suspicious query, as a detection rule saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signal {
+    pub time: SystemTime,
+    pub tenant: Arc<str>,
+    /// The rule's stable code: `feed.block`, `feed.monitor`, `dga`,
+    /// `tunnel`, `beacon`, `new_domain`.
+    pub rule: &'static str,
+    pub severity: Severity,
+    /// The registrable domain the alert is about (e.g. `example.co.uk`).
+    pub domain: String,
+    pub client: ClientPseudonym,
+    pub feed: Option<Arc<str>>,
+    /// Why the rule fired, in plain English, with the figures.
+    pub reason: String,
+    /// The query that fired it: `qname qtype action`.
+    pub evidence: String,
+}
