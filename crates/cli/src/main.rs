@@ -6,6 +6,7 @@ mod alerts_cmd;
 mod config;
 mod feeds_cmd;
 mod loader;
+mod notify;
 mod privacy;
 mod serve;
 

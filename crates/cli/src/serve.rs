@@ -69,9 +69,20 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         let since = std::time::UNIX_EPOCH + Duration::from_millis(seen.since.max(0) as u64);
         detector.load_seen(Arc::from(seen.tenant.as_str()), since, seen.domains);
     }
+    let notifier = crate::notify::Notifier::new(config.notify.clone());
+    let alerts_tx = if notifier.is_configured() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name("parapet-notify".into())
+            .spawn(move || notifier.run(rx))?;
+        Some(tx)
+    } else {
+        None
+    };
     let writer = EventWriter {
         store,
         detector,
+        alerts_tx,
         pseudonymiser,
         flush_every: Duration::from_millis(config.store.flush_interval_ms.max(1)),
         retention: config.store.retention(),
@@ -163,6 +174,8 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
 struct EventWriter {
     store: SqliteStore,
     detector: Detector,
+    /// New and reopened alerts go to the notifier, when one is configured.
+    alerts_tx: Option<crossbeam_channel::Sender<parapet_store::Alert>>,
     pseudonymiser: Pseudonymiser,
     flush_every: Duration,
     retention: Retention,
@@ -241,7 +254,7 @@ impl EventWriter {
         }
         match self.store.record_signals(&seen.signals) {
             Ok(touched) => {
-                for (id, _) in touched.iter().filter(|(_, created)| *created) {
+                for (id, _) in touched.iter().filter(|(_, raised)| *raised) {
                     if let Ok(a) = self.store.alert(*id) {
                         tracing::warn!(
                             target: "parapet::alert",
@@ -253,6 +266,9 @@ impl EventWriter {
                             "new alert: {}",
                             a.reason
                         );
+                        if let Some(tx) = &self.alerts_tx {
+                            let _ = tx.send(a);
+                        }
                     }
                 }
             }

@@ -193,7 +193,8 @@ pub trait Store: Send {
     /// Folds detection signals into alerts (one per tenant, rule and
     /// domain). A resolved alert that fires again becomes `new` again; a
     /// false positive stays closed and only counts. Returns the alerts
-    /// touched, with the ones created first seen in this call marked.
+    /// touched, marked `true` when this call raised them (created, or
+    /// reopened from resolved): those are the ones to notify.
     fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError>;
 
     /// Alerts matching `filter`, most recently seen first.

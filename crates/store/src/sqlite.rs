@@ -380,8 +380,10 @@ impl Store for SqliteStore {
                         )
                         .map_err(err)?;
                     }
-                    if !touched.iter().any(|&(i, _)| i == id) {
-                        touched.push((id, false));
+                    let reopened = status == AlertStatus::Resolved.as_str();
+                    match touched.iter_mut().find(|(i, _)| *i == id) {
+                        Some(t) => t.1 |= reopened,
+                        None => touched.push((id, reopened)),
                     }
                     id
                 }

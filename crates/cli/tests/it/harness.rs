@@ -53,7 +53,7 @@ pub struct Peer {
 }
 
 impl Peer {
-    fn spawn(program: &str, args: &[&str], dir: tempfile::TempDir, addr: SocketAddr) -> Self {
+    pub fn spawn(program: &str, args: &[&str], dir: tempfile::TempDir, addr: SocketAddr) -> Self {
         let cmdline = format!(
             "{program} {} & pid=$!; read _; kill $pid",
             args.iter()
@@ -75,6 +75,46 @@ impl Peer {
             _dir: dir,
         }
     }
+}
+
+impl Peer {
+    /// The peer's own folder.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
+/// A real SMTP server (Python's aiosmtpd, installed by scripts/test) on a
+/// free loopback port, delivering into a Maildir in its folder.
+pub fn start_smtp() -> Peer {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let maildir = dir.path().join("Maildir");
+    let listen = format!("127.0.0.1:{port}");
+    let peer = Peer::spawn(
+        "python3",
+        &[
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &listen,
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+            maildir.to_str().unwrap(),
+        ],
+        dir,
+        ([127, 0, 0, 1], port).into(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(peer.addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "aiosmtpd did not start (pip install aiosmtpd)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    peer
 }
 
 impl Drop for Peer {

@@ -5,6 +5,7 @@ mod harness;
 
 mod cli;
 mod garbage;
+mod notify;
 mod reload;
 mod resolver;
 mod rpz_diff;

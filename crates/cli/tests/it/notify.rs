@@ -1,0 +1,146 @@
+//! Alert delivery to real receivers on loopback: a webhook (an HTTP server
+//! in this test that fails the first delivery with 500) and e-mail through
+//! a real SMTP server (aiosmtpd).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_proto::rr::RecordType;
+
+use crate::harness::{Parapet, shared_nsd, start_smtp};
+
+/// One HTTP request as received: its headers (lower-cased names) and body.
+type Received = (Vec<(String, String)>, Vec<u8>);
+
+/// An HTTP/1.1 server answering 500 to the first request, 200 after.
+fn webhook_receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/parapet", listener.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let got2 = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() || !line.starts_with("POST /hooks/parapet ") {
+                continue;
+            }
+            let mut headers = Vec::new();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                let (k, v) = l.split_once(':').unwrap();
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .map_or(0, |(_, v)| v.parse().unwrap());
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let n = {
+                let mut g = got2.lock().unwrap();
+                g.push((headers, body));
+                g.len()
+            };
+            let status = if n == 1 {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn alerts_reach_a_webhook_with_retries_and_an_smtp_server() {
+    let nsd = shared_nsd();
+    let smtp = start_smtp();
+    let (url, got) = webhook_receiver();
+    let p = Parapet::start(
+        &format!("upstreams = [\"{nsd}\"]"),
+        &format!(
+            "[[feeds]]\nname = \"listed\"\npath = \"listed.txt\"\nformat = \"domains\"\n\
+             [[tenants]]\nname = \"council-a\"\nnetworks = [\"127.0.0.2/32\"]\n\
+             [store]\nflush_interval_ms = 100\n\
+             [notify]\nsmtp_server = \"{}\"\nsmtp_security = \"none\"\nfrom = \"parapet@supplier.test\"\n\
+             [[notify.routes]]\ntenant = \"council-a\"\nwebhook = \"{url}\"\nwebhook_secret = \"s3cret\"\n\
+             [[notify.routes]]\ntenant = \"*\"\nemail = [\"soc@supplier.test\"]\n",
+            smtp.addr
+        ),
+        &[("listed.txt", "listed.zone.test\n")],
+    );
+    p.client()
+        .from("127.0.0.2")
+        .query("listed.zone.test.", RecordType::A)
+        .unwrap();
+
+    // the webhook: refused once (500), delivered on the retry, signed
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), 2, "{}", p.log());
+    let (headers, body) = &got[1];
+    assert_eq!(&got[0].1, body, "the retry sends the same alert");
+    let sig = headers
+        .iter()
+        .find(|(k, _)| k == "x-parapet-signature")
+        .map(|(_, v)| v.clone())
+        .expect("signature header");
+    assert_eq!(sig, parapet_signature(b"s3cret", body));
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v["alerts"][0]["rule"], "feed.block");
+    assert_eq!(v["alerts"][0]["tenant"], "council-a");
+    assert_eq!(v["alerts"][0]["domain"], "zone.test");
+    assert!(
+        !String::from_utf8_lossy(body).contains("127.0.0.2"),
+        "no client address in a notification"
+    );
+
+    // the e-mail: one message in the SMTP server's Maildir
+    let new = smtp.dir().join("Maildir/new");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mail = loop {
+        if let Some(f) = std::fs::read_dir(&new).ok().and_then(|mut d| d.next()) {
+            break std::fs::read_to_string(f.unwrap().path()).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no e-mail arrived; log:\n{}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(mail.contains("To: soc@supplier.test"), "{mail}");
+    assert!(
+        mail.contains("Subject: [Parapet] high feed.block alert for council-a: zone.test"),
+        "{mail}"
+    );
+    assert!(
+        mail.contains("Evidence:   listed.zone.test A blocked"),
+        "{mail}"
+    );
+    assert!(!mail.contains("127.0.0.2"), "{mail}");
+}
+
+/// `sha256=` + hex HMAC-SHA256, computed independently of Parapet's code.
+fn parapet_signature(key: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
