@@ -343,6 +343,55 @@ pub const DEFAULT_MIN_SEVERITY: Severity = Severity::Low;
 mod tests {
     use super::*;
 
+    fn alert(id: i64, tenant: &str, severity: Severity) -> Alert {
+        Alert {
+            id,
+            tenant: tenant.into(),
+            rule: "feed.block".into(),
+            domain: "evil.test".into(),
+            severity,
+            status: parapet_core::alert::AlertStatus::New,
+            first_seen: 0,
+            last_seen: 0,
+            count: 1,
+            clients: 1,
+            feeds: vec![],
+            reason: "r".into(),
+            evidence: vec![],
+            history: vec![],
+        }
+    }
+
+    fn route(tenant: &str, digest_minutes: u32) -> crate::config::RouteConfig {
+        crate::config::RouteConfig {
+            tenant: tenant.into(),
+            webhook: Some(format!("http://127.0.0.1:9/{tenant}")),
+            webhook_secret: None,
+            email: vec![],
+            digest_minutes,
+        }
+    }
+
+    #[test]
+    fn routes_by_tenant_severity_and_digest() {
+        let mut n = Notifier::new(NotifyConfig {
+            routes: vec![route("council-a", 0), route("*", 60)],
+            ..NotifyConfig::default()
+        });
+        n.route(alert(1, "council-a", Severity::High));
+        n.route(alert(2, "council-b", Severity::Medium));
+        n.route(alert(3, "council-b", Severity::Info)); // below min_severity
+        // council-a's route sends at once; the supplier's digest waits
+        assert_eq!(n.queue.len(), 1);
+        assert_eq!(n.queue[0].alerts[0].id, 1);
+        n.flush_digests(false);
+        assert_eq!(n.queue.len(), 1, "the digest is not due for an hour");
+        n.flush_digests(true);
+        assert_eq!(n.queue.len(), 2);
+        let digest: Vec<i64> = n.queue[1].alerts.iter().map(|a| a.id).collect();
+        assert_eq!(digest, [1, 2]);
+    }
+
     #[test]
     fn signature_is_hmac_sha256_hex() {
         // RFC 4231 test case 2

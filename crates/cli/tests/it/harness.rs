@@ -241,16 +241,7 @@ impl Parapet {
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.path().join("parapet.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_parapet"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("PARAPET_LOG", "info")
-            .env("PARAPET_PSEUDONYM_KEY", "test-key-0123456789")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start parapet");
+        let child = spawn_parapet(&config, dir.path());
         let p = Self {
             child,
             dns: ([127, 0, 0, 1], port).into(),
@@ -308,6 +299,37 @@ impl Parapet {
 
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+}
+
+fn spawn_parapet(config: &Path, dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("parapet.log"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("PARAPET_LOG", "info")
+        .env("PARAPET_PSEUDONYM_KEY", "test-key-0123456789")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start parapet")
+}
+
+impl Parapet {
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Starts the same configuration again (after [`Parapet::kill9`]).
+    pub fn restart(&mut self) {
+        self.child = spawn_parapet(&self.config, self.dir.path());
+        self.wait_ready();
     }
 }
 

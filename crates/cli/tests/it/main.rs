@@ -5,6 +5,7 @@ mod harness;
 
 mod cli;
 mod garbage;
+mod ingest;
 mod notify;
 mod reload;
 mod resolver;
