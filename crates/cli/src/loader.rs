@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use parapet_core::alert::{Severity, Signal};
 use parapet_core::name::text_to_key;
 use parapet_core::policy::{FeedMode, FeedRules, FeedSpec, NameSet, PolicySet};
+use parapet_core::pseudonym::ClientPseudonym;
 use parapet_core::tenant::TenantId;
 use parapet_detect::feed::{self, FeedFormat};
 use parapet_dns::{BlockMode, BlockResponse, FeedStatus, Metrics, Resolver, Snapshot};
@@ -69,7 +71,12 @@ pub struct Loader {
     /// Keyed by (source, format): survives config reloads that keep a feed.
     states: HashMap<(Source, FeedFormat), FeedState>,
     metrics: Arc<Metrics>,
+    /// Where load failures are raised as alerts (never fail open silently).
+    alerts: Option<crossbeam_channel::Sender<Signal>>,
 }
+
+/// The tenant of alerts about Parapet itself rather than a council's traffic.
+pub const SUPPLIER_TENANT: &str = "supplier";
 
 fn now_unix() -> u64 {
     SystemTime::now()
@@ -117,6 +124,28 @@ impl Loader {
             config_stamp,
             states: HashMap::new(),
             metrics,
+            alerts: None,
+        }
+    }
+
+    /// Raises feed and config load failures as alerts on `tx`.
+    pub fn raise_alerts_on(&mut self, tx: crossbeam_channel::Sender<Signal>) {
+        self.alerts = Some(tx);
+    }
+
+    fn raise(&self, rule: &'static str, subject: &str, reason: String, evidence: String) {
+        if let Some(tx) = &self.alerts {
+            let _ = tx.send(Signal {
+                time: SystemTime::now(),
+                tenant: Arc::from(SUPPLIER_TENANT),
+                rule,
+                severity: Severity::High,
+                domain: subject.to_string(),
+                client: ClientPseudonym([0; 8]),
+                feed: (rule == "feed.load_failed").then(|| Arc::from(subject)),
+                reason,
+                evidence,
+            });
         }
     }
 
@@ -156,6 +185,17 @@ impl Loader {
                     .reload_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::error!("config reload failed, keeping the running configuration: {e:#}");
+                let file = self
+                    .config
+                    .source
+                    .as_deref()
+                    .map_or_else(|| "config".to_string(), |p| p.display().to_string());
+                self.raise(
+                    "config.load_failed",
+                    &file,
+                    "the configuration file failed to load; the running configuration stays in force".into(),
+                    format!("{e:#}"),
+                );
                 false
             }
         }
@@ -220,11 +260,24 @@ impl Loader {
                     for e in errors.iter().take(5) {
                         tracing::error!(feed = %def.name, "feed failed to load: {e}");
                     }
-                    if st.rules.is_some() {
+                    let kept = if st.rules.is_some() {
                         tracing::error!(feed = %def.name, "keeping the last good version of feed {}", def.name);
+                        "the last good version stays in force"
                     } else {
                         tracing::error!(feed = %def.name, "feed {} has no good version: it blocks nothing until fixed", def.name);
-                    }
+                        "it has no good version, so it blocks nothing until fixed"
+                    };
+                    let first = errors.first().map(ToString::to_string).unwrap_or_default();
+                    self.raise(
+                        "feed.load_failed",
+                        &def.name,
+                        format!(
+                            "feed `{}` failed to load ({} error(s)); {kept}",
+                            def.name,
+                            errors.len()
+                        ),
+                        first,
+                    );
                 }
             }
         }

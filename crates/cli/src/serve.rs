@@ -60,6 +60,7 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let store_dir = config.resolve(&config.store.path);
     let store = SqliteStore::open(&store_dir).context("cannot open the store")?;
     tracing::info!("store: {}", store.path().display());
+    let (system_tx, system_rx) = crossbeam_channel::unbounded();
     let mut detector = Detector::new(config.detect_config());
     let mut store = store;
     for seen in store
@@ -82,6 +83,7 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let writer = EventWriter {
         store,
         detector,
+        system_signals: system_rx,
         alerts_tx,
         pseudonymiser,
         flush_every: Duration::from_millis(config.store.flush_interval_ms.max(1)),
@@ -90,6 +92,7 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
 
     let metrics = Arc::new(Metrics::default());
     let mut loader = Loader::new(config.clone(), metrics.clone());
+    loader.raise_alerts_on(system_tx);
     let snapshot = loader.initial();
     let (events_tx, events_rx) = crossbeam_channel::bounded::<QueryEvent>(d.event_queue.max(1));
     let resolver = Arc::new(Resolver::new(
@@ -174,6 +177,8 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
 struct EventWriter {
     store: SqliteStore,
     detector: Detector,
+    /// Alerts about Parapet itself (feeds or config failing to load).
+    system_signals: crossbeam_channel::Receiver<parapet_core::alert::Signal>,
     /// New and reopened alerts go to the notifier, when one is configured.
     alerts_tx: Option<crossbeam_channel::Sender<parapet_store::Alert>>,
     pseudonymiser: Pseudonymiser,
@@ -232,7 +237,7 @@ impl EventWriter {
     }
 
     fn flush(&mut self, batch: &mut Vec<PrivateEvent>) {
-        if batch.is_empty() {
+        if batch.is_empty() && self.system_signals.is_empty() {
             return;
         }
         if let Err(e) = self.store.insert_events(batch) {
@@ -243,6 +248,7 @@ impl EventWriter {
             self.detector.observe(ev, &mut seen);
         }
         batch.clear();
+        seen.signals.extend(self.system_signals.try_iter());
         if let Err(e) = self
             .store
             .save_seen(&seen.learning_started, &seen.new_domains)

@@ -135,6 +135,18 @@ fn reload_under_load_loses_no_query_and_broken_feeds_keep_the_last_good_policy()
         "error names file and line:\n{log}"
     );
     assert!(log.contains("keeping the last good version"), "{log}");
+    // never fail open silently: the failure is an alert for the supplier
+    let db = rusqlite::Connection::open(p.path("parapet-data/parapet.sqlite")).unwrap();
+    wait_until("the feed.load_failed alert", || {
+        db.query_row(
+            "SELECT COUNT(*) FROM alerts WHERE rule = 'feed.load_failed' AND domain = 'live' AND tenant = 'supplier'
+             AND severity = 'high' AND evidence LIKE '%live.txt:100003%'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+            == 1
+    });
     // SIGHUP with the broken file still there: still the old policy
     p.sighup();
     wait_until("the second failure", || {
