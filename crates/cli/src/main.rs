@@ -6,6 +6,7 @@ mod alerts_cmd;
 mod config;
 mod feeds_cmd;
 mod loader;
+mod mailcheck_cmd;
 mod notify;
 mod privacy;
 mod serve;
@@ -50,6 +51,27 @@ enum Command {
     Alerts {
         #[command(subcommand)]
         command: AlertsCommand,
+    },
+    /// Check the e-mail security of domains: SPF, DMARC, DKIM, MX. Exit 1
+    /// when any error-severity finding, 0 otherwise, 2 on bad usage.
+    Mailcheck {
+        /// Domains to check.
+        domains: Vec<String>,
+        /// Also check the domains listed in FILE (one per line, # comments).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// The nameserver to ask (IP or IP:PORT); default: /etc/resolv.conf.
+        #[arg(long)]
+        nameserver: Option<String>,
+        /// Output format.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// DKIM selector to check (repeatable).
+        #[arg(long = "dkim-selector")]
+        dkim_selector: Vec<String>,
+        /// Domains checked at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
     },
     /// Threat feeds.
     Feeds {
@@ -147,6 +169,21 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve::run(config.as_deref()),
         Command::Privacy { config } => privacy::run(config.as_deref()),
+        Command::Mailcheck {
+            domains,
+            from,
+            nameserver,
+            format,
+            dkim_selector,
+            concurrency,
+        } => mailcheck_cmd::run(mailcheck_cmd::Args {
+            domains,
+            from,
+            nameserver,
+            json: format == "json",
+            dkim_selectors: dkim_selector,
+            concurrency,
+        }),
         Command::Alerts {
             command:
                 AlertsCommand::List {

@@ -6,6 +6,7 @@ mod harness;
 mod cli;
 mod garbage;
 mod ingest;
+mod mailcheck;
 mod notify;
 mod reload;
 mod resolver;
