@@ -22,6 +22,10 @@ pub struct Args {
     pub json: bool,
     pub dkim_selectors: Vec<String>,
     pub concurrency: usize,
+    /// SMTP port for the STARTTLS probes; `None` skips them.
+    pub smtp_port: Option<u16>,
+    /// Extra trusted roots (PEM), e.g. a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -63,8 +67,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             BadInput("no nameserver in /etc/resolv.conf: give --nameserver IP:PORT".into())
         })?,
     };
+    let mut extra_roots = Vec::new();
+    if let Some(ca) = &args.ca_file {
+        use rustls::pki_types::pem::PemObject;
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+            .map_err(|e| BadInput(format!("--ca-file {}: {e}", ca.display())))?
+        {
+            extra_roots.push(c.map_err(|e| BadInput(format!("--ca-file {}: {e}", ca.display())))?);
+        }
+    }
+    let tls = args
+        .smtp_port
+        .map(|port| parapet_mailcheck::tls::TlsOptions {
+            port,
+            extra_roots,
+            ..Default::default()
+        });
     let opts = Arc::new(Options {
         dkim_selectors: args.dkim_selectors,
+        tls,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -133,6 +154,9 @@ pub fn to_json(r: &Report) -> serde_json::Value {
             "dmarc": r.records.dmarc,
             "dmarc_domain": r.records.dmarc_domain,
             "dkim": r.records.dkim.iter().map(|(s, rec)| serde_json::json!({"selector": s, "record": rec})).collect::<Vec<_>>(),
+            "tls": r.records.tls.iter().map(|t| serde_json::json!({
+                "host": t.host, "starttls": t.starttls, "version": t.version, "cipher": t.cipher, "days_left": t.days_left,
+            })).collect::<Vec<_>>(),
         },
         "findings": r.findings.iter().map(|f| serde_json::json!({
             "code": f.code,

@@ -72,6 +72,15 @@ enum Command {
         /// Domains checked at once.
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// SMTP port of the STARTTLS probe of every MX host.
+        #[arg(long, default_value_t = 25)]
+        smtp_port: u16,
+        /// Skip the STARTTLS probes (DNS checks only).
+        #[arg(long)]
+        no_tls: bool,
+        /// Also trust the CA certificates in this PEM file (e.g. a private CA).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
     /// Threat feeds.
     Feeds {
@@ -176,7 +185,12 @@ fn main() -> ExitCode {
             format,
             dkim_selector,
             concurrency,
+            smtp_port,
+            no_tls,
+            ca_file,
         } => mailcheck_cmd::run(mailcheck_cmd::Args {
+            smtp_port: (!no_tls).then_some(smtp_port),
+            ca_file,
             domains,
             from,
             nameserver,

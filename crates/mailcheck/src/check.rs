@@ -13,6 +13,8 @@ use crate::{dkim, dmarc, spf};
 pub struct Options {
     /// DKIM selectors to look up (`<selector>._domainkey.<domain>`).
     pub dkim_selectors: Vec<String>,
+    /// Probe STARTTLS on every MX host (`None`: skip).
+    pub tls: Option<crate::tls::TlsOptions>,
 }
 
 /// The raw records behind the findings.
@@ -29,6 +31,8 @@ pub struct Records {
     pub mx: Vec<(u16, String)>,
     /// (selector, TXT record if any).
     pub dkim: Vec<(String, Option<String>)>,
+    /// What STARTTLS probes of the MX hosts saw.
+    pub tls: Vec<crate::tls::TlsResult>,
 }
 
 /// Everything found about one domain.
@@ -56,7 +60,7 @@ pub async fn check_domain(dns: &Dns, domain: &str, opts: &Options) -> Report {
         records: Records::default(),
         findings: Vec::new(),
     };
-    let null_mx = check_mx(dns, &domain, &mut r).await;
+    let null_mx = check_mx(dns, &domain, opts, &mut r).await;
     let spf_raw = check_spf(dns, &domain, &mut r).await;
     let dmarc_rec = check_dmarc(dns, &domain, &mut r).await;
     if null_mx {
@@ -73,7 +77,7 @@ fn dns_failed(code: &'static str, what: &str, e: &DnsError) -> Finding {
 }
 
 /// Returns whether the domain publishes a null MX (it receives no mail).
-async fn check_mx(dns: &Dns, domain: &str, r: &mut Report) -> bool {
+async fn check_mx(dns: &Dns, domain: &str, opts: &Options, r: &mut Report) -> bool {
     let mx = match dns.mx(domain).await {
         Ok(Lookup::Found(mx)) => mx,
         Ok(Lookup::NxDomain) => {
@@ -117,6 +121,16 @@ async fn check_mx(dns: &Dns, domain: &str, r: &mut Report) -> bool {
         }
         let v4 = dns.addrs(host, false).await;
         let v6 = dns.addrs(host, true).await;
+        let first = |l: &Result<Lookup<std::net::IpAddr>, DnsError>| match l {
+            Ok(Lookup::Found(a)) => a.first().copied(),
+            _ => None,
+        };
+        if let (Some(tls), Some(addr)) = (&opts.tls, first(&v4).or_else(|| first(&v6))) {
+            let (res, findings) = crate::tls::probe(host, addr, tls).await;
+            r.records.tls.push(res);
+            r.findings
+                .extend(findings.into_iter().map(|f| f.on(format!("{pref} {host}"))));
+        }
         match (v4, v6) {
             (Ok(a), Ok(b)) if a.is_void() && b.is_void() => r.findings.push(
                 Finding::error(

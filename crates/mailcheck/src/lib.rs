@@ -11,5 +11,6 @@ pub mod dmarc;
 pub mod dns;
 pub mod finding;
 pub mod spf;
+pub mod tls;
 
 pub use finding::{Finding, Level};

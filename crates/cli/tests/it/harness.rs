@@ -87,25 +87,20 @@ impl Peer {
 /// A real SMTP server (Python's aiosmtpd, installed by scripts/test) on a
 /// free loopback port, delivering into a Maildir in its folder.
 pub fn start_smtp() -> Peer {
+    start_smtp_with(&[])
+}
+
+/// As [`start_smtp`], with extra aiosmtpd options (e.g. `--tlscert F
+/// --tlskey K` to offer STARTTLS).
+pub fn start_smtp_with(extra: &[&str]) -> Peer {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let maildir = dir.path().join("Maildir");
+    let maildir = dir.path().join("Maildir").to_str().unwrap().to_string();
     let listen = format!("127.0.0.1:{port}");
-    let peer = Peer::spawn(
-        "python3",
-        &[
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            &listen,
-            "-c",
-            "aiosmtpd.handlers.Mailbox",
-            maildir.to_str().unwrap(),
-        ],
-        dir,
-        ([127, 0, 0, 1], port).into(),
-    );
+    let mut args = vec!["-m", "aiosmtpd", "-n", "-l", &listen];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-c", "aiosmtpd.handlers.Mailbox", &maildir]);
+    let peer = Peer::spawn("python3", &args, dir, ([127, 0, 0, 1], port).into());
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(peer.addr).is_err() {
         assert!(

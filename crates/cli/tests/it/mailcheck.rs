@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::harness::{repo_root, start_nsd};
+use crate::harness::{repo_root, start_nsd, start_smtp_with};
 
 const ZONES: &[&str] = &[
     "good.test",
@@ -15,13 +15,20 @@ const ZONES: &[&str] = &[
     "org.test",
     "reports.test",
     "dmarc.service.gov.uk",
+    "tls.test",
 ];
 
 fn mailcheck(ns: std::net::SocketAddr, domains: &[&str]) -> (Option<i32>, serde_json::Value) {
     let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
         .arg("mailcheck")
         .args(domains)
-        .args(["--nameserver", &ns.to_string(), "--format", "json"])
+        .args([
+            "--nameserver",
+            &ns.to_string(),
+            "--format",
+            "json",
+            "--no-tls",
+        ])
         .args(["--dkim-selector", "sel1", "--dkim-selector", "old"])
         .output()
         .unwrap();
@@ -44,8 +51,7 @@ fn codes(report: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn findings_for_every_fixture_domain() {
+fn fixture_nsd() -> crate::harness::Peer {
     let texts: Vec<(String, String)> = ZONES
         .iter()
         .map(|z| {
@@ -57,7 +63,12 @@ fn findings_for_every_fixture_domain() {
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
-    let nsd = start_nsd(&zones);
+    start_nsd(&zones)
+}
+
+#[test]
+fn findings_for_every_fixture_domain() {
+    let nsd = fixture_nsd();
     let ns = nsd.addr;
 
     let (code, good) = mailcheck(ns, &["good.test"]);
@@ -191,4 +202,145 @@ fn bad_usage_exits_2() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// A test CA, and certificates it issued for `names`, valid or expired.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn ca(&self) -> (rcgen::Issuer<'static, rcgen::KeyPair>, std::path::PathBuf) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Parapet test CA");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let path = self.dir.path().join("ca.pem");
+        std::fs::write(&path, cert.pem()).unwrap();
+        (rcgen::Issuer::new(params, key), path)
+    }
+
+    /// Writes `<tag>.crt` and `<tag>.key`; returns their paths.
+    fn leaf(
+        &self,
+        ca: &rcgen::Issuer<'static, rcgen::KeyPair>,
+        tag: &str,
+        names: &[&str],
+        expired: bool,
+    ) -> (String, String) {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, ca).unwrap();
+        let crt = self.dir.path().join(format!("{tag}.crt"));
+        let keyp = self.dir.path().join(format!("{tag}.key"));
+        std::fs::write(&crt, cert.pem()).unwrap();
+        std::fs::write(&keyp, key.serialize_pem()).unwrap();
+        (crt.to_str().unwrap().into(), keyp.to_str().unwrap().into())
+    }
+}
+
+fn tls_check(
+    ns: std::net::SocketAddr,
+    port: u16,
+    ca: Option<&std::path::Path>,
+) -> serde_json::Value {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_parapet"));
+    cmd.args([
+        "mailcheck",
+        "tls.test",
+        "--nameserver",
+        &ns.to_string(),
+        "--format",
+        "json",
+    ])
+    .args(["--smtp-port", &port.to_string()]);
+    if let Some(ca) = ca {
+        cmd.arg("--ca-file").arg(ca);
+    }
+    let o = cmd.output().unwrap();
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))
+}
+
+fn tls_codes(r: &serde_json::Value) -> Vec<(String, String)> {
+    r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"].as_str().unwrap().starts_with("tls."))
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_string(),
+                f["record"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// STARTTLS against real SMTP servers (aiosmtpd) with test certificates.
+#[test]
+fn starttls_offered_valid_mismatched_untrusted_expired_or_missing() {
+    let nsd = fixture_nsd();
+    let pki = Pki::new();
+    let (ca, ca_path) = pki.ca();
+    let good = pki.leaf(&ca, "good", &["mx.tls.test"], false);
+    let old = pki.leaf(&ca, "old", &["mx.tls.test", "other.tls.test"], true);
+    let tls_smtp = start_smtp_with(&["--tlscert", &good.0, "--tlskey", &good.1]);
+    let expired_smtp = start_smtp_with(&["--tlscert", &old.0, "--tlskey", &old.1]);
+    let plain_smtp = start_smtp_with(&[]);
+
+    let r = tls_check(nsd.addr, tls_smtp.addr.port(), Some(&ca_path));
+    let c = tls_codes(&r);
+    assert!(
+        c.contains(&("tls.ok".into(), "10 mx.tls.test".into())),
+        "{r:#}"
+    );
+    assert!(
+        c.contains(&("tls.cert_name_mismatch".into(), "20 other.tls.test".into())),
+        "{r:#}"
+    );
+    let mx = &r["records"]["tls"][0];
+    assert_eq!(mx["host"], "mx.tls.test");
+    assert!(
+        mx["version"].as_str().unwrap().starts_with("TLSv1_"),
+        "{mx}"
+    );
+    assert!(mx["days_left"].as_i64().unwrap() > 300, "{mx}");
+
+    let r = tls_check(nsd.addr, tls_smtp.addr.port(), None);
+    assert!(
+        tls_codes(&r).contains(&("tls.cert_untrusted".into(), "10 mx.tls.test".into())),
+        "{r:#}"
+    );
+
+    let r = tls_check(nsd.addr, expired_smtp.addr.port(), Some(&ca_path));
+    assert!(
+        tls_codes(&r).contains(&("tls.cert_expired".into(), "10 mx.tls.test".into())),
+        "{r:#}"
+    );
+
+    let r = tls_check(nsd.addr, plain_smtp.addr.port(), Some(&ca_path));
+    let c = tls_codes(&r);
+    assert_eq!(
+        c.iter()
+            .filter(|(c, _)| c == "tls.starttls_missing")
+            .count(),
+        2,
+        "{r:#}"
+    );
 }
