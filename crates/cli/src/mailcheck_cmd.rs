@@ -26,6 +26,8 @@ pub struct Args {
     pub smtp_port: Option<u16>,
     /// Extra trusted roots (PEM), e.g. a private CA.
     pub ca_file: Option<PathBuf>,
+    /// HTTPS port of MTA-STS policy fetches.
+    pub https_port: u16,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -76,6 +78,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             extra_roots.push(c.map_err(|e| BadInput(format!("--ca-file {}: {e}", ca.display())))?);
         }
     }
+    let sts = parapet_mailcheck::sts::StsOptions {
+        port: args.https_port,
+        extra_roots: extra_roots.clone(),
+        ..Default::default()
+    };
     let tls = args
         .smtp_port
         .map(|port| parapet_mailcheck::tls::TlsOptions {
@@ -86,6 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opts = Arc::new(Options {
         dkim_selectors: args.dkim_selectors,
         tls,
+        sts,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -154,6 +162,9 @@ pub fn to_json(r: &Report) -> serde_json::Value {
             "dmarc": r.records.dmarc,
             "dmarc_domain": r.records.dmarc_domain,
             "dkim": r.records.dkim.iter().map(|(s, rec)| serde_json::json!({"selector": s, "record": rec})).collect::<Vec<_>>(),
+            "mta_sts": r.records.sts.mta_sts,
+            "mta_sts_policy": r.records.sts.policy,
+            "tlsrpt": r.records.sts.tlsrpt,
             "tls": r.records.tls.iter().map(|t| serde_json::json!({
                 "host": t.host, "starttls": t.starttls, "version": t.version, "cipher": t.cipher, "days_left": t.days_left,
             })).collect::<Vec<_>>(),

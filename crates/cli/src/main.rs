@@ -81,6 +81,9 @@ enum Command {
         /// Also trust the CA certificates in this PEM file (e.g. a private CA).
         #[arg(long)]
         ca_file: Option<PathBuf>,
+        /// HTTPS port of MTA-STS policy fetches.
+        #[arg(long, default_value_t = 443)]
+        https_port: u16,
     },
     /// Threat feeds.
     Feeds {
@@ -188,7 +191,9 @@ fn main() -> ExitCode {
             smtp_port,
             no_tls,
             ca_file,
+            https_port,
         } => mailcheck_cmd::run(mailcheck_cmd::Args {
+            https_port,
             smtp_port: (!no_tls).then_some(smtp_port),
             ca_file,
             domains,

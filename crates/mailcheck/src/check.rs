@@ -15,6 +15,8 @@ pub struct Options {
     pub dkim_selectors: Vec<String>,
     /// Probe STARTTLS on every MX host (`None`: skip).
     pub tls: Option<crate::tls::TlsOptions>,
+    /// How MTA-STS policies are fetched.
+    pub sts: crate::sts::StsOptions,
 }
 
 /// The raw records behind the findings.
@@ -33,6 +35,8 @@ pub struct Records {
     pub dkim: Vec<(String, Option<String>)>,
     /// What STARTTLS probes of the MX hosts saw.
     pub tls: Vec<crate::tls::TlsResult>,
+    /// MTA-STS and TLS-RPT records, and the policy file.
+    pub sts: crate::sts::StsRecords,
 }
 
 /// Everything found about one domain.
@@ -65,6 +69,17 @@ pub async fn check_domain(dns: &Dns, domain: &str, opts: &Options) -> Report {
     let dmarc_rec = check_dmarc(dns, &domain, &mut r).await;
     if null_mx {
         check_no_mail(&domain, spf_raw.as_deref(), dmarc_rec.as_ref(), &mut r);
+    } else {
+        let hosts: Vec<String> = r
+            .records
+            .mx
+            .iter()
+            .map(|(_, h)| h.clone())
+            .filter(|h| h != ".")
+            .collect();
+        let (sts, findings) = crate::sts::check(dns, &domain, &hosts, &opts.sts).await;
+        r.records.sts = sts;
+        r.findings.extend(findings);
     }
     for sel in &opts.dkim_selectors {
         check_dkim(dns, &domain, sel, &mut r).await;

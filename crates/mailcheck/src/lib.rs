@@ -11,6 +11,7 @@ pub mod dmarc;
 pub mod dns;
 pub mod finding;
 pub mod spf;
+pub mod sts;
 pub mod tls;
 
 pub use finding::{Finding, Level};

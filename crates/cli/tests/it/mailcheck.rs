@@ -16,6 +16,8 @@ const ZONES: &[&str] = &[
     "reports.test",
     "dmarc.service.gov.uk",
     "tls.test",
+    "sts.test",
+    "sts2.test",
 ];
 
 fn mailcheck(ns: std::net::SocketAddr, domains: &[&str]) -> (Option<i32>, serde_json::Value) {
@@ -343,4 +345,103 @@ fn starttls_offered_valid_mismatched_untrusted_expired_or_missing() {
         2,
         "{r:#}"
     );
+}
+
+/// MTA-STS policies fetched over HTTPS from a real server (Python's
+/// http.server with TLS), resolved through the same nameserver; TLS-RPT.
+#[test]
+fn mta_sts_and_tls_rpt() {
+    let nsd = fixture_nsd();
+    let pki = Pki::new();
+    let (ca, ca_path) = pki.ca();
+    let (crt, key) = pki.leaf(
+        &ca,
+        "sts",
+        &["mta-sts.sts.test", "mta-sts.sts2.test"],
+        false,
+    );
+    let port = crate::harness::free_port();
+    let root = repo_root().join("testdata/mail/policies");
+    let script = repo_root().join("testdata/mail/https_policy_server.py");
+    let server = crate::harness::Peer::spawn(
+        "python3",
+        &[
+            script.to_str().unwrap(),
+            &port.to_string(),
+            &crt,
+            &key,
+            root.to_str().unwrap(),
+        ],
+        tempfile::tempdir().unwrap(),
+        ([127, 0, 0, 1], port).into(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(server.addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the HTTPS server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args([
+            "mailcheck",
+            "sts.test",
+            "sts2.test",
+            "--no-tls",
+            "--format",
+            "json",
+        ])
+        .args([
+            "--nameserver",
+            &nsd.addr.to_string(),
+            "--https-port",
+            &port.to_string(),
+        ])
+        .arg("--ca-file")
+        .arg(&ca_path)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sts = &v[0];
+    let c = codes(sts);
+    assert!(
+        !c.iter()
+            .any(|c| c.starts_with("mta_sts.") || c.starts_with("tlsrpt.")),
+        "{sts:#}"
+    );
+    assert!(
+        sts["records"]["mta_sts_policy"]
+            .as_str()
+            .unwrap()
+            .contains("mode: enforce")
+    );
+    let sts2 = &v[1];
+    let c = codes(sts2);
+    for want in [
+        "mta_sts.bad_id",
+        "mta_sts.mode_testing",
+        "mta_sts.max_age_short",
+        "mta_sts.mx_not_covered",
+        "tlsrpt.missing",
+    ] {
+        assert!(c.iter().any(|c| c == want), "expected {want} in {c:?}");
+    }
+    // without the test CA the policy cannot be fetched
+    let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["mailcheck", "sts.test", "--no-tls", "--format", "json"])
+        .args([
+            "--nameserver",
+            &nsd.addr.to_string(),
+            "--https-port",
+            &port.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        codes(&v).contains(&"mta_sts.policy_fetch_failed".to_string()),
+        "{v:#}"
+    );
+    assert_eq!(o.status.code(), Some(1));
 }
