@@ -4,6 +4,7 @@
 
 mod alerts_cmd;
 mod config;
+mod dmarc_cmd;
 mod feeds_cmd;
 mod loader;
 mod mailcheck_cmd;
@@ -85,6 +86,11 @@ enum Command {
         #[arg(long, default_value_t = 443)]
         https_port: u16,
     },
+    /// DMARC aggregate and TLS-RPT reports.
+    Dmarc {
+        #[command(subcommand)]
+        command: DmarcCommand,
+    },
     /// Threat feeds.
     Feeds {
         #[command(subcommand)]
@@ -155,6 +161,32 @@ enum AlertsCommand {
 }
 
 #[derive(Subcommand)]
+enum DmarcCommand {
+    /// Import reports: XML, .xml.gz, .zip, .eml/MIME messages carrying them,
+    /// TLS-RPT .json/.json.gz. Duplicates are skipped; a corrupt file is
+    /// reported and skipped (exit 2) while the rest import.
+    Import {
+        /// The TOML configuration file (for the store's location).
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+        /// Report files.
+        files: Vec<PathBuf>,
+    },
+    /// Sources, volumes, alignment and pass rates for a domain.
+    Summary {
+        /// The TOML configuration file (for the store's location).
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+        /// The domain the reports are about.
+        #[arg(long)]
+        domain: String,
+        /// Output format.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Validate a configuration file and the feeds it names.
     Check {
@@ -181,6 +213,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve::run(config.as_deref()),
         Command::Privacy { config } => privacy::run(config.as_deref()),
+        Command::Dmarc {
+            command: DmarcCommand::Import { config, files },
+        } => dmarc_cmd::import(config.as_deref(), &files),
+        Command::Dmarc {
+            command:
+                DmarcCommand::Summary {
+                    config,
+                    domain,
+                    format,
+                },
+        } => dmarc_cmd::summary(config.as_deref(), &domain, format == "json"),
         Command::Mailcheck {
             domains,
             from,

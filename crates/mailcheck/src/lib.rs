@@ -10,6 +10,7 @@ pub mod dkim;
 pub mod dmarc;
 pub mod dns;
 pub mod finding;
+pub mod report;
 pub mod spf;
 pub mod sts;
 pub mod tls;

@@ -134,6 +134,94 @@ pub struct SeenDomains {
     pub domains: Vec<String>,
 }
 
+/// A DMARC aggregate report as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmarcReportRow {
+    pub org_name: String,
+    pub report_id: String,
+    /// The domain of `policy_published`.
+    pub domain: String,
+    /// Unix seconds.
+    pub begin: i64,
+    pub end: i64,
+    pub policy: String,
+    /// The file it came from.
+    pub source: String,
+    pub records: Vec<DmarcRecordRow>,
+}
+
+/// One row of an aggregate report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmarcRecordRow {
+    pub source_ip: String,
+    pub count: u64,
+    pub disposition: String,
+    pub dkim_aligned: bool,
+    pub spf_aligned: bool,
+    pub header_from: String,
+    pub envelope_from: Option<String>,
+    /// `domain/selector=result ...`
+    pub dkim: String,
+    /// `domain/scope=result ...`
+    pub spf: String,
+}
+
+/// A TLS-RPT report as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsReportRow {
+    pub org_name: String,
+    pub report_id: String,
+    pub begin: i64,
+    pub end: i64,
+    pub source: String,
+    pub results: Vec<TlsResultRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsResultRow {
+    pub policy_type: String,
+    pub policy_domain: String,
+    pub successful: u64,
+    pub failed: u64,
+    /// `result-type sending-ip receiving-mx count`, one per line.
+    pub failures: String,
+}
+
+/// Whether an import added a report or found it already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imported {
+    New,
+    Duplicate,
+}
+
+/// What a domain's DMARC reports say, per sending source.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DmarcSummary {
+    pub domain: String,
+    pub reports: u64,
+    pub messages: u64,
+    /// Messages that passed DMARC (DKIM or SPF aligned).
+    pub dmarc_pass: u64,
+    pub dkim_aligned: u64,
+    pub spf_aligned: u64,
+    /// Unix seconds: the span the reports cover.
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    /// Busiest first.
+    pub sources: Vec<SourceSummary>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceSummary {
+    pub source_ip: String,
+    pub messages: u64,
+    pub dmarc_pass: u64,
+    pub dkim_aligned: u64,
+    pub spf_aligned: u64,
+    pub quarantined: u64,
+    pub rejected: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no alert with id {0}")]
@@ -212,6 +300,24 @@ pub trait Store: Send {
         note: &str,
         now: SystemTime,
     ) -> Result<Alert, StoreError>;
+
+    /// Stores a DMARC aggregate report and its rows in one transaction,
+    /// unless a report with the same organisation and id is already stored.
+    fn import_dmarc(
+        &mut self,
+        report: &DmarcReportRow,
+        now: SystemTime,
+    ) -> Result<Imported, StoreError>;
+
+    /// Stores a TLS-RPT report, de-duplicated by organisation and id.
+    fn import_tlsrpt(
+        &mut self,
+        report: &TlsReportRow,
+        now: SystemTime,
+    ) -> Result<Imported, StoreError>;
+
+    /// Sources, volumes and alignment from a domain's stored reports.
+    fn dmarc_summary(&mut self, domain: &str) -> Result<DmarcSummary, StoreError>;
 
     /// What the detector learnt before, per tenant.
     fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError>;

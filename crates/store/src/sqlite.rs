@@ -18,8 +18,9 @@ use std::sync::Arc;
 use parapet_core::alert::{AlertStatus, Severity, Signal};
 
 use crate::{
-    Alert, AlertFilter, EVIDENCE_SAMPLES, Purged, Retention, SeenDomains, StatusChange, Store,
-    StoreError, cutoff, unix_millis,
+    Alert, AlertFilter, DmarcReportRow, DmarcSummary, EVIDENCE_SAMPLES, Imported, Purged,
+    Retention, SeenDomains, SourceSummary, StatusChange, Store, StoreError, TlsReportRow, cutoff,
+    unix_millis,
 };
 
 /// The file inside the store folder.
@@ -96,6 +97,54 @@ const MIGRATIONS: &[(u32, &str)] = &[
         first_seen INTEGER NOT NULL,
         PRIMARY KEY (tenant, domain)
     ) WITHOUT ROWID;",
+    ),
+    (
+        3,
+        "CREATE TABLE dmarc_reports (
+        id          INTEGER PRIMARY KEY,
+        org_name    TEXT    NOT NULL,
+        report_id   TEXT    NOT NULL,
+        domain      TEXT    NOT NULL, -- policy_published
+        begin_time  INTEGER NOT NULL, -- unix seconds
+        end_time    INTEGER NOT NULL,
+        policy      TEXT    NOT NULL, -- p=, as published
+        source      TEXT    NOT NULL, -- file it was imported from
+        imported_at INTEGER NOT NULL,
+        UNIQUE (org_name, report_id)
+    );
+    CREATE INDEX dmarc_reports_domain ON dmarc_reports (domain, begin_time);
+    CREATE TABLE dmarc_records (
+        report        INTEGER NOT NULL REFERENCES dmarc_reports (id) ON DELETE CASCADE,
+        source_ip     TEXT    NOT NULL,
+        count         INTEGER NOT NULL,
+        disposition   TEXT    NOT NULL,
+        dkim_aligned  INTEGER NOT NULL,
+        spf_aligned   INTEGER NOT NULL,
+        header_from   TEXT    NOT NULL,
+        envelope_from TEXT,
+        dkim          TEXT    NOT NULL, -- domain/selector=result, space-separated
+        spf           TEXT    NOT NULL  -- domain/scope=result, space-separated
+    );
+    CREATE INDEX dmarc_records_report ON dmarc_records (report);
+    CREATE TABLE tls_reports (
+        id          INTEGER PRIMARY KEY,
+        org_name    TEXT    NOT NULL,
+        report_id   TEXT    NOT NULL,
+        begin_time  INTEGER NOT NULL,
+        end_time    INTEGER NOT NULL,
+        source      TEXT    NOT NULL,
+        imported_at INTEGER NOT NULL,
+        UNIQUE (org_name, report_id)
+    );
+    CREATE TABLE tls_results (
+        report        INTEGER NOT NULL REFERENCES tls_reports (id) ON DELETE CASCADE,
+        policy_type   TEXT    NOT NULL,
+        policy_domain TEXT    NOT NULL,
+        successful    INTEGER NOT NULL,
+        failed        INTEGER NOT NULL,
+        failures      TEXT    NOT NULL -- result-type ip mx count, one per line
+    );
+    CREATE INDEX tls_results_domain ON tls_results (policy_domain);",
     ),
 ];
 
@@ -573,6 +622,164 @@ impl Store for SqliteStore {
         self.alert(id)
     }
 
+    fn import_dmarc(
+        &mut self,
+        report: &DmarcReportRow,
+        now: SystemTime,
+    ) -> Result<Imported, StoreError> {
+        let path = self.path.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let added = tx
+            .execute(
+                "INSERT OR IGNORE INTO dmarc_reports (org_name, report_id, domain, begin_time, end_time, policy, source, imported_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    report.org_name,
+                    report.report_id,
+                    report.domain,
+                    report.begin,
+                    report.end,
+                    report.policy,
+                    report.source,
+                    unix_millis(now)
+                ],
+            )
+            .map_err(err)?;
+        if added == 0 {
+            return Ok(Imported::Duplicate);
+        }
+        let id = tx.last_insert_rowid();
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO dmarc_records (report, source_ip, count, disposition, dkim_aligned, spf_aligned, header_from, envelope_from, dkim, spf)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .map_err(err)?;
+            for r in &report.records {
+                ins.execute(params![
+                    id,
+                    r.source_ip,
+                    r.count as i64,
+                    r.disposition,
+                    r.dkim_aligned,
+                    r.spf_aligned,
+                    r.header_from,
+                    r.envelope_from,
+                    r.dkim,
+                    r.spf
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(Imported::New)
+    }
+
+    fn import_tlsrpt(
+        &mut self,
+        report: &TlsReportRow,
+        now: SystemTime,
+    ) -> Result<Imported, StoreError> {
+        let path = self.path.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let added = tx
+            .execute(
+                "INSERT OR IGNORE INTO tls_reports (org_name, report_id, begin_time, end_time, source, imported_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    report.org_name,
+                    report.report_id,
+                    report.begin,
+                    report.end,
+                    report.source,
+                    unix_millis(now)
+                ],
+            )
+            .map_err(err)?;
+        if added == 0 {
+            return Ok(Imported::Duplicate);
+        }
+        let id = tx.last_insert_rowid();
+        for r in &report.results {
+            tx.execute(
+                "INSERT INTO tls_results (report, policy_type, policy_domain, successful, failed, failures)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, r.policy_type, r.policy_domain, r.successful as i64, r.failed as i64, r.failures],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(Imported::New)
+    }
+
+    fn dmarc_summary(&mut self, domain: &str) -> Result<DmarcSummary, StoreError> {
+        let path = self.path.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut sum = DmarcSummary {
+            domain: domain.to_string(),
+            ..DmarcSummary::default()
+        };
+        let (reports, first, last): (i64, Option<i64>, Option<i64>) = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*), MIN(begin_time), MAX(end_time) FROM dmarc_reports WHERE domain = ?1",
+                params![domain],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(err)?;
+        sum.reports = reports as u64;
+        sum.first = first;
+        sum.last = last;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT source_ip, SUM(count),
+                        SUM(CASE WHEN dkim_aligned OR spf_aligned THEN count ELSE 0 END),
+                        SUM(CASE WHEN dkim_aligned THEN count ELSE 0 END),
+                        SUM(CASE WHEN spf_aligned THEN count ELSE 0 END),
+                        SUM(CASE WHEN disposition = 'quarantine' THEN count ELSE 0 END),
+                        SUM(CASE WHEN disposition = 'reject' THEN count ELSE 0 END)
+                 FROM dmarc_records JOIN dmarc_reports ON dmarc_reports.id = dmarc_records.report
+                 WHERE dmarc_reports.domain = ?1
+                 GROUP BY source_ip ORDER BY SUM(count) DESC, source_ip",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![domain], |r| {
+                Ok(SourceSummary {
+                    source_ip: r.get(0)?,
+                    messages: r.get::<_, i64>(1)? as u64,
+                    dmarc_pass: r.get::<_, i64>(2)? as u64,
+                    dkim_aligned: r.get::<_, i64>(3)? as u64,
+                    spf_aligned: r.get::<_, i64>(4)? as u64,
+                    quarantined: r.get::<_, i64>(5)? as u64,
+                    rejected: r.get::<_, i64>(6)? as u64,
+                })
+            })
+            .map_err(err)?;
+        for row in rows {
+            let s = row.map_err(err)?;
+            sum.messages += s.messages;
+            sum.dmarc_pass += s.dmarc_pass;
+            sum.dkim_aligned += s.dkim_aligned;
+            sum.spf_aligned += s.spf_aligned;
+            sum.sources.push(s);
+        }
+        Ok(sum)
+    }
+
     fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError> {
         let mut out: Vec<SeenDomains> = {
             let mut stmt = self
@@ -686,7 +893,7 @@ mod tests {
     fn events_and_hourly_aggregates() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SqliteStore::open(dir.path()).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 2);
+        assert_eq!(s.schema_version().unwrap(), 3);
         let batch = [
             event(7200, "www.example.org", EventAction::Resolved),
             event(7300, "www.example.org", EventAction::Resolved),
@@ -770,7 +977,7 @@ mod tests {
             .conn
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(steps, 2);
+        assert_eq!(steps, 3);
         s.conn
             .execute("INSERT INTO schema_migrations VALUES (999, 0)", [])
             .unwrap();
@@ -904,6 +1111,72 @@ mod tests {
         let mut d = seen[0].domains.clone();
         d.sort();
         assert_eq!(d, ["bbc.co.uk", "example.org"]);
+    }
+
+    fn record(
+        ip: &str,
+        count: u64,
+        dkim: bool,
+        spf: bool,
+        disposition: &str,
+    ) -> crate::DmarcRecordRow {
+        crate::DmarcRecordRow {
+            source_ip: ip.into(),
+            count,
+            disposition: disposition.into(),
+            dkim_aligned: dkim,
+            spf_aligned: spf,
+            header_from: "example.gov.uk".into(),
+            envelope_from: None,
+            dkim: String::new(),
+            spf: String::new(),
+        }
+    }
+
+    #[test]
+    fn dmarc_reports_deduplicate_and_summarise() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let report = |id: &str, records| DmarcReportRow {
+            org_name: "google.com".into(),
+            report_id: id.into(),
+            domain: "example.gov.uk".into(),
+            begin: 100,
+            end: 200,
+            policy: "reject".into(),
+            source: "r.xml".into(),
+            records,
+        };
+        let now = SystemTime::now();
+        let a = report(
+            "1",
+            vec![
+                record("192.0.2.1", 10, true, true, "none"),
+                record("198.51.100.9", 3, false, false, "reject"),
+            ],
+        );
+        assert_eq!(s.import_dmarc(&a, now).unwrap(), Imported::New);
+        assert_eq!(s.import_dmarc(&a, now).unwrap(), Imported::Duplicate);
+        let b = report("2", vec![record("192.0.2.1", 5, false, true, "none")]);
+        assert_eq!(s.import_dmarc(&b, now).unwrap(), Imported::New);
+        let sum = s.dmarc_summary("example.gov.uk").unwrap();
+        assert_eq!(
+            (sum.reports, sum.messages, sum.dmarc_pass, sum.dkim_aligned),
+            (2, 18, 15, 10)
+        );
+        assert_eq!(sum.sources[0].source_ip, "192.0.2.1");
+        assert_eq!(sum.sources[1].rejected, 3);
+        assert_eq!(sum.sources[1].dmarc_pass, 0);
+        let tls = TlsReportRow {
+            org_name: "google.com".into(),
+            report_id: "t1".into(),
+            begin: 0,
+            end: 1,
+            source: "t.json".into(),
+            results: vec![],
+        };
+        assert_eq!(s.import_tlsrpt(&tls, now).unwrap(), Imported::New);
+        assert_eq!(s.import_tlsrpt(&tls, now).unwrap(), Imported::Duplicate);
     }
 
     #[test]

@@ -32,6 +32,14 @@ fn every_subcommand_has_help() {
         &["feeds", "check", "--help"],
         &["config", "--help"],
         &["config", "check", "--help"],
+        &["privacy", "--help"],
+        &["alerts", "--help"],
+        &["alerts", "list", "--help"],
+        &["alerts", "set", "--help"],
+        &["mailcheck", "--help"],
+        &["dmarc", "--help"],
+        &["dmarc", "import", "--help"],
+        &["dmarc", "summary", "--help"],
     ] {
         let o = parapet(args);
         assert!(o.status.success(), "{args:?}: {}", text(&o));

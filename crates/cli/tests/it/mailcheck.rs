@@ -445,3 +445,66 @@ fn mta_sts_and_tls_rpt() {
     );
     assert_eq!(o.status.code(), Some(1));
 }
+
+/// Every sample report imports (or is skipped with its reason), duplicates
+/// are recognised, and the summary adds up.
+#[test]
+fn dmarc_reports_import_and_summarise() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(&config, "[store]\npath = \"data\"\n").unwrap();
+    let samples = repo_root().join("testdata/dmarc");
+    let mut files = Vec::new();
+    for sub in ["aggregate", "smtp_tls", "extract_report"] {
+        for f in std::fs::read_dir(samples.join(sub)).unwrap() {
+            files.push(f.unwrap().path());
+        }
+    }
+    files.push(samples.join("empty.xml"));
+    files.sort();
+    let run = |files: &[std::path::PathBuf]| {
+        Command::new(env!("CARGO_BIN_EXE_parapet"))
+            .args(["dmarc", "import", "--config"])
+            .arg(&config)
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    let o = run(&files);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    // the deliberately broken samples are named with a reason; the rest import
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(err.contains("invalid_xml.xml:"), "{err}");
+    assert!(err.contains("empty.xml:"), "{err}");
+    let imported: u64 = out.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(imported >= 15, "{out}{err}");
+    // a second import finds them all stored
+    let o = run(&files);
+    let out2 = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out2.starts_with("0 reports imported"), "{out2}");
+
+    let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args([
+            "dmarc",
+            "summary",
+            "--domain",
+            "example.com",
+            "--format",
+            "json",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let total: u64 = v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["messages"].as_u64().unwrap())
+        .sum();
+    assert_eq!(v["messages"].as_u64().unwrap(), total);
+    assert!(v["reports"].as_u64().unwrap() >= 5, "{v:#}");
+}
