@@ -45,6 +45,8 @@ pub struct Config {
     #[serde(default)]
     pub notify: NotifyConfig,
     #[serde(default)]
+    pub mailcheck: MailcheckSection,
+    #[serde(default)]
     pub web: WebConfig,
     #[serde(default)]
     pub privacy: PrivacyConfig,
@@ -197,6 +199,33 @@ impl StoreConfig {
         parapet_store::Retention {
             events_days: self.events_retention_days,
             aggregates_days: self.aggregates_retention_days,
+        }
+    }
+}
+
+/// `[mailcheck]`: domains `parapet serve` re-checks on a schedule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailcheckSection {
+    pub domains: Vec<String>,
+    /// Hours between checks of every domain.
+    pub interval_hours: u32,
+    /// `IP` or `IP:PORT` to ask; default: the first of `[dns] upstreams`.
+    pub nameserver: Option<String>,
+    pub dkim_selectors: Vec<String>,
+    pub smtp_port: u16,
+    pub https_port: u16,
+}
+
+impl Default for MailcheckSection {
+    fn default() -> Self {
+        Self {
+            domains: Vec::new(),
+            interval_hours: 24,
+            nameserver: None,
+            dkim_selectors: Vec::new(),
+            smtp_port: 25,
+            https_port: 443,
         }
     }
 }
@@ -354,6 +383,7 @@ impl Config {
             store: StoreConfig::default(),
             detect: DetectSection::default(),
             notify: NotifyConfig::default(),
+            mailcheck: MailcheckSection::default(),
             web: WebConfig::default(),
             privacy: PrivacyConfig::default(),
             base: PathBuf::from("."),

@@ -28,6 +28,9 @@ pub struct Args {
     pub ca_file: Option<PathBuf>,
     /// HTTPS port of MTA-STS policy fetches.
     pub https_port: u16,
+    /// Store results and report what changed since the last check; the
+    /// config file (if any) says where the store is.
+    pub store: Option<Option<PathBuf>>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -117,8 +120,50 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         out.sort_by_key(|(i, _)| *i);
         out.into_iter().map(|(_, r)| r).collect()
     });
+    let mut diffs: Vec<Option<parapet_store::MailCheckDiff>> = vec![None; reports.len()];
+    if let Some(config_path) = &args.store {
+        use parapet_store::Store;
+        let config = match config_path {
+            Some(p) => crate::config::Config::load(p).map_err(|e| BadInput(format!("{e:#}")))?,
+            None => crate::config::Config::embedded(),
+        };
+        let mut store = parapet_store::SqliteStore::open(&config.resolve(&config.store.path))?;
+        for (r, d) in reports.iter().zip(diffs.iter_mut()) {
+            let ms = r
+                .checked_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            *d = Some(
+                store.save_mailcheck(&parapet_store::MailCheckRow {
+                    domain: r.domain.clone(),
+                    checked_at: ms,
+                    worst: r.worst().map(|w| w.as_str().to_string()),
+                    findings: r
+                        .findings
+                        .iter()
+                        .map(|f| parapet_store::MailFinding {
+                            severity: f.severity.as_str().into(),
+                            code: f.code.into(),
+                            message: f.message.clone(),
+                        })
+                        .collect(),
+                    report: to_json(r).to_string(),
+                })?,
+            );
+        }
+    }
     if args.json {
-        let v: Vec<serde_json::Value> = reports.iter().map(to_json).collect();
+        let v: Vec<serde_json::Value> = reports
+            .iter()
+            .zip(&diffs)
+            .map(|(r, d)| {
+                let mut v = to_json(r);
+                if let Some(d) = d {
+                    v["changes"] = changes_json(d);
+                }
+                v
+            })
+            .collect();
         let v = if v.len() == 1 {
             v.into_iter().next().unwrap_or_default()
         } else {
@@ -126,8 +171,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        for r in &reports {
+        for (r, d) in reports.iter().zip(&diffs) {
             print_table(r);
+            if let Some(d) = d {
+                print_changes(d);
+            }
         }
     }
     let failed = reports.iter().any(|r| r.worst() == Some(Level::Error));
@@ -176,4 +224,150 @@ pub fn to_json(r: &Report) -> serde_json::Value {
             "record": f.record,
         })).collect::<Vec<_>>(),
     })
+}
+
+fn changes_json(d: &parapet_store::MailCheckDiff) -> serde_json::Value {
+    let list = |v: &[parapet_store::MailFinding]| {
+        v.iter()
+            .map(|f| serde_json::json!({"code": f.code, "severity": f.severity, "message": f.message}))
+            .collect::<Vec<_>>()
+    };
+    serde_json::json!({
+        "since": d.previous_at.map(rfc3339),
+        "new": list(&d.new),
+        "fixed": list(&d.fixed),
+    })
+}
+
+fn print_changes(d: &parapet_store::MailCheckDiff) {
+    match d.previous_at {
+        None => println!("  (first check stored)"),
+        Some(at) if d.new.is_empty() && d.fixed.is_empty() => {
+            println!("  no change since {}", rfc3339(at))
+        }
+        Some(at) => {
+            println!("  since {}:", rfc3339(at));
+            for f in &d.new {
+                println!("    new    {:<8} {}", f.severity, f.code);
+            }
+            for f in &d.fixed {
+                println!("    fixed  {:<8} {}", f.severity, f.code);
+            }
+        }
+    }
+    println!();
+}
+
+/// Re-checks the configured domains every `interval_hours` for as long as
+/// `parapet serve` runs: each result is stored, and a new error-severity
+/// finding raises a `mailcheck.regression` alert for the supplier.
+pub async fn schedule(
+    config: crate::config::Config,
+    upstream: Option<SocketAddr>,
+    alerts: crossbeam_channel::Sender<parapet_core::alert::Signal>,
+) {
+    use parapet_store::Store;
+    let m = &config.mailcheck;
+    if m.domains.is_empty() {
+        return;
+    }
+    let server = m
+        .nameserver
+        .as_deref()
+        .and_then(|ns| {
+            ns.parse().ok().or_else(|| {
+                ns.parse::<std::net::IpAddr>()
+                    .ok()
+                    .map(|ip| SocketAddr::new(ip, 53))
+            })
+        })
+        .or(upstream);
+    let Some(server) = server else {
+        tracing::error!("[mailcheck] has domains but no nameserver to ask");
+        return;
+    };
+    let dns = Dns::new(server);
+    let opts = Options {
+        dkim_selectors: m.dkim_selectors.clone(),
+        tls: Some(parapet_mailcheck::tls::TlsOptions {
+            port: m.smtp_port,
+            ..Default::default()
+        }),
+        sts: parapet_mailcheck::sts::StsOptions {
+            port: m.https_port,
+            ..Default::default()
+        },
+    };
+    let every = std::time::Duration::from_secs(u64::from(m.interval_hours.max(1)) * 3600);
+    loop {
+        let mut store = match parapet_store::SqliteStore::open(&config.resolve(&config.store.path))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("mail check: cannot open the store: {e}");
+                tokio::time::sleep(every).await;
+                continue;
+            }
+        };
+        for d in &m.domains {
+            let r = check_domain(&dns, d, &opts).await;
+            let ms = r
+                .checked_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let row = parapet_store::MailCheckRow {
+                domain: r.domain.clone(),
+                checked_at: ms,
+                worst: r.worst().map(|w| w.as_str().to_string()),
+                findings: r
+                    .findings
+                    .iter()
+                    .map(|f| parapet_store::MailFinding {
+                        severity: f.severity.as_str().into(),
+                        code: f.code.into(),
+                        message: f.message.clone(),
+                    })
+                    .collect(),
+                report: to_json(&r).to_string(),
+            };
+            match store.save_mailcheck(&row) {
+                Ok(diff) => {
+                    tracing::info!(domain = %r.domain, findings = r.findings.len(), new = diff.new.len(), fixed = diff.fixed.len(), "mail check");
+                    let new_errors: Vec<&str> = diff
+                        .new
+                        .iter()
+                        .filter(|f| f.severity == "error")
+                        .map(|f| f.code.as_str())
+                        .collect();
+                    if diff.previous_at.is_some() && !new_errors.is_empty() {
+                        let _ = alerts.send(parapet_core::alert::Signal {
+                            time: std::time::SystemTime::now(),
+                            tenant: std::sync::Arc::from(crate::loader::SUPPLIER_TENANT),
+                            rule: "mailcheck.regression",
+                            severity: parapet_core::alert::Severity::High,
+                            domain: r.domain.clone(),
+                            client: parapet_core::pseudonym::ClientPseudonym([0; 8]),
+                            feed: None,
+                            reason: format!(
+                                "the mail security of {} got worse: {}",
+                                r.domain,
+                                new_errors.join(", ")
+                            ),
+                            evidence: diff
+                                .new
+                                .iter()
+                                .map(|f| format!("{} {}", f.code, f.message))
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(domain = %r.domain, "could not store the mail check: {e}")
+                }
+            }
+        }
+        drop(store);
+        tokio::time::sleep(every).await;
+    }
 }

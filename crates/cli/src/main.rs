@@ -85,6 +85,12 @@ enum Command {
         /// HTTPS port of MTA-STS policy fetches.
         #[arg(long, default_value_t = 443)]
         https_port: u16,
+        /// Store the results and report what changed since the last check.
+        #[arg(long)]
+        store: bool,
+        /// The TOML configuration file (for the store's location, with --store).
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// DMARC aggregate and TLS-RPT reports.
     Dmarc {
@@ -235,8 +241,11 @@ fn main() -> ExitCode {
             no_tls,
             ca_file,
             https_port,
+            store,
+            config,
         } => mailcheck_cmd::run(mailcheck_cmd::Args {
             https_port,
+            store: store.then_some(config),
             smtp_port: (!no_tls).then_some(smtp_port),
             ca_file,
             domains,

@@ -92,6 +92,7 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
 
     let metrics = Arc::new(Metrics::default());
     let mut loader = Loader::new(config.clone(), metrics.clone());
+    let mailcheck_alerts = system_tx.clone();
     loader.raise_alerts_on(system_tx);
     let snapshot = loader.initial();
     let (events_tx, events_rx) = crossbeam_channel::bounded::<QueryEvent>(d.event_queue.max(1));
@@ -147,6 +148,11 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
                 tracing::error!("web endpoint stopped: {e}");
             }
         });
+        tokio::spawn(crate::mailcheck_cmd::schedule(
+            config.clone(),
+            upstreams.first().copied(),
+            mailcheck_alerts,
+        ));
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {

@@ -187,6 +187,34 @@ pub struct TlsResultRow {
     pub failures: String,
 }
 
+/// One Mail Check of one domain, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailCheckRow {
+    pub domain: String,
+    /// Unix milliseconds.
+    pub checked_at: i64,
+    pub worst: Option<String>,
+    pub findings: Vec<MailFinding>,
+    /// The JSON report, raw records included.
+    pub report: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailFinding {
+    pub severity: String,
+    pub code: String,
+    pub message: String,
+}
+
+/// What changed since the previous check of the same domain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailCheckDiff {
+    /// When the previous check ran (unix milliseconds); `None` for the first.
+    pub previous_at: Option<i64>,
+    pub new: Vec<MailFinding>,
+    pub fixed: Vec<MailFinding>,
+}
+
 /// Whether an import added a report or found it already stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Imported {
@@ -318,6 +346,10 @@ pub trait Store: Send {
 
     /// Sources, volumes and alignment from a domain's stored reports.
     fn dmarc_summary(&mut self, domain: &str) -> Result<DmarcSummary, StoreError>;
+
+    /// Stores a Mail Check result and says what changed since the last
+    /// check of the same domain.
+    fn save_mailcheck(&mut self, check: &MailCheckRow) -> Result<MailCheckDiff, StoreError>;
 
     /// What the detector learnt before, per tenant.
     fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError>;

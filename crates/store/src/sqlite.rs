@@ -18,9 +18,9 @@ use std::sync::Arc;
 use parapet_core::alert::{AlertStatus, Severity, Signal};
 
 use crate::{
-    Alert, AlertFilter, DmarcReportRow, DmarcSummary, EVIDENCE_SAMPLES, Imported, Purged,
-    Retention, SeenDomains, SourceSummary, StatusChange, Store, StoreError, TlsReportRow, cutoff,
-    unix_millis,
+    Alert, AlertFilter, DmarcReportRow, DmarcSummary, EVIDENCE_SAMPLES, Imported, MailCheckDiff,
+    MailCheckRow, MailFinding, Purged, Retention, SeenDomains, SourceSummary, StatusChange, Store,
+    StoreError, TlsReportRow, cutoff, unix_millis,
 };
 
 /// The file inside the store folder.
@@ -145,6 +145,18 @@ const MIGRATIONS: &[(u32, &str)] = &[
         failures      TEXT    NOT NULL -- result-type ip mx count, one per line
     );
     CREATE INDEX tls_results_domain ON tls_results (policy_domain);",
+    ),
+    (
+        4,
+        "CREATE TABLE mailcheck_results (
+        id         INTEGER PRIMARY KEY,
+        domain     TEXT    NOT NULL,
+        checked_at INTEGER NOT NULL, -- unix milliseconds
+        worst      TEXT,             -- error | warning | info, NULL when no finding
+        findings   TEXT    NOT NULL, -- one per line: severity TAB code TAB message
+        report     TEXT    NOT NULL  -- the JSON report, raw records included
+    );
+    CREATE INDEX mailcheck_results_domain ON mailcheck_results (domain, checked_at);",
     ),
 ];
 
@@ -780,6 +792,66 @@ impl Store for SqliteStore {
         Ok(sum)
     }
 
+    fn save_mailcheck(&mut self, check: &MailCheckRow) -> Result<MailCheckDiff, StoreError> {
+        let path = self.path.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let previous: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT checked_at, findings FROM mailcheck_results WHERE domain = ?1 ORDER BY checked_at DESC, id DESC LIMIT 1",
+                params![check.domain],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(err)?;
+        let lines = |f: &[MailFinding]| -> Vec<String> {
+            f.iter()
+                .map(|x| {
+                    format!(
+                        "{}\t{}\t{}",
+                        x.severity,
+                        x.code,
+                        x.message.replace(['\n', '\t'], " ")
+                    )
+                })
+                .collect()
+        };
+        let now_lines = lines(&check.findings);
+        tx.execute(
+            "INSERT INTO mailcheck_results (domain, checked_at, worst, findings, report) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![check.domain, check.checked_at, check.worst, now_lines.join("\n"), check.report],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        let mut diff = MailCheckDiff::default();
+        if let Some((at, before)) = previous {
+            diff.previous_at = Some(at);
+            let before: Vec<&str> = before.lines().collect();
+            let parse = |l: &str| -> MailFinding {
+                let mut it = l.splitn(3, '\t');
+                MailFinding {
+                    severity: it.next().unwrap_or("").to_string(),
+                    code: it.next().unwrap_or("").to_string(),
+                    message: it.next().unwrap_or("").to_string(),
+                }
+            };
+            diff.new = now_lines
+                .iter()
+                .filter(|l| !before.contains(&l.as_str()))
+                .map(|l| parse(l))
+                .collect();
+            diff.fixed = before
+                .iter()
+                .filter(|l| !now_lines.iter().any(|n| n == *l))
+                .map(|l| parse(l))
+                .collect();
+        }
+        Ok(diff)
+    }
+
     fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError> {
         let mut out: Vec<SeenDomains> = {
             let mut stmt = self
@@ -893,7 +965,7 @@ mod tests {
     fn events_and_hourly_aggregates() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SqliteStore::open(dir.path()).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 3);
+        assert_eq!(s.schema_version().unwrap(), 4);
         let batch = [
             event(7200, "www.example.org", EventAction::Resolved),
             event(7300, "www.example.org", EventAction::Resolved),
@@ -977,7 +1049,7 @@ mod tests {
             .conn
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(steps, 3);
+        assert_eq!(steps, 4);
         s.conn
             .execute("INSERT INTO schema_migrations VALUES (999, 0)", [])
             .unwrap();
@@ -1177,6 +1249,56 @@ mod tests {
         };
         assert_eq!(s.import_tlsrpt(&tls, now).unwrap(), Imported::New);
         assert_eq!(s.import_tlsrpt(&tls, now).unwrap(), Imported::Duplicate);
+    }
+
+    #[test]
+    fn mailcheck_results_report_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let f = |code: &str, sev: &str| MailFinding {
+            severity: sev.into(),
+            code: code.into(),
+            message: format!("{code} explained"),
+        };
+        let row = |at: i64, findings: Vec<MailFinding>| MailCheckRow {
+            domain: "example.gov.uk".into(),
+            checked_at: at,
+            worst: findings.first().map(|f| f.severity.clone()),
+            findings,
+            report: "{}".into(),
+        };
+        let d = s
+            .save_mailcheck(&row(
+                1,
+                vec![
+                    f("spf.all_pass", "error"),
+                    f("dmarc.policy_none", "warning"),
+                ],
+            ))
+            .unwrap();
+        assert_eq!(d, MailCheckDiff::default());
+        let d = s
+            .save_mailcheck(&row(
+                2,
+                vec![
+                    f("dmarc.policy_none", "warning"),
+                    f("tls.cert_expiring", "warning"),
+                ],
+            ))
+            .unwrap();
+        assert_eq!(d.previous_at, Some(1));
+        assert_eq!(d.new, [f("tls.cert_expiring", "warning")]);
+        assert_eq!(d.fixed, [f("spf.all_pass", "error")]);
+        let d = s
+            .save_mailcheck(&row(
+                3,
+                vec![
+                    f("dmarc.policy_none", "warning"),
+                    f("tls.cert_expiring", "warning"),
+                ],
+            ))
+            .unwrap();
+        assert!(d.new.is_empty() && d.fixed.is_empty());
     }
 
     #[test]

@@ -508,3 +508,82 @@ fn dmarc_reports_import_and_summarise() {
     assert_eq!(v["messages"].as_u64().unwrap(), total);
     assert!(v["reports"].as_u64().unwrap() >= 5, "{v:#}");
 }
+
+/// `--store` keeps each result and says what changed since the last check.
+#[test]
+fn stored_checks_report_changes() {
+    let nsd = fixture_nsd();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(&config, "[store]\npath = \"data\"\n").unwrap();
+    let run = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
+            .args([
+                "mailcheck",
+                "weak.test",
+                "--no-tls",
+                "--format",
+                "json",
+                "--store",
+                "--config",
+            ])
+            .arg(&config)
+            .args(["--nameserver", &nsd.addr.to_string()])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let first = run();
+    assert!(first["changes"]["since"].is_null(), "{first:#}");
+    let second = run();
+    assert!(second["changes"]["since"].is_string(), "{second:#}");
+    assert_eq!(second["changes"]["new"], serde_json::json!([]));
+    assert_eq!(second["changes"]["fixed"], serde_json::json!([]));
+    let db = rusqlite::Connection::open(dir.path().join("data/parapet.sqlite")).unwrap();
+    let n: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM mailcheck_results WHERE domain = 'weak.test' AND worst = 'error'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 2);
+}
+
+/// `parapet serve` checks the configured domains on its own and stores the
+/// results.
+#[test]
+fn serve_schedules_mail_checks() {
+    let nsd = fixture_nsd();
+    let p = crate::harness::Parapet::start(
+        &format!("upstreams = [\"{}\"]", nsd.addr),
+        &format!(
+            "[mailcheck]\ndomains = [\"weak.test\", \"nomail.test\"]\nnameserver = \"{}\"\nsmtp_port = {}\n",
+            nsd.addr,
+            crate::harness::free_port()
+        ),
+        &[],
+    );
+    let db = p.path("parapet-data/parapet.sqlite");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let n: i64 = rusqlite::Connection::open(&db)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT COUNT(DISTINCT domain) FROM mailcheck_results",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(0);
+        if n == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled checks stored:\n{}",
+            p.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
