@@ -93,8 +93,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             extra_roots,
             ..Default::default()
         });
+    let mut selectors = args.dkim_selectors;
+    if let Some(config_path) = &args.store {
+        // selectors learned from imported DMARC reports
+        use parapet_store::Store;
+        let config = match config_path {
+            Some(p) => crate::config::Config::load(p).map_err(|e| BadInput(format!("{e:#}")))?,
+            None => crate::config::Config::embedded(),
+        };
+        let mut store = parapet_store::SqliteStore::open(&config.resolve(&config.store.path))?;
+        for d in &domains {
+            for sel in store.dkim_selectors(&d.to_ascii_lowercase())? {
+                if !selectors.contains(&sel) {
+                    selectors.push(sel);
+                }
+            }
+        }
+    }
     let opts = Arc::new(Options {
-        dkim_selectors: args.dkim_selectors,
+        dkim_selectors: selectors,
         tls,
         sts,
     });

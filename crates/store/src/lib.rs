@@ -347,6 +347,9 @@ pub trait Store: Send {
     /// Sources, volumes and alignment from a domain's stored reports.
     fn dmarc_summary(&mut self, domain: &str) -> Result<DmarcSummary, StoreError>;
 
+    /// DKIM selectors seen signing mail for `domain` in stored DMARC reports.
+    fn dkim_selectors(&mut self, domain: &str) -> Result<Vec<String>, StoreError>;
+
     /// Stores a Mail Check result and says what changed since the last
     /// check of the same domain.
     fn save_mailcheck(&mut self, check: &MailCheckRow) -> Result<MailCheckDiff, StoreError>;

@@ -792,6 +792,38 @@ impl Store for SqliteStore {
         Ok(sum)
     }
 
+    fn dkim_selectors(&mut self, domain: &str) -> Result<Vec<String>, StoreError> {
+        let path = self.path.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT dkim FROM dmarc_records WHERE dkim LIKE ?1")
+            .map_err(err)?;
+        let pattern = format!("%{domain}/%");
+        let rows = stmt
+            .query_map(params![pattern], |r| r.get::<_, String>(0))
+            .map_err(err)?;
+        let mut out: Vec<String> = Vec::new();
+        for row in rows {
+            // `domain/selector=result` entries, space-separated
+            for entry in row.map_err(err)?.split(' ') {
+                if let Some((d, rest)) = entry.split_once('/')
+                    && d.eq_ignore_ascii_case(domain)
+                    && let Some((sel, _)) = rest.split_once('=')
+                    && !sel.is_empty()
+                    && !out.iter().any(|s| s == sel)
+                {
+                    out.push(sel.to_string());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     fn save_mailcheck(&mut self, check: &MailCheckRow) -> Result<MailCheckDiff, StoreError> {
         let path = self.path.display().to_string();
         let err = |source| StoreError::Sqlite {
@@ -1231,10 +1263,18 @@ mod tests {
         assert_eq!(s.import_dmarc(&a, now).unwrap(), Imported::Duplicate);
         let b = report("2", vec![record("192.0.2.1", 5, false, true, "none")]);
         assert_eq!(s.import_dmarc(&b, now).unwrap(), Imported::New);
+        let mut signed = record("192.0.2.7", 1, true, true, "none");
+        signed.dkim =
+            "example.gov.uk/sel2=pass other.example/x=fail example.gov.uk/sel1=pass".into();
+        s.import_dmarc(&report("3", vec![signed]), now).unwrap();
+        assert_eq!(
+            s.dkim_selectors("example.gov.uk").unwrap(),
+            ["sel1", "sel2"]
+        );
         let sum = s.dmarc_summary("example.gov.uk").unwrap();
         assert_eq!(
             (sum.reports, sum.messages, sum.dmarc_pass, sum.dkim_aligned),
-            (2, 18, 15, 10)
+            (3, 19, 16, 11)
         );
         assert_eq!(sum.sources[0].source_ip, "192.0.2.1");
         assert_eq!(sum.sources[1].rejected, 3);

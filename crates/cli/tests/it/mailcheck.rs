@@ -533,8 +533,32 @@ fn stored_checks_report_changes() {
             .unwrap();
         serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
     };
+    // a DMARC report showing weak.test mail signed with selector `sel1`
+    let xml = dir.path().join("report.xml");
+    std::fs::write(
+        &xml,
+        "<?xml version=\"1.0\"?><feedback><report_metadata><org_name>example.net</org_name>\
+         <email>dmarc@example.net</email><report_id>r-1</report_id><date_range><begin>1700000000</begin>\
+         <end>1700086399</end></date_range></report_metadata><policy_published><domain>weak.test</domain>\
+         <p>none</p></policy_published><record><row><source_ip>192.0.2.20</source_ip><count>3</count>\
+         <policy_evaluated><disposition>none</disposition><dkim>pass</dkim><spf>pass</spf></policy_evaluated>\
+         </row><identifiers><header_from>weak.test</header_from></identifiers><auth_results><dkim>\
+         <domain>weak.test</domain><selector>sel1</selector><result>pass</result></dkim><spf>\
+         <domain>weak.test</domain><result>pass</result></spf></auth_results></record></feedback>",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["dmarc", "import", "--config"])
+        .arg(&config)
+        .arg(&xml)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let first = run();
     assert!(first["changes"]["since"].is_null(), "{first:#}");
+    // the selector learned from the report was checked (a 1024-bit key)
+    assert_eq!(first["records"]["dkim"][0]["selector"], "sel1", "{first:#}");
+    assert!(codes(&first).contains(&"dkim.key_short".to_string()));
     let second = run();
     assert!(second["changes"]["since"].is_string(), "{second:#}");
     assert_eq!(second["changes"]["new"], serde_json::json!([]));
