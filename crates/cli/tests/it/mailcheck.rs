@@ -18,6 +18,8 @@ const ZONES: &[&str] = &[
     "tls.test",
     "sts.test",
     "sts2.test",
+    "mixed.test",
+    "rpt.test",
 ];
 
 fn mailcheck(ns: std::net::SocketAddr, domains: &[&str]) -> (Option<i32>, serde_json::Value) {
@@ -184,6 +186,28 @@ fn findings_for_every_fixture_domain() {
     );
     has("badpark.test", &["mx.null", "parked.spf", "parked.dmarc"]);
     has("sub.org.test", &["dmarc.inherited"]);
+    has(
+        "weak.test",
+        &["dkim.selector_missing", "tlsrpt.missing", "mta_sts.missing"],
+    );
+    let (_, mixed) = mailcheck(ns, &["mixed.test"]);
+    for want in [
+        "mx.null_mixed",
+        "spf.include_missing",
+        "spf.all_missing",
+        "mta_sts.multiple_records",
+        "tlsrpt.rua_missing",
+    ] {
+        assert!(
+            codes(&mixed).iter().any(|c| c == want),
+            "expected {want} in {mixed:#}"
+        );
+    }
+    let (_, missing) = mailcheck(ns, &["nonexistent.good.test"]);
+    assert!(
+        codes(&missing).contains(&"domain.missing".to_string()),
+        "{missing:#}"
+    );
     assert_eq!(by("sub.org.test")["records"]["dmarc_domain"], "org.test");
 }
 
@@ -357,7 +381,7 @@ fn mta_sts_and_tls_rpt() {
     let (crt, key) = pki.leaf(
         &ca,
         "sts",
-        &["mta-sts.sts.test", "mta-sts.sts2.test"],
+        &["mta-sts.sts.test", "mta-sts.sts2.test", "mta-sts.rpt.test"],
         false,
     );
     let port = crate::harness::free_port();
@@ -426,6 +450,29 @@ fn mta_sts_and_tls_rpt() {
         "tlsrpt.missing",
     ] {
         assert!(c.iter().any(|c| c == want), "expected {want} in {c:?}");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["mailcheck", "rpt.test", "--no-tls", "--format", "json"])
+        .args([
+            "--nameserver",
+            &nsd.addr.to_string(),
+            "--https-port",
+            &port.to_string(),
+        ])
+        .arg("--ca-file")
+        .arg(&ca_path)
+        .output()
+        .unwrap();
+    let rpt: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for want in [
+        "mta_sts.policy_invalid",
+        "tlsrpt.bad_uri",
+        "tlsrpt.ncsc_rua_missing",
+    ] {
+        assert!(
+            codes(&rpt).iter().any(|c| c == want),
+            "expected {want} in {rpt:#}"
+        );
     }
     // without the test CA the policy cannot be fetched
     let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
