@@ -373,6 +373,22 @@ fn at(
 }
 
 impl Config {
+    /// The configuration at `path`, or the embedded defaults without one;
+    /// a file that does not load is bad input (exit 2).
+    pub fn load_or_embedded(path: Option<&Path>) -> anyhow::Result<Config> {
+        match path {
+            Some(p) => Ok(Config::load(p).map_err(|e| crate::BadInput(format!("{e:#}")))?),
+            None => Ok(Config::embedded()),
+        }
+    }
+
+    /// Opens the store this configuration names.
+    pub fn open_store(&self) -> anyhow::Result<parapet_store::SqliteStore> {
+        Ok(parapet_store::SqliteStore::open(
+            &self.resolve(&self.store.path),
+        )?)
+    }
+
     /// The embedded defaults: DNS on 127.0.0.1:5353, web on 127.0.0.1:8080,
     /// data under ./parapet-data, the bundled example feed.
     pub fn embedded() -> Self {

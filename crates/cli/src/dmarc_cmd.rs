@@ -14,11 +14,7 @@ use crate::BadInput;
 use crate::config::Config;
 
 fn open(config_path: Option<&Path>) -> anyhow::Result<SqliteStore> {
-    let config = match config_path {
-        Some(p) => Config::load(p).map_err(|e| BadInput(format!("{e:#}")))?,
-        None => Config::embedded(),
-    };
-    Ok(SqliteStore::open(&config.resolve(&config.store.path))?)
+    Config::load_or_embedded(config_path)?.open_store()
 }
 
 fn auth(results: &[AuthResult], with_selector: bool) -> String {

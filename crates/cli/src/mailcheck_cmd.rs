@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use anyhow::Context;
 use parapet_mailcheck::Level;
@@ -94,14 +93,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ..Default::default()
         });
     let mut selectors = args.dkim_selectors;
-    if let Some(config_path) = &args.store {
+    let mut store = match &args.store {
+        Some(config_path) => {
+            Some(crate::config::Config::load_or_embedded(config_path.as_deref())?.open_store()?)
+        }
+        None => None,
+    };
+    if let Some(store) = &mut store {
         // selectors learned from imported DMARC reports
         use parapet_store::Store;
-        let config = match config_path {
-            Some(p) => crate::config::Config::load(p).map_err(|e| BadInput(format!("{e:#}")))?,
-            None => crate::config::Config::embedded(),
-        };
-        let mut store = parapet_store::SqliteStore::open(&config.resolve(&config.store.path))?;
         for d in &domains {
             for sel in store.dkim_selectors(&d.to_ascii_lowercase())? {
                 if !selectors.contains(&sel) {
@@ -138,35 +138,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         out.into_iter().map(|(_, r)| r).collect()
     });
     let mut diffs: Vec<Option<parapet_store::MailCheckDiff>> = vec![None; reports.len()];
-    if let Some(config_path) = &args.store {
+    if let Some(store) = &mut store {
         use parapet_store::Store;
-        let config = match config_path {
-            Some(p) => crate::config::Config::load(p).map_err(|e| BadInput(format!("{e:#}")))?,
-            None => crate::config::Config::embedded(),
-        };
-        let mut store = parapet_store::SqliteStore::open(&config.resolve(&config.store.path))?;
         for (r, d) in reports.iter().zip(diffs.iter_mut()) {
-            let ms = r
-                .checked_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            *d = Some(
-                store.save_mailcheck(&parapet_store::MailCheckRow {
-                    domain: r.domain.clone(),
-                    checked_at: ms,
-                    worst: r.worst().map(|w| w.as_str().to_string()),
-                    findings: r
-                        .findings
-                        .iter()
-                        .map(|f| parapet_store::MailFinding {
-                            severity: f.severity.as_str().into(),
-                            code: f.code.into(),
-                            message: f.message.clone(),
-                        })
-                        .collect(),
-                    report: to_json(r).to_string(),
-                })?,
-            );
+            *d = Some(store.save_mailcheck(&to_row(r))?);
         }
     }
     if args.json {
@@ -213,13 +188,9 @@ fn print_table(r: &Report) {
 
 /// The JSON form: `{"domain", "checked_at", "records": {...}, "findings": [...]}`.
 pub fn to_json(r: &Report) -> serde_json::Value {
-    let ms = r
-        .checked_at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
     serde_json::json!({
         "domain": r.domain,
-        "checked_at": rfc3339(ms),
+        "checked_at": rfc3339(parapet_store::unix_millis(r.checked_at)),
         "records": {
             "mx": r.records.mx.iter().map(|(p, h)| format!("{p} {h}")).collect::<Vec<_>>(),
             "spf": r.records.spf,
@@ -328,25 +299,7 @@ pub async fn schedule(
         };
         for d in &m.domains {
             let r = check_domain(&dns, d, &opts).await;
-            let ms = r
-                .checked_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            let row = parapet_store::MailCheckRow {
-                domain: r.domain.clone(),
-                checked_at: ms,
-                worst: r.worst().map(|w| w.as_str().to_string()),
-                findings: r
-                    .findings
-                    .iter()
-                    .map(|f| parapet_store::MailFinding {
-                        severity: f.severity.as_str().into(),
-                        code: f.code.into(),
-                        message: f.message.clone(),
-                    })
-                    .collect(),
-                report: to_json(&r).to_string(),
-            };
+            let row = to_row(&r);
             match store.save_mailcheck(&row) {
                 Ok(diff) => {
                     tracing::info!(domain = %r.domain, findings = r.findings.len(), new = diff.new.len(), fixed = diff.fixed.len(), "mail check");
@@ -386,5 +339,24 @@ pub async fn schedule(
         }
         drop(store);
         tokio::time::sleep(every).await;
+    }
+}
+
+/// A report as the store keeps it.
+fn to_row(r: &Report) -> parapet_store::MailCheckRow {
+    parapet_store::MailCheckRow {
+        domain: r.domain.clone(),
+        checked_at: parapet_store::unix_millis(r.checked_at),
+        worst: r.worst().map(|w| w.as_str().to_string()),
+        findings: r
+            .findings
+            .iter()
+            .map(|f| parapet_store::MailFinding {
+                severity: f.severity.as_str().into(),
+                code: f.code.into(),
+                message: f.message.clone(),
+            })
+            .collect(),
+        report: to_json(r).to_string(),
     }
 }

@@ -7,14 +7,10 @@ use std::process::ExitCode;
 
 use parapet_store::{AGGREGATE_FIELDS, EVENT_FIELDS};
 
-use crate::BadInput;
 use crate::config::Config;
 
 pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let config = match config_path {
-        Some(p) => Config::load(p).map_err(|e| BadInput(format!("{e:#}")))?,
-        None => Config::embedded(),
-    };
+    let config = Config::load_or_embedded(config_path)?;
     let r = config.store.retention();
     let store = config.resolve(&config.store.path);
     println!(
