@@ -87,6 +87,18 @@ struct Window {
     fired_txt: bool,
 }
 
+impl Window {
+    fn starting(start: SystemTime) -> Self {
+        Self {
+            start,
+            names: HashSet::new(),
+            txt: 0,
+            fired_names: false,
+            fired_txt: false,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Beacon {
     times: VecDeque<SystemTime>,
@@ -237,21 +249,9 @@ impl Detector {
         let w = self
             .windows
             .entry((ev.tenant.clone(), domain.clone()))
-            .or_insert_with(|| Window {
-                start: ev.time,
-                names: HashSet::new(),
-                txt: 0,
-                fired_names: false,
-                fired_txt: false,
-            });
+            .or_insert_with(|| Window::starting(ev.time));
         if since(ev.time, w.start) >= self.cfg.window {
-            *w = Window {
-                start: ev.time,
-                names: HashSet::new(),
-                txt: 0,
-                fired_names: false,
-                fired_txt: false,
-            };
+            *w = Window::starting(ev.time);
         }
         if !sub.is_empty() && !w.fired_names {
             w.names.insert(self.hasher.hash_one(sub));

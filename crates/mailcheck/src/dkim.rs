@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::finding::Finding;
+use crate::finding::{Finding, Findings};
 
 /// Below this RSA modulus size a key is an error.
 pub const MIN_RSA_BITS: u32 = 1024;
@@ -93,55 +93,6 @@ fn valid_tag_value(s: &str) -> bool {
         .all(|c| is_fws(c) || (('!'..='~').contains(&c) && c != ';'))
 }
 
-/// Most findings kept for one record; a huge broken record must not turn
-/// into thousands of findings that each carry a copy of it.
-const MAX_FINDINGS: usize = 32;
-
-/// A capped list of findings about one record.
-struct Findings {
-    list: Vec<Finding>,
-    dropped: usize,
-}
-
-impl Findings {
-    fn new() -> Self {
-        Self {
-            list: Vec::new(),
-            dropped: 0,
-        }
-    }
-
-    fn push(&mut self, finding: Finding) {
-        if self.list.len() < MAX_FINDINGS {
-            self.list.push(finding);
-        } else {
-            self.dropped += 1;
-        }
-    }
-
-    /// For the findings that matter most, even past the cap.
-    fn push_always(&mut self, finding: Finding) {
-        self.list.push(finding);
-    }
-
-    fn finish(mut self, raw: &str) -> Vec<Finding> {
-        if self.dropped > 0 {
-            self.list.push(
-                Finding::info(
-                    "dkim.truncated",
-                    format!(
-                        "{} further findings about this key record are not listed; fix the \
-                         ones above first.",
-                        self.dropped
-                    ),
-                )
-                .on(raw),
-            );
-        }
-        self.list
-    }
-}
-
 fn syntax(message: String, raw: &str) -> Finding {
     Finding::error("dkim.syntax", message).on(raw)
 }
@@ -167,7 +118,7 @@ fn colon_list(value: &str) -> Option<Vec<String>> {
 /// every finding about its syntax. Never panics.
 pub fn parse(txt: &str) -> (Option<DkimKey>, Vec<Finding>) {
     let raw = txt;
-    let mut findings = Findings::new();
+    let mut findings = Findings::new("dkim.truncated", "this key record");
     let mut usable = true;
     let mut seen: HashSet<&str> = HashSet::new();
 
@@ -692,6 +643,7 @@ fn rsa_modulus_bits(der: &[u8]) -> Result<u32, &'static str> {
 mod tests {
     use super::*;
     use crate::finding::Level;
+    use crate::finding::MAX_FINDINGS;
 
     fn codes(findings: &[Finding]) -> Vec<&'static str> {
         findings.iter().map(|f| f.code).collect()

@@ -17,7 +17,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::finding::{Finding, Level};
+use crate::finding::{Finding, Findings, Level};
 
 /// The NCSC Mail Check aggregate-report mailbox UK public-sector domains
 /// should list in `rua`.
@@ -174,55 +174,6 @@ fn is_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Most findings kept for one record; a huge broken record must not turn
-/// into thousands of findings that each carry a copy of it.
-const MAX_FINDINGS: usize = 32;
-
-/// A capped list of findings about one record.
-struct Findings {
-    list: Vec<Finding>,
-    dropped: usize,
-}
-
-impl Findings {
-    fn new() -> Self {
-        Self {
-            list: Vec::new(),
-            dropped: 0,
-        }
-    }
-
-    fn push(&mut self, finding: Finding) {
-        if self.list.len() < MAX_FINDINGS {
-            self.list.push(finding);
-        } else {
-            self.dropped += 1;
-        }
-    }
-
-    /// For the findings that matter most, even past the cap.
-    fn push_always(&mut self, finding: Finding) {
-        self.list.push(finding);
-    }
-
-    fn finish(mut self, raw: &str) -> Vec<Finding> {
-        if self.dropped > 0 {
-            self.list.push(
-                Finding::info(
-                    "dmarc.truncated",
-                    format!(
-                        "{} further findings about this record are not listed; fix the ones \
-                         above first.",
-                        self.dropped
-                    ),
-                )
-                .on(raw),
-            );
-        }
-        self.list
-    }
-}
-
 fn syntax(message: String, raw: &str) -> Finding {
     Finding::error("dmarc.syntax", message).on(raw)
 }
@@ -231,7 +182,7 @@ fn syntax(message: String, raw: &str) -> Finding {
 /// (`v=DMARC1` first and a valid `p=`, or the RFC 7489 §6.6.3 `p=none`
 /// fallback), and every finding about its syntax and content. Never panics.
 pub fn parse(txt: &str) -> (Option<DmarcRecord>, Vec<Finding>) {
-    let mut findings = Findings::new();
+    let mut findings = Findings::new("dmarc.truncated", "this record");
     let raw = txt;
 
     let mut version_ok = false;
@@ -723,7 +674,7 @@ fn is_ncsc_domain(uri: &ReportUri) -> bool {
 /// Record-level policy findings (no DNS).
 pub fn check(rec: &DmarcRecord) -> Vec<Finding> {
     let raw = rec.raw.as_str();
-    let mut f = Findings::new();
+    let mut f = Findings::new("dmarc.truncated", "this record");
     let mut push =
         |code, level, message: String| f.push(Finding::new(code, level, message).on(raw));
 
@@ -917,6 +868,7 @@ pub fn authorises(txts: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::finding::MAX_FINDINGS;
 
     fn codes(findings: &[Finding]) -> Vec<&'static str> {
         findings.iter().map(|f| f.code).collect()

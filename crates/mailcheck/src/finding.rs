@@ -68,3 +68,57 @@ impl Finding {
         self
     }
 }
+
+/// Most findings kept for one record; a huge broken record must not turn
+/// into thousands of findings that each carry a copy of it.
+pub(crate) const MAX_FINDINGS: usize = 32;
+
+/// A capped list of findings about one record (used by the record parsers).
+pub(crate) struct Findings {
+    list: Vec<Finding>,
+    dropped: usize,
+    /// Code of the closing "more not listed" finding, e.g. `dmarc.truncated`.
+    truncated_code: &'static str,
+    /// How the message names the record, e.g. "this key record".
+    what: &'static str,
+}
+
+impl Findings {
+    pub(crate) fn new(truncated_code: &'static str, what: &'static str) -> Self {
+        Self {
+            list: Vec::new(),
+            dropped: 0,
+            truncated_code,
+            what,
+        }
+    }
+
+    pub(crate) fn push(&mut self, finding: Finding) {
+        if self.list.len() < MAX_FINDINGS {
+            self.list.push(finding);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// For the findings that matter most, even past the cap.
+    pub(crate) fn push_always(&mut self, finding: Finding) {
+        self.list.push(finding);
+    }
+
+    pub(crate) fn finish(mut self, raw: &str) -> Vec<Finding> {
+        if self.dropped > 0 {
+            self.list.push(
+                Finding::info(
+                    self.truncated_code,
+                    format!(
+                        "{} further findings about {} are not listed; fix the ones above first.",
+                        self.dropped, self.what
+                    ),
+                )
+                .on(raw),
+            );
+        }
+        self.list
+    }
+}
