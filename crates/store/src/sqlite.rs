@@ -171,6 +171,14 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Wraps a SQLite error with the database's path.
+fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store in folder `dir` and brings its
     /// schema up to date.
@@ -286,11 +294,7 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(0);
         }
-        let path = self.path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut ins = tx
@@ -332,11 +336,7 @@ impl Store for SqliteStore {
     }
 
     fn purge(&mut self, now: SystemTime, retention: Retention) -> Result<Purged, StoreError> {
-        let path = self.path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         let events = tx
             .execute(
@@ -369,11 +369,7 @@ impl Store for SqliteStore {
     }
 
     fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError> {
-        let path = self.path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sql_err(&self.path);
         let mut touched: Vec<(i64, bool)> = Vec::new();
         let tx = self.conn.transaction().map_err(err)?;
         for sig in signals {
@@ -614,11 +610,7 @@ impl Store for SqliteStore {
         if !from.can_become(to) {
             return Err(StoreError::BadTransition { id, from, to });
         }
-        let path = self.path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
             "UPDATE alerts SET status = ?2 WHERE id = ?1",
@@ -639,11 +631,7 @@ impl Store for SqliteStore {
         report: &DmarcReportRow,
         now: SystemTime,
     ) -> Result<Imported, StoreError> {
-        let path = self.path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         let added = tx
             .execute(
@@ -697,11 +685,7 @@ impl Store for SqliteStore {
         report: &TlsReportRow,
         now: SystemTime,
     ) -> Result<Imported, StoreError> {
-        let path = self.path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         let added = tx
             .execute(
@@ -734,11 +718,7 @@ impl Store for SqliteStore {
     }
 
     fn dmarc_summary(&mut self, domain: &str) -> Result<DmarcSummary, StoreError> {
-        let path = self.path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sql_err(&self.path);
         let mut sum = DmarcSummary {
             domain: domain.to_string(),
             ..DmarcSummary::default()
@@ -793,11 +773,7 @@ impl Store for SqliteStore {
     }
 
     fn dkim_selectors(&mut self, domain: &str) -> Result<Vec<String>, StoreError> {
-        let path = self.path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sql_err(&self.path);
         let mut stmt = self
             .conn
             .prepare("SELECT DISTINCT dkim FROM dmarc_records WHERE dkim LIKE ?1")
@@ -825,11 +801,7 @@ impl Store for SqliteStore {
     }
 
     fn save_mailcheck(&mut self, check: &MailCheckRow) -> Result<MailCheckDiff, StoreError> {
-        let path = self.path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         let previous: Option<(i64, String)> = tx
             .query_row(
@@ -933,11 +905,7 @@ impl Store for SqliteStore {
         if learning_started.is_empty() && domains.is_empty() {
             return Ok(());
         }
-        let path = self.path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         for (tenant, since) in learning_started {
             tx.execute(
