@@ -7,13 +7,16 @@
 //! hot path: query events reach it through a bounded channel and are written
 //! in batches, one transaction each.
 
+pub mod assets;
 mod sqlite;
+mod sqlite_assets;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parapet_core::alert::{AlertStatus, Severity, Signal};
 use parapet_core::event::PrivateEvent;
 
+pub use assets::AssuranceStore;
 pub use sqlite::SqliteStore;
 
 /// What a query event keeps, field by field: the single source of
@@ -254,6 +257,12 @@ pub struct SourceSummary {
 pub enum StoreError {
     #[error("no alert with id {0}")]
     NoSuchAlert(i64),
+    #[error("no incident with id {0}")]
+    NoSuchIncident(i64),
+    #[error("no asset import with id {0}")]
+    NoSuchImport(i64),
+    #[error("an incident with reference {0} already exists for this tenant")]
+    DuplicateIncident(String),
     #[error(
         "alert {id} is {from}: it cannot become {to} (new → investigating → resolved | false_positive; closed alerts reopen as investigating)"
     )]

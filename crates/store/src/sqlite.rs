@@ -158,11 +158,101 @@ const MIGRATIONS: &[(u32, &str)] = &[
     );
     CREATE INDEX mailcheck_results_domain ON mailcheck_results (domain, checked_at);",
     ),
+    (
+        5,
+        "CREATE TABLE asset_imports (
+        id          INTEGER PRIMARY KEY,
+        tenant      TEXT    NOT NULL,
+        source      TEXT    NOT NULL, -- inventory-csv, defender-csv, nessus, openvas, osquery
+        path        TEXT    NOT NULL,
+        sha256      TEXT    NOT NULL, -- of the file's bytes: the evidence chain
+        as_of       INTEGER NOT NULL, -- unix seconds: when the extract was taken
+        imported_at INTEGER NOT NULL,
+        assets      INTEGER NOT NULL,
+        findings    INTEGER NOT NULL,
+        UNIQUE (tenant, sha256)
+    );
+    CREATE INDEX asset_imports_tenant ON asset_imports (tenant, as_of);
+    CREATE TABLE asset_obs (
+        import      INTEGER NOT NULL REFERENCES asset_imports (id) ON DELETE CASCADE,
+        seq         INTEGER NOT NULL, -- position in the import
+        locator     TEXT    NOT NULL, -- line / element in the file
+        hostname    TEXT, fqdn TEXT,
+        ips         TEXT    NOT NULL, -- space-separated
+        macs        TEXT    NOT NULL,
+        serial      TEXT, device_id TEXT, os TEXT, device_type TEXT,
+        owner       TEXT, location TEXT, lifecycle TEXT,
+        last_seen   INTEGER,
+        av          INTEGER NOT NULL, -- 1 when the av_ columns are reported
+        av_product  TEXT, av_installed INTEGER, av_active INTEGER, av_mode TEXT,
+        av_sig_at   INTEGER, av_sig_current INTEGER, av_reported_at INTEGER,
+        scan_at     INTEGER, scan_credentialed INTEGER,
+        PRIMARY KEY (import, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE vuln_defs (
+        import         INTEGER NOT NULL REFERENCES asset_imports (id) ON DELETE CASCADE,
+        seq            INTEGER NOT NULL,
+        key            TEXT    NOT NULL,
+        title          TEXT    NOT NULL,
+        score          REAL,
+        label          TEXT,
+        cves           TEXT    NOT NULL, -- space-separated
+        fix_available  INTEGER NOT NULL,
+        fix_released   INTEGER,
+        vuln_published INTEGER,
+        unsupported    INTEGER NOT NULL,
+        solution       TEXT,
+        PRIMARY KEY (import, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE finding_obs (
+        import INTEGER NOT NULL REFERENCES asset_imports (id) ON DELETE CASCADE,
+        asset  INTEGER NOT NULL, -- asset_obs.seq
+        vuln   INTEGER NOT NULL, -- vuln_defs.seq
+        port   TEXT    NOT NULL
+    );
+    CREATE INDEX finding_obs_import ON finding_obs (import);
+    CREATE TABLE incidents (
+        id            INTEGER PRIMARY KEY,
+        tenant        TEXT    NOT NULL,
+        reference     TEXT    NOT NULL,
+        detected_at   INTEGER NOT NULL, -- unix seconds
+        category      TEXT    NOT NULL,
+        impact        TEXT    NOT NULL,
+        outcome       TEXT    NOT NULL, -- successful | attempted
+        status        TEXT    NOT NULL, -- open | investigating | closed
+        summary       TEXT    NOT NULL,
+        ico_reference TEXT,
+        alert_id      INTEGER,
+        created_at    INTEGER NOT NULL,
+        closed_at     INTEGER,
+        UNIQUE (tenant, reference)
+    );
+    CREATE TABLE asset_exceptions (
+        id         INTEGER PRIMARY KEY,
+        tenant     TEXT    NOT NULL,
+        asset      TEXT    NOT NULL, -- normalised host name
+        finding    TEXT,             -- vulnerability key; NULL: the whole device
+        scope      TEXT    NOT NULL, -- av | patching | all
+        kind       TEXT    NOT NULL, -- risk-accepted | compensating-control
+        reason     TEXT    NOT NULL,
+        owner      TEXT    NOT NULL,
+        approver   TEXT    NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE TABLE kpi_snapshots (
+        tenant      TEXT    NOT NULL,
+        quarter     TEXT    NOT NULL,
+        computed_at INTEGER NOT NULL,
+        body        TEXT    NOT NULL, -- the KPI report, JSON
+        PRIMARY KEY (tenant, quarter)
+    );",
+    ),
 ];
 
 pub struct SqliteStore {
-    conn: Connection,
-    path: PathBuf,
+    pub(crate) conn: Connection,
+    pub(crate) path: PathBuf,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -172,7 +262,7 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 /// Wraps a SQLite error with the database's path.
-fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
+pub(crate) fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
     move |source| StoreError::Sqlite {
         path: path.display().to_string(),
         source,
@@ -965,7 +1055,7 @@ mod tests {
     fn events_and_hourly_aggregates() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SqliteStore::open(dir.path()).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 4);
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as u32);
         let batch = [
             event(7200, "www.example.org", EventAction::Resolved),
             event(7300, "www.example.org", EventAction::Resolved),
@@ -1049,7 +1139,7 @@ mod tests {
             .conn
             .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(steps, 4);
+        assert_eq!(steps, MIGRATIONS.len() as i64);
         s.conn
             .execute("INSERT INTO schema_migrations VALUES (999, 0)", [])
             .unwrap();

@@ -1,0 +1,218 @@
+//! Dates as exports write them, to unix seconds (UTC), without a date crate.
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day number: `(year, month, day)`.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Unix seconds of a valid date and time.
+pub fn ymd_hms(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<i64> {
+    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 60
+    {
+        return None;
+    }
+    Some(
+        days_from_civil(y, mo, d) * 86_400
+            + i64::from(h) * 3600
+            + i64::from(mi) * 60
+            + i64::from(s),
+    )
+}
+
+/// `YYYY-MM-DD` of unix seconds.
+pub fn format_date(t: i64) -> String {
+    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of unix seconds.
+pub fn format_datetime(t: i64) -> String {
+    let secs = t.rem_euclid(86_400);
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        format_date(t),
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+fn num(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || s.len() > 9 {
+        return None;
+    }
+    s.parse().ok()
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+
+/// Parses the date forms exports use, to unix seconds UTC:
+/// - ISO 8601 / RFC 3339: `2021-07-15`, `2021-07-15T10:00:00Z`,
+///   `2021-07-15 10:00:00`, fractions and `+01:00` offsets;
+/// - `2021/07/15` (Nessus `patch_publication_date`);
+/// - `Thu Jul 15 10:00:00 2021` (Nessus `HOST_START`, C `asctime`);
+/// - a bare unix timestamp of 9–10 digits (`HOST_START_TIMESTAMP`).
+///
+/// Day-first and month-first slash dates (`15/07/2021`) are refused: they
+/// are ambiguous, and a wrong guess would move a finding's age.
+pub fn parse_datetime(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if (9..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().ok();
+    }
+    if s.as_bytes()[0].is_ascii_alphabetic() {
+        return parse_asctime(s);
+    }
+    let (date, rest) = match s.find(['T', 't', ' ']) {
+        Some(i) => (&s[..i], s[i + 1..].trim()),
+        None => (s, ""),
+    };
+    let sep = if date.contains('-') { '-' } else { '/' };
+    let mut parts = date.split(sep);
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || y.len() != 4 {
+        return None;
+    }
+    let (y, m, d) = (i64::from(num(y)?), num(m)?, num(d)?);
+    if rest.is_empty() {
+        return ymd_hms(y, m, d, 0, 0, 0);
+    }
+    // time, then optional fraction, then Z / ±hh:mm / ±hhmm
+    let (time, offset) = match rest.find(['Z', 'z', '+', '-']) {
+        Some(i) => (&rest[..i], rest[i..].trim()),
+        None => (rest, ""),
+    };
+    let time = time.trim().split('.').next()?;
+    let mut t = time.split(':');
+    let h = num(t.next()?)?;
+    let mi = num(t.next()?)?;
+    let sec = t.next().map_or(Some(0), num)?;
+    if t.next().is_some() {
+        return None;
+    }
+    let base = ymd_hms(y, m, d, h, mi, sec)?;
+    let off = match offset {
+        "" | "Z" | "z" => 0,
+        o => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let digits: String = o[1..].chars().filter(|c| *c != ':').collect();
+            if digits.len() != 4 {
+                return None;
+            }
+            let hh = i64::from(num(&digits[..2])?);
+            let mm = i64::from(num(&digits[2..])?);
+            sign * (hh * 3600 + mm * 60)
+        }
+    };
+    Some(base - off)
+}
+
+fn parse_asctime(s: &str) -> Option<i64> {
+    let f: Vec<&str> = s.split_whitespace().collect();
+    // [Www] Mmm D HH:MM:SS YYYY
+    let f = if f.len() == 5 { &f[1..] } else { &f[..] };
+    if f.len() != 4 {
+        return None;
+    }
+    let m = MONTHS
+        .iter()
+        .position(|m| f[0].len() >= 3 && f[0][..3].eq_ignore_ascii_case(m))? as u32
+        + 1;
+    let d = num(f[1])?;
+    let mut t = f[2].split(':');
+    let (h, mi, sec) = (num(t.next()?)?, num(t.next()?)?, num(t.next()?)?);
+    let y = i64::from(num(f[3])?);
+    ymd_hms(y, m, d, h, mi, sec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn export_date_forms() {
+        let day = 1_626_307_200; // 2021-07-15
+        assert_eq!(parse_datetime("2021-07-15"), Some(day));
+        assert_eq!(parse_datetime("2021/07/15"), Some(day));
+        assert_eq!(parse_datetime("2021-07-15T10:00:00Z"), Some(day + 36_000));
+        assert_eq!(parse_datetime("2021-07-15 10:00:00"), Some(day + 36_000));
+        assert_eq!(
+            parse_datetime("2021-07-15T10:00:00.1234567Z"),
+            Some(day + 36_000)
+        );
+        assert_eq!(
+            parse_datetime("2021-07-15T11:00:00+01:00"),
+            Some(day + 36_000)
+        );
+        assert_eq!(parse_datetime("2021-07-15T09:00-0100"), Some(day + 36_000));
+        assert_eq!(
+            parse_datetime("Thu Jul 15 10:00:00 2021"),
+            Some(day + 36_000)
+        );
+        assert_eq!(
+            parse_datetime("Thu Jul  15 10:00:00 2021"),
+            Some(day + 36_000)
+        );
+        assert_eq!(parse_datetime("1626343200"), Some(day + 36_000));
+        for bad in [
+            "15/07/2021",
+            "2021-02-30",
+            "2021-13-01",
+            "",
+            "yesterday",
+            "2021-07-15T25:00",
+            "21-07-15",
+        ] {
+            assert_eq!(parse_datetime(bad), None, "{bad}");
+        }
+        assert_eq!(format_datetime(day + 36_000), "2021-07-15T10:00:00Z");
+    }
+
+    proptest! {
+        #[test]
+        fn civil_round_trip(z in -1_000_000i64..1_000_000) {
+            let (y, m, d) = civil_from_days(z);
+            prop_assert_eq!(days_from_civil(y, m, d), z);
+        }
+
+        #[test]
+        fn never_panics(s in "\\PC{0,40}") {
+            let _ = parse_datetime(&s);
+        }
+    }
+}
