@@ -7,6 +7,8 @@
 //! them and never touches a database or the network.
 
 pub mod eol;
+pub mod kpi;
 pub mod parse;
 pub mod quarter;
+pub mod register;
 pub mod time;

@@ -50,6 +50,8 @@ pub struct Config {
     pub web: WebConfig,
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    #[serde(default)]
+    pub assurance: AssuranceSection,
     /// Folder relative paths resolve against; not a key.
     #[serde(skip)]
     pub base: PathBuf,
@@ -201,6 +203,18 @@ impl StoreConfig {
             aggregates_days: self.aggregates_retention_days,
         }
     }
+}
+
+/// `[assurance]`: how quarters are counted and the KPI definitions' tunable
+/// parts (`[assurance.kpi]`, see docs/assurance.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssuranceSection {
+    /// `financial` (April–March, `2021-22-Q2`) or `calendar` (`2021-Q3`).
+    pub quarters: parapet_assurance::quarter::QuarterStyle,
+    /// The council name printed on reports.
+    pub council: Option<String>,
+    pub kpi: parapet_assurance::kpi::Settings,
 }
 
 /// `[mailcheck]`: domains `parapet serve` re-checks on a schedule.
@@ -402,6 +416,7 @@ impl Config {
             mailcheck: MailcheckSection::default(),
             web: WebConfig::default(),
             privacy: PrivacyConfig::default(),
+            assurance: AssuranceSection::default(),
             base: PathBuf::from("."),
             source: None,
         }

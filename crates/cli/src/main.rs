@@ -3,6 +3,7 @@
 //! 1 findings or failure to act on, 2 bad usage or bad input).
 
 mod alerts_cmd;
+mod assurance_cmd;
 mod config;
 mod dmarc_cmd;
 mod feeds_cmd;
@@ -96,6 +97,34 @@ enum Command {
     Dmarc {
         #[command(subcommand)]
         command: DmarcCommand,
+    },
+    /// The asset register: import scanner, inventory and AV exports; record exceptions.
+    Assets {
+        #[command(subcommand)]
+        command: AssetsCommand,
+    },
+    /// The incident register (KPI 1: successful attacks and breaches).
+    Incidents {
+        #[command(subcommand)]
+        command: IncidentsCommand,
+    },
+    /// The five committee KPIs and the Cyber Essentials checks for a quarter.
+    /// A quarter that has ended is frozen on first request: its figures
+    /// never change when new data arrives.
+    Kpi {
+        /// e.g. 2021-22-Q2 (financial year April–March: July–September 2021),
+        /// or 2021-Q3 (calendar).
+        #[arg(long)]
+        quarter: String,
+        /// The council (tenant).
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Output format.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// The TOML configuration file (store location, KPI settings).
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Threat feeds.
     Feeds {
@@ -193,6 +222,112 @@ enum DmarcCommand {
 }
 
 #[derive(Subcommand)]
+enum AssetsCommand {
+    /// Import exports into the register. Each file is one transaction: a
+    /// bad row or element is reported with file, line/element and field,
+    /// nothing of that file is imported, and the command exits 2.
+    Import {
+        /// inventory-csv, defender-csv, nessus, openvas or osquery.
+        #[arg(long)]
+        source: String,
+        /// Files of that kind.
+        files: Vec<PathBuf>,
+        /// When the extract was taken (default: the date in the file).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// The council (tenant) the files belong to.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// The TOML configuration file (for the store's location).
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Record an exception (risk accepted / compensating control) for a
+    /// device or one finding on it; shown beside the KPI, never inside it.
+    Except {
+        /// The device's host name.
+        #[arg(long)]
+        device: String,
+        /// One finding (e.g. nessus:97833); without it, the whole device.
+        #[arg(long)]
+        finding: Option<String>,
+        /// Which KPIs a whole-device exception covers.
+        #[arg(long, default_value = "patching", value_parser = ["av", "patching", "all"])]
+        scope: String,
+        #[arg(long, default_value = "risk-accepted", value_parser = ["risk-accepted", "compensating-control"])]
+        kind: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        approver: String,
+        /// When it lapses: at most 6 months after --from.
+        #[arg(long)]
+        expires: String,
+        /// When it takes effect (default: today).
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum IncidentsCommand {
+    /// Record an incident, or promote a detection alert (--from-alert).
+    Add {
+        #[arg(long)]
+        reference: Option<String>,
+        /// Detection date.
+        #[arg(long)]
+        date: Option<String>,
+        /// phishing, malware, ransomware, unauthorised-access, ddos, data-breach, other.
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long, default_value = "")]
+        impact: String,
+        /// successful (a breach: counts in KPI 1) or attempted.
+        #[arg(long, default_value = "successful", value_parser = ["successful", "attempted"])]
+        outcome: String,
+        #[arg(long, default_value = "open", value_parser = ["open", "investigating", "closed"])]
+        status: String,
+        #[arg(long, default_value = "")]
+        summary: String,
+        /// The ICO's reference, when reported.
+        #[arg(long)]
+        ico_reference: Option<String>,
+        /// Promote this detection alert.
+        #[arg(long)]
+        from_alert: Option<i64>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// List incidents, newest first.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Close an incident (its outcome is kept).
+    Close {
+        id: i64,
+        /// When it was closed (default: now).
+        #[arg(long)]
+        date: Option<String>,
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Validate a configuration file and the feeds it names.
     Check {
@@ -285,6 +420,99 @@ fn main() -> ExitCode {
                     by,
                 },
         } => alerts_cmd::set(config.as_deref(), id, &status, &note, by),
+        Command::Assets {
+            command:
+                AssetsCommand::Import {
+                    source,
+                    files,
+                    as_of,
+                    tenant,
+                    config,
+                },
+        } => assurance_cmd::import(
+            config.as_deref(),
+            &tenant,
+            &source,
+            &files,
+            as_of.as_deref(),
+        ),
+        Command::Assets {
+            command:
+                AssetsCommand::Except {
+                    device,
+                    finding,
+                    scope,
+                    kind,
+                    reason,
+                    owner,
+                    approver,
+                    expires,
+                    from,
+                    tenant,
+                    config,
+                },
+        } => assurance_cmd::except(
+            config.as_deref(),
+            assurance_cmd::ExceptArgs {
+                tenant,
+                device,
+                finding,
+                scope,
+                kind,
+                reason,
+                owner,
+                approver,
+                expires,
+                from,
+            },
+        ),
+        Command::Incidents {
+            command:
+                IncidentsCommand::Add {
+                    reference,
+                    date,
+                    category,
+                    impact,
+                    outcome,
+                    status,
+                    summary,
+                    ico_reference,
+                    from_alert,
+                    tenant,
+                    config,
+                },
+        } => assurance_cmd::incident_add(
+            config.as_deref(),
+            assurance_cmd::IncidentArgs {
+                tenant,
+                reference,
+                date,
+                category,
+                impact,
+                outcome,
+                status,
+                summary,
+                ico_reference,
+                from_alert,
+            },
+        ),
+        Command::Incidents {
+            command:
+                IncidentsCommand::List {
+                    tenant,
+                    format,
+                    config,
+                },
+        } => assurance_cmd::incident_list(config.as_deref(), tenant.as_deref(), format == "json"),
+        Command::Incidents {
+            command: IncidentsCommand::Close { id, date, config },
+        } => assurance_cmd::incident_close(config.as_deref(), id, date.as_deref()),
+        Command::Kpi {
+            quarter,
+            tenant,
+            format,
+            config,
+        } => assurance_cmd::kpi(config.as_deref(), &tenant, &quarter, format == "json"),
         Command::Feeds {
             command: FeedsCommand::Check { file, format },
         } => feeds_cmd::check(&file, format.as_deref()),

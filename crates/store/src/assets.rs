@@ -172,6 +172,7 @@ pub struct AssetException {
     pub reason: String,
     pub owner: String,
     pub approver: String,
+    /// When it takes effect (`add_exception`'s `from`).
     pub created_at: i64,
     pub expires_at: i64,
 }
@@ -207,10 +208,11 @@ pub trait AssuranceStore: Send {
     /// Closes an incident (a breach stays a breach: the outcome is kept).
     fn close_incident(&mut self, id: i64, at: i64) -> Result<Incident, crate::StoreError>;
 
+    /// Records an exception in force from `from` until its expiry.
     fn add_exception(
         &mut self,
         exception: &AssetException,
-        now: i64,
+        from: i64,
     ) -> Result<i64, crate::StoreError>;
 
     /// The tenant's exceptions, expired ones included (callers decide).

@@ -421,6 +421,29 @@ fn boolean(v: &str) -> Option<bool> {
     }
 }
 
+/// Defender's `osPlatform` (`WindowsServer2008R2`, `Windows10`) in words
+/// (`Windows Server 2008 R2`), as other sources write it.
+fn spaced_platform(p: &str) -> String {
+    if !p.starts_with("Windows") || p.contains(' ') {
+        return p.to_string();
+    }
+    let mut out = String::new();
+    let mut prev: Option<char> = None;
+    for c in p.chars() {
+        if let Some(q) = prev {
+            let boundary = (c.is_ascii_uppercase()
+                && (q.is_ascii_lowercase() || q.is_ascii_digit()))
+                || (c.is_ascii_digit() && q.is_ascii_lowercase());
+            if boundary {
+                out.push(' ');
+            }
+        }
+        out.push(c);
+        prev = Some(c);
+    }
+    out
+}
+
 pub fn parse_defender(file: &str, bytes: &[u8]) -> Result<Parsed, ParseError> {
     let m = DEFENDER_COLUMNS;
     let f = |n| field_index(m, n);
@@ -456,7 +479,7 @@ pub fn parse_defender(file: &str, bytes: &[u8]) -> Result<Parsed, ParseError> {
                 device_type: s(ty),
                 ..AssetObs::default()
             };
-            a.os = match (s(os), s(osv)) {
+            a.os = match (s(os).map(|o| spaced_platform(&o)), s(osv)) {
                 (Some(o), Some(v)) => Some(format!("{o} {v}")),
                 (o, v) => o.or(v),
             };
@@ -576,6 +599,11 @@ mod tests {
             (Some(true), Some(false))
         );
         assert!(!av[2].installed);
+        assert_eq!(p.assets[0].os.as_deref(), Some("Windows Server 2019"));
+        assert_eq!(
+            spaced_platform("WindowsServer2008R2"),
+            "Windows Server 2008 R2"
+        );
         let e = parse_defender("mde.csv", b"Device Name,AV mode\nx,7\n").unwrap_err();
         assert_eq!(
             (e.location.as_str(), e.field.as_str()),

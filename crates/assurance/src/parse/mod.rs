@@ -177,6 +177,43 @@ pub(crate) fn split_multi(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// Parses one file into an import ready to store: hashes its bytes
+/// (SHA-256, the evidence chain) and dates it — `as_of` when given, else
+/// the date the file carries (scan end, newest "last seen").
+pub fn build_import(
+    tenant: &str,
+    source: Source,
+    path: &str,
+    bytes: &[u8],
+    as_of: Option<i64>,
+) -> Result<parapet_store::assets::AssetImport, ParseError> {
+    use sha2::Digest;
+    let mut parsed = parse(source, path, bytes)?;
+    let as_of = as_of.or(parsed.as_of).ok_or_else(|| {
+        ParseError::new(
+            path,
+            "file",
+            "date",
+            "the file carries no date (no scan time or last-seen column): give --as-of DATE",
+        )
+    })?;
+    for a in &mut parsed.assets {
+        if let Some(scan) = a.scan.as_mut().filter(|s| s.at == i64::MIN) {
+            scan.at = as_of;
+        }
+    }
+    Ok(parapet_store::assets::AssetImport {
+        tenant: tenant.to_string(),
+        source: source.as_str().to_string(),
+        path: path.to_string(),
+        sha256: hex::encode(sha2::Sha256::digest(bytes)),
+        as_of,
+        assets: parsed.assets,
+        vulns: parsed.vulns,
+        findings: parsed.findings,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,25 +123,25 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Parsed, ParseError> {
                         (n, v) => n.or(v),
                     };
                 }
-                t if t.ends_with("windows_security_products") => {
-                    if s(cols, "type").is_some_and(|t| t.eq_ignore_ascii_case("antivirus")) {
-                        let on = s(cols, "state").is_some_and(|st| st.eq_ignore_ascii_case("on"));
-                        let sig = match s(cols, "signatures_up_to_date").as_deref() {
-                            Some("1") => Some(true),
-                            Some("0") => Some(false),
-                            None => None,
-                            Some(v) => {
-                                return Err(ParseError::new(
-                                    file,
-                                    loc.clone(),
-                                    "signatures_up_to_date",
-                                    format!("`{v}` is not 0 or 1"),
-                                ));
-                            }
-                        };
-                        h.av_rows
-                            .push((on, sig, s(cols, "name").unwrap_or_default()));
-                    }
+                t if t.ends_with("windows_security_products")
+                    && s(cols, "type").is_some_and(|t| t.eq_ignore_ascii_case("antivirus")) =>
+                {
+                    let on = s(cols, "state").is_some_and(|st| st.eq_ignore_ascii_case("on"));
+                    let sig = match s(cols, "signatures_up_to_date").as_deref() {
+                        Some("1") => Some(true),
+                        Some("0") => Some(false),
+                        None => None,
+                        Some(v) => {
+                            return Err(ParseError::new(
+                                file,
+                                loc.clone(),
+                                "signatures_up_to_date",
+                                format!("`{v}` is not 0 or 1"),
+                            ));
+                        }
+                    };
+                    h.av_rows
+                        .push((on, sig, s(cols, "name").unwrap_or_default()));
                 }
                 t if t.ends_with("interface_addresses") => {
                     if let Some(ip) =
@@ -155,10 +155,10 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Parsed, ParseError> {
                     }
                 }
                 t if t.ends_with("interface_details") => {
-                    if let Some(mac) = s(cols, "mac").filter(|m| m != "00:00:00:00:00:00") {
-                        if !h.obs.macs.contains(&mac) {
-                            h.obs.macs.push(mac);
-                        }
+                    if let Some(mac) = s(cols, "mac").filter(|m| m != "00:00:00:00:00:00")
+                        && !h.obs.macs.contains(&mac)
+                    {
+                        h.obs.macs.push(mac);
                     }
                 }
                 t if t.ends_with("programs")

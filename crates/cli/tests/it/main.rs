@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod assets;
 mod cli;
 mod garbage;
 mod ingest;

@@ -1,0 +1,452 @@
+//! `parapet assets`, `parapet incidents` and `parapet kpi`: the data half
+//! of the committee assurance report.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use parapet_assurance::kpi::{self, Inputs, KpiReport};
+use parapet_assurance::parse::{Source, build_import};
+use parapet_assurance::quarter::Quarter;
+use parapet_assurance::time::{format_date, parse_datetime};
+use parapet_store::assets::{AssetException, AssetImported, Incident};
+use parapet_store::{AssuranceStore, SqliteStore, Store};
+
+use crate::BadInput;
+use crate::config::Config;
+
+fn now() -> i64 {
+    parapet_store::unix_millis(SystemTime::now()) / 1000
+}
+
+fn date_arg(what: &str, v: &str) -> anyhow::Result<i64> {
+    Ok(parse_datetime(v)
+        .ok_or_else(|| BadInput(format!("{what}: `{v}` is not a date (write 2021-09-30)")))?)
+}
+
+/// `parapet assets import`: each file in one transaction; a bad file is
+/// reported with file, place and field, nothing of it is stored, and the
+/// command exits 2 after importing the others.
+pub fn import(
+    config: Option<&Path>,
+    tenant: &str,
+    source: &str,
+    files: &[PathBuf],
+    as_of: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let source: Source = source.parse().map_err(BadInput)?;
+    if files.is_empty() {
+        return Err(BadInput("give at least one file".into()).into());
+    }
+    let as_of = as_of.map(|v| date_arg("--as-of", v)).transpose()?;
+    let cfg = Config::load_or_embedded(config)?;
+    let mut store = cfg.open_store()?;
+    let mut failed = 0;
+    for path in files {
+        let name = path.display().to_string();
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{name}: cannot read: {e}");
+                failed += 1;
+                continue;
+            }
+        };
+        let bar = indicatif::ProgressBar::new_spinner()
+            .with_message(format!("parsing {name} ({} MB)", bytes.len() / 1_000_000));
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        let parsed = build_import(tenant, source, &name, &bytes, as_of);
+        bar.set_message(format!("storing {name}"));
+        let imp = match parsed {
+            Ok(i) => i,
+            Err(e) => {
+                bar.finish_and_clear();
+                eprintln!("error: {e} (nothing of this file was imported)");
+                failed += 1;
+                continue;
+            }
+        };
+        let outcome = store.import_assets(&imp, now())?;
+        bar.finish_and_clear();
+        match outcome {
+            AssetImported::New(id) => println!(
+                "{name}: imported as {id}: {} assets, {} findings, as of {}, sha256 {}",
+                imp.assets.len(),
+                imp.findings.len(),
+                format_date(imp.as_of),
+                imp.sha256
+            ),
+            AssetImported::Duplicate(id) => {
+                println!("{name}: already imported as {id} (same sha256), skipped")
+            }
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub struct ExceptArgs {
+    pub tenant: String,
+    pub device: String,
+    pub finding: Option<String>,
+    pub scope: String,
+    pub kind: String,
+    pub reason: String,
+    pub owner: String,
+    pub approver: String,
+    pub expires: String,
+    pub from: Option<String>,
+}
+
+/// `parapet assets except`: an entry in the exceptions register.
+pub fn except(config: Option<&Path>, a: ExceptArgs) -> anyhow::Result<ExitCode> {
+    let expires = date_arg("--expires", &a.expires)?;
+    let from = a
+        .from
+        .as_deref()
+        .map(|f| date_arg("--from", f))
+        .transpose()?
+        .unwrap_or_else(now);
+    if expires <= from {
+        return Err(BadInput("--expires must be after --from".into()).into());
+    }
+    if expires - from > 184 * 86_400 {
+        return Err(BadInput(
+            "--expires: an exception lasts at most 6 months; renew it when it runs out".into(),
+        )
+        .into());
+    }
+    let mut store = Config::load_or_embedded(config)?.open_store()?;
+    let id = store.add_exception(
+        &AssetException {
+            tenant: a.tenant,
+            asset: a.device,
+            finding: a.finding,
+            scope: a.scope,
+            kind: a.kind,
+            reason: a.reason,
+            owner: a.owner,
+            approver: a.approver,
+            expires_at: expires,
+            ..AssetException::default()
+        },
+        from,
+    )?;
+    println!(
+        "exception {id} recorded, in force {} to {}",
+        format_date(from),
+        format_date(expires)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub struct IncidentArgs {
+    pub tenant: Option<String>,
+    pub reference: Option<String>,
+    pub date: Option<String>,
+    pub category: Option<String>,
+    pub impact: String,
+    pub outcome: String,
+    pub status: String,
+    pub summary: String,
+    pub ico_reference: Option<String>,
+    pub from_alert: Option<i64>,
+}
+
+/// `parapet incidents add`, optionally promoting a detection alert.
+pub fn incident_add(config: Option<&Path>, a: IncidentArgs) -> anyhow::Result<ExitCode> {
+    let mut store = Config::load_or_embedded(config)?.open_store()?;
+    let mut inc = Incident {
+        tenant: a.tenant.clone().unwrap_or_else(|| "default".into()),
+        impact: a.impact,
+        outcome: a.outcome,
+        status: a.status,
+        summary: a.summary,
+        ico_reference: a.ico_reference,
+        ..Incident::default()
+    };
+    if let Some(id) = a.from_alert {
+        let alert = Store::alert(&mut store, id)?;
+        inc.tenant = a.tenant.unwrap_or(alert.tenant.clone());
+        inc.alert_id = Some(id);
+        inc.detected_at = alert.first_seen / 1000;
+        inc.category = format!("detection:{}", alert.rule);
+        inc.reference = format!("ALERT-{id}");
+        if inc.summary.is_empty() {
+            inc.summary = format!("{} — {} ({})", alert.domain, alert.reason, alert.rule);
+        }
+    }
+    if let Some(r) = a.reference {
+        inc.reference = r;
+    }
+    if let Some(d) = a.date {
+        inc.detected_at = date_arg("--date", &d)?;
+    }
+    if let Some(c) = a.category {
+        inc.category = c;
+    }
+    if inc.reference.is_empty() || inc.detected_at == 0 || inc.category.is_empty() {
+        return Err(BadInput(
+            "give --reference, --date and --category (or --from-alert ID)".into(),
+        )
+        .into());
+    }
+    if inc.status == "closed" {
+        inc.closed_at = Some(now());
+    }
+    let id = store.add_incident(&inc, now())?;
+    println!("incident {id} ({}) recorded", inc.reference);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn incident_list(
+    config: Option<&Path>,
+    tenant: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut store = Config::load_or_embedded(config)?.open_store()?;
+    let list = store.incidents(tenant)?;
+    if json {
+        let rows: Vec<serde_json::Value> = list
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "id": i.id, "tenant": i.tenant, "reference": i.reference,
+                    "detected": format_date(i.detected_at), "category": i.category,
+                    "impact": i.impact, "outcome": i.outcome, "status": i.status,
+                    "summary": i.summary, "ico_reference": i.ico_reference,
+                    "alert_id": i.alert_id, "closed": i.closed_at.map(format_date),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "{:>4}  {:<10} {:<14} {:<10} {:<22} {:<11} {:<13} impact",
+            "id", "detected", "reference", "tenant", "category", "outcome", "status"
+        );
+        for i in &list {
+            println!(
+                "{:>4}  {:<10} {:<14} {:<10} {:<22} {:<11} {:<13} {}",
+                i.id,
+                format_date(i.detected_at),
+                i.reference,
+                i.tenant,
+                i.category,
+                i.outcome,
+                i.status,
+                i.impact
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn incident_close(
+    config: Option<&Path>,
+    id: i64,
+    date: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let at = date
+        .map(|d| date_arg("--date", d))
+        .transpose()?
+        .unwrap_or_else(now);
+    let mut store = Config::load_or_embedded(config)?.open_store()?;
+    let inc = store.close_incident(id, at).map_err(|e| match e {
+        parapet_store::StoreError::NoSuchIncident(_) => {
+            anyhow::Error::from(BadInput(e.to_string()))
+        }
+        e => e.into(),
+    })?;
+    println!(
+        "incident {} ({}) closed {}",
+        inc.id,
+        inc.reference,
+        inc.closed_at.map(format_date).unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The report for a quarter: a frozen snapshot when the quarter has ended
+/// (computed and frozen on first request), live figures otherwise.
+pub fn report_for(
+    cfg: &Config,
+    store: &mut SqliteStore,
+    tenant: &str,
+    quarter: Quarter,
+    now: i64,
+) -> anyhow::Result<KpiReport> {
+    let key = quarter.to_string();
+    if let Some((_, body)) = store.kpi_snapshot(tenant, &key)? {
+        let mut r: KpiReport = serde_json::from_str(&body)?;
+        r.frozen = true;
+        return Ok(r);
+    }
+    let prev_q = quarter.previous();
+    let previous = match store.kpi_snapshot(tenant, &prev_q.to_string())? {
+        Some((_, body)) => Some(serde_json::from_str::<KpiReport>(&body)?.counts()),
+        None => {
+            let imports = load(store, tenant, prev_q.end())?;
+            let incidents = store.incidents(Some(tenant))?;
+            let any_incident = incidents.iter().any(|i| i.detected_at <= prev_q.end());
+            if imports.is_empty() && !any_incident {
+                None
+            } else {
+                Some(report_for(cfg, store, tenant, prev_q, now)?.counts())
+            }
+        }
+    };
+    let imports = load(store, tenant, quarter.end())?;
+    let incidents = store.incidents(Some(tenant))?;
+    let exceptions = store.exceptions(tenant)?;
+    let report = kpi::compute(&Inputs {
+        tenant,
+        quarter,
+        imports: &imports,
+        incidents: &incidents,
+        exceptions: &exceptions,
+        settings: &cfg.assurance.kpi,
+        previous,
+        now,
+    });
+    if quarter.end() < now {
+        store.freeze_kpi(tenant, &key, now, &serde_json::to_string(&report)?)?;
+    }
+    Ok(report)
+}
+
+fn load(
+    store: &mut SqliteStore,
+    tenant: &str,
+    until: i64,
+) -> anyhow::Result<
+    Vec<(
+        parapet_store::assets::ImportMeta,
+        parapet_store::assets::AssetImport,
+    )>,
+> {
+    let metas = store.asset_imports(tenant, until)?;
+    let mut out = Vec::with_capacity(metas.len());
+    for m in metas {
+        let imp = store.load_import(m.id)?;
+        out.push((m, imp));
+    }
+    Ok(out)
+}
+
+/// `parapet kpi --quarter Q`.
+pub fn kpi(
+    config: Option<&Path>,
+    tenant: &str,
+    quarter: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let quarter: Quarter = quarter
+        .parse()
+        .map_err(|e: parapet_assurance::quarter::BadQuarter| BadInput(e.to_string()))?;
+    let cfg = Config::load_or_embedded(config)?;
+    let mut store = cfg.open_store()?;
+    let r = report_for(&cfg, &mut store, tenant, quarter, now())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} — {} ({}), snapshot date {}{}",
+        r.tenant,
+        r.quarter,
+        r.period,
+        r.snapshot_date,
+        if r.frozen {
+            ", frozen"
+        } else if quarter.end() >= now() {
+            ", provisional: the quarter has not ended"
+        } else {
+            ""
+        }
+    );
+    println!();
+    println!(
+        "{:<2} {:<44} {:>6} {:>6} {:>7} {:>9} {:<6} {:<5} {:>9}",
+        "#", "KPI", "count", "of", "%", "excepted", "RAG", "CE", "previous"
+    );
+    for k in &r.kpis {
+        println!(
+            "{:<2} {:<44} {:>6} {:>6} {:>6.1}% {:>9} {:<6} {:<5} {:>9}",
+            k.id,
+            k.name,
+            k.count,
+            k.denominator,
+            k.percent,
+            k.excepted,
+            k.rag.as_str(),
+            if k.ce_compliant { "yes" } else { "no" },
+            k.previous
+                .map_or_else(|| "—".to_string(), |p| format!("{p} ({})", k.direction)),
+        );
+    }
+    println!();
+    for k in &r.kpis {
+        for e in &k.evidence {
+            println!(
+                "KPI {}: {} [{}] {}",
+                k.id,
+                e.device,
+                e.reasons.join(","),
+                e.details.join("; ")
+            );
+            for f in &e.findings {
+                println!(
+                    "         {} {} — {} days past fix ({} {})",
+                    f.key, f.title, f.days_past_fix, f.fix_basis, f.fix_released
+                );
+            }
+        }
+        for e in &k.excepted_evidence {
+            println!(
+                "KPI {} (excepted): {} {}",
+                k.id,
+                e.device,
+                e.details.join("; ")
+            );
+        }
+        if !k.not_assessed.is_empty() {
+            println!("KPI {}: not assessed: {}", k.id, k.not_assessed.join(", "));
+        }
+    }
+    println!();
+    println!("Cyber Essentials checks:");
+    for c in &r.cyber_essentials {
+        println!(
+            "  {:<10} {:<5} {}{}",
+            c.id,
+            if c.pass { "pass" } else { "FAIL" },
+            c.rule,
+            if c.pass {
+                String::new()
+            } else {
+                format!(": {}", c.devices.join(", "))
+            }
+        );
+    }
+    println!();
+    println!("Evidence files:");
+    for f in &r.evidence_files {
+        println!(
+            "  {} {} as of {} sha256 {}{}",
+            f.source,
+            f.file,
+            f.as_of,
+            f.sha256,
+            if f.stale {
+                " (older than the evidence window)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
