@@ -611,3 +611,21 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    /// docs/assurance.md lists exactly the column names the parser knows.
+    #[test]
+    fn documented_column_names_match_the_parser() {
+        let doc = include_str!("../../../../docs/assurance.md");
+        for (map, _) in [
+            (super::INVENTORY_COLUMNS, "inventory"),
+            (super::DEFENDER_COLUMNS, "defender"),
+        ] {
+            for (field, aliases) in map {
+                let row = format!("| {field} | {} |", aliases.join(", "));
+                assert!(doc.contains(&row), "docs/assurance.md lacks the row: {row}");
+            }
+        }
+    }
+}
