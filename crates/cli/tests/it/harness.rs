@@ -100,13 +100,65 @@ pub fn start_smtp_with(extra: &[&str]) -> Peer {
     let mut args = vec!["-m", "aiosmtpd", "-n", "-l", &listen];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-c", "aiosmtpd.handlers.Mailbox", &maildir]);
-    let peer = Peer::spawn("python3", &args, dir, ([127, 0, 0, 1], port).into());
+    spawn_tcp_peer(
+        "python3",
+        &args,
+        dir,
+        port,
+        "aiosmtpd (pip install aiosmtpd)",
+    )
+}
+
+/// aiosmtpd with a STARTTLS set-up its command line cannot give
+/// (testdata/mail/smtp_server.py): `mode` is `old-tls` (TLS 1.0/1.1 only,
+/// needs `cert`), `refuse-starttls` (454) or `garbage-tls` (220, then bytes
+/// that are not TLS).
+pub fn start_smtp_mode(mode: &str, cert: Option<(&str, &str)>) -> Peer {
+    let port = free_port();
+    let script = repo_root().join("testdata/mail/smtp_server.py");
+    let port_s = port.to_string();
+    let mut args = vec![script.to_str().unwrap(), &port_s, mode];
+    if let Some((crt, key)) = cert {
+        args.extend_from_slice(&[crt, key]);
+    }
+    let what = format!("smtp_server.py {mode}");
+    spawn_tcp_peer("python3", &args, tempfile::tempdir().unwrap(), port, &what)
+}
+
+/// The HTTPS server for MTA-STS policies (testdata/mail/https_policy_server.py)
+/// serving testdata/mail/policies with the certificate `cert`, `key`.
+pub fn start_https_policy_server(cert: &str, key: &str) -> Peer {
+    let port = free_port();
+    let root = repo_root().join("testdata/mail/policies");
+    let script = repo_root().join("testdata/mail/https_policy_server.py");
+    spawn_tcp_peer(
+        "python3",
+        &[
+            script.to_str().unwrap(),
+            &port.to_string(),
+            cert,
+            key,
+            root.to_str().unwrap(),
+        ],
+        tempfile::tempdir().unwrap(),
+        port,
+        "the HTTPS policy server",
+    )
+}
+
+/// Starts a peer listening on TCP `port` of 127.0.0.1 and waits until it
+/// accepts connections.
+fn spawn_tcp_peer(
+    program: &str,
+    args: &[&str],
+    dir: tempfile::TempDir,
+    port: u16,
+    what: &str,
+) -> Peer {
+    let peer = Peer::spawn(program, args, dir, ([127, 0, 0, 1], port).into());
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(peer.addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "aiosmtpd did not start (pip install aiosmtpd)"
-        );
+        assert!(Instant::now() < deadline, "{what} did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
     peer

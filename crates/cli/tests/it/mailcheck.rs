@@ -3,7 +3,9 @@
 
 use std::process::Command;
 
-use crate::harness::{repo_root, start_nsd, start_smtp_with};
+use crate::harness::{
+    free_port, repo_root, start_https_policy_server, start_nsd, start_smtp_mode, start_smtp_with,
+};
 
 const ZONES: &[&str] = &[
     "good.test",
@@ -20,6 +22,10 @@ const ZONES: &[&str] = &[
     "sts2.test",
     "mixed.test",
     "rpt.test",
+    "sts3.test",
+    "sts4.test",
+    "nomx.test",
+    "manymx.test",
 ];
 
 fn mailcheck(ns: std::net::SocketAddr, domains: &[&str]) -> (Option<i32>, serde_json::Value) {
@@ -108,6 +114,8 @@ fn findings_for_every_fixture_domain() {
             "nomail.test",
             "badpark.test",
             "sub.org.test",
+            "nomx.test",
+            "manymx.test",
         ],
     );
     assert_eq!(code, Some(1));
@@ -186,6 +194,18 @@ fn findings_for_every_fixture_domain() {
     );
     has("badpark.test", &["mx.null", "parked.spf", "parked.dmarc"]);
     has("sub.org.test", &["dmarc.inherited"]);
+    has("nomx.test", &["mx.missing"]);
+    has("manymx.test", &["spf.mx_too_many"]);
+    let many = by("manymx.test");
+    assert_eq!(many["records"]["mx"].as_array().unwrap().len(), 11);
+    let msg = many["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "spf.mx_too_many")
+        .unwrap()["message"]
+        .to_string();
+    assert!(msg.contains("names 11 mail servers"), "{msg}");
     has(
         "weak.test",
         &["dkim.selector_missing", "tlsrpt.missing", "mta_sts.missing"],
@@ -209,6 +229,23 @@ fn findings_for_every_fixture_domain() {
         "{missing:#}"
     );
     assert_eq!(by("sub.org.test")["records"]["dmarc_domain"], "org.test");
+    // NSD refuses names outside its zones: every lookup fails, and each
+    // check says so instead of reporting the records missing
+    let (_, unserved) = mailcheck(ns, &["unserved.example"]);
+    let c = codes(&unserved);
+    for want in [
+        "mx.lookup_failed",
+        "spf.lookup_failed",
+        "dmarc.lookup_failed",
+        "mta_sts.lookup_failed",
+        "tlsrpt.lookup_failed",
+    ] {
+        assert!(
+            c.iter().any(|c| c == want),
+            "expected {want} in {unserved:#}"
+        );
+    }
+    assert!(!c.iter().any(|c| c.ends_with(".missing")), "{unserved:#}");
 }
 
 #[test]
@@ -230,7 +267,20 @@ fn bad_usage_exits_2() {
     assert_eq!(o.status.code(), Some(2));
 }
 
-/// A test CA, and certificates it issued for `names`, valid or expired.
+/// When a test certificate is valid.
+#[derive(Clone, Copy)]
+enum Validity {
+    /// From the past until a year or more from now (rcgen's default).
+    Current,
+    /// Expired in 2021.
+    Expired,
+    /// Valid now, expiring this many days from now.
+    ExpiresIn(u64),
+    /// Valid from this many days from now.
+    NotYet(u64),
+}
+
+/// A test CA, and certificates it issued for `names`.
 struct Pki {
     dir: tempfile::TempDir,
 }
@@ -261,14 +311,33 @@ impl Pki {
         ca: &rcgen::Issuer<'static, rcgen::KeyPair>,
         tag: &str,
         names: &[&str],
-        expired: bool,
+        validity: Validity,
     ) -> (String, String) {
         let mut params =
             rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        // now plus `days` days (rcgen does not export its date type)
+        let from_now = |days: u64| {
+            rcgen::date_time_ymd(1970, 1, 1)
+                + std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                + std::time::Duration::from_secs(days * 86_400)
+        };
+        match validity {
+            Validity::Current => {}
+            Validity::Expired => {
+                params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            }
+            Validity::ExpiresIn(days) => {
+                params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                params.not_after = from_now(days);
+            }
+            Validity::NotYet(days) => {
+                params.not_before = from_now(days);
+                params.not_after = from_now(days + 365);
+            }
         }
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, ca).unwrap();
@@ -324,8 +393,13 @@ fn starttls_offered_valid_mismatched_untrusted_expired_or_missing() {
     let nsd = fixture_nsd();
     let pki = Pki::new();
     let (ca, ca_path) = pki.ca();
-    let good = pki.leaf(&ca, "good", &["mx.tls.test"], false);
-    let old = pki.leaf(&ca, "old", &["mx.tls.test", "other.tls.test"], true);
+    let good = pki.leaf(&ca, "good", &["mx.tls.test"], Validity::Current);
+    let old = pki.leaf(
+        &ca,
+        "old",
+        &["mx.tls.test", "other.tls.test"],
+        Validity::Expired,
+    );
     let tls_smtp = start_smtp_with(&["--tlscert", &good.0, "--tlskey", &good.1]);
     let expired_smtp = start_smtp_with(&["--tlscert", &old.0, "--tlskey", &old.1]);
     let plain_smtp = start_smtp_with(&[]);
@@ -371,6 +445,98 @@ fn starttls_offered_valid_mismatched_untrusted_expired_or_missing() {
     );
 }
 
+/// The finding with `code` about `record`, or a panic showing the report.
+fn tls_finding<'a>(r: &'a serde_json::Value, code: &str, record: &str) -> &'a serde_json::Value {
+    r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == code && f["record"] == record)
+        .unwrap_or_else(|| panic!("no {code} about `{record}` in {r:#}"))
+}
+
+/// STARTTLS that goes wrong before a certificate is looked at: a server
+/// speaking only TLS 1.0/1.1 (named by the hand-built ClientHello probe),
+/// one refusing STARTTLS with 454, one answering the ClientHello with bytes
+/// that are not TLS, and a port where nothing listens.
+#[test]
+fn starttls_old_versions_refusal_garbage_and_no_server() {
+    let nsd = fixture_nsd();
+    let pki = Pki::new();
+    let (ca, ca_path) = pki.ca();
+    let (crt, key) = pki.leaf(
+        &ca,
+        "mx",
+        &["mx.tls.test", "other.tls.test"],
+        Validity::Current,
+    );
+    let old_tls = start_smtp_mode("old-tls", Some((&crt, &key)));
+    let refusing = start_smtp_mode("refuse-starttls", None);
+    let garbage = start_smtp_mode("garbage-tls", None);
+
+    let r = tls_check(nsd.addr, old_tls.addr.port(), Some(&ca_path));
+    let f = tls_finding(&r, "tls.version_too_old", "10 mx.tls.test");
+    assert_eq!(f["severity"], "error");
+    let msg = f["message"].as_str().unwrap();
+    assert!(msg.contains("negotiated TLS 1.1"), "{msg}");
+    tls_finding(&r, "tls.version_too_old", "20 other.tls.test");
+    let mx = &r["records"]["tls"][0];
+    assert_eq!(mx["starttls"], true, "{mx}");
+    assert_eq!(mx["version"], "TLSv1_1", "{mx}");
+    assert!(mx["cipher"].as_str().unwrap().contains("_CBC_"), "{mx}");
+    assert!(
+        !tls_codes(&r)
+            .iter()
+            .any(|(c, _)| c == "tls.handshake_failed" || c == "tls.ok")
+    );
+
+    let r = tls_check(nsd.addr, refusing.addr.port(), Some(&ca_path));
+    let f = tls_finding(&r, "tls.starttls_failed", "10 mx.tls.test");
+    assert!(f["message"].as_str().unwrap().contains("454"), "{f}");
+
+    let r = tls_check(nsd.addr, garbage.addr.port(), Some(&ca_path));
+    tls_finding(&r, "tls.handshake_failed", "10 mx.tls.test");
+    assert!(
+        !tls_codes(&r)
+            .iter()
+            .any(|(c, _)| c == "tls.version_too_old"),
+        "{r:#}"
+    );
+
+    // nothing listens there: connection refused, at once
+    let r = tls_check(nsd.addr, free_port(), Some(&ca_path));
+    let f = tls_finding(&r, "tls.connect_failed", "10 mx.tls.test");
+    assert_eq!(f["severity"], "warning");
+    tls_finding(&r, "tls.connect_failed", "20 other.tls.test");
+}
+
+/// Certificates that are valid but close to expiry, or not valid yet.
+#[test]
+fn certificates_expiring_soon_or_not_yet_valid() {
+    let nsd = fixture_nsd();
+    let pki = Pki::new();
+    let (ca, ca_path) = pki.ca();
+    let soon = pki.leaf(&ca, "soon", &["mx.tls.test"], Validity::ExpiresIn(10));
+    let future = pki.leaf(&ca, "future", &["mx.tls.test"], Validity::NotYet(10));
+    let soon_smtp = start_smtp_with(&["--tlscert", &soon.0, "--tlskey", &soon.1]);
+    let future_smtp = start_smtp_with(&["--tlscert", &future.0, "--tlskey", &future.1]);
+
+    let r = tls_check(nsd.addr, soon_smtp.addr.port(), Some(&ca_path));
+    let f = tls_finding(&r, "tls.cert_expiring", "10 mx.tls.test");
+    assert_eq!(f["severity"], "warning");
+    // the handshake itself succeeded
+    tls_finding(&r, "tls.ok", "10 mx.tls.test");
+    let days = r["records"]["tls"][0]["days_left"].as_i64().unwrap();
+    assert!((8..=10).contains(&days), "{days}");
+
+    let r = tls_check(nsd.addr, future_smtp.addr.port(), Some(&ca_path));
+    let f = tls_finding(&r, "tls.cert_invalid", "10 mx.tls.test");
+    assert!(
+        f["message"].as_str().unwrap().contains("not valid yet"),
+        "{f}"
+    );
+}
+
 /// MTA-STS policies fetched over HTTPS from a real server (Python's
 /// http.server with TLS), resolved through the same nameserver; TLS-RPT.
 #[test]
@@ -381,32 +547,17 @@ fn mta_sts_and_tls_rpt() {
     let (crt, key) = pki.leaf(
         &ca,
         "sts",
-        &["mta-sts.sts.test", "mta-sts.sts2.test", "mta-sts.rpt.test"],
-        false,
-    );
-    let port = crate::harness::free_port();
-    let root = repo_root().join("testdata/mail/policies");
-    let script = repo_root().join("testdata/mail/https_policy_server.py");
-    let server = crate::harness::Peer::spawn(
-        "python3",
         &[
-            script.to_str().unwrap(),
-            &port.to_string(),
-            &crt,
-            &key,
-            root.to_str().unwrap(),
+            "mta-sts.sts.test",
+            "mta-sts.sts2.test",
+            "mta-sts.rpt.test",
+            "mta-sts.sts3.test",
+            "mta-sts.sts4.test",
         ],
-        tempfile::tempdir().unwrap(),
-        ([127, 0, 0, 1], port).into(),
+        Validity::Current,
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(server.addr).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the HTTPS server did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let server = start_https_policy_server(&crt, &key);
+    let port = server.addr.port();
     let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
         .args([
             "mailcheck",
@@ -474,6 +625,47 @@ fn mta_sts_and_tls_rpt() {
             "expected {want} in {rpt:#}"
         );
     }
+    let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args([
+            "mailcheck",
+            "sts3.test",
+            "sts4.test",
+            "--no-tls",
+            "--format",
+            "json",
+        ])
+        .args([
+            "--nameserver",
+            &nsd.addr.to_string(),
+            "--https-port",
+            &port.to_string(),
+        ])
+        .arg("--ca-file")
+        .arg(&ca_path)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // a `none` policy (no `mx:` lines, which it needs none of), two TLS-RPT records
+    let sts3 = &v[0];
+    let c = codes(sts3);
+    for want in ["mta_sts.mode_none", "tlsrpt.multiple_records"] {
+        assert!(c.iter().any(|c| c == want), "expected {want} in {sts3:#}");
+    }
+    assert!(!c.iter().any(|c| c == "mta_sts.mx_not_covered"), "{sts3:#}");
+    assert_eq!(
+        sts3["records"]["tlsrpt"].as_array().unwrap().len(),
+        2,
+        "{sts3:#}"
+    );
+    // `mx: *.sts4.test` covers mx.sts4.test, but UK guidance wants each host
+    let sts4 = &v[1];
+    let c = codes(sts4);
+    assert!(c.iter().any(|c| c == "mta_sts.mx_wildcard"), "{sts4:#}");
+    assert!(
+        !c.iter()
+            .any(|c| c == "mta_sts.mx_not_covered" || c == "mta_sts.policy_invalid"),
+        "{sts4:#}"
+    );
     // without the test CA the policy cannot be fetched
     let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
         .args(["mailcheck", "sts.test", "--no-tls", "--format", "json"])
