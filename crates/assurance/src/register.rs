@@ -715,14 +715,32 @@ mod tests {
     fn a_new_network_card_keeps_the_device() {
         let t = 1000 * DAY;
         let imports = vec![
-            imp(1, "inventory-csv", t - 40 * DAY, vec![obs(Some("WS-7"), &[], &["00:11:22:33:44:01"], t - 40 * DAY)]),
-            imp(2, "nessus", t, vec![obs(Some("ws-7.council.local"), &[], &["00:11:22:33:44:99"], t)]),
+            imp(
+                1,
+                "inventory-csv",
+                t - 40 * DAY,
+                vec![obs(Some("WS-7"), &[], &["00:11:22:33:44:01"], t - 40 * DAY)],
+            ),
+            imp(
+                2,
+                "nessus",
+                t,
+                vec![obs(
+                    Some("ws-7.council.local"),
+                    &[],
+                    &["00:11:22:33:44:99"],
+                    t,
+                )],
+            ),
         ];
         let reg = reconcile(&imports, t);
         assert_eq!(reg.len(), 1);
         assert_eq!(reg[0].macs().len(), 2, "both cards are kept");
         assert_eq!(reg[0].merged_by, vec!["host name ws-7"]);
-        assert!(reg[0].conflicts.is_empty(), "a MAC change is not a conflict");
+        assert!(
+            reg[0].conflicts.is_empty(),
+            "a MAC change is not a conflict"
+        );
     }
 
     #[test]

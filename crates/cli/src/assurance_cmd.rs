@@ -10,7 +10,7 @@ use parapet_assurance::parse::{Source, build_import};
 use parapet_assurance::quarter::Quarter;
 use parapet_assurance::time::{format_date, parse_datetime};
 use parapet_store::assets::{AssetException, AssetImported, Incident};
-use parapet_store::{AssuranceStore, SqliteStore, Store};
+use parapet_store::{AlertFilter, AssuranceStore, SqliteStore, Store};
 
 use crate::BadInput;
 use crate::config::Config;
@@ -447,6 +447,145 @@ pub fn kpi(
                 ""
             }
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn has_data(store: &mut SqliteStore, tenant: &str, until: i64) -> anyhow::Result<bool> {
+    Ok(!store.asset_imports(tenant, until)?.is_empty()
+        || store
+            .incidents(Some(tenant))?
+            .iter()
+            .any(|i| i.detected_at <= until))
+}
+
+pub struct ReportArgs {
+    pub tenant: String,
+    pub quarter: String,
+    pub out: PathBuf,
+    pub council: Option<String>,
+    pub committee: String,
+    pub exemption: Option<String>,
+}
+
+/// `parapet report`: the public report and the exempt appendix (HTML, and
+/// PDF when built with the `pdf` feature) and `kpi.json`.
+pub fn report(config: Option<&Path>, a: ReportArgs) -> anyhow::Result<ExitCode> {
+    use parapet_report::{AlertLine, HistoryPoint, MailSummary, PdnsSummary, ReportInput};
+    let quarter: Quarter = a
+        .quarter
+        .parse()
+        .map_err(|e: parapet_assurance::quarter::BadQuarter| BadInput(e.to_string()))?;
+    let cfg = Config::load_or_embedded(config)?;
+    let mut store = cfg.open_store()?;
+    let now = now();
+    let kpi = report_for(&cfg, &mut store, &a.tenant, quarter, now)?;
+    // up to seven earlier quarters with data, for the trend
+    let mut history = Vec::new();
+    let mut q = quarter.previous();
+    for _ in 0..7 {
+        if !has_data(&mut store, &a.tenant, q.end())? {
+            break;
+        }
+        let r = report_for(&cfg, &mut store, &a.tenant, q, now)?;
+        let mut den = [0; 5];
+        for k in &r.kpis {
+            den[k.id as usize - 1] = k.denominator;
+        }
+        history.push(HistoryPoint {
+            quarter: r.quarter.clone(),
+            counts: r.counts(),
+            denominators: den,
+        });
+        q = q.previous();
+    }
+    history.reverse();
+    let (start, end) = (quarter.start(), quarter.end());
+    let (queries, blocked) = store.pdns_totals(&a.tenant, start, end + 1)?;
+    let alerts: Vec<AlertLine> = Store::list_alerts(
+        &mut store,
+        &AlertFilter {
+            tenant: Some(a.tenant.clone()),
+            since: Some(start * 1000),
+            ..AlertFilter::default()
+        },
+    )?
+    .into_iter()
+    .filter(|al| al.first_seen <= end * 1000 + 999)
+    .map(|al| AlertLine {
+        id: al.id,
+        rule: al.rule,
+        domain: al.domain,
+        severity: al.severity.as_str().to_string(),
+        status: al.status.as_str().to_string(),
+        first_seen: format_date(al.first_seen / 1000),
+        count: al.count,
+    })
+    .collect();
+    let pdns = (queries > 0 || !alerts.is_empty()).then(|| PdnsSummary {
+        queries,
+        blocked,
+        alerts: alerts.len() as u64,
+    });
+    let tenant_cfg = cfg.tenants.iter().find(|t| *t.name.get_ref() == a.tenant);
+    let domains: Vec<String> = match tenant_cfg {
+        Some(t) => t.mail_domains.clone(),
+        None => cfg.mailcheck.domains.clone(),
+    };
+    let latest: Vec<_> = store
+        .mailcheck_latest(end)?
+        .into_iter()
+        .filter(|(d, _, _)| domains.iter().any(|x| x.eq_ignore_ascii_case(d)))
+        .collect();
+    let mail = (!latest.is_empty()).then(|| MailSummary {
+        domains: latest.len() as u64,
+        compliant: latest
+            .iter()
+            .filter(|(_, _, w)| w.as_deref() != Some("error"))
+            .count() as u64,
+        with_errors: latest
+            .iter()
+            .filter(|(_, _, w)| w.as_deref() == Some("error"))
+            .count() as u64,
+        with_warnings: latest
+            .iter()
+            .filter(|(_, _, w)| w.as_deref() == Some("warning"))
+            .count() as u64,
+        detail: latest
+            .iter()
+            .map(|(d, at, w)| {
+                (
+                    d.clone(),
+                    w.clone().unwrap_or_else(|| "none".into()),
+                    format_date(*at),
+                )
+            })
+            .collect(),
+    });
+    let council = a
+        .council
+        .or_else(|| tenant_cfg.and_then(|t| t.display_name.clone()))
+        .or_else(|| cfg.assurance.council.clone())
+        .unwrap_or_else(|| "The Council".into());
+    let input = ReportInput {
+        council,
+        committee: a.committee,
+        date: format_date(now),
+        exemption: a
+            .exemption
+            .unwrap_or_else(|| parapet_report::DEFAULT_EXEMPTION.to_string()),
+        kpi,
+        history,
+        pdns,
+        mail,
+        alerts,
+    };
+    let written = parapet_report::write_all(&input, &a.out)?;
+    for f in &written.files {
+        println!("{}", a.out.join(f).display());
+    }
+    if !parapet_report::PDF {
+        eprintln!("note: this parapet was built without the `pdf` feature: HTML and kpi.json only");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -170,6 +170,13 @@ pub struct TenantConfig {
     pub name: Spanned<String>,
     #[serde(default)]
     pub networks: Vec<IpNet>,
+    /// The council's name as printed on its reports (the tenant's `name` is
+    /// internal and never printed in a public report).
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// The council's mail domains, summarised in its committee report.
+    #[serde(default)]
+    pub mail_domains: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -126,6 +126,30 @@ enum Command {
         #[arg(long, short, env = "PARAPET_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// The quarterly committee report: public-report.{html,pdf},
+    /// exempt-appendix.{html,pdf} and kpi.json in --out.
+    Report {
+        /// e.g. 2021-22-Q2.
+        #[arg(long)]
+        quarter: String,
+        /// Folder to write into (created if needed).
+        #[arg(long)]
+        out: PathBuf,
+        /// The council's name on the report (default: the tenant's
+        /// display_name, then [assurance] council).
+        #[arg(long)]
+        council: Option<String>,
+        /// The committee the report goes to.
+        #[arg(long, default_value = "Audit and Governance Committee")]
+        committee: String,
+        /// Why the appendix is exempt (default: Schedule 12A LGA 1972, paragraph 7).
+        #[arg(long)]
+        exemption: Option<String>,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Threat feeds.
     Feeds {
         #[command(subcommand)]
@@ -513,6 +537,25 @@ fn main() -> ExitCode {
             format,
             config,
         } => assurance_cmd::kpi(config.as_deref(), &tenant, &quarter, format == "json"),
+        Command::Report {
+            quarter,
+            out,
+            council,
+            committee,
+            exemption,
+            tenant,
+            config,
+        } => assurance_cmd::report(
+            config.as_deref(),
+            assurance_cmd::ReportArgs {
+                tenant,
+                quarter,
+                out,
+                council,
+                committee,
+                exemption,
+            },
+        ),
         Command::Feeds {
             command: FeedsCommand::Check { file, format },
         } => feeds_cmd::check(&file, format.as_deref()),

@@ -225,6 +225,23 @@ pub trait AssuranceStore: Send {
         quarter: &str,
     ) -> Result<Option<(i64, String)>, crate::StoreError>;
 
+    /// Protective DNS over `[from, to)` (unix seconds) for a tenant, from
+    /// the hourly aggregates: `(queries, blocked)`, where blocked counts
+    /// every policy action (blocked, nodata, dropped, local data).
+    fn pdns_totals(
+        &mut self,
+        tenant: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<(u64, u64), crate::StoreError>;
+
+    /// The latest Mail Check of each domain made at or before `until`
+    /// (unix seconds): `(domain, checked_at seconds, worst severity)`.
+    fn mailcheck_latest(
+        &mut self,
+        until: i64,
+    ) -> Result<Vec<(String, i64, Option<String>)>, crate::StoreError>;
+
     /// Freezes a quarter's figures. Returns `false`, changing nothing, when
     /// the quarter is already frozen.
     fn freeze_kpi(

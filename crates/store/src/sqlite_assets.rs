@@ -439,6 +439,43 @@ impl AssuranceStore for SqliteStore {
             .map_err(err)
     }
 
+    fn pdns_totals(&mut self, tenant: &str, from: i64, to: i64) -> Result<(u64, u64), StoreError> {
+        let err = sql_err(&self.path);
+        self.conn
+            .query_row(
+                "SELECT COALESCE(SUM(queries), 0),
+                        COALESCE(SUM(CASE WHEN action IN ('blocked', 'nodata', 'dropped', 'local_data') THEN queries ELSE 0 END), 0)
+                 FROM query_hourly WHERE tenant = ?1 AND hour >= ?2 AND hour < ?3",
+                params![tenant, from, to],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+            )
+            .map_err(err)
+    }
+
+    fn mailcheck_latest(
+        &mut self,
+        until: i64,
+    ) -> Result<Vec<(String, i64, Option<String>)>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT m.domain, m.checked_at / 1000, m.worst FROM mailcheck_results m
+                 JOIN (SELECT domain, MAX(checked_at) AS at FROM mailcheck_results WHERE checked_at <= ?1 GROUP BY domain) l
+                   ON l.domain = m.domain AND l.at = m.checked_at
+                 ORDER BY m.domain",
+            )
+            .map_err(err)?;
+        let rows = q
+            .query_map([until.saturating_mul(1000)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+
     fn freeze_kpi(
         &mut self,
         tenant: &str,

@@ -10,6 +10,7 @@ mod ingest;
 mod mailcheck;
 mod notify;
 mod reload;
+mod report;
 mod resolver;
 mod rpz_diff;
 mod store;

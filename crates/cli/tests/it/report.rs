@@ -1,0 +1,413 @@
+//! `parapet report`: the public report and the exempt appendix from the
+//! Northshire fixture estate. The leak test extracts every word of the
+//! public HTML and PDF (pdftotext, pdfinfo) and checks that no host name,
+//! address, MAC, user name, CVE, plugin id, finding title or tenant id of the
+//! estate appears in it, while the exempt appendix holds them all.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::harness::repo_root;
+
+const TENANT: &str = "nsh-internal-7";
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let o = run(dir, args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn estate(name: &str) -> PathBuf {
+    repo_root().join("testdata/assets/estate").join(name)
+}
+
+fn import_estate(d: &Path) {
+    for (kind, file) in [
+        ("inventory-csv", "inventory.csv"),
+        ("defender-csv", "defender.csv"),
+        ("osquery", "osquery.json"),
+        ("nessus", "scan-2021-06.nessus"),
+        ("nessus", "scan-2021-09.nessus"),
+        ("openvas", "openvas-2021-09.xml"),
+    ] {
+        ok(
+            d,
+            &[
+                "assets",
+                "import",
+                "--tenant",
+                TENANT,
+                "--source",
+                kind,
+                estate(file).to_str().unwrap(),
+            ],
+        );
+    }
+    ok(
+        d,
+        &[
+            "incidents",
+            "add",
+            "--tenant",
+            TENANT,
+            "--reference",
+            "INC-2021-007",
+            "--date",
+            "2021-08-12",
+            "--category",
+            "phishing",
+            "--impact",
+            "mailbox of j.smith compromised",
+            "--outcome",
+            "successful",
+            "--status",
+            "closed",
+        ],
+    );
+}
+
+fn report(d: &Path, quarter: &str, out: &str) -> PathBuf {
+    let dir = d.join(out);
+    ok(
+        d,
+        &[
+            "report",
+            "--tenant",
+            TENANT,
+            "--quarter",
+            quarter,
+            "--out",
+            dir.to_str().unwrap(),
+            "--council",
+            "Northshire District Council",
+        ],
+    );
+    dir
+}
+
+fn tool(cmd: &str, args: &[&str]) -> String {
+    let o = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} (apt-get install poppler-utils): {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn pdf_text(pdf: &Path) -> String {
+    // whitespace collapsed: table cells wrap long values across lines
+    tool("pdftotext", &["-raw", pdf.to_str().unwrap(), "-"])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Everything of the estate that must never be published.
+fn secrets(d: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
+    let r: Value = serde_json::from_str(&ok(
+        d,
+        &[
+            "kpi",
+            "--tenant",
+            TENANT,
+            "--quarter",
+            "2021-22-Q2",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    // (must appear in the appendix too, must only be absent from the public report)
+    let mut both = BTreeSet::new();
+    let mut never = BTreeSet::new();
+    for dev in r["register"].as_array().unwrap() {
+        both.insert(dev["device"].as_str().unwrap().to_string());
+        for i in dev["identifiers"].as_array().unwrap() {
+            never.insert(i.as_str().unwrap().to_string());
+        }
+    }
+    for k in r["kpis"].as_array().unwrap() {
+        for e in k["evidence"].as_array().unwrap() {
+            for f in e["findings"].as_array().unwrap() {
+                let key = f["key"].as_str().unwrap();
+                both.insert(key.to_string());
+                both.insert(key.rsplit(':').next().unwrap().to_string()); // the bare plugin id / OID
+                both.insert(f["title"].as_str().unwrap().to_string());
+                for c in f["cves"].as_array().unwrap() {
+                    both.insert(c.as_str().unwrap().to_string());
+                }
+            }
+        }
+    }
+    // addresses the scanners reported
+    for ip in [
+        "10.10.0.10",
+        "10.10.0.99",
+        "10.20.0.21",
+        "00:50:56:00:00:11",
+    ] {
+        both.insert(ip.to_string());
+    }
+    // user names and owners from the inventory, the tenant's internal id
+    for u in [
+        "j.smith",
+        "a.jones",
+        "c.brown",
+        "d.green",
+        "northshire.local",
+        TENANT,
+    ] {
+        never.insert(u.to_string());
+    }
+    never.extend(both.iter().cloned());
+    (both, never)
+}
+
+#[test]
+fn the_public_report_leaks_nothing_and_the_appendix_holds_it_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    import_estate(d);
+    let out = report(d, "2021-22-Q2", "q2");
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "exempt-appendix.html",
+            "exempt-appendix.pdf",
+            "kpi.json",
+            "public-report.html",
+            "public-report.pdf"
+        ]
+    );
+
+    let (both, never) = secrets(d);
+    assert!(both.len() > 20, "{both:?}");
+    let public_html = std::fs::read_to_string(out.join("public-report.html")).unwrap();
+    let public_pdf = pdf_text(&out.join("public-report.pdf"));
+    let public_meta = tool(
+        "pdfinfo",
+        &[out.join("public-report.pdf").to_str().unwrap()],
+    );
+    let kpi_json = std::fs::read_to_string(out.join("kpi.json")).unwrap();
+    for (what, text) in [
+        ("public HTML", &public_html),
+        ("public PDF", &public_pdf),
+        ("public PDF metadata", &public_meta),
+        ("kpi.json", &kpi_json),
+    ] {
+        let lower = text.to_lowercase();
+        for s in &never {
+            let needle = s.to_lowercase();
+            let found = if needle.chars().all(|c| c.is_ascii_digit()) {
+                // a bare plugin id: as a whole number only
+                lower
+                    .split(|c: char| !c.is_ascii_digit())
+                    .any(|w| w == needle)
+            } else {
+                lower.contains(&needle)
+            };
+            assert!(!found, "{what} contains `{s}`");
+        }
+        assert!(!lower.contains("cve-"), "{what} names a CVE");
+    }
+    // the public report does say what matters
+    for want in [
+        "Northshire District Council",
+        "July–September 2021",
+        "Servers without anti-virus",
+        "Red",
+        "successful cyber-attack",
+        "NOT FOR PUBLICATION",
+    ] {
+        if want == "NOT FOR PUBLICATION" {
+            assert!(!public_html.contains(want) && !public_pdf.contains(want));
+            continue;
+        }
+        assert!(public_html.contains(want), "public HTML lacks {want}");
+        assert!(
+            public_pdf.contains(want),
+            "public PDF lacks {want}: {public_pdf}"
+        );
+    }
+
+    let exempt_html = std::fs::read_to_string(out.join("exempt-appendix.html")).unwrap();
+    let exempt_pdf = pdf_text(&out.join("exempt-appendix.pdf"));
+    for (what, text) in [("exempt HTML", &exempt_html), ("exempt PDF", &exempt_pdf)] {
+        assert!(
+            text.contains("NOT FOR PUBLICATION — exempt information"),
+            "{what}"
+        );
+        assert!(
+            text.contains("Schedule 12A Local Government Act 1972, paragraph 7"),
+            "{what}"
+        );
+        for s in &both {
+            let plain = s.replace('&', "&amp;");
+            assert!(
+                text.contains(s.as_str()) || text.contains(&plain),
+                "{what} lacks `{s}`"
+            );
+        }
+    }
+}
+
+/// Pages as PGM images: (width, height, share of non-white pixels).
+fn pages(pdf: &Path, dir: &Path) -> Vec<f64> {
+    let prefix = dir.join("page");
+    tool(
+        "pdftoppm",
+        &[
+            "-r",
+            "40",
+            "-gray",
+            pdf.to_str().unwrap(),
+            prefix.to_str().unwrap(),
+        ],
+    );
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pgm"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let data = std::fs::read(f).unwrap();
+            // P5 <w> <h> <max>\n<pixels>
+            let mut fields = 0;
+            let mut i = 0;
+            while fields < 4 {
+                while data[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                while !data[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                fields += 1;
+            }
+            let px = &data[i + 1..];
+            px.iter().filter(|&&p| p < 200).count() as f64 / px.len() as f64
+        })
+        .collect()
+}
+
+#[test]
+fn pdfs_are_a4_with_embedded_fonts_page_numbers_and_real_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    import_estate(d);
+    let out = report(d, "2021-22-Q2", "q2");
+    for doc in ["public-report.pdf", "exempt-appendix.pdf"] {
+        let pdf = out.join(doc);
+        let info = tool("pdfinfo", &[pdf.to_str().unwrap()]);
+        assert!(
+            info.contains("595.") && info.contains("842"),
+            "{doc} is not A4: {info}"
+        );
+        assert!(
+            info.lines()
+                .any(|l| l.starts_with("Tagged:") && l.contains("yes")),
+            "{doc} is not tagged: {info}"
+        );
+        let fonts = tool("pdffonts", &[pdf.to_str().unwrap()]);
+        let rows: Vec<&str> = fonts.lines().skip(2).collect();
+        assert!(
+            !rows.is_empty()
+                && rows
+                    .iter()
+                    .all(|r| r.split_whitespace().rev().nth(4) == Some("yes")),
+            "{doc}: fonts not embedded:\n{fonts}"
+        );
+        let imgs = tempfile::tempdir().unwrap();
+        let inked = pages(&pdf, imgs.path());
+        let n: usize = info
+            .lines()
+            .find_map(|l| l.strip_prefix("Pages:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(inked.len(), n);
+        assert!(
+            inked.iter().all(|&share| share > 0.002),
+            "{doc}: a blank page: {inked:?}"
+        );
+        let text = pdf_text(&pdf);
+        assert!(
+            text.contains(&format!("page 1 of {n}")),
+            "{doc}: no page numbers"
+        );
+    }
+    let text = pdf_text(&out.join("public-report.pdf"));
+    // the figures are text, not pictures of text
+    assert!(
+        text.contains("2. Servers without anti-virus 3 5 Red"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Incidents and devices failing each measure"),
+        "the trend chart's caption"
+    );
+}
+
+#[test]
+fn first_empty_and_breach_quarters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // an empty quarter: documents are still written and say so
+    let empty = report(d, "2019-20-Q1", "empty");
+    let html = std::fs::read_to_string(empty.join("public-report.html")).unwrap();
+    assert!(html.contains("There were no successful cyber-attacks or data breaches this quarter."));
+    assert!(html.contains("could not be assessed"));
+    assert!(html.contains("the trend starts next quarter"));
+    assert!(!html.contains("<svg"));
+
+    import_estate(d);
+    // the first quarter with data: no trend
+    let q1 = report(d, "2021-22-Q1", "q1");
+    let html = std::fs::read_to_string(q1.join("public-report.html")).unwrap();
+    assert!(
+        html.contains("This is the first quarter reported"),
+        "{html}"
+    );
+    assert!(!html.contains("<svg"));
+    // the breach quarter: KPI 1 red, and the commentary says so; a trend
+    let q2 = report(d, "2021-22-Q2", "q2");
+    let html = std::fs::read_to_string(q2.join("public-report.html")).unwrap();
+    assert!(
+        html.contains("There was 1 successful cyber-attack or breach this quarter"),
+        "{html}"
+    );
+    assert!(html.contains("<td class=\"rag-red\">Red</td>"));
+    assert!(html.contains("<svg") && html.contains("2021-22-Q1") && html.contains("2021-22-Q2"));
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(q2.join("kpi.json")).unwrap()).unwrap();
+    assert_eq!(json["kpis"][0]["rag"], "red");
+    assert_eq!(json["history"].as_array().unwrap().len(), 2);
+}

@@ -1,0 +1,418 @@
+//! The quarterly committee report: a **public report** a committee member
+//! reads in five minutes (figures, thresholds, RAG, trend, plain-English
+//! commentary — no host names, addresses, user names, vulnerability or
+//! plugin identifiers), and an **exempt appendix** with the detail behind
+//! every figure, each as print-friendly HTML (no JavaScript) and, with the
+//! `pdf` feature, as A4 PDF typeset in-process by Typst (fonts embedded,
+//! page numbers, tagged for accessibility). Charts are SVG, drawn here.
+//!
+//! The public documents are built only from [`PublicView`], which holds no
+//! identifying field: what is not in it cannot leak.
+
+mod chart;
+mod commentary;
+mod html;
+#[cfg(feature = "pdf")]
+mod pdf;
+mod typ;
+
+use std::path::Path;
+
+use parapet_assurance::kpi::{KpiReport, Rag};
+use serde::Serialize;
+
+pub use commentary::commentary;
+
+/// Default exemption: Local Government Act 1972, Schedule 12A, paragraph 7.
+pub const DEFAULT_EXEMPTION: &str = "Schedule 12A Local Government Act 1972, paragraph 7 — information relating to any action taken or to be taken in connection with the prevention, investigation or prosecution of crime";
+
+/// Protective DNS over the quarter, aggregate numbers only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PdnsSummary {
+    pub queries: u64,
+    pub blocked: u64,
+    pub alerts: u64,
+}
+
+/// Mail Check: the latest result of each of the council's domains.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MailSummary {
+    pub domains: u64,
+    /// No error-severity finding.
+    pub compliant: u64,
+    /// Domains with at least one finding code per worst severity.
+    pub with_errors: u64,
+    pub with_warnings: u64,
+    /// (domain, worst severity, checked) — exempt appendix only.
+    pub detail: Vec<(String, String, String)>,
+}
+
+/// A detection alert, for the exempt appendix.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertLine {
+    pub id: i64,
+    pub rule: String,
+    pub domain: String,
+    pub severity: String,
+    pub status: String,
+    pub first_seen: String,
+    pub count: u64,
+}
+
+/// One past quarter's counts, for the trend.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryPoint {
+    pub quarter: String,
+    pub counts: [u64; 5],
+    pub denominators: [u64; 5],
+}
+
+/// Everything the report is made from.
+#[derive(Debug, Clone)]
+pub struct ReportInput {
+    pub council: String,
+    pub committee: String,
+    /// The date printed on the report (`YYYY-MM-DD`).
+    pub date: String,
+    pub exemption: String,
+    pub kpi: KpiReport,
+    /// Earlier quarters, oldest first (the current one is added from `kpi`).
+    pub history: Vec<HistoryPoint>,
+    pub pdns: Option<PdnsSummary>,
+    pub mail: Option<MailSummary>,
+    pub alerts: Vec<AlertLine>,
+}
+
+/// A KPI as the public sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PublicKpi {
+    pub id: u8,
+    pub name: String,
+    pub definition: String,
+    pub count: u64,
+    pub denominator: u64,
+    pub percent: f64,
+    pub excepted: u64,
+    pub rag: Rag,
+    pub threshold: String,
+    pub ce_figure: u64,
+    pub ce_compliant: bool,
+    pub previous: Option<u64>,
+    pub direction: String,
+    /// False when there was nothing to measure (no devices of the class).
+    pub assessed: bool,
+}
+
+impl PublicKpi {
+    /// The status in words (never colour alone), and its colour class.
+    pub fn status(&self) -> (&'static str, &'static str) {
+        if self.assessed {
+            (rag_word(self.rag), self.rag.as_str())
+        } else {
+            ("No data", "none")
+        }
+    }
+}
+
+/// A Cyber Essentials check as the public sees it: a count, no devices.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PublicCheck {
+    pub id: String,
+    pub rule: String,
+    pub level: String,
+    pub pass: bool,
+    pub devices: usize,
+}
+
+/// The only data the public documents and `kpi.json` are built from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PublicView {
+    pub council: String,
+    pub committee: String,
+    pub date: String,
+    pub quarter: String,
+    pub period: String,
+    pub snapshot_date: String,
+    pub kpis: Vec<PublicKpi>,
+    pub checks: Vec<PublicCheck>,
+    pub history: Vec<HistoryPoint>,
+    pub pdns: Option<PdnsSummary>,
+    pub mail: Option<(u64, u64, u64, u64)>,
+    /// Servers and workstations without a recent credentialed scan.
+    pub not_assessed: usize,
+    pub commentary: Vec<String>,
+    pub exemption: String,
+}
+
+impl PublicView {
+    pub fn new(input: &ReportInput) -> Self {
+        let k = &input.kpi;
+        let kpis: Vec<PublicKpi> = k
+            .kpis
+            .iter()
+            .map(|x| PublicKpi {
+                id: x.id,
+                name: x.name.clone(),
+                definition: x.definition.clone(),
+                count: x.count,
+                denominator: x.denominator,
+                percent: x.percent,
+                excepted: x.excepted,
+                rag: x.rag,
+                threshold: x.threshold.clone(),
+                ce_figure: x.ce_figure,
+                ce_compliant: x.ce_compliant,
+                previous: x.previous,
+                direction: x.direction.clone(),
+                assessed: x.id == 1 || x.denominator > 0,
+            })
+            .collect();
+        let mut history = input.history.clone();
+        let mut den = [0; 5];
+        for x in &k.kpis {
+            den[x.id as usize - 1] = x.denominator;
+        }
+        history.push(HistoryPoint {
+            quarter: k.quarter.clone(),
+            counts: k.counts(),
+            denominators: den,
+        });
+        let not_assessed = k
+            .kpis
+            .iter()
+            .filter(|x| x.id == 4 || x.id == 5)
+            .map(|x| x.not_assessed.len())
+            .sum();
+        let mut v = Self {
+            council: input.council.clone(),
+            committee: input.committee.clone(),
+            date: input.date.clone(),
+            quarter: k.quarter.clone(),
+            period: k.period.clone(),
+            snapshot_date: k.snapshot_date.clone(),
+            kpis,
+            checks: k
+                .cyber_essentials
+                .iter()
+                .map(|c| PublicCheck {
+                    id: c.id.clone(),
+                    rule: c.rule.clone(),
+                    level: c.level.clone(),
+                    pass: c.pass,
+                    devices: c.devices.len(),
+                })
+                .collect(),
+            history,
+            pdns: input.pdns.clone(),
+            mail: input
+                .mail
+                .as_ref()
+                .map(|m| (m.domains, m.compliant, m.with_errors, m.with_warnings)),
+            not_assessed,
+            commentary: Vec::new(),
+            exemption: input.exemption.clone(),
+        };
+        v.commentary = commentary(&v);
+        v
+    }
+}
+
+/// The files written.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("PDF typesetting failed for {doc}: {message}")]
+    Typeset { doc: String, message: String },
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8], out: &mut Written) -> Result<(), ReportError> {
+    let path = dir.join(name);
+    // write then rename: a reader never sees half a document
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| ReportError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    out.files.push(name.to_string());
+    Ok(())
+}
+
+/// Whether PDFs are produced by this build.
+pub const PDF: bool = cfg!(feature = "pdf");
+
+/// Writes `public-report.html`, `exempt-appendix.html`, `kpi.json` and (with
+/// the `pdf` feature) `public-report.pdf` and `exempt-appendix.pdf` into `dir`.
+pub fn write_all(input: &ReportInput, dir: &Path) -> Result<Written, ReportError> {
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let public = PublicView::new(input);
+    let trend = chart::trend_svg(&public.history);
+    let mut out = Written::default();
+    write(
+        dir,
+        "public-report.html",
+        html::public(&public, trend.as_deref()).as_bytes(),
+        &mut out,
+    )?;
+    write(
+        dir,
+        "exempt-appendix.html",
+        html::exempt(input, &public).as_bytes(),
+        &mut out,
+    )?;
+    let json = serde_json::to_vec_pretty(&public).expect("serialisable");
+    write(dir, "kpi.json", &json, &mut out)?;
+    #[cfg(feature = "pdf")]
+    {
+        let files: Vec<(&str, Vec<u8>)> = trend
+            .iter()
+            .map(|s| ("trend.svg", s.clone().into_bytes()))
+            .collect();
+        let p = pdf::render(
+            "public-report",
+            &typ::public(&public, trend.is_some()),
+            &files,
+            &input.date,
+        )?;
+        write(dir, "public-report.pdf", &p, &mut out)?;
+        let e = pdf::render(
+            "exempt-appendix",
+            &typ::exempt(input, &public),
+            &[],
+            &input.date,
+        )?;
+        write(dir, "exempt-appendix.pdf", &e, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// `1234567` as `1,234,567`.
+pub(crate) fn thousands(n: u64) -> String {
+    let d = n.to_string();
+    let mut o = String::new();
+    for (i, c) in d.chars().enumerate() {
+        if i > 0 && (d.len() - i) % 3 == 0 {
+            o.push(',');
+        }
+        o.push(c);
+    }
+    o
+}
+
+/// RAG in words (never colour alone).
+pub(crate) fn rag_word(r: Rag) -> &'static str {
+    match r {
+        Rag::Green => "Green",
+        Rag::Amber => "Amber",
+        Rag::Red => "Red",
+    }
+}
+
+pub(crate) fn arrow(direction: &str) -> &'static str {
+    match direction {
+        "improving" => "▼ improving",
+        "worse" => "▲ worse",
+        "unchanged" => "▶ unchanged",
+        _ => "— first quarter",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parapet_assurance::kpi::{Inputs, Settings, compute};
+    use parapet_store::assets::Incident;
+
+    fn input(previous: Option<[u64; 5]>, history: Vec<HistoryPoint>) -> ReportInput {
+        let incidents = vec![Incident {
+            reference: "INC-9".into(),
+            detected_at: 1_628_726_400, // 2021-08-12
+            category: "phishing".into(),
+            outcome: "successful".into(),
+            status: "closed".into(),
+            ..Incident::default()
+        }];
+        let settings = Settings::default();
+        let kpi = compute(&Inputs {
+            tenant: "t",
+            quarter: "2021-22-Q2".parse().unwrap(),
+            imports: &[],
+            incidents: &incidents,
+            exceptions: &[],
+            settings: &settings,
+            previous,
+            now: 1_633_046_400,
+        });
+        ReportInput {
+            council: "Northshire <District> Council".into(),
+            committee: "Audit & Governance Committee".into(),
+            date: "2021-10-14".into(),
+            exemption: DEFAULT_EXEMPTION.into(),
+            kpi,
+            history,
+            pdns: Some(PdnsSummary {
+                queries: 1_234_567,
+                blocked: 89,
+                alerts: 3,
+            }),
+            mail: None,
+            alerts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn public_html_structure_snapshot() {
+        let prev = HistoryPoint {
+            quarter: "2021-22-Q1".into(),
+            counts: [0, 1, 0, 2, 0],
+            denominators: [0; 5],
+        };
+        let i = input(Some([0, 1, 0, 2, 0]), vec![prev]);
+        let v = PublicView::new(&i);
+        let svg = chart::trend_svg(&v.history);
+        let html = html::public(&v, svg.as_deref());
+        assert!(
+            html.contains("Northshire &lt;District&gt; Council"),
+            "escaped"
+        );
+        insta::assert_snapshot!("public_report_html", html);
+    }
+
+    #[test]
+    fn commentary_from_the_figures() {
+        let v = PublicView::new(&input(None, Vec::new()));
+        let c = v.commentary.join("\n");
+        assert!(c.contains("There was 1 successful cyber-attack or breach this quarter. The threshold is zero, so this measure is red"), "{c}");
+        assert!(
+            c.contains(
+                "No servers were in the data for this quarter, so measure 2 could not be assessed."
+            ),
+            "{c}"
+        );
+        assert!(c.contains("Overall, 1 of the five measures are red, 0 amber and 0 green; 4 could not be assessed for lack of data."), "{c}");
+        assert!(c.contains("This is the first quarter reported"), "{c}");
+    }
+
+    #[test]
+    fn typst_markup_keeps_data_as_strings() {
+        let i = input(None, Vec::new());
+        let v = PublicView::new(&i);
+        let t = typ::public(&v, false);
+        assert!(t.contains("#\"Northshire <District> Council\""));
+        assert!(!t.contains("\n= Northshire"));
+    }
+}
