@@ -230,6 +230,9 @@ async fn check_dmarc(dns: &Dns, domain: &str, r: &mut Report) -> Option<dmarc::D
                 break;
             }
             Ok(None) => {
+                // receivers ignore a record with v=DMARC1 out of place:
+                // say so, then look further as they do
+                r.findings.extend(dmarc::misplaced_version(&txts));
                 r.records.dmarc = txts;
                 continue;
             }

@@ -658,6 +658,30 @@ pub fn select(txts: &[String]) -> Result<Option<String>, Finding> {
     }
 }
 
+/// Findings about TXT strings at `_dmarc.<name>` that [`select`] passes
+/// over but that were meant as DMARC records: they carry a `v=DMARC1` tag,
+/// just not first (`p=reject; v=DMARC1`, `; v=DMARC1; p=reject`). Receivers
+/// discard them (RFC 7489 §6.6.3), so the name has no record of its own;
+/// this says why (`dmarc.version_not_first`, as [`parse`] words it), where
+/// otherwise the record would look simply missing.
+pub fn misplaced_version(txts: &[String]) -> Vec<Finding> {
+    let is_version_tag = |element: &str| {
+        element.split_once('=').is_some_and(|(name, value)| {
+            trim_wsp(name).eq_ignore_ascii_case("v")
+                && trim_wsp(value).eq_ignore_ascii_case("DMARC1")
+        })
+    };
+    txts.iter()
+        .filter(|t| !starts_with_version(t) && t.split(';').any(is_version_tag))
+        .flat_map(|t| {
+            parse(t)
+                .1
+                .into_iter()
+                .filter(|f| f.code == "dmarc.version_not_first")
+        })
+        .collect()
+}
+
 fn is_ncsc_rua(uri: &ReportUri) -> bool {
     uri.scheme == "mailto"
         && (uri.address.eq_ignore_ascii_case(NCSC_RUA)
@@ -1039,6 +1063,35 @@ mod tests {
         assert!(codes(&parse("p=reject").1).contains(&"dmarc.version_not_first"));
         assert!(codes(&parse("; v=DMARC1; p=reject").1).contains(&"dmarc.version_not_first"));
         assert!(codes(&parse("").1).contains(&"dmarc.version_not_first"));
+    }
+
+    #[test]
+    fn misplaced_version_is_explained() {
+        // select() passes over these (receivers discard them), so without
+        // misplaced_version the domain would only look unprotected
+        for txt in [
+            "p=reject; v=DMARC1",
+            "; v=DMARC1; p=reject",
+            "p=reject;rua=mailto:a@example.com; V = dmarc1",
+        ] {
+            let txts = vec!["google-site-verification=abc".to_string(), txt.to_string()];
+            assert_eq!(select(&txts).unwrap(), None, "{txt}");
+            let f = misplaced_version(&txts);
+            assert_eq!(codes(&f), ["dmarc.version_not_first"], "{txt}");
+            assert_eq!(f[0].severity, Level::Error);
+            assert!(f[0].message.contains("Move v=DMARC1 to the front"), "{txt}");
+            assert_eq!(f[0].record.as_deref(), Some(txt));
+        }
+        // records select() takes, and TXT records that are not DMARC at all
+        for txts in [
+            vec!["v=DMARC1; p=reject".to_string()],
+            vec!["google-site-verification=abc".to_string()],
+            vec!["v=spf1 -all".to_string(), "p=reject".to_string()],
+            vec!["note: v=DMARC1x".to_string()],
+            vec![],
+        ] {
+            assert!(misplaced_version(&txts).is_empty(), "{txts:?}");
+        }
     }
 
     #[test]

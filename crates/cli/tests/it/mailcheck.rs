@@ -26,6 +26,7 @@ const ZONES: &[&str] = &[
     "sts4.test",
     "nomx.test",
     "manymx.test",
+    "codes.test",
 ];
 
 fn mailcheck(ns: std::net::SocketAddr, domains: &[&str]) -> (Option<i32>, serde_json::Value) {
@@ -246,6 +247,265 @@ fn findings_for_every_fixture_domain() {
         );
     }
     assert!(!c.iter().any(|c| c.ends_with(".missing")), "{unserved:#}");
+}
+
+/// Every SPF, DMARC and DKIM finding code, end to end: (domain, DKIM
+/// selector, code). Each codes.test name carries one deliberate defect and
+/// is called after the code it gives (testdata/mail/codes.test.zone); codes
+/// asserted by the other tests in this file are not repeated here.
+const RECORD_CODES: &[(&str, Option<&str>, &str)] = &[
+    ("spf-missing.codes.test", None, "spf.missing"),
+    ("spf-syntax.codes.test", None, "spf.syntax"),
+    ("spf-all-neutral.codes.test", None, "spf.all_neutral"),
+    ("spf-all-softfail.codes.test", None, "spf.all_softfail"),
+    ("spf-all-not-last.codes.test", None, "spf.all_not_last"),
+    (
+        "spf-duplicate-modifier.codes.test",
+        None,
+        "spf.duplicate_modifier",
+    ),
+    (
+        "spf-modifier-before-mechanism.codes.test",
+        None,
+        "spf.modifier_before_mechanism",
+    ),
+    (
+        "spf-redirect-with-all.codes.test",
+        None,
+        "spf.redirect_with_all",
+    ),
+    (
+        "spf-redirect-missing.codes.test",
+        None,
+        "spf.redirect_missing",
+    ),
+    ("spf-include-syntax.codes.test", None, "spf.include_syntax"),
+    (
+        "spf-macro-not-evaluated.codes.test",
+        None,
+        "spf.macro_not_evaluated",
+    ),
+    ("spf-void-lookup.codes.test", None, "spf.void_lookup"),
+    (
+        "spf-mx-host-without-address.codes.test",
+        None,
+        "spf.mx_host_without_address",
+    ),
+    (
+        "spf-lookups-at-limit.codes.test",
+        None,
+        "spf.lookups_at_limit",
+    ),
+    ("spf-too-long.codes.test", None, "spf.too_long"),
+    ("dmarc-missing.codes.test", None, "dmarc.missing"),
+    ("dmarc-syntax.codes.test", None, "dmarc.syntax"),
+    ("dmarc-version-case.codes.test", None, "dmarc.version_case"),
+    (
+        "dmarc-version-not-first.codes.test",
+        None,
+        "dmarc.version_not_first",
+    ),
+    ("dmarc-empty-tag.codes.test", None, "dmarc.empty_tag"),
+    (
+        "dmarc-duplicate-tag.codes.test",
+        None,
+        "dmarc.duplicate_tag",
+    ),
+    ("dmarc-unknown-tag.codes.test", None, "dmarc.unknown_tag"),
+    ("dmarc-truncated.codes.test", None, "dmarc.truncated"),
+    (
+        "dmarc-multiple-records.codes.test",
+        None,
+        "dmarc.multiple_records",
+    ),
+    (
+        "dmarc-subdomain-policy-none.codes.test",
+        None,
+        "dmarc.subdomain_policy_none",
+    ),
+    ("dmarc-testing.codes.test", None, "dmarc.testing"),
+    ("dmarc-pct-partial.codes.test", None, "dmarc.pct_partial"),
+    ("dmarc-pct-obsolete.codes.test", None, "dmarc.pct_obsolete"),
+    ("dmarc-rua-missing.codes.test", None, "dmarc.rua_missing"),
+    (
+        "dmarc-ncsc-rua-missing.codes.test",
+        None,
+        "dmarc.ncsc_rua_missing",
+    ),
+    (
+        "dmarc-ncsc-rua-misconfigured.codes.test",
+        None,
+        "dmarc.ncsc_rua_misconfigured",
+    ),
+    ("dmarc-ncsc-ruf.codes.test", None, "dmarc.ncsc_ruf"),
+    (
+        "dmarc-uri-not-mailto.codes.test",
+        None,
+        "dmarc.uri_not_mailto",
+    ),
+    (
+        "dmarc-too-many-uris.codes.test",
+        None,
+        "dmarc.too_many_uris",
+    ),
+    (
+        "dmarc-duplicate-uri.codes.test",
+        None,
+        "dmarc.duplicate_uri",
+    ),
+    ("dmarc-too-long.codes.test", None, "dmarc.too_long"),
+    ("dkim-syntax.codes.test", Some("sel"), "dkim.syntax"),
+    ("dkim-empty-tag.codes.test", Some("sel"), "dkim.empty_tag"),
+    (
+        "dkim-unknown-tag.codes.test",
+        Some("sel"),
+        "dkim.unknown_tag",
+    ),
+    (
+        "dkim-unknown-hash.codes.test",
+        Some("sel"),
+        "dkim.unknown_hash",
+    ),
+    ("dkim-truncated.codes.test", Some("sel"), "dkim.truncated"),
+    (
+        "dkim-key-missing.codes.test",
+        Some("sel"),
+        "dkim.key_missing",
+    ),
+    (
+        "dkim-key-corrupt.codes.test",
+        Some("sel"),
+        "dkim.key_corrupt",
+    ),
+    (
+        "dkim-key-too-short.codes.test",
+        Some("sel"),
+        "dkim.key_too_short",
+    ),
+    ("dkim-sha1-only.codes.test", Some("sel"), "dkim.sha1_only"),
+    ("dkim-testing.codes.test", Some("sel"), "dkim.testing"),
+    (
+        "dkim-service-not-email.codes.test",
+        Some("sel"),
+        "dkim.service_not_email",
+    ),
+    // NSD refuses names outside its zones
+    ("unserved.example", Some("sel"), "dkim.lookup_failed"),
+];
+
+/// One `parapet mailcheck` run over every domain of [`RECORD_CODES`] and the
+/// clean control: each code is reported for its domain (and selector), none
+/// for the control, and no code the checkers define lacks an end-to-end
+/// case in this file.
+#[test]
+fn every_record_finding_code_end_to_end() {
+    let nsd = fixture_nsd();
+    let mut domains: Vec<&str> = RECORD_CODES.iter().map(|(d, _, _)| *d).collect();
+    domains.push("clean.codes.test");
+    domains.dedup();
+    let mut selectors: Vec<&str> = RECORD_CODES.iter().filter_map(|(_, s, _)| *s).collect();
+    selectors.sort();
+    selectors.dedup();
+    let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .arg("mailcheck")
+        .args(&domains)
+        .args([
+            "--nameserver",
+            &nsd.addr.to_string(),
+            "--format",
+            "json",
+            "--no-tls",
+        ])
+        .args(selectors.iter().flat_map(|s| ["--dkim-selector", s]))
+        .output()
+        .unwrap();
+    let reports: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    assert_eq!(o.status.code(), Some(1), "{reports:#}");
+    let report = |d: &str| {
+        reports
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["domain"] == d)
+            .unwrap_or_else(|| panic!("no report for {d}"))
+    };
+
+    let mut missing = Vec::new();
+    for &(domain, selector, code) in RECORD_CODES {
+        let r = report(domain);
+        let found = r["findings"].as_array().unwrap().iter().any(|f| {
+            f["code"] == code
+                // about that selector: key findings start with it, lookup
+                // findings name the key's DNS name
+                && selector.is_none_or(|s| {
+                    let msg = f["message"].as_str().unwrap();
+                    msg.starts_with(&format!("selector `{s}`: "))
+                        || msg.contains(&format!("{s}._domainkey.{domain}"))
+                })
+        });
+        if !found {
+            missing.push(format!(
+                "{domain} ({selector:?}): no {code} in {:?}",
+                codes(r)
+            ));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+
+    // the control has none of these defects, and no error at all
+    let clean = report("clean.codes.test");
+    let c = codes(clean);
+    assert!(
+        !RECORD_CODES
+            .iter()
+            .any(|(_, _, code)| c.iter().any(|c| c == code)),
+        "{clean:#}"
+    );
+    assert!(
+        clean["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["severity"] != "error"),
+        "{clean:#}"
+    );
+
+    // every spf./dmarc./dkim. code the checkers define has its case in this
+    // file, here or in the tests above (a textual check: the quoted code
+    // must appear in this file), so a new code needs an end-to-end case too
+    let this =
+        std::fs::read_to_string(repo_root().join("crates/cli/tests/it/mailcheck.rs")).unwrap();
+    let mut untested: Vec<String> = Vec::new();
+    for file in ["spf.rs", "dmarc.rs", "dkim.rs", "check.rs"] {
+        let src =
+            std::fs::read_to_string(repo_root().join("crates/mailcheck/src").join(file)).unwrap();
+        for (i, _) in src.match_indices('"') {
+            let rest = &src[i + 1..];
+            let Some(dot) = ["spf.", "dmarc.", "dkim."]
+                .iter()
+                .find(|p| rest.starts_with(**p))
+            else {
+                continue;
+            };
+            let name_len = rest[dot.len()..]
+                .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(0);
+            if name_len == 0 || !rest[dot.len() + name_len..].starts_with('"') {
+                continue;
+            }
+            let code = &rest[..dot.len() + name_len];
+            if !this.contains(&format!("\"{code}\"")) && !untested.iter().any(|u| u == code) {
+                untested.push(code.to_string());
+            }
+        }
+    }
+    assert!(untested.is_empty(), "no end-to-end case for {untested:?}");
 }
 
 #[test]
