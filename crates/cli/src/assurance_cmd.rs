@@ -522,7 +522,7 @@ pub fn report(config: Option<&Path>, a: ReportArgs) -> anyhow::Result<ExitCode> 
         count: al.count,
     })
     .collect();
-    let pdns = (queries > 0 || !alerts.is_empty()).then(|| PdnsSummary {
+    let pdns = (queries > 0 || !alerts.is_empty()).then_some(PdnsSummary {
         queries,
         blocked,
         alerts: alerts.len() as u64,

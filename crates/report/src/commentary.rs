@@ -15,7 +15,7 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 fn versus(k: &PublicKpi) -> String {
     match k.previous {
         None => String::new(),
-        Some(p) if p == k.count => format!(", the same as last quarter"),
+        Some(p) if p == k.count => ", the same as last quarter".to_string(),
         Some(p) if p > k.count => format!(", down from {p} last quarter"),
         Some(p) => format!(", up from {p} last quarter"),
     }

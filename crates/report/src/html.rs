@@ -326,20 +326,20 @@ pub fn exempt(input: &ReportInput, v: &PublicView) -> String {
         }
         o.push_str("</tbody>\n</table>\n");
     }
-    if let Some(m) = &input.mail {
-        if !m.detail.is_empty() {
-            o.push_str("<h3>Mail Check by domain</h3>\n<table>\n<thead><tr><th scope=\"col\">Domain</th><th scope=\"col\">Worst finding</th><th scope=\"col\">Checked</th></tr></thead>\n<tbody>\n");
-            for (d, w, c) in &m.detail {
-                let _ = writeln!(
-                    o,
-                    "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td></tr>",
-                    esc(d),
-                    esc(w),
-                    esc(c)
-                );
-            }
-            o.push_str("</tbody>\n</table>\n");
+    if let Some(m) = &input.mail
+        && !m.detail.is_empty()
+    {
+        o.push_str("<h3>Mail Check by domain</h3>\n<table>\n<thead><tr><th scope=\"col\">Domain</th><th scope=\"col\">Worst finding</th><th scope=\"col\">Checked</th></tr></thead>\n<tbody>\n");
+        for (d, w, c) in &m.detail {
+            let _ = writeln!(
+                o,
+                "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td></tr>",
+                esc(d),
+                esc(w),
+                esc(c)
+            );
         }
+        o.push_str("</tbody>\n</table>\n");
     }
     o.push_str("</section>\n<section id=\"exceptions\">\n<h2>E. Exceptions register</h2>\n");
     if k.exceptions.is_empty() {
