@@ -337,6 +337,27 @@ fn load(
     Ok(out)
 }
 
+/// A quarter in the style this installation counts (`[assurance] quarters`).
+fn parse_quarter(cfg: &Config, q: &str) -> anyhow::Result<Quarter> {
+    use parapet_assurance::quarter::QuarterStyle;
+    let quarter: Quarter = q
+        .parse()
+        .map_err(|e: parapet_assurance::quarter::BadQuarter| BadInput(e.to_string()))?;
+    if quarter.style != cfg.assurance.quarters {
+        let hint = match cfg.assurance.quarters {
+            QuarterStyle::Financial => {
+                "financial-year quarters (April–March): write e.g. 2021-22-Q2"
+            }
+            QuarterStyle::Calendar => "calendar quarters: write e.g. 2021-Q3",
+        };
+        return Err(BadInput(format!(
+            "`{q}`: this installation counts {hint} ([assurance] quarters)"
+        ))
+        .into());
+    }
+    Ok(quarter)
+}
+
 /// `parapet kpi --quarter Q`.
 pub fn kpi(
     config: Option<&Path>,
@@ -344,10 +365,8 @@ pub fn kpi(
     quarter: &str,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let quarter: Quarter = quarter
-        .parse()
-        .map_err(|e: parapet_assurance::quarter::BadQuarter| BadInput(e.to_string()))?;
     let cfg = Config::load_or_embedded(config)?;
+    let quarter = parse_quarter(&cfg, quarter)?;
     let mut store = cfg.open_store()?;
     let r = report_for(&cfg, &mut store, tenant, quarter, now())?;
     if json {
@@ -472,11 +491,8 @@ pub struct ReportArgs {
 /// PDF when built with the `pdf` feature) and `kpi.json`.
 pub fn report(config: Option<&Path>, a: ReportArgs) -> anyhow::Result<ExitCode> {
     use parapet_report::{AlertLine, HistoryPoint, MailSummary, PdnsSummary, ReportInput};
-    let quarter: Quarter = a
-        .quarter
-        .parse()
-        .map_err(|e: parapet_assurance::quarter::BadQuarter| BadInput(e.to_string()))?;
     let cfg = Config::load_or_embedded(config)?;
+    let quarter = parse_quarter(&cfg, &a.quarter)?;
     let mut store = cfg.open_store()?;
     let now = now();
     let kpi = report_for(&cfg, &mut store, &a.tenant, quarter, now)?;

@@ -477,6 +477,27 @@ fn corrupt_input_of_every_kind_is_refused_whole_and_keeps_what_was_stored() {
         run(d, &["kpi", "--quarter", "2021-23-Q2"]).status.code(),
         Some(2)
     );
+    // calendar quarters only where the config says so
+    let o = run(d, &["kpi", "--quarter", "2021-Q3"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("financial-year quarters"));
+    let cfg = d.join("calendar.toml");
+    std::fs::write(&cfg, "[assurance]\nquarters = \"calendar\"\n").unwrap();
+    let o = run(
+        d,
+        &[
+            "kpi",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--quarter",
+            "2021-Q3",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["period"], "July–September 2021");
 }
 
 #[test]

@@ -55,7 +55,7 @@ pub struct Peer {
 impl Peer {
     pub fn spawn(program: &str, args: &[&str], dir: tempfile::TempDir, addr: SocketAddr) -> Self {
         let cmdline = format!(
-            "{program} {} & pid=$!; read _; kill $pid",
+            "{program} {} & pid=$!; read _; kill $pid; wait $pid",
             args.iter()
                 .map(|a| format!("'{a}'"))
                 .collect::<Vec<_>>()

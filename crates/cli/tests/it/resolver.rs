@@ -30,7 +30,18 @@ fn forwards_caches_and_serves_from_cache_when_upstream_dies() {
     assert_eq!(neg.rcode, ResponseCode::NXDomain);
     let hits = p.metric("parapet_dns_cache_hits_total");
     // the upstream goes away: cached answers (positive and negative) remain
+    let upstream = nsd.addr;
     drop(nsd);
+    // NSD's server process may outlive its parent for a moment
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while crate::harness::Client::new(upstream)
+        .timeout(Duration::from_millis(200))
+        .query("ns.zone.test.", RecordType::A)
+        .is_some()
+    {
+        assert!(std::time::Instant::now() < deadline, "NSD did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let again = c.query("www.zone.test.", RecordType::A).unwrap();
     assert_eq!(again.records, a.records);
     assert!(again.ttls[0] <= a.ttls[0]);
