@@ -14,6 +14,7 @@ mod commentary;
 mod html;
 #[cfg(feature = "pdf")]
 mod pdf;
+#[cfg(any(feature = "pdf", test))]
 mod typ;
 
 use std::path::Path;
