@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parapet_core::alert::AlertStatus;
-use parapet_store::{Alert, AlertFilter, SqliteStore, Store, StoreError};
+use parapet_store::{Alert, AlertFilter, Db, StoreError};
 
 use crate::BadInput;
 use crate::config::Config;
 
-fn open(config_path: Option<&Path>) -> anyhow::Result<SqliteStore> {
+fn open(config_path: Option<&Path>) -> anyhow::Result<Box<dyn Db>> {
     Config::load_or_embedded(config_path)?.open_store()
 }
 

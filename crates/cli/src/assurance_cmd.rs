@@ -10,7 +10,7 @@ use parapet_assurance::parse::{Source, build_import};
 use parapet_assurance::quarter::Quarter;
 use parapet_assurance::time::{format_date, parse_datetime};
 use parapet_store::assets::{AssetException, AssetImported, Incident};
-use parapet_store::{AlertFilter, AssuranceStore, SqliteStore, Store};
+use parapet_store::{AlertFilter, Db, Store};
 
 use crate::BadInput;
 use crate::config::Config;
@@ -169,7 +169,7 @@ pub fn incident_add(config: Option<&Path>, a: IncidentArgs) -> anyhow::Result<Ex
         ..Incident::default()
     };
     if let Some(id) = a.from_alert {
-        let alert = Store::alert(&mut store, id)?;
+        let alert = Store::alert(&mut *store, id)?;
         inc.tenant = a.tenant.unwrap_or(alert.tenant.clone());
         inc.alert_id = Some(id);
         inc.detected_at = alert.first_seen / 1000;
@@ -274,7 +274,7 @@ pub fn incident_close(
 /// (computed and frozen on first request), live figures otherwise.
 pub fn report_for(
     cfg: &Config,
-    store: &mut SqliteStore,
+    store: &mut dyn Db,
     tenant: &str,
     quarter: Quarter,
     now: i64,
@@ -319,7 +319,7 @@ pub fn report_for(
 }
 
 fn load(
-    store: &mut SqliteStore,
+    store: &mut dyn Db,
     tenant: &str,
     until: i64,
 ) -> anyhow::Result<
@@ -368,7 +368,7 @@ pub fn kpi(
     let cfg = Config::load_or_embedded(config)?;
     let quarter = parse_quarter(&cfg, quarter)?;
     let mut store = cfg.open_store()?;
-    let r = report_for(&cfg, &mut store, tenant, quarter, now())?;
+    let r = report_for(&cfg, &mut *store, tenant, quarter, now())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(ExitCode::SUCCESS);
@@ -470,7 +470,7 @@ pub fn kpi(
     Ok(ExitCode::SUCCESS)
 }
 
-fn has_data(store: &mut SqliteStore, tenant: &str, until: i64) -> anyhow::Result<bool> {
+fn has_data(store: &mut dyn Db, tenant: &str, until: i64) -> anyhow::Result<bool> {
     Ok(!store.asset_imports(tenant, until)?.is_empty()
         || store
             .incidents(Some(tenant))?
@@ -495,15 +495,15 @@ pub fn report(config: Option<&Path>, a: ReportArgs) -> anyhow::Result<ExitCode> 
     let quarter = parse_quarter(&cfg, &a.quarter)?;
     let mut store = cfg.open_store()?;
     let now = now();
-    let kpi = report_for(&cfg, &mut store, &a.tenant, quarter, now)?;
+    let kpi = report_for(&cfg, &mut *store, &a.tenant, quarter, now)?;
     // up to seven earlier quarters with data, for the trend
     let mut history = Vec::new();
     let mut q = quarter.previous();
     for _ in 0..7 {
-        if !has_data(&mut store, &a.tenant, q.end())? {
+        if !has_data(&mut *store, &a.tenant, q.end())? {
             break;
         }
-        let r = report_for(&cfg, &mut store, &a.tenant, q, now)?;
+        let r = report_for(&cfg, &mut *store, &a.tenant, q, now)?;
         let mut den = [0; 5];
         for k in &r.kpis {
             den[k.id as usize - 1] = k.denominator;
@@ -519,7 +519,7 @@ pub fn report(config: Option<&Path>, a: ReportArgs) -> anyhow::Result<ExitCode> 
     let (start, end) = (quarter.start(), quarter.end());
     let (queries, blocked) = store.pdns_totals(&a.tenant, start, end + 1)?;
     let alerts: Vec<AlertLine> = Store::list_alerts(
-        &mut store,
+        &mut *store,
         &AlertFilter {
             tenant: Some(a.tenant.clone()),
             since: Some(start * 1000),

@@ -404,10 +404,10 @@ impl Config {
     }
 
     /// Opens the store this configuration names.
-    pub fn open_store(&self) -> anyhow::Result<parapet_store::SqliteStore> {
-        Ok(parapet_store::SqliteStore::open(
+    pub fn open_store(&self) -> anyhow::Result<Box<dyn parapet_store::Db>> {
+        Ok(Box::new(parapet_store::SqliteStore::open(
             &self.resolve(&self.store.path),
-        )?)
+        )?))
     }
 
     /// The embedded defaults: DNS on 127.0.0.1:5353, web on 127.0.0.1:8080,

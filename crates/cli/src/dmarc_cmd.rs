@@ -6,14 +6,12 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use parapet_mailcheck::report::{self, AuthResult, Parsed};
-use parapet_store::{
-    DmarcRecordRow, DmarcReportRow, Imported, SqliteStore, Store, TlsReportRow, TlsResultRow,
-};
+use parapet_store::{Db, DmarcRecordRow, DmarcReportRow, Imported, TlsReportRow, TlsResultRow};
 
 use crate::BadInput;
 use crate::config::Config;
 
-fn open(config_path: Option<&Path>) -> anyhow::Result<SqliteStore> {
+fn open(config_path: Option<&Path>) -> anyhow::Result<Box<dyn Db>> {
     Config::load_or_embedded(config_path)?.open_store()
 }
 

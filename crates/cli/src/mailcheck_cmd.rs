@@ -101,7 +101,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     if let Some(store) = &mut store {
         // selectors learned from imported DMARC reports
-        use parapet_store::Store;
         for d in &domains {
             for sel in store.dkim_selectors(&d.to_ascii_lowercase())? {
                 if !selectors.contains(&sel) {
@@ -139,7 +138,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     let mut diffs: Vec<Option<parapet_store::MailCheckDiff>> = vec![None; reports.len()];
     if let Some(store) = &mut store {
-        use parapet_store::Store;
         for (r, d) in reports.iter().zip(diffs.iter_mut()) {
             *d = Some(store.save_mailcheck(&to_row(r))?);
         }
@@ -254,7 +252,6 @@ pub async fn schedule(
     upstream: Option<SocketAddr>,
     alerts: crossbeam_channel::Sender<parapet_core::alert::Signal>,
 ) {
-    use parapet_store::Store;
     let m = &config.mailcheck;
     if m.domains.is_empty() {
         return;
@@ -288,8 +285,7 @@ pub async fn schedule(
     };
     let every = std::time::Duration::from_secs(u64::from(m.interval_hours.max(1)) * 3600);
     loop {
-        let mut store = match parapet_store::SqliteStore::open(&config.resolve(&config.store.path))
-        {
+        let mut store = match config.open_store() {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("mail check: cannot open the store: {e}");

@@ -12,7 +12,7 @@ use parapet_core::event::{PrivateEvent, QueryEvent};
 use parapet_core::pseudonym::Pseudonymiser;
 use parapet_detect::rules::{Detector, Observed};
 use parapet_dns::{CacheConfig, Metrics, Resolver, Settings};
-use parapet_store::{Retention, SqliteStore, Store};
+use parapet_store::{Db, Retention};
 
 use crate::BadInput;
 use crate::config::Config;
@@ -57,9 +57,8 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let pseudonymiser =
         Pseudonymiser::new(&key).map_err(|e| BadInput(format!("{key_source}: {e}")))?;
     tracing::info!("client pseudonyms: HMAC-SHA256 truncated to 64 bits, key from {key_source}");
-    let store_dir = config.resolve(&config.store.path);
-    let store = SqliteStore::open(&store_dir).context("cannot open the store")?;
-    tracing::info!("store: {}", store.path().display());
+    let store = config.open_store().context("cannot open the store")?;
+    tracing::info!("store: {}", store.location());
     let (system_tx, system_rx) = crossbeam_channel::unbounded();
     let mut detector = Detector::new(config.detect_config());
     let mut store = store;
@@ -181,7 +180,7 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
 /// blocked in `recv` makes every send a futex wake-up (a syscall and a
 /// context switch on the resolver's hot path), a polling one never.
 struct EventWriter {
-    store: SqliteStore,
+    store: Box<dyn Db>,
     detector: Detector,
     /// Alerts about Parapet itself (feeds or config failing to load).
     system_signals: crossbeam_channel::Receiver<parapet_core::alert::Signal>,

@@ -19,6 +19,20 @@ use parapet_core::event::PrivateEvent;
 pub use assets::AssuranceStore;
 pub use sqlite::SqliteStore;
 
+/// Everything a command or the server needs from storage, as one object:
+/// the backend (SQLite or PostgreSQL) is chosen once, where the store is
+/// opened, and nothing else names it.
+pub trait Db: Store + AssuranceStore {
+    /// Where the data lives, for logs (a path, or a URL without password).
+    fn location(&self) -> String;
+}
+
+impl Db for SqliteStore {
+    fn location(&self) -> String {
+        self.path().display().to_string()
+    }
+}
+
 /// What a query event keeps, field by field: the single source of
 /// `parapet privacy` and of the schema's comments.
 pub const EVENT_FIELDS: &[(&str, &str)] = &[
