@@ -16,11 +16,22 @@ use hickory_proto::rr::{Name, RecordType};
 pub const ZONE_TEST: &str = include_str!("../../../../testdata/dns/zone.test.zone");
 
 /// A free port on 127.0.0.1 for both UDP and TCP (free when checked).
+///
+/// Ports come from below the kernel's ephemeral range (32768–60999 on
+/// Linux), handed out once each by a counter: a port the OS picked itself
+/// (`bind(0)`) could be taken by any outgoing socket — Parapet's upstream
+/// queries, a client — between this check and the peer's bind.
 pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // separate test binaries (and runs) start at different offsets
+    let base = 10_000 + (std::process::id() % 200) as u16 * 100;
+    for _ in 0..2000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 10_000 + (base - 10_000 + n) % 22_000;
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }
