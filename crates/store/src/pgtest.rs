@@ -117,10 +117,8 @@ impl TestServer {
             dir.display(),
             dir.display(),
         );
-        let log = std::fs::File::create(
-            std::env::temp_dir().join(format!("parapet-pg-{}-{port}.log", std::process::id())),
-        )
-        .expect("log file");
+        let log_path = dir.join("server.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new("sh")
             .arg("-c")
             .arg(cmdline)
@@ -140,7 +138,11 @@ impl TestServer {
             {
                 break;
             }
-            assert!(Instant::now() < deadline, "PostgreSQL did not start");
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not start: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Self {
