@@ -5,10 +5,10 @@
 //! one transaction (retried on a deadlock or serialisation failure, which
 //! concurrent nodes can cause), and the schema is the same versioned steps
 //! in PostgreSQL's dialect, applied under an advisory lock so nodes that
-//! start at once migrate once. Query events go in with one multi-row
-//! `INSERT ... SELECT FROM unnest(...)` per batch (a statement, not a round
-//! trip, per event), and the hourly aggregates are summed in memory first
-//! and upserted in key order, so two nodes writing the same hour never
+//! start at once migrate once. Query events go in with one `COPY ... FROM
+//! STDIN BINARY` stream per batch (no statement, no round trip per event),
+//! and the hourly aggregates are summed in memory first and upserted with
+//! one multi-row `INSERT ... SELECT FROM unnest(...)`, in key order, so two nodes writing the same hour never
 //! deadlock on them.
 //!
 //! The client is the synchronous `postgres` crate: it runs its own small
@@ -23,6 +23,8 @@ use std::time::{Duration, SystemTime};
 use parapet_core::alert::{AlertStatus, Severity, Signal};
 use parapet_core::event::{PrivateEvent, RCODE_NO_RESPONSE};
 use parapet_core::name::write_key_as_text;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
 use postgres::{Client, NoTls, Row, Transaction};
 
 use crate::assets::{
@@ -511,14 +513,41 @@ impl Store for PgStore {
         }
         self.tx(|tx, loc, node| {
             let err = pg_err(loc);
-            tx.execute(
-                "INSERT INTO query_events (time, tenant, client, qname, qtype, rcode, action, feed, node)
-                 SELECT t, te, c, q, qt, r, a, f, $9
-                 FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[], $5::int[], $6::int[], $7::text[], $8::text[])
-                   AS u(t, te, c, q, qt, r, a, f)",
-                &[&times, &tenants, &clients, &qnames, &qtypes, &rcodes, &actions, &feeds, &node],
-            )
-            .map_err(&err)?;
+            // COPY BINARY: the fastest way into PostgreSQL, one stream per batch
+            let sink = tx
+                .copy_in(
+                    "COPY query_events (time, tenant, client, qname, qtype, rcode, action, feed, node) FROM STDIN BINARY",
+                )
+                .map_err(&err)?;
+            let mut w = BinaryCopyInWriter::new(
+                sink,
+                &[
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::BYTEA,
+                    Type::TEXT,
+                    Type::INT4,
+                    Type::INT4,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                ],
+            );
+            for i in 0..n {
+                w.write(&[
+                    &times[i],
+                    &tenants[i],
+                    &clients[i],
+                    &qnames[i],
+                    &qtypes[i],
+                    &rcodes[i],
+                    &actions[i],
+                    &feeds[i],
+                    &node,
+                ])
+                .map_err(&err)?;
+            }
+            w.finish().map_err(&err)?;
             tx.execute(
                 "INSERT INTO query_hourly (tenant, qname, hour, action, queries)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[])

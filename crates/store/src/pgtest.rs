@@ -109,9 +109,15 @@ impl TestServer {
         } else {
             String::new()
         };
+        // tests need no durability; the benchmark asks for it (PARAPET_PG_DURABLE=1)
+        let speed = if std::env::var_os("PARAPET_PG_DURABLE").is_some() {
+            ""
+        } else {
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        };
         let cmdline = format!(
-            "{runner}'{}' -D '{}' -k '{}' -h 127.0.0.1 -p {port} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=200 & pid=$!; read _; kill $pid; wait $pid; rm -rf '{}'",
+            "{runner}'{}' -D '{}' -k '{}' -h 127.0.0.1 -p {port} {speed} \
+             -c max_connections=200 & pid=$!; read _; kill $pid; wait $pid; rm -rf '{}'",
             postgres.display(),
             data.display(),
             dir.display(),
