@@ -35,13 +35,13 @@ fn events(n: usize, names: usize, seed: u64) -> Vec<PrivateEvent> {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let r = (x >> 33) as usize;
-            let blocked = r % 50 == 0;
+            let blocked = r.is_multiple_of(50);
             PrivateEvent {
                 time: t0 + Duration::from_micros(i as u64 * 100),
                 tenant: tenants[r % tenants.len()].clone(),
                 client: ClientPseudonym(((r % 500) as u64).to_be_bytes()),
-                qname: qnames[(r / 7) % qnames.len()].clone(),
-                qtype: if r % 3 == 0 { 28 } else { 1 },
+                qname: qnames[(r / 7) % qnames.len()],
+                qtype: if r.is_multiple_of(3) { 28 } else { 1 },
                 rcode: if blocked { 3 } else { 0 },
                 action: if blocked {
                     EventAction::Blocked
@@ -97,21 +97,11 @@ fn main() {
         run(&sqlite, 1, &evs, batch)
     );
 
-    let server;
-    let base = match url {
-        Some(u) => u,
-        None => {
-            server = parapet_store::pgtest::TestServer::shared();
-            let _ = server;
-            String::new()
-        }
-    };
     for writers in [1usize, 2] {
-        let db_url = if base.is_empty() {
-            parapet_store::pgtest::fresh_database()
-        } else {
-            base.clone()
-        };
+        // a fresh database per run on a server started here, unless --url
+        let db_url = url
+            .clone()
+            .unwrap_or_else(parapet_store::pgtest::fresh_database);
         let pg = move || -> Box<dyn Db> { Box::new(PgStore::open(&db_url).unwrap()) };
         println!(
             "postgresql {writers} writer{}: {:>9.0} events/s",

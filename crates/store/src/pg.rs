@@ -38,7 +38,7 @@ use crate::{
 };
 
 /// The advisory lock key under which migrations run ("parapet" in ASCII).
-const MIGRATION_LOCK: i64 = 0x7061_7261_7065_74;
+const MIGRATION_LOCK: i64 = 0x0070_6172_6170_6574;
 
 /// The same steps as SQLite's, in PostgreSQL's dialect. Never edit a
 /// released step: add a new one, with the same number as SQLite's.
