@@ -291,6 +291,9 @@ const MIGRATIONS: &[(u32, &str)] = &[
 /// A connection to the shared database.
 pub struct PgStore {
     client: Client,
+    /// To reconnect after the server closed the connection (a restart, a
+    /// fail-over); holds the password, never printed.
+    url: String,
     /// The URL without its password, for messages.
     location: String,
     node: String,
@@ -332,6 +335,18 @@ fn retryable(e: &StoreError) -> bool {
     }
 }
 
+/// The server ended this connection (shut down, restarted, or terminated
+/// the backend): a new one may well work.
+fn connection_lost(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+        })
+}
+
 fn split_list(s: &str, sep: char) -> Vec<String> {
     s.split(sep)
         .filter(|f| !f.is_empty())
@@ -347,6 +362,7 @@ impl PgStore {
         let client = Client::connect(url, NoTls).map_err(pg_err(&location))?;
         let mut store = Self {
             client,
+            url: url.to_string(),
             location,
             node: String::new(),
         };
@@ -408,14 +424,27 @@ impl PgStore {
         result.and(unlock.map(|_| ()))
     }
 
+    /// Connects again when the server has closed the connection, so a
+    /// database restart costs the calls made while it was down, not the
+    /// node.
+    fn ensure(&mut self) -> Result<(), StoreError> {
+        if self.client.is_closed() {
+            self.client = Client::connect(&self.url, NoTls).map_err(pg_err(&self.location))?;
+        }
+        Ok(())
+    }
+
     /// Runs `f` in one transaction, again (up to 8 times) when PostgreSQL
-    /// aborts it for a deadlock or a serialisation failure.
+    /// aborts it for a deadlock or a serialisation failure, or once more on
+    /// a new connection when the old one was closed.
     fn tx<T>(
         &mut self,
         mut f: impl FnMut(&mut Transaction<'_>, &str, &str) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut attempt = 0u32;
+        let mut reconnected = false;
         loop {
+            self.ensure()?;
             let result = (|| {
                 let err = pg_err(&self.location);
                 let mut tx = self.client.transaction().map_err(&err)?;
@@ -427,6 +456,13 @@ impl PgStore {
                 Err(e) if retryable(&e) && attempt < 8 => {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));
+                }
+                Err(StoreError::Postgres { source, .. })
+                    if !reconnected && (self.client.is_closed() || connection_lost(&source)) =>
+                {
+                    reconnected = true;
+                    self.client =
+                        Client::connect(&self.url, NoTls).map_err(pg_err(&self.location))?;
                 }
                 other => return other,
             }
@@ -464,6 +500,7 @@ impl PgStore {
 
 impl Store for PgStore {
     fn insert_events(&mut self, events: &[PrivateEvent]) -> Result<usize, StoreError> {
+        self.ensure()?;
         if events.is_empty() {
             return Ok(0);
         }
@@ -560,6 +597,7 @@ impl Store for PgStore {
     }
 
     fn purge(&mut self, now: SystemTime, retention: Retention) -> Result<Purged, StoreError> {
+        self.ensure()?;
         let ev_cut = cutoff(now, retention.events_days);
         let agg_cut = cutoff(now, retention.aggregates_days) / 1000;
         self.tx(|tx, loc, _| {
@@ -578,6 +616,7 @@ impl Store for PgStore {
     }
 
     fn event_count(&mut self) -> Result<u64, StoreError> {
+        self.ensure()?;
         let row = self
             .client
             .query_one("SELECT COUNT(*) FROM query_events", &[])
@@ -586,6 +625,7 @@ impl Store for PgStore {
     }
 
     fn schema_version(&mut self) -> Result<u32, StoreError> {
+        self.ensure()?;
         let row = self
             .client
             .query_one("SELECT MAX(version) FROM schema_migrations", &[])
@@ -594,6 +634,7 @@ impl Store for PgStore {
     }
 
     fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError> {
+        self.ensure()?;
         if signals.is_empty() {
             return Ok(Vec::new());
         }
@@ -705,6 +746,7 @@ impl Store for PgStore {
     }
 
     fn list_alerts(&mut self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
+        self.ensure()?;
         let limit = filter.limit.map(|l| l as i64);
         let ids: Vec<i64> = self
             .client
@@ -729,6 +771,7 @@ impl Store for PgStore {
     }
 
     fn alert(&mut self, id: i64) -> Result<Alert, StoreError> {
+        self.ensure()?;
         let err = pg_err(&self.location);
         let Some(r) = self
             .client
@@ -797,6 +840,7 @@ impl Store for PgStore {
         note: &str,
         now: SystemTime,
     ) -> Result<Alert, StoreError> {
+        self.ensure()?;
         let at = unix_millis(now);
         self.tx(|tx, loc, _| {
             let err = pg_err(loc);
@@ -835,6 +879,7 @@ impl Store for PgStore {
         report: &DmarcReportRow,
         now: SystemTime,
     ) -> Result<Imported, StoreError> {
+        self.ensure()?;
         let at = unix_millis(now);
         self.tx(|tx, loc, _| {
             let err = pg_err(loc);
@@ -891,6 +936,7 @@ impl Store for PgStore {
         report: &TlsReportRow,
         now: SystemTime,
     ) -> Result<Imported, StoreError> {
+        self.ensure()?;
         let at = unix_millis(now);
         self.tx(|tx, loc, _| {
             let err = pg_err(loc);
@@ -932,6 +978,7 @@ impl Store for PgStore {
     }
 
     fn dmarc_summary(&mut self, domain: &str) -> Result<DmarcSummary, StoreError> {
+        self.ensure()?;
         let err = pg_err(&self.location);
         let mut sum = DmarcSummary {
             domain: domain.to_string(),
@@ -982,6 +1029,7 @@ impl Store for PgStore {
     }
 
     fn dkim_selectors(&mut self, domain: &str) -> Result<Vec<String>, StoreError> {
+        self.ensure()?;
         let rows = self
             .client
             .query(
@@ -1007,6 +1055,7 @@ impl Store for PgStore {
     }
 
     fn save_mailcheck(&mut self, check: &MailCheckRow) -> Result<MailCheckDiff, StoreError> {
+        self.ensure()?;
         let now_lines = crate::sqlite::finding_lines(&check.findings);
         let previous: Option<(i64, String)> = self.tx(|tx, loc, _| {
             let err = pg_err(loc);
@@ -1031,6 +1080,7 @@ impl Store for PgStore {
     }
 
     fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError> {
+        self.ensure()?;
         let err = pg_err(&self.location);
         let mut out: Vec<SeenDomains> = self
             .client
@@ -1067,6 +1117,7 @@ impl Store for PgStore {
         learning_started: &[(Arc<str>, SystemTime)],
         domains: &[(Arc<str>, String, SystemTime)],
     ) -> Result<(), StoreError> {
+        self.ensure()?;
         if learning_started.is_empty() && domains.is_empty() {
             return Ok(());
         }
@@ -1149,6 +1200,7 @@ impl AssuranceStore for PgStore {
         import: &AssetImport,
         now: i64,
     ) -> Result<AssetImported, StoreError> {
+        self.ensure()?;
         self.tx(|tx, loc, _| {
             let err = pg_err(loc);
             let Some(row) = tx
@@ -1262,6 +1314,7 @@ impl AssuranceStore for PgStore {
     }
 
     fn asset_imports(&mut self, tenant: &str, until: i64) -> Result<Vec<ImportMeta>, StoreError> {
+        self.ensure()?;
         Ok(self
             .client
             .query(
@@ -1277,6 +1330,7 @@ impl AssuranceStore for PgStore {
     }
 
     fn load_import(&mut self, id: i64) -> Result<AssetImport, StoreError> {
+        self.ensure()?;
         let err = pg_err(&self.location);
         let meta = self
             .client
@@ -1375,6 +1429,7 @@ impl AssuranceStore for PgStore {
     }
 
     fn add_incident(&mut self, i: &Incident, now: i64) -> Result<i64, StoreError> {
+        self.ensure()?;
         self.tx(|tx, loc, _| {
             let row = tx
                 .query_opt(
@@ -1404,6 +1459,7 @@ impl AssuranceStore for PgStore {
     }
 
     fn incidents(&mut self, tenant: Option<&str>) -> Result<Vec<Incident>, StoreError> {
+        self.ensure()?;
         Ok(self
             .client
             .query(
@@ -1420,6 +1476,7 @@ impl AssuranceStore for PgStore {
     }
 
     fn close_incident(&mut self, id: i64, at: i64) -> Result<Incident, StoreError> {
+        self.ensure()?;
         self.client
             .query_opt(
                 &format!(
@@ -1434,6 +1491,7 @@ impl AssuranceStore for PgStore {
     }
 
     fn add_exception(&mut self, e: &AssetException, now: i64) -> Result<i64, StoreError> {
+        self.ensure()?;
         Ok(self
             .client
             .query_one(
@@ -1457,6 +1515,7 @@ impl AssuranceStore for PgStore {
     }
 
     fn exceptions(&mut self, tenant: &str) -> Result<Vec<AssetException>, StoreError> {
+        self.ensure()?;
         Ok(self
             .client
             .query(
@@ -1487,6 +1546,7 @@ impl AssuranceStore for PgStore {
         tenant: &str,
         quarter: &str,
     ) -> Result<Option<(i64, String)>, StoreError> {
+        self.ensure()?;
         Ok(self
             .client
             .query_opt(
@@ -1498,6 +1558,7 @@ impl AssuranceStore for PgStore {
     }
 
     fn pdns_totals(&mut self, tenant: &str, from: i64, to: i64) -> Result<(u64, u64), StoreError> {
+        self.ensure()?;
         let r = self
             .client
             .query_one(
@@ -1514,6 +1575,7 @@ impl AssuranceStore for PgStore {
         &mut self,
         until: i64,
     ) -> Result<Vec<(String, i64, Option<String>)>, StoreError> {
+        self.ensure()?;
         Ok(self
             .client
             .query(
@@ -1536,6 +1598,7 @@ impl AssuranceStore for PgStore {
         computed_at: i64,
         body: &str,
     ) -> Result<bool, StoreError> {
+        self.ensure()?;
         let n = self
             .client
             .execute(
@@ -1558,6 +1621,7 @@ impl Db for PgStore {
     }
 
     fn try_lease(&mut self, job: &str, now: SystemTime, ttl: Duration) -> Result<bool, StoreError> {
+        self.ensure()?;
         let now = unix_millis(now);
         let until = now.saturating_add(ttl.as_millis() as i64);
         let row = self
@@ -1579,6 +1643,7 @@ impl Db for PgStore {
         content: &[u8],
         now: SystemTime,
     ) -> Result<FeedVersion, StoreError> {
+        self.ensure()?;
         let sha = crate::sha256_hex(content);
         let at = unix_millis(now);
         self.tx(|tx, loc, _| {
@@ -1613,6 +1678,7 @@ impl Db for PgStore {
     }
 
     fn feed_version(&mut self, name: &str) -> Result<Option<FeedVersion>, StoreError> {
+        self.ensure()?;
         Ok(self
             .client
             .query_opt(
@@ -1629,6 +1695,7 @@ impl Db for PgStore {
     }
 
     fn load_feed(&mut self, name: &str) -> Result<Option<(FeedVersion, Vec<u8>)>, StoreError> {
+        self.ensure()?;
         Ok(self
             .client
             .query_opt(
@@ -1655,6 +1722,7 @@ impl Db for PgStore {
         now: SystemTime,
         feeds: &str,
     ) -> Result<(), StoreError> {
+        self.ensure()?;
         let now = unix_millis(now);
         self.client
             .execute(
@@ -1668,6 +1736,7 @@ impl Db for PgStore {
     }
 
     fn nodes(&mut self) -> Result<Vec<NodeStatus>, StoreError> {
+        self.ensure()?;
         Ok(self
             .client
             .query(

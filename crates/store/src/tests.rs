@@ -16,7 +16,7 @@ use crate::assets::{
 };
 use crate::{
     AlertFilter, Db, DmarcReportRow, Imported, MailCheckDiff, MailCheckRow, MailFinding, PgStore,
-    Purged, Retention, SqliteStore, StoreError, TlsReportRow,
+    Purged, Retention, SqliteStore, Store, StoreError, TlsReportRow,
 };
 
 /// Raw SQL for assertions the interface does not expose.
@@ -716,4 +716,26 @@ fn feeds_published_once_reach_every_node(fx: &Fx) {
             .collect::<Vec<_>>(),
         [("node-a", "threats=1"), ("node-b", "threats=2")]
     );
+}
+
+#[test]
+fn pg_a_closed_connection_is_opened_again() {
+    // a database restart or fail-over closes every node's connection: the
+    // next call reconnects instead of failing for as long as the node runs
+    let url = crate::pgtest::fresh_database();
+    let mut s = PgStore::open(&url).unwrap();
+    s.insert_events(&[event(7200, "a.test", EventAction::Resolved)])
+        .unwrap();
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let killed = admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(killed, 1);
+    s.insert_events(&[event(7300, "b.test", EventAction::Resolved)])
+        .unwrap();
+    assert_eq!(s.event_count().unwrap(), 2);
 }
