@@ -3,7 +3,7 @@
 //! PostgreSQL (a server started like the tests', or `--url`), with one or
 //! more writers (nodes) at once, and prints events per second.
 //!
-//!   cargo run --release -p parapet-store --example ingest -- [--events N] [--batch B] [--names K] [--url URL]
+//!   cargo run --release -p parapet-store --example ingest -- [--events N] [--batch B] [--names K] [--skewed] [--url URL]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -21,7 +21,10 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 
 /// `n` events over `names` distinct names, 20 tenants and 500 clients, the
 /// time advancing 0.1 ms per event (so the hourly aggregates see new hours).
-fn events(n: usize, names: usize, seed: u64) -> Vec<PrivateEvent> {
+/// `skewed`: names drawn with a heavy head (index = names × u³), as real
+/// query streams are; otherwise uniformly (the worst case for the hourly
+/// aggregates: nearly every event its own row).
+fn events(n: usize, names: usize, seed: u64, skewed: bool) -> Vec<PrivateEvent> {
     let tenants: Vec<Arc<str>> = (0..20).map(|i| Arc::from(format!("council-{i}"))).collect();
     let feed: Arc<str> = Arc::from("malware");
     let qnames: Vec<InlineName> = (0..names)
@@ -40,7 +43,12 @@ fn events(n: usize, names: usize, seed: u64) -> Vec<PrivateEvent> {
                 time: t0 + Duration::from_micros(i as u64 * 100),
                 tenant: tenants[r % tenants.len()].clone(),
                 client: ClientPseudonym(((r % 500) as u64).to_be_bytes()),
-                qname: qnames[(r / 7) % qnames.len()],
+                qname: qnames[if skewed {
+                    let u = ((r / 7) % 1_000_000) as f64 / 1e6;
+                    ((u * u * u) * qnames.len() as f64) as usize
+                } else {
+                    (r / 7) % qnames.len()
+                }],
                 qtype: if r.is_multiple_of(3) { 28 } else { 1 },
                 rcode: if blocked { 3 } else { 0 },
                 action: if blocked {
@@ -85,8 +93,12 @@ fn main() {
     let batch: usize = arg(&args, "--batch").map_or(20_000, |v| v.parse().unwrap());
     let names: usize = arg(&args, "--names").map_or(20_000, |v| v.parse().unwrap());
     let url = arg(&args, "--url");
-    let evs = events(n, names, 1);
-    println!("{n} events, {names} distinct names, batches of {batch}");
+    let skewed = args.iter().any(|a| a == "--skewed");
+    let evs = events(n, names, 1, skewed);
+    println!(
+        "{n} events, {names} names drawn {}, batches of {batch}",
+        if skewed { "skewed (u^3)" } else { "uniformly" }
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let sqlite_dir = dir.path().to_path_buf();
