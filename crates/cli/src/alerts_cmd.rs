@@ -113,6 +113,7 @@ pub fn to_json(a: &Alert) -> serde_json::Value {
         "count": a.count,
         "clients": a.clients,
         "feeds": a.feeds,
+        "nodes": a.nodes,
         "reason": a.reason,
         "evidence": a.evidence,
         "history": a.history.iter().map(|h| serde_json::json!({

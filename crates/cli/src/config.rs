@@ -23,6 +23,8 @@ pub const DEFAULT_EVENT_QUEUE: usize = 16_384;
 pub const DEFAULT_WATCH_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_TCP_IDLE_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
+/// Environment variable that overrides `[store] url` (it may hold a password).
+pub const ENV_DATABASE_URL: &str = "PARAPET_DATABASE_URL";
 /// Environment variable that overrides `[privacy] pseudonym_key`.
 pub const ENV_PSEUDONYM_KEY: &str = "PARAPET_PSEUDONYM_KEY";
 /// The example feed compiled into the binary, used when no config is given.
@@ -40,6 +42,8 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub node: NodeConfig,
     #[serde(default)]
     pub detect: DetectSection,
     #[serde(default)]
@@ -130,7 +134,13 @@ pub enum FeedModeConfig {
 #[serde(deny_unknown_fields)]
 pub struct FeedConfig {
     pub name: Spanned<String>,
+    /// The feed file; not used with `source = "database"`.
+    #[serde(default)]
     pub path: PathBuf,
+    /// `"file"` (default) or `"database"`: the version published with
+    /// `parapet feeds publish NAME FILE`, polled for updates.
+    #[serde(default)]
+    pub source: FeedSourceConfig,
     pub format: FormatConfig,
     #[serde(default = "default_category")]
     pub category: String,
@@ -140,6 +150,14 @@ pub struct FeedConfig {
     /// Only these tenants get this feed (in addition to the shared feeds).
     /// Absent: the feed is shared by every tenant.
     pub tenants: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedSourceConfig {
+    #[default]
+    File,
+    Database,
 }
 
 fn default_category() -> String {
@@ -183,6 +201,9 @@ pub struct TenantConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// `postgres://user:password@host:port/db`: a PostgreSQL database shared
+    /// by several nodes instead of the SQLite file under `path`.
+    pub url: Option<String>,
     /// Days raw query events are kept.
     pub events_retention_days: u32,
     /// Days hourly aggregates are kept.
@@ -196,6 +217,7 @@ impl Default for StoreConfig {
         let r = parapet_store::Retention::default();
         Self {
             path: DEFAULT_STORE_PATH.into(),
+            url: None,
             events_retention_days: r.events_days,
             aggregates_retention_days: r.aggregates_days,
             flush_interval_ms: 1000,
@@ -203,7 +225,38 @@ impl Default for StoreConfig {
     }
 }
 
+/// `[node]`: this process among several sharing one database.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Written with events and alerts, in metrics and in lease records;
+    /// unique per node. Default: the host name.
+    pub name: Option<String>,
+}
+
+impl NodeConfig {
+    /// The configured name, or the host name.
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "parapet".to_string())
+        })
+    }
+}
+
 impl StoreConfig {
+    /// The PostgreSQL URL in force: `PARAPET_DATABASE_URL`, else `[store] url`.
+    pub fn database_url(&self) -> Option<String> {
+        std::env::var(ENV_DATABASE_URL)
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.url.clone())
+    }
+
     pub fn retention(&self) -> parapet_store::Retention {
         parapet_store::Retention {
             events_days: self.events_retention_days,
@@ -404,10 +457,17 @@ impl Config {
     }
 
     /// Opens the store this configuration names.
+    /// PostgreSQL when `PARAPET_DATABASE_URL` or `[store] url` is set, the
+    /// SQLite file under `[store] path` otherwise.
     pub fn open_store(&self) -> anyhow::Result<Box<dyn parapet_store::Db>> {
-        Ok(Box::new(parapet_store::SqliteStore::open(
-            &self.resolve(&self.store.path),
-        )?))
+        let mut store: Box<dyn parapet_store::Db> = match self.store.database_url() {
+            Some(url) => Box::new(parapet_store::PgStore::open(&url)?),
+            None => Box::new(parapet_store::SqliteStore::open(
+                &self.resolve(&self.store.path),
+            )?),
+        };
+        store.set_node(&self.node.name());
+        Ok(store)
     }
 
     /// The embedded defaults: DNS on 127.0.0.1:5353, web on 127.0.0.1:8080,
@@ -418,6 +478,7 @@ impl Config {
             feeds: Vec::new(),
             tenants: Vec::new(),
             store: StoreConfig::default(),
+            node: NodeConfig::default(),
             detect: DetectSection::default(),
             notify: NotifyConfig::default(),
             mailcheck: MailcheckSection::default(),
@@ -508,6 +569,18 @@ impl Config {
                 ));
             }
             feed_names.push(f.name.get_ref());
+            if f.source == FeedSourceConfig::File && f.path.as_os_str().is_empty() {
+                return Err(at(
+                    text,
+                    file,
+                    f.name.span(),
+                    "[[feeds]] path",
+                    &format!(
+                        "feed `{}` needs a path (or source = \"database\")",
+                        f.name.get_ref()
+                    ),
+                ));
+            }
             for t in f.tenants.iter().flatten() {
                 if !names.iter().any(|n| n == t.get_ref()) {
                     return Err(at(

@@ -25,6 +25,8 @@ use crate::config::{BlockResponseKind, Config, EMBEDDED_FEED, EMBEDDED_FEED_NAME
 enum Source {
     File(PathBuf),
     Embedded,
+    /// Published in the store under this name (`parapet feeds publish`).
+    Database(String),
 }
 
 /// Identity of a file version: a change to any of these means reload.
@@ -73,10 +75,36 @@ pub struct Loader {
     metrics: Arc<Metrics>,
     /// Where load failures are raised as alerts (never fail open silently).
     alerts: Option<crossbeam_channel::Sender<Signal>>,
+    /// The store, opened on first use by a feed with `source = "database"`.
+    db: Option<Box<dyn parapet_store::Db>>,
+    /// The database feeds in force and their versions (`name`, version), for
+    /// the node's heartbeat and metrics.
+    served: Arc<std::sync::Mutex<Vec<(String, i64)>>>,
 }
 
 /// The tenant of alerts about Parapet itself rather than a council's traffic.
 pub const SUPPLIER_TENANT: &str = "supplier";
+
+/// The store for database feeds, opened on first use (and again after an
+/// error dropped it).
+fn open_db<'a>(
+    db: &'a mut Option<Box<dyn parapet_store::Db>>,
+    config: &Config,
+) -> Result<&'a mut Box<dyn parapet_store::Db>, String> {
+    if db.is_none() {
+        *db = Some(config.open_store().map_err(|e| format!("{e:#}"))?);
+    }
+    db.as_mut().ok_or_else(|| "no store".to_string())
+}
+
+fn db_error(label: &str, message: String) -> feed::FeedError {
+    feed::FeedError {
+        file: label.to_string(),
+        line: 0,
+        field: "database".into(),
+        message,
+    }
+}
 
 fn now_unix() -> u64 {
     SystemTime::now()
@@ -100,7 +128,12 @@ fn defs_of(config: &Config) -> Vec<FeedDef> {
         .iter()
         .map(|f| FeedDef {
             name: f.name.get_ref().clone(),
-            source: Source::File(config.resolve(&f.path)),
+            source: match f.source {
+                crate::config::FeedSourceConfig::File => Source::File(config.resolve(&f.path)),
+                crate::config::FeedSourceConfig::Database => {
+                    Source::Database(f.name.get_ref().clone())
+                }
+            },
             format: f.format.into(),
             category: f.category.clone(),
             mode: match f.mode {
@@ -125,7 +158,14 @@ impl Loader {
             states: HashMap::new(),
             metrics,
             alerts: None,
+            db: None,
+            served: Arc::default(),
         }
+    }
+
+    /// The database feeds in force with their versions, kept current.
+    pub fn served_versions(&self) -> Arc<std::sync::Mutex<Vec<(String, i64)>>> {
+        self.served.clone()
     }
 
     /// Raises feed and config load failures as alerts on `tx`.
@@ -226,6 +266,22 @@ impl Loader {
             let (now_stamp, label) = match &def.source {
                 Source::File(p) => (stamp(p), p.display().to_string()),
                 Source::Embedded => (None, "<embedded example feed>".to_string()),
+                Source::Database(name) => {
+                    // the published version stands in for the file's stamp
+                    let version = open_db(&mut self.db, &self.config)
+                        .and_then(|db| db.feed_version(name).map_err(|e| e.to_string()))
+                        .ok()
+                        .flatten()
+                        .map(|v| v.version);
+                    (
+                        version.map(|v| Stamp {
+                            modified: None,
+                            len: v as u64,
+                            inode: 0,
+                        }),
+                        format!("database feed {name}"),
+                    )
+                }
             };
             let first = st.rules.is_none() && st.status.last_error.is_none();
             if !force && !first && now_stamp == st.stamp {
@@ -233,9 +289,29 @@ impl Loader {
             }
             st.stamp = now_stamp;
             let started = std::time::Instant::now();
+            let mut db_version = None;
             let parsed = match &def.source {
                 Source::File(p) => feed::load_feed(p, def.format),
                 Source::Embedded => feed::parse_feed(EMBEDDED_FEED, def.format, &label),
+                Source::Database(name) => {
+                    match open_db(&mut self.db, &self.config)
+                        .and_then(|db| db.load_feed(name).map_err(|e| e.to_string()))
+                    {
+                        Ok(Some((v, bytes))) => {
+                            db_version = Some(v.version);
+                            feed::parse_feed(&bytes, def.format, &format!("{label} v{}", v.version))
+                        }
+                        Ok(None) => Err(vec![db_error(
+                            &label,
+                            format!("not published yet (parapet feeds publish {name} FILE)"),
+                        )]),
+                        Err(e) => {
+                            // reconnect next time
+                            self.db = None;
+                            Err(vec![db_error(&label, e)])
+                        }
+                    }
+                }
             };
             match parsed {
                 Ok(pf) => {
@@ -253,6 +329,12 @@ impl Loader {
                     st.status.last_error = None;
                     st.rules = Some(Arc::new(pf.rules));
                     changed = true;
+                    if let Some(v) = db_version {
+                        let mut served = self.served.lock().unwrap_or_else(|e| e.into_inner());
+                        served.retain(|(n, _)| *n != def.name);
+                        served.push((def.name.clone(), v));
+                        served.sort();
+                    }
                 }
                 Err(errors) => {
                     st.status.load_failures += 1;

@@ -285,10 +285,32 @@ pub async fn schedule(
     };
     let every = std::time::Duration::from_secs(u64::from(m.interval_hours.max(1)) * 3600);
     loop {
-        let mut store = match config.open_store() {
-            Ok(s) => s,
+        // the store's clients block (PostgreSQL's runs its own runtime):
+        // every store call here goes through spawn_blocking
+        let opened = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut store = config.open_store()?;
+                // on several nodes, the one holding the lease checks
+                let mine = store.try_lease("mailcheck", std::time::SystemTime::now(), every * 2)?;
+                anyhow::Ok((store, mine))
+            })
+            .await
+        };
+        let mut store = match opened {
+            Ok(Ok((store, true))) => store,
+            Ok(Ok((_, false))) => {
+                tracing::info!("mail check: another node holds the lease; not run here");
+                tokio::time::sleep(every).await;
+                continue;
+            }
+            Ok(Err(e)) => {
+                tracing::error!("mail check: cannot open the store: {e:#}");
+                tokio::time::sleep(every).await;
+                continue;
+            }
             Err(e) => {
-                tracing::error!("mail check: cannot open the store: {e}");
+                tracing::error!("mail check: {e}");
                 tokio::time::sleep(every).await;
                 continue;
             }
@@ -296,7 +318,14 @@ pub async fn schedule(
         for d in &m.domains {
             let r = check_domain(&dns, d, &opts).await;
             let row = to_row(&r);
-            match store.save_mailcheck(&row) {
+            let (back, saved) = tokio::task::spawn_blocking(move || {
+                let saved = store.save_mailcheck(&row);
+                (store, saved)
+            })
+            .await
+            .expect("the store call panicked");
+            store = back;
+            match saved {
                 Ok(diff) => {
                     tracing::info!(domain = %r.domain, findings = r.findings.len(), new = diff.new.len(), fixed = diff.fixed.len(), "mail check");
                     let new_errors: Vec<&str> = diff
@@ -333,7 +362,7 @@ pub async fn schedule(
                 }
             }
         }
-        drop(store);
+        let _ = tokio::task::spawn_blocking(move || drop(store)).await;
         tokio::time::sleep(every).await;
     }
 }

@@ -174,6 +174,23 @@ enum FeedsCommand {
         #[arg(long, value_parser = ["rpz", "hosts", "domains"])]
         format: Option<String>,
     },
+    /// Publish a feed file into the store for every node whose `[[feeds]]`
+    /// entry has `source = "database"` (checked first; a bad feed is refused).
+    Publish {
+        /// The feed's name, as in `[[feeds]] name`.
+        name: String,
+        /// The feed file.
+        file: PathBuf,
+        #[arg(long, value_parser = ["rpz", "hosts", "domains"])]
+        format: Option<String>,
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// The nodes sharing the store and the database feed versions each serves.
+    Nodes {
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -559,6 +576,18 @@ fn main() -> ExitCode {
         Command::Feeds {
             command: FeedsCommand::Check { file, format },
         } => feeds_cmd::check(&file, format.as_deref()),
+        Command::Feeds {
+            command:
+                FeedsCommand::Publish {
+                    name,
+                    file,
+                    format,
+                    config,
+                },
+        } => feeds_cmd::publish(config.as_deref(), &name, &file, format.as_deref()),
+        Command::Feeds {
+            command: FeedsCommand::Nodes { config },
+        } => feeds_cmd::nodes(config.as_deref()),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => feeds_cmd::check_config(&file),

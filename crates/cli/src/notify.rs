@@ -358,6 +358,7 @@ mod tests {
             feeds: vec![],
             reason: "r".into(),
             evidence: vec![],
+            nodes: vec![],
             history: vec![],
         }
     }

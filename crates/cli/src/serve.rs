@@ -58,7 +58,8 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         Pseudonymiser::new(&key).map_err(|e| BadInput(format!("{key_source}: {e}")))?;
     tracing::info!("client pseudonyms: HMAC-SHA256 truncated to 64 bits, key from {key_source}");
     let store = config.open_store().context("cannot open the store")?;
-    tracing::info!("store: {}", store.location());
+    let node = config.node.name();
+    tracing::info!("store: {} (node {node})", store.location());
     let (system_tx, system_rx) = crossbeam_channel::unbounded();
     let mut detector = Detector::new(config.detect_config());
     let mut store = store;
@@ -79,6 +80,9 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    let metrics = Arc::new(Metrics::default());
+    let mut loader = Loader::new(config.clone(), metrics.clone());
+    let served = loader.served_versions();
     let writer = EventWriter {
         store,
         detector,
@@ -87,10 +91,10 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         pseudonymiser,
         flush_every: Duration::from_millis(config.store.flush_interval_ms.max(1)),
         retention: config.store.retention(),
+        served: served.clone(),
+        started_at: parapet_store::unix_millis(SystemTime::now()),
     };
 
-    let metrics = Arc::new(Metrics::default());
-    let mut loader = Loader::new(config.clone(), metrics.clone());
     let mailcheck_alerts = system_tx.clone();
     loader.raise_alerts_on(system_tx);
     let snapshot = loader.initial();
@@ -139,7 +143,11 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
         let state = parapet_web::AppState {
             metrics: {
                 let r = resolver.clone();
-                Arc::new(move || r.render_metrics())
+                Arc::new(move || {
+                    let mut text = r.render_metrics();
+                    node_metrics(&mut text, &node, &served);
+                    text
+                })
             },
         };
         tokio::spawn(async move {
@@ -172,6 +180,34 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Which node this is and the database feed versions it serves, as
+/// Prometheus samples (the other metrics carry the node through the
+/// scrape target; `parapet_node_info` names it).
+fn node_metrics(text: &mut String, node: &str, served: &std::sync::Mutex<Vec<(String, i64)>>) {
+    use std::fmt::Write;
+    let node = node.replace(['\\', '"', '\n'], "_");
+    let _ = writeln!(
+        text,
+        "# HELP parapet_node_info This node's name (several nodes can share one database).\n\
+         # TYPE parapet_node_info gauge\nparapet_node_info{{node=\"{node}\"}} 1"
+    );
+    let served = served.lock().unwrap_or_else(|e| e.into_inner());
+    if !served.is_empty() {
+        let _ = writeln!(
+            text,
+            "# HELP parapet_feed_db_version Version of each database feed this node serves.\n\
+             # TYPE parapet_feed_db_version gauge"
+        );
+        for (feed, v) in served.iter() {
+            let feed = feed.replace(['\\', '"', '\n'], "_");
+            let _ = writeln!(
+                text,
+                "parapet_feed_db_version{{node=\"{node}\",feed=\"{feed}\"}} {v}"
+            );
+        }
+    }
+}
+
 /// Drains query events into the store: pseudonymises each client first,
 /// writes a batch at most every `flush_every` (so a crash loses at most that
 /// much), and runs the retention job at start and every hour.
@@ -189,12 +225,21 @@ struct EventWriter {
     pseudonymiser: Pseudonymiser,
     flush_every: Duration,
     retention: Retention,
+    /// The database feeds this node serves, for its heartbeat.
+    served: Arc<std::sync::Mutex<Vec<(String, i64)>>>,
+    started_at: i64,
 }
 
 /// How often the queue is drained; with the default queue of 16384 events
 /// this absorbs 800k queries per second.
 const EVENT_POLL: Duration = Duration::from_millis(20);
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// How long a node's claim on the retention job lasts: it renews every
+/// [`RETENTION_EVERY`], so the job moves to another node only when the
+/// holder has stopped.
+const RETENTION_LEASE: Duration = Duration::from_secs(2 * 3600);
+/// How often a node records that it is alive and what it serves.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 const MAX_BATCH: usize = 20_000;
 
 impl EventWriter {
@@ -202,17 +247,15 @@ impl EventWriter {
         let mut batch: Vec<PrivateEvent> = Vec::with_capacity(4096);
         let mut last_flush = Instant::now();
         let mut last_purge: Option<Instant> = None;
+        let mut last_heartbeat: Option<Instant> = None;
         loop {
             if last_purge.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
-                match self.store.purge(SystemTime::now(), self.retention) {
-                    Ok(p) => tracing::info!(
-                        events = p.events,
-                        aggregates = p.aggregates,
-                        "retention: deleted old rows"
-                    ),
-                    Err(e) => tracing::error!("retention job failed: {e}"),
-                }
+                self.retention_job();
                 last_purge = Some(Instant::now());
+            }
+            if last_heartbeat.is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY) {
+                self.heartbeat();
+                last_heartbeat = Some(Instant::now());
             }
             std::thread::sleep(EVENT_POLL);
             let mut closed = stop.load(Ordering::Relaxed);
@@ -238,6 +281,50 @@ impl EventWriter {
             if closed {
                 return;
             }
+        }
+    }
+
+    /// Deletes what retention allows, on one node of the cluster at a time
+    /// (the one holding the `retention` lease).
+    fn retention_job(&mut self) {
+        match self
+            .store
+            .try_lease("retention", SystemTime::now(), RETENTION_LEASE)
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!("retention: another node holds the lease; not run here");
+                return;
+            }
+            Err(e) => {
+                tracing::error!("retention job: cannot take the lease: {e}");
+                return;
+            }
+        }
+        match self.store.purge(SystemTime::now(), self.retention) {
+            Ok(p) => tracing::info!(
+                events = p.events,
+                aggregates = p.aggregates,
+                "retention: deleted old rows"
+            ),
+            Err(e) => tracing::error!("retention job failed: {e}"),
+        }
+    }
+
+    fn heartbeat(&mut self) {
+        let feeds = {
+            let served = self.served.lock().unwrap_or_else(|e| e.into_inner());
+            served
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        if let Err(e) = self
+            .store
+            .heartbeat(self.started_at, SystemTime::now(), &feeds)
+        {
+            tracing::warn!("could not record this node's heartbeat: {e}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! Storage: one interface ([`Store`]) for everything Parapet keeps, with an
-//! embedded SQLite implementation ([`SqliteStore`], the default) and, in a
-//! later step, PostgreSQL for several nodes behind the same trait.
+//! embedded SQLite implementation ([`SqliteStore`], the default) and a
+//! PostgreSQL one ([`PgStore`]) that several resolver nodes share, behind the
+//! same traits and tested with the same suite.
 //!
 //! The interface is synchronous and called from Parapet's own background
 //! threads (the event writer, the retention job), never from the resolver's
@@ -8,8 +9,12 @@
 //! in batches, one transaction each.
 
 pub mod assets;
+mod pg;
+pub mod pgtest;
 mod sqlite;
 mod sqlite_assets;
+#[cfg(test)]
+mod tests;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,20 +22,83 @@ use parapet_core::alert::{AlertStatus, Severity, Signal};
 use parapet_core::event::PrivateEvent;
 
 pub use assets::AssuranceStore;
+pub use pg::{PgStore, redact};
 pub use sqlite::SqliteStore;
 
 /// Everything a command or the server needs from storage, as one object:
 /// the backend (SQLite or PostgreSQL) is chosen once, where the store is
 /// opened, and nothing else names it.
+///
+/// The rest is what several nodes sharing one database need: a node name
+/// stored with events and alerts, leases so a background job runs once
+/// across the cluster, feeds published once for every node, and a heartbeat
+/// per node saying which feed versions it serves.
 pub trait Db: Store + AssuranceStore {
     /// Where the data lives, for logs (a path, or a URL without password).
     fn location(&self) -> String;
+
+    /// The node this process is: written with its events and alerts.
+    fn set_node(&mut self, node: &str);
+
+    /// Takes or renews the lease on `job` for this node until `now + ttl`.
+    /// `true` when this node holds it (and so runs the job); `false` while
+    /// another node holds an unexpired lease.
+    fn try_lease(&mut self, job: &str, now: SystemTime, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Stores a feed's bytes under `name` for every node; the version goes
+    /// up by one unless the same bytes are already published.
+    fn publish_feed(
+        &mut self,
+        name: &str,
+        content: &[u8],
+        now: SystemTime,
+    ) -> Result<FeedVersion, StoreError>;
+
+    /// The published version of a feed, without its bytes.
+    fn feed_version(&mut self, name: &str) -> Result<Option<FeedVersion>, StoreError>;
+
+    /// A published feed with its bytes.
+    fn load_feed(&mut self, name: &str) -> Result<Option<(FeedVersion, Vec<u8>)>, StoreError>;
+
+    /// Records that this node is alive and the feed versions it serves
+    /// (`name=version`, space-separated).
+    fn heartbeat(
+        &mut self,
+        started_at: i64,
+        now: SystemTime,
+        feeds: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Every node that has reported, by name.
+    fn nodes(&mut self) -> Result<Vec<NodeStatus>, StoreError>;
 }
 
-impl Db for SqliteStore {
-    fn location(&self) -> String {
-        self.path().display().to_string()
-    }
+/// A feed as published in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedVersion {
+    pub name: String,
+    /// 1 for the first publication, one more for each change.
+    pub version: i64,
+    pub sha256: String,
+    /// Unix milliseconds.
+    pub published_at: i64,
+}
+
+/// A node's last heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub name: String,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    pub seen_at: i64,
+    /// `name=version` of each database feed it serves, space-separated.
+    pub feeds: String,
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// What a query event keeps, field by field: the single source of
@@ -56,6 +124,10 @@ pub const EVENT_FIELDS: &[(&str, &str)] = &[
         "what Parapet did: resolved, blocked, nodata, dropped, local_data, passthru, allowlisted, monitored, rejected",
     ),
     ("feed", "the threat feed that matched, if any"),
+    (
+        "node",
+        "the resolver node that answered (several nodes on one database)",
+    ),
 ];
 
 /// What the hourly aggregates keep.
@@ -113,6 +185,8 @@ pub struct Alert {
     pub reason: String,
     /// Up to [`EVIDENCE_SAMPLES`] sample queries.
     pub evidence: Vec<String>,
+    /// The resolver nodes that saw it (empty for a single node).
+    pub nodes: Vec<String>,
     pub history: Vec<StatusChange>,
 }
 
@@ -296,6 +370,12 @@ pub enum StoreError {
         path: String,
         #[source]
         source: rusqlite::Error,
+    },
+    #[error("database {location}: {source}")]
+    Postgres {
+        location: String,
+        #[source]
+        source: postgres::Error,
     },
     #[error("cannot create {path}: {source}")]
     Io {

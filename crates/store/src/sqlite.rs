@@ -248,11 +248,35 @@ const MIGRATIONS: &[(u32, &str)] = &[
         PRIMARY KEY (tenant, quarter)
     );",
     ),
+    (
+        6,
+        "ALTER TABLE query_events ADD COLUMN node TEXT NOT NULL DEFAULT '';
+    ALTER TABLE alerts ADD COLUMN nodes TEXT NOT NULL DEFAULT ''; -- comma-separated
+    CREATE TABLE leases (
+        job        TEXT    PRIMARY KEY,
+        holder     TEXT    NOT NULL, -- node name
+        expires_at INTEGER NOT NULL  -- unix milliseconds
+    );
+    CREATE TABLE feeds (
+        name         TEXT    PRIMARY KEY,
+        version      INTEGER NOT NULL,
+        sha256       TEXT    NOT NULL,
+        content      BLOB    NOT NULL,
+        published_at INTEGER NOT NULL
+    );
+    CREATE TABLE nodes (
+        name       TEXT    PRIMARY KEY,
+        started_at INTEGER NOT NULL,
+        seen_at    INTEGER NOT NULL,
+        feeds      TEXT    NOT NULL DEFAULT '' -- name=version, space-separated
+    );",
+    ),
 ];
 
 pub struct SqliteStore {
     pub(crate) conn: Connection,
     pub(crate) path: PathBuf,
+    pub(crate) node: String,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -297,6 +321,7 @@ impl SqliteStore {
         let mut store = Self {
             conn,
             path: path.to_path_buf(),
+            node: String::new(),
         };
         store.migrate()?;
         Ok(store)
@@ -379,6 +404,51 @@ impl SqliteStore {
     }
 }
 
+/// Findings as stored: one per line, `severity TAB code TAB message`.
+pub(crate) fn finding_lines(f: &[MailFinding]) -> Vec<String> {
+    f.iter()
+        .map(|x| {
+            format!(
+                "{}\t{}\t{}",
+                x.severity,
+                x.code,
+                x.message.replace(['\n', '\t'], " ")
+            )
+        })
+        .collect()
+}
+
+/// What changed between the previous check's stored findings and these.
+pub(crate) fn diff_findings(
+    previous: Option<(i64, String)>,
+    now_lines: &[String],
+) -> MailCheckDiff {
+    let mut diff = MailCheckDiff::default();
+    if let Some((at, before)) = previous {
+        diff.previous_at = Some(at);
+        let before: Vec<&str> = before.lines().collect();
+        let parse = |l: &str| -> MailFinding {
+            let mut it = l.splitn(3, '\t');
+            MailFinding {
+                severity: it.next().unwrap_or("").to_string(),
+                code: it.next().unwrap_or("").to_string(),
+                message: it.next().unwrap_or("").to_string(),
+            }
+        };
+        diff.new = now_lines
+            .iter()
+            .filter(|l| !before.contains(&l.as_str()))
+            .map(|l| parse(l))
+            .collect();
+        diff.fixed = before
+            .iter()
+            .filter(|l| !now_lines.iter().any(|n| n == *l))
+            .map(|l| parse(l))
+            .collect();
+    }
+    diff
+}
+
 impl Store for SqliteStore {
     fn insert_events(&mut self, events: &[PrivateEvent]) -> Result<usize, StoreError> {
         if events.is_empty() {
@@ -389,8 +459,8 @@ impl Store for SqliteStore {
         {
             let mut ins = tx
                 .prepare_cached(
-                    "INSERT INTO query_events (time, tenant, client, qname, qtype, rcode, action, feed)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO query_events (time, tenant, client, qname, qtype, rcode, action, feed, node)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(err)?;
             let mut agg = tx
@@ -414,7 +484,8 @@ impl Store for SqliteStore {
                     e.qtype,
                     rcode,
                     action,
-                    e.feed.as_deref()
+                    e.feed.as_deref(),
+                    self.node
                 ])
                 .map_err(err)?;
                 agg.execute(params![&*e.tenant, qname, ms / 3_600_000 * 3600, action])
@@ -464,19 +535,19 @@ impl Store for SqliteStore {
         let tx = self.conn.transaction().map_err(err)?;
         for sig in signals {
             let t = unix_millis(sig.time);
-            let existing: Option<(i64, String, String, String, String)> = tx
+            let existing: Option<(i64, String, String, String, String, String)> = tx
                 .query_row(
-                    "SELECT id, status, feeds, evidence, severity FROM alerts WHERE tenant = ?1 AND rule = ?2 AND domain = ?3",
+                    "SELECT id, status, feeds, evidence, severity, nodes FROM alerts WHERE tenant = ?1 AND rule = ?2 AND domain = ?3",
                     params![&*sig.tenant, sig.rule, sig.domain],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
                 )
                 .optional()
                 .map_err(err)?;
             let id = match existing {
                 None => {
                     tx.execute(
-                        "INSERT INTO alerts (tenant, rule, domain, severity, first_seen, last_seen, count, feeds, reason, evidence)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6, ?7, ?8)",
+                        "INSERT INTO alerts (tenant, rule, domain, severity, first_seen, last_seen, count, feeds, reason, evidence, nodes)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6, ?7, ?8, ?9)",
                         params![
                             &*sig.tenant,
                             sig.rule,
@@ -485,7 +556,8 @@ impl Store for SqliteStore {
                             t,
                             sig.feed.as_deref().unwrap_or(""),
                             sig.reason,
-                            sig.evidence
+                            sig.evidence,
+                            self.node
                         ],
                     )
                     .map_err(err)?;
@@ -493,7 +565,11 @@ impl Store for SqliteStore {
                     touched.push((id, true));
                     id
                 }
-                Some((id, status, feeds, evidence, severity)) => {
+                Some((id, status, feeds, evidence, severity, nodes)) => {
+                    let mut nodes: Vec<&str> = nodes.split(',').filter(|f| !f.is_empty()).collect();
+                    if !self.node.is_empty() && !nodes.contains(&self.node.as_str()) {
+                        nodes.push(&self.node);
+                    }
                     let mut feeds: Vec<&str> = feeds.split(',').filter(|f| !f.is_empty()).collect();
                     if let Some(f) = sig.feed.as_deref()
                         && !feeds.contains(&f)
@@ -510,8 +586,8 @@ impl Store for SqliteStore {
                         .max(sig.severity);
                     tx.execute(
                         "UPDATE alerts SET count = count + 1, last_seen = MAX(last_seen, ?2), first_seen = MIN(first_seen, ?2),
-                         feeds = ?3, evidence = ?4, reason = ?5, severity = ?6 WHERE id = ?1",
-                        params![id, t, feeds.join(","), samples.join("\n"), sig.reason, severity.as_str()],
+                         feeds = ?3, evidence = ?4, reason = ?5, severity = ?6, nodes = ?7 WHERE id = ?1",
+                        params![id, t, feeds.join(","), samples.join("\n"), sig.reason, severity.as_str(), nodes.join(",")],
                     )
                     .map_err(err)?;
                     if status == AlertStatus::Resolved.as_str() {
@@ -590,12 +666,13 @@ impl Store for SqliteStore {
             String,
             String,
             i64,
+            String,
         );
         let row: Option<Row> = self
             .conn
             .query_row(
                 "SELECT tenant, rule, domain, severity, status, first_seen, last_seen, count, feeds, reason, evidence,
-                        (SELECT COUNT(*) FROM alert_clients WHERE alert_id = alerts.id)
+                        (SELECT COUNT(*) FROM alert_clients WHERE alert_id = alerts.id), nodes
                  FROM alerts WHERE id = ?1",
                 params![id],
                 |r| {
@@ -612,6 +689,7 @@ impl Store for SqliteStore {
                         r.get(9)?,
                         r.get(10)?,
                         r.get(11)?,
+                        r.get(12)?,
                     ))
                 },
             )
@@ -630,6 +708,7 @@ impl Store for SqliteStore {
             reason,
             evidence,
             clients,
+            nodes,
         )) = row
         else {
             return Err(StoreError::NoSuchAlert(id));
@@ -684,6 +763,11 @@ impl Store for SqliteStore {
                 .collect(),
             reason,
             evidence: evidence.lines().map(String::from).collect(),
+            nodes: nodes
+                .split(',')
+                .filter(|n| !n.is_empty())
+                .map(String::from)
+                .collect(),
             history,
         })
     }
@@ -901,49 +985,14 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(err)?;
-        let lines = |f: &[MailFinding]| -> Vec<String> {
-            f.iter()
-                .map(|x| {
-                    format!(
-                        "{}\t{}\t{}",
-                        x.severity,
-                        x.code,
-                        x.message.replace(['\n', '\t'], " ")
-                    )
-                })
-                .collect()
-        };
-        let now_lines = lines(&check.findings);
+        let now_lines = finding_lines(&check.findings);
         tx.execute(
             "INSERT INTO mailcheck_results (domain, checked_at, worst, findings, report) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![check.domain, check.checked_at, check.worst, now_lines.join("\n"), check.report],
         )
         .map_err(err)?;
         tx.commit().map_err(err)?;
-        let mut diff = MailCheckDiff::default();
-        if let Some((at, before)) = previous {
-            diff.previous_at = Some(at);
-            let before: Vec<&str> = before.lines().collect();
-            let parse = |l: &str| -> MailFinding {
-                let mut it = l.splitn(3, '\t');
-                MailFinding {
-                    severity: it.next().unwrap_or("").to_string(),
-                    code: it.next().unwrap_or("").to_string(),
-                    message: it.next().unwrap_or("").to_string(),
-                }
-            };
-            diff.new = now_lines
-                .iter()
-                .filter(|l| !before.contains(&l.as_str()))
-                .map(|l| parse(l))
-                .collect();
-            diff.fixed = before
-                .iter()
-                .filter(|l| !now_lines.iter().any(|n| n == *l))
-                .map(|l| parse(l))
-                .collect();
-        }
-        Ok(diff)
+        Ok(diff_findings(previous, &now_lines))
     }
 
     fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError> {
@@ -1025,379 +1074,172 @@ impl Store for SqliteStore {
     }
 }
 
+impl crate::Db for SqliteStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn set_node(&mut self, node: &str) {
+        self.node = node.to_string();
+    }
+
+    fn try_lease(&mut self, job: &str, now: SystemTime, ttl: Duration) -> Result<bool, StoreError> {
+        let now = unix_millis(now);
+        let until = now.saturating_add(ttl.as_millis() as i64);
+        self.conn
+            .query_row(
+                "INSERT INTO leases (job, holder, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                   WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4
+                 RETURNING holder",
+                params![job, self.node, until, now],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(|e| self.err(e))
+    }
+
+    fn publish_feed(
+        &mut self,
+        name: &str,
+        content: &[u8],
+        now: SystemTime,
+    ) -> Result<crate::FeedVersion, StoreError> {
+        let err = sql_err(&self.path);
+        let sha = crate::sha256_hex(content);
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO feeds (name, version, sha256, content, published_at) VALUES (?1, 1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO UPDATE SET version = feeds.version + 1, sha256 = excluded.sha256,
+               content = excluded.content, published_at = excluded.published_at
+               WHERE feeds.sha256 <> excluded.sha256",
+            params![name, sha, content, unix_millis(now)],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        self.feed_version(name)?.ok_or_else(|| StoreError::Corrupt {
+            path: self.location_string(),
+            field: "feeds",
+            value: name.to_string(),
+        })
+    }
+
+    fn feed_version(&mut self, name: &str) -> Result<Option<crate::FeedVersion>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT version, sha256, published_at FROM feeds WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(crate::FeedVersion {
+                        name: name.to_string(),
+                        version: r.get(0)?,
+                        sha256: r.get(1)?,
+                        published_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    fn load_feed(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<(crate::FeedVersion, Vec<u8>)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT version, sha256, published_at, content FROM feeds WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok((
+                        crate::FeedVersion {
+                            name: name.to_string(),
+                            version: r.get(0)?,
+                            sha256: r.get(1)?,
+                            published_at: r.get(2)?,
+                        },
+                        r.get(3)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    fn heartbeat(
+        &mut self,
+        started_at: i64,
+        now: SystemTime,
+        feeds: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO nodes (name, started_at, seen_at, feeds) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET started_at = excluded.started_at, seen_at = excluded.seen_at,
+                   feeds = excluded.feeds",
+                params![self.node, started_at, unix_millis(now), feeds],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    fn nodes(&mut self) -> Result<Vec<crate::NodeStatus>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare("SELECT name, started_at, seen_at, feeds FROM nodes ORDER BY name")
+            .map_err(err)?;
+        let rows = q
+            .query_map([], |r| {
+                Ok(crate::NodeStatus {
+                    name: r.get(0)?,
+                    started_at: r.get(1)?,
+                    seen_at: r.get(2)?,
+                    feeds: r.get(3)?,
+                })
+            })
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+}
+
+impl SqliteStore {
+    fn location_string(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn texts(&mut self, sql: &str) -> Vec<String> {
+        let mut q = self.conn.prepare(sql).unwrap();
+        let n = q.column_count();
+        q.query_map([], |r| {
+            Ok((0..n)
+                .map(|i| r.get::<_, Option<String>>(i).map(Option::unwrap_or_default))
+                .collect::<Result<Vec<_>, _>>()?
+                .join("|"))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn exec(&mut self, sql: &str) {
+        self.conn.execute_batch(sql).unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    //! The shared suite (crate::tests) runs on both backends; this one is
+    //! about the SQLite file itself.
     use super::*;
     use parapet_core::event::EventAction;
     use parapet_core::name::{InlineName, text_to_key};
-    use parapet_core::pseudonym::ClientPseudonym;
     use std::sync::Arc;
-    use std::time::UNIX_EPOCH;
-
-    fn event(secs: u64, name: &str, action: EventAction) -> PrivateEvent {
-        PrivateEvent {
-            time: UNIX_EPOCH + Duration::from_secs(secs),
-            tenant: Arc::from("council-a"),
-            client: ClientPseudonym([7; 8]),
-            qname: InlineName::new(&text_to_key(name).unwrap()),
-            qtype: 1,
-            rcode: if action == EventAction::Dropped {
-                RCODE_NO_RESPONSE
-            } else {
-                0
-            },
-            action,
-            feed: (action == EventAction::Blocked).then(|| Arc::from("malware")),
-        }
-    }
-
-    #[test]
-    fn events_and_hourly_aggregates() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = SqliteStore::open(dir.path()).unwrap();
-        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as u32);
-        let batch = [
-            event(7200, "www.example.org", EventAction::Resolved),
-            event(7300, "www.example.org", EventAction::Resolved),
-            event(10_900, "www.example.org", EventAction::Resolved),
-            event(7400, "evil.test", EventAction::Blocked),
-            event(7500, "drop.test", EventAction::Dropped),
-        ];
-        assert_eq!(s.insert_events(&batch).unwrap(), 5);
-        assert_eq!(s.event_count().unwrap(), 5);
-        let hourly: Vec<(String, i64, String, i64)> = s
-            .conn
-            .prepare("SELECT qname, hour, action, queries FROM query_hourly ORDER BY qname, hour")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(
-            hourly,
-            vec![
-                ("drop.test".into(), 7200, "dropped".into(), 1),
-                ("evil.test".into(), 7200, "blocked".into(), 1),
-                ("www.example.org".into(), 7200, "resolved".into(), 2),
-                ("www.example.org".into(), 10_800, "resolved".into(), 1),
-            ]
-        );
-        let (rcode, feed): (Option<u8>, Option<String>) = s
-            .conn
-            .query_row(
-                "SELECT (SELECT rcode FROM query_events WHERE qname = 'drop.test'),
-                        (SELECT feed FROM query_events WHERE qname = 'evil.test')",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert_eq!((rcode, feed.as_deref()), (None, Some("malware")));
-    }
-
-    #[test]
-    fn purge_removes_exactly_what_is_past_retention() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = SqliteStore::open(dir.path()).unwrap();
-        let day = 86_400;
-        let now = UNIX_EPOCH + Duration::from_secs(100 * day);
-        let r = Retention {
-            events_days: 30,
-            aggregates_days: 60,
-        };
-        let edge = 70 * day; // exactly 30 days before now
-        s.insert_events(&[
-            event(edge - 1, "old.test", EventAction::Resolved),
-            event(edge, "edge.test", EventAction::Resolved),
-            event(99 * day, "new.test", EventAction::Resolved),
-            event(40 * day - 3600, "ancient.test", EventAction::Resolved),
-            event(40 * day, "kept-hour.test", EventAction::Resolved),
-        ])
-        .unwrap();
-        let purged = s.purge(now, r).unwrap();
-        // raw: old and ancient and kept-hour (both > 30 days) go
-        assert_eq!(purged.events, 3);
-        // aggregates: only the hour that ended before the 60-day cut-off
-        assert_eq!(purged.aggregates, 1);
-        let left: Vec<String> = s
-            .conn
-            .prepare("SELECT qname FROM query_events ORDER BY time")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(left, ["edge.test", "new.test"]);
-        assert_eq!(s.purge(now, r).unwrap(), Purged::default());
-    }
-
-    #[test]
-    fn reopening_migrates_once_and_a_newer_schema_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(SqliteStore::open(dir.path()).unwrap());
-        let s = SqliteStore::open(dir.path()).unwrap();
-        let steps: i64 = s
-            .conn
-            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(steps, MIGRATIONS.len() as i64);
-        s.conn
-            .execute("INSERT INTO schema_migrations VALUES (999, 0)", [])
-            .unwrap();
-        drop(s);
-        let e = SqliteStore::open(dir.path()).unwrap_err();
-        assert!(matches!(e, StoreError::TooNew { found: 999, .. }), "{e}");
-    }
-
-    fn signal(
-        secs: u64,
-        rule: &'static str,
-        domain: &str,
-        client: u8,
-        feed: Option<&str>,
-    ) -> Signal {
-        Signal {
-            time: UNIX_EPOCH + Duration::from_secs(secs),
-            tenant: Arc::from("council-a"),
-            rule,
-            severity: Severity::High,
-            domain: domain.into(),
-            client: ClientPseudonym([client; 8]),
-            feed: feed.map(Arc::from),
-            reason: format!("{domain} is bad"),
-            evidence: format!("www.{domain} A blocked #{client}"),
-        }
-    }
-
-    #[test]
-    fn signals_fold_into_one_alert_per_tenant_rule_and_domain() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = SqliteStore::open(dir.path()).unwrap();
-        let touched = s
-            .record_signals(&[
-                signal(100, "feed.block", "evil.test", 1, Some("malware")),
-                signal(50, "feed.block", "evil.test", 2, Some("phishing")),
-                signal(200, "feed.block", "evil.test", 1, Some("malware")),
-                signal(150, "dga", "evil.test", 1, None),
-            ])
-            .unwrap();
-        assert_eq!(touched, [(1, true), (2, true)]);
-        let a = s.alert(1).unwrap();
-        assert_eq!(
-            (a.count, a.clients, a.first_seen, a.last_seen),
-            (3, 2, 50_000, 200_000)
-        );
-        assert_eq!(a.feeds, ["malware", "phishing"]);
-        assert_eq!(a.evidence.len(), 2);
-        assert_eq!(a.status, AlertStatus::New);
-        let all = s.list_alerts(&AlertFilter::default()).unwrap();
-        assert_eq!(all.iter().map(|a| a.id).collect::<Vec<_>>(), [1, 2]);
-        let dga = s
-            .list_alerts(&AlertFilter {
-                rule: Some("dga".into()),
-                ..AlertFilter::default()
-            })
-            .unwrap();
-        assert_eq!(dga.len(), 1);
-        assert!(
-            s.list_alerts(&AlertFilter {
-                tenant: Some("council-b".into()),
-                ..AlertFilter::default()
-            })
-            .unwrap()
-            .is_empty()
-        );
-    }
-
-    #[test]
-    fn status_workflow_with_who_when_why() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = SqliteStore::open(dir.path()).unwrap();
-        s.record_signals(&[signal(100, "feed.block", "evil.test", 1, None)])
-            .unwrap();
-        let now = UNIX_EPOCH + Duration::from_secs(1000);
-        let a = s
-            .set_alert_status(1, AlertStatus::Investigating, "alice", "looking", now)
-            .unwrap();
-        assert_eq!(a.status, AlertStatus::Investigating);
-        let e = s
-            .set_alert_status(1, AlertStatus::New, "alice", "", now)
-            .unwrap_err();
-        assert!(matches!(e, StoreError::BadTransition { .. }), "{e}");
-        s.set_alert_status(1, AlertStatus::Resolved, "bob", "host reimaged", now)
-            .unwrap();
-        // it fires again: back to new, and the history says so
-        s.record_signals(&[signal(2000, "feed.block", "evil.test", 1, None)])
-            .unwrap();
-        let a = s.alert(1).unwrap();
-        assert_eq!(a.status, AlertStatus::New);
-        let steps: Vec<_> = a.history.iter().map(|h| (h.to, h.by.as_str())).collect();
-        assert_eq!(
-            steps,
-            [
-                (AlertStatus::Investigating, "alice"),
-                (AlertStatus::Resolved, "bob"),
-                (AlertStatus::New, "parapet")
-            ]
-        );
-        assert_eq!(a.history[1].note, "host reimaged");
-        // a false positive stays closed
-        s.set_alert_status(1, AlertStatus::FalsePositive, "bob", "test host", now)
-            .unwrap();
-        s.record_signals(&[signal(3000, "feed.block", "evil.test", 1, None)])
-            .unwrap();
-        assert_eq!(s.alert(1).unwrap().status, AlertStatus::FalsePositive);
-        assert!(matches!(s.alert(99), Err(StoreError::NoSuchAlert(99))));
-    }
-
-    #[test]
-    fn seen_domains_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = SqliteStore::open(dir.path()).unwrap();
-        let t: Arc<str> = Arc::from("council-a");
-        let at = UNIX_EPOCH + Duration::from_secs(10);
-        s.save_seen(
-            &[(t.clone(), at)],
-            &[
-                (t.clone(), "example.org".into(), at),
-                (t.clone(), "bbc.co.uk".into(), at),
-            ],
-        )
-        .unwrap();
-        s.save_seen(&[(t.clone(), UNIX_EPOCH + Duration::from_secs(99))], &[])
-            .unwrap();
-        drop(s);
-        let mut s = SqliteStore::open(dir.path()).unwrap();
-        let seen = s.load_seen().unwrap();
-        assert_eq!(seen.len(), 1);
-        assert_eq!(seen[0].since, 10_000);
-        let mut d = seen[0].domains.clone();
-        d.sort();
-        assert_eq!(d, ["bbc.co.uk", "example.org"]);
-    }
-
-    fn record(
-        ip: &str,
-        count: u64,
-        dkim: bool,
-        spf: bool,
-        disposition: &str,
-    ) -> crate::DmarcRecordRow {
-        crate::DmarcRecordRow {
-            source_ip: ip.into(),
-            count,
-            disposition: disposition.into(),
-            dkim_aligned: dkim,
-            spf_aligned: spf,
-            header_from: "example.gov.uk".into(),
-            envelope_from: None,
-            dkim: String::new(),
-            spf: String::new(),
-        }
-    }
-
-    #[test]
-    fn dmarc_reports_deduplicate_and_summarise() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = SqliteStore::open(dir.path()).unwrap();
-        let report = |id: &str, records| DmarcReportRow {
-            org_name: "google.com".into(),
-            report_id: id.into(),
-            domain: "example.gov.uk".into(),
-            begin: 100,
-            end: 200,
-            policy: "reject".into(),
-            source: "r.xml".into(),
-            records,
-        };
-        let now = SystemTime::now();
-        let a = report(
-            "1",
-            vec![
-                record("192.0.2.1", 10, true, true, "none"),
-                record("198.51.100.9", 3, false, false, "reject"),
-            ],
-        );
-        assert_eq!(s.import_dmarc(&a, now).unwrap(), Imported::New);
-        assert_eq!(s.import_dmarc(&a, now).unwrap(), Imported::Duplicate);
-        let b = report("2", vec![record("192.0.2.1", 5, false, true, "none")]);
-        assert_eq!(s.import_dmarc(&b, now).unwrap(), Imported::New);
-        let mut signed = record("192.0.2.7", 1, true, true, "none");
-        signed.dkim =
-            "example.gov.uk/sel2=pass other.example/x=fail example.gov.uk/sel1=pass".into();
-        s.import_dmarc(&report("3", vec![signed]), now).unwrap();
-        assert_eq!(
-            s.dkim_selectors("example.gov.uk").unwrap(),
-            ["sel1", "sel2"]
-        );
-        let sum = s.dmarc_summary("example.gov.uk").unwrap();
-        assert_eq!(
-            (sum.reports, sum.messages, sum.dmarc_pass, sum.dkim_aligned),
-            (3, 19, 16, 11)
-        );
-        assert_eq!(sum.sources[0].source_ip, "192.0.2.1");
-        assert_eq!(sum.sources[1].rejected, 3);
-        assert_eq!(sum.sources[1].dmarc_pass, 0);
-        let tls = TlsReportRow {
-            org_name: "google.com".into(),
-            report_id: "t1".into(),
-            begin: 0,
-            end: 1,
-            source: "t.json".into(),
-            results: vec![],
-        };
-        assert_eq!(s.import_tlsrpt(&tls, now).unwrap(), Imported::New);
-        assert_eq!(s.import_tlsrpt(&tls, now).unwrap(), Imported::Duplicate);
-    }
-
-    #[test]
-    fn mailcheck_results_report_what_changed() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = SqliteStore::open(dir.path()).unwrap();
-        let f = |code: &str, sev: &str| MailFinding {
-            severity: sev.into(),
-            code: code.into(),
-            message: format!("{code} explained"),
-        };
-        let row = |at: i64, findings: Vec<MailFinding>| MailCheckRow {
-            domain: "example.gov.uk".into(),
-            checked_at: at,
-            worst: findings.first().map(|f| f.severity.clone()),
-            findings,
-            report: "{}".into(),
-        };
-        let d = s
-            .save_mailcheck(&row(
-                1,
-                vec![
-                    f("spf.all_pass", "error"),
-                    f("dmarc.policy_none", "warning"),
-                ],
-            ))
-            .unwrap();
-        assert_eq!(d, MailCheckDiff::default());
-        let d = s
-            .save_mailcheck(&row(
-                2,
-                vec![
-                    f("dmarc.policy_none", "warning"),
-                    f("tls.cert_expiring", "warning"),
-                ],
-            ))
-            .unwrap();
-        assert_eq!(d.previous_at, Some(1));
-        assert_eq!(d.new, [f("tls.cert_expiring", "warning")]);
-        assert_eq!(d.fixed, [f("spf.all_pass", "error")]);
-        let d = s
-            .save_mailcheck(&row(
-                3,
-                vec![
-                    f("dmarc.policy_none", "warning"),
-                    f("tls.cert_expiring", "warning"),
-                ],
-            ))
-            .unwrap();
-        assert!(d.new.is_empty() && d.fixed.is_empty());
-    }
 
     #[test]
     fn no_client_address_is_stored() {

@@ -5,6 +5,7 @@ mod harness;
 
 mod assets;
 mod cli;
+mod cluster;
 mod garbage;
 mod ingest;
 mod mailcheck;

@@ -1,0 +1,201 @@
+//! A real PostgreSQL server for tests: started once per test binary from
+//! Debian's `postgresql` binaries (`/usr/lib/postgresql/*/bin`, installed by
+//! scripts/test) in a temporary folder, on a free loopback port, and killed
+//! when the test binary exits. Each test asks for its own fresh database, so
+//! tests stay independent and run in parallel.
+//!
+//! Not used by Parapet itself; public so the CLI's integration tests share
+//! one server with the same code.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A running server. The process is killed when the test binary exits:
+/// it is started through `sh` reading our stdin, and the shell kills it as
+/// soon as that pipe closes.
+pub struct TestServer {
+    pub port: u16,
+    _child: Child,
+    _dir: PathBuf,
+}
+
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TestServer(127.0.0.1:{})", self.port)
+    }
+}
+
+/// The folder holding `initdb` and `postgres`, the newest version first.
+pub fn bin_dir() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| Some(e.ok()?.path().join("bin")))
+        .filter(|p| p.join("initdb").exists() && p.join("postgres").exists())
+        .collect();
+    dirs.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    dirs.pop()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.trim_ascii() == b"0")
+        .unwrap_or(false)
+}
+
+/// Runs `program args` as the `postgres` user when we are root (PostgreSQL
+/// refuses to run as root), as ourselves otherwise.
+fn command(program: &Path, root: bool) -> Command {
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+impl TestServer {
+    fn start() -> Self {
+        let bin = bin_dir().expect(
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): run scripts/test, \
+             or apt-get install postgresql",
+        );
+        let root = is_root();
+        let dir =
+            std::env::temp_dir().join(format!("parapet-pg-{}-{}", std::process::id(), free_port()));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&dir).expect("create the PostgreSQL temp folder");
+        if root {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown {} to postgres failed", dir.display());
+        }
+        let out = command(&bin.join("initdb"), root)
+            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
+            .arg("-D")
+            .arg(&data)
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let postgres = bin.join("postgres");
+        let runner = if root {
+            "runuser -u postgres -- ".to_string()
+        } else {
+            String::new()
+        };
+        // tests need no durability; the benchmark asks for it (PARAPET_PG_DURABLE=1)
+        let speed = if std::env::var_os("PARAPET_PG_DURABLE").is_some() {
+            ""
+        } else {
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        };
+        let cmdline = format!(
+            "{runner}'{}' -D '{}' -k '{}' -h 127.0.0.1 -p {port} {speed} \
+             -c max_connections=200 & pid=$!; read _; kill $pid; wait $pid; rm -rf '{}'",
+            postgres.display(),
+            data.display(),
+            dir.display(),
+            dir.display(),
+        );
+        let log_path = dir.join("server.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(cmdline)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start postgres");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && postgres::Client::connect(
+                    &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"),
+                    postgres::NoTls,
+                )
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not start: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            port,
+            _child: child,
+            _dir: dir,
+        }
+    }
+
+    /// The server of this test binary, started on first use.
+    pub fn shared() -> &'static TestServer {
+        static SERVER: OnceLock<TestServer> = OnceLock::new();
+        SERVER.get_or_init(TestServer::start)
+    }
+
+    /// A new, empty database; returns its URL.
+    pub fn fresh_database(&self) -> String {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut c = postgres::Client::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=postgres dbname=postgres",
+                self.port
+            ),
+            postgres::NoTls,
+        )
+        .expect("connect to the test server");
+        c.batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create a test database");
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut stdin) = self._child.stdin.take() {
+            let _ = stdin.write_all(b"\n");
+        }
+        let _ = self._child.wait();
+    }
+}
+
+/// A fresh database on the shared test server.
+pub fn fresh_database() -> String {
+    TestServer::shared().fresh_database()
+}

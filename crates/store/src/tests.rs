@@ -1,0 +1,741 @@
+//! The storage test suite, run against both backends: every test below runs
+//! once on a fresh SQLite file (`sqlite::NAME`) and once on a fresh database
+//! of a real PostgreSQL server (`pg::NAME`, see [`crate::pgtest`]).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parapet_core::alert::{AlertStatus, Severity, Signal};
+use parapet_core::event::{EventAction, PrivateEvent, RCODE_NO_RESPONSE};
+use parapet_core::name::{InlineName, text_to_key};
+use parapet_core::pseudonym::ClientPseudonym;
+
+use crate::assets::{
+    AssetException, AssetImport, AssetImported, AssetObs, AvObs, FindingObs, Incident, ScanObs,
+    VulnDef,
+};
+use crate::{
+    AlertFilter, Db, DmarcReportRow, Imported, MailCheckDiff, MailCheckRow, MailFinding, PgStore,
+    Purged, Retention, SqliteStore, Store, StoreError, TlsReportRow,
+};
+
+/// Raw SQL for assertions the interface does not expose.
+trait TestDb: Db {
+    /// Each row's columns as text joined by `|`.
+    fn texts(&mut self, sql: &str) -> Vec<String>;
+    fn exec(&mut self, sql: &str);
+}
+
+impl TestDb for SqliteStore {
+    fn texts(&mut self, sql: &str) -> Vec<String> {
+        SqliteStore::texts(self, sql)
+    }
+    fn exec(&mut self, sql: &str) {
+        SqliteStore::exec(self, sql)
+    }
+}
+
+impl TestDb for PgStore {
+    fn texts(&mut self, sql: &str) -> Vec<String> {
+        PgStore::texts(self, sql)
+    }
+    fn exec(&mut self, sql: &str) {
+        PgStore::exec(self, sql)
+    }
+}
+
+/// Where one test's database lives; `open` may be called again to reopen.
+enum Fx {
+    Sqlite(tempfile::TempDir),
+    Pg(String),
+}
+
+impl Fx {
+    fn sqlite() -> Self {
+        Fx::Sqlite(tempfile::tempdir().unwrap())
+    }
+    fn pg() -> Self {
+        Fx::Pg(crate::pgtest::fresh_database())
+    }
+    fn try_open(&self) -> Result<Box<dyn TestDb>, StoreError> {
+        Ok(match self {
+            Fx::Sqlite(dir) => Box::new(SqliteStore::open(dir.path())?),
+            Fx::Pg(url) => Box::new(PgStore::open(url)?),
+        })
+    }
+    fn open(&self) -> Box<dyn TestDb> {
+        self.try_open().unwrap()
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(&super::Fx::sqlite()) } )*
+        }
+        mod pg {
+            $( #[test] fn $name() { super::$name(&super::Fx::pg()) } )*
+        }
+    };
+}
+
+on_both_backends!(
+    events_and_hourly_aggregates,
+    purge_removes_exactly_what_is_past_retention,
+    reopening_migrates_once_and_a_newer_schema_is_refused,
+    signals_fold_into_one_alert_per_tenant_rule_and_domain,
+    status_workflow_with_who_when_why,
+    seen_domains_survive_reopening,
+    dmarc_reports_deduplicate_and_summarise,
+    mailcheck_results_report_what_changed,
+    imports_round_trip_and_deduplicate_by_content,
+    incidents_exceptions_and_frozen_snapshots,
+    a_bad_row_stores_nothing_of_its_import,
+    two_nodes_fold_the_same_domain_into_one_alert,
+    a_lease_runs_a_job_on_one_node_until_it_expires,
+    feeds_published_once_reach_every_node,
+    concurrent_opens_migrate_once,
+);
+
+const KNOWN_VERSION: u32 = 6;
+
+fn event(secs: u64, name: &str, action: EventAction) -> PrivateEvent {
+    PrivateEvent {
+        time: UNIX_EPOCH + Duration::from_secs(secs),
+        tenant: Arc::from("council-a"),
+        client: ClientPseudonym([7; 8]),
+        qname: InlineName::new(&text_to_key(name).unwrap()),
+        qtype: 1,
+        rcode: if action == EventAction::Dropped {
+            RCODE_NO_RESPONSE
+        } else {
+            0
+        },
+        action,
+        feed: (action == EventAction::Blocked).then(|| Arc::from("malware")),
+    }
+}
+
+fn events_and_hourly_aggregates(fx: &Fx) {
+    let mut s = fx.open();
+    s.set_node("node-a");
+    assert_eq!(s.schema_version().unwrap(), KNOWN_VERSION);
+    let batch = [
+        event(7200, "www.example.org", EventAction::Resolved),
+        event(7300, "www.example.org", EventAction::Resolved),
+        event(10_900, "www.example.org", EventAction::Resolved),
+        event(7400, "evil.test", EventAction::Blocked),
+        event(7500, "drop.test", EventAction::Dropped),
+    ];
+    assert_eq!(s.insert_events(&batch).unwrap(), 5);
+    assert_eq!(s.event_count().unwrap(), 5);
+    // a second batch adds to the same hours
+    s.insert_events(&batch[..1]).unwrap();
+    assert_eq!(
+        s.texts(
+            "SELECT qname, CAST(hour AS TEXT), action, CAST(queries AS TEXT) FROM query_hourly ORDER BY qname, query_hourly.hour"
+        ),
+        [
+            "drop.test|7200|dropped|1",
+            "evil.test|7200|blocked|1",
+            "www.example.org|7200|resolved|3",
+            "www.example.org|10800|resolved|1",
+        ]
+    );
+    assert_eq!(
+        s.texts(
+            "SELECT CAST(rcode AS TEXT), feed, node FROM query_events WHERE qname IN ('drop.test', 'evil.test') ORDER BY qname"
+        ),
+        ["||node-a", "0|malware|node-a"]
+    );
+}
+
+fn purge_removes_exactly_what_is_past_retention(fx: &Fx) {
+    let mut s = fx.open();
+    let day = 86_400;
+    let now = UNIX_EPOCH + Duration::from_secs(100 * day);
+    let r = Retention {
+        events_days: 30,
+        aggregates_days: 60,
+    };
+    let edge = 70 * day; // exactly 30 days before now
+    s.insert_events(&[
+        event(edge - 1, "old.test", EventAction::Resolved),
+        event(edge, "edge.test", EventAction::Resolved),
+        event(99 * day, "new.test", EventAction::Resolved),
+        event(40 * day - 3600, "ancient.test", EventAction::Resolved),
+        event(40 * day, "kept-hour.test", EventAction::Resolved),
+    ])
+    .unwrap();
+    let purged = s.purge(now, r).unwrap();
+    assert_eq!(purged.events, 3);
+    assert_eq!(purged.aggregates, 1);
+    assert_eq!(
+        s.texts("SELECT qname FROM query_events ORDER BY time"),
+        ["edge.test", "new.test"]
+    );
+    assert_eq!(s.purge(now, r).unwrap(), Purged::default());
+}
+
+fn reopening_migrates_once_and_a_newer_schema_is_refused(fx: &Fx) {
+    drop(fx.open());
+    let mut s = fx.open();
+    assert_eq!(
+        s.texts("SELECT CAST(COUNT(*) AS TEXT) FROM schema_migrations"),
+        [KNOWN_VERSION.to_string()]
+    );
+    s.exec("INSERT INTO schema_migrations VALUES (999, 0)");
+    drop(s);
+    let e = fx.try_open().err().expect("a newer schema is refused");
+    assert!(matches!(e, StoreError::TooNew { found: 999, .. }), "{e}");
+}
+
+fn concurrent_opens_migrate_once(fx: &Fx) {
+    // several nodes starting at once: every one opens, the steps run once
+    let opened: Vec<bool> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| sc.spawn(|| fx.try_open().map(drop).is_ok()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(opened, [true; 4]);
+    assert_eq!(
+        fx.open()
+            .texts("SELECT CAST(COUNT(*) AS TEXT) FROM schema_migrations"),
+        [KNOWN_VERSION.to_string()]
+    );
+}
+
+fn signal(secs: u64, rule: &'static str, domain: &str, client: u8, feed: Option<&str>) -> Signal {
+    Signal {
+        time: UNIX_EPOCH + Duration::from_secs(secs),
+        tenant: Arc::from("council-a"),
+        rule,
+        severity: Severity::High,
+        domain: domain.into(),
+        client: ClientPseudonym([client; 8]),
+        feed: feed.map(Arc::from),
+        reason: format!("{domain} is bad"),
+        evidence: format!("www.{domain} A blocked #{client}"),
+    }
+}
+
+fn signals_fold_into_one_alert_per_tenant_rule_and_domain(fx: &Fx) {
+    let mut s = fx.open();
+    let touched = s
+        .record_signals(&[
+            signal(100, "feed.block", "evil.test", 1, Some("malware")),
+            signal(50, "feed.block", "evil.test", 2, Some("phishing")),
+            signal(200, "feed.block", "evil.test", 1, Some("malware")),
+            signal(150, "dga", "evil.test", 1, None),
+        ])
+        .unwrap();
+    assert_eq!(touched, [(1, true), (2, true)]);
+    let a = s.alert(1).unwrap();
+    assert_eq!(
+        (a.count, a.clients, a.first_seen, a.last_seen),
+        (3, 2, 50_000, 200_000)
+    );
+    assert_eq!(a.feeds, ["malware", "phishing"]);
+    assert_eq!(a.evidence.len(), 2);
+    assert_eq!(a.status, AlertStatus::New);
+    let all = s.list_alerts(&AlertFilter::default()).unwrap();
+    assert_eq!(all.iter().map(|a| a.id).collect::<Vec<_>>(), [1, 2]);
+    let dga = s
+        .list_alerts(&AlertFilter {
+            rule: Some("dga".into()),
+            ..AlertFilter::default()
+        })
+        .unwrap();
+    assert_eq!(dga.len(), 1);
+    let limited = s
+        .list_alerts(&AlertFilter {
+            limit: Some(1),
+            since: Some(150_000),
+            ..AlertFilter::default()
+        })
+        .unwrap();
+    assert_eq!(limited.iter().map(|a| a.id).collect::<Vec<_>>(), [1]);
+    assert!(
+        s.list_alerts(&AlertFilter {
+            tenant: Some("council-b".into()),
+            ..AlertFilter::default()
+        })
+        .unwrap()
+        .is_empty()
+    );
+}
+
+fn status_workflow_with_who_when_why(fx: &Fx) {
+    let mut s = fx.open();
+    s.record_signals(&[signal(100, "feed.block", "evil.test", 1, None)])
+        .unwrap();
+    let now = UNIX_EPOCH + Duration::from_secs(1000);
+    let a = s
+        .set_alert_status(1, AlertStatus::Investigating, "alice", "looking", now)
+        .unwrap();
+    assert_eq!(a.status, AlertStatus::Investigating);
+    let e = s
+        .set_alert_status(1, AlertStatus::New, "alice", "", now)
+        .unwrap_err();
+    assert!(matches!(e, StoreError::BadTransition { .. }), "{e}");
+    s.set_alert_status(1, AlertStatus::Resolved, "bob", "host reimaged", now)
+        .unwrap();
+    let touched = s
+        .record_signals(&[signal(2000, "feed.block", "evil.test", 1, None)])
+        .unwrap();
+    assert_eq!(
+        touched,
+        [(1, true)],
+        "a resolved alert that fires is raised again"
+    );
+    let a = s.alert(1).unwrap();
+    assert_eq!(a.status, AlertStatus::New);
+    let steps: Vec<_> = a.history.iter().map(|h| (h.to, h.by.as_str())).collect();
+    assert_eq!(
+        steps,
+        [
+            (AlertStatus::Investigating, "alice"),
+            (AlertStatus::Resolved, "bob"),
+            (AlertStatus::New, "parapet")
+        ]
+    );
+    assert_eq!(a.history[1].note, "host reimaged");
+    s.set_alert_status(1, AlertStatus::FalsePositive, "bob", "test host", now)
+        .unwrap();
+    s.record_signals(&[signal(3000, "feed.block", "evil.test", 1, None)])
+        .unwrap();
+    assert_eq!(s.alert(1).unwrap().status, AlertStatus::FalsePositive);
+    assert!(matches!(s.alert(99), Err(StoreError::NoSuchAlert(99))));
+    assert!(matches!(
+        s.set_alert_status(99, AlertStatus::Resolved, "bob", "", now),
+        Err(StoreError::NoSuchAlert(99))
+    ));
+}
+
+fn seen_domains_survive_reopening(fx: &Fx) {
+    let mut s = fx.open();
+    let t: Arc<str> = Arc::from("council-a");
+    let at = UNIX_EPOCH + Duration::from_secs(10);
+    s.save_seen(
+        &[(t.clone(), at)],
+        &[
+            (t.clone(), "example.org".into(), at),
+            (t.clone(), "bbc.co.uk".into(), at),
+        ],
+    )
+    .unwrap();
+    s.save_seen(&[(t.clone(), UNIX_EPOCH + Duration::from_secs(99))], &[])
+        .unwrap();
+    drop(s);
+    let mut s = fx.open();
+    let seen = s.load_seen().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].since, 10_000);
+    let mut d = seen[0].domains.clone();
+    d.sort();
+    assert_eq!(d, ["bbc.co.uk", "example.org"]);
+}
+
+fn record(ip: &str, count: u64, dkim: bool, spf: bool, disposition: &str) -> crate::DmarcRecordRow {
+    crate::DmarcRecordRow {
+        source_ip: ip.into(),
+        count,
+        disposition: disposition.into(),
+        dkim_aligned: dkim,
+        spf_aligned: spf,
+        header_from: "example.gov.uk".into(),
+        envelope_from: None,
+        dkim: String::new(),
+        spf: String::new(),
+    }
+}
+
+fn dmarc_reports_deduplicate_and_summarise(fx: &Fx) {
+    let mut s = fx.open();
+    let report = |id: &str, records| DmarcReportRow {
+        org_name: "google.com".into(),
+        report_id: id.into(),
+        domain: "example.gov.uk".into(),
+        begin: 100,
+        end: 200,
+        policy: "reject".into(),
+        source: "r.xml".into(),
+        records,
+    };
+    let now = SystemTime::now();
+    let a = report(
+        "1",
+        vec![
+            record("192.0.2.1", 10, true, true, "none"),
+            record("198.51.100.9", 3, false, false, "reject"),
+        ],
+    );
+    assert_eq!(s.import_dmarc(&a, now).unwrap(), Imported::New);
+    assert_eq!(s.import_dmarc(&a, now).unwrap(), Imported::Duplicate);
+    let b = report("2", vec![record("192.0.2.1", 5, false, true, "none")]);
+    assert_eq!(s.import_dmarc(&b, now).unwrap(), Imported::New);
+    let mut signed = record("192.0.2.7", 1, true, true, "none");
+    signed.dkim = "example.gov.uk/sel2=pass other.example/x=fail example.gov.uk/sel1=pass".into();
+    s.import_dmarc(&report("3", vec![signed]), now).unwrap();
+    assert_eq!(
+        s.dkim_selectors("example.gov.uk").unwrap(),
+        ["sel1", "sel2"]
+    );
+    let sum = s.dmarc_summary("example.gov.uk").unwrap();
+    assert_eq!(
+        (sum.reports, sum.messages, sum.dmarc_pass, sum.dkim_aligned),
+        (3, 19, 16, 11)
+    );
+    assert_eq!((sum.first, sum.last), (Some(100), Some(200)));
+    assert_eq!(sum.sources[0].source_ip, "192.0.2.1");
+    assert_eq!(sum.sources[1].rejected, 3);
+    assert_eq!(sum.sources[1].dmarc_pass, 0);
+    let tls = TlsReportRow {
+        org_name: "google.com".into(),
+        report_id: "t1".into(),
+        begin: 0,
+        end: 1,
+        source: "t.json".into(),
+        results: vec![crate::TlsResultRow {
+            policy_type: "sts".into(),
+            policy_domain: "example.gov.uk".into(),
+            successful: 5,
+            failed: 1,
+            failures: "certificate-expired 192.0.2.1 mx.example.gov.uk 1".into(),
+        }],
+    };
+    assert_eq!(s.import_tlsrpt(&tls, now).unwrap(), Imported::New);
+    assert_eq!(s.import_tlsrpt(&tls, now).unwrap(), Imported::Duplicate);
+}
+
+fn mailcheck_results_report_what_changed(fx: &Fx) {
+    let mut s = fx.open();
+    let f = |code: &str, sev: &str| MailFinding {
+        severity: sev.into(),
+        code: code.into(),
+        message: format!("{code} explained"),
+    };
+    let row = |at: i64, findings: Vec<MailFinding>| MailCheckRow {
+        domain: "example.gov.uk".into(),
+        checked_at: at,
+        worst: findings.first().map(|f| f.severity.clone()),
+        findings,
+        report: "{}".into(),
+    };
+    let d = s
+        .save_mailcheck(&row(
+            1,
+            vec![
+                f("spf.all_pass", "error"),
+                f("dmarc.policy_none", "warning"),
+            ],
+        ))
+        .unwrap();
+    assert_eq!(d, MailCheckDiff::default());
+    let d = s
+        .save_mailcheck(&row(
+            2000,
+            vec![
+                f("dmarc.policy_none", "warning"),
+                f("tls.cert_expiring", "warning"),
+            ],
+        ))
+        .unwrap();
+    assert_eq!(d.previous_at, Some(1));
+    assert_eq!(d.new, [f("tls.cert_expiring", "warning")]);
+    assert_eq!(d.fixed, [f("spf.all_pass", "error")]);
+    let d = s
+        .save_mailcheck(&row(
+            3000,
+            vec![
+                f("dmarc.policy_none", "warning"),
+                f("tls.cert_expiring", "warning"),
+            ],
+        ))
+        .unwrap();
+    assert!(d.new.is_empty() && d.fixed.is_empty());
+    assert_eq!(
+        s.mailcheck_latest(2).unwrap(),
+        [("example.gov.uk".to_string(), 2, Some("warning".to_string()))]
+    );
+}
+
+fn sample_import() -> AssetImport {
+    AssetImport {
+        tenant: "north".into(),
+        source: "nessus".into(),
+        path: "scan.nessus".into(),
+        sha256: "ab".repeat(32),
+        as_of: 1_625_000_000,
+        assets: vec![
+            AssetObs {
+                locator: "ReportHost 1".into(),
+                hostname: Some("srv01".into()),
+                ips: vec!["10.0.0.5".into(), "fe80::1".into()],
+                macs: vec!["00:50:56:81:01:e3".into()],
+                av: Some(AvObs {
+                    installed: true,
+                    active: Some(false),
+                    mode: Some("Passive".into()),
+                    ..AvObs::default()
+                }),
+                scan: Some(ScanObs {
+                    at: 1_625_000_000,
+                    credentialed: true,
+                }),
+                ..AssetObs::default()
+            },
+            AssetObs {
+                locator: "ReportHost 2".into(),
+                hostname: Some("ws02".into()),
+                ..AssetObs::default()
+            },
+        ],
+        vulns: vec![VulnDef {
+            key: "nessus:19506".into(),
+            title: "Nessus Scan Information".into(),
+            score: Some(7.5),
+            cves: vec!["CVE-2021-1".into()],
+            fix_available: true,
+            fix_released: Some(1_600_000_000),
+            ..VulnDef::default()
+        }],
+        findings: vec![
+            FindingObs {
+                asset: 1,
+                vuln: 0,
+                port: "445/tcp".into(),
+            },
+            FindingObs {
+                asset: 0,
+                vuln: 0,
+                port: "443/tcp".into(),
+            },
+        ],
+    }
+}
+
+fn imports_round_trip_and_deduplicate_by_content(fx: &Fx) {
+    let mut s = fx.open();
+    let imp = sample_import();
+    let AssetImported::New(id) = s.import_assets(&imp, 5).unwrap() else {
+        panic!("first import must be new")
+    };
+    assert_eq!(
+        s.import_assets(&imp, 6).unwrap(),
+        AssetImported::Duplicate(id)
+    );
+    assert_eq!(s.load_import(id).unwrap(), imp);
+    let metas = s.asset_imports("north", 1_625_000_000).unwrap();
+    assert_eq!(metas.len(), 1);
+    assert_eq!((metas[0].assets, metas[0].findings), (2, 2));
+    assert!(s.asset_imports("north", 1_624_999_999).unwrap().is_empty());
+    assert!(s.asset_imports("south", i64::MAX).unwrap().is_empty());
+    assert!(matches!(
+        s.load_import(id + 100),
+        Err(StoreError::NoSuchImport(_))
+    ));
+}
+
+fn a_bad_row_stores_nothing_of_its_import(fx: &Fx) {
+    let mut s = fx.open();
+    let mut imp = sample_import();
+    // a NUL byte cannot be stored in a PostgreSQL text column; SQLite
+    // takes it, so there a trigger refuses the second asset row instead
+    imp.assets[1].locator = "line 2\0".into();
+    let first = s.import_assets(&imp, 5);
+    if first.is_ok() {
+        // SQLite accepts NUL bytes: make the second asset row fail instead
+        s.exec(
+            "CREATE TRIGGER no_ws02 BEFORE INSERT ON asset_obs WHEN NEW.hostname = 'ws02'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        );
+        imp.sha256 = "cd".repeat(32);
+        assert!(s.import_assets(&imp, 6).is_err());
+        assert_eq!(
+            s.texts("SELECT CAST(COUNT(*) AS TEXT) FROM asset_imports"),
+            ["1"]
+        );
+        return;
+    }
+    assert_eq!(
+        s.texts("SELECT CAST(COUNT(*) AS TEXT) FROM asset_imports"),
+        ["0"]
+    );
+    assert_eq!(
+        s.texts("SELECT CAST(COUNT(*) AS TEXT) FROM asset_obs"),
+        ["0"]
+    );
+}
+
+fn incidents_exceptions_and_frozen_snapshots(fx: &Fx) {
+    let mut s = fx.open();
+    let inc = Incident {
+        tenant: "north".into(),
+        reference: "INC-1".into(),
+        detected_at: 100,
+        category: "phishing".into(),
+        outcome: "successful".into(),
+        status: "open".into(),
+        ..Incident::default()
+    };
+    let id = s.add_incident(&inc, 200).unwrap();
+    assert!(matches!(
+        s.add_incident(&inc, 201),
+        Err(StoreError::DuplicateIncident(_))
+    ));
+    let closed = s.close_incident(id, 300).unwrap();
+    assert_eq!(
+        (closed.status.as_str(), closed.closed_at),
+        ("closed", Some(300))
+    );
+    assert_eq!(closed.outcome, "successful");
+    assert!(matches!(
+        s.close_incident(99, 1),
+        Err(StoreError::NoSuchIncident(99))
+    ));
+    assert_eq!(s.incidents(Some("south")).unwrap().len(), 0);
+    assert_eq!(s.incidents(None).unwrap().len(), 1);
+
+    let e = AssetException {
+        tenant: "north".into(),
+        asset: "srv01".into(),
+        scope: "patching".into(),
+        kind: "risk-accepted".into(),
+        expires_at: 1000,
+        ..AssetException::default()
+    };
+    let eid = s.add_exception(&e, 10).unwrap();
+    let got = s.exceptions("north").unwrap();
+    assert_eq!((got[0].id, got[0].created_at), (eid, 10));
+
+    assert!(s.freeze_kpi("north", "2021-22-Q2", 1, "{\"a\":1}").unwrap());
+    assert!(!s.freeze_kpi("north", "2021-22-Q2", 2, "{\"a\":2}").unwrap());
+    assert_eq!(
+        s.kpi_snapshot("north", "2021-22-Q2").unwrap(),
+        Some((1, "{\"a\":1}".to_string()))
+    );
+    s.insert_events(&[
+        event(7200, "a.test", EventAction::Resolved),
+        event(7300, "b.test", EventAction::Blocked),
+    ])
+    .unwrap();
+    assert_eq!(s.pdns_totals("council-a", 0, 10_000).unwrap(), (2, 1));
+    assert_eq!(s.pdns_totals("council-a", 7201, 10_000).unwrap(), (0, 0));
+}
+
+fn two_nodes_fold_the_same_domain_into_one_alert(fx: &Fx) {
+    // two connections, as two nodes, record signals about the same domain
+    // at the same moment, many times over
+    let rounds = 20;
+    std::thread::scope(|sc| {
+        for (node, client) in [("node-a", 1u8), ("node-b", 2u8)] {
+            sc.spawn(move || {
+                let mut s = fx.open();
+                s.set_node(node);
+                for i in 0..rounds {
+                    let sigs = [
+                        signal(100 + i, "feed.block", "evil.test", client, Some("malware")),
+                        signal(100 + i, "dga", &format!("d{i}.test"), client, None),
+                    ];
+                    s.record_signals(&sigs).unwrap();
+                }
+            });
+        }
+    });
+    let mut s = fx.open();
+    let alerts = s
+        .list_alerts(&AlertFilter {
+            rule: Some("feed.block".into()),
+            ..AlertFilter::default()
+        })
+        .unwrap();
+    assert_eq!(alerts.len(), 1, "one alert, not one per node");
+    let a = &alerts[0];
+    assert_eq!((a.count, a.clients), (2 * rounds, 2));
+    let mut nodes = a.nodes.clone();
+    nodes.sort();
+    assert_eq!(nodes, ["node-a", "node-b"]);
+    let dga = s
+        .list_alerts(&AlertFilter {
+            rule: Some("dga".into()),
+            ..AlertFilter::default()
+        })
+        .unwrap();
+    assert_eq!(dga.len(), rounds as usize);
+    assert!(dga.iter().all(|a| a.count == 2));
+}
+
+fn a_lease_runs_a_job_on_one_node_until_it_expires(fx: &Fx) {
+    let mut a = fx.open();
+    a.set_node("node-a");
+    let mut b = fx.open();
+    b.set_node("node-b");
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let ttl = Duration::from_secs(3600);
+    assert!(a.try_lease("retention", t0, ttl).unwrap());
+    assert!(!b.try_lease("retention", t0, ttl).unwrap());
+    // the holder renews; the other still waits
+    let t1 = t0 + Duration::from_secs(1800);
+    assert!(a.try_lease("retention", t1, ttl).unwrap());
+    assert!(!b.try_lease("retention", t1 + ttl / 2, ttl).unwrap());
+    // another job is independent
+    assert!(b.try_lease("mailcheck", t1, ttl).unwrap());
+    // the holder dies: once the lease expires another node takes over
+    let t2 = t1 + ttl;
+    assert!(b.try_lease("retention", t2, ttl).unwrap());
+    assert!(!a.try_lease("retention", t2, ttl).unwrap());
+}
+
+fn feeds_published_once_reach_every_node(fx: &Fx) {
+    let mut a = fx.open();
+    a.set_node("node-a");
+    let mut b = fx.open();
+    b.set_node("node-b");
+    assert_eq!(b.feed_version("threats").unwrap(), None);
+    let t = UNIX_EPOCH + Duration::from_secs(100);
+    let v1 = a.publish_feed("threats", b"evil.test\n", t).unwrap();
+    assert_eq!(v1.version, 1);
+    assert_eq!(v1.sha256, crate::sha256_hex(b"evil.test\n"));
+    // the same bytes again change nothing
+    assert_eq!(a.publish_feed("threats", b"evil.test\n", t).unwrap(), v1);
+    let v2 = a
+        .publish_feed("threats", b"evil.test\nworse.test\n", t)
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    let (v, bytes) = b.load_feed("threats").unwrap().unwrap();
+    assert_eq!((v, bytes.as_slice()), (v2, &b"evil.test\nworse.test\n"[..]));
+    b.heartbeat(5, t, "threats=2").unwrap();
+    a.heartbeat(6, t, "threats=1").unwrap();
+    let nodes = a.nodes().unwrap();
+    assert_eq!(
+        nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.feeds.as_str()))
+            .collect::<Vec<_>>(),
+        [("node-a", "threats=1"), ("node-b", "threats=2")]
+    );
+}
+
+#[test]
+fn pg_a_closed_connection_is_opened_again() {
+    // a database restart or fail-over closes every node's connection: the
+    // next call reconnects instead of failing for as long as the node runs
+    let url = crate::pgtest::fresh_database();
+    let mut s = PgStore::open(&url).unwrap();
+    s.insert_events(&[event(7200, "a.test", EventAction::Resolved)])
+        .unwrap();
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let killed = admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(killed, 1);
+    s.insert_events(&[event(7300, "b.test", EventAction::Resolved)])
+        .unwrap();
+    assert_eq!(s.event_count().unwrap(), 2);
+}
