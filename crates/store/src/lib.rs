@@ -7,8 +7,10 @@
 //! hot path: query events reach it through a bounded channel and are written
 //! in batches, one transaction each.
 
+pub mod accounts;
 pub mod assets;
 mod sqlite;
+mod sqlite_accounts;
 mod sqlite_assets;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,13 +18,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parapet_core::alert::{AlertStatus, Severity, Signal};
 use parapet_core::event::PrivateEvent;
 
+pub use accounts::AccountStore;
 pub use assets::AssuranceStore;
 pub use sqlite::SqliteStore;
 
 /// Everything a command or the server needs from storage, as one object:
 /// the backend (SQLite or PostgreSQL) is chosen once, where the store is
 /// opened, and nothing else names it.
-pub trait Db: Store + AssuranceStore {
+pub trait Db: Store + AssuranceStore + AccountStore {
     /// Where the data lives, for logs (a path, or a URL without password).
     fn location(&self) -> String;
 }
@@ -271,6 +274,8 @@ pub struct SourceSummary {
 pub enum StoreError {
     #[error("no alert with id {0}")]
     NoSuchAlert(i64),
+    #[error("an account named {0} already exists")]
+    DuplicateUser(String),
     #[error("no incident with id {0}")]
     NoSuchIncident(i64),
     #[error("no asset import with id {0}")]

@@ -248,6 +248,39 @@ const MIGRATIONS: &[(u32, &str)] = &[
         PRIMARY KEY (tenant, quarter)
     );",
     ),
+    (
+        6,
+        "CREATE TABLE users (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT    NOT NULL UNIQUE,
+        role          TEXT    NOT NULL, -- supplier-admin | supplier-analyst | council
+        tenant        TEXT,             -- the council of a council user
+        password_hash TEXT    NOT NULL, -- argon2id PHC string
+        created_at    INTEGER NOT NULL  -- unix seconds
+    );
+    CREATE TABLE sessions (
+        token_sha256 TEXT    PRIMARY KEY, -- SHA-256 of the cookie's random token
+        user_id      INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        csrf         TEXT    NOT NULL,
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        token_sha256 TEXT    PRIMARY KEY,
+        user_id      INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_at   INTEGER NOT NULL
+    );
+    CREATE TABLE audit_log (
+        id     INTEGER PRIMARY KEY,
+        time   INTEGER NOT NULL, -- unix seconds
+        actor  TEXT    NOT NULL,
+        action TEXT    NOT NULL, -- login.ok, login.failed, alert.status...
+        tenant TEXT,
+        detail TEXT    NOT NULL,
+        client TEXT              -- the web client's address (staff, not DNS clients)
+    );
+    CREATE INDEX audit_log_tenant ON audit_log (tenant, id);",
+    ),
 ];
 
 pub struct SqliteStore {
