@@ -4,6 +4,7 @@
 mod harness;
 
 mod assets;
+mod browser;
 mod cli;
 mod garbage;
 mod ingest;
