@@ -26,7 +26,18 @@ pub fn spec() -> Value {
         let mut params = Vec::new();
         for seg in r.path.split('/') {
             if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                params.push(json!({"name": name, "in": "path", "required": true, "schema": param_schema(name)}));
+                let mut p = json!({"name": name, "in": "path", "required": true, "schema": param_schema(name)});
+                // values that exist in `serve --demo`, so generated requests reach past the 404s
+                if let Some(e) = match name {
+                    "tenant" => Some("north"),
+                    "quarter" => Some("2021-22-Q2"),
+                    "domain" => Some("northshire.test"),
+                    "file" => Some("public-report.html"),
+                    _ => None,
+                } {
+                    p["example"] = json!(e);
+                }
+                params.push(p);
             }
         }
         for q in r.query {
