@@ -14,11 +14,11 @@ use parapet_core::name::{InlineName, text_to_key};
 use parapet_core::pseudonym::ClientPseudonym;
 use parapet_store::accounts::{AuditEntry, Role};
 use parapet_store::{Db, DmarcRecordRow, DmarcReportRow, MailCheckRow, MailFinding};
-use parapet_web::{AssuranceSource, Dashboard, PrivacyFacts, SourceError, TenantInfo};
+use parapet_web::{AssuranceSource, Dashboard, FeedInfo, PrivacyFacts, SourceError, TenantInfo};
 
 use crate::BadInput;
 use crate::assurance_cmd::{ReportText, parse_quarter, report_for, report_input};
-use crate::config::Config;
+use crate::config::{Config, FeedModeConfig};
 
 /// The demo's councils, their mail domains, and the quarter of the bundled estate.
 pub const DEMO_TENANTS: [(&str, &str, &str); 2] = [
@@ -96,6 +96,7 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
             name: t.name.get_ref().clone(),
             display_name: t.display_name.clone(),
             mail_domains: t.mail_domains.clone(),
+            networks: t.networks.iter().map(|n| n.to_string()).collect(),
         })
         .collect();
     if demo {
@@ -105,6 +106,7 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
                     name: name.into(),
                     display_name: Some(display.into()),
                     mail_domains: vec![domain.into()],
+                    networks: Vec::new(),
                 });
             }
         }
@@ -142,6 +144,32 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
         },
     );
     d.secure_cookies = config.web.secure_cookies;
+    d.feeds = if config.source.is_none() && config.feeds.is_empty() {
+        vec![FeedInfo {
+            name: crate::config::EMBEDDED_FEED_NAME.into(),
+            category: "malware".into(),
+            mode: "block".into(),
+            tenants: None,
+        }]
+    } else {
+        config
+            .feeds
+            .iter()
+            .map(|f| FeedInfo {
+                name: f.name.get_ref().clone(),
+                category: f.category.clone(),
+                mode: match f.mode {
+                    FeedModeConfig::Block => "block",
+                    FeedModeConfig::Monitor => "monitor",
+                }
+                .into(),
+                tenants: f
+                    .tenants
+                    .as_ref()
+                    .map(|ts| ts.iter().map(|t| t.get_ref().clone()).collect()),
+            })
+            .collect()
+    };
     Ok(Arc::new(d))
 }
 

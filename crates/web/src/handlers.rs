@@ -34,6 +34,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("privacy.html", include_str!("../templates/privacy.html")),
     ("audit.html", include_str!("../templates/audit.html")),
+    ("tenants.html", include_str!("../templates/tenants.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -621,4 +622,34 @@ pub async fn audit_api(
     Ok(Json(
         with_db(&state, move |db| views::audit(db, scope.as_deref())).await?,
     ))
+}
+
+async fn tenants_view(
+    state: &AppState,
+    viewer: &Viewer,
+    q: &TenantQuery,
+) -> Result<Value, AppError> {
+    let scope = viewer.scope(q.tenant.as_deref())?;
+    let d = dashboard(state)?;
+    with_db(state, move |db| {
+        views::tenants(&d, db, scope.as_deref(), now())
+    })
+    .await
+}
+
+pub async fn tenants_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<TenantQuery>,
+) -> Result<Html<String>, AppError> {
+    let v = tenants_view(&state, &viewer, &q).await?;
+    page("tenants.html", &viewer, v)
+}
+
+pub async fn tenants_api(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<TenantQuery>,
+) -> Result<Json<Value>, AppError> {
+    Ok(Json(tenants_view(&state, &viewer, &q).await?))
 }

@@ -70,6 +70,19 @@ pub struct TenantInfo {
     pub name: String,
     pub display_name: Option<String>,
     pub mail_domains: Vec<String>,
+    /// Client networks (CIDR) attributed to the tenant.
+    pub networks: Vec<String>,
+}
+
+/// A threat feed as configured.
+#[derive(Debug, Clone, Default)]
+pub struct FeedInfo {
+    pub name: String,
+    pub category: String,
+    /// `block` or `monitor`.
+    pub mode: String,
+    /// `None`: shared by every tenant.
+    pub tenants: Option<Vec<String>>,
 }
 
 /// The facts `parapet privacy` prints, for the privacy page.
@@ -86,6 +99,7 @@ pub struct PrivacyFacts {
 pub struct Dashboard {
     pub db: SharedDb,
     pub tenants: Vec<TenantInfo>,
+    pub feeds: Vec<FeedInfo>,
     pub assurance: Arc<dyn AssuranceSource>,
     pub privacy: PrivacyFacts,
     /// Mark cookies `Secure` (the dashboard is behind TLS).
@@ -103,6 +117,7 @@ impl Dashboard {
         Self {
             db: Arc::new(Mutex::new(db)),
             tenants,
+            feeds: Vec::new(),
             assurance,
             privacy,
             secure_cookies: false,
@@ -310,6 +325,15 @@ pub const ROUTES: &[RouteSpec] = &[
     },
     RouteSpec {
         method: Get,
+        path: "/tenants",
+        access: User,
+        target: Target::List,
+        summary: "tenants, their networks and feeds",
+        query: TENANT_Q,
+        handler: || get(handlers::tenants_page),
+    },
+    RouteSpec {
+        method: Get,
         path: "/privacy",
         access: User,
         target: Target::None,
@@ -442,6 +466,15 @@ pub const ROUTES: &[RouteSpec] = &[
         summary: "a committee report file",
         query: &[],
         handler: || get(handlers::report_file),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/tenants",
+        access: User,
+        target: Target::List,
+        summary: "tenants, their networks and feeds",
+        query: TENANT_Q,
+        handler: || get(handlers::tenants_api),
     },
     RouteSpec {
         method: Get,

@@ -527,3 +527,47 @@ pub fn privacy(d: &Dashboard) -> Value {
         "retention_enforced": "at start and every hour",
     })
 }
+
+/// The tenants a viewer may see, with their networks, mail domains, the
+/// last 7 days' traffic and the feeds that protect them.
+pub fn tenants(
+    d: &Dashboard,
+    db: &mut dyn Db,
+    scope: Option<&str>,
+    now: i64,
+) -> Result<Value, AppError> {
+    let traffic = db.traffic_totals(scope, now - 7 * 86_400)?;
+    let mut names: Vec<String> = d
+        .tenants
+        .iter()
+        .map(|t| t.name.clone())
+        .chain(traffic.iter().map(|t| t.tenant.clone()))
+        .filter(|t| scope.is_none_or(|s| s == t))
+        .collect();
+    names.sort();
+    names.dedup();
+    let feeds_for = |t: &str| -> Vec<Value> {
+        d.feeds
+            .iter()
+            .filter(|f| f.tenants.as_ref().is_none_or(|ts| ts.iter().any(|x| x == t)))
+            .map(|f| json!({"name": f.name, "category": f.category, "mode": f.mode, "shared": f.tenants.is_none()}))
+            .collect()
+    };
+    let rows: Vec<Value> = names
+        .iter()
+        .map(|n| {
+            let info = d.tenants.iter().find(|t| &t.name == n);
+            let tr = traffic.iter().find(|t| &t.tenant == n);
+            json!({
+                "name": n,
+                "display_name": info.and_then(|i| i.display_name.clone()),
+                "networks": info.map(|i| i.networks.clone()).unwrap_or_default(),
+                "mail_domains": info.map(|i| i.mail_domains.clone()).unwrap_or_default(),
+                "queries": tr.map_or(0, |t| t.queries),
+                "blocked": tr.map_or(0, |t| t.blocked),
+                "feeds": feeds_for(n),
+            })
+        })
+        .collect();
+    Ok(json!({ "tenants": rows }))
+}

@@ -24,8 +24,8 @@ use parapet_store::{
 };
 use parapet_web::auth::{hash_password, token_digest};
 use parapet_web::{
-    Access, AppState, AssuranceSource, Dashboard, Method, PrivacyFacts, ROUTES, SourceError,
-    Target, TenantInfo,
+    Access, AppState, AssuranceSource, Dashboard, FeedInfo, Method, PrivacyFacts, ROUTES,
+    SourceError, Target, TenantInfo,
 };
 use tower::ServiceExt;
 
@@ -191,17 +191,33 @@ fn world_with(secure: bool) -> World {
                 name: "north".into(),
                 display_name: None,
                 mail_domains: vec!["north-mail.test".into()],
+                networks: vec!["10.1.0.0/16".into()],
             },
             TenantInfo {
                 name: "south".into(),
                 display_name: None,
                 mail_domains: vec!["south-mail.test".into()],
+                networks: vec!["10.2.0.0/16".into()],
             },
         ],
         Arc::new(Kpis),
         PrivacyFacts::default(),
     );
     d.secure_cookies = secure;
+    d.feeds = vec![
+        FeedInfo {
+            name: "shared-feed".into(),
+            category: "malware".into(),
+            mode: "block".into(),
+            tenants: None,
+        },
+        FeedInfo {
+            name: "south-only-feed".into(),
+            category: "phishing".into(),
+            mode: "block".into(),
+            tenants: Some(vec!["south".into()]),
+        },
+    ];
     let dash = Arc::new(d);
     let app = parapet_web::router(AppState {
         metrics: Arc::new(|| "parapet_up 1\n".into()),
@@ -396,11 +412,13 @@ async fn suppliers_see_every_tenant() {
         ("/api/v1/overview", "south-secret.test"),
         ("/api/v1/mail", "south-mail.test"),
         ("/api/v1/incidents", "south-secret-incident"),
+        ("/api/v1/tenants", "10.2.0.0/16"),
     ] {
         let r = call(&w.app, Method::Get, uri, As::Token("admin-token")).await;
         assert_eq!(r.status, StatusCode::OK, "{uri}");
         assert!(r.body.contains(needle), "{uri}: {}", r.body);
-        assert!(r.body.contains(&needle.replace("south", "north")), "{uri}");
+        let north = needle.replace("south", "north").replace("10.2.", "10.1.");
+        assert!(r.body.contains(&north), "{uri}");
     }
 }
 
@@ -663,6 +681,13 @@ async fn pages_render_the_seeded_data() {
         !r.body.contains("exempt-appendix"),
         "no appendix link for a council"
     );
+    let r = call(&w.app, Method::Get, "/tenants", As::Session("ann-session")).await;
+    assert!(
+        r.body.contains("shared-feed") && r.body.contains("10.1.0.0"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("10.2.0.0"), "south's networks");
     let r = call(&w.app, Method::Get, "/privacy", As::Session("ann-session")).await;
     assert!(r.body.contains("HMAC-SHA256"));
 }
