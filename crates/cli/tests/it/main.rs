@@ -6,6 +6,7 @@ mod harness;
 mod assets;
 mod browser;
 mod cli;
+mod dashboard;
 mod garbage;
 mod ingest;
 mod mailcheck;
