@@ -39,6 +39,12 @@ pub fn hash_password(password: &str) -> String {
         .to_string()
 }
 
+/// A hash no password matches, checked when the user name is unknown.
+pub fn dummy_hash() -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| hash_password(&new_token()))
+}
+
 pub fn verify_password(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|h| {
         argon2::Argon2::default()

@@ -146,8 +146,13 @@ pub async fn login(
     let n2 = name.clone();
     let user = with_db(&state, move |db| Ok(db.user(&n2)?)).await?;
     let password = f.password;
-    let user = tokio::task::spawn_blocking(move || {
-        user.filter(|u| auth::verify_password(&password, &u.password_hash))
+    let user = tokio::task::spawn_blocking(move || match user {
+        Some(u) => auth::verify_password(&password, &u.password_hash).then_some(u),
+        // as slow as a real check, so timing does not tell which names exist
+        None => {
+            auth::verify_password(&password, auth::dummy_hash());
+            None
+        }
     })
     .await
     .map_err(|e| AppError::Internal(e.to_string()))?;

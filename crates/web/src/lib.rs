@@ -518,7 +518,33 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .fallback(|| async { AppError::NotFound })
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// Headers on every answer: no framing, no sniffing, no scripts, nothing
+/// cached (pages carry tenant data).
+async fn security_headers(mut r: axum::response::Response) -> axum::response::Response {
+    use axum::http::HeaderValue;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    r
 }
 
 async fn metrics(axum::extract::State(s): axum::extract::State<AppState>) -> impl IntoResponse {

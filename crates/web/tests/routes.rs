@@ -573,6 +573,13 @@ async fn login_sets_a_strict_http_only_cookie_and_failures_are_throttled() {
         "{cookie}"
     );
     assert!(!cookie.contains("Secure"));
+    assert_eq!(ok.headers[header::X_FRAME_OPTIONS], "DENY");
+    assert!(
+        ok.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'none'")
+    );
     let token = cookie.split(';').next().unwrap().split_once('=').unwrap().1;
     assert_eq!(token.len(), 64, "256-bit token");
     let home = call(&w.app, Method::Get, "/", As::Session(token)).await;
