@@ -427,6 +427,21 @@ mod tests {
     }
 
     #[test]
+    fn render_in_memory_matches_the_written_files() {
+        let i = input(None, Vec::new());
+        let dir = std::env::temp_dir().join(format!("parapet-render-{}", std::process::id()));
+        write_all(&i, &dir).unwrap();
+        for f in ["public-report.html", "exempt-appendix.html", "kpi.json"] {
+            let mem = render(&i, f).unwrap().unwrap();
+            assert_eq!(mem, std::fs::read(dir.join(f)).unwrap(), "{f}");
+            assert!(files().contains(&f));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(render(&i, "../etc/passwd").unwrap(), None);
+        assert_eq!(render(&i, "public-report.pdf").unwrap().is_some(), PDF);
+    }
+
+    #[test]
     fn public_html_structure_snapshot() {
         let prev = HistoryPoint {
             quarter: "2021-22-Q1".into(),
