@@ -97,7 +97,7 @@ pub fn spec() -> Value {
         "info": {
             "title": "Parapet API",
             "version": "1",
-            "description": "Protective DNS, alerts, Mail Check and assurance KPIs. A council account sees its own tenant only. Authenticate with `Authorization: Bearer TOKEN` (`parapet users token NAME`).",
+            "description": "Protective DNS, alerts, Mail Check and assurance KPIs. A council account sees its own tenant only. Authenticate with `Authorization: Bearer TOKEN` (`parapet users token NAME`); a browser session cookie also works, and then a POST needs the session's CSRF token in `X-CSRF-Token`.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
