@@ -338,7 +338,7 @@ fn load(
 }
 
 /// A quarter in the style this installation counts (`[assurance] quarters`).
-fn parse_quarter(cfg: &Config, q: &str) -> anyhow::Result<Quarter> {
+pub fn parse_quarter(cfg: &Config, q: &str) -> anyhow::Result<Quarter> {
     use parapet_assurance::quarter::QuarterStyle;
     let quarter: Quarter = q
         .parse()
@@ -490,20 +490,58 @@ pub struct ReportArgs {
 /// `parapet report`: the public report and the exempt appendix (HTML, and
 /// PDF when built with the `pdf` feature) and `kpi.json`.
 pub fn report(config: Option<&Path>, a: ReportArgs) -> anyhow::Result<ExitCode> {
-    use parapet_report::{AlertLine, HistoryPoint, MailSummary, PdnsSummary, ReportInput};
     let cfg = Config::load_or_embedded(config)?;
     let quarter = parse_quarter(&cfg, &a.quarter)?;
     let mut store = cfg.open_store()?;
-    let now = now();
-    let kpi = report_for(&cfg, &mut *store, &a.tenant, quarter, now)?;
+    let input = report_input(
+        &cfg,
+        &mut *store,
+        &a.tenant,
+        quarter,
+        ReportText {
+            council: a.council,
+            committee: a.committee,
+            exemption: a.exemption,
+        },
+        now(),
+    )?;
+    let written = parapet_report::write_all(&input, &a.out)?;
+    for f in &written.files {
+        println!("{}", a.out.join(f).display());
+    }
+    if !parapet_report::PDF {
+        eprintln!("note: this parapet was built without the `pdf` feature: HTML and kpi.json only");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The words on a report that are not computed.
+pub struct ReportText {
+    pub council: Option<String>,
+    pub committee: String,
+    pub exemption: Option<String>,
+}
+
+/// Everything the committee report of `tenant` for `quarter` shows (used
+/// by `parapet report` and the dashboard's downloads).
+pub fn report_input(
+    cfg: &Config,
+    store: &mut dyn Db,
+    tenant: &str,
+    quarter: Quarter,
+    text: ReportText,
+    now: i64,
+) -> anyhow::Result<parapet_report::ReportInput> {
+    use parapet_report::{AlertLine, HistoryPoint, MailSummary, PdnsSummary, ReportInput};
+    let kpi = report_for(cfg, store, tenant, quarter, now)?;
     // up to seven earlier quarters with data, for the trend
     let mut history = Vec::new();
     let mut q = quarter.previous();
     for _ in 0..7 {
-        if !has_data(&mut *store, &a.tenant, q.end())? {
+        if !has_data(store, tenant, q.end())? {
             break;
         }
-        let r = report_for(&cfg, &mut *store, &a.tenant, q, now)?;
+        let r = report_for(cfg, store, tenant, q, now)?;
         let mut den = [0; 5];
         for k in &r.kpis {
             den[k.id as usize - 1] = k.denominator;
@@ -517,11 +555,11 @@ pub fn report(config: Option<&Path>, a: ReportArgs) -> anyhow::Result<ExitCode> 
     }
     history.reverse();
     let (start, end) = (quarter.start(), quarter.end());
-    let (queries, blocked) = store.pdns_totals(&a.tenant, start, end + 1)?;
+    let (queries, blocked) = store.pdns_totals(tenant, start, end + 1)?;
     let alerts: Vec<AlertLine> = Store::list_alerts(
-        &mut *store,
+        store,
         &AlertFilter {
-            tenant: Some(a.tenant.clone()),
+            tenant: Some(tenant.to_string()),
             since: Some(start * 1000),
             ..AlertFilter::default()
         },
@@ -543,7 +581,7 @@ pub fn report(config: Option<&Path>, a: ReportArgs) -> anyhow::Result<ExitCode> 
         blocked,
         alerts: alerts.len() as u64,
     });
-    let tenant_cfg = cfg.tenants.iter().find(|t| *t.name.get_ref() == a.tenant);
+    let tenant_cfg = cfg.tenants.iter().find(|t| *t.name.get_ref() == tenant);
     let domains: Vec<String> = match tenant_cfg {
         Some(t) => t.mail_domains.clone(),
         None => cfg.mailcheck.domains.clone(),
@@ -578,16 +616,16 @@ pub fn report(config: Option<&Path>, a: ReportArgs) -> anyhow::Result<ExitCode> 
             })
             .collect(),
     });
-    let council = a
+    let council = text
         .council
         .or_else(|| tenant_cfg.and_then(|t| t.display_name.clone()))
         .or_else(|| cfg.assurance.council.clone())
         .unwrap_or_else(|| "The Council".into());
     let input = ReportInput {
         council,
-        committee: a.committee,
+        committee: text.committee,
         date: format_date(now),
-        exemption: a
+        exemption: text
             .exemption
             .unwrap_or_else(|| parapet_report::DEFAULT_EXEMPTION.to_string()),
         kpi,
@@ -596,12 +634,5 @@ pub fn report(config: Option<&Path>, a: ReportArgs) -> anyhow::Result<ExitCode> 
         mail,
         alerts,
     };
-    let written = parapet_report::write_all(&input, &a.out)?;
-    for f in &written.files {
-        println!("{}", a.out.join(f).display());
-    }
-    if !parapet_report::PDF {
-        eprintln!("note: this parapet was built without the `pdf` feature: HTML and kpi.json only");
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(input)
 }

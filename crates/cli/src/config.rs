@@ -416,12 +416,16 @@ impl Default for DetectSection {
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
     pub listen: SocketAddr,
+    /// Mark session cookies `Secure`: set it when the dashboard is reached
+    /// over HTTPS (through a TLS-terminating proxy).
+    pub secure_cookies: bool,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         Self {
             listen: DEFAULT_WEB_LISTEN.parse().expect("valid default"),
+            secure_cookies: false,
         }
     }
 }

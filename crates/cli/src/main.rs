@@ -5,6 +5,7 @@
 mod alerts_cmd;
 mod assurance_cmd;
 mod config;
+mod dashboard;
 mod dmarc_cmd;
 mod feeds_cmd;
 mod loader;
@@ -31,16 +32,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the protective DNS resolver and the web endpoint (/metrics).
+    /// Run the protective DNS resolver and the web dashboard with its JSON
+    /// API (and /metrics).
     ///
     /// Without --config: DNS on 127.0.0.1:5353 (UDP and TCP), web on
     /// 127.0.0.1:8080, upstreams from /etc/resolv.conf, the bundled example
     /// feed. SIGHUP reloads the config and every feed; feed files are also
-    /// watched for changes.
+    /// watched for changes. With no account yet, an `admin` account is
+    /// created and its password printed.
     Serve {
         /// The TOML configuration file.
         #[arg(long, short, env = "PARAPET_CONFIG")]
         config: Option<PathBuf>,
+        /// Load the bundled demo data (two councils' traffic and alerts,
+        /// Mail Check results, the fixture estate) once, for a first look.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Dashboard accounts and API tokens.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
     },
     /// What is stored about DNS queries, for how long, and how clients are
     /// pseudonymised.
@@ -159,6 +171,39 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add an account. The password comes from PARAPET_PASSWORD (at least
+    /// 10 characters), or is generated and printed.
+    Add {
+        name: String,
+        #[arg(long, value_parser = ["supplier-admin", "supplier-analyst", "council"])]
+        role: String,
+        /// The council of a `council` account (it sees this tenant only).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Set a new password (PARAPET_PASSWORD, or generated and printed).
+    Passwd {
+        name: String,
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Create an API token for scripts (`Authorization: Bearer TOKEN`); printed once.
+    Token {
+        name: String,
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// List accounts.
+    List {
+        #[arg(long, short, env = "PARAPET_CONFIG")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -393,7 +438,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
-        Command::Serve { config } => serve::run(config.as_deref()),
+        Command::Serve { config, demo } => serve::run(config.as_deref(), demo),
+        Command::Users { command } => match command {
+            UsersCommand::Add {
+                name,
+                role,
+                tenant,
+                config,
+            } => dashboard::users_add(config.as_deref(), &name, &role, tenant),
+            UsersCommand::Passwd { name, config } => {
+                dashboard::users_passwd(config.as_deref(), &name)
+            }
+            UsersCommand::Token { name, config } => {
+                dashboard::users_token(config.as_deref(), &name)
+            }
+            UsersCommand::List { config } => dashboard::users_list(config.as_deref()),
+        },
         Command::Privacy { config } => privacy::run(config.as_deref()),
         Command::Dmarc {
             command: DmarcCommand::Import { config, files },

@@ -18,7 +18,7 @@ use crate::BadInput;
 use crate::config::Config;
 use crate::loader::{Loader, Trigger, reload_loop};
 
-pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub fn run(config_path: Option<&Path>, demo: bool) -> anyhow::Result<ExitCode> {
     let config = match config_path {
         Some(p) => Config::load(p).map_err(|e| BadInput(format!("{e:#}")))?,
         None => {
@@ -60,6 +60,7 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let store = config.open_store().context("cannot open the store")?;
     let node = config.node.name();
     tracing::info!("store: {} (node {node})", store.location());
+    let dashboard = crate::dashboard::build(&config, demo)?;
     let (system_tx, system_rx) = crossbeam_channel::unbounded();
     let mut detector = Detector::new(config.detect_config());
     let mut store = store;
@@ -149,6 +150,7 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
                     text
                 })
             },
+            dashboard: Some(dashboard),
         };
         tokio::spawn(async move {
             if let Err(e) = parapet_web::serve(listener, state).await {

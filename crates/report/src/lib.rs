@@ -332,6 +332,57 @@ pub(crate) fn arrow(direction: &str) -> &'static str {
     }
 }
 
+/// The report files a build can produce, by name.
+pub fn files() -> &'static [&'static str] {
+    if PDF {
+        &[
+            "public-report.html",
+            "exempt-appendix.html",
+            "kpi.json",
+            "public-report.pdf",
+            "exempt-appendix.pdf",
+        ]
+    } else {
+        &["public-report.html", "exempt-appendix.html", "kpi.json"]
+    }
+}
+
+/// Renders one of [`files`] in memory (for the dashboard's downloads):
+/// `None` for a name this build does not produce.
+pub fn render(input: &ReportInput, file: &str) -> Result<Option<Vec<u8>>, ReportError> {
+    let public = PublicView::new(input);
+    Ok(match file {
+        "public-report.html" => {
+            let trend = chart::trend_svg(&public.history);
+            Some(html::public(&public, trend.as_deref()).into_bytes())
+        }
+        "exempt-appendix.html" => Some(html::exempt(input, &public).into_bytes()),
+        "kpi.json" => Some(serde_json::to_vec_pretty(&public).expect("serialisable")),
+        #[cfg(feature = "pdf")]
+        "public-report.pdf" => {
+            let trend = chart::trend_svg(&public.history);
+            let files: Vec<(&str, Vec<u8>)> = trend
+                .iter()
+                .map(|s| ("trend.svg", s.clone().into_bytes()))
+                .collect();
+            Some(pdf::render(
+                "public-report",
+                &typ::public(&public, trend.is_some()),
+                &files,
+                &input.date,
+            )?)
+        }
+        #[cfg(feature = "pdf")]
+        "exempt-appendix.pdf" => Some(pdf::render(
+            "exempt-appendix",
+            &typ::exempt(input, &public),
+            &[],
+            &input.date,
+        )?),
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,6 +424,21 @@ mod tests {
             mail: None,
             alerts: Vec::new(),
         }
+    }
+
+    #[test]
+    fn render_in_memory_matches_the_written_files() {
+        let i = input(None, Vec::new());
+        let dir = std::env::temp_dir().join(format!("parapet-render-{}", std::process::id()));
+        write_all(&i, &dir).unwrap();
+        for f in ["public-report.html", "exempt-appendix.html", "kpi.json"] {
+            let mem = render(&i, f).unwrap().unwrap();
+            assert_eq!(mem, std::fs::read(dir.join(f)).unwrap(), "{f}");
+            assert!(files().contains(&f));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(render(&i, "../etc/passwd").unwrap(), None);
+        assert_eq!(render(&i, "public-report.pdf").unwrap().is_some(), PDF);
     }
 
     #[test]

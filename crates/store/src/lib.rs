@@ -8,10 +8,13 @@
 //! hot path: query events reach it through a bounded channel and are written
 //! in batches, one transaction each.
 
+pub mod accounts;
 pub mod assets;
 mod pg;
+mod pg_accounts;
 pub mod pgtest;
 mod sqlite;
+mod sqlite_accounts;
 mod sqlite_assets;
 #[cfg(test)]
 mod tests;
@@ -21,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parapet_core::alert::{AlertStatus, Severity, Signal};
 use parapet_core::event::PrivateEvent;
 
+pub use accounts::AccountStore;
 pub use assets::AssuranceStore;
 pub use pg::{PgStore, redact};
 pub use sqlite::SqliteStore;
@@ -33,7 +37,7 @@ pub use sqlite::SqliteStore;
 /// stored with events and alerts, leases so a background job runs once
 /// across the cluster, feeds published once for every node, and a heartbeat
 /// per node saying which feed versions it serves.
-pub trait Db: Store + AssuranceStore {
+pub trait Db: Store + AssuranceStore + AccountStore {
     /// Where the data lives, for logs (a path, or a URL without password).
     fn location(&self) -> String;
 
@@ -345,6 +349,8 @@ pub struct SourceSummary {
 pub enum StoreError {
     #[error("no alert with id {0}")]
     NoSuchAlert(i64),
+    #[error("an account named {0} already exists")]
+    DuplicateUser(String),
     #[error("no incident with id {0}")]
     NoSuchIncident(i64),
     #[error("no asset import with id {0}")]

@@ -271,6 +271,39 @@ const MIGRATIONS: &[(u32, &str)] = &[
         feeds      TEXT    NOT NULL DEFAULT '' -- name=version, space-separated
     );",
     ),
+    (
+        7,
+        "CREATE TABLE users (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT    NOT NULL UNIQUE,
+        role          TEXT    NOT NULL, -- supplier-admin | supplier-analyst | council
+        tenant        TEXT,             -- the council of a council user
+        password_hash TEXT    NOT NULL, -- argon2id PHC string
+        created_at    INTEGER NOT NULL  -- unix seconds
+    );
+    CREATE TABLE sessions (
+        token_sha256 TEXT    PRIMARY KEY, -- SHA-256 of the cookie's random token
+        user_id      INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        csrf         TEXT    NOT NULL,
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        token_sha256 TEXT    PRIMARY KEY,
+        user_id      INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_at   INTEGER NOT NULL
+    );
+    CREATE TABLE audit_log (
+        id     INTEGER PRIMARY KEY,
+        time   INTEGER NOT NULL, -- unix seconds
+        actor  TEXT    NOT NULL,
+        action TEXT    NOT NULL, -- login.ok, login.failed, alert.status...
+        tenant TEXT,
+        detail TEXT    NOT NULL,
+        client TEXT              -- the web client's address (staff, not DNS clients)
+    );
+    CREATE INDEX audit_log_tenant ON audit_log (tenant, id);",
+    ),
 ];
 
 pub struct SqliteStore {
@@ -405,6 +438,20 @@ impl SqliteStore {
 }
 
 /// Findings as stored: one per line, `severity TAB code TAB message`.
+/// The inverse of [`finding_lines`]: `severity TAB code TAB message` per line.
+pub(crate) fn findings_from_lines(text: &str) -> Vec<MailFinding> {
+    text.lines()
+        .map(|l| {
+            let mut it = l.splitn(3, '\t');
+            MailFinding {
+                severity: it.next().unwrap_or("").to_string(),
+                code: it.next().unwrap_or("").to_string(),
+                message: it.next().unwrap_or("").to_string(),
+            }
+        })
+        .collect()
+}
+
 pub(crate) fn finding_lines(f: &[MailFinding]) -> Vec<String> {
     f.iter()
         .map(|x| {

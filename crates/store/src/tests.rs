@@ -10,6 +10,7 @@ use parapet_core::event::{EventAction, PrivateEvent, RCODE_NO_RESPONSE};
 use parapet_core::name::{InlineName, text_to_key};
 use parapet_core::pseudonym::ClientPseudonym;
 
+use crate::accounts::{AuditEntry, Role};
 use crate::assets::{
     AssetException, AssetImport, AssetImported, AssetObs, AvObs, FindingObs, Incident, ScanObs,
     VulnDef,
@@ -95,9 +96,11 @@ on_both_backends!(
     a_lease_runs_a_job_on_one_node_until_it_expires,
     feeds_published_once_reach_every_node,
     concurrent_opens_migrate_once,
+    users_sessions_tokens_and_audit,
+    traffic_per_tenant_and_hour,
 );
 
-const KNOWN_VERSION: u32 = 6;
+const KNOWN_VERSION: u32 = 7;
 
 fn event(secs: u64, name: &str, action: EventAction) -> PrivateEvent {
     PrivateEvent {
@@ -738,4 +741,80 @@ fn pg_a_closed_connection_is_opened_again() {
     s.insert_events(&[event(7300, "b.test", EventAction::Resolved)])
         .unwrap();
     assert_eq!(s.event_count().unwrap(), 2);
+}
+
+fn users_sessions_tokens_and_audit(fx: &Fx) {
+    let mut s = fx.open();
+    let id = s
+        .add_user("ann", Role::Council, Some("north"), "$argon2id$x", 10)
+        .unwrap();
+    assert!(matches!(
+        s.add_user("ann", Role::SupplierAdmin, None, "h", 10),
+        Err(StoreError::DuplicateUser(_))
+    ));
+    let u = s.user("ann").unwrap().unwrap();
+    assert_eq!(
+        (u.role, u.tenant.as_deref()),
+        (Role::Council, Some("north"))
+    );
+    s.create_session("abc", id, "csrf1", 100, 200).unwrap();
+    assert_eq!(s.session("abc", 150).unwrap().unwrap().csrf, "csrf1");
+    assert!(s.session("abc", 200).unwrap().is_none(), "expired");
+    s.delete_session("abc").unwrap();
+    assert!(s.session("abc", 150).unwrap().is_none());
+    s.add_api_token(id, "tok", 100).unwrap();
+    assert_eq!(s.api_token_user("tok").unwrap().unwrap().name, "ann");
+    assert!(s.api_token_user("other").unwrap().is_none());
+    for (t, tenant) in [(1, Some("north")), (2, None), (3, Some("south"))] {
+        s.audit(&AuditEntry {
+            time: t,
+            actor: "ann".into(),
+            action: "login.ok".into(),
+            tenant: tenant.map(str::to_string),
+            detail: String::new(),
+            client: None,
+        })
+        .unwrap();
+    }
+    assert_eq!(s.audit_log(None, 10).unwrap().len(), 3);
+    let north = s.audit_log(Some("north"), 10).unwrap();
+    assert_eq!(north.len(), 1);
+    assert_eq!(north[0].time, 1);
+}
+
+fn traffic_per_tenant_and_hour(fx: &Fx) {
+    let mut s = fx.open();
+    let ev = |secs: u64, tenant: &str, name: &str, action| PrivateEvent {
+        time: UNIX_EPOCH + Duration::from_secs(secs),
+        tenant: tenant.into(),
+        client: ClientPseudonym([1; 8]),
+        qname: InlineName::new(&text_to_key(name).unwrap()),
+        qtype: 1,
+        rcode: 0,
+        action,
+        feed: None,
+    };
+    s.insert_events(&[
+        ev(7200, "north", "bad.example", EventAction::Blocked),
+        ev(7201, "north", "bad.example", EventAction::Blocked),
+        ev(7300, "north", "ok.example", EventAction::Resolved),
+        ev(10800, "south", "evil.example", EventAction::Blocked),
+    ])
+    .unwrap();
+    let all = s.traffic_totals(None, 0).unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!((all[0].queries, all[0].blocked), (3, 2));
+    let south = s.traffic_totals(Some("south"), 0).unwrap();
+    assert_eq!(south.len(), 1);
+    assert_eq!(south[0].tenant, "south");
+    let hourly = s.hourly_traffic(None, 0).unwrap();
+    assert_eq!(
+        hourly
+            .iter()
+            .map(|h| (h.hour, h.queries))
+            .collect::<Vec<_>>(),
+        [(7200, 3), (10800, 1)]
+    );
+    let top = s.top_blocked(Some("north"), 0, 5).unwrap();
+    assert_eq!(top, [("north".into(), "bad.example".into(), 2)]);
 }

@@ -1,31 +1,550 @@
-//! The HTTP side of `parapet serve`. Today it exposes `/metrics`
-//! (Prometheus text) and `/healthz`; the dashboard and JSON API grow here.
+//! The HTTP side of `parapet serve`: the dashboard (server-rendered HTML,
+//! no JavaScript build step), its JSON API under `/api/v1/`, local
+//! accounts with sessions and API tokens, `/metrics` and `/healthz`.
 //!
 //! Architecture invariant: the router is built by [`router`] from plain
 //! values and closures, so it can be tested without a socket, and this
 //! crate never reaches into the DNS hot path's internals.
+//!
+//! Architecture invariant: every route is declared once in [`ROUTES`]; the
+//! router is generated from that table and so are the OpenAPI document and
+//! the tenant-isolation tests, so a route cannot skip either.
+//!
+//! Architecture invariant: handlers reach data only through the store
+//! traits (`Db`), never a concrete backend, and the tenant a request may
+//! see comes from the signed-in user ([`auth::Viewer`]), never from the
+//! request alone.
 
-use std::sync::Arc;
+pub mod auth;
+mod handlers;
+mod openapi;
+mod views;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{MethodRouter, get, post};
+use parapet_assurance::kpi::KpiReport;
+use parapet_report::ReportInput;
+use parapet_store::Db;
+
+pub use views::AppError;
 
 /// Produces the Prometheus text exposition on demand.
 pub type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The one store connection the dashboard shares (SQLite serialises
+/// writers anyway); handlers use it from `spawn_blocking`.
+pub type SharedDb = Arc<Mutex<Box<dyn Db>>>;
+
+/// Why the assurance side could not answer.
+#[derive(Debug)]
+pub enum SourceError {
+    /// The request was wrong (e.g. a quarter in the wrong form): 400.
+    BadInput(String),
+    /// Anything else: 500.
+    Internal(String),
+}
+
+/// The KPIs and the committee report, computed the way `parapet kpi` and
+/// `parapet report` do (the binary provides it: it owns the configuration
+/// the definitions depend on).
+pub trait AssuranceSource: Send + Sync {
+    /// The quarter shown when the request names none (e.g. `2026-27-Q3`).
+    fn current_quarter(&self) -> String;
+    fn kpi(&self, db: &mut dyn Db, tenant: &str, quarter: &str) -> Result<KpiReport, SourceError>;
+    fn report(
+        &self,
+        db: &mut dyn Db,
+        tenant: &str,
+        quarter: &str,
+    ) -> Result<ReportInput, SourceError>;
+}
+
+/// A council as the dashboard knows it.
+#[derive(Debug, Clone, Default)]
+pub struct TenantInfo {
+    pub name: String,
+    pub display_name: Option<String>,
+    pub mail_domains: Vec<String>,
+    /// Client networks (CIDR) attributed to the tenant.
+    pub networks: Vec<String>,
+}
+
+/// A threat feed as configured.
+#[derive(Debug, Clone, Default)]
+pub struct FeedInfo {
+    pub name: String,
+    pub category: String,
+    /// `block` or `monitor`.
+    pub mode: String,
+    /// `None`: shared by every tenant.
+    pub tenants: Option<Vec<String>>,
+}
+
+/// The facts `parapet privacy` prints, for the privacy page.
+#[derive(Debug, Clone, Default)]
+pub struct PrivacyFacts {
+    pub events_days: u32,
+    pub aggregates_days: u32,
+    pub key_source: String,
+    pub store: String,
+    pub flush_interval_ms: u64,
+}
+
+/// What the dashboard needs besides the metrics.
+pub struct Dashboard {
+    pub db: SharedDb,
+    pub tenants: Vec<TenantInfo>,
+    pub feeds: Vec<FeedInfo>,
+    pub assurance: Arc<dyn AssuranceSource>,
+    pub privacy: PrivacyFacts,
+    /// Mark cookies `Secure` (the dashboard is behind TLS).
+    pub secure_cookies: bool,
+    pub(crate) limiter: auth::LoginLimiter,
+}
+
+impl Dashboard {
+    pub fn new(
+        db: Box<dyn Db>,
+        tenants: Vec<TenantInfo>,
+        assurance: Arc<dyn AssuranceSource>,
+        privacy: PrivacyFacts,
+    ) -> Self {
+        Self {
+            db: Arc::new(Mutex::new(db)),
+            tenants,
+            feeds: Vec::new(),
+            assurance,
+            privacy,
+            secure_cookies: false,
+            limiter: auth::LoginLimiter::default(),
+        }
+    }
+}
 
 /// Everything the handlers need.
 #[derive(Clone)]
 pub struct AppState {
     pub metrics: MetricsFn,
+    /// `None`: only `/metrics` and `/healthz` answer (no store).
+    pub dashboard: Option<Arc<Dashboard>>,
 }
 
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (login, health, metrics, the OpenAPI document).
+    Public,
+    /// A signed-in user (session cookie) or an API token.
+    User,
+}
+
+/// What tenant's data a route shows: how the isolation test aims at
+/// another tenant's objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// No tenant data.
+    None,
+    /// A list scoped by `?tenant=` (a council user may only name its own).
+    List,
+    /// `{id}` is an alert.
+    Alert,
+    /// `{id}` is an incident.
+    Incident,
+    /// `{domain}` is a mail domain.
+    Domain,
+    /// `{tenant}` is in the path.
+    Tenant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+/// One route of the dashboard or the API.
+pub struct RouteSpec {
+    pub method: Method,
+    /// axum path syntax, which is also OpenAPI's (`/alerts/{id}`).
+    pub path: &'static str,
+    pub access: Access,
+    pub target: Target,
+    pub summary: &'static str,
+    /// Query parameters it understands.
+    pub query: &'static [&'static str],
+    handler: fn() -> MethodRouter<AppState>,
+}
+
+impl RouteSpec {
+    pub fn is_api(&self) -> bool {
+        self.path.starts_with("/api/")
+    }
+}
+
+const ALERT_Q: &[&str] = &["tenant", "status", "rule", "since", "limit"];
+const TENANT_Q: &[&str] = &["tenant"];
+const KPI_Q: &[&str] = &["tenant", "quarter"];
+const ASSET_Q: &[&str] = &["tenant", "quarter", "q", "class", "source", "status"];
+
+use Access::{Public, User};
+use Method::{Get, Post};
+
+/// Every route. The router, the OpenAPI document and the isolation tests
+/// are generated from this table.
+pub const ROUTES: &[RouteSpec] = &[
+    RouteSpec {
+        method: Get,
+        path: "/healthz",
+        access: Public,
+        target: Target::None,
+        summary: "liveness",
+        query: &[],
+        handler: || get(|| async { "ok\n" }),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/metrics",
+        access: Public,
+        target: Target::None,
+        summary: "Prometheus metrics",
+        query: &[],
+        handler: || get(metrics),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/static/style.css",
+        access: Public,
+        target: Target::None,
+        summary: "stylesheet",
+        query: &[],
+        handler: || get(handlers::style),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/login",
+        access: Public,
+        target: Target::None,
+        summary: "login form",
+        query: &[],
+        handler: || get(handlers::login_form),
+    },
+    RouteSpec {
+        method: Post,
+        path: "/login",
+        access: Public,
+        target: Target::None,
+        summary: "log in",
+        query: &[],
+        handler: || post(handlers::login),
+    },
+    RouteSpec {
+        method: Post,
+        path: "/logout",
+        access: User,
+        target: Target::None,
+        summary: "log out",
+        query: &[],
+        handler: || post(handlers::logout),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/",
+        access: User,
+        target: Target::List,
+        summary: "overview",
+        query: TENANT_Q,
+        handler: || get(handlers::overview_page),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/alerts",
+        access: User,
+        target: Target::List,
+        summary: "alerts",
+        query: ALERT_Q,
+        handler: || get(handlers::alerts_page),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/alerts/{id}",
+        access: User,
+        target: Target::Alert,
+        summary: "one alert with evidence and history",
+        query: &[],
+        handler: || get(handlers::alert_page),
+    },
+    RouteSpec {
+        method: Post,
+        path: "/alerts/{id}/status",
+        access: User,
+        target: Target::Alert,
+        summary: "move an alert through the workflow",
+        query: &[],
+        handler: || post(handlers::alert_status_form),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/mail",
+        access: User,
+        target: Target::List,
+        summary: "mail domains' posture",
+        query: TENANT_Q,
+        handler: || get(handlers::mail_page),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/mail/{domain}",
+        access: User,
+        target: Target::Domain,
+        summary: "one mail domain",
+        query: &[],
+        handler: || get(handlers::mail_domain_page),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/assurance",
+        access: User,
+        target: Target::List,
+        summary: "KPIs, asset register, incidents, exceptions",
+        query: ASSET_Q,
+        handler: || get(handlers::assurance_page),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/reports/{tenant}/{quarter}/{file}",
+        access: User,
+        target: Target::Tenant,
+        summary: "a committee report file",
+        query: &[],
+        handler: || get(handlers::report_file),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/tenants",
+        access: User,
+        target: Target::List,
+        summary: "tenants, their networks and feeds",
+        query: TENANT_Q,
+        handler: || get(handlers::tenants_page),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/privacy",
+        access: User,
+        target: Target::None,
+        summary: "what is stored",
+        query: &[],
+        handler: || get(handlers::privacy_page),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/audit",
+        access: User,
+        target: Target::List,
+        summary: "audit log",
+        query: TENANT_Q,
+        handler: || get(handlers::audit_page),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/openapi.json",
+        access: Public,
+        target: Target::None,
+        summary: "this API's OpenAPI document",
+        query: &[],
+        handler: || get(openapi::document),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/overview",
+        access: User,
+        target: Target::List,
+        summary: "queries, blocked, alerts by status, top blocked, hourly traffic",
+        query: TENANT_Q,
+        handler: || get(handlers::overview_api),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/alerts",
+        access: User,
+        target: Target::List,
+        summary: "alerts",
+        query: ALERT_Q,
+        handler: || get(handlers::alerts_api),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/alerts/{id}",
+        access: User,
+        target: Target::Alert,
+        summary: "one alert",
+        query: &[],
+        handler: || get(handlers::alert_api),
+    },
+    RouteSpec {
+        method: Post,
+        path: "/api/v1/alerts/{id}/status",
+        access: User,
+        target: Target::Alert,
+        summary: "change an alert's status",
+        query: &[],
+        handler: || post(handlers::alert_status_api),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/mail",
+        access: User,
+        target: Target::List,
+        summary: "mail domains' posture",
+        query: TENANT_Q,
+        handler: || get(handlers::mail_api),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/mail/{domain}",
+        access: User,
+        target: Target::Domain,
+        summary: "one mail domain: findings, history, DMARC summary",
+        query: &[],
+        handler: || get(handlers::mail_domain_api),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/kpis",
+        access: User,
+        target: Target::List,
+        summary: "the five KPIs and Cyber Essentials checks",
+        query: KPI_Q,
+        handler: || get(handlers::kpis_api),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/assets",
+        access: User,
+        target: Target::List,
+        summary: "the asset register",
+        query: ASSET_Q,
+        handler: || get(handlers::assets_api),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/incidents",
+        access: User,
+        target: Target::List,
+        summary: "the incident register",
+        query: TENANT_Q,
+        handler: || get(handlers::incidents_api),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/incidents/{id}",
+        access: User,
+        target: Target::Incident,
+        summary: "one incident",
+        query: &[],
+        handler: || get(handlers::incident_api),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/exceptions",
+        access: User,
+        target: Target::List,
+        summary: "the exceptions register",
+        query: TENANT_Q,
+        handler: || get(handlers::exceptions_api),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/reports/{tenant}/{quarter}/{file}",
+        access: User,
+        target: Target::Tenant,
+        summary: "a committee report file",
+        query: &[],
+        handler: || get(handlers::report_file),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/tenants",
+        access: User,
+        target: Target::List,
+        summary: "tenants, their networks and feeds",
+        query: TENANT_Q,
+        handler: || get(handlers::tenants_api),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/privacy",
+        access: User,
+        target: Target::None,
+        summary: "what is stored",
+        query: &[],
+        handler: || get(handlers::privacy_api),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/audit",
+        access: User,
+        target: Target::List,
+        summary: "audit log",
+        query: TENANT_Q,
+        handler: || get(handlers::audit_api),
+    },
+];
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+    let mut by_path: HashMap<&str, MethodRouter<AppState>> = HashMap::new();
+    let mut order = Vec::new();
+    for r in ROUTES {
+        match by_path.remove(r.path) {
+            Some(m) => {
+                by_path.insert(r.path, m.merge((r.handler)()));
+            }
+            None => {
+                order.push(r.path);
+                by_path.insert(r.path, (r.handler)());
+            }
+        }
+    }
+    let mut router = Router::new();
+    for p in order {
+        if let Some(m) = by_path.remove(p) {
+            router = router.route(p, m);
+        }
+    }
+    router
+        .fallback(|| async { AppError::NotFound })
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// Headers on every answer: no framing, no sniffing, no scripts, nothing
+/// cached (pages carry tenant data).
+async fn security_headers(mut r: axum::response::Response) -> axum::response::Response {
+    use axum::http::HeaderValue;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    r
 }
 
 async fn metrics(axum::extract::State(s): axum::extract::State<AppState>) -> impl IntoResponse {
@@ -40,5 +559,9 @@ async fn metrics(axum::extract::State(s): axum::extract::State<AppState>) -> imp
 
 /// Serves the router on a bound listener until the future is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
 }

@@ -263,9 +263,16 @@ pub struct Parapet {
     pub web: SocketAddr,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// Extra `serve` arguments (e.g. `--demo`).
+    args: Vec<String>,
 }
 
 impl Parapet {
+    /// `parapet serve --demo`: the bundled demo data and a first `admin` account.
+    pub fn start_demo() -> Self {
+        Self::start_with(&["--demo"], &[], "", "", &[])
+    }
+
     /// Starts `parapet serve` with `[dns]` listen/web set to free ports and
     /// `body` appended (which must not set them). Files in `files` (relative
     /// name, content) are written next to the config first.
@@ -281,6 +288,17 @@ impl Parapet {
         body: &str,
         files: &[(&str, &str)],
     ) -> Self {
+        Self::start_with(&[], extra_listen, dns_extra, body, files)
+    }
+
+    fn start_with(
+        args: &[&str],
+        extra_listen: &[String],
+        dns_extra: &str,
+        body: &str,
+        files: &[(&str, &str)],
+    ) -> Self {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let dir = tempfile::tempdir().unwrap();
         for (name, content) in files {
             let p = dir.path().join(name);
@@ -299,13 +317,14 @@ impl Parapet {
             ),
         )
         .unwrap();
-        let child = spawn_parapet(&config, dir.path());
+        let child = spawn_parapet(&config, dir.path(), &args);
         let p = Self {
             child,
             dns: ([127, 0, 0, 1], port).into(),
             web: ([127, 0, 0, 1], web_port).into(),
             dir,
             config,
+            args,
         };
         p.wait_ready();
         p
@@ -360,7 +379,7 @@ impl Parapet {
     }
 }
 
-fn spawn_parapet(config: &Path, dir: &Path) -> Child {
+fn spawn_parapet(config: &Path, dir: &Path, args: &[String]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -369,6 +388,7 @@ fn spawn_parapet(config: &Path, dir: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_parapet"))
         .args(["serve", "--config"])
         .arg(config)
+        .args(args)
         .env("PARAPET_LOG", "info")
         .env("PARAPET_PSEUDONYM_KEY", "test-key-0123456789")
         .stdout(Stdio::null())
@@ -386,7 +406,7 @@ impl Parapet {
 
     /// Starts the same configuration again (after [`Parapet::kill9`]).
     pub fn restart(&mut self) {
-        self.child = spawn_parapet(&self.config, self.dir.path());
+        self.child = spawn_parapet(&self.config, self.dir.path(), &self.args);
         self.wait_ready();
     }
 }

@@ -4,8 +4,10 @@
 mod harness;
 
 mod assets;
+mod browser;
 mod cli;
 mod cluster;
+mod dashboard;
 mod garbage;
 mod ingest;
 mod mailcheck;

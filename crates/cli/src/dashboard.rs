@@ -1,0 +1,560 @@
+//! Wiring of the web dashboard: the KPI/report source it asks, the tenants
+//! it knows, `parapet users`, and the bundled demo data (`serve --demo`).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use parapet_assurance::quarter::Quarter;
+use parapet_core::alert::{Severity, Signal};
+use parapet_core::event::{EventAction, PrivateEvent};
+use parapet_core::name::{InlineName, text_to_key};
+use parapet_core::pseudonym::ClientPseudonym;
+use parapet_store::accounts::{AuditEntry, Role};
+use parapet_store::{Db, DmarcRecordRow, DmarcReportRow, MailCheckRow, MailFinding};
+use parapet_web::{AssuranceSource, Dashboard, FeedInfo, PrivacyFacts, SourceError, TenantInfo};
+
+use crate::BadInput;
+use crate::assurance_cmd::{ReportText, parse_quarter, report_for, report_input};
+use crate::config::{Config, FeedModeConfig};
+
+/// The demo's councils, their mail domains, and the quarter of the bundled estate.
+pub const DEMO_TENANTS: [(&str, &str, &str); 2] = [
+    ("north", "Northshire Council", "northshire.test"),
+    ("south", "South Vale District Council", "southvale.test"),
+];
+pub const DEMO_QUARTER: &str = "2021-22-Q2";
+
+fn now() -> i64 {
+    parapet_store::unix_millis(SystemTime::now()) / 1000
+}
+
+struct CliAssurance {
+    cfg: Config,
+    default_quarter: Option<String>,
+}
+
+fn source_err(e: anyhow::Error) -> SourceError {
+    if e.downcast_ref::<BadInput>().is_some() {
+        SourceError::BadInput(format!("{e:#}"))
+    } else {
+        SourceError::Internal(format!("{e:#}"))
+    }
+}
+
+impl AssuranceSource for CliAssurance {
+    fn current_quarter(&self) -> String {
+        self.default_quarter
+            .clone()
+            .unwrap_or_else(|| Quarter::containing(now(), self.cfg.assurance.quarters).to_string())
+    }
+
+    fn kpi(
+        &self,
+        db: &mut dyn Db,
+        tenant: &str,
+        quarter: &str,
+    ) -> Result<parapet_assurance::kpi::KpiReport, SourceError> {
+        let q = parse_quarter(&self.cfg, quarter).map_err(source_err)?;
+        report_for(&self.cfg, db, tenant, q, now()).map_err(source_err)
+    }
+
+    fn report(
+        &self,
+        db: &mut dyn Db,
+        tenant: &str,
+        quarter: &str,
+    ) -> Result<parapet_report::ReportInput, SourceError> {
+        let q = parse_quarter(&self.cfg, quarter).map_err(source_err)?;
+        report_input(
+            &self.cfg,
+            db,
+            tenant,
+            q,
+            ReportText {
+                council: None,
+                committee: "Audit and Governance Committee".into(),
+                exemption: None,
+            },
+            now(),
+        )
+        .map_err(source_err)
+    }
+}
+
+/// The dashboard `parapet serve` exposes, on its own store connection.
+pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
+    let mut db = config
+        .open_store()
+        .context("cannot open the store for the dashboard")?;
+    let mut tenants: Vec<TenantInfo> = config
+        .tenants
+        .iter()
+        .map(|t| TenantInfo {
+            name: t.name.get_ref().clone(),
+            display_name: t.display_name.clone(),
+            mail_domains: t.mail_domains.clone(),
+            networks: t.networks.iter().map(|n| n.to_string()).collect(),
+        })
+        .collect();
+    if demo {
+        for (name, display, domain) in DEMO_TENANTS {
+            if !tenants.iter().any(|t| t.name == name) {
+                tenants.push(TenantInfo {
+                    name: name.into(),
+                    display_name: Some(display.into()),
+                    mail_domains: vec![domain.into()],
+                    networks: Vec::new(),
+                });
+            }
+        }
+        load_demo(&mut *db)?;
+    }
+    if db.users()?.is_empty() {
+        let password = parapet_web::auth::new_token()[..20].to_string();
+        db.add_user(
+            "admin",
+            Role::SupplierAdmin,
+            None,
+            &parapet_web::auth::hash_password(&password),
+            now(),
+        )?;
+        // stderr, not the log: this is the one time the password is shown
+        eprintln!(
+            "dashboard: created the first account: user `admin`, password `{password}` \
+             (change it with `parapet users passwd admin`)"
+        );
+    }
+    let r = config.store.retention();
+    let mut d = Dashboard::new(
+        db,
+        tenants,
+        Arc::new(CliAssurance {
+            cfg: config.clone(),
+            default_quarter: demo.then(|| DEMO_QUARTER.to_string()),
+        }),
+        PrivacyFacts {
+            events_days: r.events_days,
+            aggregates_days: r.aggregates_days,
+            key_source: config.pseudonym_key_source(),
+            store: config.resolve(&config.store.path).display().to_string(),
+            flush_interval_ms: config.store.flush_interval_ms,
+        },
+    );
+    d.secure_cookies = config.web.secure_cookies;
+    d.feeds = if config.source.is_none() && config.feeds.is_empty() {
+        vec![FeedInfo {
+            name: crate::config::EMBEDDED_FEED_NAME.into(),
+            category: "malware".into(),
+            mode: "block".into(),
+            tenants: None,
+        }]
+    } else {
+        config
+            .feeds
+            .iter()
+            .map(|f| FeedInfo {
+                name: f.name.get_ref().clone(),
+                category: f.category.clone(),
+                mode: match f.mode {
+                    FeedModeConfig::Block => "block",
+                    FeedModeConfig::Monitor => "monitor",
+                }
+                .into(),
+                tenants: f
+                    .tenants
+                    .as_ref()
+                    .map(|ts| ts.iter().map(|t| t.get_ref().clone()).collect()),
+            })
+            .collect()
+    };
+    Ok(Arc::new(d))
+}
+
+/// Loads the bundled demo data once (a store that already has the demo's
+/// alerts is left alone): two councils' DNS traffic and alerts over the
+/// last two days, Mail Check results and DMARC reports for their domains,
+/// and the Northshire fixture estate for the assurance pages.
+pub fn load_demo(db: &mut dyn Db) -> anyhow::Result<()> {
+    let has_demo = !parapet_store::Store::list_alerts(
+        db,
+        &parapet_store::AlertFilter {
+            tenant: Some("north".into()),
+            limit: Some(1),
+            ..Default::default()
+        },
+    )?
+    .is_empty();
+    if has_demo {
+        return Ok(());
+    }
+    let now_s = now();
+    let start = now_s - 48 * 3600;
+    let at = |s: i64| UNIX_EPOCH + Duration::from_secs(s.max(0) as u64);
+    let ok_names = [
+        "www.gov.uk",
+        "login.microsoftonline.com",
+        "outlook.office365.com",
+        "www.bbc.co.uk",
+    ];
+    let bad = [
+        ("north", "malware.testing.google.test", "parapet-example"),
+        ("north", "phish.example-login.test", "parapet-example"),
+        ("south", "c2.badness.test", "parapet-example"),
+    ];
+    let mut events = Vec::new();
+    for h in 0..48 {
+        let hour = start + h * 3600;
+        for (ti, (tenant, _, _)) in DEMO_TENANTS.iter().enumerate() {
+            let busy = if (8..18).contains(&((hour / 3600) % 24)) {
+                12
+            } else {
+                3
+            };
+            for i in 0..busy * (ti as i64 + 1) {
+                let name = ok_names[(i as usize) % ok_names.len()];
+                events.push(event(
+                    at(hour + i * 60),
+                    tenant,
+                    name,
+                    EventAction::Resolved,
+                    None,
+                    i as u8,
+                ));
+            }
+            for (t, name, feed) in bad.iter().filter(|b| b.0 == *tenant) {
+                if h % 3 == 0 {
+                    events.push(event(
+                        at(hour + 120),
+                        t,
+                        name,
+                        EventAction::Blocked,
+                        Some(feed),
+                        9,
+                    ));
+                }
+            }
+        }
+    }
+    db.insert_events(&events)?;
+    let signal =
+        |tenant: &str, rule: &'static str, sev, domain: &str, reason: &str, ev: &str| Signal {
+            time: at(now_s - 3600),
+            tenant: Arc::from(tenant),
+            rule,
+            severity: sev,
+            domain: domain.into(),
+            client: ClientPseudonym([9; 8]),
+            feed: (rule == "feed.block").then(|| Arc::from("parapet-example")),
+            reason: reason.into(),
+            evidence: ev.into(),
+        };
+    db.record_signals(&[
+        signal(
+            "north",
+            "feed.block",
+            Severity::High,
+            "testing.google.test",
+            "blocked by feed parapet-example (malware)",
+            "malware.testing.google.test A blocked",
+        ),
+        signal(
+            "north",
+            "dga",
+            Severity::Medium,
+            "xkqjzvbrt.test",
+            "name looks machine-generated (score 0.93)",
+            "xkqjzvbrtwpl.xkqjzvbrt.test A resolved",
+        ),
+        signal(
+            "south",
+            "feed.block",
+            Severity::High,
+            "badness.test",
+            "blocked by feed parapet-example (c2)",
+            "c2.badness.test A blocked",
+        ),
+        signal(
+            "south",
+            "tunnel",
+            Severity::High,
+            "exfil.test",
+            "long high-entropy labels: 62 characters, entropy 4.9",
+            "aGVsbG8gd29ybGQ.exfil.test TXT resolved",
+        ),
+    ])?;
+    let f = |sev: &str, code: &str, msg: &str| MailFinding {
+        severity: sev.into(),
+        code: code.into(),
+        message: msg.into(),
+    };
+    let checks = [
+        (
+            "northshire.test",
+            now_s - 86_400,
+            vec![
+                f(
+                    "error",
+                    "dmarc.missing",
+                    "No DMARC record at _dmarc.northshire.test: publish \"v=DMARC1; p=none; rua=mailto:dmarc@northshire.test\", then move to p=quarantine and p=reject.",
+                ),
+                f(
+                    "warning",
+                    "spf.soft_all",
+                    "SPF ends in ~all: once every sender is listed, end it with -all.",
+                ),
+            ],
+        ),
+        (
+            "northshire.test",
+            now_s - 3600,
+            vec![
+                f(
+                    "warning",
+                    "spf.soft_all",
+                    "SPF ends in ~all: once every sender is listed, end it with -all.",
+                ),
+                f(
+                    "info",
+                    "dmarc.policy_none",
+                    "DMARC policy is p=none: monitor the reports, then move to p=quarantine.",
+                ),
+            ],
+        ),
+        (
+            "southvale.test",
+            now_s - 3600,
+            vec![f(
+                "error",
+                "tls.certificate_expired",
+                "The certificate of mx1.southvale.test expired: renew it.",
+            )],
+        ),
+    ];
+    for (domain, t, findings) in checks {
+        let worst = ["error", "warning", "info"]
+            .into_iter()
+            .find(|s| findings.iter().any(|x| x.severity == *s))
+            .map(str::to_string);
+        db.save_mailcheck(&MailCheckRow {
+            domain: domain.into(),
+            checked_at: t * 1000,
+            worst,
+            findings,
+            report: "{\"demo\": true}".into(),
+        })?;
+    }
+    for (domain, ip, pass) in [
+        ("northshire.test", "192.0.2.10", true),
+        ("northshire.test", "198.51.100.7", false),
+        ("southvale.test", "192.0.2.20", true),
+    ] {
+        db.import_dmarc(
+            &DmarcReportRow {
+                org_name: "demo-receiver.test".into(),
+                report_id: format!("demo-{domain}-{ip}"),
+                domain: domain.into(),
+                begin: now_s - 2 * 86_400,
+                end: now_s - 86_400,
+                policy: "none".into(),
+                source: "demo".into(),
+                records: vec![DmarcRecordRow {
+                    source_ip: ip.into(),
+                    count: if pass { 120 } else { 7 },
+                    disposition: "none".into(),
+                    dkim_aligned: pass,
+                    spf_aligned: pass,
+                    header_from: domain.into(),
+                    envelope_from: Some(domain.into()),
+                    dkim: format!("{domain}/s1={}", if pass { "pass" } else { "fail" }),
+                    spf: format!("{domain}/mfrom={}", if pass { "pass" } else { "fail" }),
+                }],
+            },
+            SystemTime::now(),
+        )?;
+    }
+    use parapet_assurance::parse::{Source, build_import};
+    let estate: [(&str, Source, &[u8]); 6] = [
+        (
+            "inventory.csv",
+            Source::InventoryCsv,
+            include_bytes!("../../../testdata/assets/estate/inventory.csv"),
+        ),
+        (
+            "defender.csv",
+            Source::DefenderCsv,
+            include_bytes!("../../../testdata/assets/estate/defender.csv"),
+        ),
+        (
+            "osquery.json",
+            Source::Osquery,
+            include_bytes!("../../../testdata/assets/estate/osquery.json"),
+        ),
+        (
+            "scan-2021-06.nessus",
+            Source::Nessus,
+            include_bytes!("../../../testdata/assets/estate/scan-2021-06.nessus"),
+        ),
+        (
+            "scan-2021-09.nessus",
+            Source::Nessus,
+            include_bytes!("../../../testdata/assets/estate/scan-2021-09.nessus"),
+        ),
+        (
+            "openvas-2021-09.xml",
+            Source::Openvas,
+            include_bytes!("../../../testdata/assets/estate/openvas-2021-09.xml"),
+        ),
+    ];
+    for (name, source, bytes) in estate {
+        let imp = build_import("north", source, &format!("demo/{name}"), bytes, None)
+            .map_err(|e| anyhow::anyhow!("demo estate {name}: {e}"))?;
+        db.import_assets(&imp, now_s)?;
+    }
+    db.add_incident(
+        &parapet_store::assets::Incident {
+            tenant: "north".into(),
+            reference: "INC-2021-014".into(),
+            detected_at: parapet_assurance::time::parse_datetime("2021-08-12").unwrap_or(0),
+            category: "phishing".into(),
+            impact: "one mailbox".into(),
+            outcome: "attempted".into(),
+            status: "closed".into(),
+            summary: "credential phishing e-mail reported by staff; no credentials entered".into(),
+            ..Default::default()
+        },
+        now_s,
+    )?;
+    db.audit(&AuditEntry {
+        time: now_s,
+        actor: "parapet".into(),
+        action: "demo.loaded".into(),
+        tenant: None,
+        detail: "bundled demo data".into(),
+        client: None,
+    })?;
+    Ok(())
+}
+
+fn event(
+    time: SystemTime,
+    tenant: &str,
+    name: &str,
+    action: EventAction,
+    feed: Option<&str>,
+    client: u8,
+) -> PrivateEvent {
+    PrivateEvent {
+        time,
+        tenant: Arc::from(tenant),
+        client: ClientPseudonym([client; 8]),
+        qname: InlineName::new(&text_to_key(name).unwrap_or_default()),
+        qtype: 1,
+        rcode: if action == EventAction::Blocked { 3 } else { 0 },
+        action,
+        feed: feed.map(Arc::from),
+    }
+}
+
+/// `parapet users add NAME --role R [--tenant T]`: the password comes from
+/// `PARAPET_PASSWORD`, or is generated and printed.
+pub fn users_add(
+    config: Option<&Path>,
+    name: &str,
+    role: &str,
+    tenant: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let role: Role = role.parse().map_err(BadInput)?;
+    if role == Role::Council && tenant.is_none() {
+        return Err(BadInput("a council account needs --tenant".into()).into());
+    }
+    if role != Role::Council && tenant.is_some() {
+        return Err(BadInput(
+            "--tenant is for council accounts only (supplier roles see every tenant)".into(),
+        )
+        .into());
+    }
+    let (password, generated) = match std::env::var("PARAPET_PASSWORD") {
+        Ok(p) if p.len() >= 10 => (p, false),
+        Ok(_) => return Err(BadInput("PARAPET_PASSWORD: at least 10 characters".into()).into()),
+        Err(_) => (parapet_web::auth::new_token()[..20].to_string(), true),
+    };
+    let cfg = Config::load_or_embedded(config)?;
+    let mut db = cfg.open_store()?;
+    db.add_user(
+        name,
+        role,
+        tenant.as_deref(),
+        &parapet_web::auth::hash_password(&password),
+        now(),
+    )
+    .map_err(|e| BadInput(e.to_string()))?;
+    db.audit(&AuditEntry {
+        time: now(),
+        actor: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+        action: "user.added".into(),
+        tenant: tenant.clone(),
+        detail: format!("{name} ({})", role.as_str()),
+        client: None,
+    })?;
+    if generated {
+        println!("{name}: password {password}");
+    } else {
+        println!("{name}: added");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `parapet users passwd NAME`: a new password (from `PARAPET_PASSWORD` or generated).
+pub fn users_passwd(config: Option<&Path>, name: &str) -> anyhow::Result<ExitCode> {
+    let password = match std::env::var("PARAPET_PASSWORD") {
+        Ok(p) if p.len() >= 10 => p,
+        Ok(_) => return Err(BadInput("PARAPET_PASSWORD: at least 10 characters".into()).into()),
+        Err(_) => parapet_web::auth::new_token()[..20].to_string(),
+    };
+    let cfg = Config::load_or_embedded(config)?;
+    let mut db = cfg.open_store()?;
+    if !db.set_password(name, &parapet_web::auth::hash_password(&password))? {
+        return Err(BadInput(format!("no account named {name}")).into());
+    }
+    println!("{name}: password {password}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `parapet users token NAME`: a new API token, printed once.
+pub fn users_token(config: Option<&Path>, name: &str) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load_or_embedded(config)?;
+    let mut db = cfg.open_store()?;
+    let user = db
+        .user(name)?
+        .ok_or_else(|| BadInput(format!("no account named {name}")))?;
+    let token = parapet_web::auth::new_token();
+    db.add_api_token(user.id, &parapet_web::auth::token_digest(&token), now())?;
+    db.audit(&AuditEntry {
+        time: now(),
+        actor: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+        action: "token.created".into(),
+        tenant: user.tenant.clone(),
+        detail: format!("API token for {name}"),
+        client: None,
+    })?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `parapet users list`.
+pub fn users_list(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load_or_embedded(config)?;
+    let mut db = cfg.open_store()?;
+    for u in db.users()? {
+        println!(
+            "{:<20} {:<17} {}",
+            u.name,
+            u.role.as_str(),
+            u.tenant.as_deref().unwrap_or("(all tenants)")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,190 @@
+//! What the dashboard stores about people, and the few read queries its
+//! pages need beyond the other traits: local accounts, sessions, API
+//! tokens, the audit log, traffic totals and Mail Check history.
+//!
+//! Secrets never reach the store in clear: passwords arrive as argon2 PHC
+//! strings, session and API tokens as SHA-256 hex digests of the random
+//! token the browser or script holds.
+
+use crate::{MailCheckRow, StoreError};
+
+/// Who may see what. A supplier role sees every tenant; a council user
+/// sees its own tenant only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    SupplierAdmin,
+    SupplierAnalyst,
+    Council,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::SupplierAdmin => "supplier-admin",
+            Role::SupplierAnalyst => "supplier-analyst",
+            Role::Council => "council",
+        }
+    }
+
+    /// Supplier roles see every tenant and the exempt appendix.
+    pub fn is_supplier(self) -> bool {
+        !matches!(self, Role::Council)
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "supplier-admin" => Ok(Role::SupplierAdmin),
+            "supplier-analyst" => Ok(Role::SupplierAnalyst),
+            "council" => Ok(Role::Council),
+            _ => Err(format!(
+                "`{s}` is not a role (supplier-admin, supplier-analyst, council)"
+            )),
+        }
+    }
+}
+
+/// A local account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    /// The council a `council` user belongs to; `None` for supplier roles.
+    pub tenant: Option<String>,
+    /// Argon2 PHC string.
+    pub password_hash: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A logged-in browser session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: User,
+    /// The per-session CSRF token every form must echo.
+    pub csrf: String,
+    pub expires_at: i64,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Unix seconds.
+    pub time: i64,
+    /// The account name given (also for failed logins).
+    pub actor: String,
+    /// `login.ok`, `login.failed`, `logout`, `alert.status`, `token.created`, `user.added`.
+    pub action: String,
+    /// The tenant the object belongs to, when there is one.
+    pub tenant: Option<String>,
+    /// What was acted on (`alert 12`) and how (`new → investigating: note`).
+    pub detail: String,
+    /// The client address of a web request (the operator's own staff, not DNS clients).
+    pub client: Option<String>,
+}
+
+/// Protective DNS totals of one tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantTraffic {
+    pub tenant: String,
+    pub queries: u64,
+    /// Every policy action (blocked, nodata, dropped, local data).
+    pub blocked: u64,
+}
+
+/// One hour of one tenant's traffic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HourlyTraffic {
+    pub tenant: String,
+    /// Unix seconds at the start of the hour.
+    pub hour: i64,
+    pub queries: u64,
+    pub blocked: u64,
+}
+
+/// Accounts, sessions, tokens, the audit log and the dashboard's reads.
+/// `tenant: None` in a read means every tenant (supplier views); callers
+/// derive it from the signed-in user, never from the request alone.
+pub trait AccountStore: Send {
+    /// Adds an account. Fails when the name is taken.
+    fn add_user(
+        &mut self,
+        name: &str,
+        role: Role,
+        tenant: Option<&str>,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<i64, StoreError>;
+
+    /// Replaces an account's password. Returns `false` when there is no such account.
+    fn set_password(&mut self, name: &str, password_hash: &str) -> Result<bool, StoreError>;
+
+    fn user(&mut self, name: &str) -> Result<Option<User>, StoreError>;
+
+    fn users(&mut self) -> Result<Vec<User>, StoreError>;
+
+    fn create_session(
+        &mut self,
+        token_sha256: &str,
+        user_id: i64,
+        csrf: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The live session with this token digest (expired ones are ignored).
+    fn session(&mut self, token_sha256: &str, now: i64) -> Result<Option<Session>, StoreError>;
+
+    fn delete_session(&mut self, token_sha256: &str) -> Result<(), StoreError>;
+
+    fn add_api_token(
+        &mut self,
+        user_id: i64,
+        token_sha256: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The user an API token belongs to.
+    fn api_token_user(&mut self, token_sha256: &str) -> Result<Option<User>, StoreError>;
+
+    fn audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError>;
+
+    /// Newest first.
+    fn audit_log(
+        &mut self,
+        tenant: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Per-tenant totals from the hourly aggregates since `from` (unix seconds).
+    fn traffic_totals(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+    ) -> Result<Vec<TenantTraffic>, StoreError>;
+
+    /// Per-tenant, per-hour totals since `from`, oldest first.
+    fn hourly_traffic(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+    ) -> Result<Vec<HourlyTraffic>, StoreError>;
+
+    /// The most blocked names since `from`: `(tenant, qname, queries)`.
+    fn top_blocked(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String, u64)>, StoreError>;
+
+    /// A domain's stored Mail Checks, newest first.
+    fn mailcheck_history(
+        &mut self,
+        domain: &str,
+        limit: usize,
+    ) -> Result<Vec<MailCheckRow>, StoreError>;
+}

@@ -1,0 +1,292 @@
+//! [`AccountStore`] on PostgreSQL (schema: migration 7), the same semantics
+//! as `sqlite_accounts.rs`; its tests run on both backends (`tests.rs`).
+
+use postgres::Row;
+
+use crate::accounts::{
+    AccountStore, AuditEntry, HourlyTraffic, Role, Session, TenantTraffic, User,
+};
+use crate::pg::pg_err;
+use crate::{MailCheckRow, PgStore, StoreError};
+
+/// Actions the dashboard counts as blocked (same as `pdns_totals`).
+const BLOCKED: &str = "('blocked', 'nodata', 'dropped', 'local_data')";
+
+const USER_COLS: &str = "u.id, u.name, u.role, u.tenant, u.password_hash, u.created_at";
+
+/// `$2` is the tenant, or NULL for every tenant.
+const TENANT: &str = "($2::text IS NULL OR tenant = $2)";
+
+impl PgStore {
+    fn user_from(&self, r: &Row) -> Result<User, StoreError> {
+        let role: String = r.get(2);
+        Ok(User {
+            id: r.get(0),
+            name: r.get(1),
+            role: role
+                .parse::<Role>()
+                .map_err(|_| self.corrupt("user role", &role))?,
+            tenant: r.get(3),
+            password_hash: r.get(4),
+            created_at: r.get(5),
+        })
+    }
+
+    fn query_rows(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        self.ensure()?;
+        self.client
+            .query(sql, params)
+            .map_err(pg_err(&self.location))
+    }
+
+    fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        self.ensure()?;
+        self.client
+            .execute(sql, params)
+            .map_err(pg_err(&self.location))
+    }
+}
+
+impl AccountStore for PgStore {
+    fn add_user(
+        &mut self,
+        name: &str,
+        role: Role,
+        tenant: Option<&str>,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let id = self.tx(|tx, loc, _| {
+            tx.query_opt(
+                "INSERT INTO users (name, role, tenant, password_hash, created_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING RETURNING id",
+                &[&name, &role.as_str(), &tenant, &password_hash, &now],
+            )
+            .map_err(pg_err(loc))
+            .map(|r| r.map(|r| r.get::<_, i64>(0)))
+        })?;
+        id.ok_or_else(|| StoreError::DuplicateUser(name.to_string()))
+    }
+
+    fn set_password(&mut self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
+        let n = self.execute(
+            "UPDATE users SET password_hash = $2 WHERE name = $1",
+            &[&name, &password_hash],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn user(&mut self, name: &str) -> Result<Option<User>, StoreError> {
+        let rows = self.query_rows(
+            &format!("SELECT {USER_COLS} FROM users u WHERE u.name = $1"),
+            &[&name],
+        )?;
+        rows.first().map(|r| self.user_from(r)).transpose()
+    }
+
+    fn users(&mut self) -> Result<Vec<User>, StoreError> {
+        let rows = self.query_rows(
+            &format!("SELECT {USER_COLS} FROM users u ORDER BY u.name"),
+            &[],
+        )?;
+        rows.iter().map(|r| self.user_from(r)).collect()
+    }
+
+    fn create_session(
+        &mut self,
+        token_sha256: &str,
+        user_id: i64,
+        csrf: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.tx(|tx, loc, _| {
+            let err = pg_err(loc);
+            tx.execute("DELETE FROM sessions WHERE expires_at < $1", &[&now])
+                .map_err(&err)?;
+            tx.execute(
+                "INSERT INTO sessions (token_sha256, user_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+                &[&token_sha256, &user_id, &csrf, &now, &expires_at],
+            )
+            .map_err(&err)?;
+            Ok(())
+        })
+    }
+
+    fn session(&mut self, token_sha256: &str, now: i64) -> Result<Option<Session>, StoreError> {
+        let rows = self.query_rows(
+            &format!(
+                "SELECT {USER_COLS}, s.csrf, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
+                 WHERE s.token_sha256 = $1 AND s.expires_at > $2"
+            ),
+            &[&token_sha256, &now],
+        )?;
+        match rows.first() {
+            None => Ok(None),
+            Some(r) => Ok(Some(Session {
+                user: self.user_from(r)?,
+                csrf: r.get(6),
+                expires_at: r.get(7),
+            })),
+        }
+    }
+
+    fn delete_session(&mut self, token_sha256: &str) -> Result<(), StoreError> {
+        self.execute(
+            "DELETE FROM sessions WHERE token_sha256 = $1",
+            &[&token_sha256],
+        )?;
+        Ok(())
+    }
+
+    fn add_api_token(
+        &mut self,
+        user_id: i64,
+        token_sha256: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO api_tokens (token_sha256, user_id, created_at) VALUES ($1, $2, $3)",
+            &[&token_sha256, &user_id, &now],
+        )?;
+        Ok(())
+    }
+
+    fn api_token_user(&mut self, token_sha256: &str) -> Result<Option<User>, StoreError> {
+        let rows = self.query_rows(
+            &format!(
+                "SELECT {USER_COLS} FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_sha256 = $1"
+            ),
+            &[&token_sha256],
+        )?;
+        rows.first().map(|r| self.user_from(r)).transpose()
+    }
+
+    fn audit(&mut self, e: &AuditEntry) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO audit_log (time, actor, action, tenant, detail, client) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&e.time, &e.actor, &e.action, &e.tenant, &e.detail, &e.client],
+        )?;
+        Ok(())
+    }
+
+    fn audit_log(
+        &mut self,
+        tenant: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = self.query_rows(
+            &format!(
+                "SELECT time, actor, action, tenant, detail, client FROM audit_log
+                 WHERE {TENANT} ORDER BY id DESC LIMIT $1"
+            ),
+            &[&(limit as i64), &tenant],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                time: r.get(0),
+                actor: r.get(1),
+                action: r.get(2),
+                tenant: r.get(3),
+                detail: r.get(4),
+                client: r.get(5),
+            })
+            .collect())
+    }
+
+    fn traffic_totals(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+    ) -> Result<Vec<TenantTraffic>, StoreError> {
+        let rows = self.query_rows(
+            &format!(
+                "SELECT tenant, SUM(queries)::bigint, SUM(CASE WHEN action IN {BLOCKED} THEN queries ELSE 0 END)::bigint
+                 FROM query_hourly WHERE hour >= $1 AND {TENANT} GROUP BY tenant ORDER BY tenant"
+            ),
+            &[&from, &tenant],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| TenantTraffic {
+                tenant: r.get(0),
+                queries: r.get::<_, i64>(1) as u64,
+                blocked: r.get::<_, i64>(2) as u64,
+            })
+            .collect())
+    }
+
+    fn hourly_traffic(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+    ) -> Result<Vec<HourlyTraffic>, StoreError> {
+        let rows = self.query_rows(
+            &format!(
+                "SELECT tenant, hour, SUM(queries)::bigint, SUM(CASE WHEN action IN {BLOCKED} THEN queries ELSE 0 END)::bigint
+                 FROM query_hourly WHERE hour >= $1 AND {TENANT} GROUP BY tenant, hour ORDER BY hour, tenant"
+            ),
+            &[&from, &tenant],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| HourlyTraffic {
+                tenant: r.get(0),
+                hour: r.get(1),
+                queries: r.get::<_, i64>(2) as u64,
+                blocked: r.get::<_, i64>(3) as u64,
+            })
+            .collect())
+    }
+
+    fn top_blocked(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let rows = self.query_rows(
+            &format!(
+                "SELECT tenant, qname, SUM(queries)::bigint AS n FROM query_hourly
+                 WHERE hour >= $1 AND {TENANT} AND action IN {BLOCKED}
+                 GROUP BY tenant, qname ORDER BY n DESC, qname LIMIT $3"
+            ),
+            &[&from, &tenant, &(limit as i64)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64))
+            .collect())
+    }
+
+    fn mailcheck_history(
+        &mut self,
+        domain: &str,
+        limit: usize,
+    ) -> Result<Vec<MailCheckRow>, StoreError> {
+        let rows = self.query_rows(
+            "SELECT domain, checked_at, worst, findings, report FROM mailcheck_results
+             WHERE domain = $1 ORDER BY checked_at DESC, id DESC LIMIT $2",
+            &[&domain, &(limit as i64)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| MailCheckRow {
+                domain: r.get(0),
+                checked_at: r.get(1),
+                worst: r.get(2),
+                findings: crate::sqlite::findings_from_lines(r.get(3)),
+                report: r.get(4),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,355 @@
+//! [`AccountStore`] on SQLite (schema: migration 6).
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::accounts::{
+    AccountStore, AuditEntry, HourlyTraffic, Role, Session, TenantTraffic, User,
+};
+use crate::sqlite::sql_err;
+use crate::{MailCheckRow, SqliteStore, StoreError};
+
+/// Actions the dashboard counts as blocked (same as `pdns_totals`).
+const BLOCKED: &str = "('blocked', 'nodata', 'dropped', 'local_data')";
+
+const USER_COLS: &str = "u.id, u.name, u.role, u.tenant, u.password_hash, u.created_at";
+
+impl SqliteStore {
+    fn user_row(&self, r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
+        let role: String = r.get(2)?;
+        Ok((
+            User {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                role: Role::Council,
+                tenant: r.get(3)?,
+                password_hash: r.get(4)?,
+                created_at: r.get(5)?,
+            },
+            role,
+        ))
+    }
+
+    fn fix_role(&self, (mut u, role): (User, String)) -> Result<User, StoreError> {
+        u.role = role.parse().map_err(|_| StoreError::Corrupt {
+            path: self.path.display().to_string(),
+            field: "user role",
+            value: role,
+        })?;
+        Ok(u)
+    }
+}
+
+fn tenant_clause(tenant: Option<&str>) -> &'static str {
+    if tenant.is_some() {
+        "tenant = ?2"
+    } else {
+        "?2 IS NULL"
+    }
+}
+
+impl AccountStore for SqliteStore {
+    fn add_user(
+        &mut self,
+        name: &str,
+        role: Role,
+        tenant: Option<&str>,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let err = sql_err(&self.path);
+        let exists: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM users WHERE name = ?1)",
+                [name],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if exists {
+            return Err(StoreError::DuplicateUser(name.to_string()));
+        }
+        self.conn
+            .execute(
+                "INSERT INTO users (name, role, tenant, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![name, role.as_str(), tenant, password_hash, now],
+            )
+            .map_err(err)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn set_password(&mut self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE users SET password_hash = ?2 WHERE name = ?1",
+                params![name, password_hash],
+            )
+            .map_err(sql_err(&self.path))?;
+        Ok(n > 0)
+    }
+
+    fn user(&mut self, name: &str) -> Result<Option<User>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                &format!("SELECT {USER_COLS} FROM users u WHERE u.name = ?1"),
+                [name],
+                |r| self.user_row(r),
+            )
+            .optional()
+            .map_err(sql_err(&self.path))?;
+        row.map(|r| self.fix_role(r)).transpose()
+    }
+
+    fn users(&mut self) -> Result<Vec<User>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(&format!("SELECT {USER_COLS} FROM users u ORDER BY u.name"))
+            .map_err(err)?;
+        let rows = q
+            .query_map([], |r| self.user_row(r))
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        rows.into_iter().map(|r| self.fix_role(r)).collect()
+    }
+
+    fn create_session(
+        &mut self,
+        token_sha256: &str,
+        user_id: i64,
+        csrf: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let err = sql_err(&self.path);
+        self.conn
+            .execute("DELETE FROM sessions WHERE expires_at < ?1", [now])
+            .map_err(err)?;
+        self.conn
+            .execute(
+                "INSERT INTO sessions (token_sha256, user_id, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![token_sha256, user_id, csrf, now, expires_at],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn session(&mut self, token_sha256: &str, now: i64) -> Result<Option<Session>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {USER_COLS}, s.csrf, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id
+                     WHERE s.token_sha256 = ?1 AND s.expires_at > ?2"
+                ),
+                params![token_sha256, now],
+                |r| Ok((self.user_row(r)?, r.get::<_, String>(6)?, r.get::<_, i64>(7)?)),
+            )
+            .optional()
+            .map_err(sql_err(&self.path))?;
+        match row {
+            None => Ok(None),
+            Some((u, csrf, expires_at)) => Ok(Some(Session {
+                user: self.fix_role(u)?,
+                csrf,
+                expires_at,
+            })),
+        }
+    }
+
+    fn delete_session(&mut self, token_sha256: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM sessions WHERE token_sha256 = ?1",
+                [token_sha256],
+            )
+            .map_err(sql_err(&self.path))?;
+        Ok(())
+    }
+
+    fn add_api_token(
+        &mut self,
+        user_id: i64,
+        token_sha256: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO api_tokens (token_sha256, user_id, created_at) VALUES (?1, ?2, ?3)",
+                params![token_sha256, user_id, now],
+            )
+            .map_err(sql_err(&self.path))?;
+        Ok(())
+    }
+
+    fn api_token_user(&mut self, token_sha256: &str) -> Result<Option<User>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {USER_COLS} FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_sha256 = ?1"
+                ),
+                [token_sha256],
+                |r| self.user_row(r),
+            )
+            .optional()
+            .map_err(sql_err(&self.path))?;
+        row.map(|r| self.fix_role(r)).transpose()
+    }
+
+    fn audit(&mut self, e: &AuditEntry) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO audit_log (time, actor, action, tenant, detail, client) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![e.time, e.actor, e.action, e.tenant, e.detail, e.client],
+            )
+            .map_err(sql_err(&self.path))?;
+        Ok(())
+    }
+
+    fn audit_log(
+        &mut self,
+        tenant: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "SELECT time, actor, action, tenant, detail, client FROM audit_log
+                 WHERE {} ORDER BY id DESC LIMIT ?1",
+                tenant_clause(tenant)
+            ))
+            .map_err(err)?;
+        let rows = q
+            .query_map(params![limit as i64, tenant], |r| {
+                Ok(AuditEntry {
+                    time: r.get(0)?,
+                    actor: r.get(1)?,
+                    action: r.get(2)?,
+                    tenant: r.get(3)?,
+                    detail: r.get(4)?,
+                    client: r.get(5)?,
+                })
+            })
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+
+    fn traffic_totals(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+    ) -> Result<Vec<TenantTraffic>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "SELECT tenant, SUM(queries), SUM(CASE WHEN action IN {BLOCKED} THEN queries ELSE 0 END)
+                 FROM query_hourly WHERE hour >= ?1 AND {} GROUP BY tenant ORDER BY tenant",
+                tenant_clause(tenant)
+            ))
+            .map_err(err)?;
+        let rows = q
+            .query_map(params![from, tenant], |r| {
+                Ok(TenantTraffic {
+                    tenant: r.get(0)?,
+                    queries: r.get::<_, i64>(1)? as u64,
+                    blocked: r.get::<_, i64>(2)? as u64,
+                })
+            })
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+
+    fn hourly_traffic(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+    ) -> Result<Vec<HourlyTraffic>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "SELECT tenant, hour, SUM(queries), SUM(CASE WHEN action IN {BLOCKED} THEN queries ELSE 0 END)
+                 FROM query_hourly WHERE hour >= ?1 AND {} GROUP BY tenant, hour ORDER BY hour, tenant",
+                tenant_clause(tenant)
+            ))
+            .map_err(err)?;
+        let rows = q
+            .query_map(params![from, tenant], |r| {
+                Ok(HourlyTraffic {
+                    tenant: r.get(0)?,
+                    hour: r.get(1)?,
+                    queries: r.get::<_, i64>(2)? as u64,
+                    blocked: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+
+    fn top_blocked(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "SELECT tenant, qname, SUM(queries) AS n FROM query_hourly
+                 WHERE hour >= ?1 AND {} AND action IN {BLOCKED}
+                 GROUP BY tenant, qname ORDER BY n DESC, qname LIMIT ?3",
+                tenant_clause(tenant)
+            ))
+            .map_err(err)?;
+        let rows = q
+            .query_map(params![from, tenant, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+
+    fn mailcheck_history(
+        &mut self,
+        domain: &str,
+        limit: usize,
+    ) -> Result<Vec<MailCheckRow>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT domain, checked_at, worst, findings, report FROM mailcheck_results
+                 WHERE domain = ?1 ORDER BY checked_at DESC, id DESC LIMIT ?2",
+            )
+            .map_err(err)?;
+        let rows = q
+            .query_map(params![domain, limit as i64], |r| {
+                let findings: String = r.get(3)?;
+                Ok(MailCheckRow {
+                    domain: r.get(0)?,
+                    checked_at: r.get(1)?,
+                    worst: r.get(2)?,
+                    findings: crate::sqlite::findings_from_lines(&findings),
+                    report: r.get(4)?,
+                })
+            })
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+}
