@@ -156,6 +156,19 @@ fn two_nodes_share_one_postgresql() {
         });
         assert_eq!(rcode(p, "www.zone.test."), ResponseCode::NXDomain);
         assert_eq!(p.metric("parapet_node_info{"), 1.0);
+        // every sample names its node
+        let name = if std::ptr::eq(p, &a) {
+            "node-a"
+        } else {
+            "node-b"
+        };
+        let text = p.metrics();
+        assert!(
+            text.lines().any(|l| l
+                .starts_with("parapet_dns_queries_total{tenant=\"council-a\",action=\"blocked\"")
+                && l.contains(&format!(",node=\"{name}\"}} "))),
+            "{text}"
+        );
     }
     wait_for("both heartbeats to report version 2", || {
         let out = parapet(&url, &["feeds", "nodes"]);
