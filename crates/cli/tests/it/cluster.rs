@@ -195,3 +195,66 @@ fn two_nodes_share_one_postgresql() {
         "node A's stored events stay"
     );
 }
+
+/// Scheduled Mail Checks run on the node holding the `mailcheck` lease, not
+/// on every node.
+#[test]
+fn scheduled_mail_checks_run_on_one_node() {
+    let url = parapet_store::pgtest::fresh_database();
+    let nsd = crate::mailcheck::fixture_nsd();
+    let start = |name: &str| {
+        Parapet::start(
+            &format!("upstreams = [\"{}\"]", nsd.addr),
+            &format!(
+                "[node]\nname = \"{name}\"\n[store]\nurl = \"{url}\"\n\
+                 [mailcheck]\ndomains = [\"weak.test\", \"nomail.test\"]\nnameserver = \"{}\"\nsmtp_port = {}\n",
+                nsd.addr,
+                crate::harness::free_port()
+            ),
+            &[],
+        )
+    };
+    let a = start("node-a");
+    let b = start("node-b");
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut holder = String::new();
+    wait_for("a node to take the mailcheck lease", || {
+        match db
+            .query_opt("SELECT holder FROM leases WHERE job = 'mailcheck'", &[])
+            .unwrap()
+        {
+            Some(r) => {
+                holder = r.get(0);
+                true
+            }
+            None => false,
+        }
+    });
+    wait_for("the lease holder's checks", || {
+        db.query_one("SELECT COUNT(*) FROM mailcheck_results", &[])
+            .unwrap()
+            .get::<_, i64>(0)
+            == 2
+    });
+    let other = if holder == "node-a" { &b } else { &a };
+    wait_for("the other node to stand aside", || {
+        other
+            .log()
+            .contains("mail check: another node holds the lease")
+    });
+    // each domain checked once, not once per node
+    std::thread::sleep(Duration::from_millis(500));
+    let rows: Vec<(String, i64)> = db
+        .query(
+            "SELECT domain, COUNT(*) FROM mailcheck_results GROUP BY domain ORDER BY domain",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        [("nomail.test".to_string(), 1), ("weak.test".to_string(), 1)]
+    );
+}
