@@ -157,7 +157,10 @@ pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         path.display(),
         cfg.feeds.len(),
         cfg.tenants.len(),
-        cfg.resolve(&cfg.store.path).display()
+        match cfg.store.database_url() {
+            Some(url) => parapet_store::redact(&url),
+            None => cfg.resolve(&cfg.store.path).display().to_string(),
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -135,6 +135,8 @@ pub fn run(config_path: Option<&Path>, demo: bool) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let web_listen = config.web.listen;
+    // on a shared database every sample names its node
+    let label_node = config.store.database_url().is_some();
     rt.block_on(async move {
         let _dns = parapet_dns::server::spawn(resolver.clone(), bound)?;
         let listener = tokio::net::TcpListener::bind(web_listen)
@@ -146,6 +148,9 @@ pub fn run(config_path: Option<&Path>, demo: bool) -> anyhow::Result<ExitCode> {
                 let r = resolver.clone();
                 Arc::new(move || {
                     let mut text = r.render_metrics();
+                    if label_node {
+                        text = with_node_label(&text, &node);
+                    }
                     node_metrics(&mut text, &node, &served);
                     text
                 })
@@ -180,6 +185,43 @@ pub fn run(config_path: Option<&Path>, demo: bool) -> anyhow::Result<ExitCode> {
     stop_writer.store(true, Ordering::Relaxed);
     let _ = writer_thread.join();
     Ok(ExitCode::SUCCESS)
+}
+
+/// `text` (Prometheus exposition) with `node="NAME"` added to every sample's
+/// labels, last, so series from several nodes stay apart once aggregated.
+fn with_node_label(text: &str, node: &str) -> String {
+    let node = node.replace(['\\', '"', '\n'], "_");
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            out.push_str(line);
+        } else if let Some(close) = line.find('}') {
+            let (head, tail) = line.split_at(close);
+            out.push_str(head);
+            if !head.ends_with('{') {
+                out.push(',');
+            }
+            out.push_str(&format!("node=\"{node}\""));
+            out.push_str(tail);
+        } else if let Some(space) = line.find(' ') {
+            let (name, tail) = line.split_at(space);
+            out.push_str(&format!("{name}{{node=\"{node}\"}}{tail}"));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+#[test]
+fn every_sample_names_the_node() {
+    let text = "# HELP a x\n# TYPE a counter\na 3\nb{feed=\"f\"} 1\nc{} 2\n";
+    assert_eq!(
+        with_node_label(text, "n1"),
+        "# HELP a x\n# TYPE a counter\na{node=\"n1\"} 3\nb{feed=\"f\",node=\"n1\"} 1\nc{node=\"n1\"} 2\n"
+    );
 }
 
 /// Which node this is and the database feed versions it serves, as

@@ -346,7 +346,34 @@ pub fn redact(url: &str) -> String {
     {
         return format!("{scheme}://{user}:***@{host}");
     }
-    url.to_string()
+    // the key=value form: `host=db user=parapet password=secret`
+    url.split_whitespace()
+        .map(|kv| {
+            if kv.to_ascii_lowercase().starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+#[test]
+fn passwords_never_reach_messages() {
+    assert_eq!(
+        redact("postgres://parapet:s3cret@db:5432/parapet"),
+        "postgres://parapet:***@db:5432/parapet"
+    );
+    assert_eq!(
+        redact("postgres://parapet@db/parapet"),
+        "postgres://parapet@db/parapet"
+    );
+    assert_eq!(
+        redact("host=db user=parapet password=s3cret dbname=p"),
+        "host=db user=parapet password=*** dbname=p"
+    );
 }
 
 pub(crate) fn pg_err(location: &str) -> impl Fn(postgres::Error) -> StoreError + '_ {

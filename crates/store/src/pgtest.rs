@@ -45,11 +45,16 @@ pub fn bin_dir() -> Option<PathBuf> {
     dirs.pop()
 }
 
+/// A free TCP port on 127.0.0.1 for the server, from 2000–9999: below the
+/// kernel's ephemeral range (an outgoing socket cannot take it between this
+/// check and the server's bind) and below the ports the CLI test harness
+/// hands out (10000 and up).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    let start = 2000 + (std::process::id() % 8000) as u16;
+    (0..8000u16)
+        .map(|i| 2000 + (start - 2000 + i) % 8000)
+        .find(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .expect("a free port below 10000")
 }
 
 fn is_root() -> bool {
@@ -79,8 +84,10 @@ impl TestServer {
              or apt-get install postgresql",
         );
         let root = is_root();
-        let dir =
-            std::env::temp_dir().join(format!("parapet-pg-{}-{}", std::process::id(), free_port()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!("parapet-pg-{}-{nanos}", std::process::id()));
         let data = dir.join("data");
         std::fs::create_dir_all(&dir).expect("create the PostgreSQL temp folder");
         if root {

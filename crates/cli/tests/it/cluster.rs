@@ -156,6 +156,19 @@ fn two_nodes_share_one_postgresql() {
         });
         assert_eq!(rcode(p, "www.zone.test."), ResponseCode::NXDomain);
         assert_eq!(p.metric("parapet_node_info{"), 1.0);
+        // every sample names its node
+        let name = if std::ptr::eq(p, &a) {
+            "node-a"
+        } else {
+            "node-b"
+        };
+        let text = p.metrics();
+        assert!(
+            text.lines().any(|l| l
+                .starts_with("parapet_dns_queries_total{tenant=\"council-a\",action=\"blocked\"")
+                && l.contains(&format!(",node=\"{name}\"}} "))),
+            "{text}"
+        );
     }
     wait_for("both heartbeats to report version 2", || {
         let out = parapet(&url, &["feeds", "nodes"]);
@@ -180,5 +193,68 @@ fn two_nodes_share_one_postgresql() {
         after.iter().find(|(n, _)| n == "node-a"),
         before.iter().find(|(n, _)| n == "node-a"),
         "node A's stored events stay"
+    );
+}
+
+/// Scheduled Mail Checks run on the node holding the `mailcheck` lease, not
+/// on every node.
+#[test]
+fn scheduled_mail_checks_run_on_one_node() {
+    let url = parapet_store::pgtest::fresh_database();
+    let nsd = crate::mailcheck::fixture_nsd();
+    let start = |name: &str| {
+        Parapet::start(
+            &format!("upstreams = [\"{}\"]", nsd.addr),
+            &format!(
+                "[node]\nname = \"{name}\"\n[store]\nurl = \"{url}\"\n\
+                 [mailcheck]\ndomains = [\"weak.test\", \"nomail.test\"]\nnameserver = \"{}\"\nsmtp_port = {}\n",
+                nsd.addr,
+                crate::harness::free_port()
+            ),
+            &[],
+        )
+    };
+    let a = start("node-a");
+    let b = start("node-b");
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut holder = String::new();
+    wait_for("a node to take the mailcheck lease", || {
+        match db
+            .query_opt("SELECT holder FROM leases WHERE job = 'mailcheck'", &[])
+            .unwrap()
+        {
+            Some(r) => {
+                holder = r.get(0);
+                true
+            }
+            None => false,
+        }
+    });
+    wait_for("the lease holder's checks", || {
+        db.query_one("SELECT COUNT(*) FROM mailcheck_results", &[])
+            .unwrap()
+            .get::<_, i64>(0)
+            == 2
+    });
+    let other = if holder == "node-a" { &b } else { &a };
+    wait_for("the other node to stand aside", || {
+        other
+            .log()
+            .contains("mail check: another node holds the lease")
+    });
+    // each domain checked once, not once per node
+    std::thread::sleep(Duration::from_millis(500));
+    let rows: Vec<(String, i64)> = db
+        .query(
+            "SELECT domain, COUNT(*) FROM mailcheck_results GROUP BY domain ORDER BY domain",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        [("nomail.test".to_string(), 1), ("weak.test".to_string(), 1)]
     );
 }

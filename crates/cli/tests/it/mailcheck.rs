@@ -62,7 +62,7 @@ fn codes(report: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-fn fixture_nsd() -> crate::harness::Peer {
+pub(crate) fn fixture_nsd() -> crate::harness::Peer {
     let texts: Vec<(String, String)> = ZONES
         .iter()
         .map(|z| {
