@@ -666,6 +666,26 @@ async fn pages_render_the_seeded_data() {
     assert!(since > 0);
     let r = call(&w.app, Method::Get, "/", As::Session("admin-session")).await;
     assert!(r.body.contains("<svg"), "the traffic chart");
+    assert!(
+        r.body.contains(r#"id="alerts-new">2<"#),
+        "both councils' new alerts"
+    );
+    let r = call(
+        &w.app,
+        Method::Get,
+        "/api/v1/overview",
+        As::Token("ann-token"),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        v["alerts_by_status"][0],
+        serde_json::json!({"status": "new", "count": 1})
+    );
+    assert_eq!(
+        (v["queries"].as_u64(), v["blocked"].as_u64()),
+        (Some(1), Some(1))
+    );
     assert!(r.body.contains("north-secret.test") && r.body.contains("south-secret.test"));
     let r = call(
         &w.app,
