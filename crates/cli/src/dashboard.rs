@@ -26,6 +26,8 @@ pub const DEMO_TENANTS: [(&str, &str, &str); 2] = [
     ("south", "South Vale District Council", "southvale.test"),
 ];
 pub const DEMO_QUARTER: &str = "2021-22-Q2";
+/// Store connections the dashboard keeps.
+const DASHBOARD_CONNECTIONS: usize = 4;
 
 fn now() -> i64 {
     parapet_store::unix_millis(SystemTime::now()) / 1000
@@ -128,8 +130,17 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
         );
     }
     let r = config.store.retention();
+    // a few connections, so a long KPI computation does not hold up the other pages
+    let mut conns = vec![db];
+    for _ in 1..DASHBOARD_CONNECTIONS {
+        conns.push(
+            config
+                .open_store()
+                .context("cannot open the store for the dashboard")?,
+        );
+    }
     let mut d = Dashboard::new(
-        db,
+        conns,
         tenants,
         Arc::new(CliAssurance {
             cfg: config.clone(),

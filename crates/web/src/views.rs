@@ -99,7 +99,7 @@ where
 {
     let d = dashboard(state)?;
     tokio::task::spawn_blocking(move || {
-        let mut db = d.db.lock().unwrap_or_else(|e| e.into_inner());
+        let mut db = d.db.get();
         f(&mut **db)
     })
     .await
