@@ -36,6 +36,8 @@ fn now() -> i64 {
 struct CliAssurance {
     cfg: Config,
     default_quarter: Option<String>,
+    /// Tenant → the council's name on its reports (the demo's councils too).
+    councils: Vec<(String, String)>,
 }
 
 fn source_err(e: anyhow::Error) -> SourceError {
@@ -76,7 +78,11 @@ impl AssuranceSource for CliAssurance {
             tenant,
             q,
             ReportText {
-                council: None,
+                council: self
+                    .councils
+                    .iter()
+                    .find(|(t, _)| t == tenant)
+                    .map(|(_, c)| c.clone()),
                 committee: "Audit and Governance Committee".into(),
                 exemption: None,
             },
@@ -129,6 +135,10 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
              (change it with `parapet users passwd admin`)"
         );
     }
+    let councils = tenants
+        .iter()
+        .filter_map(|t| Some((t.name.clone(), t.display_name.clone()?)))
+        .collect();
     let r = config.store.retention();
     // a few connections, so a long KPI computation does not hold up the other pages
     let mut conns = vec![db];
@@ -145,6 +155,7 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
         Arc::new(CliAssurance {
             cfg: config.clone(),
             default_quarter: demo.then(|| DEMO_QUARTER.to_string()),
+            councils,
         }),
         PrivacyFacts {
             events_days: r.events_days,
