@@ -26,6 +26,8 @@ pub const DEMO_TENANTS: [(&str, &str, &str); 2] = [
     ("south", "South Vale District Council", "southvale.test"),
 ];
 pub const DEMO_QUARTER: &str = "2021-22-Q2";
+/// Store connections the dashboard keeps.
+const DASHBOARD_CONNECTIONS: usize = 4;
 
 fn now() -> i64 {
     parapet_store::unix_millis(SystemTime::now()) / 1000
@@ -34,6 +36,8 @@ fn now() -> i64 {
 struct CliAssurance {
     cfg: Config,
     default_quarter: Option<String>,
+    /// Tenant → the council's name on its reports (the demo's councils too).
+    councils: Vec<(String, String)>,
 }
 
 fn source_err(e: anyhow::Error) -> SourceError {
@@ -74,7 +78,11 @@ impl AssuranceSource for CliAssurance {
             tenant,
             q,
             ReportText {
-                council: None,
+                council: self
+                    .councils
+                    .iter()
+                    .find(|(t, _)| t == tenant)
+                    .map(|(_, c)| c.clone()),
                 committee: "Audit and Governance Committee".into(),
                 exemption: None,
             },
@@ -127,13 +135,27 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
              (change it with `parapet users passwd admin`)"
         );
     }
+    let councils = tenants
+        .iter()
+        .filter_map(|t| Some((t.name.clone(), t.display_name.clone()?)))
+        .collect();
     let r = config.store.retention();
+    // a few connections, so a long KPI computation does not hold up the other pages
+    let mut conns = vec![db];
+    for _ in 1..DASHBOARD_CONNECTIONS {
+        conns.push(
+            config
+                .open_store()
+                .context("cannot open the store for the dashboard")?,
+        );
+    }
     let mut d = Dashboard::new(
-        db,
+        conns,
         tenants,
         Arc::new(CliAssurance {
             cfg: config.clone(),
             default_quarter: demo.then(|| DEMO_QUARTER.to_string()),
+            councils,
         }),
         PrivacyFacts {
             events_days: r.events_days,

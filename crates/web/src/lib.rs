@@ -36,9 +36,35 @@ pub use views::AppError;
 /// Produces the Prometheus text exposition on demand.
 pub type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// The one store connection the dashboard shares (SQLite serialises
-/// writers anyway); handlers use it from `spawn_blocking`.
-pub type SharedDb = Arc<Mutex<Box<dyn Db>>>;
+/// A few store connections the handlers share, from `spawn_blocking`: a
+/// long KPI computation on one does not hold up the other pages.
+pub struct DbPool {
+    conns: Vec<Mutex<Box<dyn Db>>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl DbPool {
+    /// # Panics
+    /// With no connection.
+    pub fn new(conns: Vec<Box<dyn Db>>) -> Self {
+        assert!(!conns.is_empty(), "a pool needs a connection");
+        Self {
+            conns: conns.into_iter().map(Mutex::new).collect(),
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// A free connection, or the next one in turn when all are busy.
+    pub fn get(&self) -> std::sync::MutexGuard<'_, Box<dyn Db>> {
+        for c in &self.conns {
+            if let Ok(g) = c.try_lock() {
+                return g;
+            }
+        }
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.conns.len();
+        self.conns[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// Why the assurance side could not answer.
 #[derive(Debug)]
@@ -97,7 +123,7 @@ pub struct PrivacyFacts {
 
 /// What the dashboard needs besides the metrics.
 pub struct Dashboard {
-    pub db: SharedDb,
+    pub db: DbPool,
     pub tenants: Vec<TenantInfo>,
     pub feeds: Vec<FeedInfo>,
     pub assurance: Arc<dyn AssuranceSource>,
@@ -108,14 +134,15 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
+    /// `db`: one or more connections to the same store.
     pub fn new(
-        db: Box<dyn Db>,
+        db: Vec<Box<dyn Db>>,
         tenants: Vec<TenantInfo>,
         assurance: Arc<dyn AssuranceSource>,
         privacy: PrivacyFacts,
     ) -> Self {
         Self {
-            db: Arc::new(Mutex::new(db)),
+            db: DbPool::new(db),
             tenants,
             feeds: Vec::new(),
             assurance,

@@ -99,7 +99,7 @@ where
 {
     let d = dashboard(state)?;
     tokio::task::spawn_blocking(move || {
-        let mut db = d.db.lock().unwrap_or_else(|e| e.into_inner());
+        let mut db = d.db.get();
         f(&mut **db)
     })
     .await
@@ -151,11 +151,13 @@ pub fn overview(db: &mut dyn Db, scope: Option<&str>, now: i64) -> Result<Value,
             ..AlertFilter::default()
         },
     )?;
-    let by_status: BTreeMap<&str, usize> = STATUSES
+    // in workflow order
+    let by_status: Vec<Value> = STATUSES
         .iter()
-        .map(|s| (s.as_str(), alerts.iter().filter(|a| a.status == *s).count()))
+        .map(|s| json!({"status": s.as_str(), "count": alerts.iter().filter(|a| a.status == *s).count()}))
         .collect();
     Ok(json!({
+        "tenant": scope,
         "since": format_datetime(since),
         "queries": totals.iter().map(|t| t.queries).sum::<u64>(),
         "blocked": totals.iter().map(|t| t.blocked).sum::<u64>(),

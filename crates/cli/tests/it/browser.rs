@@ -72,15 +72,21 @@ fn admin_password(p: &Parapet) -> String {
     }
 }
 
+/// The text of the element `css` selects, retried while the page is still
+/// loading or being replaced (a stale element after a form post).
 async fn text(c: &Client, css: &str) -> String {
-    c.wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .unwrap()
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = match c.find(Locator::Css(css)).await {
+            Ok(e) => e.text().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match attempt {
+            Ok(t) => return t,
+            Err(e) if Instant::now() >= deadline => panic!("{css}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 #[test]
@@ -229,6 +235,10 @@ fn log_in_see_the_overview_change_an_alert_and_download_the_report() {
         }
         let html = std::fs::read_to_string(&want).unwrap();
         assert!(html.contains("<html") && html.contains("2021-22"), "{html}");
+        assert!(
+            html.contains("Northshire Council"),
+            "the demo council's name"
+        );
         c.close().await.unwrap();
     });
 }
