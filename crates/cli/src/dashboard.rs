@@ -122,19 +122,24 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
     }
     if db.users()?.is_empty() {
         let password = parapet_web::auth::new_token()[..20].to_string();
-        db.add_user(
+        match db.add_user(
             "admin",
             Role::SupplierAdmin,
             None,
             &parapet_web::auth::hash_password(&password),
             now(),
-        )?;
-        // stderr, not the log: this is the one time the password is shown
-        eprintln!(
-            "dashboard: created the first account: user `admin`, password `{password}` \
-             (change it with `parapet users passwd admin`)"
-        );
+        ) {
+            // stderr, not the log: this is the one time the password is shown
+            Ok(_) => eprintln!(
+                "dashboard: created the first account: user `admin`, password `{password}` \
+                 (change it with `parapet users passwd admin`)"
+            ),
+            // another node on the same database created it first
+            Err(parapet_store::StoreError::DuplicateUser(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
+    let location = db.location();
     let councils = tenants
         .iter()
         .filter_map(|t| Some((t.name.clone(), t.display_name.clone()?)))
@@ -161,7 +166,7 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
             events_days: r.events_days,
             aggregates_days: r.aggregates_days,
             key_source: config.pseudonym_key_source(),
-            store: config.resolve(&config.store.path).display().to_string(),
+            store: location,
             flush_interval_ms: config.store.flush_interval_ms,
         },
     );

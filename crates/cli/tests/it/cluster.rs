@@ -1,5 +1,5 @@
 //! Several nodes on one PostgreSQL (issue 9): two `parapet serve` processes
-//! and one reader (the CLI, as the dashboard would) share a database of a
+//! with their dashboards, and the CLI, share a database of a
 //! real PostgreSQL server started by the harness. Queries to both nodes are
 //! stored with the node's name; the same blocked domain seen on both nodes
 //! is one alert; the retention job runs on one node only; a feed published
@@ -128,6 +128,21 @@ fn two_nodes_share_one_postgresql() {
     nodes.sort();
     assert_eq!(nodes, ["node-a", "node-b"]);
     assert_eq!(alerts[0]["count"], 6);
+
+    // the dashboard of either node shows that one shared alert
+    let out = parapet(&url, &["users", "add", "ops", "--role", "supplier-analyst"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = parapet(&url, &["users", "token", "ops"]);
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    for p in [&a, &b] {
+        let (status, body) = crate::dashboard::get(p.web, "/api/v1/alerts?rule=feed.block", &token);
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let shown = v["alerts"].as_array().unwrap();
+        assert_eq!(shown.len(), 1, "{body}");
+        assert_eq!(shown[0]["id"], alerts[0]["id"], "{body}");
+    }
 
     // the retention job ran on exactly one node (the lease holder)
     let ran = |p: &Parapet| p.log().matches("retention: deleted old rows").count();

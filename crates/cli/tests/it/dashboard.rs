@@ -20,7 +20,7 @@ fn parapet(p: &Parapet, args: &[&str], password: Option<&str>) -> Output {
 }
 
 /// `(status, body)` of a GET with a bearer token.
-fn get(addr: SocketAddr, path: &str, token: &str) -> (u16, String) {
+pub fn get(addr: SocketAddr, path: &str, token: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
