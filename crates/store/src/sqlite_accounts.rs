@@ -1,4 +1,4 @@
-//! [`AccountStore`] on SQLite (schema: migration 6).
+//! [`AccountStore`] on SQLite (schema: migration 7).
 
 use rusqlite::{OptionalExtension, params};
 
