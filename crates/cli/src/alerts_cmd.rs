@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parapet_core::alert::AlertStatus;
-use parapet_store::{Alert, AlertFilter, Db, StoreError};
+use parapet_store::{AlertFilter, Db, StoreError};
 
 use crate::BadInput;
 use crate::config::Config;
@@ -37,7 +37,7 @@ pub fn list(config_path: Option<&Path>, args: ListArgs<'_>) -> anyhow::Result<Ex
         limit: Some(args.limit),
     })?;
     if args.json {
-        let v: Vec<serde_json::Value> = alerts.iter().map(to_json).collect();
+        let v: Vec<serde_json::Value> = alerts.iter().map(parapet_web::alert_json).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -97,33 +97,6 @@ pub fn set(
 
 fn now_ms() -> i64 {
     parapet_store::unix_millis(SystemTime::now())
-}
-
-/// The JSON form of an alert (also the webhook body).
-pub fn to_json(a: &Alert) -> serde_json::Value {
-    serde_json::json!({
-        "id": a.id,
-        "tenant": a.tenant,
-        "rule": a.rule,
-        "domain": a.domain,
-        "severity": a.severity.as_str(),
-        "status": a.status.as_str(),
-        "first_seen": rfc3339(a.first_seen),
-        "last_seen": rfc3339(a.last_seen),
-        "count": a.count,
-        "clients": a.clients,
-        "feeds": a.feeds,
-        "nodes": a.nodes,
-        "reason": a.reason,
-        "evidence": a.evidence,
-        "history": a.history.iter().map(|h| serde_json::json!({
-            "time": rfc3339(h.time),
-            "from": h.from.as_str(),
-            "to": h.to.as_str(),
-            "by": h.by,
-            "note": h.note,
-        })).collect::<Vec<_>>(),
-    })
 }
 
 /// Unix milliseconds as an RFC 3339 UTC timestamp, to the second.

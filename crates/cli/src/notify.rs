@@ -18,8 +18,8 @@ use parapet_core::alert::Severity;
 use parapet_store::Alert;
 use sha2::Sha256;
 
-use crate::alerts_cmd::to_json;
 use crate::config::{NotifyConfig, SmtpSecurity};
+use parapet_web::alert_json;
 
 /// Delivery attempts per message before it is given up (and logged).
 const MAX_ATTEMPTS: u32 = 8;
@@ -213,7 +213,7 @@ impl Notifier {
             Target::Webhook { url, secret } => {
                 let body = serde_json::to_vec(&serde_json::json!({
                     "event": if job.alerts.len() == 1 { "alert" } else { "alert.digest" },
-                    "alerts": job.alerts.iter().map(to_json).collect::<Vec<_>>(),
+                    "alerts": job.alerts.iter().map(alert_json).collect::<Vec<_>>(),
                 }))
                 .map_err(|e| e.to_string())?;
                 let mut req = self

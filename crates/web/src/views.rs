@@ -110,6 +110,8 @@ fn ms(t: i64) -> String {
     format_datetime(t.div_euclid(1000))
 }
 
+/// The one JSON form of an alert: the API, `parapet alerts list --format
+/// json` and the webhook body.
 pub fn alert_json(a: &Alert) -> Value {
     json!({
         "id": a.id,
@@ -123,6 +125,7 @@ pub fn alert_json(a: &Alert) -> Value {
         "count": a.count,
         "clients": a.clients,
         "feeds": a.feeds,
+        "nodes": a.nodes,
         "reason": a.reason,
         "evidence": a.evidence,
         "history": a.history.iter().map(|h| json!({

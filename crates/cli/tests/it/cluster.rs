@@ -136,7 +136,8 @@ fn two_nodes_share_one_postgresql() {
     assert!(out.status.success(), "{out:?}");
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     for p in [&a, &b] {
-        let (status, body) = crate::dashboard::get(p.web, "/api/v1/alerts?rule=feed.block", &token);
+        let (status, body) =
+            crate::harness::http_get_bearer(p.web, "/api/v1/alerts?rule=feed.block", &token);
         assert_eq!(status, 200, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let shown = v["alerts"].as_array().unwrap();

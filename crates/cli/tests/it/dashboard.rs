@@ -2,12 +2,9 @@
 //! an account made on the command line, its API token, and the tenant it
 //! is confined to, over a real socket.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Output};
-use std::time::Duration;
 
-use crate::harness::Parapet;
+use crate::harness::{Parapet, http_get_bearer as get};
 
 fn parapet(p: &Parapet, args: &[&str], password: Option<&str>) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_parapet"));
@@ -17,22 +14,6 @@ fn parapet(p: &Parapet, args: &[&str], password: Option<&str>) -> Output {
         None => c.env_remove("PARAPET_PASSWORD"),
     };
     c.output().unwrap()
-}
-
-/// `(status, body)` of a GET with a bearer token.
-pub fn get(addr: SocketAddr, path: &str, token: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
 }
 
 #[test]

@@ -430,19 +430,43 @@ pub fn metric_sum(text: &str, prefix: &str) -> f64 {
 
 /// A minimal HTTP/1.1 GET.
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    match http_get_with(addr, path, "", Duration::from_secs(5)) {
+        (200, body) => body,
+        (status, body) => panic!("GET {path}: {status} {body}"),
+    }
+}
+
+/// `(status, body)` of a GET carrying `headers` (each line ending in CRLF).
+pub fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &str,
+    timeout: Duration,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(timeout)).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    match body.split_once("\r\n\r\n") {
-        Some((head, rest)) if head.starts_with("HTTP/1.1 200") => rest.to_string(),
-        _ => panic!("GET {path}: {body}"),
-    }
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("GET {path}: {text}"));
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+/// `(status, body)` of a GET with a bearer token.
+pub fn http_get_bearer(addr: SocketAddr, path: &str, token: &str) -> (u16, String) {
+    http_get_with(
+        addr,
+        path,
+        &format!("Authorization: Bearer {token}\r\n"),
+        Duration::from_secs(10),
+    )
 }
 
 /// A DNS client: builds queries with hickory-proto, sends them over UDP or
