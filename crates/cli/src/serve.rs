@@ -81,6 +81,14 @@ pub fn run(config_path: Option<&Path>, demo: bool) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    if store.defers_aggregates() {
+        let folder = config
+            .open_store()
+            .context("cannot open the store for the aggregate fold")?;
+        std::thread::Builder::new()
+            .name("parapet-fold".into())
+            .spawn(move || fold_loop(folder))?;
+    }
     let metrics = Arc::new(Metrics::default());
     let mut loader = Loader::new(config.clone(), metrics.clone());
     let served = loader.served_versions();
@@ -248,6 +256,23 @@ fn node_metrics(text: &mut String, node: &str, served: &std::sync::Mutex<Vec<(St
                 text,
                 "parapet_feed_db_version{{node=\"{node}\",feed=\"{feed}\"}} {v}"
             );
+        }
+    }
+}
+
+/// How often pending hourly counts are folded into the aggregates (on the
+/// PostgreSQL backend; one node at a time does it).
+const FOLD_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds the hourly counts the event writer appends, on its own connection
+/// so the write path never waits for it.
+fn fold_loop(mut store: Box<dyn Db>) {
+    loop {
+        std::thread::sleep(FOLD_EVERY);
+        match store.fold_aggregates() {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "folded hourly counts into the aggregates"),
+            Err(e) => tracing::warn!("could not fold hourly counts: {e}"),
         }
     }
 }

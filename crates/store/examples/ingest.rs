@@ -3,9 +3,10 @@
 //! PostgreSQL (a server started like the tests', or `--url`), with one or
 //! more writers (nodes) at once, and prints events per second.
 //!
-//!   cargo run --release -p parapet-store --example ingest -- [--events N] [--batch B] [--names K] [--skewed] [--url URL]
+//!   cargo run --release -p parapet-store --example ingest -- [--events N] [--batch B] [--names K] [--skewed] [--fold-ms MS] [--url URL]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use parapet_core::event::{EventAction, PrivateEvent};
@@ -62,28 +63,56 @@ fn events(n: usize, names: usize, seed: u64, skewed: bool) -> Vec<PrivateEvent> 
         .collect()
 }
 
-/// Writes `events` in `batch`-sized calls with `writers` stores at once;
-/// returns events per second over all of them.
+/// Writes `events` in `batch`-sized calls with `writers` stores at once,
+/// while (on a backend that defers its aggregates) a folder folds the
+/// pending hourly counts every `fold_every`, as `parapet serve` does; the
+/// time includes a last fold, so nothing is left pending at the end.
+/// Returns events per second over all writers.
 fn run(
     open: &(dyn Fn() -> Box<dyn Db> + Sync),
     writers: usize,
     evs: &[PrivateEvent],
     batch: usize,
+    fold_every: Duration,
 ) -> f64 {
     let per = evs.len() / writers;
+    let mut folder = open();
+    let defers = folder.defers_aggregates();
+    let done = AtomicBool::new(false);
     let started = Instant::now();
     std::thread::scope(|s| {
-        for w in 0..writers {
-            let part = &evs[w * per..(w + 1) * per];
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let part = &evs[w * per..(w + 1) * per];
+                s.spawn(move || {
+                    let mut db = open();
+                    db.set_node(&format!("node-{w}"));
+                    for chunk in part.chunks(batch) {
+                        db.insert_events(chunk).expect("insert");
+                    }
+                })
+            })
+            .collect();
+        if defers {
+            let done = &done;
+            let folder = &mut folder;
             s.spawn(move || {
-                let mut db = open();
-                db.set_node(&format!("node-{w}"));
-                for chunk in part.chunks(batch) {
-                    db.insert_events(chunk).expect("insert");
+                let mut last = Instant::now();
+                while !done.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(10));
+                    if last.elapsed() >= fold_every {
+                        folder.fold_aggregates().expect("fold");
+                        last = Instant::now();
+                    }
                 }
             });
         }
+        for h in handles {
+            h.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
     });
+    folder.fold_aggregates().expect("fold");
     (per * writers) as f64 / started.elapsed().as_secs_f64()
 }
 
@@ -94,6 +123,8 @@ fn main() {
     let names: usize = arg(&args, "--names").map_or(20_000, |v| v.parse().unwrap());
     let url = arg(&args, "--url");
     let skewed = args.iter().any(|a| a == "--skewed");
+    let fold_every =
+        Duration::from_millis(arg(&args, "--fold-ms").map_or(5_000, |v| v.parse().unwrap()));
     let evs = events(n, names, 1, skewed);
     println!(
         "{n} events, {names} names drawn {}, batches of {batch}",
@@ -106,7 +137,7 @@ fn main() {
     // SQLite has one writer at a time: one node only
     println!(
         "sqlite     1 writer : {:>9.0} events/s",
-        run(&sqlite, 1, &evs, batch)
+        run(&sqlite, 1, &evs, batch, fold_every)
     );
 
     for writers in [1usize, 2] {
@@ -118,7 +149,7 @@ fn main() {
         println!(
             "postgresql {writers} writer{}: {:>9.0} events/s",
             if writers == 1 { " " } else { "s" },
-            run(&pg, writers, &evs, batch)
+            run(&pg, writers, &evs, batch, fold_every)
         );
     }
 }

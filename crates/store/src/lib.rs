@@ -402,9 +402,27 @@ pub enum StoreError {
 /// Everything Parapet stores. Implementations write each call in one
 /// transaction: a crash loses the call in progress, never half of it.
 pub trait Store: Send {
-    /// Writes a batch of query events and folds them into the hourly
-    /// aggregates. Returns the number written.
+    /// Writes a batch of query events and counts them into the hourly
+    /// aggregates (at once, or as pending counts when the backend
+    /// [`defers_aggregates`](Store::defers_aggregates)). Returns the number
+    /// written.
     fn insert_events(&mut self, events: &[PrivateEvent]) -> Result<usize, StoreError>;
+
+    /// Whether [`Store::insert_events`] leaves hourly counts for
+    /// [`Store::fold_aggregates`] to fold (PostgreSQL: many nodes write at
+    /// once, and an in-place upsert per batch halves their write rate).
+    fn defers_aggregates(&self) -> bool {
+        false
+    }
+
+    /// Folds the hourly counts that batches appended into the hourly
+    /// aggregates; returns the aggregate rows written. Readers never need
+    /// it (they see folded and pending counts alike, through the view
+    /// `query_hourly_all`); it keeps the pending rows few. SQLite updates
+    /// the aggregates in place as it writes and has nothing to fold.
+    fn fold_aggregates(&mut self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
 
     /// Deletes events and aggregates older than `retention` allows at `now`.
     fn purge(&mut self, now: SystemTime, retention: Retention) -> Result<Purged, StoreError>;

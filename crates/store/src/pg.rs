@@ -7,15 +7,19 @@
 //! in PostgreSQL's dialect, applied under an advisory lock so nodes that
 //! start at once migrate once. Query events go in with one `COPY ... FROM
 //! STDIN BINARY` stream per batch (no statement, no round trip per event),
-//! and the hourly aggregates are summed in memory first and upserted with
-//! one multi-row `INSERT ... SELECT FROM unnest(...)`, in key order, so two nodes writing the same hour never
-//! deadlock on them.
+//! and the batch's hourly counts, summed in memory first, are appended to
+//! `query_hourly_delta` with a second COPY in the same transaction: no
+//! index lookup and no conflict on the write path, so two nodes writing the
+//! same hour never wait for each other. A background fold
+//! ([`Store::fold_aggregates`], one node at a time under an advisory lock)
+//! moves them into `query_hourly`; readers use the view `query_hourly_all`,
+//! which adds what is not folded yet, so every count is exact at any time.
 //!
 //! The client is the synchronous `postgres` crate: it runs its own small
 //! runtime and must not be called from inside a tokio task (callers there
 //! use `spawn_blocking`).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -39,6 +43,9 @@ use crate::{
 
 /// The advisory lock key under which migrations run ("parapet" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0070_6172_6170_6574;
+/// The advisory lock key of the aggregate fold ("pfold"): one node folds at
+/// a time, the others skip.
+const FOLD_LOCK: i64 = 0x0070_666f_6c64;
 
 /// The same steps as SQLite's, in PostgreSQL's dialect. Never edit a
 /// released step: add a new one, with the same number as SQLite's.
@@ -319,6 +326,29 @@ const MIGRATIONS: &[(u32, &str)] = &[
     );
     CREATE INDEX audit_log_tenant ON audit_log (tenant, id);",
     ),
+    (
+        8,
+        // Each batch's hourly counts are appended here (COPY, no index, no
+        // conflict check) in the batch's own transaction, and folded into
+        // query_hourly off the write path; readers see both through the view.
+        // The raw events keep one cheap index: a BRIN on time (they arrive in
+        // time order) for retention; no reader uses (tenant, time), and each
+        // B-tree index is paid by every event (bench/store/RESULTS.md).
+        "CREATE TABLE query_hourly_delta (
+        tenant  TEXT   NOT NULL,
+        qname   TEXT   NOT NULL,
+        hour    BIGINT NOT NULL,
+        action  TEXT   NOT NULL,
+        queries BIGINT NOT NULL
+    );
+    CREATE VIEW query_hourly_all AS
+        SELECT tenant, qname, hour, action, queries FROM query_hourly
+        UNION ALL
+        SELECT tenant, qname, hour, action, queries FROM query_hourly_delta;
+    DROP INDEX query_events_time;
+    CREATE INDEX query_events_time ON query_events USING brin (time);
+    DROP INDEX query_events_tenant_time;",
+    ),
 ];
 
 /// A connection to the shared database.
@@ -573,8 +603,8 @@ impl Store for PgStore {
         let mut rcodes: Vec<Option<i32>> = Vec::with_capacity(n);
         let mut actions: Vec<&str> = Vec::with_capacity(n);
         let mut feeds: Vec<Option<&str>> = Vec::with_capacity(n);
-        // summed per key first, upserted in key order (no deadlock between nodes)
-        let mut hourly: BTreeMap<(&str, String, i64, &str), i64> = BTreeMap::new();
+        // summed per key first: one delta row per key and batch
+        let mut hourly: HashMap<(&str, String, i64, &str), i64> = HashMap::new();
         for e in events {
             let mut qname = String::with_capacity(64);
             let _ = write_key_as_text(e.qname.as_key(), &mut qname);
@@ -595,18 +625,6 @@ impl Store for PgStore {
                 ))
                 .or_default() += 1;
             qnames.push(qname);
-        }
-        let mut h_tenants: Vec<&str> = Vec::with_capacity(hourly.len());
-        let mut h_qnames: Vec<&str> = Vec::with_capacity(hourly.len());
-        let mut h_hours: Vec<i64> = Vec::with_capacity(hourly.len());
-        let mut h_actions: Vec<&str> = Vec::with_capacity(hourly.len());
-        let mut h_counts: Vec<i64> = Vec::with_capacity(hourly.len());
-        for ((t, q, h, a), c) in &hourly {
-            h_tenants.push(t);
-            h_qnames.push(q);
-            h_hours.push(*h);
-            h_actions.push(a);
-            h_counts.push(*c);
         }
         self.tx(|tx, loc, node| {
             let err = pg_err(loc);
@@ -645,13 +663,20 @@ impl Store for PgStore {
                 .map_err(&err)?;
             }
             w.finish().map_err(&err)?;
-            tx.execute(
-                "INSERT INTO query_hourly (tenant, qname, hour, action, queries)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[])
-                 ON CONFLICT (tenant, qname, hour, action) DO UPDATE SET queries = query_hourly.queries + EXCLUDED.queries",
-                &[&h_tenants, &h_qnames, &h_hours, &h_actions, &h_counts],
-            )
-            .map_err(&err)?;
+            // the batch's hourly counts: appended, folded later (fold_aggregates)
+            let sink = tx
+                .copy_in(
+                    "COPY query_hourly_delta (tenant, qname, hour, action, queries) FROM STDIN BINARY",
+                )
+                .map_err(&err)?;
+            let mut w = BinaryCopyInWriter::new(
+                sink,
+                &[Type::TEXT, Type::TEXT, Type::INT8, Type::TEXT, Type::INT8],
+            );
+            for ((t, q, h, a), c) in &hourly {
+                w.write(&[t, q, h, a, c]).map_err(&err)?;
+            }
+            w.finish().map_err(&err)?;
             Ok(n)
         })
     }
@@ -670,8 +695,41 @@ impl Store for PgStore {
                     "DELETE FROM query_hourly WHERE hour + 3600 <= $1",
                     &[&agg_cut],
                 )
+                .map_err(&err)?
+                + tx.execute(
+                    "DELETE FROM query_hourly_delta WHERE hour + 3600 <= $1",
+                    &[&agg_cut],
+                )
                 .map_err(&err)?;
             Ok(Purged { events, aggregates })
+        })
+    }
+
+    fn defers_aggregates(&self) -> bool {
+        true
+    }
+
+    fn fold_aggregates(&mut self) -> Result<u64, StoreError> {
+        self.tx(|tx, loc, _| {
+            let err = pg_err(loc);
+            let mine: bool = tx
+                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&FOLD_LOCK])
+                .map_err(&err)?
+                .get(0);
+            if !mine {
+                return Ok(0);
+            }
+            // rows a batch commits meanwhile are not in this snapshot: they
+            // stay for the next fold, so every count is folded exactly once
+            tx.execute(
+                "WITH d AS (DELETE FROM query_hourly_delta RETURNING tenant, qname, hour, action, queries)
+                 INSERT INTO query_hourly (tenant, qname, hour, action, queries)
+                 SELECT tenant, qname, hour, action, SUM(queries)::bigint FROM d
+                 GROUP BY tenant, qname, hour, action ORDER BY tenant, qname, hour, action
+                 ON CONFLICT (tenant, qname, hour, action) DO UPDATE SET queries = query_hourly.queries + EXCLUDED.queries",
+                &[],
+            )
+            .map_err(&err)
         })
     }
 
@@ -1624,7 +1682,7 @@ impl AssuranceStore for PgStore {
             .query_one(
                 "SELECT COALESCE(SUM(queries), 0)::bigint,
                         COALESCE(SUM(CASE WHEN action IN ('blocked', 'nodata', 'dropped', 'local_data') THEN queries ELSE 0 END), 0)::bigint
-                 FROM query_hourly WHERE tenant = $1 AND hour >= $2 AND hour < $3",
+                 FROM query_hourly_all WHERE tenant = $1 AND hour >= $2 AND hour < $3",
                 &[&tenant, &from, &to],
             )
             .map_err(pg_err(&self.location))?;

@@ -211,7 +211,7 @@ impl AccountStore for PgStore {
         let rows = self.query_rows(
             &format!(
                 "SELECT tenant, SUM(queries)::bigint, SUM(CASE WHEN action IN {BLOCKED} THEN queries ELSE 0 END)::bigint
-                 FROM query_hourly WHERE hour >= $1 AND {TENANT} GROUP BY tenant ORDER BY tenant"
+                 FROM query_hourly_all WHERE hour >= $1 AND {TENANT} GROUP BY tenant ORDER BY tenant"
             ),
             &[&from, &tenant],
         )?;
@@ -233,7 +233,7 @@ impl AccountStore for PgStore {
         let rows = self.query_rows(
             &format!(
                 "SELECT tenant, hour, SUM(queries)::bigint, SUM(CASE WHEN action IN {BLOCKED} THEN queries ELSE 0 END)::bigint
-                 FROM query_hourly WHERE hour >= $1 AND {TENANT} GROUP BY tenant, hour ORDER BY hour, tenant"
+                 FROM query_hourly_all WHERE hour >= $1 AND {TENANT} GROUP BY tenant, hour ORDER BY hour, tenant"
             ),
             &[&from, &tenant],
         )?;
@@ -256,7 +256,7 @@ impl AccountStore for PgStore {
     ) -> Result<Vec<(String, String, u64)>, StoreError> {
         let rows = self.query_rows(
             &format!(
-                "SELECT tenant, qname, SUM(queries)::bigint AS n FROM query_hourly
+                "SELECT tenant, qname, SUM(queries)::bigint AS n FROM query_hourly_all
                  WHERE hour >= $1 AND {TENANT} AND action IN {BLOCKED}
                  GROUP BY tenant, qname ORDER BY n DESC, qname LIMIT $3"
             ),

@@ -210,6 +210,26 @@ fn two_nodes_share_one_postgresql() {
         before.iter().find(|(n, _)| n == "node-a"),
         "node A's stored events stay"
     );
+    // every stored event is counted once in the hourly aggregates, folded
+    // or still pending, and node B's fold (every 5 s) empties the pending
+    let counted = |db: &mut postgres::Client| -> (i64, i64, i64) {
+        let r = db
+            .query_one(
+                "SELECT (SELECT COUNT(*) FROM query_events),
+                        (SELECT COALESCE(SUM(queries), 0)::bigint FROM query_hourly_all),
+                        (SELECT COUNT(*) FROM query_hourly_delta)",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    let (events, hourly, _) = counted(&mut db);
+    assert_eq!(events, hourly);
+    wait_for("the fold to take the pending hourly counts", || {
+        counted(&mut db).2 == 0
+    });
+    let (events, hourly, _) = counted(&mut db);
+    assert_eq!(events, hourly);
 }
 
 /// Scheduled Mail Checks run on the node holding the `mailcheck` lease, not
