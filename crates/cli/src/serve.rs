@@ -277,13 +277,63 @@ fn fold_loop(mut store: Box<dyn Db>) {
     }
 }
 
-/// Drains query events into the store: pseudonymises each client first,
-/// writes a batch at most every `flush_every` (so a crash loses at most that
-/// much), and runs the retention job at start and every hour.
+/// Drains the event queue every [`EVENT_POLL`], pseudonymising each client,
+/// and hands a batch to the writer when it reaches [`MAX_BATCH`] or every
+/// `flush_every`. A full hand-over waits: the event queue then fills and
+/// the resolver drops (and counts), never waits.
+fn collect(
+    rx: &crossbeam_channel::Receiver<QueryEvent>,
+    stop: &AtomicBool,
+    pseudonymiser: &Pseudonymiser,
+    flush_every: Duration,
+    out: &crossbeam_channel::Sender<Vec<PrivateEvent>>,
+) {
+    let mut batch: Vec<PrivateEvent> = Vec::with_capacity(4096);
+    let mut last_flush = Instant::now();
+    let hand_over = |batch: &mut Vec<PrivateEvent>| {
+        if !batch.is_empty() {
+            let full = std::mem::replace(batch, Vec::with_capacity(4096));
+            let _ = out.send(full);
+        }
+    };
+    loop {
+        std::thread::sleep(EVENT_POLL);
+        let mut closed = stop.load(Ordering::Relaxed);
+        loop {
+            match rx.try_recv() {
+                Ok(ev) => {
+                    batch.push(ev.into_private(pseudonymiser));
+                    if batch.len() >= MAX_BATCH {
+                        hand_over(&mut batch);
+                    }
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if closed || last_flush.elapsed() >= flush_every {
+            hand_over(&mut batch);
+            last_flush = Instant::now();
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+/// Drains query events into the store in two threads: the collector
+/// ([`collect`]) pseudonymises each client and cuts batches at most every
+/// `flush_every`; this writer stores them (so a crash loses at most the
+/// batches in hand: `flush_every` of traffic, or [`BATCHES_IN_FLIGHT`] + 1
+/// batches under a backlog), runs detection over them, and runs the
+/// retention job at start and every hour.
 ///
-/// It drains the queue on a timer rather than blocking on it: a receiver
-/// blocked in `recv` makes every send a futex wake-up (a syscall and a
-/// context switch on the resolver's hot path), a polling one never.
+/// The collector drains the queue on a timer rather than blocking on it: a
+/// receiver blocked in `recv` makes every send a futex wake-up (a syscall
+/// and a context switch on the resolver's hot path), a polling one never.
 struct EventWriter {
     store: Box<dyn Db>,
     detector: Detector,
@@ -310,11 +360,36 @@ const RETENTION_LEASE: Duration = Duration::from_secs(2 * 3600);
 /// How often a node records that it is alive and what it serves.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 const MAX_BATCH: usize = 20_000;
+/// Full batches waiting for the writer, beyond the one it is writing.
+const BATCHES_IN_FLIGHT: usize = 2;
 
 impl EventWriter {
+    /// Runs the pipeline until `stop` is set and the queue is drained: a
+    /// collector thread drains the queue and pseudonymises into batches
+    /// while this thread writes the previous batch, so a slow write (a
+    /// fold, a checkpoint, a burst of alerts) is absorbed by up to
+    /// [`BATCHES_IN_FLIGHT`] batches instead of the event queue alone.
     fn run(mut self, rx: crossbeam_channel::Receiver<QueryEvent>, stop: &AtomicBool) {
-        let mut batch: Vec<PrivateEvent> = Vec::with_capacity(4096);
-        let mut last_flush = Instant::now();
+        let (batches_tx, batches_rx) = crossbeam_channel::bounded(BATCHES_IN_FLIGHT);
+        let pseudonymiser = self.pseudonymiser.clone();
+        let flush_every = self.flush_every;
+        std::thread::scope(|s| {
+            let collector = std::thread::Builder::new()
+                .name("parapet-collect".into())
+                .spawn_scoped(s, move || {
+                    collect(&rx, stop, &pseudonymiser, flush_every, &batches_tx)
+                });
+            if let Err(e) = collector {
+                tracing::error!("cannot start the event collector: {e}");
+                return;
+            }
+            self.write_batches(&batches_rx);
+        });
+    }
+
+    /// Writes each batch the collector hands over, and runs the periodic
+    /// jobs; returns when the collector has finished.
+    fn write_batches(&mut self, batches: &crossbeam_channel::Receiver<Vec<PrivateEvent>>) {
         let mut last_purge: Option<Instant> = None;
         let mut last_heartbeat: Option<Instant> = None;
         loop {
@@ -326,29 +401,14 @@ impl EventWriter {
                 self.heartbeat();
                 last_heartbeat = Some(Instant::now());
             }
-            std::thread::sleep(EVENT_POLL);
-            let mut closed = stop.load(Ordering::Relaxed);
-            loop {
-                match rx.try_recv() {
-                    Ok(ev) => {
-                        batch.push(ev.into_private(&self.pseudonymiser));
-                        if batch.len() >= MAX_BATCH {
-                            self.flush(&mut batch);
-                        }
-                    }
-                    Err(crossbeam_channel::TryRecvError::Empty) => break,
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                        closed = true;
-                        break;
-                    }
+            match batches.recv_timeout(self.flush_every.max(EVENT_POLL)) {
+                Ok(mut batch) => self.flush(&mut batch),
+                // alerts about Parapet itself go out even with no traffic
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.flush(&mut Vec::new()),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    self.flush(&mut Vec::new());
+                    return;
                 }
-            }
-            if closed || last_flush.elapsed() >= self.flush_every {
-                self.flush(&mut batch);
-                last_flush = Instant::now();
-            }
-            if closed {
-                return;
             }
         }
     }

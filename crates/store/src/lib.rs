@@ -13,6 +13,7 @@ pub mod assets;
 mod pg;
 mod pg_accounts;
 pub mod pgtest;
+mod signals;
 mod sqlite;
 mod sqlite_accounts;
 mod sqlite_assets;

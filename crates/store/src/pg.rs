@@ -35,10 +35,11 @@ use crate::assets::{
     AssetException, AssetImport, AssetImported, AssetObs, AssuranceStore, AvObs, FindingObs,
     ImportMeta, Incident, ScanObs, VulnDef,
 };
+use crate::signals::{group_signals, merge};
 use crate::{
-    Alert, AlertFilter, Db, DmarcReportRow, DmarcSummary, EVIDENCE_SAMPLES, FeedVersion, Imported,
-    MailCheckDiff, MailCheckRow, NodeStatus, Purged, Retention, SeenDomains, SourceSummary,
-    StatusChange, Store, StoreError, TlsReportRow, cutoff, unix_millis,
+    Alert, AlertFilter, Db, DmarcReportRow, DmarcSummary, FeedVersion, Imported, MailCheckDiff,
+    MailCheckRow, NodeStatus, Purged, Retention, SeenDomains, SourceSummary, StatusChange, Store,
+    StoreError, TlsReportRow, cutoff, unix_millis,
 };
 
 /// The advisory lock key under which migrations run ("parapet" in ASCII).
@@ -756,106 +757,87 @@ impl Store for PgStore {
         if signals.is_empty() {
             return Ok(Vec::new());
         }
+        let groups = group_signals(signals);
         self.tx(|tx, loc, node| {
             let err = pg_err(loc);
-            let mut touched: Vec<(i64, bool)> = Vec::new();
+            let mut touched: Vec<(i64, bool)> = Vec::with_capacity(groups.len());
             let select = "SELECT id, status, feeds, evidence, severity, nodes FROM alerts
                           WHERE tenant = $1 AND rule = $2 AND domain = $3 FOR UPDATE";
-            for sig in signals {
-                let t = unix_millis(sig.time);
-                let key: [&(dyn postgres::types::ToSql + Sync); 3] =
-                    [&&*sig.tenant, &sig.rule, &sig.domain];
+            for g in &groups {
+                let key: [&(dyn postgres::types::ToSql + Sync); 3] = [&g.tenant, &g.rule, &g.domain];
                 let mut existing = tx.query_opt(select, &key).map_err(&err)?;
+                let mut id = None;
                 if existing.is_none() {
                     // another node may insert the same alert at this moment:
                     // the unique key makes one of us wait and then find it
                     let inserted = tx
                         .query_opt(
                             "INSERT INTO alerts (tenant, rule, domain, severity, first_seen, last_seen, count, feeds, reason, evidence, nodes)
-                             VALUES ($1, $2, $3, $4, $5, $5, 1, $6, $7, $8, $9)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                              ON CONFLICT (tenant, rule, domain) DO NOTHING RETURNING id",
                             &[
-                                &&*sig.tenant,
-                                &sig.rule,
-                                &sig.domain,
-                                &sig.severity.as_str(),
-                                &t,
-                                &sig.feed.as_deref().unwrap_or(""),
-                                &sig.reason,
-                                &sig.evidence,
+                                &g.tenant,
+                                &g.rule,
+                                &g.domain,
+                                &g.severity.as_str(),
+                                &g.first_seen,
+                                &g.last_seen,
+                                &g.count,
+                                &g.feeds.join(","),
+                                &g.reason,
+                                &g.evidence.join("\n"),
                                 &node,
                             ],
                         )
                         .map_err(&err)?;
-                    if let Some(row) = inserted {
+                    match inserted {
+                        Some(row) => {
+                            id = Some(row.get::<_, i64>(0));
+                            touched.push((row.get(0), true));
+                        }
+                        None => existing = tx.query_opt(select, &key).map_err(&err)?,
+                    }
+                }
+                let id = match (id, existing) {
+                    (Some(id), _) => id,
+                    (None, None) => return Err(StoreError::NoSuchAlert(0)),
+                    (None, Some(row)) => {
                         let id: i64 = row.get(0);
-                        touched.push((id, true));
+                        let status: String = row.get(1);
+                        let reopened = status == AlertStatus::Resolved.as_str();
                         tx.execute(
-                            "INSERT INTO alert_clients (alert_id, client) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                            &[&id, &&sig.client.0[..]],
+                            "UPDATE alerts SET count = count + $8, last_seen = GREATEST(last_seen, $3), first_seen = LEAST(first_seen, $2),
+                             feeds = $4, evidence = $5, reason = $6, severity = $7, nodes = $9,
+                             status = CASE WHEN status = 'resolved' THEN 'new' ELSE status END WHERE id = $1",
+                            &[
+                                &id,
+                                &g.first_seen,
+                                &g.last_seen,
+                                &g.merged_feeds(row.get(2)),
+                                &g.merged_evidence(row.get(3)),
+                                &g.reason,
+                                &g.merged_severity(row.get(4)).as_str(),
+                                &g.count,
+                                &merge(row.get(5), ',', &[node], usize::MAX),
+                            ],
                         )
                         .map_err(&err)?;
-                        continue;
+                        if reopened {
+                            tx.execute(
+                                "INSERT INTO alert_history (alert_id, time, from_status, to_status, by, note)
+                                 VALUES ($1, $2, 'resolved', 'new', 'parapet', 'fired again after it was resolved')",
+                                &[&id, &g.time],
+                            )
+                            .map_err(&err)?;
+                        }
+                        touched.push((id, reopened));
+                        id
                     }
-                    existing = tx.query_opt(select, &key).map_err(&err)?;
-                }
-                let Some(row) = existing else {
-                    return Err(StoreError::NoSuchAlert(0));
                 };
-                let id: i64 = row.get(0);
-                let status: String = row.get(1);
-                let feeds: String = row.get(2);
-                let evidence: String = row.get(3);
-                let severity: String = row.get(4);
-                let nodes: String = row.get(5);
-                let mut feeds: Vec<&str> = feeds.split(',').filter(|f| !f.is_empty()).collect();
-                if let Some(f) = sig.feed.as_deref()
-                    && !feeds.contains(&f)
-                {
-                    feeds.push(f);
-                }
-                let mut nodes: Vec<&str> = nodes.split(',').filter(|f| !f.is_empty()).collect();
-                if !node.is_empty() && !nodes.contains(&node) {
-                    nodes.push(node);
-                }
-                let mut samples: Vec<&str> = evidence.lines().collect();
-                if samples.len() < EVIDENCE_SAMPLES && !samples.contains(&sig.evidence.as_str()) {
-                    samples.push(&sig.evidence);
-                }
-                let severity = Severity::from_str(&severity)
-                    .unwrap_or(sig.severity)
-                    .max(sig.severity);
-                let reopened = status == AlertStatus::Resolved.as_str();
                 tx.execute(
-                    "UPDATE alerts SET count = count + 1, last_seen = GREATEST(last_seen, $2), first_seen = LEAST(first_seen, $2),
-                     feeds = $3, evidence = $4, reason = $5, severity = $6, nodes = $7,
-                     status = CASE WHEN status = 'resolved' THEN 'new' ELSE status END WHERE id = $1",
-                    &[
-                        &id,
-                        &t,
-                        &feeds.join(","),
-                        &samples.join("\n"),
-                        &sig.reason,
-                        &severity.as_str(),
-                        &nodes.join(","),
-                    ],
-                )
-                .map_err(&err)?;
-                if reopened {
-                    tx.execute(
-                        "INSERT INTO alert_history (alert_id, time, from_status, to_status, by, note)
-                         VALUES ($1, $2, 'resolved', 'new', 'parapet', 'fired again after it was resolved')",
-                        &[&id, &t],
-                    )
-                    .map_err(&err)?;
-                }
-                match touched.iter_mut().find(|(i, _)| *i == id) {
-                    Some(t) => t.1 |= reopened,
-                    None => touched.push((id, reopened)),
-                }
-                tx.execute(
-                    "INSERT INTO alert_clients (alert_id, client) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    &[&id, &&sig.client.0[..]],
+                    "INSERT INTO alert_clients (alert_id, client) SELECT $1, c FROM unnest($2::bytea[]) AS c
+                     ON CONFLICT DO NOTHING",
+                    &[&id, &g.clients],
                 )
                 .map_err(&err)?;
             }

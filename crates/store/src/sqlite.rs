@@ -17,10 +17,11 @@ use std::sync::Arc;
 
 use parapet_core::alert::{AlertStatus, Severity, Signal};
 
+use crate::signals::{group_signals, merge};
 use crate::{
-    Alert, AlertFilter, DmarcReportRow, DmarcSummary, EVIDENCE_SAMPLES, Imported, MailCheckDiff,
-    MailCheckRow, MailFinding, Purged, Retention, SeenDomains, SourceSummary, StatusChange, Store,
-    StoreError, TlsReportRow, cutoff, unix_millis,
+    Alert, AlertFilter, DmarcReportRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow,
+    MailFinding, Purged, Retention, SeenDomains, SourceSummary, StatusChange, Store, StoreError,
+    TlsReportRow, cutoff, unix_millis,
 };
 
 /// The file inside the store folder.
@@ -589,14 +590,14 @@ impl Store for SqliteStore {
 
     fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError> {
         let err = sql_err(&self.path);
-        let mut touched: Vec<(i64, bool)> = Vec::new();
+        let groups = group_signals(signals);
+        let mut touched: Vec<(i64, bool)> = Vec::with_capacity(groups.len());
         let tx = self.conn.transaction().map_err(err)?;
-        for sig in signals {
-            let t = unix_millis(sig.time);
+        for g in &groups {
             let existing: Option<(i64, String, String, String, String, String)> = tx
                 .query_row(
                     "SELECT id, status, feeds, evidence, severity, nodes FROM alerts WHERE tenant = ?1 AND rule = ?2 AND domain = ?3",
-                    params![&*sig.tenant, sig.rule, sig.domain],
+                    params![g.tenant, g.rule, g.domain],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
                 )
                 .optional()
@@ -605,16 +606,18 @@ impl Store for SqliteStore {
                 None => {
                     tx.execute(
                         "INSERT INTO alerts (tenant, rule, domain, severity, first_seen, last_seen, count, feeds, reason, evidence, nodes)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1, ?6, ?7, ?8, ?9)",
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                         params![
-                            &*sig.tenant,
-                            sig.rule,
-                            sig.domain,
-                            sig.severity.as_str(),
-                            t,
-                            sig.feed.as_deref().unwrap_or(""),
-                            sig.reason,
-                            sig.evidence,
+                            g.tenant,
+                            g.rule,
+                            g.domain,
+                            g.severity.as_str(),
+                            g.first_seen,
+                            g.last_seen,
+                            g.count,
+                            g.feeds.join(","),
+                            g.reason,
+                            g.evidence.join("\n"),
                             self.node
                         ],
                     )
@@ -624,56 +627,44 @@ impl Store for SqliteStore {
                     id
                 }
                 Some((id, status, feeds, evidence, severity, nodes)) => {
-                    let mut nodes: Vec<&str> = nodes.split(',').filter(|f| !f.is_empty()).collect();
-                    if !self.node.is_empty() && !nodes.contains(&self.node.as_str()) {
-                        nodes.push(&self.node);
-                    }
-                    let mut feeds: Vec<&str> = feeds.split(',').filter(|f| !f.is_empty()).collect();
-                    if let Some(f) = sig.feed.as_deref()
-                        && !feeds.contains(&f)
-                    {
-                        feeds.push(f);
-                    }
-                    let mut samples: Vec<&str> = evidence.lines().collect();
-                    if samples.len() < EVIDENCE_SAMPLES && !samples.contains(&sig.evidence.as_str())
-                    {
-                        samples.push(&sig.evidence);
-                    }
-                    let severity = Severity::from_str(&severity)
-                        .unwrap_or(sig.severity)
-                        .max(sig.severity);
+                    let reopened = status == AlertStatus::Resolved.as_str();
                     tx.execute(
-                        "UPDATE alerts SET count = count + 1, last_seen = MAX(last_seen, ?2), first_seen = MIN(first_seen, ?2),
-                         feeds = ?3, evidence = ?4, reason = ?5, severity = ?6, nodes = ?7 WHERE id = ?1",
-                        params![id, t, feeds.join(","), samples.join("\n"), sig.reason, severity.as_str(), nodes.join(",")],
+                        "UPDATE alerts SET count = count + ?8, last_seen = MAX(last_seen, ?3), first_seen = MIN(first_seen, ?2),
+                         feeds = ?4, evidence = ?5, reason = ?6, severity = ?7, nodes = ?9,
+                         status = CASE WHEN status = 'resolved' THEN 'new' ELSE status END WHERE id = ?1",
+                        params![
+                            id,
+                            g.first_seen,
+                            g.last_seen,
+                            g.merged_feeds(&feeds),
+                            g.merged_evidence(&evidence),
+                            g.reason,
+                            g.merged_severity(&severity).as_str(),
+                            g.count,
+                            merge(&nodes, ',', &[self.node.as_str()], usize::MAX)
+                        ],
                     )
                     .map_err(err)?;
-                    if status == AlertStatus::Resolved.as_str() {
-                        tx.execute(
-                            "UPDATE alerts SET status = 'new' WHERE id = ?1",
-                            params![id],
-                        )
-                        .map_err(err)?;
+                    if reopened {
                         tx.execute(
                             "INSERT INTO alert_history (alert_id, time, from_status, to_status, by, note)
                              VALUES (?1, ?2, 'resolved', 'new', 'parapet', 'fired again after it was resolved')",
-                            params![id, t],
+                            params![id, g.time],
                         )
                         .map_err(err)?;
                     }
-                    let reopened = status == AlertStatus::Resolved.as_str();
-                    match touched.iter_mut().find(|(i, _)| *i == id) {
-                        Some(t) => t.1 |= reopened,
-                        None => touched.push((id, reopened)),
-                    }
+                    touched.push((id, reopened));
                     id
                 }
             };
-            tx.execute(
-                "INSERT OR IGNORE INTO alert_clients (alert_id, client) VALUES (?1, ?2)",
-                params![id, &sig.client.0[..]],
-            )
-            .map_err(err)?;
+            let mut add = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO alert_clients (alert_id, client) VALUES (?1, ?2)",
+                )
+                .map_err(err)?;
+            for c in &g.clients {
+                add.execute(params![id, c]).map_err(err)?;
+            }
         }
         tx.commit().map_err(err)?;
         Ok(touched)

@@ -313,8 +313,11 @@ fn signals_fold_into_one_alert_per_tenant_rule_and_domain(fx: &Fx) {
             signal(150, "dga", "evil.test", 1, None),
         ])
         .unwrap();
+    // one alert per key, created in key order (dga < feed.block): nodes
+    // lock alerts in the same order
     assert_eq!(touched, [(1, true), (2, true)]);
-    let a = s.alert(1).unwrap();
+    let a = s.alert(2).unwrap();
+    assert_eq!(a.rule, "feed.block");
     assert_eq!(
         (a.count, a.clients, a.first_seen, a.last_seen),
         (3, 2, 50_000, 200_000)
@@ -323,7 +326,7 @@ fn signals_fold_into_one_alert_per_tenant_rule_and_domain(fx: &Fx) {
     assert_eq!(a.evidence.len(), 2);
     assert_eq!(a.status, AlertStatus::New);
     let all = s.list_alerts(&AlertFilter::default()).unwrap();
-    assert_eq!(all.iter().map(|a| a.id).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(all.iter().map(|a| a.id).collect::<Vec<_>>(), [2, 1]);
     let dga = s
         .list_alerts(&AlertFilter {
             rule: Some("dga".into()),
@@ -338,7 +341,7 @@ fn signals_fold_into_one_alert_per_tenant_rule_and_domain(fx: &Fx) {
             ..AlertFilter::default()
         })
         .unwrap();
-    assert_eq!(limited.iter().map(|a| a.id).collect::<Vec<_>>(), [1]);
+    assert_eq!(limited.iter().map(|a| a.id).collect::<Vec<_>>(), [2]);
     assert!(
         s.list_alerts(&AlertFilter {
             tenant: Some("council-b".into()),
