@@ -134,7 +134,7 @@ mod tests {
             severity,
             domain: domain.into(),
             client: ClientPseudonym([client; 8]),
-            feed: Some(Arc::from(if secs % 2 == 0 { "a" } else { "b" })),
+            feed: Some(Arc::from(if secs.is_multiple_of(2) { "a" } else { "b" })),
             reason: format!("reason {secs}"),
             evidence: format!("q{} A blocked", secs % 7),
         }
