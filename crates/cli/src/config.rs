@@ -210,6 +210,11 @@ pub struct StoreConfig {
     pub aggregates_retention_days: u32,
     /// Longest time an event waits in memory before it is written.
     pub flush_interval_ms: u64,
+    /// Nice value (0-19) of the threads that store events: 0 shares the CPU
+    /// fairly with answering (storage keeps up at saturation); higher puts
+    /// answers first when both need the same core (lower tail latency, and
+    /// at saturation the event queue drops and counts). Measured in bench/.
+    pub writer_nice: i32,
 }
 
 impl Default for StoreConfig {
@@ -221,6 +226,7 @@ impl Default for StoreConfig {
             events_retention_days: r.events_days,
             aggregates_retention_days: r.aggregates_days,
             flush_interval_ms: 1000,
+            writer_nice: 0,
         }
     }
 }
@@ -535,6 +541,13 @@ impl Config {
             bail!(
                 "{}: [dns] sinkhole_ipv4: block_response = \"sinkhole\" needs sinkhole_ipv4 and/or sinkhole_ipv6",
                 file.display()
+            );
+        }
+        if !(0..=19).contains(&self.store.writer_nice) {
+            bail!(
+                "{}: [store] writer_nice: must be 0 to 19, not {}",
+                file.display(),
+                self.store.writer_nice
             );
         }
         if self.dns.udp_payload < 512 {

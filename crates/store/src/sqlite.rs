@@ -5,6 +5,7 @@
 //! crash; only a power cut can lose the last one), and lets readers (the
 //! CLI, the dashboard) work while the writer writes.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -522,12 +523,8 @@ impl Store for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(err)?;
-            let mut agg = tx
-                .prepare_cached(
-                    "INSERT INTO query_hourly (tenant, qname, hour, action, queries) VALUES (?1, ?2, ?3, ?4, 1)
-                     ON CONFLICT (tenant, qname, hour, action) DO UPDATE SET queries = queries + 1",
-                )
-                .map_err(err)?;
+            // summed per key first: one upsert per key and batch, not per event
+            let mut hourly: HashMap<(&str, &[u8], i64, &str), i64> = HashMap::new();
             let mut qname = String::with_capacity(256);
             for e in events {
                 qname.clear();
@@ -547,7 +544,20 @@ impl Store for SqliteStore {
                     self.node
                 ])
                 .map_err(err)?;
-                agg.execute(params![&*e.tenant, qname, ms / 3_600_000 * 3600, action])
+                *hourly
+                    .entry((&e.tenant, e.qname.as_key(), ms / 3_600_000 * 3600, action))
+                    .or_default() += 1;
+            }
+            let mut agg = tx
+                .prepare_cached(
+                    "INSERT INTO query_hourly (tenant, qname, hour, action, queries) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (tenant, qname, hour, action) DO UPDATE SET queries = queries + excluded.queries",
+                )
+                .map_err(err)?;
+            for ((tenant, name, hour, action), n) in hourly {
+                qname.clear();
+                let _ = write_key_as_text(name, &mut qname);
+                agg.execute(params![tenant, qname, hour, action, n])
                     .map_err(err)?;
             }
         }
