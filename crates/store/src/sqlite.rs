@@ -350,8 +350,27 @@ impl SqliteStore {
         Self::open_file(&dir.join(DB_FILE))
     }
 
-    /// Opens a database file directly.
+    /// Opens a database file directly. Several processes (or connections)
+    /// opening one new file at once can meet SQLITE_BUSY where the busy
+    /// timeout does not apply (switching the file to WAL, upgrading a read
+    /// to a write): such an open is retried for up to 5 s.
     pub fn open_file(path: &Path) -> Result<Self, StoreError> {
+        let mut attempt = 0;
+        loop {
+            match Self::try_open_file(path) {
+                Err(StoreError::Sqlite {
+                    source: rusqlite::Error::SqliteFailure(e, _),
+                    ..
+                }) if e.code == rusqlite::ErrorCode::DatabaseBusy && attempt < 250 => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_open_file(path: &Path) -> Result<Self, StoreError> {
         let err = |source| StoreError::Sqlite {
             path: path.display().to_string(),
             source,
@@ -602,7 +621,13 @@ impl Store for SqliteStore {
         let err = sql_err(&self.path);
         let groups = group_signals(signals);
         let mut touched: Vec<(i64, bool)> = Vec::with_capacity(groups.len());
-        let tx = self.conn.transaction().map_err(err)?;
+        // IMMEDIATE: it reads then writes, and a deferred transaction that
+        // must upgrade to a writer while another connection writes fails
+        // with SQLITE_BUSY at once instead of waiting (busy_timeout)
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
         for g in &groups {
             let existing: Option<(i64, String, String, String, String, String)> = tx
                 .query_row(
