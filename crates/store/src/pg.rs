@@ -605,7 +605,7 @@ impl Store for PgStore {
         let mut actions: Vec<&str> = Vec::with_capacity(n);
         let mut feeds: Vec<Option<&str>> = Vec::with_capacity(n);
         // summed per key first: one delta row per key and batch
-        let mut hourly: HashMap<(&str, String, i64, &str), i64> = HashMap::new();
+        let mut hourly: HashMap<(&str, &[u8], i64, &str), i64> = HashMap::new();
         for e in events {
             let mut qname = String::with_capacity(64);
             let _ = write_key_as_text(e.qname.as_key(), &mut qname);
@@ -620,7 +620,7 @@ impl Store for PgStore {
             *hourly
                 .entry((
                     &e.tenant,
-                    qname.clone(),
+                    e.qname.as_key(),
                     ms / 3_600_000 * 3600,
                     e.action.as_str(),
                 ))
@@ -674,8 +674,11 @@ impl Store for PgStore {
                 sink,
                 &[Type::TEXT, Type::TEXT, Type::INT8, Type::TEXT, Type::INT8],
             );
-            for ((t, q, h, a), c) in &hourly {
-                w.write(&[t, q, h, a, c]).map_err(&err)?;
+            let mut q = String::with_capacity(64);
+            for ((t, name, h, a), c) in &hourly {
+                q.clear();
+                let _ = write_key_as_text(name, &mut q);
+                w.write(&[t, &q, h, a, c]).map_err(&err)?;
             }
             w.finish().map_err(&err)?;
             Ok(n)
