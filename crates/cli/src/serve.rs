@@ -12,7 +12,7 @@ use parapet_core::event::{PrivateEvent, QueryEvent};
 use parapet_core::pseudonym::Pseudonymiser;
 use parapet_detect::rules::{Detector, Observed};
 use parapet_dns::{CacheConfig, Metrics, Resolver, Settings};
-use parapet_store::{Db, PACE_EVENTS, Retention};
+use parapet_store::{Db, Retention};
 
 use crate::BadInput;
 use crate::config::Config;
@@ -82,12 +82,14 @@ pub fn run(config_path: Option<&Path>, demo: bool) -> anyhow::Result<ExitCode> {
         None
     };
     let nice = config.store.writer_nice;
-    let upkeep = config
-        .open_store()
-        .context("cannot open the store for its upkeep")?;
-    std::thread::Builder::new()
-        .name("parapet-upkeep".into())
-        .spawn(move || upkeep_loop(upkeep))?;
+    if store.defers_aggregates() {
+        let folder = config
+            .open_store()
+            .context("cannot open the store for the aggregate fold")?;
+        std::thread::Builder::new()
+            .name("parapet-fold".into())
+            .spawn(move || fold_loop(folder, nice))?;
+    }
     let metrics = Arc::new(Metrics::default());
     let mut loader = Loader::new(config.clone(), metrics.clone());
     let served = loader.served_versions();
@@ -285,56 +287,20 @@ fn storage_priority(nice: i32) {
     let _ = nice;
 }
 
-/// Puts the calling thread in `SCHED_IDLE`: it runs only on a core nothing
-/// else wants, and a query arriving preempts it at once. For the store's
-/// upkeep (checkpoints: at nice 19 they still raised p99 at 80k QPS of
-/// cache hits from 0.21-0.24 to 0.33-0.75 ms; at SCHED_IDLE 0.24-0.35 ms).
-fn idle_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: param is a valid sched_param for the call; pid 0 is this thread.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-        if rc != 0 {
-            tracing::debug!(
-                "cannot make the upkeep thread idle-priority: {}",
-                std::io::Error::last_os_error()
-            );
-            storage_priority(19);
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    storage_priority(19);
-}
-
-/// How often the upkeep thread checkpoints the store's write-ahead log.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// How often pending hourly counts are folded into the aggregates (on the
 /// PostgreSQL backend; one node at a time does it).
 const FOLD_EVERY: Duration = Duration::from_secs(5);
 
-/// The store's upkeep, on its own connection and at the lowest priority so
-/// that neither the write path nor the resolver waits for it: checkpoints
-/// (SQLite) and folding pending hourly counts (PostgreSQL). Work it leaves
-/// undone is not lost: SQLite's writer checkpoints by itself every few
-/// megabytes of log, and readers see pending counts through a view.
-fn upkeep_loop(mut store: Box<dyn Db>) {
-    idle_priority();
-    let folds = store.defers_aggregates();
-    let mut last_fold = Instant::now();
+/// Folds the hourly counts the event writer appends, on its own connection
+/// so the write path never waits for it.
+fn fold_loop(mut store: Box<dyn Db>, nice: i32) {
+    storage_priority(nice);
     loop {
-        std::thread::sleep(CHECKPOINT_EVERY);
-        if let Err(e) = store.checkpoint() {
-            tracing::debug!("checkpoint: {e}");
-        }
-        if folds && last_fold.elapsed() >= FOLD_EVERY {
-            last_fold = Instant::now();
-            match store.fold_aggregates() {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(rows = n, "folded hourly counts into the aggregates"),
-                Err(e) => tracing::warn!("could not fold hourly counts: {e}"),
-            }
+        std::thread::sleep(FOLD_EVERY);
+        match store.fold_aggregates() {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "folded hourly counts into the aggregates"),
+            Err(e) => tracing::warn!("could not fold hourly counts: {e}"),
         }
     }
 }
@@ -352,8 +318,6 @@ fn collect(
 ) {
     let mut batch: Vec<PrivateEvent> = Vec::with_capacity(4096);
     let mut last_flush = Instant::now();
-    // a queue less than a quarter full: the collector has time to spare
-    let ahead_below = rx.capacity().unwrap_or(usize::MAX) / 4;
     let hand_over = |batch: &mut Vec<PrivateEvent>| {
         if !batch.is_empty() {
             let full = std::mem::replace(batch, Vec::with_capacity(4096));
@@ -369,9 +333,6 @@ fn collect(
                     batch.push(ev.into_private(pseudonymiser));
                     if batch.len() >= MAX_BATCH {
                         hand_over(&mut batch);
-                    } else if batch.len().is_multiple_of(PACE_EVENTS) && rx.len() < ahead_below {
-                        // time to spare: give way to the resolver
-                        std::thread::yield_now();
                     }
                 }
                 Err(crossbeam_channel::TryRecvError::Empty) => break,
@@ -474,13 +435,11 @@ impl EventWriter {
                 last_heartbeat = Some(Instant::now());
             }
             match batches.recv_timeout(self.flush_every.max(EVENT_POLL)) {
-                Ok(mut batch) => self.flush(&mut batch, batches.is_empty()),
+                Ok(mut batch) => self.flush(&mut batch),
                 // alerts about Parapet itself go out even with no traffic
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    self.flush(&mut Vec::new(), true)
-                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.flush(&mut Vec::new()),
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    self.flush(&mut Vec::new(), true);
+                    self.flush(&mut Vec::new());
                     return;
                 }
             }
@@ -531,45 +490,18 @@ impl EventWriter {
         }
     }
 
-    fn flush(&mut self, batch: &mut Vec<PrivateEvent>, ahead: bool) {
+    fn flush(&mut self, batch: &mut Vec<PrivateEvent>) {
         if batch.is_empty() && self.system_signals.is_empty() {
             return;
         }
-        // With time to spare, give way to the resolver every PACE_EVENTS
-        // events, and on SQLite commit in small transactions (a commit's
-        // page writes cannot be paced); behind, one transaction per batch.
-        let per_tx = match self.store.paced_transaction_events() {
-            Some(n) if ahead => n,
-            _ => batch.len(),
+        if let Err(e) = self.store.insert_events(batch) {
+            tracing::error!(events = batch.len(), "could not store query events: {e}");
         }
-        .max(1);
-        let mut pause = || {
-            if ahead {
-                std::thread::yield_now();
-            }
-        };
         let mut seen = Observed::default();
-        let mut events = batch.drain(..);
-        let mut part = Vec::with_capacity(per_tx.min(MAX_BATCH));
-        loop {
-            // the events stored are dropped here, a transaction's worth at a time
-            part.clear();
-            part.extend(events.by_ref().take(per_tx));
-            if part.is_empty() {
-                break;
-            }
-            if let Err(e) = self.store.insert_events_paced(&part, &mut pause) {
-                tracing::error!(events = part.len(), "could not store query events: {e}");
-            }
-            for (i, ev) in part.iter().enumerate() {
-                if i % PACE_EVENTS == PACE_EVENTS - 1 {
-                    pause();
-                }
-                self.detector.observe(ev, &mut seen);
-            }
-            pause();
+        for ev in batch.iter() {
+            self.detector.observe(ev, &mut seen);
         }
-        drop(events);
+        batch.clear();
         seen.signals.extend(self.system_signals.try_iter());
         if let Err(e) = self
             .store
@@ -580,7 +512,7 @@ impl EventWriter {
         if seen.signals.is_empty() {
             return;
         }
-        match self.store.record_signals_paced(&seen.signals, &mut pause) {
+        match self.store.record_signals(&seen.signals) {
             Ok(touched) => {
                 for (id, _) in touched.iter().filter(|(_, raised)| *raised) {
                     if let Ok(a) = self.store.alert(*id) {

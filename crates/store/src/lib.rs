@@ -400,13 +400,6 @@ pub enum StoreError {
     },
 }
 
-/// Events (and aggregate rows) [`Store::insert_events_paced`] prepares
-/// between two calls of its `pause`: some tens of microseconds of work.
-pub const PACE_EVENTS: usize = 32;
-/// Alerts [`Store::record_signals_paced`] writes between two calls of its
-/// `pause` (each is a read and one or two writes).
-pub const PACE_ALERTS: usize = 4;
-
 /// Everything Parapet stores. Implementations write each call in one
 /// transaction: a crash loses the call in progress, never half of it.
 pub trait Store: Send {
@@ -414,19 +407,7 @@ pub trait Store: Send {
     /// aggregates (at once, or as pending counts when the backend
     /// [`defers_aggregates`](Store::defers_aggregates)). Returns the number
     /// written.
-    fn insert_events(&mut self, events: &[PrivateEvent]) -> Result<usize, StoreError> {
-        self.insert_events_paced(events, &mut || {})
-    }
-
-    /// [`Store::insert_events`], calling `pause` after every [`PACE_EVENTS`]
-    /// events and aggregate rows it prepares: a writer that shares a core
-    /// with the resolver gives way there (`parapet serve` yields while it
-    /// is ahead), with the batch still one transaction.
-    fn insert_events_paced(
-        &mut self,
-        events: &[PrivateEvent],
-        pause: &mut dyn FnMut(),
-    ) -> Result<usize, StoreError>;
+    fn insert_events(&mut self, events: &[PrivateEvent]) -> Result<usize, StoreError>;
 
     /// Whether [`Store::insert_events`] leaves hourly counts for
     /// [`Store::fold_aggregates`] to fold (PostgreSQL: many nodes write at
@@ -444,23 +425,6 @@ pub trait Store: Send {
         Ok(0)
     }
 
-    /// Copies what the write-ahead log holds into the database file, without
-    /// waiting for readers or writers (SQLite's PASSIVE checkpoint; other
-    /// backends do their own). `parapet serve` calls it from a thread of
-    /// the lowest priority, so that the event writer, which would otherwise
-    /// copy the pages itself on a commit every few megabytes, seldom does.
-    fn checkpoint(&mut self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// Events per transaction for a writer with time to spare: SQLite
-    /// commits on the writer's own thread (its WAL writes are CPU on the
-    /// resolver's core), so small transactions bound what cannot be paced.
-    /// `None`: one transaction per batch.
-    fn paced_transaction_events(&self) -> Option<usize> {
-        None
-    }
-
     /// Deletes events and aggregates older than `retention` allows at `now`.
     fn purge(&mut self, now: SystemTime, retention: Retention) -> Result<Purged, StoreError>;
 
@@ -475,18 +439,7 @@ pub trait Store: Send {
     /// false positive stays closed and only counts. Returns the alerts
     /// touched, marked `true` when this call raised them (created, or
     /// reopened from resolved): those are the ones to notify.
-    fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError> {
-        self.record_signals_paced(signals, &mut || {})
-    }
-
-    /// [`Store::record_signals`], calling `pause` after every
-    /// [`PACE_ALERTS`] alerts it writes (as in
-    /// [`Store::insert_events_paced`]).
-    fn record_signals_paced(
-        &mut self,
-        signals: &[Signal],
-        pause: &mut dyn FnMut(),
-    ) -> Result<Vec<(i64, bool)>, StoreError>;
+    fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError>;
 
     /// Alerts matching `filter`, most recently seen first.
     fn list_alerts(&mut self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError>;

@@ -38,8 +38,8 @@ use crate::assets::{
 use crate::signals::{group_signals, merge};
 use crate::{
     Alert, AlertFilter, Db, DmarcReportRow, DmarcSummary, FeedVersion, Imported, MailCheckDiff,
-    MailCheckRow, NodeStatus, PACE_ALERTS, PACE_EVENTS, Purged, Retention, SeenDomains,
-    SourceSummary, StatusChange, Store, StoreError, TlsReportRow, cutoff, unix_millis,
+    MailCheckRow, NodeStatus, Purged, Retention, SeenDomains, SourceSummary, StatusChange, Store,
+    StoreError, TlsReportRow, cutoff, unix_millis,
 };
 
 /// The advisory lock key under which migrations run ("parapet" in ASCII).
@@ -590,11 +590,7 @@ impl PgStore {
 }
 
 impl Store for PgStore {
-    fn insert_events_paced(
-        &mut self,
-        events: &[PrivateEvent],
-        pause: &mut dyn FnMut(),
-    ) -> Result<usize, StoreError> {
+    fn insert_events(&mut self, events: &[PrivateEvent]) -> Result<usize, StoreError> {
         self.ensure()?;
         if events.is_empty() {
             return Ok(0);
@@ -610,10 +606,7 @@ impl Store for PgStore {
         let mut feeds: Vec<Option<&str>> = Vec::with_capacity(n);
         // summed per key first: one delta row per key and batch
         let mut hourly: HashMap<(&str, &[u8], i64, &str), i64> = HashMap::new();
-        for (i, e) in events.iter().enumerate() {
-            if i % PACE_EVENTS == PACE_EVENTS - 1 {
-                pause();
-            }
+        for e in events {
             let mut qname = String::with_capacity(64);
             let _ = write_key_as_text(e.qname.as_key(), &mut qname);
             let ms = unix_millis(e.time);
@@ -762,11 +755,7 @@ impl Store for PgStore {
         Ok(row.get::<_, Option<i32>>(0).unwrap_or(0) as u32)
     }
 
-    fn record_signals_paced(
-        &mut self,
-        signals: &[Signal],
-        pause: &mut dyn FnMut(),
-    ) -> Result<Vec<(i64, bool)>, StoreError> {
+    fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError> {
         self.ensure()?;
         if signals.is_empty() {
             return Ok(Vec::new());
@@ -777,10 +766,7 @@ impl Store for PgStore {
             let mut touched: Vec<(i64, bool)> = Vec::with_capacity(groups.len());
             let select = "SELECT id, status, feeds, evidence, severity, nodes FROM alerts
                           WHERE tenant = $1 AND rule = $2 AND domain = $3 FOR UPDATE";
-            for (i, g) in groups.iter().enumerate() {
-                if i % PACE_ALERTS == PACE_ALERTS - 1 {
-                    pause();
-                }
+            for g in &groups {
                 let key: [&(dyn postgres::types::ToSql + Sync); 3] = [&g.tenant, &g.rule, &g.domain];
                 let mut existing = tx.query_opt(select, &key).map_err(&err)?;
                 let mut id = None;

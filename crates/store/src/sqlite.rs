@@ -21,8 +21,8 @@ use parapet_core::alert::{AlertStatus, Severity, Signal};
 use crate::signals::{group_signals, merge};
 use crate::{
     Alert, AlertFilter, DmarcReportRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow,
-    MailFinding, PACE_ALERTS, PACE_EVENTS, Purged, Retention, SeenDomains, SourceSummary,
-    StatusChange, Store, StoreError, TlsReportRow, cutoff, unix_millis,
+    MailFinding, Purged, Retention, SeenDomains, SourceSummary, StatusChange, Store, StoreError,
+    TlsReportRow, cutoff, unix_millis,
 };
 
 /// The file inside the store folder.
@@ -383,11 +383,6 @@ impl SqliteStore {
             .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
-        // `parapet serve` checkpoints from a background thread
-        // (Store::checkpoint); a writer checkpoints by itself only past this
-        // many pages (40 MB), where it finds most pages already copied
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
-            .map_err(err)?;
         let mut store = Self {
             conn,
             path: path.to_path_buf(),
@@ -533,23 +528,8 @@ pub(crate) fn diff_findings(
     diff
 }
 
-/// Log pages after which a commit checkpoints by itself (SQLite's default
-/// is 1000): on the event writer that copy, 1-2 ms of CPU, delayed answers
-/// on the same core; the upkeep thread's checkpoints leave it little to do.
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
-
-/// Events per transaction while the writer has time to spare: at 80k
-/// queries/s on the resolver's core, p99 0.17-0.21 ms at 128-256 against
-/// 0.26-0.29 ms at 1024 and 1.1 ms with one transaction per batch
-/// (bench/dns/RESULTS.md, optimisation 8).
-const PACED_TRANSACTION_EVENTS: usize = 256;
-
 impl Store for SqliteStore {
-    fn insert_events_paced(
-        &mut self,
-        events: &[PrivateEvent],
-        pause: &mut dyn FnMut(),
-    ) -> Result<usize, StoreError> {
+    fn insert_events(&mut self, events: &[PrivateEvent]) -> Result<usize, StoreError> {
         if events.is_empty() {
             return Ok(0);
         }
@@ -565,10 +545,7 @@ impl Store for SqliteStore {
             // summed per key first: one upsert per key and batch, not per event
             let mut hourly: HashMap<(&str, &[u8], i64, &str), i64> = HashMap::new();
             let mut qname = String::with_capacity(256);
-            for (i, e) in events.iter().enumerate() {
-                if i % PACE_EVENTS == PACE_EVENTS - 1 {
-                    pause();
-                }
+            for e in events {
                 qname.clear();
                 let _ = write_key_as_text(e.qname.as_key(), &mut qname);
                 let ms = unix_millis(e.time);
@@ -596,10 +573,7 @@ impl Store for SqliteStore {
                      ON CONFLICT (tenant, qname, hour, action) DO UPDATE SET queries = queries + excluded.queries",
                 )
                 .map_err(err)?;
-            for (i, ((tenant, name, hour, action), n)) in hourly.into_iter().enumerate() {
-                if i % PACE_EVENTS == PACE_EVENTS - 1 {
-                    pause();
-                }
+            for ((tenant, name, hour, action), n) in hourly {
                 qname.clear();
                 let _ = write_key_as_text(name, &mut qname);
                 agg.execute(params![tenant, qname, hour, action, n])
@@ -608,16 +582,6 @@ impl Store for SqliteStore {
         }
         tx.commit().map_err(err)?;
         Ok(events.len())
-    }
-
-    fn checkpoint(&mut self) -> Result<(), StoreError> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-            .map_err(sql_err(&self.path))
-    }
-
-    fn paced_transaction_events(&self) -> Option<usize> {
-        Some(PACED_TRANSACTION_EVENTS)
     }
 
     fn purge(&mut self, now: SystemTime, retention: Retention) -> Result<Purged, StoreError> {
@@ -653,11 +617,7 @@ impl Store for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
-    fn record_signals_paced(
-        &mut self,
-        signals: &[Signal],
-        pause: &mut dyn FnMut(),
-    ) -> Result<Vec<(i64, bool)>, StoreError> {
+    fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError> {
         let err = sql_err(&self.path);
         let groups = group_signals(signals);
         let mut touched: Vec<(i64, bool)> = Vec::with_capacity(groups.len());
@@ -668,10 +628,7 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        for (i, g) in groups.iter().enumerate() {
-            if i % PACE_ALERTS == PACE_ALERTS - 1 {
-                pause();
-            }
+        for g in &groups {
             let existing: Option<(i64, String, String, String, String, String)> = tx
                 .query_row(
                     "SELECT id, status, feeds, evidence, severity, nodes FROM alerts WHERE tenant = ?1 AND rule = ?2 AND domain = ?3",

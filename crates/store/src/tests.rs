@@ -25,10 +25,6 @@ trait TestDb: Db {
     /// Each row's columns as text joined by `|`.
     fn texts(&mut self, sql: &str) -> Vec<String>;
     fn exec(&mut self, sql: &str);
-    /// SQLite: the size of the database file itself (not its log).
-    fn db_file_len(&mut self) -> Option<u64> {
-        None
-    }
 }
 
 impl TestDb for SqliteStore {
@@ -37,9 +33,6 @@ impl TestDb for SqliteStore {
     }
     fn exec(&mut self, sql: &str) {
         SqliteStore::exec(self, sql)
-    }
-    fn db_file_len(&mut self) -> Option<u64> {
-        Some(std::fs::metadata(self.path()).unwrap().len())
     }
 }
 
@@ -89,7 +82,6 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     events_and_hourly_aggregates,
-    paced_writes_give_way_and_store_the_same,
     purge_removes_exactly_what_is_past_retention,
     reopening_migrates_once_and_a_newer_schema_is_refused,
     signals_fold_into_one_alert_per_tenant_rule_and_domain,
@@ -239,68 +231,6 @@ fn events_and_hourly_aggregates(fx: &Fx) {
         ),
         ["||node-a", "0|malware|node-a"]
     );
-}
-
-/// The paced writes `parapet serve` uses while it has time to spare call
-/// `pause` as they go, store what the plain calls store, and a checkpoint
-/// leaves nothing of the write-ahead log uncopied.
-fn paced_writes_give_way_and_store_the_same(fx: &Fx) {
-    let mut s = fx.open();
-    let names: Vec<String> = (0..40).map(|i| format!("n{i}.example")).collect();
-    let batch: Vec<PrivateEvent> = (0..200)
-        .map(|i| event(7200 + i, &names[i as usize % 40], EventAction::Resolved))
-        .collect();
-    let mut pauses = 0;
-    assert_eq!(
-        s.insert_events_paced(&batch, &mut || pauses += 1).unwrap(),
-        200
-    );
-    // once per PACE_EVENTS events; SQLite also paces its 40 aggregate upserts
-    let per_events = batch.len() / crate::PACE_EVENTS;
-    let per_rows = if s.defers_aggregates() {
-        0
-    } else {
-        40 / crate::PACE_EVENTS
-    };
-    assert_eq!(pauses, per_events + per_rows);
-    assert_eq!(s.event_count().unwrap(), 200);
-    s.fold_aggregates().unwrap();
-    let hourly = s.texts(
-        "SELECT qname, CAST(queries AS TEXT) FROM query_hourly WHERE qname IN ('n0.example', 'n39.example') ORDER BY qname",
-    );
-    assert_eq!(hourly, ["n0.example|5", "n39.example|5"]);
-
-    let signals: Vec<Signal> = (0..10)
-        .map(|i| {
-            signal(
-                7200,
-                "blocklist",
-                &format!("bad{i}.test"),
-                1,
-                Some("malware"),
-            )
-        })
-        .collect();
-    let mut pauses = 0;
-    let touched = s
-        .record_signals_paced(&signals, &mut || pauses += 1)
-        .unwrap();
-    assert_eq!(pauses, 10 / crate::PACE_ALERTS);
-    assert_eq!(touched.len(), 10);
-    assert!(touched.iter().all(|(_, raised)| *raised));
-    assert_eq!(
-        s.record_signals(&signals).unwrap().len(),
-        10,
-        "the same ten alerts"
-    );
-
-    // SQLite: the writes above are in the log only (a writer copies them
-    // itself past 10,000 pages) until a checkpoint copies them
-    let before = s.db_file_len();
-    s.checkpoint().unwrap();
-    if let (Some(before), Some(after)) = (before, s.db_file_len()) {
-        assert!(after > before, "database file {before} -> {after} bytes");
-    }
 }
 
 fn purge_removes_exactly_what_is_past_retention(fx: &Fx) {
