@@ -13,6 +13,7 @@ mod mailcheck_cmd;
 mod notify;
 mod privacy;
 mod serve;
+mod storage_sched;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -17,6 +17,7 @@ use parapet_store::{Db, Retention};
 use crate::BadInput;
 use crate::config::Config;
 use crate::loader::{Loader, Trigger, reload_loop};
+use crate::storage_sched::{Backlog, Mode, StorageSched};
 
 pub fn run(config_path: Option<&Path>, demo: bool) -> anyhow::Result<ExitCode> {
     let config = match config_path {
@@ -263,13 +264,13 @@ fn node_metrics(text: &mut String, node: &str, served: &std::sync::Mutex<Vec<(St
 }
 
 /// Sets the calling thread's nice value (`[store] writer_nice`) for the
-/// storage threads (collector, writer, fold): above 0, when they share a
-/// core with a thread answering queries the answers win. Measured with the
-/// server pinned to one core (bench/dns/RESULTS.md): p99 at 80k QPS of
-/// cache hits 2.7-3.0 ms at 0, 0.5-0.9 ms at 10, 0.26-0.56 ms at 19
-/// (Unbound 0.13-0.28 ms); events stored at saturation on that one core
-/// 100% / 53-92% / 20-47% (bench/store/node).
-fn storage_priority(nice: i32) {
+/// storage threads (collector, writer, fold). It is what they run at while
+/// they are behind; while they keep up, the collector and the writer run as
+/// `SCHED_IDLE` ([`crate::storage_sched`]). Measured before that existed,
+/// with the server pinned to one core (bench/dns/RESULTS.md): p99 at 80k
+/// QPS of cache hits 2.7-3.0 ms at 0, 0.26-0.56 ms at 19; events stored at
+/// saturation on that core 100% at 0, 20-92% at 19 (bench/store/node).
+pub(crate) fn storage_priority(nice: i32) {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: setpriority takes plain integers; who = 0 is this thread
@@ -315,6 +316,7 @@ fn collect(
     pseudonymiser: &Pseudonymiser,
     flush_every: Duration,
     out: &crossbeam_channel::Sender<Vec<PrivateEvent>>,
+    sched: &StorageSched,
 ) {
     let mut batch: Vec<PrivateEvent> = Vec::with_capacity(4096);
     let mut last_flush = Instant::now();
@@ -335,7 +337,10 @@ fn collect(
                         hand_over(&mut batch);
                     }
                 }
-                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Empty) => {
+                    sched.drained();
+                    break;
+                }
                 Err(crossbeam_channel::TryRecvError::Disconnected) => {
                     closed = true;
                     break;
@@ -400,23 +405,46 @@ impl EventWriter {
     /// fold, a checkpoint, a burst of alerts) is absorbed by up to
     /// [`BATCHES_IN_FLIGHT`] batches instead of the event queue alone.
     fn run(mut self, rx: crossbeam_channel::Receiver<QueryEvent>, stop: &AtomicBool) {
+        let sched = StorageSched::new(self.nice);
         storage_priority(self.nice);
+        sched.register();
         let (batches_tx, batches_rx) = crossbeam_channel::bounded(BATCHES_IN_FLIGHT);
         let pseudonymiser = self.pseudonymiser.clone();
         let flush_every = self.flush_every;
         let nice = self.nice;
+        let written = AtomicBool::new(false);
         std::thread::scope(|s| {
+            let (rx, sched, written) = (&rx, &sched, &written);
             let collector = std::thread::Builder::new()
                 .name("parapet-collect".into())
                 .spawn_scoped(s, move || {
                     storage_priority(nice);
-                    collect(&rx, stop, &pseudonymiser, flush_every, &batches_tx)
+                    sched.register();
+                    collect(rx, stop, &pseudonymiser, flush_every, &batches_tx, sched)
                 });
             if let Err(e) = collector {
                 tracing::error!("cannot start the event collector: {e}");
                 return;
             }
+            if sched.enabled() {
+                let batches = batches_rx.clone();
+                let watcher = std::thread::Builder::new()
+                    .name("parapet-storewatch".into())
+                    .spawn_scoped(s, move || {
+                        sched.watch(written, |sched| Backlog {
+                            queued: rx.len(),
+                            capacity: rx.capacity().unwrap_or(usize::MAX),
+                            batches_waiting: batches.len(),
+                            since_drain: sched.since_drain(),
+                        })
+                    });
+                if let Err(e) = watcher {
+                    tracing::warn!("cannot start the storage watcher: {e}");
+                    sched.apply(Mode::Fair);
+                }
+            }
             self.write_batches(&batches_rx);
+            written.store(true, Ordering::Relaxed);
         });
     }
 
