@@ -436,6 +436,7 @@ impl EventWriter {
                             capacity: rx.capacity().unwrap_or(usize::MAX),
                             batches_waiting: batches.len(),
                             since_drain: sched.since_drain(),
+                            writing_for: sched.writing_for(),
                         })
                     });
                 if let Err(e) = watcher {
@@ -443,19 +444,25 @@ impl EventWriter {
                     sched.apply(Mode::Fair);
                 }
             }
-            self.write_batches(&batches_rx);
+            self.write_batches(&batches_rx, sched);
             written.store(true, Ordering::Relaxed);
         });
     }
 
     /// Writes each batch the collector hands over, and runs the periodic
     /// jobs; returns when the collector has finished.
-    fn write_batches(&mut self, batches: &crossbeam_channel::Receiver<Vec<PrivateEvent>>) {
+    fn write_batches(
+        &mut self,
+        batches: &crossbeam_channel::Receiver<Vec<PrivateEvent>>,
+        sched: &StorageSched,
+    ) {
         let mut last_purge: Option<Instant> = None;
         let mut last_heartbeat: Option<Instant> = None;
         loop {
             if last_purge.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
+                sched.writing(true);
                 self.retention_job();
+                sched.writing(false);
                 last_purge = Some(Instant::now());
             }
             if last_heartbeat.is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY) {
@@ -463,7 +470,11 @@ impl EventWriter {
                 last_heartbeat = Some(Instant::now());
             }
             match batches.recv_timeout(self.flush_every.max(EVENT_POLL)) {
-                Ok(mut batch) => self.flush(&mut batch),
+                Ok(mut batch) => {
+                    sched.writing(true);
+                    self.flush(&mut batch);
+                    sched.writing(false);
+                }
                 // alerts about Parapet itself go out even with no traffic
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.flush(&mut Vec::new()),
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {

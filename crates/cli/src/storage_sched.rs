@@ -12,9 +12,10 @@
 //! any CPU time the answering threads leave, and a query that arrives
 //! preempts them at once. A watcher thread (normal priority, awake every
 //! [`WATCH_EVERY`] for a few microseconds) checks the backlog; when the
-//! event queue passes half its size, a handed-over batch waits for
-//! the writer, or the collector has not drained the queue for
-//! [`STALL_AFTER`], it makes them normal threads again (at `[store]
+//! event queue passes half its size, a handed-over batch waits for the
+//! writer, the collector has not drained the queue for [`STALL_AFTER`], or
+//! one write (a batch, or the retention job) has lasted
+//! [`WRITE_STALL_AFTER`], it makes them normal threads again (at `[store]
 //! writer_nice`), so that under saturation, or beside other busy
 //! processes, storage takes its fair share and keeps up as before. Once the
 //! backlog has stayed small for [`CALM_FOR`] they go back to `SCHED_IDLE`.
@@ -33,6 +34,10 @@ pub(crate) const WATCH_EVERY: Duration = Duration::from_millis(10);
 /// A collector that has not drained a non-empty queue for this long is
 /// starved (it drains every 20 ms when it runs).
 pub(crate) const STALL_AFTER: Duration = Duration::from_millis(100);
+/// A write (one batch: events, detection, alerts) still running after this
+/// long is starved: with the CPU to itself it takes tens of milliseconds,
+/// and SQLite's other writers (the dashboard, Mail Check) wait for it.
+pub(crate) const WRITE_STALL_AFTER: Duration = Duration::from_millis(500);
 /// How long the backlog stays small before storage yields again.
 pub(crate) const CALM_FOR: Duration = Duration::from_millis(200);
 
@@ -47,6 +52,9 @@ pub(crate) struct Backlog {
     pub batches_waiting: usize,
     /// Time since the collector last drained the queue.
     pub since_drain: Duration,
+    /// How long the writer has been in its current write (zero between
+    /// writes).
+    pub writing_for: Duration,
 }
 
 /// The priority storage should have.
@@ -92,7 +100,8 @@ impl Policy {
         let behind = b.queued > b.capacity / 2
             // the writer takes a batch at once when it gets the CPU
             || self.batch_waits >= 2
-            || (b.queued > 0 && b.since_drain >= STALL_AFTER);
+            || (b.queued > 0 && b.since_drain >= STALL_AFTER)
+            || b.writing_for >= WRITE_STALL_AFTER;
         let calm = b.queued <= b.capacity / 8 && b.batches_waiting == 0;
         if behind {
             self.mode = Mode::Fair;
@@ -123,6 +132,9 @@ pub(crate) struct StorageSched {
     fair: AtomicBool,
     /// Milliseconds since `epoch` when the collector last drained.
     drained_at: AtomicU64,
+    /// Milliseconds since `epoch`, plus one, when the writer began the
+    /// write in progress; 0 between writes.
+    writing_since: AtomicU64,
     epoch: Instant,
 }
 
@@ -153,6 +165,7 @@ impl StorageSched {
             tids: Mutex::new(Vec::new()),
             fair: AtomicBool::new(false),
             drained_at: AtomicU64::new(0),
+            writing_since: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
@@ -178,6 +191,26 @@ impl StorageSched {
     pub(crate) fn drained(&self) {
         let ms = self.epoch.elapsed().as_millis() as u64;
         self.drained_at.store(ms, Ordering::Relaxed);
+    }
+
+    /// The writer calls this as it begins (`true`) and ends a write.
+    pub(crate) fn writing(&self, now: bool) {
+        let v = if now {
+            self.epoch.elapsed().as_millis() as u64 + 1
+        } else {
+            0
+        };
+        self.writing_since.store(v, Ordering::Relaxed);
+    }
+
+    pub(crate) fn writing_for(&self) -> Duration {
+        match self.writing_since.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            t => {
+                let ms = self.epoch.elapsed().as_millis() as u64 + 1;
+                Duration::from_millis(ms.saturating_sub(t))
+            }
+        }
     }
 
     pub(crate) fn since_drain(&self) -> Duration {
@@ -301,6 +334,7 @@ mod tests {
             capacity: 16384,
             batches_waiting,
             since_drain: Duration::from_millis(since_drain_ms),
+            writing_for: Duration::ZERO,
         }
     }
 
@@ -332,6 +366,14 @@ mod tests {
         );
         assert_eq!(p.look(b(1, 0, 99), t), Mode::Yield);
         assert_eq!(p.look(b(1, 0, 100), t), Mode::Fair);
+
+        let mut p = Policy::new();
+        let writing = |ms| Backlog {
+            writing_for: Duration::from_millis(ms),
+            ..b(0, 0, 0)
+        };
+        assert_eq!(p.look(writing(499), t), Mode::Yield);
+        assert_eq!(p.look(writing(500), t), Mode::Fair, "a starved write");
     }
 
     #[test]
