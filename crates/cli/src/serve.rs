@@ -288,6 +288,15 @@ pub(crate) fn storage_priority(nice: i32) {
     let _ = nice;
 }
 
+/// Sets its flag when dropped.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// How often pending hourly counts are folded into the aggregates (on the
 /// PostgreSQL backend; one node at a time does it).
 const FOLD_EVERY: Duration = Duration::from_secs(5);
@@ -406,8 +415,6 @@ impl EventWriter {
     /// [`BATCHES_IN_FLIGHT`] batches instead of the event queue alone.
     fn run(mut self, rx: crossbeam_channel::Receiver<QueryEvent>, stop: &AtomicBool) {
         let sched = StorageSched::new(self.nice);
-        storage_priority(self.nice);
-        sched.register();
         let (batches_tx, batches_rx) = crossbeam_channel::bounded(BATCHES_IN_FLIGHT);
         let pseudonymiser = self.pseudonymiser.clone();
         let flush_every = self.flush_every;
@@ -415,18 +422,12 @@ impl EventWriter {
         let written = AtomicBool::new(false);
         std::thread::scope(|s| {
             let (rx, sched, written) = (&rx, &sched, &written);
-            let collector = std::thread::Builder::new()
-                .name("parapet-collect".into())
-                .spawn_scoped(s, move || {
-                    storage_priority(nice);
-                    sched.register();
-                    collect(rx, stop, &pseudonymiser, flush_every, &batches_tx, sched)
-                });
-            if let Err(e) = collector {
-                tracing::error!("cannot start the event collector: {e}");
-                return;
-            }
+            // the watcher stops when this thread leaves the scope, even by
+            // a panic, and the batch channel closes with it
+            let _done = SetOnDrop(written);
+            let batches_rx = batches_rx;
             if sched.enabled() {
+                // started before this thread yields, so as a normal thread
                 let batches = batches_rx.clone();
                 let watcher = std::thread::Builder::new()
                     .name("parapet-storewatch".into())
@@ -444,13 +445,27 @@ impl EventWriter {
                     sched.apply(Mode::Fair);
                 }
             }
+            let collector = std::thread::Builder::new()
+                .name("parapet-collect".into())
+                .spawn_scoped(s, move || {
+                    storage_priority(nice);
+                    let _registered = sched.register();
+                    collect(rx, stop, &pseudonymiser, flush_every, &batches_tx, sched)
+                });
+            if let Err(e) = collector {
+                tracing::error!("cannot start the event collector: {e}");
+                return;
+            }
+            storage_priority(self.nice);
+            let _registered = sched.register();
             self.write_batches(&batches_rx, sched);
-            written.store(true, Ordering::Relaxed);
         });
     }
 
     /// Writes each batch the collector hands over, and runs the periodic
-    /// jobs; returns when the collector has finished.
+    /// jobs; returns when the collector has finished. Each piece of
+    /// database work is marked for the storage watcher
+    /// ([`StorageSched::writing`]).
     fn write_batches(
         &mut self,
         batches: &crossbeam_channel::Receiver<Vec<PrivateEvent>>,
@@ -459,29 +474,29 @@ impl EventWriter {
         let mut last_purge: Option<Instant> = None;
         let mut last_heartbeat: Option<Instant> = None;
         loop {
+            sched.writing(true);
             if last_purge.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
-                sched.writing(true);
                 self.retention_job();
-                sched.writing(false);
                 last_purge = Some(Instant::now());
             }
             if last_heartbeat.is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY) {
                 self.heartbeat();
                 last_heartbeat = Some(Instant::now());
             }
-            match batches.recv_timeout(self.flush_every.max(EVENT_POLL)) {
-                Ok(mut batch) => {
-                    sched.writing(true);
-                    self.flush(&mut batch);
-                    sched.writing(false);
-                }
+            sched.writing(false);
+            let got = batches.recv_timeout(self.flush_every.max(EVENT_POLL));
+            sched.writing(true);
+            match got {
+                Ok(mut batch) => self.flush(&mut batch),
                 // alerts about Parapet itself go out even with no traffic
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.flush(&mut Vec::new()),
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                     self.flush(&mut Vec::new());
+                    sched.writing(false);
                     return;
                 }
             }
+            sched.writing(false);
         }
     }
 

@@ -20,6 +20,12 @@
 //! processes, storage takes its fair share and keeps up as before. Once the
 //! backlog has stayed small for [`CALM_FOR`] they go back to `SCHED_IDLE`.
 //!
+//! What is left: `SCHED_IDLE` threads are still EEVDF entities (weight 3).
+//! When a kernel thread preempts an answering thread that has run ahead of
+//! them, the scheduler may hand the core to a storage thread, and only the
+//! next tick or wake-up takes it back (seen in `perf record -e
+//! sched:sched_switch` traces as 2.6-4 ms gaps, a few per 4 s run).
+//!
 //! Returning from `SCHED_IDLE` to a normal policy needs `CAP_SYS_NICE` or an
 //! `RLIMIT_NICE` that allows the thread's nice value (systemd:
 //! `LimitNICE=`). Without it storage stays a normal thread all along, as
@@ -92,7 +98,9 @@ impl Policy {
 
     /// The mode after looking at `b` at `now`.
     pub(crate) fn look(&mut self, b: Backlog, now: Instant) -> Mode {
-        self.batch_waits = if b.batches_waiting > 0 {
+        // a batch waits while the writer writes the one before: behind only
+        // if the writer is idle and still does not take it
+        self.batch_waits = if b.batches_waiting > 0 && b.writing_for.is_zero() {
             self.batch_waits + 1
         } else {
             0
@@ -174,17 +182,22 @@ impl StorageSched {
         self.enabled
     }
 
-    /// Puts the calling thread under this controller, at the current mode.
-    pub(crate) fn register(&self) {
-        if !self.enabled {
-            return;
-        }
-        let mut tids = self.tids.lock().unwrap_or_else(|e| e.into_inner());
+    /// Puts the calling thread under this controller, at the current mode,
+    /// until the returned guard is dropped (before the thread ends: a
+    /// thread id can be reused).
+    pub(crate) fn register(&self) -> Registered<'_> {
         let tid = current_tid();
-        tids.push(tid);
-        if !self.fair.load(Ordering::Relaxed) {
-            let _ = set_policy(tid, Mode::Yield, self.nice);
+        if self.enabled {
+            let mut tids = self.tids.lock().unwrap_or_else(|e| e.into_inner());
+            tids.push(tid);
+            let mode = if self.fair.load(Ordering::Relaxed) {
+                Mode::Fair
+            } else {
+                Mode::Yield
+            };
+            let _ = set_policy(tid, mode, self.nice);
         }
+        Registered { sched: self, tid }
     }
 
     /// The collector calls this each time it has drained the queue.
@@ -234,10 +247,14 @@ impl StorageSched {
     }
 
     /// Watches the backlog until `done` is set, moving storage between the
-    /// modes; storage is left normal when it returns, to finish at exit.
+    /// modes. The calling thread makes itself a normal thread at nice 0
+    /// first (it may have been started by one that yields).
     pub(crate) fn watch(&self, done: &AtomicBool, backlog: impl Fn(&Self) -> Backlog) {
         if !self.enabled {
             return;
+        }
+        if let Err(e) = set_policy(0, Mode::Fair, 0) {
+            tracing::debug!("the storage watcher cannot make itself a normal thread: {e}");
         }
         let mut policy = Policy::new();
         while !done.load(Ordering::Relaxed) {
@@ -248,10 +265,23 @@ impl StorageSched {
                 self.apply(after);
             }
         }
-        self.apply(Mode::Fair);
     }
 }
 
+/// A thread under [`StorageSched`]; leaves it when dropped.
+pub(crate) struct Registered<'a> {
+    sched: &'a StorageSched,
+    tid: libc::pid_t,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let mut tids = self.sched.tids.lock().unwrap_or_else(|e| e.into_inner());
+        tids.retain(|&t| t != self.tid);
+    }
+}
+
+#[cfg(target_os = "linux")]
 fn current_tid() -> libc::pid_t {
     // SAFETY: gettid has no arguments and cannot fail.
     #[allow(unsafe_code)]
@@ -260,8 +290,14 @@ fn current_tid() -> libc::pid_t {
     }
 }
 
+#[cfg(not(target_os = "linux"))]
+fn current_tid() -> libc::pid_t {
+    0
+}
+
 /// `struct sched_attr`, first version (48 bytes), from
 /// include/uapi/linux/sched/types.h.
+#[cfg(target_os = "linux")]
 #[repr(C)]
 struct SchedAttr {
     size: u32,
@@ -274,17 +310,16 @@ struct SchedAttr {
     sched_period: u64,
 }
 
-/// The scheduler slice of the storage threads while `SCHED_IDLE`: the longest Linux allows
-/// (100 ms; default 0.75 ms × (1 + log2 CPUs)). EEVDF lets a thread that
-/// is running keep the core for the shortest slice among those waiting, and
-/// checks again only at the next tick: with the storage threads' default
-/// slice, an answering thread that had run its share was set aside for a
-/// `SCHED_IDLE` writer until the tick (up to 4 ms). Measured at 80k QPS of
-/// blocked names on one shared core: p99 1.9-2.2 ms with the default slice,
-/// 0.41-0.46 ms with this one. Older kernels ignore it.
-const STORAGE_SLICE_NS: u64 = 100_000_000;
+#[cfg(target_os = "linux")]
+const _: () = assert!(std::mem::size_of::<SchedAttr>() == 48);
+
+#[cfg(not(target_os = "linux"))]
+fn set_policy(_tid: libc::pid_t, _mode: Mode, _nice: i32) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
 
 /// Sets thread `tid`'s policy (0: the calling thread) at nice `nice`.
+#[cfg(target_os = "linux")]
 fn set_policy(tid: libc::pid_t, mode: Mode, nice: i32) -> std::io::Result<()> {
     let policy = match mode {
         Mode::Yield => libc::SCHED_IDLE,
@@ -296,12 +331,7 @@ fn set_policy(tid: libc::pid_t, mode: Mode, nice: i32) -> std::io::Result<()> {
         sched_flags: 0,
         sched_nice: nice,
         sched_priority: 0,
-        // normal threads keep the default slice: a long one would let the
-        // writer hold a saturated core for 100 ms
-        sched_runtime: match mode {
-            Mode::Yield => STORAGE_SLICE_NS,
-            Mode::Fair => 0,
-        },
+        sched_runtime: 0,
         sched_deadline: 0,
         sched_period: 0,
     };
@@ -312,9 +342,9 @@ fn set_policy(tid: libc::pid_t, mode: Mode, nice: i32) -> std::io::Result<()> {
     let rc = unsafe {
         libc::syscall(
             libc::SYS_sched_setattr,
-            tid,
+            libc::c_long::from(tid),
             &attr as *const SchedAttr,
-            0u32,
+            libc::c_long::from(0u8),
         )
     };
     if rc == 0 {
@@ -324,7 +354,7 @@ fn set_policy(tid: libc::pid_t, mode: Mode, nice: i32) -> std::io::Result<()> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
@@ -372,6 +402,17 @@ mod tests {
             writing_for: Duration::from_millis(ms),
             ..b(0, 0, 0)
         };
+        let busy = Backlog {
+            batches_waiting: 1,
+            ..writing(300)
+        };
+        for _ in 0..5 {
+            assert_eq!(
+                p.look(busy, t),
+                Mode::Yield,
+                "a batch waits while one is written"
+            );
+        }
         assert_eq!(p.look(writing(499), t), Mode::Yield);
         assert_eq!(p.look(writing(500), t), Mode::Fair, "a starved write");
     }
@@ -400,29 +441,65 @@ mod tests {
         }
     }
 
-    #[test]
-    fn moves_registered_threads_between_idle_and_normal() {
-        let s = std::sync::Arc::new(StorageSched::new(0));
-        if !s.enabled() {
-            // no CAP_SYS_NICE here: nothing is ever made idle
-            assert_eq!(policy_of(0), libc::SCHED_OTHER);
-            return;
+    /// The nice value of thread `tid`.
+    fn nice_of(tid: libc::pid_t) -> i32 {
+        // SAFETY: plain integer arguments.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t)
         }
+    }
+
+    /// Runs `f` in a thread registered with `s`; returns its thread id and
+    /// a sender that lets it finish.
+    fn registered(
+        s: &std::sync::Arc<StorageSched>,
+    ) -> (
+        libc::pid_t,
+        std::sync::mpsc::Sender<()>,
+        std::thread::JoinHandle<()>,
+    ) {
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        let s2 = s.clone();
+        let s = s.clone();
         let h = std::thread::spawn(move || {
-            s2.register();
+            crate::serve::storage_priority(5);
+            let _r = s.register();
             tx.send(current_tid()).unwrap();
             let _ = stop_rx.recv();
         });
-        let tid = rx.recv().unwrap();
+        (rx.recv().unwrap(), stop_tx, h)
+    }
+
+    #[test]
+    fn moves_registered_threads_between_idle_and_normal() {
+        let s = std::sync::Arc::new(StorageSched::new(5));
+        let (tid, stop, h) = registered(&s);
+        if !s.enabled() {
+            // without CAP_SYS_NICE the scheme is off: a registered thread
+            // stays a normal thread at its nice value
+            assert_eq!(policy_of(tid), libc::SCHED_OTHER);
+            assert_eq!(nice_of(tid), 5);
+            stop.send(()).unwrap();
+            h.join().unwrap();
+            return;
+        }
         assert_eq!(policy_of(tid), libc::SCHED_IDLE);
         s.apply(Mode::Fair);
         assert_eq!(policy_of(tid), libc::SCHED_OTHER);
+        assert_eq!(nice_of(tid), 5, "writer_nice kept across the change");
+        // a thread registering while storage is behind starts normal
+        let (late, late_stop, late_h) = registered(&s);
+        assert_eq!(policy_of(late), libc::SCHED_OTHER);
         s.apply(Mode::Yield);
         assert_eq!(policy_of(tid), libc::SCHED_IDLE);
-        stop_tx.send(()).unwrap();
+        assert_eq!(policy_of(late), libc::SCHED_IDLE);
+        // a thread that has left is no longer moved
+        late_stop.send(()).unwrap();
+        late_h.join().unwrap();
+        assert_eq!(s.tids.lock().unwrap().as_slice(), &[tid]);
+        stop.send(()).unwrap();
         h.join().unwrap();
+        assert!(s.tids.lock().unwrap().is_empty());
     }
 }
