@@ -14,7 +14,7 @@
 //! [`WATCH_EVERY`] for a few microseconds) checks the backlog; when the
 //! event queue passes half its size, a handed-over batch waits for the
 //! writer, the collector has not drained the queue for [`STALL_AFTER`], or
-//! one write (a batch, or the retention job) has lasted
+//! one write (a batch, the heartbeat or the retention job) has lasted
 //! [`WRITE_STALL_AFTER`], it makes them normal threads again (at `[store]
 //! writer_nice`), so that under saturation, or beside other busy
 //! processes, storage takes its fair share and keeps up as before. Once the
@@ -40,9 +40,10 @@ pub(crate) const WATCH_EVERY: Duration = Duration::from_millis(10);
 /// A collector that has not drained a non-empty queue for this long is
 /// starved (it drains every 20 ms when it runs).
 pub(crate) const STALL_AFTER: Duration = Duration::from_millis(100);
-/// A write (one batch: events, detection, alerts) still running after this
-/// long is starved: with the CPU to itself it takes tens of milliseconds,
-/// and SQLite's other writers (the dashboard, Mail Check) wait for it.
+/// A write (a batch's events, detection and alerts, the heartbeat or the
+/// retention job) still running after this long is starved: with the CPU
+/// to itself it takes tens of milliseconds, and SQLite's other writers (the
+/// dashboard, Mail Check) wait for it.
 pub(crate) const WRITE_STALL_AFTER: Duration = Duration::from_millis(500);
 /// How long the backlog stays small before storage yields again.
 pub(crate) const CALM_FOR: Duration = Duration::from_millis(200);
@@ -450,8 +451,8 @@ mod tests {
         }
     }
 
-    /// Runs `f` in a thread registered with `s`; returns its thread id and
-    /// a sender that lets it finish.
+    /// Starts a thread at nice 5 registered with `s`; returns its thread
+    /// id, a sender that lets it finish, and its handle.
     fn registered(
         s: &std::sync::Arc<StorageSched>,
     ) -> (
