@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use parapet_core::event::{PrivateEvent, QueryEvent};
-use parapet_core::pseudonym::Pseudonymiser;
+use parapet_core::pseudonym::{PseudonymCache, Pseudonymiser};
 use parapet_detect::rules::{Detector, Observed};
 use parapet_dns::{CacheConfig, Metrics, Resolver, Settings};
 use parapet_store::{Db, Retention};
@@ -327,6 +327,7 @@ fn collect(
     out: &crossbeam_channel::Sender<Vec<PrivateEvent>>,
     sched: &StorageSched,
 ) {
+    let mut pseudonyms = PseudonymCache::new(pseudonymiser.clone());
     let mut batch: Vec<PrivateEvent> = Vec::with_capacity(4096);
     let mut last_flush = Instant::now();
     let hand_over = |batch: &mut Vec<PrivateEvent>| {
@@ -341,7 +342,8 @@ fn collect(
         loop {
             match rx.try_recv() {
                 Ok(ev) => {
-                    batch.push(ev.into_private(pseudonymiser));
+                    let client = pseudonyms.pseudonymise(ev.client);
+                    batch.push(ev.with_pseudonym(client));
                     if batch.len() >= MAX_BATCH {
                         hand_over(&mut batch);
                     }

@@ -106,10 +106,16 @@ pub struct PrivateEvent {
 impl QueryEvent {
     /// Replaces the client address by its keyed pseudonym.
     pub fn into_private(self, p: &Pseudonymiser) -> PrivateEvent {
+        let client = p.pseudonymise(self.client);
+        self.with_pseudonym(client)
+    }
+
+    /// Replaces the client address by `client`, its pseudonym.
+    pub fn with_pseudonym(self, client: ClientPseudonym) -> PrivateEvent {
         PrivateEvent {
             time: self.time,
             tenant: self.tenant,
-            client: p.pseudonymise(self.client),
+            client,
             qname: self.qname,
             qtype: self.qtype,
             rcode: self.rcode,

@@ -16,7 +16,9 @@
 //! what must survive a restart (the domains each tenant has seen, and since
 //! when it has been learning) is handed back to the caller to store.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use hashbrown::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -117,7 +119,8 @@ pub struct Detector {
     cfg: DetectConfig,
     hasher: hashbrown::DefaultHashBuilder,
     dga: HashMap<String, Option<f64>>,
-    windows: HashMap<(Arc<str>, String), Window>,
+    /// Keyed by the hash of (tenant, registrable domain).
+    windows: HashMap<u64, Window>,
     beacons: HashMap<(Arc<str>, ClientPseudonym, u64), Beacon>,
     seen: HashMap<Arc<str>, TenantSeen>,
     qname: String,
@@ -159,26 +162,31 @@ impl Detector {
         self.qname.clear();
         let _ = write_key_as_text(ev.qname.as_key(), &mut self.qname);
         let qname = std::mem::take(&mut self.qname);
-        let domain = registrable(&qname).to_string();
-        let evidence = format!(
-            "{qname} {} {}{}",
-            qtype_name(ev.qtype),
-            ev.action.as_str(),
-            ev.feed
-                .as_deref()
-                .map(|f| format!(" feed={f}"))
-                .unwrap_or_default()
-        );
-        let signal = |rule: &'static str, severity: Severity, reason: String| Signal {
-            time: ev.time,
-            tenant: ev.tenant.clone(),
-            rule,
-            severity,
-            domain: domain.clone(),
-            client: ev.client,
-            feed: ev.feed.clone(),
-            reason,
-            evidence: evidence.clone(),
+        let domain = registrable(&qname);
+        // built once, and only when a rule fires (most events fire none)
+        let mut evidence: Option<String> = None;
+        let mut signal = |rule: &'static str, severity: Severity, reason: String| {
+            let evidence = evidence
+                .get_or_insert_with(|| {
+                    let mut e = format!("{qname} {} {}", qtype_name(ev.qtype), ev.action.as_str());
+                    if let Some(f) = ev.feed.as_deref() {
+                        e.push_str(" feed=");
+                        e.push_str(f);
+                    }
+                    e
+                })
+                .clone();
+            Signal {
+                time: ev.time,
+                tenant: ev.tenant.clone(),
+                rule,
+                severity,
+                domain: domain.to_string(),
+                client: ev.client,
+                feed: ev.feed.clone(),
+                reason,
+                evidence,
+            }
         };
 
         // feed.block / feed.monitor
@@ -209,7 +217,7 @@ impl Detector {
         }
 
         // dga
-        if let Some(score) = self.dga_verdict(&domain) {
+        if let Some(score) = self.dga_verdict(domain) {
             out.signals.push(signal(
                 "dga",
                 Severity::Medium,
@@ -221,7 +229,7 @@ impl Detector {
 
         // tunnel: one long, random-looking label
         let sub = qname
-            .strip_suffix(domain.as_str())
+            .strip_suffix(domain)
             .unwrap_or("")
             .trim_end_matches('.');
         if let Some(label) = sub
@@ -248,7 +256,7 @@ impl Detector {
         }
         let w = self
             .windows
-            .entry((ev.tenant.clone(), domain.clone()))
+            .entry(self.hasher.hash_one((&*ev.tenant, domain)))
             .or_insert_with(|| Window::starting(ev.time));
         if since(ev.time, w.start) >= self.cfg.window {
             *w = Window::starting(ev.time);
@@ -340,10 +348,10 @@ impl Detector {
                 })
             }
         };
-        if !tenant_seen.domains.contains(&domain) {
-            tenant_seen.domains.insert(domain.clone());
+        if !tenant_seen.domains.contains(domain) {
+            tenant_seen.domains.insert(domain.to_string());
             out.new_domains
-                .push((ev.tenant.clone(), domain.clone(), ev.time));
+                .push((ev.tenant.clone(), domain.to_string(), ev.time));
             let learnt = since(ev.time, tenant_seen.since);
             if learnt >= self.cfg.learning_period {
                 out.signals.push(signal(

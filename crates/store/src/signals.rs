@@ -4,7 +4,7 @@
 //! (select, insert or update, clients) instead of one per query. Both
 //! backends use it, so they fold the same way.
 
-use std::collections::{HashMap, HashSet};
+use hashbrown::{HashMap, HashSet};
 use std::str::FromStr;
 
 use parapet_core::alert::{Severity, Signal};

@@ -5,10 +5,10 @@
 //! crash; only a power cut can lose the last one), and lets readers (the
 //! CLI, the dashboard) work while the writer writes.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use hashbrown::HashMap;
 use parapet_core::event::{PrivateEvent, RCODE_NO_RESPONSE};
 use parapet_core::name::write_key_as_text;
 use rusqlite::{Connection, OptionalExtension, params};
