@@ -277,6 +277,7 @@ pub fn load_demo(db: &mut dyn Db) -> anyhow::Result<()> {
             feed: (rule == "feed.block").then(|| Arc::from("parapet-example")),
             reason: reason.into(),
             evidence: ev.into(),
+            folded: None,
         };
     db.record_signals(&[
         signal(

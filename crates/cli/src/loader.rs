@@ -185,6 +185,7 @@ impl Loader {
                 feed: (rule == "feed.load_failed").then(|| Arc::from(subject)),
                 reason,
                 evidence,
+                folded: None,
             });
         }
     }

@@ -354,6 +354,7 @@ pub async fn schedule(
                                 .map(|f| format!("{} {}", f.code, f.message))
                                 .collect::<Vec<_>>()
                                 .join("; "),
+                            folded: None,
                         });
                     }
                 }

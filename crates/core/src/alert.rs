@@ -127,4 +127,38 @@ pub struct Signal {
     pub reason: String,
     /// The query that fired it: `qname qtype action`.
     pub evidence: String,
+    /// Identical queries after this one, in the same batch, folded into
+    /// this signal (`None`: it stands for one query).
+    pub folded: Option<Folded>,
+}
+
+/// Repeats of one signal's query folded into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Folded {
+    /// Queries the signal stands for, the first included.
+    pub count: u32,
+    /// Time of the last of them.
+    pub last: SystemTime,
+}
+
+impl Signal {
+    /// Queries this signal stands for.
+    pub fn count(&self) -> u32 {
+        self.folded.map_or(1, |f| f.count)
+    }
+
+    /// Time of the last query it stands for.
+    pub fn last_time(&self) -> SystemTime {
+        self.folded.map_or(self.time, |f| f.last)
+    }
+
+    /// Folds one more identical query, seen at `time`, into this signal.
+    pub fn fold(&mut self, time: SystemTime) {
+        let f = self.folded.get_or_insert(Folded {
+            count: 1,
+            last: self.time,
+        });
+        f.count = f.count.saturating_add(1);
+        f.last = f.last.max(time);
+    }
 }

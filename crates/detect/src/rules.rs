@@ -78,6 +78,10 @@ pub struct Observed {
     pub new_domains: Vec<(Arc<str>, String, SystemTime)>,
     /// Tenants whose learning period started with this batch: store it.
     pub learning_started: Vec<(Arc<str>, SystemTime)>,
+    /// Signals of the per-query rules (feeds, DGA) by the hash of their
+    /// query, client and rule: a repeat is folded into the first
+    /// ([`Signal::fold`]) instead of becoming one more signal.
+    folds: HashMap<u64, usize>,
 }
 
 #[derive(Debug)]
@@ -186,6 +190,39 @@ impl Detector {
                 feed: ev.feed.clone(),
                 reason,
                 evidence,
+                folded: None,
+            }
+        };
+        // true when this query already fired `rule` in this batch (from the
+        // same client, feed and tenant): counted into that signal
+        let hasher = self.hasher.clone();
+        let fold = |out: &mut Observed, rule: &'static str| -> bool {
+            let key = hasher.hash_one((
+                rule,
+                &*ev.tenant,
+                qname.as_str(),
+                ev.qtype,
+                ev.action.as_str(),
+                ev.feed.as_deref(),
+                ev.client.0,
+            ));
+            match out.folds.get(&key) {
+                Some(&i)
+                    if out.signals.get(i).is_some_and(|s| {
+                        s.rule == rule
+                            && s.client == ev.client
+                            && s.tenant == ev.tenant
+                            && s.feed == ev.feed
+                            && s.domain == domain
+                    }) =>
+                {
+                    out.signals[i].fold(ev.time);
+                    true
+                }
+                _ => {
+                    out.folds.insert(key, out.signals.len());
+                    false
+                }
             }
         };
 
@@ -194,7 +231,9 @@ impl Detector {
             EventAction::Blocked
             | EventAction::Nodata
             | EventAction::Dropped
-            | EventAction::LocalData => {
+            | EventAction::LocalData
+                if !fold(out, "feed.block") =>
+            {
                 let feed = ev.feed.as_deref().unwrap_or("?");
                 out.signals.push(signal(
                     "feed.block",
@@ -205,7 +244,7 @@ impl Detector {
                     ),
                 ));
             }
-            EventAction::Monitored => {
+            EventAction::Monitored if !fold(out, "feed.monitor") => {
                 let feed = ev.feed.as_deref().unwrap_or("?");
                 out.signals.push(signal(
                     "feed.monitor",
@@ -217,7 +256,9 @@ impl Detector {
         }
 
         // dga
-        if let Some(score) = self.dga_verdict(domain) {
+        if let Some(score) = self.dga_verdict(domain)
+            && !fold(out, "dga")
+        {
             out.signals.push(signal(
                 "dga",
                 Severity::Medium,
@@ -569,6 +610,38 @@ mod tests {
         );
         assert_eq!(s[0].severity, Severity::High);
         assert!(s[0].reason.contains("`malware`"), "{}", s[0].reason);
+    }
+
+    /// A client retrying a blocked name is one signal per batch that counts
+    /// every query; another client, name or type is a signal of its own.
+    #[test]
+    fn repeats_of_a_query_fold_into_one_signal() {
+        let mut d = Detector::new(DetectConfig::default());
+        let mut events: Vec<PrivateEvent> = (0..50)
+            .map(|i| ev(i, "a", 1, "c2.evil.test", 1, EventAction::Blocked))
+            .collect();
+        events.push(ev(7, "a", 2, "c2.evil.test", 1, EventAction::Blocked));
+        events.push(ev(8, "a", 1, "c3.evil.test", 1, EventAction::Blocked));
+        events.push(ev(9, "a", 1, "c2.evil.test", 28, EventAction::Blocked));
+        events.push(ev(10, "b", 1, "c2.evil.test", 1, EventAction::Blocked));
+        let s = run(&mut d, &events);
+        let feed: Vec<&Signal> = s.iter().filter(|s| s.rule == "feed.block").collect();
+        assert_eq!(feed.len(), 5, "{feed:#?}");
+        let first = feed[0];
+        assert_eq!(first.count(), 50);
+        assert_eq!(first.time, events[0].time);
+        assert_eq!(first.last_time(), events[49].time);
+        assert!(
+            feed[1..]
+                .iter()
+                .all(|s| s.count() == 1 && s.folded.is_none())
+        );
+        // every query is counted once across the signals
+        let total: u32 = feed.iter().map(|s| s.count()).sum();
+        assert_eq!(total as usize, events.len());
+        // a new batch starts a new signal
+        let again = run(&mut d, &events[..1]);
+        assert_eq!(again.iter().filter(|s| s.rule == "feed.block").count(), 1);
     }
 
     /// An iodine-style tunnel: NULL queries with long base32 labels, every

@@ -61,9 +61,9 @@ pub(crate) fn group_signals(signals: &[Signal]) -> Vec<SignalGroup<'_>> {
                 groups.len() - 1
             });
         let g = &mut groups[i];
-        g.count += 1;
+        g.count += i64::from(sig.count());
         g.first_seen = g.first_seen.min(t);
-        g.last_seen = g.last_seen.max(t);
+        g.last_seen = g.last_seen.max(unix_millis(sig.last_time()));
         g.severity = g.severity.max(sig.severity);
         g.reason = &sig.reason;
         if let Some(f) = sig.feed.as_deref()
@@ -137,6 +137,7 @@ mod tests {
             feed: Some(Arc::from(if secs.is_multiple_of(2) { "a" } else { "b" })),
             reason: format!("reason {secs}"),
             evidence: format!("q{} A blocked", secs % 7),
+            folded: None,
         }
     }
 
@@ -162,6 +163,23 @@ mod tests {
         assert_eq!(g.evidence.len(), EVIDENCE_SAMPLES);
         assert_eq!(g.reason, "reason 50");
         assert_eq!(g.clients.len(), 4);
+    }
+
+    #[test]
+    fn a_folded_signal_counts_every_query_it_stands_for() {
+        let mut one = sig(100, "t1", "evil.test", 1, Severity::High);
+        for secs in [101, 105, 103] {
+            one.fold(UNIX_EPOCH + Duration::from_secs(secs));
+        }
+        assert_eq!(one.count(), 4);
+        let other = sig(102, "t1", "evil.test", 2, Severity::High);
+        let signals = [one, other];
+        let groups = group_signals(&signals);
+        assert_eq!(groups.len(), 1);
+        let g = &groups[0];
+        assert_eq!(g.count, 5);
+        assert_eq!((g.first_seen, g.last_seen), (100_000, 105_000));
+        assert_eq!(g.clients.len(), 2);
     }
 
     #[test]

@@ -300,6 +300,7 @@ fn signal(secs: u64, rule: &'static str, domain: &str, client: u8, feed: Option<
         feed: feed.map(Arc::from),
         reason: format!("{domain} is bad"),
         evidence: format!("www.{domain} A blocked #{client}"),
+        folded: None,
     }
 }
 

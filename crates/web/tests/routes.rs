@@ -152,6 +152,7 @@ fn world_with(secure: bool) -> World {
         feed: Some(Arc::from("f")),
         reason: format!("blocked {domain}"),
         evidence: format!("{domain} A blocked"),
+        folded: None,
     };
     let ids = db
         .record_signals(&[
