@@ -195,7 +195,7 @@ impl Detector {
         };
         // true when this query already fired `rule` in this batch (from the
         // same client, feed and tenant): counted into that signal
-        let hasher = self.hasher.clone();
+        let hasher = self.hasher;
         let fold = |out: &mut Observed, rule: &'static str| -> bool {
             let key = hasher.hash_one((
                 rule,
