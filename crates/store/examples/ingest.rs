@@ -140,6 +140,9 @@ fn main() {
         run(&sqlite, 1, &evs, batch, fold_every)
     );
 
+    if args.iter().any(|a| a == "--sqlite-only") {
+        return;
+    }
     for writers in [1usize, 2] {
         // a fresh database per run on a server started here, unless --url
         let db_url = url

@@ -528,6 +528,76 @@ pub(crate) fn diff_findings(
     diff
 }
 
+/// Rows per multi-row `INSERT` of query events.
+const EVENT_ROWS: usize = 64;
+
+/// One query event's columns.
+struct EventRow<'a> {
+    time: i64,
+    tenant: &'a str,
+    client: &'a [u8],
+    qname: &'a str,
+    qtype: u16,
+    rcode: Option<u8>,
+    action: &'static str,
+    feed: Option<&'a str>,
+    node: &'a str,
+}
+
+impl EventRow<'_> {
+    /// The row's parameters in column order.
+    fn params(&self) -> [&dyn rusqlite::ToSql; 9] {
+        [
+            &self.time,
+            &self.tenant,
+            &self.client,
+            &self.qname,
+            &self.qtype,
+            &self.rcode,
+            &self.action,
+            &self.feed,
+            &self.node,
+        ]
+    }
+}
+
+/// `INSERT INTO query_events ... VALUES (...), ...` with `rows` rows of
+/// numbered parameters, built once per row count.
+fn insert_events_sql(rows: usize) -> &'static str {
+    static MANY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let build = || {
+        let mut sql = String::from(
+            "INSERT INTO query_events (time, tenant, client, qname, qtype, rcode, action, feed, node) VALUES ",
+        );
+        for r in 0..rows {
+            if r > 0 {
+                sql.push_str(", ");
+            }
+            let p = r * 9;
+            sql.push_str(&format!(
+                "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7,
+                p + 8,
+                p + 9
+            ));
+        }
+        sql
+    };
+    if rows == 1 {
+        ONE.get_or_init(build)
+    } else {
+        assert_eq!(rows, EVENT_ROWS, "only 1 or EVENT_ROWS rows");
+        MANY.get_or_init(build)
+    }
+}
+
 impl Store for SqliteStore {
     fn insert_events(&mut self, events: &[PrivateEvent]) -> Result<usize, StoreError> {
         if events.is_empty() {
@@ -536,36 +606,56 @@ impl Store for SqliteStore {
         let err = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         {
-            let mut ins = tx
-                .prepare_cached(
-                    "INSERT INTO query_events (time, tenant, client, qname, qtype, rcode, action, feed, node)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )
+            // full chunks go in one statement of EVENT_ROWS rows: SQLite's
+            // cost per statement (step, reset, bind) is then paid once per
+            // chunk rather than per event
+            let mut many = tx
+                .prepare_cached(insert_events_sql(EVENT_ROWS))
                 .map_err(err)?;
+            let mut one = tx.prepare_cached(insert_events_sql(1)).map_err(err)?;
             // summed per key first: one upsert per key and batch, not per event
             let mut hourly: HashMap<(&str, &[u8], i64, &str), i64> = HashMap::new();
-            let mut qname = String::with_capacity(256);
-            for e in events {
-                qname.clear();
-                let _ = write_key_as_text(e.qname.as_key(), &mut qname);
-                let ms = unix_millis(e.time);
-                let rcode = (e.rcode != RCODE_NO_RESPONSE).then_some(e.rcode);
-                let action = e.action.as_str();
-                ins.execute(params![
-                    ms,
-                    &*e.tenant,
-                    &e.client.0[..],
-                    qname,
-                    e.qtype,
-                    rcode,
-                    action,
-                    e.feed.as_deref(),
-                    self.node
-                ])
-                .map_err(err)?;
-                *hourly
-                    .entry((&e.tenant, e.qname.as_key(), ms / 3_600_000 * 3600, action))
-                    .or_default() += 1;
+            let mut names: Vec<String> = vec![String::with_capacity(64); EVENT_ROWS];
+            let node = self.node.as_str();
+            for chunk in events.chunks(EVENT_ROWS) {
+                for (e, name) in chunk.iter().zip(names.iter_mut()) {
+                    name.clear();
+                    let _ = write_key_as_text(e.qname.as_key(), name);
+                }
+                let rows: Vec<EventRow<'_>> = chunk
+                    .iter()
+                    .zip(names.iter())
+                    .map(|(e, name)| EventRow {
+                        time: unix_millis(e.time),
+                        tenant: &e.tenant,
+                        client: &e.client.0[..],
+                        qname: name,
+                        qtype: e.qtype,
+                        rcode: (e.rcode != RCODE_NO_RESPONSE).then_some(e.rcode),
+                        action: e.action.as_str(),
+                        feed: e.feed.as_deref(),
+                        node,
+                    })
+                    .collect();
+                for (e, r) in chunk.iter().zip(&rows) {
+                    *hourly
+                        .entry((
+                            &e.tenant,
+                            e.qname.as_key(),
+                            r.time / 3_600_000 * 3600,
+                            r.action,
+                        ))
+                        .or_default() += 1;
+                }
+                if rows.len() == EVENT_ROWS {
+                    let all: Vec<&dyn rusqlite::ToSql> =
+                        rows.iter().flat_map(EventRow::params).collect();
+                    many.execute(&*all).map_err(err)?;
+                } else {
+                    for r in &rows {
+                        one.execute(r.params()).map_err(err)?;
+                    }
+                }
             }
             let mut agg = tx
                 .prepare_cached(
@@ -573,6 +663,7 @@ impl Store for SqliteStore {
                      ON CONFLICT (tenant, qname, hour, action) DO UPDATE SET queries = queries + excluded.queries",
                 )
                 .map_err(err)?;
+            let mut qname = String::with_capacity(256);
             for ((tenant, name, hour, action), n) in hourly {
                 qname.clear();
                 let _ = write_key_as_text(name, &mut qname);

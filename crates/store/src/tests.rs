@@ -82,6 +82,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     events_and_hourly_aggregates,
+    every_event_of_a_large_batch_is_stored_as_it_was,
     purge_removes_exactly_what_is_past_retention,
     reopening_migrates_once_and_a_newer_schema_is_refused,
     signals_fold_into_one_alert_per_tenant_rule_and_domain,
@@ -230,6 +231,57 @@ fn events_and_hourly_aggregates(fx: &Fx) {
             "SELECT CAST(rcode AS TEXT), feed, node FROM query_events WHERE qname IN ('drop.test', 'evil.test') ORDER BY qname"
         ),
         ["||node-a", "0|malware|node-a"]
+    );
+}
+
+/// A batch longer than one multi-row statement, with a remainder: every
+/// event is one row with its own columns, in order.
+fn every_event_of_a_large_batch_is_stored_as_it_was(fx: &Fx) {
+    let mut s = fx.open();
+    s.set_node("node-b");
+    let actions = [
+        EventAction::Resolved,
+        EventAction::Blocked,
+        EventAction::Dropped,
+    ];
+    let batch: Vec<PrivateEvent> = (0..150u64)
+        .map(|i| {
+            let mut e = event(
+                5000 + i,
+                &format!("n{i}.example.org"),
+                actions[i as usize % 3],
+            );
+            e.qtype = 1 + (i % 40) as u16;
+            e.client = ClientPseudonym([i as u8; 8]);
+            e
+        })
+        .collect();
+    assert_eq!(s.insert_events(&batch).unwrap(), 150);
+    let expected: Vec<String> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let rcode = if i % 3 == 2 { "" } else { "0" };
+            let feed = if i % 3 == 1 { "malware" } else { "" };
+            format!(
+                "{}|council-a|n{i}.example.org|{}|{rcode}|{}|{feed}|node-b",
+                (5000 + i) * 1000,
+                e.qtype,
+                e.action.as_str()
+            )
+        })
+        .collect();
+    assert_eq!(
+        s.texts(
+            "SELECT CAST(time AS TEXT), tenant, qname, CAST(qtype AS TEXT), CAST(rcode AS TEXT), action, feed, node
+             FROM query_events ORDER BY time"
+        ),
+        expected
+    );
+    // each event's own client (150 distinct pseudonyms, one per row)
+    assert_eq!(
+        s.texts("SELECT CAST(COUNT(DISTINCT client) AS TEXT) FROM query_events"),
+        ["150"]
     );
 }
 
