@@ -338,6 +338,7 @@ fn collect(
     };
     loop {
         std::thread::sleep(EVENT_POLL);
+        pseudonyms.expire(Instant::now());
         let mut closed = stop.load(Ordering::Relaxed);
         loop {
             match rx.try_recv() {

@@ -137,7 +137,7 @@ pub struct Signal {
 pub struct Folded {
     /// Queries the signal stands for, the first included.
     pub count: u32,
-    /// Time of the last of them.
+    /// Time of the last of them (the signal's `time` is the first's).
     pub last: SystemTime,
 }
 
@@ -153,6 +153,8 @@ impl Signal {
     }
 
     /// Folds one more identical query, seen at `time`, into this signal.
+    /// `time` may be earlier than the signal's own (the resolver's threads
+    /// stamp events independently): the signal then starts at it.
     pub fn fold(&mut self, time: SystemTime) {
         let f = self.folded.get_or_insert(Folded {
             count: 1,
@@ -160,5 +162,6 @@ impl Signal {
         });
         f.count = f.count.saturating_add(1);
         f.last = f.last.max(time);
+        self.time = self.time.min(time);
     }
 }

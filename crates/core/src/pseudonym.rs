@@ -79,14 +79,30 @@ impl Pseudonymiser {
 /// thousand addresses).
 const CACHE_CLIENTS: usize = 65_536;
 
+/// How long a [`PseudonymCache`] keeps an address at most: raw addresses
+/// stay in memory for no longer than this after their last query's event.
+pub const CACHE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A [`Pseudonymiser`] that remembers recent clients' pseudonyms: one hash
 /// lookup per event instead of an HMAC (two SHA-256 blocks). Held in memory
-/// only, by the thread that pseudonymises events; the addresses it holds
-/// are the ones already in the event queue.
-#[derive(Debug)]
+/// only, by the thread that pseudonymises events, and emptied every
+/// [`CACHE_LIFETIME`] (its owner calls [`PseudonymCache::expire`]) so that
+/// it never keeps a client's address for long; its `Debug` shows no
+/// address.
 pub struct PseudonymCache {
     p: Pseudonymiser,
     known: hashbrown::HashMap<IpAddr, ClientPseudonym>,
+    since: std::time::Instant,
+}
+
+impl fmt::Debug for PseudonymCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PseudonymCache({} clients, addresses hidden)",
+            self.known.len()
+        )
+    }
 }
 
 impl PseudonymCache {
@@ -94,6 +110,15 @@ impl PseudonymCache {
         Self {
             p,
             known: hashbrown::HashMap::new(),
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// Forgets every address once the cache is [`CACHE_LIFETIME`] old.
+    pub fn expire(&mut self, now: std::time::Instant) {
+        if now.saturating_duration_since(self.since) >= CACHE_LIFETIME {
+            self.known = hashbrown::HashMap::new();
+            self.since = now;
         }
     }
 
@@ -131,6 +156,15 @@ mod tests {
             assert_eq!(cache.pseudonymise(ip), p.pseudonymise(ip));
         }
         assert!(cache.known.len() <= CACHE_CLIENTS);
+        assert_eq!(cache.pseudonymise(v4), p.pseudonymise(v4));
+        // it forgets every address once it is CACHE_LIFETIME old, and its
+        // Debug names none
+        let start = cache.since;
+        cache.expire(start + CACHE_LIFETIME / 2);
+        assert!(!cache.known.is_empty());
+        assert!(!format!("{cache:?}").contains("192.0.2.7"));
+        cache.expire(start + CACHE_LIFETIME);
+        assert!(cache.known.is_empty());
         assert_eq!(cache.pseudonymise(v4), p.pseudonymise(v4));
     }
 
