@@ -605,7 +605,7 @@ impl Store for PgStore {
         let mut actions: Vec<&str> = Vec::with_capacity(n);
         let mut feeds: Vec<Option<&str>> = Vec::with_capacity(n);
         // summed per key first: one delta row per key and batch
-        let mut hourly: HashMap<(&str, &[u8], i64, &str), i64> = hashbrown::HashMap::new();
+        let mut hourly: HashMap<(&str, &[u8], i64, &str), i64> = HashMap::new();
         for e in events {
             let mut qname = String::with_capacity(64);
             let _ = write_key_as_text(e.qname.as_key(), &mut qname);

@@ -562,40 +562,25 @@ impl EventRow<'_> {
 }
 
 /// `INSERT INTO query_events ... VALUES (...), ...` with `rows` rows of
-/// numbered parameters, built once per row count.
-fn insert_events_sql(rows: usize) -> &'static str {
-    static MANY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    static ONE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let build = || {
-        let mut sql = String::from(
-            "INSERT INTO query_events (time, tenant, client, qname, qtype, rcode, action, feed, node) VALUES ",
-        );
-        for r in 0..rows {
-            if r > 0 {
+/// numbered parameters (built once per batch; `prepare_cached` keys on it).
+fn insert_events_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO query_events (time, tenant, client, qname, qtype, rcode, action, feed, node) VALUES ",
+    );
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 1..=9 {
+            if c > 1 {
                 sql.push_str(", ");
             }
-            let p = r * 9;
-            sql.push_str(&format!(
-                "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 7,
-                p + 8,
-                p + 9
-            ));
+            sql.push_str(&format!("?{}", r * 9 + c));
         }
-        sql
-    };
-    if rows == 1 {
-        ONE.get_or_init(build)
-    } else {
-        assert_eq!(rows, EVENT_ROWS, "only 1 or EVENT_ROWS rows");
-        MANY.get_or_init(build)
+        sql.push(')');
     }
+    sql
 }
 
 impl Store for SqliteStore {
@@ -610,9 +595,9 @@ impl Store for SqliteStore {
             // cost per statement (step, reset, bind) is then paid once per
             // chunk rather than per event
             let mut many = tx
-                .prepare_cached(insert_events_sql(EVENT_ROWS))
+                .prepare_cached(&insert_events_sql(EVENT_ROWS))
                 .map_err(err)?;
-            let mut one = tx.prepare_cached(insert_events_sql(1)).map_err(err)?;
+            let mut one = tx.prepare_cached(&insert_events_sql(1)).map_err(err)?;
             // summed per key first: one upsert per key and batch, not per event
             let mut hourly: HashMap<(&str, &[u8], i64, &str), i64> = HashMap::new();
             let mut names: Vec<String> = vec![String::with_capacity(64); EVENT_ROWS];
