@@ -13,6 +13,7 @@ pub mod assets;
 mod pg;
 mod pg_accounts;
 pub mod pgtest;
+mod runs;
 mod signals;
 mod sqlite;
 mod sqlite_accounts;
@@ -109,7 +110,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// What a query event keeps, field by field: the single source of
 /// `parapet privacy` and of the schema's comments.
 pub const EVENT_FIELDS: &[(&str, &str)] = &[
-    ("time", "when the query arrived (milliseconds)"),
+    (
+        "time",
+        "when the query arrived (milliseconds); for a row of repeats, the first of them",
+    ),
     (
         "tenant",
         "the council (tenant) whose network the query came from",
@@ -132,6 +136,14 @@ pub const EVENT_FIELDS: &[(&str, &str)] = &[
     (
         "node",
         "the resolver node that answered (several nodes on one database)",
+    ),
+    (
+        "queries",
+        "how many identical queries (same client, name, type, answer, action, feed) of one storage batch (at most flush_interval_ms) this row stands for",
+    ),
+    (
+        "last_time",
+        "when the last of those repeats arrived (milliseconds; none for a single query)",
     ),
 ];
 

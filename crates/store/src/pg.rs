@@ -35,6 +35,7 @@ use crate::assets::{
     AssetException, AssetImport, AssetImported, AssetObs, AssuranceStore, AvObs, FindingObs,
     ImportMeta, Incident, ScanObs, VulnDef,
 };
+use crate::runs::fold_events;
 use crate::signals::{group_signals, merge};
 use crate::{
     Alert, AlertFilter, Db, DmarcReportRow, DmarcSummary, FeedVersion, Imported, MailCheckDiff,
@@ -350,6 +351,12 @@ const MIGRATIONS: &[(u32, &str)] = &[
     CREATE INDEX query_events_time ON query_events USING brin (time);
     DROP INDEX query_events_tenant_time;",
     ),
+    (
+        9,
+        // repeats of one query within a batch are one row (crate::runs)
+        "ALTER TABLE query_events ADD COLUMN queries BIGINT NOT NULL DEFAULT 1;
+    ALTER TABLE query_events ADD COLUMN last_time BIGINT;",
+    ),
 ];
 
 /// A connection to the shared database.
@@ -596,43 +603,34 @@ impl Store for PgStore {
             return Ok(0);
         }
         let n = events.len();
-        let mut times = Vec::with_capacity(n);
-        let mut tenants: Vec<&str> = Vec::with_capacity(n);
-        let mut clients: Vec<&[u8]> = Vec::with_capacity(n);
-        let mut qnames: Vec<String> = Vec::with_capacity(n);
-        let mut qtypes: Vec<i32> = Vec::with_capacity(n);
-        let mut rcodes: Vec<Option<i32>> = Vec::with_capacity(n);
-        let mut actions: Vec<&str> = Vec::with_capacity(n);
-        let mut feeds: Vec<Option<&str>> = Vec::with_capacity(n);
-        // summed per key first: one delta row per key and batch
+        // summed per key first: one delta row per key and batch; from the
+        // events themselves, so that repeats that straddle an hour count in each
         let mut hourly: HashMap<(&str, &[u8], i64, &str), i64> = HashMap::new();
         for e in events {
-            let mut qname = String::with_capacity(64);
-            let _ = write_key_as_text(e.qname.as_key(), &mut qname);
-            let ms = unix_millis(e.time);
-            times.push(ms);
-            tenants.push(&e.tenant);
-            clients.push(&e.client.0[..]);
-            qtypes.push(i32::from(e.qtype));
-            rcodes.push((e.rcode != RCODE_NO_RESPONSE).then_some(i32::from(e.rcode)));
-            actions.push(e.action.as_str());
-            feeds.push(e.feed.as_deref());
             *hourly
                 .entry((
                     &e.tenant,
                     e.qname.as_key(),
-                    ms / 3_600_000 * 3600,
+                    unix_millis(e.time) / 3_600_000 * 3600,
                     e.action.as_str(),
                 ))
                 .or_default() += 1;
-            qnames.push(qname);
         }
+        let runs = fold_events(events);
+        let qnames: Vec<String> = runs
+            .iter()
+            .map(|r| {
+                let mut qname = String::with_capacity(64);
+                let _ = write_key_as_text(r.event.qname.as_key(), &mut qname);
+                qname
+            })
+            .collect();
         self.tx(|tx, loc, node| {
             let err = pg_err(loc);
             // COPY BINARY: the fastest way into PostgreSQL, one stream per batch
             let sink = tx
                 .copy_in(
-                    "COPY query_events (time, tenant, client, qname, qtype, rcode, action, feed, node) FROM STDIN BINARY",
+                    "COPY query_events (time, tenant, client, qname, qtype, rcode, action, feed, node, queries, last_time) FROM STDIN BINARY",
                 )
                 .map_err(&err)?;
             let mut w = BinaryCopyInWriter::new(
@@ -647,19 +645,24 @@ impl Store for PgStore {
                     Type::TEXT,
                     Type::TEXT,
                     Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
                 ],
             );
-            for i in 0..n {
+            for (r, qname) in runs.iter().zip(&qnames) {
+                let e = r.event;
                 w.write(&[
-                    &times[i],
-                    &tenants[i],
-                    &clients[i],
-                    &qnames[i],
-                    &qtypes[i],
-                    &rcodes[i],
-                    &actions[i],
-                    &feeds[i],
+                    &r.first,
+                    &&*e.tenant,
+                    &&e.client.0[..],
+                    qname,
+                    &i32::from(e.qtype),
+                    &(e.rcode != RCODE_NO_RESPONSE).then_some(i32::from(e.rcode)),
+                    &e.action.as_str(),
+                    &e.feed.as_deref(),
                     &node,
+                    &r.queries,
+                    &r.last_time(),
                 ])
                 .map_err(&err)?;
             }
@@ -741,7 +744,10 @@ impl Store for PgStore {
         self.ensure()?;
         let row = self
             .client
-            .query_one("SELECT COUNT(*) FROM query_events", &[])
+            .query_one(
+                "SELECT COALESCE(SUM(queries), 0)::BIGINT FROM query_events",
+                &[],
+            )
             .map_err(pg_err(&self.location))?;
         Ok(row.get::<_, i64>(0) as u64)
     }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use parapet_core::alert::{AlertStatus, Severity, Signal};
 
+use crate::runs::fold_events;
 use crate::signals::{group_signals, merge};
 use crate::{
     Alert, AlertFilter, DmarcReportRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow,
@@ -317,6 +318,13 @@ const MIGRATIONS: &[(u32, &str)] = &[
         SELECT tenant, qname, hour, action, queries FROM query_hourly;
     DROP INDEX query_events_tenant_time;",
     ),
+    (
+        9,
+        // repeats of one query within a batch are one row (crate::runs);
+        // 1 and NULL take no bytes in a SQLite record
+        "ALTER TABLE query_events ADD COLUMN queries INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE query_events ADD COLUMN last_time INTEGER;",
+    ),
 ];
 
 pub struct SqliteStore {
@@ -531,7 +539,8 @@ pub(crate) fn diff_findings(
 /// Rows per multi-row `INSERT` of query events.
 const EVENT_ROWS: usize = 64;
 
-/// One query event's columns.
+/// One stored row's columns: a query, or the repeats of one
+/// ([`crate::runs`]).
 struct EventRow<'a> {
     time: i64,
     tenant: &'a str,
@@ -542,11 +551,16 @@ struct EventRow<'a> {
     action: &'static str,
     feed: Option<&'a str>,
     node: &'a str,
+    queries: i64,
+    last_time: Option<i64>,
 }
+
+/// Columns of [`EventRow`].
+const EVENT_COLUMNS: usize = 11;
 
 impl EventRow<'_> {
     /// The row's parameters in column order.
-    fn params(&self) -> [&dyn rusqlite::ToSql; 9] {
+    fn params(&self) -> [&dyn rusqlite::ToSql; EVENT_COLUMNS] {
         [
             &self.time,
             &self.tenant,
@@ -557,6 +571,8 @@ impl EventRow<'_> {
             &self.action,
             &self.feed,
             &self.node,
+            &self.queries,
+            &self.last_time,
         ]
     }
 }
@@ -565,18 +581,18 @@ impl EventRow<'_> {
 /// numbered parameters (built once per batch; `prepare_cached` keys on it).
 fn insert_events_sql(rows: usize) -> String {
     let mut sql = String::from(
-        "INSERT INTO query_events (time, tenant, client, qname, qtype, rcode, action, feed, node) VALUES ",
+        "INSERT INTO query_events (time, tenant, client, qname, qtype, rcode, action, feed, node, queries, last_time) VALUES ",
     );
     for r in 0..rows {
         if r > 0 {
             sql.push_str(", ");
         }
         sql.push('(');
-        for c in 1..=9 {
+        for c in 1..=EVENT_COLUMNS {
             if c > 1 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("?{}", r * 9 + c));
+            sql.push_str(&format!("?{}", r * EVENT_COLUMNS + c));
         }
         sql.push(')');
     }
@@ -598,40 +614,48 @@ impl Store for SqliteStore {
                 .prepare_cached(&insert_events_sql(EVENT_ROWS))
                 .map_err(err)?;
             let mut one = tx.prepare_cached(&insert_events_sql(1)).map_err(err)?;
-            // summed per key first: one upsert per key and batch, not per event
+            // summed per key first: one upsert per key and batch, not per
+            // event; from the events themselves, so that repeats that
+            // straddle an hour count in each
             let mut hourly: HashMap<(&str, &[u8], i64, &str), i64> = HashMap::new();
+            for e in events {
+                *hourly
+                    .entry((
+                        &e.tenant,
+                        e.qname.as_key(),
+                        unix_millis(e.time) / 3_600_000 * 3600,
+                        e.action.as_str(),
+                    ))
+                    .or_default() += 1;
+            }
+            let runs = fold_events(events);
             let mut names: Vec<String> = vec![String::with_capacity(64); EVENT_ROWS];
             let node = self.node.as_str();
-            for chunk in events.chunks(EVENT_ROWS) {
-                for (e, name) in chunk.iter().zip(names.iter_mut()) {
+            for chunk in runs.chunks(EVENT_ROWS) {
+                for (r, name) in chunk.iter().zip(names.iter_mut()) {
                     name.clear();
-                    let _ = write_key_as_text(e.qname.as_key(), name);
+                    let _ = write_key_as_text(r.event.qname.as_key(), name);
                 }
                 let rows: Vec<EventRow<'_>> = chunk
                     .iter()
                     .zip(names.iter())
-                    .map(|(e, name)| EventRow {
-                        time: unix_millis(e.time),
-                        tenant: &e.tenant,
-                        client: &e.client.0[..],
-                        qname: name,
-                        qtype: e.qtype,
-                        rcode: (e.rcode != RCODE_NO_RESPONSE).then_some(e.rcode),
-                        action: e.action.as_str(),
-                        feed: e.feed.as_deref(),
-                        node,
+                    .map(|(r, name)| {
+                        let e = r.event;
+                        EventRow {
+                            time: r.first,
+                            tenant: &e.tenant,
+                            client: &e.client.0[..],
+                            qname: name,
+                            qtype: e.qtype,
+                            rcode: (e.rcode != RCODE_NO_RESPONSE).then_some(e.rcode),
+                            action: e.action.as_str(),
+                            feed: e.feed.as_deref(),
+                            node,
+                            queries: r.queries,
+                            last_time: r.last_time(),
+                        }
                     })
                     .collect();
-                for (e, r) in chunk.iter().zip(&rows) {
-                    *hourly
-                        .entry((
-                            &e.tenant,
-                            e.qname.as_key(),
-                            r.time / 3_600_000 * 3600,
-                            r.action,
-                        ))
-                        .or_default() += 1;
-                }
                 if rows.len() == EVENT_ROWS {
                     let all: Vec<&dyn rusqlite::ToSql> =
                         rows.iter().flat_map(EventRow::params).collect();
@@ -686,9 +710,11 @@ impl Store for SqliteStore {
 
     fn event_count(&mut self) -> Result<u64, StoreError> {
         self.conn
-            .query_row("SELECT COUNT(*) FROM query_events", [], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT COALESCE(SUM(queries), 0) FROM query_events",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| n as u64)
             .map_err(|e| self.err(e))
     }

@@ -83,6 +83,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     events_and_hourly_aggregates,
     every_event_of_a_large_batch_is_stored_as_it_was,
+    repeats_of_a_query_in_one_batch_are_one_row_that_counts_them,
     purge_removes_exactly_what_is_past_retention,
     reopening_migrates_once_and_a_newer_schema_is_refused,
     signals_fold_into_one_alert_per_tenant_rule_and_domain,
@@ -102,12 +103,49 @@ on_both_backends!(
     aggregates_stay_exact_while_nodes_write_and_fold,
 );
 
-const KNOWN_VERSION: u32 = 8;
+const KNOWN_VERSION: u32 = 9;
 
 /// Two nodes write batches while two folders fold at the same time: every
 /// event is counted in its hour exactly once, before and after the last
 /// fold (a fold that races a batch must neither miss nor double it).
 fn aggregates_stay_exact_while_nodes_write_and_fold(fx: &Fx) {
+    // writer w's batch b: 200 events over 200 s, 23 names repeated (so
+    // rows fold repeats), some batches straddling an hour
+    let batch = |w: u64, b: u64| -> Vec<PrivateEvent> {
+        (0..200u64)
+            .map(|i| {
+                let name = format!("h{}.example.org", (i * 7 + b) % 23);
+                let action = if i % 5 == 0 {
+                    EventAction::Blocked
+                } else {
+                    EventAction::Resolved
+                };
+                event(3000 + b * 240 + i + w, &name, action)
+            })
+            .collect()
+    };
+    // what the hourly counts must say, from the events themselves
+    let mut expected: std::collections::BTreeMap<(String, String, String), u64> =
+        Default::default();
+    for w in 0..2 {
+        for b in 0..30 {
+            for e in batch(w, b) {
+                let secs = e.time.duration_since(UNIX_EPOCH).unwrap().as_secs();
+                *expected
+                    .entry((
+                        e.qname.to_string(),
+                        (secs / 3600 * 3600).to_string(),
+                        e.action.as_str().to_string(),
+                    ))
+                    .or_default() += 1;
+            }
+        }
+    }
+    let from_events: Vec<String> = expected
+        .iter()
+        .map(|((q, h, a), n)| format!("{q}|{h}|{a}|{n}"))
+        .collect();
+    let batch = &batch;
     fx.open(); // migrate before the threads start
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|sc| {
@@ -119,18 +157,7 @@ fn aggregates_stay_exact_while_nodes_write_and_fold(fx: &Fx) {
                 db.set_node(node);
                 sc.spawn(move || {
                     for b in 0..30u64 {
-                        let batch: Vec<PrivateEvent> = (0..200u64)
-                            .map(|i| {
-                                let name = format!("h{}.example.org", (i * 7 + b) % 23);
-                                let action = if i % 5 == 0 {
-                                    EventAction::Blocked
-                                } else {
-                                    EventAction::Resolved
-                                };
-                                event(3000 + b * 240 + i + w as u64, &name, action)
-                            })
-                            .collect();
-                        db.insert_events(&batch).unwrap();
+                        db.insert_events(&batch(w as u64, b)).unwrap();
                     }
                 })
             })
@@ -150,12 +177,10 @@ fn aggregates_stay_exact_while_nodes_write_and_fold(fx: &Fx) {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     let mut s = fx.open();
-    let from_events = s.texts(
-        "SELECT qname, CAST(time / 3600000 * 3600 AS TEXT), action, CAST(COUNT(*) AS TEXT)
-         FROM query_events GROUP BY qname, time / 3600000 * 3600, action ORDER BY 1, 2, 3",
-    );
     assert_eq!(s.event_count().unwrap(), 2 * 30 * 200);
     assert!(from_events.len() > 23 * 2, "{from_events:?}");
+    let rows = s.texts("SELECT CAST(COUNT(*) AS TEXT) FROM query_events");
+    assert!(rows[0].parse::<u64>().unwrap() < 2 * 30 * 200, "{rows:?}");
     let all = "SELECT qname, CAST(hour AS TEXT), action, CAST(SUM(queries) AS TEXT)
                FROM query_hourly_all GROUP BY qname, hour, action ORDER BY 1, 2, 3";
     assert_eq!(s.texts(all), from_events);
@@ -264,7 +289,7 @@ fn every_event_of_a_large_batch_is_stored_as_it_was(fx: &Fx) {
             let rcode = if i % 3 == 2 { "" } else { "0" };
             let feed = if i % 3 == 1 { "malware" } else { "" };
             format!(
-                "{}|council-a|n{i}.example.org|{}|{rcode}|{}|{feed}|node-b",
+                "{}|council-a|n{i}.example.org|{}|{rcode}|{}|{feed}|node-b|1|",
                 (5000 + i) * 1000,
                 e.qtype,
                 e.action.as_str()
@@ -273,7 +298,8 @@ fn every_event_of_a_large_batch_is_stored_as_it_was(fx: &Fx) {
         .collect();
     assert_eq!(
         s.texts(
-            "SELECT CAST(time AS TEXT), tenant, qname, CAST(qtype AS TEXT), CAST(rcode AS TEXT), action, feed, node
+            "SELECT CAST(time AS TEXT), tenant, qname, CAST(qtype AS TEXT), CAST(rcode AS TEXT), action, feed, node,
+                CAST(queries AS TEXT), CAST(last_time AS TEXT)
              FROM query_events ORDER BY time"
         ),
         expected
@@ -282,6 +308,61 @@ fn every_event_of_a_large_batch_is_stored_as_it_was(fx: &Fx) {
     assert_eq!(
         s.texts("SELECT CAST(COUNT(DISTINCT client) AS TEXT) FROM query_events"),
         ["150"]
+    );
+}
+
+fn repeats_of_a_query_in_one_batch_are_one_row_that_counts_them(fx: &Fx) {
+    let mut s = fx.open();
+    let at = |ms: u64, name: &str, action| {
+        let mut e = event(0, name, action);
+        e.time = UNIX_EPOCH + Duration::from_millis(ms);
+        e
+    };
+    let hour = 3_600_000;
+    let mut other_client = at(7_000, "poll.example.org", EventAction::Resolved);
+    other_client.client = ClientPseudonym([9; 8]);
+    let batch = vec![
+        at(7_000, "poll.example.org", EventAction::Resolved),
+        at(7_200, "evil.test", EventAction::Blocked),
+        at(6_900, "poll.example.org", EventAction::Resolved), // stamped earlier
+        other_client,
+        at(7_500, "poll.example.org", EventAction::Resolved),
+        at(7_600, "evil.test", EventAction::Blocked),
+        at(7_700, "poll.example.org", EventAction::Dropped), // another action
+        // repeats that straddle an hour: one row, counted in both hours
+        at(hour - 100, "late.example.org", EventAction::Resolved),
+        at(hour + 100, "late.example.org", EventAction::Resolved),
+    ];
+    assert_eq!(s.insert_events(&batch).unwrap(), 9);
+    assert_eq!(
+        s.texts(
+            "SELECT qname || '|' || action || '|' || CAST(time AS TEXT) || '|' || COALESCE(CAST(last_time AS TEXT), '-')
+                || '|' || CAST(queries AS TEXT) || '|' || CAST(LENGTH(client) AS TEXT)
+             FROM query_events ORDER BY time, qname, action"
+        ),
+        [
+            "poll.example.org|resolved|6900|7500|3|8",
+            "poll.example.org|resolved|7000|-|1|8",
+            "evil.test|blocked|7200|7600|2|8",
+            "poll.example.org|dropped|7700|-|1|8",
+            "late.example.org|resolved|3599900|3600100|2|8",
+        ]
+    );
+    assert_eq!(s.event_count().unwrap(), 9);
+    // the hourly counts count every query, in the hour it arrived
+    let _ = s.fold_aggregates().unwrap();
+    assert_eq!(
+        s.texts(
+            "SELECT qname || '|' || CAST(hour AS TEXT) || '|' || action || '|' || CAST(SUM(queries) AS TEXT)
+             FROM query_hourly_all GROUP BY qname, hour, action ORDER BY qname, hour, action"
+        ),
+        [
+            "evil.test|0|blocked|2",
+            "late.example.org|0|resolved|1",
+            "late.example.org|3600|resolved|1",
+            "poll.example.org|0|dropped|1",
+            "poll.example.org|0|resolved|4",
+        ]
     );
 }
 

@@ -40,7 +40,7 @@ fn node(url: &str, name: &str) -> Parapet {
 /// Events stored per node.
 fn events_by_node(db: &mut postgres::Client) -> Vec<(String, i64)> {
     db.query(
-        "SELECT node, COUNT(*) FROM query_events GROUP BY node ORDER BY node",
+        "SELECT node, SUM(queries)::bigint FROM query_events GROUP BY node ORDER BY node",
         &[],
     )
     .unwrap()
@@ -215,7 +215,7 @@ fn two_nodes_share_one_postgresql() {
     let counted = |db: &mut postgres::Client| -> (i64, i64, i64) {
         let r = db
             .query_one(
-                "SELECT (SELECT COUNT(*) FROM query_events),
+                "SELECT (SELECT COALESCE(SUM(queries), 0)::bigint FROM query_events),
                         (SELECT COALESCE(SUM(queries), 0)::bigint FROM query_hourly_all),
                         (SELECT COUNT(*) FROM query_hourly_delta)",
                 &[],
