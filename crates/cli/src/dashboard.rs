@@ -231,8 +231,9 @@ pub fn load_demo(db: &mut dyn Db) -> anyhow::Result<()> {
         ("north", "phish.example-login.test", "parapet-example"),
         ("south", "c2.badness.test", "parapet-example"),
     ];
-    let mut events = Vec::new();
     for h in 0..48 {
+        // one batch per hour: the writer folds repeats within a batch only
+        let mut events = Vec::new();
         let hour = start + h * 3600;
         for (ti, (tenant, _, _)) in DEMO_TENANTS.iter().enumerate() {
             let busy = if (8..18).contains(&((hour / 3600) % 24)) {
@@ -264,8 +265,8 @@ pub fn load_demo(db: &mut dyn Db) -> anyhow::Result<()> {
                 }
             }
         }
+        db.insert_events(&events)?;
     }
-    db.insert_events(&events)?;
     let signal =
         |tenant: &str, rule: &'static str, sev, domain: &str, reason: &str, ev: &str| Signal {
             time: at(now_s - 3600),

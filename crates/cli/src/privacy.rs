@@ -14,16 +14,16 @@ pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let r = config.store.retention();
     let store = config.resolve(&config.store.path);
     println!(
-        "Parapet stores, for each DNS query (kept {} days):",
+        "Parapet stores, for each DNS query, or each run of identical queries in one storage batch (kept {} days):",
         r.events_days
     );
     for (name, what) in EVENT_FIELDS {
-        println!("  {name:<8} {what}");
+        println!("  {name:<9} {what}");
     }
     println!();
     println!("and hourly totals (kept {} days):", r.aggregates_days);
     for (name, what) in AGGREGATE_FIELDS {
-        println!("  {name:<8} {what}");
+        println!("  {name:<9} {what}");
     }
     println!();
     println!("Nothing else: no client IP address, port or query ID, no answer records,");

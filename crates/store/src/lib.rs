@@ -139,7 +139,7 @@ pub const EVENT_FIELDS: &[(&str, &str)] = &[
     ),
     (
         "queries",
-        "how many identical queries (same client, name, type, answer, action, feed) of one storage batch (at most flush_interval_ms) this row stands for",
+        "how many identical queries (same tenant, client, name, type, answer, action, feed) of one storage batch (about flush_interval_ms) this row stands for",
     ),
     (
         "last_time",
@@ -177,6 +177,7 @@ impl Default for Retention {
 /// Rows removed by a retention run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
+    /// Event rows (a row may stand for several queries: `queries`).
     pub events: u64,
     pub aggregates: u64,
 }
@@ -417,8 +418,9 @@ pub enum StoreError {
 pub trait Store: Send {
     /// Writes a batch of query events and counts them into the hourly
     /// aggregates (at once, or as pending counts when the backend
-    /// [`defers_aggregates`](Store::defers_aggregates)). Returns the number
-    /// written.
+    /// [`defers_aggregates`](Store::defers_aggregates)). The repeats of one
+    /// query in the batch are one row (`queries` counts them). Returns the
+    /// number of events (queries) written, not rows.
     fn insert_events(&mut self, events: &[PrivateEvent]) -> Result<usize, StoreError>;
 
     /// Whether [`Store::insert_events`] leaves hourly counts for

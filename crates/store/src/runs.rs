@@ -2,8 +2,8 @@
 //!
 //! A client that asks for one name again and again (a forwarder in front of
 //! a council's network, an application polling, malware beaconing) sends
-//! the same query many times a second. Each storage batch (at most
-//! `flush_interval_ms`, 20,000 events) keeps one row per distinct query —
+//! the same query many times a second. Each storage batch (about
+//! `flush_interval_ms`, at most 20,000 events) keeps one row per distinct query —
 //! tenant, client, name, type, response code, action and feed — with the
 //! first query's time, the last one's and how many there were, as passive
 //! DNS databases keep first seen / last seen / count. Nothing an
@@ -117,6 +117,34 @@ mod tests {
             action: EventAction::Resolved,
             feed: None,
         }
+    }
+
+    #[test]
+    fn every_stored_field_but_time_tells_queries_apart() {
+        let base = ev(1000, "a.example", 1, 0);
+        let mut tenant = base.clone();
+        tenant.tenant = "council-b".into();
+        let mut qtype = base.clone();
+        qtype.qtype = 28;
+        let mut feed = base.clone();
+        feed.feed = Some("malware".into());
+        let mut action = base.clone();
+        action.action = EventAction::Monitored;
+        let batch = [
+            base.clone(),
+            tenant,
+            qtype,
+            feed,
+            action,
+            ev(1000, "b.example", 1, 0),
+            ev(1000, "a.example", 2, 0),
+            ev(1000, "a.example", 1, 3),
+            base,
+        ];
+        let runs = fold_events(&batch);
+        assert_eq!(runs.len(), 8);
+        assert_eq!(runs[0].queries, 2);
+        assert!(runs[1..].iter().all(|r| r.queries == 1));
     }
 
     #[test]

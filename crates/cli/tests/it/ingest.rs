@@ -112,7 +112,13 @@ fn kill_9_mid_write_leaves_a_consistent_database() {
     // load in the background, kill -9 while batches are being written
     let port = p.dns.port();
     let file = p.path("kill.txt");
-    std::fs::write(&file, "w.load.zone.test A\nlisted.zone.test A\n").unwrap();
+    // many distinct names: repeats within a batch share a row, and the
+    // kill must land in large write transactions
+    let mut names: String = (0..5000)
+        .map(|i| format!("k{i}.load.zone.test A\n"))
+        .collect();
+    names.push_str("listed.zone.test A\n");
+    std::fs::write(&file, names).unwrap();
     let load = Command::new("dnsperf")
         .args(["-s", "127.0.0.1", "-p", &port.to_string(), "-d"])
         .arg(&file)
