@@ -23,7 +23,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hashbrown::HashMap;
 use parapet_core::alert::{AlertStatus, Severity, Signal};
 use parapet_core::event::{PrivateEvent, RCODE_NO_RESPONSE};
 use parapet_core::name::write_key_as_text;
@@ -35,7 +34,7 @@ use crate::assets::{
     AssetException, AssetImport, AssetImported, AssetObs, AssuranceStore, AvObs, FindingObs,
     ImportMeta, Incident, ScanObs, VulnDef,
 };
-use crate::runs::fold_events;
+use crate::runs::{fold_events, hourly_counts};
 use crate::signals::{group_signals, merge};
 use crate::{
     Alert, AlertFilter, Db, DmarcReportRow, DmarcSummary, FeedVersion, Imported, MailCheckDiff,
@@ -603,19 +602,8 @@ impl Store for PgStore {
             return Ok(0);
         }
         let n = events.len();
-        // summed per key first: one delta row per key and batch; from the
-        // events themselves, so that repeats that straddle an hour count in each
-        let mut hourly: HashMap<(&str, &[u8], i64, &str), i64> = HashMap::new();
-        for e in events {
-            *hourly
-                .entry((
-                    &e.tenant,
-                    e.qname.as_key(),
-                    unix_millis(e.time) / 3_600_000 * 3600,
-                    e.action.as_str(),
-                ))
-                .or_default() += 1;
-        }
+        // one delta row per key and batch
+        let hourly = hourly_counts(events);
         let runs = fold_events(events);
         let qnames: Vec<String> = runs
             .iter()

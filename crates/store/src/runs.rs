@@ -65,6 +65,27 @@ pub(crate) fn fold_events(events: &[PrivateEvent]) -> Vec<EventRun<'_>> {
     runs
 }
 
+/// A batch's queries per (tenant, name key, hour in unix seconds, action),
+/// summed in memory so that each key costs one write. Counted from the
+/// events themselves, not the rows, so that repeats that straddle an hour
+/// count in each.
+pub(crate) fn hourly_counts(
+    events: &[PrivateEvent],
+) -> HashMap<(&str, &[u8], i64, &'static str), i64> {
+    let mut hourly = HashMap::new();
+    for e in events {
+        *hourly
+            .entry((
+                &*e.tenant,
+                e.qname.as_key(),
+                unix_millis(e.time) / 3_600_000 * 3600,
+                e.action.as_str(),
+            ))
+            .or_default() += 1;
+    }
+    hourly
+}
+
 /// An event keyed by every stored field but its time.
 struct Same<'a>(&'a PrivateEvent);
 

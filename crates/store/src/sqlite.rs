@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use hashbrown::HashMap;
 use parapet_core::event::{PrivateEvent, RCODE_NO_RESPONSE};
 use parapet_core::name::write_key_as_text;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -18,7 +17,7 @@ use std::sync::Arc;
 
 use parapet_core::alert::{AlertStatus, Severity, Signal};
 
-use crate::runs::fold_events;
+use crate::runs::{fold_events, hourly_counts};
 use crate::signals::{group_signals, merge};
 use crate::{
     Alert, AlertFilter, DmarcReportRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow,
@@ -614,20 +613,8 @@ impl Store for SqliteStore {
                 .prepare_cached(&insert_events_sql(EVENT_ROWS))
                 .map_err(err)?;
             let mut one = tx.prepare_cached(&insert_events_sql(1)).map_err(err)?;
-            // summed per key first: one upsert per key and batch, not per
-            // event; from the events themselves, so that repeats that
-            // straddle an hour count in each
-            let mut hourly: HashMap<(&str, &[u8], i64, &str), i64> = HashMap::new();
-            for e in events {
-                *hourly
-                    .entry((
-                        &e.tenant,
-                        e.qname.as_key(),
-                        unix_millis(e.time) / 3_600_000 * 3600,
-                        e.action.as_str(),
-                    ))
-                    .or_default() += 1;
-            }
+            // one upsert per key and batch, not per event
+            let hourly = hourly_counts(events);
             let runs = fold_events(events);
             let mut names: Vec<String> = vec![String::with_capacity(64); EVENT_ROWS];
             let node = self.node.as_str();
