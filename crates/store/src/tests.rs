@@ -86,6 +86,7 @@ on_both_backends!(
     repeats_of_a_query_in_one_batch_are_one_row_that_counts_them,
     purge_removes_exactly_what_is_past_retention,
     reopening_migrates_once_and_a_newer_schema_is_refused,
+    a_version_8_database_with_events_upgrades_in_place,
     signals_fold_into_one_alert_per_tenant_rule_and_domain,
     status_workflow_with_who_when_why,
     seen_domains_survive_reopening,
@@ -404,6 +405,61 @@ fn reopening_migrates_once_and_a_newer_schema_is_refused(fx: &Fx) {
     drop(s);
     let e = fx.try_open().err().expect("a newer schema is refused");
     assert!(matches!(e, StoreError::TooNew { found: 999, .. }), "{e}");
+}
+
+/// Schema step 9 (`queries`, `last_time`) on a database that already holds
+/// events: the database is taken back to version 8 (the two columns dropped,
+/// the step's record removed), given rows as version 8 wrote them, and
+/// reopened. Every old row reads as one query with no last time, and new
+/// batches fold beside them.
+fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
+    let mut s = fx.open();
+    s.exec("ALTER TABLE query_events DROP COLUMN last_time");
+    s.exec("ALTER TABLE query_events DROP COLUMN queries");
+    s.exec("DELETE FROM schema_migrations WHERE version = 9");
+    for (t, name) in [
+        (1_000, "old-a.test"),
+        (2_000, "old-b.test"),
+        (2_500, "old-a.test"),
+    ] {
+        s.exec(&format!(
+            "INSERT INTO query_events (time, tenant, client, qname, qtype, rcode, action, feed, node)
+             VALUES ({t}, 'council-a', {client}, '{name}', 1, 0, 'resolved', NULL, 'n1')",
+            client = match fx {
+                Fx::Sqlite(_) => "x'0101010101010101'",
+                Fx::Pg(_) => "decode('0101010101010101', 'hex')",
+            }
+        ));
+    }
+    drop(s);
+    let mut s = fx.open();
+    assert_eq!(s.schema_version().unwrap(), KNOWN_VERSION);
+    assert_eq!(
+        s.texts(
+            "SELECT qname || '|' || CAST(time AS TEXT) || '|' || CAST(queries AS TEXT) || '|'
+                || COALESCE(CAST(last_time AS TEXT), '-')
+             FROM query_events ORDER BY time"
+        ),
+        [
+            "old-a.test|1000|1|-",
+            "old-b.test|2000|1|-",
+            "old-a.test|2500|1|-"
+        ]
+    );
+    assert_eq!(s.event_count().unwrap(), 3);
+    let repeat = |ms| {
+        let mut e = event(0, "new.test", EventAction::Resolved);
+        e.time = UNIX_EPOCH + Duration::from_millis(ms);
+        e
+    };
+    assert_eq!(s.insert_events(&[repeat(3_000), repeat(3_100)]).unwrap(), 2);
+    assert_eq!(s.event_count().unwrap(), 5);
+    assert_eq!(
+        s.texts(
+            "SELECT CAST(COUNT(*) AS TEXT) || '|' || CAST(SUM(queries) AS TEXT) FROM query_events"
+        ),
+        ["4|5"]
+    );
 }
 
 fn concurrent_opens_migrate_once(fx: &Fx) {
