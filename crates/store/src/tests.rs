@@ -213,6 +213,14 @@ fn event(secs: u64, name: &str, action: EventAction) -> PrivateEvent {
     }
 }
 
+/// [`event`] at `ms` unix milliseconds.
+fn event_at_ms(ms: u64, name: &str, action: EventAction) -> PrivateEvent {
+    PrivateEvent {
+        time: UNIX_EPOCH + Duration::from_millis(ms),
+        ..event(0, name, action)
+    }
+}
+
 fn events_and_hourly_aggregates(fx: &Fx) {
     let mut s = fx.open();
     s.set_node("node-a");
@@ -314,11 +322,7 @@ fn every_event_of_a_large_batch_is_stored_as_it_was(fx: &Fx) {
 
 fn repeats_of_a_query_in_one_batch_are_one_row_that_counts_them(fx: &Fx) {
     let mut s = fx.open();
-    let at = |ms: u64, name: &str, action| {
-        let mut e = event(0, name, action);
-        e.time = UNIX_EPOCH + Duration::from_millis(ms);
-        e
-    };
+    let at = event_at_ms;
     let hour = 3_600_000;
     let mut other_client = at(7_000, "poll.example.org", EventAction::Resolved);
     other_client.client = ClientPseudonym([9; 8]);
@@ -447,11 +451,7 @@ fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
         ]
     );
     assert_eq!(s.event_count().unwrap(), 3);
-    let repeat = |ms| {
-        let mut e = event(0, "new.test", EventAction::Resolved);
-        e.time = UNIX_EPOCH + Duration::from_millis(ms);
-        e
-    };
+    let repeat = |ms| event_at_ms(ms, "new.test", EventAction::Resolved);
     assert_eq!(s.insert_events(&[repeat(3_000), repeat(3_100)]).unwrap(), 2);
     assert_eq!(s.event_count().unwrap(), 5);
     assert_eq!(
