@@ -94,6 +94,9 @@ pub struct Snapshot {
     tenant_names: Vec<Arc<str>>,
     tenant_counters: Vec<Arc<TenantCounters>>,
     feed_names: Vec<Arc<str>>,
+    /// The Extended DNS Error text of each feed's blocked answers, built
+    /// once here rather than per answer.
+    block_texts: Vec<Box<str>>,
     pub block: BlockResponse,
 }
 
@@ -115,6 +118,7 @@ impl Snapshot {
             tenant_names: names,
             tenant_counters: counters,
             feed_names: feed_names.iter().map(|n| Arc::from(n.as_str())).collect(),
+            block_texts: feed_names.iter().map(|n| block_text(n)).collect(),
             block,
         }
     }
@@ -133,4 +137,16 @@ impl Snapshot {
             .get(f as usize)
             .unwrap_or_else(|| UNKNOWN.get_or_init(|| Arc::from("unknown")))
     }
+
+    /// The Extended DNS Error text of answers blocked by feed `f`.
+    pub fn block_text(&self, f: FeedId) -> &str {
+        static UNKNOWN: std::sync::OnceLock<Box<str>> = std::sync::OnceLock::new();
+        self.block_texts
+            .get(f as usize)
+            .unwrap_or_else(|| UNKNOWN.get_or_init(|| block_text("unknown")))
+    }
+}
+
+fn block_text(feed: &str) -> Box<str> {
+    format!("blocked by Parapet feed {feed}").into_boxed_str()
 }

@@ -235,17 +235,10 @@ impl Resolver {
         out: &mut Vec<u8>,
     ) -> Outcome {
         let payload = self.settings.udp_payload;
-        let feed_name = snap.feed_name(rule.feed);
-        let ede_text = || format!("blocked by Parapet feed {feed_name}");
         let finish_opt = |out: &mut Vec<u8>, with_ede: bool| {
             if q.edns.is_some() {
-                let text = ede_text();
-                wire::push_opt(
-                    out,
-                    payload,
-                    0,
-                    with_ede.then_some((ede::BLOCKED, text.as_str())),
-                );
+                let ede = with_ede.then(|| (ede::BLOCKED, snap.block_text(rule.feed)));
+                wire::push_opt(out, payload, 0, ede);
             }
         };
         let (event_action, rc) = match rule.action {

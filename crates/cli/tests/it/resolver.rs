@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 
 use crate::harness::{Parapet, ZONE_TEST, free_port, shared_nsd, start_nsd};
 
@@ -182,6 +183,19 @@ fn hosts_and_domain_lists_block_subdomains_and_allowlist_wins() {
     ] {
         let a = c.query(name, RecordType::A).unwrap();
         assert_eq!(a.rcode, ResponseCode::NXDomain, "{name}");
+        // the Extended DNS Error (RFC 8914): code 15, Blocked, naming the feed
+        let ede = a
+            .message
+            .edns
+            .as_ref()
+            .and_then(|e| e.option(EdnsCode::from(15)));
+        let feed = if name.contains("hosted") { "h" } else { "d" };
+        let want = [
+            &[0u8, 15][..],
+            format!("blocked by Parapet feed {feed}").as_bytes(),
+        ]
+        .concat();
+        assert_eq!(ede, Some(&EdnsOption::Unknown(15, want)), "{name}");
     }
     let allowed = c.query("y.listed.zone.test.", RecordType::A).unwrap();
     assert_eq!(allowed.records, ["y.listed.zone.test. A 192.0.2.51"]);
