@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use parapet_core::event::{PrivateEvent, QueryEvent};
+use parapet_core::event::{PrivateEvent, QueryEvent, fold_events};
 use parapet_core::pseudonym::{PseudonymCache, Pseudonymiser};
 use parapet_detect::rules::{Detector, Observed};
 use parapet_dns::{CacheConfig, Metrics, Resolver, Settings};
@@ -551,12 +551,14 @@ impl EventWriter {
         if batch.is_empty() && self.system_signals.is_empty() {
             return;
         }
-        if let Err(e) = self.store.insert_events(batch) {
+        // the repeats of a query are one row and one step of detection
+        let runs = fold_events(batch);
+        if let Err(e) = self.store.insert_runs(&runs) {
             tracing::error!(events = batch.len(), "could not store query events: {e}");
         }
         let mut seen = Observed::default();
-        for ev in batch.iter() {
-            self.detector.observe(ev, &mut seen);
+        for run in &runs {
+            self.detector.observe_run(run, &mut seen);
         }
         batch.clear();
         seen.signals.extend(self.system_signals.try_iter());

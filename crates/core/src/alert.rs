@@ -156,12 +156,18 @@ impl Signal {
     /// `time` may be earlier than the signal's own (the resolver's threads
     /// stamp events independently): the signal then starts at it.
     pub fn fold(&mut self, time: SystemTime) {
+        self.fold_run(time, time, 1);
+    }
+
+    /// Folds `queries` more identical queries, seen from `first` to `last`,
+    /// into this signal (see [`Signal::fold`]).
+    pub fn fold_run(&mut self, first: SystemTime, last: SystemTime, queries: u32) {
         let f = self.folded.get_or_insert(Folded {
             count: 1,
             last: self.time,
         });
-        f.count = f.count.saturating_add(1);
-        f.last = f.last.max(time);
-        self.time = self.time.min(time);
+        f.count = f.count.saturating_add(queries);
+        f.last = f.last.max(last);
+        self.time = self.time.min(first);
     }
 }

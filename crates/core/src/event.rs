@@ -7,9 +7,13 @@
 //! before anything else sees it: the raw address lives only in the bounded
 //! in-memory channel between the two and is never stored or logged.
 
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 
 use crate::name::InlineName;
 use crate::pseudonym::{ClientPseudonym, Pseudonymiser};
@@ -122,5 +126,207 @@ impl QueryEvent {
             action: self.action,
             feed: self.feed,
         }
+    }
+}
+
+/// `queries` identical queries of one batch of events: one stored row and
+/// one step of detection.
+///
+/// A client that asks for one name again and again (a forwarder in front
+/// of a council's network, an application polling, malware beaconing) sends
+/// the same query many times a second. Storage keeps one row per distinct
+/// query of a batch, with the first query's time, the last one's and how
+/// many there were, as passive DNS databases keep first seen / last seen /
+/// count, and detection looks at each distinct query once. Nothing an
+/// investigator reads is lost (who asked for what, when, how often, to the
+/// batch's resolution) and every repeat costs a hash probe.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRun<'a> {
+    /// The first of them (its fields are every other one's).
+    pub event: &'a PrivateEvent,
+    /// Earliest and latest arrival (the resolver's threads stamp events
+    /// independently, so the first in the batch need not be the earliest).
+    pub first: SystemTime,
+    pub last: SystemTime,
+    pub queries: u32,
+}
+
+/// The batch's distinct queries in the order each first appears. Queries
+/// differing in any stored field (tenant, client, name, type, response
+/// code, action, feed) or in the UTC hour they fall in are distinct, so a
+/// run never straddles an hour of the hourly counts.
+pub fn fold_events(events: &[PrivateEvent]) -> Vec<EventRun<'_>> {
+    let mut runs: Vec<EventRun<'_>> = Vec::new();
+    let mut index: HashMap<Same<'_>, usize> = HashMap::new();
+    for e in events {
+        match index.entry(Same(e, hour_of(e.time))) {
+            Entry::Occupied(o) => {
+                let r = &mut runs[*o.get()];
+                r.queries = r.queries.saturating_add(1);
+                r.first = r.first.min(e.time);
+                r.last = r.last.max(e.time);
+            }
+            Entry::Vacant(v) => {
+                v.insert(runs.len());
+                runs.push(EventRun {
+                    event: e,
+                    first: e.time,
+                    last: e.time,
+                    queries: 1,
+                });
+            }
+        }
+    }
+    runs
+}
+
+/// Hours since the Unix epoch (0 before it).
+fn hour_of(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 3600)
+}
+
+/// An event keyed by every stored field but its time, and its hour.
+struct Same<'a>(&'a PrivateEvent, u64);
+
+impl Hash for Same<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let e = self.0;
+        e.qname.as_key().hash(h);
+        e.client.0.hash(h);
+        e.tenant.hash(h);
+        e.qtype.hash(h);
+        e.rcode.hash(h);
+        e.action.hash(h);
+        e.feed.hash(h);
+        self.1.hash(h);
+    }
+}
+
+impl PartialEq for Same<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.0, other.0);
+        self.1 == other.1
+            && a.qname.as_key() == b.qname.as_key()
+            && a.client == b.client
+            && a.qtype == b.qtype
+            && a.rcode == b.rcode
+            && a.action == b.action
+            && a.tenant == b.tenant
+            && a.feed == b.feed
+    }
+}
+
+impl Eq for Same<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::name::text_to_key;
+
+    fn ev(ms: u64, name: &str, client: u8, rcode: u8) -> PrivateEvent {
+        PrivateEvent {
+            time: UNIX_EPOCH + Duration::from_millis(ms),
+            tenant: "council-a".into(),
+            client: ClientPseudonym([client; 8]),
+            qname: InlineName::new(&text_to_key(name).unwrap()),
+            qtype: 1,
+            rcode,
+            action: EventAction::Resolved,
+            feed: None,
+        }
+    }
+
+    fn ms(t: SystemTime) -> u128 {
+        t.duration_since(UNIX_EPOCH).unwrap().as_millis()
+    }
+
+    #[test]
+    fn every_stored_field_but_time_tells_queries_apart() {
+        let base = ev(1000, "a.example", 1, 0);
+        let mut tenant = base.clone();
+        tenant.tenant = "council-b".into();
+        let mut qtype = base.clone();
+        qtype.qtype = 28;
+        let mut feed = base.clone();
+        feed.feed = Some("malware".into());
+        let mut action = base.clone();
+        action.action = EventAction::Monitored;
+        let batch = [
+            base.clone(),
+            tenant,
+            qtype,
+            feed,
+            action,
+            ev(1000, "b.example", 1, 0),
+            ev(1000, "a.example", 2, 0),
+            ev(1000, "a.example", 1, 3),
+            base,
+        ];
+        let runs = fold_events(&batch);
+        assert_eq!(runs.len(), 8);
+        assert_eq!(runs[0].queries, 2);
+        assert!(runs[1..].iter().all(|r| r.queries == 1));
+    }
+
+    #[test]
+    fn repeats_fold_and_any_difference_keeps_its_own_run() {
+        let batch = [
+            ev(1000, "a.example", 1, 0),
+            ev(1005, "b.example", 1, 0),
+            ev(990, "a.example", 1, 0),  // earlier, from another thread
+            ev(1010, "a.example", 2, 0), // another client
+            ev(1020, "a.example", 1, 2), // another answer
+            ev(1030, "a.example", 1, 0),
+        ];
+        let runs = fold_events(&batch);
+        let got: Vec<(String, u8, u8, u128, u128, u32)> = runs
+            .iter()
+            .map(|r| {
+                (
+                    r.event.qname.to_string(),
+                    r.event.client.0[0],
+                    r.event.rcode,
+                    ms(r.first),
+                    ms(r.last),
+                    r.queries,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a.example".to_string(), 1, 0, 990, 1030, 3),
+                ("b.example".to_string(), 1, 0, 1005, 1005, 1),
+                ("a.example".to_string(), 2, 0, 1010, 1010, 1),
+                ("a.example".to_string(), 1, 2, 1020, 1020, 1),
+            ]
+        );
+        assert_eq!(runs.iter().map(|r| r.queries).sum::<u32>(), 6);
+    }
+
+    #[test]
+    fn a_run_never_straddles_an_hour() {
+        let hour = 3_600_000;
+        let batch = [
+            ev(hour - 10, "a.example", 1, 0),
+            ev(hour - 5, "a.example", 1, 0),
+            ev(hour, "a.example", 1, 0),
+            ev(hour - 1, "a.example", 1, 0), // stamped late by another thread
+            ev(hour + 7, "a.example", 1, 0),
+        ];
+        let runs: Vec<(u128, u128, u32)> = fold_events(&batch)
+            .iter()
+            .map(|r| (ms(r.first), ms(r.last), r.queries))
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                (hour as u128 - 10, hour as u128 - 1, 3),
+                (hour as u128, hour as u128 + 7, 2)
+            ]
+        );
     }
 }

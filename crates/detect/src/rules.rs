@@ -23,8 +23,8 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use parapet_core::alert::{Severity, Signal};
-use parapet_core::event::{EventAction, PrivateEvent};
+use parapet_core::alert::{Folded, Severity, Signal};
+use parapet_core::event::{EventAction, EventRun, PrivateEvent};
 use parapet_core::name::write_key_as_text;
 use parapet_core::pseudonym::ClientPseudonym;
 
@@ -111,6 +111,48 @@ struct Beacon {
     fired: Option<SystemTime>,
 }
 
+impl Beacon {
+    /// Takes one query at `t`. Returns the intervals' mean and standard
+    /// deviation (seconds) when it completes a regular series: the last
+    /// `beacon_queries` queries at least `beacon_min_interval` apart, not
+    /// reported in the past hour.
+    fn arrive(&mut self, t: SystemTime, cfg: &DetectConfig) -> Option<(f64, f64)> {
+        let keep = cfg.beacon_queries;
+        if self
+            .times
+            .back()
+            .is_some_and(|&last| since(t, last) < cfg.beacon_min_interval)
+        {
+            return None;
+        }
+        self.times.push_back(t);
+        if self.times.len() > keep {
+            self.times.pop_front();
+        }
+        if self.times.len() < keep
+            || self
+                .fired
+                .is_some_and(|f| since(t, f) < Duration::from_secs(3600))
+        {
+            return None;
+        }
+        let iv: Vec<f64> = self
+            .times
+            .iter()
+            .zip(self.times.iter().skip(1))
+            .map(|(a, c)| since(*c, *a).as_secs_f64())
+            .collect();
+        let mean = iv.iter().sum::<f64>() / iv.len() as f64;
+        let sd = (iv.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / iv.len() as f64).sqrt();
+        if mean >= cfg.beacon_min_interval.as_secs_f64() && sd <= cfg.beacon_jitter * mean {
+            self.fired = Some(t);
+            Some((mean, sd))
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Debug)]
 struct TenantSeen {
     since: SystemTime,
@@ -160,39 +202,70 @@ impl Detector {
 
     /// Runs every rule on one event.
     pub fn observe(&mut self, ev: &PrivateEvent, out: &mut Observed) {
+        self.observe_run(
+            &EventRun {
+                event: ev,
+                first: ev.time,
+                last: ev.time,
+                queries: 1,
+            },
+            out,
+        );
+    }
+
+    /// Runs every rule on `run.queries` identical queries at once (a batch
+    /// folded by [`parapet_core::event::fold_events`]), with the result of
+    /// observing each of them in turn: the per-query rules (feeds, DGA, a
+    /// tunnel-like label) count every query into their signal, the volume
+    /// rules count every TXT query, and the beacon rule sees the run's
+    /// first and last time. That is exact while a run spans less than the
+    /// beacon rule's shortest interval (10 s by default) and does not cross
+    /// the end of a volume window (10 minutes): a batch spans about
+    /// `flush_interval_ms`, 1 s by default. The runs of a batch come in the
+    /// order their first query arrived.
+    pub fn observe_run(&mut self, run: &EventRun<'_>, out: &mut Observed) {
+        let ev = run.event;
         if ev.action == EventAction::Rejected || ev.qname.as_key().is_empty() {
             return;
         }
+        let at = run.first;
         self.qname.clear();
         let _ = write_key_as_text(ev.qname.as_key(), &mut self.qname);
         let qname = std::mem::take(&mut self.qname);
         let domain = registrable(&qname);
         // built once, and only when a rule fires (most events fire none)
         let mut evidence: Option<String> = None;
-        let mut signal = |rule: &'static str, severity: Severity, reason: String| {
-            let evidence = evidence
-                .get_or_insert_with(|| {
-                    let mut e = format!("{qname} {} {}", qtype_name(ev.qtype), ev.action.as_str());
-                    if let Some(f) = ev.feed.as_deref() {
-                        e.push_str(" feed=");
-                        e.push_str(f);
-                    }
-                    e
-                })
-                .clone();
-            Signal {
-                time: ev.time,
-                tenant: ev.tenant.clone(),
-                rule,
-                severity,
-                domain: domain.to_string(),
-                client: ev.client,
-                feed: ev.feed.clone(),
-                reason,
-                evidence,
-                folded: None,
-            }
-        };
+        // `per_query`: the signal stands for every query of the run (a
+        // per-query rule), else for the one that crossed a threshold
+        let mut signal =
+            |rule: &'static str, severity: Severity, reason: String, per_query: bool| {
+                let evidence = evidence
+                    .get_or_insert_with(|| {
+                        let mut e =
+                            format!("{qname} {} {}", qtype_name(ev.qtype), ev.action.as_str());
+                        if let Some(f) = ev.feed.as_deref() {
+                            e.push_str(" feed=");
+                            e.push_str(f);
+                        }
+                        e
+                    })
+                    .clone();
+                Signal {
+                    time: at,
+                    tenant: ev.tenant.clone(),
+                    rule,
+                    severity,
+                    domain: domain.to_string(),
+                    client: ev.client,
+                    feed: ev.feed.clone(),
+                    reason,
+                    evidence,
+                    folded: (per_query && run.queries > 1).then_some(Folded {
+                        count: run.queries,
+                        last: run.last,
+                    }),
+                }
+            };
         // true when this query already fired `rule` in this batch (from the
         // same client, feed and tenant): counted into that signal
         let hasher = self.hasher;
@@ -216,7 +289,7 @@ impl Detector {
                             && s.domain == domain
                     }) =>
                 {
-                    out.signals[i].fold(ev.time);
+                    out.signals[i].fold_run(run.first, run.last, run.queries);
                     true
                 }
                 _ => {
@@ -242,6 +315,7 @@ impl Detector {
                         "{qname} is on the blocking feed `{feed}`; the query was {}",
                         ev.action.as_str()
                     ),
+                    true,
                 ));
             }
             EventAction::Monitored if !fold(out, "feed.monitor") => {
@@ -250,6 +324,7 @@ impl Detector {
                     "feed.monitor",
                     Severity::Medium,
                     format!("{qname} is on the monitor-only feed `{feed}` (resolved, not blocked)"),
+                    true,
                 ));
             }
             _ => {}
@@ -265,6 +340,7 @@ impl Detector {
                 format!(
                     "`{domain}` looks machine-generated (character model score {score:.2}, below the threshold for real names): malware uses such names to find its controllers"
                 ),
+                true,
             ));
         }
 
@@ -286,21 +362,22 @@ impl Detector {
                         "a {}-character label with {e:.1} bits of entropy per character under `{domain}`: typical of data encoded into DNS names",
                         label.len()
                     ),
+                    true,
                 ));
             }
         }
 
         // tunnel: volume per registrable domain and window
         if self.windows.len() >= MAX_ENTRIES {
-            let (now, window) = (ev.time, self.cfg.window);
+            let (now, window) = (at, self.cfg.window);
             self.windows.retain(|_, w| since(now, w.start) < window);
         }
         let w = self
             .windows
             .entry(self.hasher.hash_one((&*ev.tenant, domain)))
-            .or_insert_with(|| Window::starting(ev.time));
-        if since(ev.time, w.start) >= self.cfg.window {
-            *w = Window::starting(ev.time);
+            .or_insert_with(|| Window::starting(at));
+        if since(at, w.start) >= self.cfg.window {
+            *w = Window::starting(at);
         }
         if !sub.is_empty() && !w.fired_names {
             w.names.insert(self.hasher.hash_one(sub));
@@ -313,11 +390,12 @@ impl Detector {
                     "tunnel",
                     Severity::High,
                     format!("{n} distinct names under `{domain}` within {mins} minutes: a tunnel or exfiltration sends data as ever-new names"),
+                    false,
                 ));
             }
         }
         if matches!(ev.qtype, 10 | 16) && !w.fired_txt {
-            w.txt += 1;
+            w.txt = w.txt.saturating_add(run.queries);
             if w.txt >= self.cfg.tunnel_txt_queries {
                 w.fired_txt = true;
                 let n = self.cfg.tunnel_txt_queries;
@@ -326,55 +404,42 @@ impl Detector {
                     "tunnel",
                     Severity::High,
                     format!("{n} TXT/NULL queries for `{domain}` within {mins} minutes: tunnels carry data in these record types"),
+                    false,
                 ));
             }
         }
 
-        // beacon
+        // beacon: the run's first query, and its last when it came at
+        // least the shortest interval later (what observing each query in
+        // turn keeps, while runs span less than that interval: a batch
+        // spans about `flush_interval_ms`, 1 s by default, against 10 s)
         if self.beacons.len() >= MAX_ENTRIES {
-            let now = ev.time;
             self.beacons.retain(|_, b| {
                 b.times
                     .back()
-                    .is_some_and(|&t| since(now, t) < Duration::from_secs(3600))
+                    .is_some_and(|&t| since(at, t) < Duration::from_secs(3600))
             });
         }
         let key = (ev.tenant.clone(), ev.client, self.hasher.hash_one(&qname));
         let b = self.beacons.entry(key).or_default();
-        let keep = self.cfg.beacon_queries;
-        if b.times
-            .back()
-            .is_none_or(|&t| since(ev.time, t) >= self.cfg.beacon_min_interval)
-        {
-            b.times.push_back(ev.time);
-            if b.times.len() > keep {
-                b.times.pop_front();
-            }
-            if b.times.len() == keep
-                && b.fired
-                    .is_none_or(|f| since(ev.time, f) >= Duration::from_secs(3600))
-            {
-                let iv: Vec<f64> = b
-                    .times
-                    .iter()
-                    .zip(b.times.iter().skip(1))
-                    .map(|(a, c)| since(*c, *a).as_secs_f64())
-                    .collect();
-                let mean = iv.iter().sum::<f64>() / iv.len() as f64;
-                let sd =
-                    (iv.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / iv.len() as f64).sqrt();
-                if mean >= self.cfg.beacon_min_interval.as_secs_f64()
-                    && sd <= self.cfg.beacon_jitter * mean
-                {
-                    b.fired = Some(ev.time);
-                    out.signals.push(signal(
-                        "beacon",
-                        Severity::Medium,
-                        format!(
-                            "one client asked for {qname} {keep} times at a regular interval of {mean:.0} s (± {sd:.1} s): malware calling home on a timer looks like this"
-                        ),
-                    ));
-                }
+        let times = if run.last > run.first {
+            &[run.first, run.last][..]
+        } else {
+            &[run.first][..]
+        };
+        for &t in times {
+            if let Some((mean, sd)) = b.arrive(t, &self.cfg) {
+                let keep = self.cfg.beacon_queries;
+                let mut sig = signal(
+                    "beacon",
+                    Severity::Medium,
+                    format!(
+                        "one client asked for {qname} {keep} times at a regular interval of {mean:.0} s (± {sd:.1} s): malware calling home on a timer looks like this"
+                    ),
+                    false,
+                );
+                sig.time = t;
+                out.signals.push(sig);
             }
         }
 
@@ -382,9 +447,9 @@ impl Detector {
         let tenant_seen = match self.seen.get_mut(&ev.tenant) {
             Some(t) => t,
             None => {
-                out.learning_started.push((ev.tenant.clone(), ev.time));
+                out.learning_started.push((ev.tenant.clone(), at));
                 self.seen.entry(ev.tenant.clone()).or_insert(TenantSeen {
-                    since: ev.time,
+                    since: at,
                     domains: HashSet::new(),
                 })
             }
@@ -392,8 +457,8 @@ impl Detector {
         if !tenant_seen.domains.contains(domain) {
             tenant_seen.domains.insert(domain.to_string());
             out.new_domains
-                .push((ev.tenant.clone(), domain.to_string(), ev.time));
-            let learnt = since(ev.time, tenant_seen.since);
+                .push((ev.tenant.clone(), domain.to_string(), at));
+            let learnt = since(at, tenant_seen.since);
             if learnt >= self.cfg.learning_period {
                 out.signals.push(signal(
                     "new_domain",
@@ -402,6 +467,7 @@ impl Detector {
                         "first query from this council for `{domain}` in {} days of traffic",
                         learnt.as_secs() / 86_400
                     ),
+                    false,
                 ));
             }
         }
@@ -642,6 +708,124 @@ mod tests {
         // a new batch starts a new signal
         let again = run(&mut d, &events[..1]);
         assert_eq!(again.iter().filter(|s| s.rule == "feed.block").count(), 1);
+    }
+
+    /// Observing a batch's runs gives what observing its queries one by one
+    /// gives: every rule, with repeats inside each 1 s batch.
+    #[test]
+    fn runs_give_what_queries_one_by_one_give() {
+        let cfg = DetectConfig {
+            learning_period: Duration::ZERO,
+            ..DetectConfig::default()
+        };
+        let at = |ms: u64, client: u8, name: &str, qtype: u16, action: EventAction| {
+            let mut e = ev(0, "council-a", client, name, qtype, action);
+            e.time += Duration::from_millis(ms);
+            e
+        };
+        let mut events = benign();
+        for e in &mut events {
+            e.time += Duration::from_millis(250);
+        }
+        for i in 0..12u64 {
+            let t = i * 60_000 + (i % 3) * 400;
+            for k in 0..3 {
+                // a beacon whose every call is three queries close together
+                events.push(at(
+                    t + k * 90,
+                    7,
+                    "c2.example-beacon.net",
+                    1,
+                    EventAction::Resolved,
+                ));
+                events.push(at(t + k * 50, 8, "c2.evil.test", 1, EventAction::Blocked));
+                events.push(at(
+                    t + 20 + k,
+                    8,
+                    "www.xjkqwhzvbtplmdrc.com",
+                    1,
+                    EventAction::Resolved,
+                ));
+            }
+            let mut txt = at(
+                t + 300,
+                9,
+                "data.t1.tunnel-example.com",
+                16,
+                EventAction::Resolved,
+            );
+            for _ in 0..15 {
+                events.push(txt.clone());
+                txt.time += Duration::from_millis(3);
+            }
+            events.push(at(
+                t + 500,
+                9,
+                &format!("q{i}n3xk2v9z7w1m4p8r6t5y0u2e4c6b8d0f1h3j5l7.t1.tunnel-example.com"),
+                1,
+                EventAction::Monitored,
+            ));
+        }
+        events.sort_by_key(|e| e.time);
+        let batches = events.chunk_by(|a, b| {
+            since(a.time, UNIX_EPOCH).as_secs() == since(b.time, UNIX_EPOCH).as_secs()
+        });
+        type Summary = Vec<(&'static str, String, u8, SystemTime, SystemTime, u32)>;
+        let summarise = |signals: Vec<Signal>| -> Summary {
+            let mut by: HashMap<(&'static str, String, u8), (SystemTime, SystemTime, u32)> =
+                HashMap::new();
+            for s in signals {
+                let e = by
+                    .entry((s.rule, s.domain.clone(), s.client.0[0]))
+                    .or_insert((s.time, s.last_time(), 0));
+                e.0 = e.0.min(s.time);
+                e.1 = e.1.max(s.last_time());
+                e.2 += s.count();
+            }
+            let mut v: Summary = by
+                .into_iter()
+                .map(|((r, d, c), (f, l, n))| (r, d, c, f, l, n))
+                .collect();
+            v.sort();
+            v
+        };
+        let (mut one, mut folded) = (Detector::new(cfg.clone()), Detector::new(cfg));
+        let (mut by_query, mut by_run) = (Vec::new(), Vec::new());
+        let (mut seen_query, mut seen_run) = (Vec::new(), Vec::new());
+        let mut repeats = 0;
+        for batch in batches {
+            let mut out = Observed::default();
+            for e in batch {
+                one.observe(e, &mut out);
+            }
+            by_query.extend(out.signals);
+            seen_query.extend(out.new_domains);
+            let mut out = Observed::default();
+            let runs = parapet_core::event::fold_events(batch);
+            repeats += batch.len() - runs.len();
+            for r in &runs {
+                folded.observe_run(r, &mut out);
+            }
+            by_run.extend(out.signals);
+            seen_run.extend(out.new_domains);
+        }
+        assert!(repeats >= 240, "the batches hold repeats ({repeats})");
+        let expected = summarise(by_query);
+        for rule in [
+            "feed.block",
+            "feed.monitor",
+            "dga",
+            "tunnel",
+            "beacon",
+            "new_domain",
+        ] {
+            assert!(
+                expected.iter().any(|s| s.0 == rule),
+                "{rule} fires: {expected:#?}"
+            );
+        }
+        assert_eq!(summarise(by_run), expected);
+        assert_eq!(seen_run, seen_query);
     }
 
     /// An iodine-style tunnel: NULL queries with long base32 labels, every

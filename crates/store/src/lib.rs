@@ -24,7 +24,7 @@ mod tests;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parapet_core::alert::{AlertStatus, Severity, Signal};
-use parapet_core::event::PrivateEvent;
+use parapet_core::event::{EventRun, PrivateEvent, fold_events};
 
 pub use accounts::AccountStore;
 pub use assets::AssuranceStore;
@@ -421,7 +421,14 @@ pub trait Store: Send {
     /// [`defers_aggregates`](Store::defers_aggregates)). The repeats of one
     /// query in the batch are one row (`queries` counts them). Returns the
     /// number of events (queries) written, not rows.
-    fn insert_events(&mut self, events: &[PrivateEvent]) -> Result<usize, StoreError>;
+    fn insert_events(&mut self, events: &[PrivateEvent]) -> Result<usize, StoreError> {
+        self.insert_runs(&fold_events(events))
+    }
+
+    /// [`Store::insert_events`] for a batch already folded
+    /// ([`fold_events`]): one row per run. Returns the number of queries
+    /// the runs stand for.
+    fn insert_runs(&mut self, runs: &[EventRun<'_>]) -> Result<usize, StoreError>;
 
     /// Whether [`Store::insert_events`] leaves hourly counts for
     /// [`Store::fold_aggregates`] to fold (PostgreSQL: many nodes write at

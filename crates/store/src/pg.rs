@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use parapet_core::alert::{AlertStatus, Severity, Signal};
-use parapet_core::event::{PrivateEvent, RCODE_NO_RESPONSE};
+use parapet_core::event::{EventRun, RCODE_NO_RESPONSE};
 use parapet_core::name::write_key_as_text;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
@@ -34,7 +34,7 @@ use crate::assets::{
     AssetException, AssetImport, AssetImported, AssetObs, AssuranceStore, AvObs, FindingObs,
     ImportMeta, Incident, ScanObs, VulnDef,
 };
-use crate::runs::{fold_events, hourly_counts};
+use crate::runs::{hourly_counts, last_time};
 use crate::signals::{group_signals, merge};
 use crate::{
     Alert, AlertFilter, Db, DmarcReportRow, DmarcSummary, FeedVersion, Imported, MailCheckDiff,
@@ -596,15 +596,14 @@ impl PgStore {
 }
 
 impl Store for PgStore {
-    fn insert_events(&mut self, events: &[PrivateEvent]) -> Result<usize, StoreError> {
+    fn insert_runs(&mut self, runs: &[EventRun<'_>]) -> Result<usize, StoreError> {
         self.ensure()?;
-        if events.is_empty() {
+        if runs.is_empty() {
             return Ok(0);
         }
-        let n = events.len();
+        let n: usize = runs.iter().map(|r| r.queries as usize).sum();
         // one delta row per key and batch
-        let hourly = hourly_counts(events);
-        let runs = fold_events(events);
+        let hourly = hourly_counts(runs);
         let qnames: Vec<String> = runs
             .iter()
             .map(|r| {
@@ -640,7 +639,7 @@ impl Store for PgStore {
             for (r, qname) in runs.iter().zip(&qnames) {
                 let e = r.event;
                 w.write(&[
-                    &r.first,
+                    &unix_millis(r.first),
                     &&*e.tenant,
                     &&e.client.0[..],
                     qname,
@@ -649,8 +648,8 @@ impl Store for PgStore {
                     &e.action.as_str(),
                     &e.feed.as_deref(),
                     &node,
-                    &r.queries,
-                    &r.last_time(),
+                    &i64::from(r.queries),
+                    &last_time(r),
                 ])
                 .map_err(&err)?;
             }

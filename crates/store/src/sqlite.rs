@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use parapet_core::event::{PrivateEvent, RCODE_NO_RESPONSE};
+use parapet_core::event::{EventRun, RCODE_NO_RESPONSE};
 use parapet_core::name::write_key_as_text;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use parapet_core::alert::{AlertStatus, Severity, Signal};
 
-use crate::runs::{fold_events, hourly_counts};
+use crate::runs::{hourly_counts, last_time};
 use crate::signals::{group_signals, merge};
 use crate::{
     Alert, AlertFilter, DmarcReportRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow,
@@ -599,8 +599,8 @@ fn insert_events_sql(rows: usize) -> String {
 }
 
 impl Store for SqliteStore {
-    fn insert_events(&mut self, events: &[PrivateEvent]) -> Result<usize, StoreError> {
-        if events.is_empty() {
+    fn insert_runs(&mut self, runs: &[EventRun<'_>]) -> Result<usize, StoreError> {
+        if runs.is_empty() {
             return Ok(0);
         }
         let err = sql_err(&self.path);
@@ -614,8 +614,7 @@ impl Store for SqliteStore {
                 .map_err(err)?;
             let mut one = tx.prepare_cached(&insert_events_sql(1)).map_err(err)?;
             // one upsert per key and batch, not per event
-            let hourly = hourly_counts(events);
-            let runs = fold_events(events);
+            let hourly = hourly_counts(runs);
             let mut names: Vec<String> = vec![String::with_capacity(64); EVENT_ROWS];
             let node = self.node.as_str();
             for chunk in runs.chunks(EVENT_ROWS) {
@@ -629,7 +628,7 @@ impl Store for SqliteStore {
                     .map(|(r, name)| {
                         let e = r.event;
                         EventRow {
-                            time: r.first,
+                            time: unix_millis(r.first),
                             tenant: &e.tenant,
                             client: &e.client.0[..],
                             qname: name,
@@ -638,8 +637,8 @@ impl Store for SqliteStore {
                             action: e.action.as_str(),
                             feed: e.feed.as_deref(),
                             node,
-                            queries: r.queries,
-                            last_time: r.last_time(),
+                            queries: i64::from(r.queries),
+                            last_time: last_time(r),
                         }
                     })
                     .collect();
@@ -668,7 +667,7 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(err)?;
-        Ok(events.len())
+        Ok(runs.iter().map(|r| r.queries as usize).sum())
     }
 
     fn purge(&mut self, now: SystemTime, retention: Retention) -> Result<Purged, StoreError> {
