@@ -461,6 +461,14 @@ fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
         ),
         ["4|5"]
     );
+    // the new row carries the columns step 9 added
+    assert_eq!(
+        s.texts(
+            "SELECT CAST(time AS TEXT) || '|' || CAST(queries AS TEXT) || '|' || CAST(last_time AS TEXT)
+             FROM query_events WHERE qname = 'new.test'"
+        ),
+        ["3000|2|3100"]
+    );
 }
 
 fn concurrent_opens_migrate_once(fx: &Fx) {
