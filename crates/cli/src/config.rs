@@ -197,6 +197,12 @@ pub struct TenantConfig {
     pub mail_domains: Vec<String>,
 }
 
+/// Longest `[store] flush_interval_ms`: detection observes each batch's
+/// repeats of a query as one run ([`parapet_detect::rules::Detector::observe_run`]),
+/// which the beacon rule reads right only while a run spans less than its
+/// shortest interval (10 s).
+pub const MAX_FLUSH_INTERVAL_MS: u64 = 5_000;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
@@ -543,6 +549,14 @@ impl Config {
                 file.display()
             );
         }
+        if self.store.flush_interval_ms > MAX_FLUSH_INTERVAL_MS {
+            bail!(
+                "{}: [store] flush_interval_ms: must be at most {MAX_FLUSH_INTERVAL_MS} (a storage \
+                 batch must span less than the beacon rule's shortest interval, 10 s), not {}",
+                file.display(),
+                self.store.flush_interval_ms
+            );
+        }
         if !(0..=19).contains(&self.store.writer_nice) {
             bail!(
                 "{}: [store] writer_nice: must be 0 to 19, not {}",
@@ -795,6 +809,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("c.toml:5: [[feeds]] tenants"), "{err}");
+        let text = "[store]\nflush_interval_ms = 60000\n";
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[store] flush_interval_ms: must be at most 5000"),
+            "{err}"
+        );
     }
 
     #[test]

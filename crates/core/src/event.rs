@@ -156,8 +156,8 @@ pub struct EventRun<'a> {
 /// code, action, feed) or in the UTC hour they fall in are distinct, so a
 /// run never straddles an hour of the hourly counts.
 pub fn fold_events(events: &[PrivateEvent]) -> Vec<EventRun<'_>> {
-    let mut runs: Vec<EventRun<'_>> = Vec::new();
-    let mut index: HashMap<Same<'_>, usize> = HashMap::new();
+    let mut runs: Vec<EventRun<'_>> = Vec::with_capacity(events.len());
+    let mut index: HashMap<Same<'_>, usize> = HashMap::with_capacity(events.len());
     for e in events {
         match index.entry(Same(e, hour_of(e.time))) {
             Entry::Occupied(o) => {
@@ -180,8 +180,8 @@ pub fn fold_events(events: &[PrivateEvent]) -> Vec<EventRun<'_>> {
     runs
 }
 
-/// Hours since the Unix epoch (0 before it).
-fn hour_of(t: SystemTime) -> u64 {
+/// Hours since the Unix epoch (0 before it): the hour a run belongs to.
+pub fn hour_of(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() / 3600)
 }

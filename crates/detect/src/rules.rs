@@ -79,8 +79,9 @@ pub struct Observed {
     /// Tenants whose learning period started with this batch: store it.
     pub learning_started: Vec<(Arc<str>, SystemTime)>,
     /// Signals of the per-query rules (feeds, DGA) by the hash of their
-    /// query, client and rule: a repeat is folded into the first
-    /// ([`Signal::fold`]) instead of becoming one more signal.
+    /// query, client and rule: a repeat in another run of the batch (another
+    /// answer or hour) is folded into the first ([`Signal::fold_run`])
+    /// instead of becoming one more signal.
     folds: HashMap<u64, usize>,
 }
 
@@ -214,15 +215,17 @@ impl Detector {
     }
 
     /// Runs every rule on `run.queries` identical queries at once (a batch
-    /// folded by [`parapet_core::event::fold_events`]), with the result of
-    /// observing each of them in turn: the per-query rules (feeds, DGA, a
-    /// tunnel-like label) count every query into their signal, the volume
-    /// rules count every TXT query, and the beacon rule sees the run's
-    /// first and last time. That is exact while a run spans less than the
-    /// beacon rule's shortest interval (10 s by default) and does not cross
-    /// the end of a volume window (10 minutes): a batch spans about
-    /// `flush_interval_ms`, 1 s by default. The runs of a batch come in the
-    /// order their first query arrived.
+    /// folded by [`parapet_core::event::fold_events`]). The per-query rules
+    /// (feeds, DGA, a tunnel-like label) count every query of the run into
+    /// their signal, with its first and last time, as observing each query
+    /// in turn does; the TXT/NULL volume rule counts every query; the
+    /// distinct-names and new-domain rules need only one. The threshold
+    /// rules see the run at its first time, and the beacon rule sees its
+    /// first and last time: a threshold signal's time, and a time the
+    /// beacon rule keeps, can differ from what observing each query gives
+    /// by less than the run's span (under `flush_interval_ms`, at most 5 s,
+    /// against the beacon rule's 10 s shortest interval). The runs of a
+    /// batch come in the order their first query arrived.
     pub fn observe_run(&mut self, run: &EventRun<'_>, out: &mut Observed) {
         let ev = run.event;
         if ev.action == EventAction::Rejected || ev.qname.as_key().is_empty() {
@@ -409,10 +412,10 @@ impl Detector {
             }
         }
 
-        // beacon: the run's first query, and its last when it came at
-        // least the shortest interval later (what observing each query in
-        // turn keeps, while runs span less than that interval: a batch
-        // spans about `flush_interval_ms`, 1 s by default, against 10 s)
+        // beacon: the run's first query, and its last when that came at
+        // least the shortest interval after the last time kept (observing
+        // each query would keep the first such query of the run, at most
+        // the run's span earlier: under `flush_interval_ms`, against 10 s)
         if self.beacons.len() >= MAX_ENTRIES {
             self.beacons.retain(|_, b| {
                 b.times
@@ -711,7 +714,9 @@ mod tests {
     }
 
     /// Observing a batch's runs gives what observing its queries one by one
-    /// gives: every rule, with repeats inside each 1 s batch.
+    /// gives, for every rule, with repeats inside each 1 s batch in no
+    /// particular order: the per-query rules exactly, the threshold rules
+    /// to the batch (their signal's time is the run's).
     #[test]
     fn runs_give_what_queries_one_by_one_give() {
         let cfg = DetectConfig {
@@ -730,14 +735,16 @@ mod tests {
         for i in 0..12u64 {
             let t = i * 60_000 + (i % 3) * 400;
             for k in 0..3 {
-                // a beacon whose every call is three queries close together
-                events.push(at(
-                    t + k * 90,
-                    7,
-                    "c2.example-beacon.net",
-                    1,
-                    EventAction::Resolved,
-                ));
+                // a beacon whose every call is an A and an AAAA query, twice
+                for qtype in [1, 28] {
+                    events.push(at(
+                        t + k * 90,
+                        7,
+                        "c2.example-beacon.net",
+                        qtype,
+                        EventAction::Resolved,
+                    ));
+                }
                 events.push(at(t + k * 50, 8, "c2.evil.test", 1, EventAction::Blocked));
                 events.push(at(
                     t + 20 + k,
@@ -745,6 +752,14 @@ mod tests {
                     "www.xjkqwhzvbtplmdrc.com",
                     1,
                     EventAction::Resolved,
+                ));
+                // a long random label, monitored, repeated
+                events.push(at(
+                    t + 500 + k * 7,
+                    9,
+                    &format!("q{i}n3xk2v9z7w1m4p8r6t5y0u2e4c6b8d0f1h3j5l7.t1.tunnel-example.com"),
+                    1,
+                    EventAction::Monitored,
                 ));
             }
             let mut txt = at(
@@ -758,34 +773,62 @@ mod tests {
                 events.push(txt.clone());
                 txt.time += Duration::from_millis(3);
             }
-            events.push(at(
-                t + 500,
-                9,
-                &format!("q{i}n3xk2v9z7w1m4p8r6t5y0u2e4c6b8d0f1h3j5l7.t1.tunnel-example.com"),
-                1,
-                EventAction::Monitored,
-            ));
+            // distinct names under one domain, some asked twice
+            for n in 0..25u64 {
+                let name = format!("n{}.many-names.example", i * 25 + n);
+                events.push(at(t + 600 + n, 10, &name, 1, EventAction::Resolved));
+                if n % 5 == 0 {
+                    events.push(at(t + 610 + n, 10, &name, 1, EventAction::Resolved));
+                }
+            }
         }
         events.sort_by_key(|e| e.time);
-        let batches = events.chunk_by(|a, b| {
-            since(a.time, UNIX_EPOCH).as_secs() == since(b.time, UNIX_EPOCH).as_secs()
-        });
-        type Summary = Vec<(&'static str, String, u8, SystemTime, SystemTime, u32)>;
+        let mut batches: Vec<Vec<PrivateEvent>> = events
+            .chunk_by(|a, b| {
+                since(a.time, UNIX_EPOCH).as_secs() == since(b.time, UNIX_EPOCH).as_secs()
+            })
+            .map(<[PrivateEvent]>::to_vec)
+            .collect();
+        for b in &mut batches {
+            // the resolver's threads stamp events independently: a batch is
+            // not in time order
+            b.reverse();
+            let half = b.len() / 2;
+            b.rotate_left(half);
+        }
+        let second = |t: SystemTime| since(t, UNIX_EPOCH).as_secs();
+        type Key = (&'static str, String, u8, String);
+        type Summary = Vec<(Key, (u64, u64, u32))>;
+        // per rule, domain, client and reason: the first and last time (to
+        // the millisecond for the per-query rules, else to the batch) and
+        // the queries counted
         let summarise = |signals: Vec<Signal>| -> Summary {
-            let mut by: HashMap<(&'static str, String, u8), (SystemTime, SystemTime, u32)> =
-                HashMap::new();
+            let mut by: HashMap<Key, (u64, u64, u32)> = HashMap::new();
             for s in signals {
+                let exact = matches!(s.rule, "feed.block" | "feed.monitor" | "dga")
+                    || s.reason.contains("bits of entropy");
+                let t = |t: SystemTime| {
+                    if exact {
+                        since(t, UNIX_EPOCH).as_millis() as u64
+                    } else {
+                        second(t)
+                    }
+                };
+                // the beacon rule keeps a call's first query in batch order
+                // one way and the run's earliest the other: its spread (±)
+                // may differ by a few hundred milliseconds
+                let reason = match s.reason.split_once(" (±") {
+                    Some((head, _)) if s.rule == "beacon" => head.to_string(),
+                    _ => s.reason.clone(),
+                };
                 let e = by
-                    .entry((s.rule, s.domain.clone(), s.client.0[0]))
-                    .or_insert((s.time, s.last_time(), 0));
-                e.0 = e.0.min(s.time);
-                e.1 = e.1.max(s.last_time());
+                    .entry((s.rule, s.domain.clone(), s.client.0[0], reason))
+                    .or_insert((u64::MAX, 0, 0));
+                e.0 = e.0.min(t(s.time));
+                e.1 = e.1.max(t(s.last_time()));
                 e.2 += s.count();
             }
-            let mut v: Summary = by
-                .into_iter()
-                .map(|((r, d, c), (f, l, n))| (r, d, c, f, l, n))
-                .collect();
+            let mut v: Summary = by.into_iter().collect();
             v.sort();
             v
         };
@@ -793,13 +836,17 @@ mod tests {
         let (mut by_query, mut by_run) = (Vec::new(), Vec::new());
         let (mut seen_query, mut seen_run) = (Vec::new(), Vec::new());
         let mut repeats = 0;
-        for batch in batches {
+        for batch in &batches {
             let mut out = Observed::default();
             for e in batch {
                 one.observe(e, &mut out);
             }
             by_query.extend(out.signals);
-            seen_query.extend(out.new_domains);
+            seen_query.extend(
+                out.new_domains
+                    .into_iter()
+                    .map(|(t, d, at)| (t, d, second(at))),
+            );
             let mut out = Observed::default();
             let runs = parapet_core::event::fold_events(batch);
             repeats += batch.len() - runs.len();
@@ -807,24 +854,41 @@ mod tests {
                 folded.observe_run(r, &mut out);
             }
             by_run.extend(out.signals);
-            seen_run.extend(out.new_domains);
+            seen_run.extend(
+                out.new_domains
+                    .into_iter()
+                    .map(|(t, d, at)| (t, d, second(at))),
+            );
         }
-        assert!(repeats >= 240, "the batches hold repeats ({repeats})");
+        assert!(repeats >= 300, "the batches hold repeats ({repeats})");
         let expected = summarise(by_query);
-        for rule in [
-            "feed.block",
-            "feed.monitor",
-            "dga",
-            "tunnel",
-            "beacon",
-            "new_domain",
+        for (rule, reason) in [
+            ("feed.block", ""),
+            ("feed.monitor", ""),
+            ("dga", ""),
+            ("tunnel", "bits of entropy"),
+            ("tunnel", "distinct names"),
+            ("tunnel", "TXT/NULL"),
+            ("beacon", ""),
+            ("new_domain", ""),
         ] {
             assert!(
-                expected.iter().any(|s| s.0 == rule),
-                "{rule} fires: {expected:#?}"
+                expected
+                    .iter()
+                    .any(|(k, _)| k.0 == rule && k.3.contains(reason)),
+                "{rule} {reason} fires: {expected:#?}"
+            );
+        }
+        // every per-query rule's signal counted repeats
+        for rule in ["feed.block", "feed.monitor", "dga", "tunnel"] {
+            assert!(
+                expected.iter().any(|(k, v)| k.0 == rule && v.2 >= 3),
+                "{rule}: {expected:#?}"
             );
         }
         assert_eq!(summarise(by_run), expected);
+        seen_query.sort();
+        seen_run.sort();
         assert_eq!(seen_run, seen_query);
     }
 

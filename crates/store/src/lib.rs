@@ -139,7 +139,7 @@ pub const EVENT_FIELDS: &[(&str, &str)] = &[
     ),
     (
         "queries",
-        "how many identical queries (same tenant, client, name, type, answer, action, feed) of one storage batch (about flush_interval_ms) this row stands for",
+        "how many identical queries (same tenant, client, name, type, answer, action, feed) of one storage batch (about flush_interval_ms) and UTC hour this row stands for",
     ),
     (
         "last_time",

@@ -352,7 +352,8 @@ const MIGRATIONS: &[(u32, &str)] = &[
     ),
     (
         9,
-        // repeats of one query within a batch are one row (crate::runs)
+        // repeats of one query within a batch are one row
+        // (parapet_core::event::fold_events)
         "ALTER TABLE query_events ADD COLUMN queries BIGINT NOT NULL DEFAULT 1;
     ALTER TABLE query_events ADD COLUMN last_time BIGINT;",
     ),

@@ -5,7 +5,7 @@
 //! were.
 
 use hashbrown::HashMap;
-use parapet_core::event::EventRun;
+use parapet_core::event::{EventRun, hour_of};
 
 use crate::unix_millis;
 
@@ -27,7 +27,7 @@ pub(crate) fn hourly_counts<'a>(
             .entry((
                 &*e.tenant,
                 e.qname.as_key(),
-                unix_millis(r.first) / 3_600_000 * 3600,
+                hour_of(r.first) as i64 * 3600,
                 e.action.as_str(),
             ))
             .or_default() += i64::from(r.queries);

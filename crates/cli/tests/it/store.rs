@@ -1,5 +1,5 @@
-//! Query events reach the embedded SQLite store: one row per query with its
-//! tenant and a pseudonymised client, and no client address anywhere in the
+//! Query events reach the embedded SQLite store: one row per distinct query
+//! of a batch with its tenant and a pseudonymised client, and no client address anywhere in the
 //! database files.
 
 use std::time::{Duration, Instant};
