@@ -20,6 +20,7 @@ use crate::loader::{Loader, Trigger, reload_loop};
 use crate::storage_sched::{Backlog, Mode, StorageSched};
 
 pub fn run(config_path: Option<&Path>, demo: bool) -> anyhow::Result<ExitCode> {
+    crate::loader::fix_mmap_threshold();
     let config = match config_path {
         Some(p) => Config::load(p).map_err(|e| BadInput(format!("{e:#}")))?,
         None => {
