@@ -832,33 +832,41 @@ mod tests {
             v.sort();
             v
         };
+        // one batch through a detector, query by query or run by run: its
+        // signals, the domains it saw (to the second) and the steps taken
+        let observe = |d: &mut Detector, batch: &[PrivateEvent], by_run: bool| {
+            let mut out = Observed::default();
+            let steps = if by_run {
+                let runs = parapet_core::event::fold_events(batch);
+                for r in &runs {
+                    d.observe_run(r, &mut out);
+                }
+                runs.len()
+            } else {
+                for e in batch {
+                    d.observe(e, &mut out);
+                }
+                batch.len()
+            };
+            let seen: Vec<_> = out
+                .new_domains
+                .into_iter()
+                .map(|(t, d, at)| (t, d, second(at)))
+                .collect();
+            (out.signals, seen, steps)
+        };
         let (mut one, mut folded) = (Detector::new(cfg.clone()), Detector::new(cfg));
         let (mut by_query, mut by_run) = (Vec::new(), Vec::new());
         let (mut seen_query, mut seen_run) = (Vec::new(), Vec::new());
         let mut repeats = 0;
         for batch in &batches {
-            let mut out = Observed::default();
-            for e in batch {
-                one.observe(e, &mut out);
-            }
-            by_query.extend(out.signals);
-            seen_query.extend(
-                out.new_domains
-                    .into_iter()
-                    .map(|(t, d, at)| (t, d, second(at))),
-            );
-            let mut out = Observed::default();
-            let runs = parapet_core::event::fold_events(batch);
-            repeats += batch.len() - runs.len();
-            for r in &runs {
-                folded.observe_run(r, &mut out);
-            }
-            by_run.extend(out.signals);
-            seen_run.extend(
-                out.new_domains
-                    .into_iter()
-                    .map(|(t, d, at)| (t, d, second(at))),
-            );
+            let (signals, seen, _) = observe(&mut one, batch, false);
+            by_query.extend(signals);
+            seen_query.extend(seen);
+            let (signals, seen, runs) = observe(&mut folded, batch, true);
+            by_run.extend(signals);
+            seen_run.extend(seen);
+            repeats += batch.len() - runs;
         }
         assert!(repeats >= 300, "the batches hold repeats ({repeats})");
         let expected = summarise(by_query);

@@ -34,7 +34,7 @@ use crate::assets::{
     AssetException, AssetImport, AssetImported, AssetObs, AssuranceStore, AvObs, FindingObs,
     ImportMeta, Incident, ScanObs, VulnDef,
 };
-use crate::runs::{hourly_counts, last_time};
+use crate::runs::{hourly_counts, last_time, queries};
 use crate::signals::{group_signals, merge};
 use crate::{
     Alert, AlertFilter, Db, DmarcReportRow, DmarcSummary, FeedVersion, Imported, MailCheckDiff,
@@ -602,7 +602,7 @@ impl Store for PgStore {
         if runs.is_empty() {
             return Ok(0);
         }
-        let n: usize = runs.iter().map(|r| r.queries as usize).sum();
+        let n = queries(runs);
         // one delta row per key and batch
         let hourly = hourly_counts(runs);
         let qnames: Vec<String> = runs

@@ -9,6 +9,11 @@ use parapet_core::event::{EventRun, hour_of};
 
 use crate::unix_millis;
 
+/// The queries a batch's runs stand for: what `insert_runs` returns.
+pub(crate) fn queries(runs: &[EventRun<'_>]) -> usize {
+    runs.iter().map(|r| r.queries as usize).sum()
+}
+
 /// `last_time` as stored: none for a row of one query.
 pub(crate) fn last_time(r: &EventRun<'_>) -> Option<i64> {
     (r.queries > 1).then(|| unix_millis(r.last))

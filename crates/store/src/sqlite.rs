@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use parapet_core::alert::{AlertStatus, Severity, Signal};
 
-use crate::runs::{hourly_counts, last_time};
+use crate::runs::{hourly_counts, last_time, queries};
 use crate::signals::{group_signals, merge};
 use crate::{
     Alert, AlertFilter, DmarcReportRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow,
@@ -668,7 +668,7 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(err)?;
-        Ok(runs.iter().map(|r| r.queries as usize).sum())
+        Ok(queries(runs))
     }
 
     fn purge(&mut self, now: SystemTime, retention: Retention) -> Result<Purged, StoreError> {
