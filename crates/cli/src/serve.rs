@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use parapet_core::event::{PrivateEvent, QueryEvent, fold_events};
+use parapet_core::event::{OwnedRun, QueryEvent, RunFolder};
 use parapet_core::pseudonym::{PseudonymCache, Pseudonymiser};
 use parapet_detect::rules::{Detector, Observed};
 use parapet_dns::{CacheConfig, Metrics, Resolver, Settings};
@@ -316,25 +316,26 @@ fn fold_loop(mut store: Box<dyn Db>, nice: i32) {
     }
 }
 
-/// Drains the event queue every [`EVENT_POLL`], pseudonymising each client,
-/// and hands a batch to the writer when it reaches [`MAX_BATCH`] or every
-/// `flush_every`. A full hand-over waits: the event queue then fills and
+/// Drains the event queue every [`EVENT_POLL`], pseudonymising each client
+/// and folding the repeats of a query into one run, and hands the runs to
+/// the writer when there are [`MAX_BATCH`] of them or every `flush_every`. A full hand-over waits: the event queue then fills and
 /// the resolver drops (and counts), never waits.
 fn collect(
     rx: &crossbeam_channel::Receiver<QueryEvent>,
     stop: &AtomicBool,
     pseudonymiser: &Pseudonymiser,
     flush_every: Duration,
-    out: &crossbeam_channel::Sender<Vec<PrivateEvent>>,
+    out: &crossbeam_channel::Sender<Vec<OwnedRun>>,
     sched: &StorageSched,
 ) {
     let mut pseudonyms = PseudonymCache::new(pseudonymiser.clone());
-    let mut batch: Vec<PrivateEvent> = Vec::with_capacity(4096);
+    // repeats fold here, as they are drained: a batch holds each distinct
+    // query once, however many times it was asked
+    let mut batch = RunFolder::default();
     let mut last_flush = Instant::now();
-    let hand_over = |batch: &mut Vec<PrivateEvent>| {
+    let hand_over = |batch: &mut RunFolder| {
         if !batch.is_empty() {
-            let full = std::mem::replace(batch, Vec::with_capacity(4096));
-            let _ = out.send(full);
+            let _ = out.send(batch.take());
         }
     };
     loop {
@@ -346,7 +347,7 @@ fn collect(
                 Ok(ev) => {
                     let client = pseudonyms.pseudonymise(ev.client);
                     batch.push(ev.with_pseudonym(client));
-                    if batch.len() >= MAX_BATCH {
+                    if batch.runs() >= MAX_BATCH {
                         hand_over(&mut batch);
                     }
                 }
@@ -407,6 +408,7 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 const RETENTION_LEASE: Duration = Duration::from_secs(2 * 3600);
 /// How often a node records that it is alive and what it serves.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// Most distinct queries (runs) in one batch.
 const MAX_BATCH: usize = 20_000;
 /// Full batches waiting for the writer, beyond the one it is writing.
 const BATCHES_IN_FLIGHT: usize = 2;
@@ -472,7 +474,7 @@ impl EventWriter {
     /// ([`StorageSched::writing`]).
     fn write_batches(
         &mut self,
-        batches: &crossbeam_channel::Receiver<Vec<PrivateEvent>>,
+        batches: &crossbeam_channel::Receiver<Vec<OwnedRun>>,
         sched: &StorageSched,
     ) {
         let mut last_purge: Option<Instant> = None;
@@ -491,11 +493,11 @@ impl EventWriter {
             let got = batches.recv_timeout(self.flush_every.max(EVENT_POLL));
             sched.writing(true);
             match got {
-                Ok(mut batch) => self.flush(&mut batch),
+                Ok(batch) => self.flush(&batch),
                 // alerts about Parapet itself go out even with no traffic
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.flush(&mut Vec::new()),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.flush(&[]),
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    self.flush(&mut Vec::new());
+                    self.flush(&[]);
                     sched.writing(false);
                     return;
                 }
@@ -548,20 +550,19 @@ impl EventWriter {
         }
     }
 
-    fn flush(&mut self, batch: &mut Vec<PrivateEvent>) {
+    fn flush(&mut self, batch: &[OwnedRun]) {
         if batch.is_empty() && self.system_signals.is_empty() {
             return;
         }
         // the repeats of a query are one row and one step of detection
-        let runs = fold_events(batch);
+        let runs: Vec<_> = batch.iter().map(OwnedRun::as_run).collect();
         if let Err(e) = self.store.insert_runs(&runs) {
-            tracing::error!(events = batch.len(), "could not store query events: {e}");
+            tracing::error!(runs = runs.len(), "could not store query events: {e}");
         }
         let mut seen = Observed::default();
         for run in &runs {
             self.detector.observe_run(run, &mut seen);
         }
-        batch.clear();
         seen.signals.extend(self.system_signals.try_iter());
         if let Err(e) = self
             .store

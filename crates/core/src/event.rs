@@ -7,13 +7,12 @@
 //! before anything else sees it: the raw address lives only in the bounded
 //! in-memory channel between the two and is never stored or logged.
 
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hashbrown::HashMap;
-use hashbrown::hash_map::Entry;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::name::InlineName;
 use crate::pseudonym::{ClientPseudonym, Pseudonymiser};
@@ -151,33 +150,102 @@ pub struct EventRun<'a> {
     pub queries: u32,
 }
 
-/// The batch's distinct queries in the order each first appears. Queries
-/// differing in any stored field (tenant, client, name, type, response
-/// code, action, feed) or in the UTC hour they fall in are distinct, so a
-/// run never straddles an hour of the hourly counts.
-pub fn fold_events(events: &[PrivateEvent]) -> Vec<EventRun<'_>> {
-    let mut runs: Vec<EventRun<'_>> = Vec::with_capacity(events.len());
-    let mut index: HashMap<Same<'_>, usize> = HashMap::with_capacity(events.len());
-    for e in events {
-        match index.entry(Same(e, hour_of(e.time))) {
-            Entry::Occupied(o) => {
-                let r = &mut runs[*o.get()];
-                r.queries = r.queries.saturating_add(1);
-                r.first = r.first.min(e.time);
-                r.last = r.last.max(e.time);
-            }
-            Entry::Vacant(v) => {
-                v.insert(runs.len());
-                runs.push(EventRun {
-                    event: e,
-                    first: e.time,
-                    last: e.time,
-                    queries: 1,
-                });
-            }
+/// A run that holds its first event: what [`RunFolder`] builds as events
+/// arrive, lent out as an [`EventRun`] by [`OwnedRun::as_run`].
+#[derive(Debug, Clone)]
+pub struct OwnedRun {
+    pub event: PrivateEvent,
+    pub first: SystemTime,
+    pub last: SystemTime,
+    pub queries: u32,
+}
+
+impl OwnedRun {
+    pub fn as_run(&self) -> EventRun<'_> {
+        EventRun {
+            event: &self.event,
+            first: self.first,
+            last: self.last,
+            queries: self.queries,
         }
     }
-    runs
+}
+
+/// Folds events into runs one at a time, as a consumer drains them from
+/// the resolver: a repeat costs a hash probe and is never copied into a
+/// batch. Queries differing in any stored field (tenant, client, name,
+/// type, response code, action, feed) or in the UTC hour they fall in are
+/// distinct, so a run never straddles an hour of the hourly counts. Runs
+/// come in the order each one's first query arrived.
+#[derive(Default)]
+pub struct RunFolder {
+    runs: Vec<OwnedRun>,
+    /// Index into `runs`, by the hash of a run's stored fields and hour.
+    index: HashTable<usize>,
+    hasher: DefaultHashBuilder,
+    queries: usize,
+}
+
+impl RunFolder {
+    pub fn push(&mut self, e: PrivateEvent) {
+        let hour = hour_of(e.time);
+        let hash = self.hasher.hash_one(Same(&e, hour));
+        let Self {
+            runs,
+            index,
+            hasher,
+            queries,
+        } = self;
+        *queries += 1;
+        // a run's hour is its first query's (all its queries share it)
+        let same = |r: &OwnedRun| Same(&r.event, hour_of(r.first)) == Same(&e, hour);
+        if let Some(&i) = index.find(hash, |&i| same(&runs[i])) {
+            let r = &mut runs[i];
+            r.queries = r.queries.saturating_add(1);
+            r.first = r.first.min(e.time);
+            r.last = r.last.max(e.time);
+            return;
+        }
+        index.insert_unique(hash, runs.len(), |&i| {
+            hasher.hash_one(Same(&runs[i].event, hour_of(runs[i].first)))
+        });
+        runs.push(OwnedRun {
+            first: e.time,
+            last: e.time,
+            queries: 1,
+            event: e,
+        });
+    }
+
+    /// Distinct queries so far.
+    pub fn runs(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// Queries pushed so far.
+    pub fn queries(&self) -> usize {
+        self.queries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// The runs so far; the folder starts again empty.
+    pub fn take(&mut self) -> Vec<OwnedRun> {
+        self.index.clear();
+        self.queries = 0;
+        std::mem::take(&mut self.runs)
+    }
+}
+
+/// A batch's distinct queries, as [`RunFolder`] folds them.
+pub fn fold_events(events: &[PrivateEvent]) -> Vec<OwnedRun> {
+    let mut f = RunFolder::default();
+    for e in events {
+        f.push(e.clone());
+    }
+    f.take()
 }
 
 /// Hours since the Unix epoch (0 before it): the hour a run belongs to.
@@ -328,5 +396,54 @@ mod tests {
                 (hour as u128, hour as u128 + 7, 2)
             ]
         );
+    }
+
+    #[test]
+    fn a_folder_starts_again_after_each_take() {
+        let mut f = RunFolder::default();
+        for e in [ev(1000, "a.example", 1, 0), ev(1001, "a.example", 1, 0)] {
+            f.push(e);
+        }
+        assert_eq!((f.runs(), f.queries()), (1, 2));
+        let first = f.take();
+        assert!(f.is_empty());
+        assert_eq!(f.queries(), 0);
+        f.push(ev(1002, "a.example", 1, 0));
+        let second = f.take();
+        assert_eq!(
+            (first.len(), first[0].queries, ms(first[0].last)),
+            (1, 2, 1001)
+        );
+        assert_eq!(
+            (second.len(), second[0].queries, ms(second[0].first)),
+            (1, 1, 1002)
+        );
+        // a run lends itself out with every figure
+        let r = second[0].as_run();
+        assert_eq!((r.queries, ms(r.first), ms(r.last)), (1, 1002, 1002));
+        assert_eq!(r.event.qname.to_string(), "a.example");
+    }
+
+    #[test]
+    fn many_distinct_queries_keep_their_counts_as_the_index_grows() {
+        let names: Vec<String> = (0..3000).map(|i| format!("n{i}.example")).collect();
+        let mut f = RunFolder::default();
+        for round in 0..3u64 {
+            for (i, n) in names.iter().enumerate() {
+                // every third name is asked once more each round
+                let times = if i % 3 == 0 { 2 } else { 1 };
+                for _ in 0..times {
+                    f.push(ev(1000 + round, n, 1, 0));
+                }
+            }
+        }
+        assert_eq!(f.queries(), 3 * (3000 + 1000));
+        let runs = f.take();
+        assert_eq!(runs.len(), 3000);
+        for (i, r) in runs.iter().enumerate() {
+            assert_eq!(r.event.qname.to_string(), names[i]);
+            assert_eq!(r.queries, if i % 3 == 0 { 6 } else { 3 });
+            assert_eq!((ms(r.first), ms(r.last)), (1000, 1002));
+        }
     }
 }

@@ -215,7 +215,7 @@ impl Detector {
     }
 
     /// Runs every rule on `run.queries` identical queries at once (a batch
-    /// folded by [`parapet_core::event::fold_events`]). The per-query rules
+    /// folded by [`parapet_core::event::RunFolder`]). The per-query rules
     /// (feeds, DGA, a tunnel-like label) count every query of the run into
     /// their signal, with its first and last time, as observing each query
     /// in turn does; the TXT/NULL volume rule counts every query; the
@@ -839,7 +839,7 @@ mod tests {
             let steps = if by_run {
                 let runs = parapet_core::event::fold_events(batch);
                 for r in &runs {
-                    d.observe_run(r, &mut out);
+                    d.observe_run(&r.as_run(), &mut out);
                 }
                 runs.len()
             } else {

@@ -24,7 +24,7 @@ mod tests;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parapet_core::alert::{AlertStatus, Severity, Signal};
-use parapet_core::event::{EventRun, PrivateEvent, fold_events};
+use parapet_core::event::{EventRun, OwnedRun, PrivateEvent, fold_events};
 
 pub use accounts::AccountStore;
 pub use assets::AssuranceStore;
@@ -422,7 +422,8 @@ pub trait Store: Send {
     /// query in the batch are one row (`queries` counts them). Returns the
     /// number of events (queries) written, not rows.
     fn insert_events(&mut self, events: &[PrivateEvent]) -> Result<usize, StoreError> {
-        self.insert_runs(&fold_events(events))
+        let runs = fold_events(events);
+        self.insert_runs(&runs.iter().map(OwnedRun::as_run).collect::<Vec<_>>())
     }
 
     /// [`Store::insert_events`] for a batch already folded

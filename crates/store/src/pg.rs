@@ -353,7 +353,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (
         9,
         // repeats of one query within a batch are one row
-        // (parapet_core::event::fold_events)
+        // (parapet_core::event::RunFolder)
         "ALTER TABLE query_events ADD COLUMN queries BIGINT NOT NULL DEFAULT 1;
     ALTER TABLE query_events ADD COLUMN last_time BIGINT;",
     ),

@@ -1,6 +1,6 @@
 //! What a batch of events writes besides its rows: the hourly counts.
 //! The rows themselves are the batch's runs
-//! ([`parapet_core::event::fold_events`]): the repeats of one query within
+//! ([`parapet_core::event::RunFolder`]): the repeats of one query within
 //! a batch are one row, with the first and last time and how many there
 //! were.
 

@@ -320,7 +320,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (
         9,
         // repeats of one query within a batch are one row
-        // (parapet_core::event::fold_events);
+        // (parapet_core::event::RunFolder);
         // 1 and NULL take no payload in a SQLite record (a header byte each)
         "ALTER TABLE query_events ADD COLUMN queries INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE query_events ADD COLUMN last_time INTEGER;",
