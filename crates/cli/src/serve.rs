@@ -318,8 +318,9 @@ fn fold_loop(mut store: Box<dyn Db>, nice: i32) {
 
 /// Drains the event queue every [`EVENT_POLL`], pseudonymising each client
 /// and folding the repeats of a query into one run, and hands the runs to
-/// the writer when there are [`MAX_BATCH`] of them or every `flush_every`. A full hand-over waits: the event queue then fills and
-/// the resolver drops (and counts), never waits.
+/// the writer when there are [`MAX_BATCH`] of them or every `flush_every`.
+/// A full hand-over waits: the event queue then fills and the resolver
+/// drops (and counts), never waits.
 fn collect(
     rx: &crossbeam_channel::Receiver<QueryEvent>,
     stop: &AtomicBool,
