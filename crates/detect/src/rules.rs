@@ -974,6 +974,49 @@ mod tests {
     }
 
     #[test]
+    fn a_beacon_keeps_a_runs_last_time_when_its_first_is_too_soon() {
+        // a client asks twice, 3 s apart, every 8 s: a run's first query
+        // comes less than 10 s after the last time kept and its last one
+        // 11 s after, every other run; one query at a time keeps the same
+        // times (0, 11, 24, 35, ...), intervals 11 and 13 s in turn
+        let name = "c2.example-beacon.net";
+        let (mut by_query, mut by_run) = (
+            Detector::new(DetectConfig::default()),
+            Detector::new(DetectConfig::default()),
+        );
+        let (mut q_out, mut r_out) = (Observed::default(), Observed::default());
+        for k in 0..30u64 {
+            let first = ev(8 * k, "council-a", 7, name, 1, EventAction::Resolved);
+            let last = ev(8 * k + 3, "council-a", 7, name, 1, EventAction::Resolved);
+            by_query.observe(&first, &mut q_out);
+            by_query.observe(&last, &mut q_out);
+            by_run.observe_run(
+                &EventRun {
+                    event: &first,
+                    first: first.time,
+                    last: last.time,
+                    queries: 2,
+                },
+                &mut r_out,
+            );
+        }
+        let beacons = |o: &Observed| -> Vec<(SystemTime, String)> {
+            o.signals
+                .iter()
+                .filter(|s| s.rule == "beacon")
+                .map(|s| (s.time, s.reason.clone()))
+                .collect()
+        };
+        let (q, r) = (beacons(&q_out), beacons(&r_out));
+        assert_eq!(q.len(), 1, "{q:#?}");
+        assert!(q[0].1.contains("interval of 12 s"), "{}", q[0].1);
+        // fired by a run's last query, at that query's time
+        assert_eq!(r, q);
+        let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs() - 1_700_000_000;
+        assert_eq!(secs(r[0].0) % 8, 3, "{}", secs(r[0].0));
+    }
+
+    #[test]
     fn irregular_repeats_are_not_beacons() {
         let mut d = Detector::new(DetectConfig::default());
         let times = [0u64, 15, 95, 110, 300, 320, 600, 611, 900, 1300];
