@@ -10,7 +10,7 @@ use anyhow::Context;
 use parapet_assurance::quarter::Quarter;
 use parapet_core::alert::{Severity, Signal};
 use parapet_core::event::{EventAction, PrivateEvent};
-use parapet_core::name::{InlineName, text_to_key};
+use parapet_core::name::{EventName, text_to_key};
 use parapet_core::pseudonym::ClientPseudonym;
 use parapet_store::accounts::{AuditEntry, Role};
 use parapet_store::{Db, DmarcRecordRow, DmarcReportRow, MailCheckRow, MailFinding};
@@ -479,7 +479,7 @@ fn event(
         time,
         tenant: Arc::from(tenant),
         client: ClientPseudonym([client; 8]),
-        qname: InlineName::new(&text_to_key(name).unwrap_or_default()),
+        qname: EventName::new(&text_to_key(name).unwrap_or_default()),
         qtype: 1,
         rcode: if action == EventAction::Blocked { 3 } else { 0 },
         action,

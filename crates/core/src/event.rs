@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use crate::name::InlineName;
+use crate::name::EventName;
 use crate::pseudonym::{ClientPseudonym, Pseudonymiser};
 
 /// What the resolver did with a query.
@@ -84,7 +84,7 @@ pub struct QueryEvent {
     pub time: SystemTime,
     pub tenant: Arc<str>,
     pub client: IpAddr,
-    pub qname: InlineName,
+    pub qname: EventName,
     pub qtype: u16,
     /// DNS response code sent, or [`RCODE_NO_RESPONSE`].
     pub rcode: u8,
@@ -99,7 +99,7 @@ pub struct PrivateEvent {
     pub time: SystemTime,
     pub tenant: Arc<str>,
     pub client: ClientPseudonym,
-    pub qname: InlineName,
+    pub qname: EventName,
     pub qtype: u16,
     pub rcode: u8,
     pub action: EventAction,
@@ -299,7 +299,7 @@ mod tests {
             time: UNIX_EPOCH + Duration::from_millis(ms),
             tenant: "council-a".into(),
             client: ClientPseudonym([client; 8]),
-            qname: InlineName::new(&text_to_key(name).unwrap()),
+            qname: EventName::new(&text_to_key(name).unwrap()),
             qtype: 1,
             rcode,
             action: EventAction::Resolved,
@@ -445,5 +445,17 @@ mod tests {
             assert_eq!(r.queries, if i % 3 == 0 { 6 } else { 3 });
             assert_eq!((ms(r.first), ms(r.last)), (1000, 1002));
         }
+    }
+
+    #[test]
+    fn an_event_is_a_few_cache_lines() {
+        // the resolver writes each one into the queue and the collector
+        // reads it back out of cache: every byte counts twice
+        assert!(
+            std::mem::size_of::<QueryEvent>() <= 136,
+            "{}",
+            std::mem::size_of::<QueryEvent>()
+        );
+        assert!(std::mem::size_of::<PrivateEvent>() <= 136);
     }
 }

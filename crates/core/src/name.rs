@@ -264,6 +264,82 @@ impl PartialEq for InlineName {
 }
 impl Eq for InlineName {}
 
+/// Bytes of a key-form name an [`EventName`] holds without allocating:
+/// almost every name a council's devices ask for.
+pub const EVENT_NAME_INLINE: usize = 62;
+
+/// A key-form name in a query event: inline up to [`EVENT_NAME_INLINE`]
+/// bytes, on the heap beyond. Every byte of an event is written by the
+/// resolver into the queue to storage and read back by the collector, a
+/// few milliseconds later and out of cache; an [`InlineName`] would be 255
+/// of an event's 330 bytes whatever the name's length, this one is 64.
+#[derive(Clone)]
+pub struct EventName(EventNameRepr);
+
+#[derive(Clone)]
+enum EventNameRepr {
+    Inline {
+        len: u8,
+        buf: [u8; EVENT_NAME_INLINE],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl EventName {
+    /// Copies `key`, cutting it at [`MAX_KEY_LEN`] as [`InlineName`] does.
+    pub fn new(key: &[u8]) -> Self {
+        let key = &key[..key.len().min(MAX_KEY_LEN)];
+        if key.len() <= EVENT_NAME_INLINE {
+            let mut buf = [0u8; EVENT_NAME_INLINE];
+            buf[..key.len()].copy_from_slice(key);
+            Self(EventNameRepr::Inline {
+                len: key.len() as u8,
+                buf,
+            })
+        } else {
+            Self(EventNameRepr::Heap(key.into()))
+        }
+    }
+
+    pub fn as_key(&self) -> &[u8] {
+        match &self.0 {
+            EventNameRepr::Inline { len, buf } => &buf[..*len as usize],
+            EventNameRepr::Heap(b) => b,
+        }
+    }
+}
+
+impl Default for EventName {
+    fn default() -> Self {
+        Self::new(&[])
+    }
+}
+
+impl From<&InlineName> for EventName {
+    fn from(n: &InlineName) -> Self {
+        Self::new(n.as_key())
+    }
+}
+
+impl fmt::Display for EventName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_key_as_text(self.as_key(), f)
+    }
+}
+
+impl fmt::Debug for EventName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventName({self})")
+    }
+}
+
+impl PartialEq for EventName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_key() == other.as_key()
+    }
+}
+impl Eq for EventName {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,5 +436,28 @@ mod tests {
         fn never_panics_on_text(s in ".{0,300}") {
             let _ = text_to_key(&s);
         }
+    }
+
+    #[test]
+    fn event_names_hold_short_names_inline_and_long_ones_whole() {
+        assert_eq!(std::mem::size_of::<EventName>(), 64);
+        let short = text_to_key("www.example.com").unwrap();
+        let at_limit = [b'a'; EVENT_NAME_INLINE];
+        let long = text_to_key(&vec!["abcdefghi"; 25].join(".")).unwrap();
+        assert!(long.len() > EVENT_NAME_INLINE);
+        for key in [&short[..], &at_limit[..], &long[..], &[][..]] {
+            let n = EventName::new(key);
+            assert_eq!(n.as_key(), key);
+            assert_eq!(n, EventName::from(&InlineName::new(key)));
+            assert_eq!(n.to_string(), InlineName::new(key).to_string());
+        }
+        assert!(matches!(
+            EventName::new(&short).0,
+            EventNameRepr::Inline { .. }
+        ));
+        assert!(matches!(EventName::new(&long).0, EventNameRepr::Heap(_)));
+        // cut where InlineName cuts
+        let over = vec![b'b'; MAX_KEY_LEN + 3];
+        assert_eq!(EventName::new(&over).as_key().len(), MAX_KEY_LEN);
     }
 }

@@ -570,7 +570,7 @@ fn qtype_name(t: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use parapet_core::name::{InlineName, text_to_key};
+    use parapet_core::name::{EventName, text_to_key};
     use std::time::UNIX_EPOCH;
 
     fn ev(
@@ -585,7 +585,7 @@ mod tests {
             time: UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs),
             tenant: Arc::from(tenant),
             client: ClientPseudonym([client; 8]),
-            qname: InlineName::new(&text_to_key(name).unwrap()),
+            qname: EventName::new(&text_to_key(name).unwrap()),
             qtype,
             rcode: 0,
             action,

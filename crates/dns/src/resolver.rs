@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Sender, TrySendError};
 use parapet_core::event::{EventAction, QueryEvent, RCODE_NO_RESPONSE};
-use parapet_core::name::InlineName;
+use parapet_core::name::{EventName, InlineName};
 use parapet_core::policy::{Action, Decision, FeedId, Rule, rtype};
 use parapet_core::tenant::TenantId;
 
@@ -371,7 +371,7 @@ impl Resolver {
             time: SystemTime::now(),
             tenant: p.tenant,
             client: p.client,
-            qname: q.qname,
+            qname: EventName::from(&q.qname),
             qtype: q.qtype,
             rcode: rc,
             action: p.action,
@@ -450,7 +450,7 @@ impl Resolver {
                 time: SystemTime::now(),
                 tenant: snap.tenant_name(tenant).clone(),
                 client,
-                qname: *qname,
+                qname: EventName::from(qname),
                 qtype,
                 rcode: rc.unwrap_or(RCODE_NO_RESPONSE),
                 action,

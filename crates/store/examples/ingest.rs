@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use parapet_core::event::{EventAction, PrivateEvent};
-use parapet_core::name::{InlineName, text_to_key};
+use parapet_core::name::{EventName, text_to_key};
 use parapet_core::pseudonym::ClientPseudonym;
 use parapet_store::{Db, PgStore, SqliteStore};
 
@@ -28,8 +28,8 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 fn events(n: usize, names: usize, seed: u64, skewed: bool) -> Vec<PrivateEvent> {
     let tenants: Vec<Arc<str>> = (0..20).map(|i| Arc::from(format!("council-{i}"))).collect();
     let feed: Arc<str> = Arc::from("malware");
-    let qnames: Vec<InlineName> = (0..names)
-        .map(|i| InlineName::new(&text_to_key(&format!("host{i}.example{}.org", i % 97)).unwrap()))
+    let qnames: Vec<EventName> = (0..names)
+        .map(|i| EventName::new(&text_to_key(&format!("host{i}.example{}.org", i % 97)).unwrap()))
         .collect();
     let t0 = SystemTime::now();
     let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
@@ -49,7 +49,8 @@ fn events(n: usize, names: usize, seed: u64, skewed: bool) -> Vec<PrivateEvent> 
                     ((u * u * u) * qnames.len() as f64) as usize
                 } else {
                     (r / 7) % qnames.len()
-                }],
+                }]
+                .clone(),
                 qtype: if r.is_multiple_of(3) { 28 } else { 1 },
                 rcode: if blocked { 3 } else { 0 },
                 action: if blocked {

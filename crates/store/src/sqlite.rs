@@ -1411,7 +1411,7 @@ mod tests {
     //! about the SQLite file itself.
     use super::*;
     use parapet_core::event::EventAction;
-    use parapet_core::name::{InlineName, text_to_key};
+    use parapet_core::name::{EventName, text_to_key};
     use std::sync::Arc;
 
     #[test]
@@ -1423,7 +1423,7 @@ mod tests {
             time: SystemTime::now(),
             tenant: Arc::from("council-a"),
             client: "10.99.98.97".parse().unwrap(),
-            qname: InlineName::new(&text_to_key("x.test").unwrap()),
+            qname: EventName::new(&text_to_key("x.test").unwrap()),
             qtype: 1,
             rcode: 0,
             action: EventAction::Resolved,

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parapet_core::alert::{AlertStatus, Severity, Signal};
 use parapet_core::event::{EventAction, PrivateEvent, RCODE_NO_RESPONSE};
-use parapet_core::name::{InlineName, text_to_key};
+use parapet_core::name::{EventName, text_to_key};
 use parapet_core::pseudonym::ClientPseudonym;
 
 use crate::accounts::{AuditEntry, Role};
@@ -201,7 +201,7 @@ fn event(secs: u64, name: &str, action: EventAction) -> PrivateEvent {
         time: UNIX_EPOCH + Duration::from_secs(secs),
         tenant: Arc::from("council-a"),
         client: ClientPseudonym([7; 8]),
-        qname: InlineName::new(&text_to_key(name).unwrap()),
+        qname: EventName::new(&text_to_key(name).unwrap()),
         qtype: 1,
         rcode: if action == EventAction::Dropped {
             RCODE_NO_RESPONSE
@@ -1070,7 +1070,7 @@ fn traffic_per_tenant_and_hour(fx: &Fx) {
         time: UNIX_EPOCH + Duration::from_secs(secs),
         tenant: tenant.into(),
         client: ClientPseudonym([1; 8]),
-        qname: InlineName::new(&text_to_key(name).unwrap()),
+        qname: EventName::new(&text_to_key(name).unwrap()),
         qtype: 1,
         rcode: 0,
         action,

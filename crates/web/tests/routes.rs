@@ -14,7 +14,7 @@ use parapet_assurance::kpi::{self, Inputs, KpiReport};
 use parapet_assurance::quarter::Quarter;
 use parapet_core::alert::{Severity, Signal};
 use parapet_core::event::{EventAction, PrivateEvent};
-use parapet_core::name::{InlineName, text_to_key};
+use parapet_core::name::{EventName, text_to_key};
 use parapet_core::pseudonym::ClientPseudonym;
 use parapet_report::ReportInput;
 use parapet_store::accounts::Role;
@@ -131,7 +131,7 @@ fn world_with(secure: bool) -> World {
         time: now - Duration::from_secs(600),
         tenant: Arc::from(tenant),
         client: ClientPseudonym([1; 8]),
-        qname: InlineName::new(&text_to_key(name).unwrap()),
+        qname: EventName::new(&text_to_key(name).unwrap()),
         qtype: 1,
         rcode: 3,
         action: EventAction::Blocked,
