@@ -228,6 +228,48 @@ fn with_node_label(text: &str, node: &str) -> String {
 
 #[cfg(test)]
 #[test]
+fn a_queue_that_never_empties_is_still_handed_over_on_time() {
+    use parapet_core::event::EventAction;
+    use parapet_core::name::{EventName, text_to_key};
+
+    let (tx, rx) = crossbeam_channel::bounded(10_000);
+    let name = EventName::new(&text_to_key("a.example").unwrap());
+    for _ in 0..10_000 {
+        tx.send(QueryEvent {
+            time: SystemTime::now(),
+            tenant: "council-a".into(),
+            client: "192.0.2.1".parse().unwrap(),
+            qname: name.clone(),
+            qtype: 1,
+            rcode: 0,
+            action: EventAction::Resolved,
+            feed: None,
+        })
+        .unwrap();
+    }
+    let (out_tx, out_rx) = crossbeam_channel::unbounded();
+    // stopped: drains what is queued, hands the rest over, returns
+    let stop = AtomicBool::new(true);
+    let pseudonymiser = parapet_core::pseudonym::Pseudonymiser::new(b"0123456789abcdef").unwrap();
+    let sched = StorageSched::new(0);
+    // every 1,024 events the flush interval (zero) has passed: ten batches
+    // of one run each, not one batch of 10,000 queries after the drain
+    collect(&rx, &stop, &pseudonymiser, Duration::ZERO, &out_tx, &sched);
+    let batches: Vec<Vec<OwnedRun>> = out_rx.try_iter().collect();
+    let sizes: Vec<(usize, u32)> = batches
+        .iter()
+        .map(|b| (b.len(), b.iter().map(|r| r.queries).sum()))
+        .collect();
+    assert_eq!(sizes.len(), 10, "{sizes:?}");
+    assert!(
+        sizes[..9].iter().all(|&s| s == (1, CLOCK_EVERY as u32)),
+        "{sizes:?}"
+    );
+    assert_eq!(sizes.iter().map(|s| s.1).sum::<u32>(), 10_000);
+}
+
+#[cfg(test)]
+#[test]
 fn every_sample_names_the_node() {
     let text = "# HELP a x\n# TYPE a counter\na 3\nb{feed=\"f\"} 1\nc{} 2\n";
     assert_eq!(
@@ -348,8 +390,16 @@ fn collect(
                 Ok(ev) => {
                     let client = pseudonyms.pseudonymise(ev.client);
                     batch.push(ev.with_pseudonym(client));
-                    if batch.runs() >= MAX_BATCH {
+                    // a queue that never empties (repeats of a few names
+                    // at saturation fill no batch) still hands over every
+                    // `flush_every`: a crash loses no more, and a run
+                    // spans no longer, than that
+                    if batch.runs() >= MAX_BATCH
+                        || (batch.queries().is_multiple_of(CLOCK_EVERY)
+                            && last_flush.elapsed() >= flush_every)
+                    {
                         hand_over(&mut batch);
+                        last_flush = Instant::now();
                     }
                 }
                 Err(crossbeam_channel::TryRecvError::Empty) => {
@@ -411,6 +461,8 @@ const RETENTION_LEASE: Duration = Duration::from_secs(2 * 3600);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 /// Most distinct queries (runs) in one batch.
 const MAX_BATCH: usize = 20_000;
+/// Events the collector drains between two looks at the clock.
+const CLOCK_EVERY: usize = 1024;
 /// Full batches waiting for the writer, beyond the one it is writing.
 const BATCHES_IN_FLIGHT: usize = 2;
 

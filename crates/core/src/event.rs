@@ -231,11 +231,13 @@ impl RunFolder {
         self.runs.is_empty()
     }
 
-    /// The runs so far; the folder starts again empty.
+    /// The runs so far; the folder starts again empty, with room for as
+    /// many.
     pub fn take(&mut self) -> Vec<OwnedRun> {
         self.index.clear();
         self.queries = 0;
-        std::mem::take(&mut self.runs)
+        let room = Vec::with_capacity(self.runs.len());
+        std::mem::replace(&mut self.runs, room)
     }
 }
 

@@ -975,10 +975,11 @@ mod tests {
 
     #[test]
     fn a_beacon_keeps_a_runs_last_time_when_its_first_is_too_soon() {
-        // a client asks twice, 3 s apart, every 8 s: a run's first query
-        // comes less than 10 s after the last time kept and its last one
-        // 11 s after, every other run; one query at a time keeps the same
-        // times (0, 11, 24, 35, ...), intervals 11 and 13 s in turn
+        // a client asks twice, 3 s apart, every 8 s: in one run of three
+        // the first query comes less than 10 s after the last time kept
+        // and the last one 11 s after (one keeps its first, one nothing);
+        // one query at a time keeps the same times (0, 11, 24, 35, ...),
+        // intervals 11 and 13 s in turn
         let name = "c2.example-beacon.net";
         let (mut by_query, mut by_run) = (
             Detector::new(DetectConfig::default()),
