@@ -521,7 +521,8 @@ pub fn reload_loop(
 /// every other reload of a million-name feed left the replaced copy
 /// resident: 130 and 176 MB in turn against 128 MB after the first load.
 /// With the threshold fixed, each reload frees its tables to the system
-/// (130 MB after every one of six reloads; bench/dns/RESULTS.md).
+/// (134 MB after each of six reloads against 132 MB after the load;
+/// bench/dns/RESULTS.md, optimisation log item 11).
 pub fn fix_mmap_threshold() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]
@@ -533,9 +534,9 @@ pub fn fix_mmap_threshold() {
 }
 
 /// Gives the memory of the replaced policy back to the system. glibc keeps
-/// freed heap memory for reuse, and after a large free it raises its mmap
-/// threshold, so without this a process that reloads a million-name feed
-/// grows by tens of megabytes per reload (measured in bench/dns).
+/// freed heap memory for reuse; the tables over 1 MiB have mappings of
+/// their own ([`fix_mmap_threshold`]) and go back when freed, and this
+/// returns the policy's smaller pieces left free in the heap.
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]

@@ -161,6 +161,12 @@ pub struct OwnedRun {
 }
 
 impl OwnedRun {
+    /// Its stored fields and hour: what tells it from another run (the
+    /// hour is its first query's, which all its queries share).
+    fn same(&self) -> Same<'_> {
+        Same(&self.event, hour_of(self.first))
+    }
+
     pub fn as_run(&self) -> EventRun<'_> {
         EventRun {
             event: &self.event,
@@ -188,8 +194,8 @@ pub struct RunFolder {
 
 impl RunFolder {
     pub fn push(&mut self, e: PrivateEvent) {
-        let hour = hour_of(e.time);
-        let hash = self.hasher.hash_one(Same(&e, hour));
+        let key = Same(&e, hour_of(e.time));
+        let hash = self.hasher.hash_one(&key);
         let Self {
             runs,
             index,
@@ -197,18 +203,14 @@ impl RunFolder {
             queries,
         } = self;
         *queries += 1;
-        // a run's hour is its first query's (all its queries share it)
-        let same = |r: &OwnedRun| Same(&r.event, hour_of(r.first)) == Same(&e, hour);
-        if let Some(&i) = index.find(hash, |&i| same(&runs[i])) {
+        if let Some(&i) = index.find(hash, |&i| runs[i].same() == key) {
             let r = &mut runs[i];
             r.queries = r.queries.saturating_add(1);
             r.first = r.first.min(e.time);
             r.last = r.last.max(e.time);
             return;
         }
-        index.insert_unique(hash, runs.len(), |&i| {
-            hasher.hash_one(Same(&runs[i].event, hour_of(runs[i].first)))
-        });
+        index.insert_unique(hash, runs.len(), |&i| hasher.hash_one(runs[i].same()));
         runs.push(OwnedRun {
             first: e.time,
             last: e.time,

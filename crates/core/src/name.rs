@@ -213,8 +213,9 @@ pub fn label_count(key: &[u8]) -> usize {
     n
 }
 
-/// A key-form name stored inline, so that a query event can carry its name
-/// without a heap allocation on the resolver's hot path.
+/// A key-form name stored inline, so that parsing a query allocates
+/// nothing on the resolver's hot path. Query events carry the smaller
+/// [`EventName`].
 #[derive(Clone, Copy)]
 pub struct InlineName {
     len: u8,
