@@ -128,6 +128,8 @@ async fn udp_loop(resolver: Arc<Resolver>, sock: Arc<UdpSocket>) {
         // a busy socket is always readable: give the worker back to other
         // tasks (signals, the web endpoint, upstream completions) regularly
         tokio::task::consume_budget().await;
+        // the queries of one receive share the snapshot and the time
+        let at = resolver.arrival();
         let mut ready = 0;
         for i in 0..n {
             let (Some(packet), Some(peer)) = (batch.packet(i), batch.peer(i)) else {
@@ -137,7 +139,7 @@ async fn udp_loop(resolver: Arc<Resolver>, sock: Arc<UdpSocket>) {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 continue;
             };
-            match resolver.handle(packet, peer, true, &mut replies[ready]) {
+            match resolver.handle(&at, packet, peer, true, &mut replies[ready]) {
                 Outcome::Reply => {
                     to[ready] = i;
                     ready += 1;
@@ -146,6 +148,7 @@ async fn udp_loop(resolver: Arc<Resolver>, sock: Arc<UdpSocket>) {
                 Outcome::Forward(p) => forward(&resolver, &sock, p, peer),
             }
         }
+        drop(at);
         let mut sent = 0;
         while sent < ready {
             match batch.send(fd, &replies[sent..ready], &to[sent..ready]) {
@@ -185,7 +188,8 @@ async fn udp_loop(resolver: Arc<Resolver>, sock: Arc<UdpSocket>) {
                 continue;
             }
         };
-        match resolver.handle(&buf[..n], peer, true, &mut out) {
+        let outcome = resolver.handle(&resolver.arrival(), &buf[..n], peer, true, &mut out);
+        match outcome {
             Outcome::Reply => {
                 if let Err(e) = sock.send_to(&out, peer).await {
                     tracing::debug!(%peer, error = %e, "UDP send failed");
@@ -259,7 +263,8 @@ async fn tcp_conn(resolver: &Resolver, mut stream: TcpStream, peer: SocketAddr) 
             Ok(r) => r?,
             Err(_) => return Ok(()),
         };
-        let send = match resolver.handle(&buf, peer, false, &mut out) {
+        let outcome = resolver.handle(&resolver.arrival(), &buf, peer, false, &mut out);
+        let send = match outcome {
             Outcome::Reply => true,
             Outcome::Drop => false,
             Outcome::Forward(p) => resolver.complete(p, false, &mut out).await,
