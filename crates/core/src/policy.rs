@@ -152,106 +152,189 @@ impl FeedRules {
     }
 }
 
-/// A hash table from key-form names to values, names stored in one arena.
+/// A value a [`NameTable`] keeps next to its name, as `SIZE` bytes.
+pub trait Packed: Copy {
+    const SIZE: usize;
+    fn read(b: &[u8]) -> Self;
+    fn write(self, b: &mut [u8]);
+}
+
+impl Packed for () {
+    const SIZE: usize = 0;
+    fn read(_: &[u8]) -> Self {}
+    fn write(self, _: &mut [u8]) {}
+}
+
+impl Packed for u32 {
+    const SIZE: usize = 4;
+    fn read(b: &[u8]) -> Self {
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+    fn write(self, b: &mut [u8]) {
+        b[..4].copy_from_slice(&self.to_le_bytes());
+    }
+}
+
+/// A hash table from key-form names to small values, each entry one record
+/// in one arena: the name's length, the value, the name. A lookup that
+/// finds its name reads the hash table's control bytes, its bucket (the
+/// record's offset) and the record: three places in memory, where a
+/// separate array of values would make four. The resolver probes this
+/// table once or more per query, each probe a likely cache miss behind the
+/// kernel's work for the packets between two queries of a name; and a
+/// million-name feed costs about 17 MB less than with such an array.
 #[derive(Debug, Clone)]
 pub struct NameTable<V> {
     arena: Vec<u8>,
-    slots: Vec<(u32, u8, V)>,
+    /// Offsets of the records in `arena`.
     table: HashTable<u32>,
     hasher: DefaultHashBuilder,
+    _value: std::marker::PhantomData<V>,
 }
 
 impl<V> Default for NameTable<V> {
     fn default() -> Self {
         Self {
             arena: Vec::new(),
-            slots: Vec::new(),
             table: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
+            _value: std::marker::PhantomData,
         }
     }
 }
 
-impl<V> NameTable<V> {
+impl<V: Packed> NameTable<V> {
     pub fn with_capacity(names: usize, bytes: usize) -> Self {
         Self {
-            arena: Vec::with_capacity(bytes),
-            slots: Vec::with_capacity(names),
+            arena: Vec::with_capacity(bytes + names * (1 + V::SIZE)),
             table: HashTable::with_capacity(names),
             hasher: DefaultHashBuilder::default(),
+            _value: std::marker::PhantomData,
         }
     }
 
+    /// The name of the record at `off`.
     #[inline]
-    pub fn get(&self, key: &[u8]) -> Option<&V> {
-        let hash = self.hasher.hash_one(key);
-        let arena = &self.arena;
-        let slots = &self.slots;
-        self.table
-            .find(hash, |&i| {
-                let s = &slots[i as usize];
-                &arena[s.0 as usize..s.0 as usize + s.1 as usize] == key
-            })
-            .map(|&i| &slots[i as usize].2)
+    fn name_at(arena: &[u8], off: u32) -> &[u8] {
+        let at = off as usize + 1 + V::SIZE;
+        &arena[at..at + arena[off as usize] as usize]
     }
 
-    /// The value for `key`, inserted with `make` when absent.
-    pub fn get_or_insert_with(&mut self, key: &[u8], make: impl FnOnce() -> V) -> &mut V {
+    #[inline]
+    fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
+        let arena = &self.arena;
+        self.table
+            .find(hash, |&off| Self::name_at(arena, off) == key)
+            .copied()
+    }
+
+    #[inline]
+    pub fn get(&self, key: &[u8]) -> Option<V> {
+        let off = self.find(self.hasher.hash_one(key), key)?;
+        Some(V::read(&self.arena[off as usize + 1..]))
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.find(self.hasher.hash_one(key), key).is_some()
+    }
+
+    /// Hands the value for `key` (`make()` when absent, then inserted) to
+    /// `change`, and keeps what it leaves.
+    pub fn update(&mut self, key: &[u8], make: impl FnOnce() -> V, change: impl FnOnce(&mut V)) {
         let hash = self.hasher.hash_one(key);
-        let Self {
-            arena,
-            slots,
-            table,
-            hasher,
-        } = self;
-        let found = table
-            .find(hash, |&i| {
-                let s = &slots[i as usize];
-                &arena[s.0 as usize..s.0 as usize + s.1 as usize] == key
-            })
-            .copied();
-        let index = match found {
-            Some(i) => i,
+        let off = match self.find(hash, key) {
+            Some(off) => off,
             None => {
-                let i = u32::try_from(slots.len()).expect("more than 4G names");
-                let off = u32::try_from(arena.len()).expect("name arena exceeds 4 GiB");
-                arena.extend_from_slice(key);
-                slots.push((off, key.len() as u8, make()));
-                table.insert_unique(hash, i, |&j| {
-                    let s = &slots[j as usize];
-                    hasher.hash_one(&arena[s.0 as usize..s.0 as usize + s.1 as usize])
-                });
-                i
+                let off = u32::try_from(self.arena.len()).expect("name arena exceeds 4 GiB");
+                self.arena.push(key.len() as u8);
+                self.arena.resize(self.arena.len() + V::SIZE, 0);
+                make().write(&mut self.arena[off as usize + 1..]);
+                self.arena.extend_from_slice(key);
+                let (arena, hasher) = (&self.arena, &self.hasher);
+                self.table
+                    .insert_unique(hash, off, |&o| hasher.hash_one(Self::name_at(arena, o)));
+                off
             }
         };
-        &mut slots[index as usize].2
+        let at = off as usize + 1;
+        let mut v = V::read(&self.arena[at..]);
+        change(&mut v);
+        v.write(&mut self.arena[at..]);
     }
 
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.table.is_empty()
     }
 
     pub fn shrink_to_fit(&mut self) {
-        let arena = &self.arena;
-        let slots = &self.slots;
-        let hasher = &self.hasher;
-        self.table.shrink_to_fit(|&j| {
-            let s = &slots[j as usize];
-            hasher.hash_one(&arena[s.0 as usize..s.0 as usize + s.1 as usize])
-        });
+        let (arena, hasher) = (&self.arena, &self.hasher);
+        self.table
+            .shrink_to_fit(|&o| hasher.hash_one(Self::name_at(arena, o)));
         self.arena.shrink_to_fit();
-        self.slots.shrink_to_fit();
     }
 
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.arena.capacity()
-            + self.slots.capacity() * std::mem::size_of::<(u32, u8, V)>()
-            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+        self.arena.capacity() + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+    }
+}
+
+/// Lists of values by name, for the rarely used tables (RPZ wildcard
+/// shadows, later feeds' wildcards at one name).
+#[derive(Debug, Clone)]
+struct NameLists<T> {
+    index: NameTable<u32>,
+    lists: Vec<Vec<T>>,
+}
+
+impl<T> Default for NameLists<T> {
+    fn default() -> Self {
+        Self {
+            index: NameTable::default(),
+            lists: Vec::new(),
+        }
+    }
+}
+
+impl<T> NameLists<T> {
+    fn get(&self, key: &[u8]) -> Option<&[T]> {
+        self.index
+            .get(key)
+            .map(|i| self.lists[i as usize].as_slice())
+    }
+
+    /// The list for `key`, empty when new.
+    fn list_mut(&mut self, key: &[u8]) -> &mut Vec<T> {
+        let next = u32::try_from(self.lists.len()).expect("more than 4G lists");
+        let mut i = next;
+        self.index.update(key, || next, |v| i = *v);
+        if i == next {
+            self.lists.push(Vec::new());
+        }
+        &mut self.lists[i as usize]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lists.is_empty()
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.index.shrink_to_fit();
+        self.lists.shrink_to_fit();
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.index.heap_bytes()
+            + self.lists.capacity() * std::mem::size_of::<Vec<T>>()
+            + self
+                .lists
+                .iter()
+                .map(|l| l.capacity() * std::mem::size_of::<T>())
+                .sum::<usize>()
     }
 }
 
@@ -265,7 +348,7 @@ impl NameSet {
     pub fn new<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> Self {
         let mut table = NameTable::default();
         for k in keys {
-            table.get_or_insert_with(k, || ());
+            table.update(k, || (), |_| {});
         }
         Self { table }
     }
@@ -276,8 +359,7 @@ impl NameSet {
         if self.table.is_empty() {
             return false;
         }
-        self.table.get(key).is_some()
-            || parent_offsets(key).any(|o| self.table.get(&key[o..]).is_some())
+        self.table.contains(key) || parent_offsets(key).any(|o| self.table.contains(&key[o..]))
     }
 
     pub fn len(&self) -> usize {
@@ -296,10 +378,56 @@ pub struct Rule {
     pub action: Action,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Slot {
     exact: Option<Rule>,
     wild: Option<Rule>,
+}
+
+/// A rule in 7 bytes: the action's tag (0 for none), the feed, the index
+/// of local data.
+fn write_rule(r: Option<Rule>, b: &mut [u8]) {
+    let (tag, feed, local) = match r {
+        None => (0, 0, 0),
+        Some(Rule { feed, action }) => match action {
+            Action::Block => (1, feed, 0),
+            Action::Nodata => (2, feed, 0),
+            Action::Passthru => (3, feed, 0),
+            Action::Drop => (4, feed, 0),
+            Action::Local(i) => (5, feed, i),
+        },
+    };
+    b[0] = tag;
+    b[1..3].copy_from_slice(&feed.to_le_bytes());
+    b[3..7].copy_from_slice(&local.to_le_bytes());
+}
+
+fn read_rule(b: &[u8]) -> Option<Rule> {
+    let feed = u16::from_le_bytes([b[1], b[2]]);
+    let action = match b[0] {
+        1 => Action::Block,
+        2 => Action::Nodata,
+        3 => Action::Passthru,
+        4 => Action::Drop,
+        5 => Action::Local(u32::from_le_bytes([b[3], b[4], b[5], b[6]])),
+        _ => return None,
+    };
+    Some(Rule { feed, action })
+}
+
+impl Packed for Slot {
+    const SIZE: usize = 14;
+    #[inline]
+    fn read(b: &[u8]) -> Self {
+        Slot {
+            exact: read_rule(&b[..7]),
+            wild: read_rule(&b[7..14]),
+        }
+    }
+    fn write(self, b: &mut [u8]) {
+        write_rule(self.exact, &mut b[..7]);
+        write_rule(self.wild, &mut b[7..14]);
+    }
 }
 
 /// The merged rules of several feeds.
@@ -309,10 +437,10 @@ pub struct Policy {
     /// RPZ wildcard shadows (see [`Policy::shadowed`]): for a name `C` whose
     /// parent `W` has a `*.W` trigger, the canonically smallest trigger name
     /// at or below `C`, per feed. Empty unless an RPZ feed has wildcards.
-    shadows: NameTable<Vec<(FeedId, Box<[u8]>)>>,
+    shadows: NameLists<(FeedId, Box<[u8]>)>,
     /// Wildcards of later feeds at a name whose slot holds an earlier
     /// feed's, consulted only when that one is shadowed.
-    more_wild: NameTable<Vec<Rule>>,
+    more_wild: NameLists<Rule>,
 }
 
 impl Policy {
@@ -329,8 +457,8 @@ impl Policy {
         let bytes: usize = feeds.iter().map(|(_, f)| f.arena.len()).sum();
         let mut policy = Policy {
             table: NameTable::with_capacity(names, bytes),
-            shadows: NameTable::default(),
-            more_wild: NameTable::default(),
+            shadows: NameLists::default(),
+            more_wild: NameLists::default(),
         };
         for &(feed, rules) in &feeds {
             for (key, kind, action) in rules.iter() {
@@ -342,20 +470,22 @@ impl Policy {
                     a => a,
                 };
                 let rule = Rule { feed, action };
-                let slot = policy.table.get_or_insert_with(key, Slot::default);
-                if matches!(kind, Trigger::Exact | Trigger::Subtree) && slot.exact.is_none() {
-                    slot.exact = Some(rule);
-                }
-                if matches!(kind, Trigger::Wildcard | Trigger::Subtree) {
-                    match slot.wild {
-                        None => slot.wild = Some(rule),
-                        Some(w) if w.feed != feed => {
-                            let more = policy.more_wild.get_or_insert_with(key, Vec::new);
-                            if more.last().is_none_or(|r| r.feed != feed) {
-                                more.push(rule);
-                            }
+                let mut earlier_wild = None;
+                policy.table.update(key, Slot::default, |slot| {
+                    if matches!(kind, Trigger::Exact | Trigger::Subtree) && slot.exact.is_none() {
+                        slot.exact = Some(rule);
+                    }
+                    if matches!(kind, Trigger::Wildcard | Trigger::Subtree) {
+                        match slot.wild {
+                            None => slot.wild = Some(rule),
+                            Some(w) => earlier_wild = Some(w),
                         }
-                        Some(_) => {}
+                    }
+                });
+                if earlier_wild.is_some_and(|w| w.feed != feed) {
+                    let more = policy.more_wild.list_mut(key);
+                    if more.last().is_none_or(|r| r.feed != feed) {
+                        more.push(rule);
                     }
                 }
             }
@@ -383,7 +513,7 @@ impl Policy {
         let mut bases = NameSet::default();
         for (key, kind, _) in rules.iter() {
             if kind == Trigger::Wildcard {
-                bases.table.get_or_insert_with(key, || ());
+                bases.table.update(key, || (), |_| {});
             }
         }
         if bases.is_empty() {
@@ -402,8 +532,8 @@ impl Policy {
             let mut at = 0;
             while at < owner.len() {
                 let parent = at + 1 + owner[at] as usize;
-                if bases.table.get(&owner[parent..]).is_some() {
-                    let list = self.shadows.get_or_insert_with(&owner[at..], Vec::new);
+                if bases.table.contains(&owner[parent..]) {
+                    let list = self.shadows.list_mut(&owner[at..]);
                     match list.iter_mut().find(|(f, _)| *f == feed) {
                         Some((_, min)) => {
                             if canonical_cmp(&owner, min).is_lt() {
@@ -448,11 +578,7 @@ impl Policy {
             if let Some(w) = self.table.get(&qname[off..]).and_then(|s| s.wild)
                 && best.is_none_or(|b| w.feed < b.feed)
             {
-                let more = || {
-                    self.more_wild
-                        .get(&qname[off..])
-                        .map_or(&[][..], Vec::as_slice)
-                };
+                let more = || self.more_wild.get(&qname[off..]).unwrap_or(&[]);
                 for r in std::iter::once(w).chain(more().iter().copied()) {
                     if best.is_some_and(|b| b.feed <= r.feed) || done.contains(&r.feed) {
                         continue;
@@ -827,5 +953,64 @@ mod tests {
             panic!("no local data");
         };
         assert_eq!(&*p.local_data(i)[0].rdata, &[10, 0, 0, 1]);
+    }
+
+    #[test]
+    fn a_slot_reads_back_as_written() {
+        let rules = [
+            None,
+            Some(Rule {
+                feed: 0,
+                action: Action::Block,
+            }),
+            Some(Rule {
+                feed: 7,
+                action: Action::Nodata,
+            }),
+            Some(Rule {
+                feed: 300,
+                action: Action::Passthru,
+            }),
+            Some(Rule {
+                feed: FeedId::MAX,
+                action: Action::Drop,
+            }),
+            Some(Rule {
+                feed: 2,
+                action: Action::Local(u32::MAX - 1),
+            }),
+        ];
+        for exact in rules {
+            for wild in rules {
+                let slot = Slot { exact, wild };
+                let mut b = [0xAAu8; 14];
+                slot.write(&mut b);
+                assert_eq!(Slot::read(&b), slot);
+            }
+        }
+    }
+
+    #[test]
+    fn a_name_table_keeps_each_name_and_value_as_it_grows() {
+        let mut t: NameTable<u32> = NameTable::default();
+        let names: Vec<Vec<u8>> = (0..5000u32)
+            .map(|i| k(&format!("n{i}.grow.test")))
+            .collect();
+        for (i, n) in names.iter().enumerate() {
+            t.update(n, || i as u32, |_| {});
+        }
+        // an update of a present name changes its value, not the count
+        t.update(&names[42], || 0, |v| *v += 1_000_000);
+        t.shrink_to_fit();
+        assert_eq!(t.len(), 5000);
+        for (i, n) in names.iter().enumerate() {
+            let want = if i == 42 { 1_000_042 } else { i as u32 };
+            assert_eq!(t.get(n), Some(want), "{i}");
+        }
+        assert_eq!(t.get(&k("grow.test")), None);
+        assert_eq!(t.get(&k("n5000.grow.test")), None);
+        // the empty name (the root) is a name like any other
+        t.update(&[], || 9, |_| {});
+        assert_eq!(t.get(&[]), Some(9));
     }
 }
