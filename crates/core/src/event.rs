@@ -262,16 +262,13 @@ pub fn hour_of(t: SystemTime) -> u64 {
 struct Same<'a>(&'a PrivateEvent, u64);
 
 impl Hash for Same<'_> {
+    /// A part of what `eq` compares (so equal keys hash alike): the name,
+    /// the client, the type and the hour tell nearly every run of a batch
+    /// from every other, in two writes to the hasher instead of nine.
     fn hash<H: Hasher>(&self, h: &mut H) {
         let e = self.0;
-        e.qname.as_key().hash(h);
-        e.client.0.hash(h);
-        e.tenant.hash(h);
-        e.qtype.hash(h);
-        e.rcode.hash(h);
-        e.action.hash(h);
-        e.feed.hash(h);
-        self.1.hash(h);
+        h.write(e.qname.as_key());
+        h.write_u64(u64::from_le_bytes(e.client.0) ^ (self.1 << 16) ^ u64::from(e.qtype));
     }
 }
 
