@@ -56,12 +56,6 @@ pub struct Arrival {
     time: SystemTime,
 }
 
-impl Arrival {
-    pub fn time(&self) -> SystemTime {
-        self.time
-    }
-}
-
 pub struct Resolver {
     snapshot: ArcSwap<Snapshot>,
     cache: Cache,

@@ -12,6 +12,7 @@ use parapet_core::event::{EventAction, QueryEvent, RCODE_NO_RESPONSE};
 use parapet_core::name::text_to_key;
 use parapet_core::policy::{Action, FeedMode, FeedRules, FeedSpec, NameSet, PolicySet, Trigger};
 use parapet_core::tenant::TenantMap;
+use parapet_dns::resolver::Outcome;
 use parapet_dns::{BlockMode, BlockResponse, Metrics, Resolver, Settings, Snapshot, server};
 
 struct Running {
@@ -20,13 +21,17 @@ struct Running {
     _rt: tokio::runtime::Runtime,
 }
 
-fn start(events: Option<crossbeam_channel::Sender<QueryEvent>>) -> Running {
+/// The test policy: `evil.test` and below blocked (unless `lifted`),
+/// `drop.test` dropped, 127.0.0.7 in tenant `council-a`.
+fn snapshot(metrics: &Metrics, lifted: bool) -> Snapshot {
     let mut rules = FeedRules::new();
-    rules.push(
-        &text_to_key("evil.test").unwrap(),
-        Trigger::Subtree,
-        Action::Block,
-    );
+    if !lifted {
+        rules.push(
+            &text_to_key("evil.test").unwrap(),
+            Trigger::Subtree,
+            Action::Block,
+        );
+    }
     rules.push(
         &text_to_key("drop.test").unwrap(),
         Trigger::Exact,
@@ -40,8 +45,7 @@ fn start(events: Option<crossbeam_channel::Sender<QueryEvent>>) -> Running {
     }];
     let policy = PolicySet::compile(NameSet::default(), &feeds, 2);
     let tenants = TenantMap::new(&[("127.0.0.7/32".parse().unwrap(), 1)]).unwrap();
-    let metrics = Arc::new(Metrics::default());
-    let snap = Snapshot::new(
+    Snapshot::new(
         policy,
         tenants,
         &["default".into(), "council-a".into()],
@@ -50,8 +54,13 @@ fn start(events: Option<crossbeam_channel::Sender<QueryEvent>>) -> Running {
             mode: BlockMode::Nxdomain,
             ttl: 60,
         },
-        &metrics,
-    );
+        metrics,
+    )
+}
+
+fn start(events: Option<crossbeam_channel::Sender<QueryEvent>>) -> Running {
+    let metrics = Arc::new(Metrics::default());
+    let snap = snapshot(&metrics, false);
     let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
     // no upstreams: every forwarded query is answered SERVFAIL at once
     let resolver = Arc::new(Resolver::new(
@@ -77,17 +86,22 @@ fn start(events: Option<crossbeam_channel::Sender<QueryEvent>>) -> Running {
     }
 }
 
-fn ask(addr: SocketAddr, from: &str, name: &str) -> Option<Message> {
-    let sock = UdpSocket::bind((from, 0)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
+/// An AAAA query for `name`, in wire form.
+fn query(name: &str) -> Vec<u8> {
     let mut m = Message::new(0x4242, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(
         Name::from_ascii(name).unwrap(),
         RecordType::AAAA,
     ));
-    sock.send_to(&m.to_vec().unwrap(), addr).unwrap();
+    m.to_vec().unwrap()
+}
+
+fn ask(addr: SocketAddr, from: &str, name: &str) -> Option<Message> {
+    let sock = UdpSocket::bind((from, 0)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    sock.send_to(&query(name), addr).unwrap();
     let mut buf = [0u8; 1500];
     let n = sock.recv(&mut buf).ok()?;
     Some(Message::from_vec(&buf[..n]).unwrap())
@@ -143,4 +157,44 @@ fn a_full_event_queue_drops_and_counts_but_never_blocks_answers() {
     assert_eq!(rx.len(), 2);
     let text = r.metrics.render(&[], 0);
     assert!(text.contains("parapet_events_dropped_total 18"), "{text}");
+}
+
+#[test]
+fn the_queries_of_one_arrival_share_its_snapshot_and_time() {
+    let metrics = Arc::new(Metrics::default());
+    let (tx, rx) = crossbeam_channel::bounded(100);
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let resolver = Resolver::new(
+        Settings::new(vec![listen], vec![]),
+        snapshot(&metrics, false),
+        metrics.clone(),
+        Some(tx),
+    );
+    let client: SocketAddr = "127.0.0.7:5300".parse().unwrap();
+    let mut out = Vec::new();
+    let at = resolver.arrival();
+    // a reload lands while the batch is being answered
+    resolver.swap(snapshot(&metrics, true));
+    for name in ["evil.test.", "www.evil.test."] {
+        let outcome = resolver.handle(&at, &query(name), client, true, &mut out);
+        assert!(matches!(outcome, Outcome::Reply), "{name}");
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
+    }
+    let first = rx.try_recv().unwrap();
+    let second = rx.try_recv().unwrap();
+    assert_eq!(first.time, second.time, "one clock read per arrival");
+    assert_eq!(
+        (first.action, second.action),
+        (EventAction::Blocked, EventAction::Blocked)
+    );
+    // the next arrival sees the reload: nothing blocks evil.test, so it
+    // goes upstream
+    let next = resolver.arrival();
+    let outcome = resolver.handle(&next, &query("evil.test."), client, true, &mut out);
+    assert!(matches!(outcome, Outcome::Forward(_)));
+    assert!(
+        rx.try_recv().is_err(),
+        "a forwarded query's event comes on completion"
+    );
 }
