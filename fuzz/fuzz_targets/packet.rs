@@ -39,7 +39,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = wire::copy_answers(data, &mut Vec::new());
     let client: SocketAddr = "127.0.0.1:5000".parse().unwrap();
     let mut out = Vec::new();
-    let _ = resolver().handle(data, client, true, &mut out);
+    let r = resolver();
+    let _ = r.handle(&r.arrival(), data, client, true, &mut out);
     if !out.is_empty() {
         assert!(out.len() >= wire::HEADER_LEN);
     }

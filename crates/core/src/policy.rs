@@ -246,7 +246,8 @@ impl<V: Packed> NameTable<V> {
             Some(off) => off,
             None => {
                 let off = u32::try_from(self.arena.len()).expect("name arena exceeds 4 GiB");
-                self.arena.push(key.len() as u8);
+                let len = u8::try_from(key.len()).expect("a key-form name is at most 255 bytes");
+                self.arena.push(len);
                 self.arena.resize(self.arena.len() + V::SIZE, 0);
                 make().write(&mut self.arena[off as usize + 1..]);
                 self.arena.extend_from_slice(key);

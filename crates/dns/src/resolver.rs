@@ -50,7 +50,9 @@ pub struct Pending {
 /// datagrams ([`Resolver::arrival`]), so neither the snapshot's reference
 /// count nor the clock is touched per query; a batch is answered within
 /// microseconds of its receive, well inside the millisecond an event's time
-/// is stored to.
+/// is stored to. An event's time is thus its query's arrival when it is
+/// answered at once (policy, cache, errors), and the answer's time when it
+/// went upstream ([`Resolver::complete`]).
 pub struct Arrival {
     snap: Arc<Snapshot>,
     time: SystemTime,
