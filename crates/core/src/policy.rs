@@ -400,7 +400,7 @@ fn write_rule(r: Option<Rule>, b: &mut [u8]) {
     };
     b[0] = tag;
     b[1..3].copy_from_slice(&feed.to_le_bytes());
-    b[3..7].copy_from_slice(&local.to_le_bytes());
+    local.write(&mut b[3..7]);
 }
 
 fn read_rule(b: &[u8]) -> Option<Rule> {
@@ -410,7 +410,7 @@ fn read_rule(b: &[u8]) -> Option<Rule> {
         2 => Action::Nodata,
         3 => Action::Passthru,
         4 => Action::Drop,
-        5 => Action::Local(u32::from_le_bytes([b[3], b[4], b[5], b[6]])),
+        5 => Action::Local(u32::read(&b[3..7])),
         _ => return None,
     };
     Some(Rule { feed, action })
