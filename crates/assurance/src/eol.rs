@@ -3,7 +3,7 @@
 //! A small table of what councils still run; an OS or program not listed
 //! is not assumed unsupported.
 
-use crate::time::parse_datetime;
+use parapet_core::calendar::parse_datetime;
 
 /// (substring of the lower-cased OS name, end of support). More specific
 /// names first.

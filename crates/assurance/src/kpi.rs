@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::parse::Source;
 use crate::quarter::Quarter;
 use crate::register::{Class, Device, file_name, normalise_host, reconcile, retired};
-use crate::time::{format_date, format_datetime};
+use parapet_core::calendar::{format_date, format_datetime};
 
 const DAY: i64 = 86_400;
 

@@ -11,4 +11,3 @@ pub mod kpi;
 pub mod parse;
 pub mod quarter;
 pub mod register;
-pub mod time;

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::time::days_from_civil;
+use parapet_core::calendar::days_from_civil;
 
 /// Which year quarters are counted in.
 #[derive(
@@ -145,7 +145,7 @@ impl Quarter {
 
     /// The quarter containing unix time `t`.
     pub fn containing(t: i64, style: QuarterStyle) -> Self {
-        let (y, m, _) = crate::time::civil_from_days(t.div_euclid(86_400));
+        let (y, m, _) = parapet_core::calendar::civil_from_days(t.div_euclid(86_400));
         match style {
             QuarterStyle::Calendar => Self {
                 year: y,
@@ -197,7 +197,7 @@ impl Quarter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::parse_datetime;
+    use parapet_core::calendar::parse_datetime;
 
     #[test]
     fn financial_quarters_as_committees_write_them() {

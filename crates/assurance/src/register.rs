@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::eol::os_end_of_life;
 use crate::parse::Source;
-use crate::time::format_date;
+use parapet_core::calendar::format_date;
 
 /// How far apart in time two sightings of one IP may be to be one device.
 pub const IP_WINDOW: i64 = 7 * 86_400;

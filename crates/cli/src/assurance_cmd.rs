@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use parapet_assurance::kpi::{self, Inputs, KpiReport};
 use parapet_assurance::parse::{Source, build_import};
 use parapet_assurance::quarter::Quarter;
-use parapet_assurance::time::{format_date, parse_datetime};
+use parapet_core::calendar::{format_date, parse_datetime};
 use parapet_store::assets::{AssetException, AssetImported, Incident};
 use parapet_store::{AlertFilter, Db, Store};
 

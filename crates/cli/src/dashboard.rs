@@ -446,7 +446,7 @@ pub fn load_demo(db: &mut dyn Db) -> anyhow::Result<()> {
         &parapet_store::assets::Incident {
             tenant: "north".into(),
             reference: "INC-2021-014".into(),
-            detected_at: parapet_assurance::time::parse_datetime("2021-08-12").unwrap_or(0),
+            detected_at: parapet_core::calendar::parse_datetime("2021-08-12").unwrap_or(0),
             category: "phishing".into(),
             impact: "one mailbox".into(),
             outcome: "attempted".into(),

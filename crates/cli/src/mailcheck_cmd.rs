@@ -12,7 +12,7 @@ use parapet_mailcheck::check::{Options, Report, check_domain};
 use parapet_mailcheck::dns::Dns;
 
 use crate::BadInput;
-use crate::alerts_cmd::rfc3339;
+use parapet_core::calendar::format_datetime_ms;
 
 pub struct Args {
     pub domains: Vec<String>,
@@ -188,7 +188,7 @@ fn print_table(r: &Report) {
 pub fn to_json(r: &Report) -> serde_json::Value {
     serde_json::json!({
         "domain": r.domain,
-        "checked_at": rfc3339(parapet_store::unix_millis(r.checked_at)),
+        "checked_at": format_datetime_ms(parapet_store::unix_millis(r.checked_at)),
         "records": {
             "mx": r.records.mx.iter().map(|(p, h)| format!("{p} {h}")).collect::<Vec<_>>(),
             "spf": r.records.spf,
@@ -219,7 +219,7 @@ fn changes_json(d: &parapet_store::MailCheckDiff) -> serde_json::Value {
             .collect::<Vec<_>>()
     };
     serde_json::json!({
-        "since": d.previous_at.map(rfc3339),
+        "since": d.previous_at.map(format_datetime_ms),
         "new": list(&d.new),
         "fixed": list(&d.fixed),
     })
@@ -229,10 +229,10 @@ fn print_changes(d: &parapet_store::MailCheckDiff) {
     match d.previous_at {
         None => println!("  (first check stored)"),
         Some(at) if d.new.is_empty() && d.fixed.is_empty() => {
-            println!("  no change since {}", rfc3339(at))
+            println!("  no change since {}", format_datetime_ms(at))
         }
         Some(at) => {
-            println!("  since {}:", rfc3339(at));
+            println!("  since {}:", format_datetime_ms(at));
             for f in &d.new {
                 println!("    new    {:<8} {}", f.severity, f.code);
             }

@@ -14,12 +14,10 @@ use hmac::{Hmac, Mac};
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Message, SmtpTransport, Transport};
-use parapet_core::alert::Severity;
-use parapet_store::Alert;
+use parapet_core::alert::{Alert, Severity};
 use sha2::Sha256;
 
 use crate::config::{NotifyConfig, SmtpSecurity};
-use parapet_web::alert_json;
 
 /// Delivery attempts per message before it is given up (and logged).
 const MAX_ATTEMPTS: u32 = 8;
@@ -213,7 +211,7 @@ impl Notifier {
             Target::Webhook { url, secret } => {
                 let body = serde_json::to_vec(&serde_json::json!({
                     "event": if job.alerts.len() == 1 { "alert" } else { "alert.digest" },
-                    "alerts": job.alerts.iter().map(alert_json).collect::<Vec<_>>(),
+                    "alerts": job.alerts.iter().map(Alert::to_json).collect::<Vec<_>>(),
                 }))
                 .map_err(|e| e.to_string())?;
                 let mut req = self
@@ -320,8 +318,8 @@ fn mail_text(a: &Alert) -> String {
         ies = if a.count == 1 { "y" } else { "ies" },
         clients = a.clients,
         cs = if a.clients == 1 { "" } else { "s" },
-        first = crate::alerts_cmd::rfc3339(a.first_seen),
-        last = crate::alerts_cmd::rfc3339(a.last_seen),
+        first = parapet_core::calendar::format_datetime_ms(a.first_seen),
+        last = parapet_core::calendar::format_datetime_ms(a.last_seen),
     );
     if !a.feeds.is_empty() {
         s.push_str(&format!("Feeds:      {}\n", a.feeds.join(", ")));

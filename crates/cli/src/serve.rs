@@ -438,7 +438,7 @@ struct EventWriter {
     /// Alerts about Parapet itself (feeds or config failing to load).
     system_signals: crossbeam_channel::Receiver<parapet_core::alert::Signal>,
     /// New and reopened alerts go to the notifier, when one is configured.
-    alerts_tx: Option<crossbeam_channel::Sender<parapet_store::Alert>>,
+    alerts_tx: Option<crossbeam_channel::Sender<parapet_core::alert::Alert>>,
     pseudonymiser: Pseudonymiser,
     flush_every: Duration,
     /// `[store] writer_nice`, for the writer and the collector.

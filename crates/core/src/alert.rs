@@ -171,3 +171,75 @@ impl Signal {
         self.time = self.time.min(first);
     }
 }
+
+/// An alert: the signals of one rule about one registrable domain for one
+/// tenant, folded together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub id: i64,
+    pub tenant: String,
+    pub rule: String,
+    pub domain: String,
+    pub severity: Severity,
+    pub status: AlertStatus,
+    /// Unix milliseconds.
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub count: u64,
+    /// Distinct (pseudonymised) clients.
+    pub clients: u64,
+    pub feeds: Vec<String>,
+    /// The latest reason the rule gave.
+    pub reason: String,
+    /// Up to [`EVIDENCE_SAMPLES`] sample queries.
+    pub evidence: Vec<String>,
+    /// The resolver nodes that saw it (empty for a single node).
+    pub nodes: Vec<String>,
+    pub history: Vec<StatusChange>,
+}
+
+/// Sample queries kept per alert.
+pub const EVIDENCE_SAMPLES: usize = 5;
+
+/// One step of an alert's workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    /// Unix milliseconds.
+    pub time: i64,
+    pub from: AlertStatus,
+    pub to: AlertStatus,
+    pub by: String,
+    pub note: String,
+}
+
+impl Alert {
+    /// The one JSON form of an alert: the API, `parapet alerts list
+    /// --format json` and the webhook body share it, so a receiver parses
+    /// one shape whichever way the alert reached it.
+    pub fn to_json(&self) -> serde_json::Value {
+        use crate::calendar::format_datetime_ms;
+        serde_json::json!({
+            "id": self.id,
+            "tenant": self.tenant,
+            "rule": self.rule,
+            "domain": self.domain,
+            "severity": self.severity.as_str(),
+            "status": self.status.as_str(),
+            "first_seen": format_datetime_ms(self.first_seen),
+            "last_seen": format_datetime_ms(self.last_seen),
+            "count": self.count,
+            "clients": self.clients,
+            "feeds": self.feeds,
+            "nodes": self.nodes,
+            "reason": self.reason,
+            "evidence": self.evidence,
+            "history": self.history.iter().map(|h| serde_json::json!({
+                "time": format_datetime_ms(h.time),
+                "from": h.from.as_str(),
+                "to": h.to.as_str(),
+                "by": h.by,
+                "note": h.note,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}

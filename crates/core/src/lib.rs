@@ -8,6 +8,7 @@
 //! can share it.
 
 pub mod alert;
+pub mod calendar;
 pub mod event;
 pub mod name;
 pub mod policy;

@@ -23,7 +23,7 @@ mod tests;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use parapet_core::alert::{AlertStatus, Severity, Signal};
+use parapet_core::alert::{AlertStatus, Signal};
 use parapet_core::event::{EventRun, OwnedRun, PrivateEvent, fold_events};
 
 pub use accounts::AccountStore;
@@ -180,46 +180,6 @@ pub struct Purged {
     /// Event rows (a row may stand for several queries: `queries`).
     pub events: u64,
     pub aggregates: u64,
-}
-
-/// An alert: the signals of one rule about one registrable domain for one
-/// tenant, folded together.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Alert {
-    pub id: i64,
-    pub tenant: String,
-    pub rule: String,
-    pub domain: String,
-    pub severity: Severity,
-    pub status: AlertStatus,
-    /// Unix milliseconds.
-    pub first_seen: i64,
-    pub last_seen: i64,
-    pub count: u64,
-    /// Distinct (pseudonymised) clients.
-    pub clients: u64,
-    pub feeds: Vec<String>,
-    /// The latest reason the rule gave.
-    pub reason: String,
-    /// Up to [`EVIDENCE_SAMPLES`] sample queries.
-    pub evidence: Vec<String>,
-    /// The resolver nodes that saw it (empty for a single node).
-    pub nodes: Vec<String>,
-    pub history: Vec<StatusChange>,
-}
-
-/// Sample queries kept per alert.
-pub const EVIDENCE_SAMPLES: usize = 5;
-
-/// One step of an alert's workflow.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusChange {
-    /// Unix milliseconds.
-    pub time: i64,
-    pub from: AlertStatus,
-    pub to: AlertStatus,
-    pub by: String,
-    pub note: String,
 }
 
 /// Which alerts to list.

@@ -23,7 +23,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use parapet_core::alert::{AlertStatus, Severity, Signal};
+use parapet_core::alert::{Alert, AlertStatus, Severity, Signal, StatusChange};
 use parapet_core::event::{EventRun, RCODE_NO_RESPONSE};
 use parapet_core::name::write_key_as_text;
 use postgres::binary_copy::BinaryCopyInWriter;
@@ -37,9 +37,9 @@ use crate::assets::{
 use crate::runs::{hourly_counts, last_time, queries};
 use crate::signals::{group_signals, merge};
 use crate::{
-    Alert, AlertFilter, Db, DmarcReportRow, DmarcSummary, FeedVersion, Imported, MailCheckDiff,
-    MailCheckRow, NodeStatus, Purged, Retention, SeenDomains, SourceSummary, StatusChange, Store,
-    StoreError, TlsReportRow, cutoff, unix_millis,
+    AlertFilter, Db, DmarcReportRow, DmarcSummary, FeedVersion, Imported, MailCheckDiff,
+    MailCheckRow, NodeStatus, Purged, Retention, SeenDomains, SourceSummary, Store, StoreError,
+    TlsReportRow, cutoff, unix_millis,
 };
 
 /// The advisory lock key under which migrations run ("parapet" in ASCII).

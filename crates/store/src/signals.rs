@@ -7,9 +7,9 @@
 use hashbrown::{HashMap, HashSet};
 use std::str::FromStr;
 
-use parapet_core::alert::{Severity, Signal};
+use parapet_core::alert::{EVIDENCE_SAMPLES, Severity, Signal};
 
-use crate::{EVIDENCE_SAMPLES, unix_millis};
+use crate::unix_millis;
 
 /// The signals of one batch for one alert key (tenant, rule, domain).
 pub(crate) struct SignalGroup<'a> {

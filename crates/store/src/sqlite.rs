@@ -15,14 +15,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use parapet_core::alert::{AlertStatus, Severity, Signal};
+use parapet_core::alert::{Alert, AlertStatus, Severity, Signal, StatusChange};
 
 use crate::runs::{hourly_counts, last_time, queries};
 use crate::signals::{group_signals, merge};
 use crate::{
-    Alert, AlertFilter, DmarcReportRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow,
-    MailFinding, Purged, Retention, SeenDomains, SourceSummary, StatusChange, Store, StoreError,
-    TlsReportRow, cutoff, unix_millis,
+    AlertFilter, DmarcReportRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow, MailFinding,
+    Purged, Retention, SeenDomains, SourceSummary, Store, StoreError, TlsReportRow, cutoff,
+    unix_millis,
 };
 
 /// The file inside the store folder.

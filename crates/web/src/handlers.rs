@@ -308,10 +308,7 @@ pub async fn alerts_api(
 
 async fn alert_view(state: &AppState, viewer: &Viewer, id: i64) -> Result<Value, AppError> {
     let vw = viewer.clone();
-    with_db(state, move |db| {
-        Ok(views::alert_json(&views::alert(db, &vw, id)?))
-    })
-    .await
+    with_db(state, move |db| Ok(views::alert(db, &vw, id)?.to_json())).await
 }
 
 pub async fn alert_page(
@@ -376,7 +373,7 @@ pub async fn alert_status_api(
         views::set_status(db, &vw, id, &b.status, &b.note, &client)
     })
     .await?;
-    Ok(Json(views::alert_json(&a)))
+    Ok(Json(a.to_json()))
 }
 
 async fn mail_view(state: &AppState, viewer: &Viewer, q: &TenantQuery) -> Result<Value, AppError> {
@@ -494,7 +491,7 @@ pub async fn assets_api(
 }
 
 fn incident_json(i: &parapet_store::assets::Incident) -> Value {
-    use parapet_assurance::time::format_date;
+    use parapet_core::calendar::format_date;
     json!({
         "id": i.id, "tenant": i.tenant, "reference": i.reference, "detected": format_date(i.detected_at),
         "category": i.category, "impact": i.impact, "outcome": i.outcome, "status": i.status,
@@ -535,7 +532,7 @@ pub async fn exceptions_api(
     let d = dashboard(&state)?;
     let tenant = views::assurance_tenant(&d, &viewer, q.tenant.as_deref())?;
     let list = with_db(&state, move |db| Ok(db.exceptions(&tenant)?)).await?;
-    use parapet_assurance::time::format_date;
+    use parapet_core::calendar::format_date;
     Ok(Json(json!({"exceptions": list.iter().map(|e| json!({
         "id": e.id, "tenant": e.tenant, "asset": e.asset, "finding": e.finding, "scope": e.scope,
         "kind": e.kind, "reason": e.reason, "owner": e.owner, "approver": e.approver,

@@ -20,8 +20,6 @@ mod handlers;
 mod openapi;
 mod views;
 
-pub use views::alert_json;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use parapet_assurance::time::format_datetime;
+use parapet_core::alert::Alert;
 use parapet_core::alert::AlertStatus;
+use parapet_core::calendar::format_datetime;
 use parapet_store::accounts::{AuditEntry, HourlyTraffic};
-use parapet_store::{Alert, AlertFilter, Db, StoreError};
+use parapet_store::{AlertFilter, Db, StoreError};
 use serde_json::{Value, json};
 
 use crate::auth::Viewer;
@@ -108,30 +109,6 @@ where
 
 fn ms(t: i64) -> String {
     format_datetime(t.div_euclid(1000))
-}
-
-/// The one JSON form of an alert: the API, `parapet alerts list --format
-/// json` and the webhook body.
-pub fn alert_json(a: &Alert) -> Value {
-    json!({
-        "id": a.id,
-        "tenant": a.tenant,
-        "rule": a.rule,
-        "domain": a.domain,
-        "severity": a.severity.as_str(),
-        "status": a.status.as_str(),
-        "first_seen": ms(a.first_seen),
-        "last_seen": ms(a.last_seen),
-        "count": a.count,
-        "clients": a.clients,
-        "feeds": a.feeds,
-        "nodes": a.nodes,
-        "reason": a.reason,
-        "evidence": a.evidence,
-        "history": a.history.iter().map(|h| json!({
-            "time": ms(h.time), "from": h.from.as_str(), "to": h.to.as_str(), "by": h.by, "note": h.note,
-        })).collect::<Vec<_>>(),
-    })
 }
 
 const STATUSES: [AlertStatus; 4] = [
@@ -247,7 +224,7 @@ pub fn alerts(db: &mut dyn Db, scope: Option<&str>, q: &AlertQuery) -> Result<Va
     };
     let since = match q.since.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(
-            parapet_assurance::time::parse_datetime(s)
+            parapet_core::calendar::parse_datetime(s)
                 .ok_or_else(|| AppError::BadRequest(format!("since: `{s}` is not a date")))?
                 .saturating_mul(1000),
         ),
@@ -264,7 +241,7 @@ pub fn alerts(db: &mut dyn Db, scope: Option<&str>, q: &AlertQuery) -> Result<Va
         },
     )?;
     Ok(json!({
-        "alerts": list.iter().map(alert_json).collect::<Vec<_>>(),
+        "alerts": list.iter().map(Alert::to_json).collect::<Vec<_>>(),
         "filter": {"tenant": scope, "status": q.status, "rule": q.rule, "since": q.since},
         "statuses": STATUSES.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
     }))

@@ -10,7 +10,7 @@
 use parapet_store::assets::{AssetObs, AvObs};
 
 use super::{ParseError, Parsed, split_multi};
-use crate::time::parse_datetime;
+use parapet_core::calendar::parse_datetime;
 
 /// Inventory fields and the column names that fill them (normalised:
 /// lower case, letters and digits only).

@@ -8,7 +8,7 @@ use parapet_store::assets::{AssetObs, FindingObs, ScanObs, VulnDef};
 
 use super::xml::{Node, attr, ends_with, walk};
 use super::{ParseError, Parsed};
-use crate::time::parse_datetime;
+use parapet_core::calendar::parse_datetime;
 
 #[derive(Default)]
 struct Res {

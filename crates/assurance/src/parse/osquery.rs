@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{ParseError, Parsed};
 use crate::eol;
-use crate::time::format_date;
+use parapet_core::calendar::format_date;
 
 #[derive(Default)]
 struct Host {

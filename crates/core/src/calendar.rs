@@ -1,4 +1,6 @@
-//! Dates as exports write them, to unix seconds (UTC), without a date crate.
+//! The workspace's one calendar: civil dates of unix times, the timestamp
+//! forms Parapet writes, and the date forms that exports and reports use.
+//! Unix seconds unless a name says milliseconds.
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -64,6 +66,12 @@ pub fn format_datetime(t: i64) -> String {
         secs / 60 % 60,
         secs % 60
     )
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of unix milliseconds, to the second (times
+/// before 1970 read as 1970).
+pub fn format_datetime_ms(ms: i64) -> String {
+    format_datetime(ms.max(0) / 1000)
 }
 
 fn num(s: &str) -> Option<u32> {
@@ -201,6 +209,16 @@ mod tests {
             assert_eq!(parse_datetime(bad), None, "{bad}");
         }
         assert_eq!(format_datetime(day + 36_000), "2021-07-15T10:00:00Z");
+    }
+
+    #[test]
+    fn rfc3339_of_milliseconds() {
+        assert_eq!(format_datetime_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_datetime_ms(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            format_datetime_ms(1_795_000_000_999),
+            "2026-11-18T11:06:40Z"
+        );
     }
 
     proptest! {
