@@ -10,10 +10,8 @@ mod dmarc_cmd;
 mod feeds_cmd;
 mod loader;
 mod mailcheck_cmd;
-mod notify;
 mod privacy;
 mod serve;
-mod storage_sched;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -3,10 +3,9 @@
 //! The threads that store query events (collector and writer) share cores
 //! with the threads that answer queries. As normal threads they win a fair
 //! share of a core both want, and the scheduler then lets them run a whole
-//! slice while a query waits: with a 250 Hz tick that is up to 4 ms, and the
-//! p99 of answers on a shared core was 2.4-3.5 ms against Unbound's 0.2 ms
-//! (bench/dns/RESULTS.md). Asking the answering threads for a shorter slice
-//! (EEVDF's `PREEMPT_SHORT`) did not change it (2.4-2.8 ms).
+//! slice while a query waits: with a 250 Hz tick that is up to 4 ms of
+//! latency on a shared core (bench/dns/RESULTS.md), which asking the
+//! answering threads for a shorter slice did not change.
 //!
 //! So the storage threads run as `SCHED_IDLE` while they keep up: they get
 //! any CPU time the answering threads leave, and a query that arrives
@@ -23,8 +22,8 @@
 //! What is left: `SCHED_IDLE` threads are still EEVDF entities (weight 3).
 //! When a kernel thread preempts an answering thread that has run ahead of
 //! them, the scheduler may hand the core to a storage thread, and only the
-//! next tick or wake-up takes it back (seen in `perf record -e
-//! sched:sched_switch` traces as 2.6-4 ms gaps, a few per 4 s run).
+//! next tick or wake-up takes it back (a few millisecond-long gaps per run
+//! in scheduler traces).
 //!
 //! Returning from `SCHED_IDLE` to a normal policy needs `CAP_SYS_NICE` or an
 //! `RLIMIT_NICE` that allows the thread's nice value (systemd:
@@ -131,6 +130,29 @@ impl Policy {
     }
 }
 
+/// Sets the calling thread's nice value (`[store] writer_nice`) for the
+/// storage threads (collector, writer, fold). It is what they run at while
+/// they are behind; while they keep up, the collector and the writer run as
+/// `SCHED_IDLE` (this module). What a higher value costs storage and
+/// gains answers is measured in bench/dns/RESULTS.md.
+pub(crate) fn storage_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority takes plain integers; who = 0 is this thread
+        // on Linux.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+        if rc != 0 {
+            tracing::debug!(
+                "cannot lower the storage threads' priority: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
 /// The storage threads and their current priority.
 pub(crate) struct StorageSched {
     /// `SCHED_IDLE` can be left again here (checked once at start).
@@ -152,7 +174,7 @@ impl StorageSched {
     /// leave `SCHED_IDLE` again; if not, storage threads stay normal.
     pub(crate) fn new(nice: i32) -> Self {
         let enabled = std::thread::spawn(move || {
-            crate::serve::storage_priority(nice);
+            storage_priority(nice);
             set_policy(0, Mode::Yield, nice).is_ok() && set_policy(0, Mode::Fair, nice).is_ok()
         })
         .join()
@@ -464,7 +486,7 @@ mod tests {
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let s = s.clone();
         let h = std::thread::spawn(move || {
-            crate::serve::storage_priority(5);
+            storage_priority(5);
             let _r = s.register();
             tx.send(current_tid()).unwrap();
             let _ = stop_rx.recv();

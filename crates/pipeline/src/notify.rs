@@ -15,9 +15,87 @@ use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Message, SmtpTransport, Transport};
 use parapet_core::alert::{Alert, Severity};
+use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::config::{NotifyConfig, SmtpSecurity};
+/// How to talk to the SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain SMTP (a relay on the same host or a test server only).
+    None,
+    /// STARTTLS on the submission port (587), certificate verified.
+    #[default]
+    Starttls,
+    /// Implicit TLS (465), certificate verified.
+    Tls,
+}
+
+/// `[notify]`: where alerts are delivered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// `host:port` of the SMTP server for e-mail routes.
+    pub smtp_server: Option<String>,
+    pub smtp_security: SmtpSecurity,
+    pub smtp_username: Option<String>,
+    /// Prefer the PARAPET_SMTP_PASSWORD environment variable.
+    pub smtp_password: Option<String>,
+    /// The From: address of alert e-mails.
+    pub from: String,
+    /// Alerts below this severity are not delivered (they stay listed).
+    #[serde(deserialize_with = "severity")]
+    pub min_severity: parapet_core::alert::Severity,
+    pub routes: Vec<RouteConfig>,
+}
+
+fn severity<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<parapet_core::alert::Severity, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            smtp_server: None,
+            smtp_security: SmtpSecurity::default(),
+            smtp_username: None,
+            smtp_password: None,
+            from: "parapet@localhost".into(),
+            min_severity: DEFAULT_MIN_SEVERITY,
+            routes: Vec::new(),
+        }
+    }
+}
+
+impl NotifyConfig {
+    pub fn smtp_password(&self) -> Option<String> {
+        std::env::var("PARAPET_SMTP_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .or_else(|| self.smtp_password.clone())
+    }
+}
+
+/// `[[notify.routes]]`: one tenant's (or, with `tenant = "*"`, every
+/// tenant's) alerts to a webhook and/or e-mail addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub tenant: String,
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// Key of the `X-Parapet-Signature: sha256=...` HMAC header.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    #[serde(default)]
+    pub email: Vec<String>,
+    /// 0: deliver each alert at once; otherwise one message per this many minutes.
+    #[serde(default)]
+    pub digest_minutes: u32,
+}
 
 /// Delivery attempts per message before it is given up (and logged).
 const MAX_ATTEMPTS: u32 = 8;
@@ -361,8 +439,8 @@ mod tests {
         }
     }
 
-    fn route(tenant: &str, digest_minutes: u32) -> crate::config::RouteConfig {
-        crate::config::RouteConfig {
+    fn route(tenant: &str, digest_minutes: u32) -> RouteConfig {
+        RouteConfig {
             tenant: tenant.into(),
             webhook: Some(format!("http://127.0.0.1:9/{tenant}")),
             webhook_secret: None,

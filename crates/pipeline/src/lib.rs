@@ -1,0 +1,156 @@
+//! The event pipeline: how a query the resolver answered becomes a stored
+//! row, a detection signal and a delivered alert.
+//!
+//! ```text
+//! resolver ─try_send─▶ event queue ─▶ collector ─batches─▶ writer ─▶ store
+//!                                    (pseudonymise,        │  detection → alerts
+//!                                     fold repeats)        └─▶ notifier (webhook, e-mail)
+//! ```
+//!
+//! - [`collect`]: drains the bounded queue the resolver fills, pseudonymises
+//!   each client, folds repeats into runs, cuts batches.
+//! - [`writer`]: stores a batch in one transaction, runs the detector over
+//!   the same runs, folds signals into alerts, hands raised alerts to the
+//!   notifier; the heartbeat and the retention job; the aggregate fold.
+//! - [`sched`]: the storage threads yield the CPU to answers until they
+//!   fall behind.
+//! - [`notify`]: alert delivery per tenant route.
+//!
+//! Architecture invariant: nothing here runs on the resolver's threads; the
+//! resolver only ever `try_send`s on the queue.
+
+mod collect;
+pub mod notify;
+mod sched;
+mod writer;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::Receiver;
+use parapet_core::alert::Signal;
+use parapet_core::event::QueryEvent;
+use parapet_core::pseudonym::Pseudonymiser;
+use parapet_detect::rules::{DetectConfig, Detector};
+use parapet_store::{Db, Retention, StoreError};
+
+use crate::notify::{Notifier, NotifyConfig};
+use crate::writer::EventWriter;
+
+/// What the pipeline is built from.
+pub struct Parts {
+    pub store: Box<dyn Db>,
+    /// A second connection for the aggregate fold, when `store`
+    /// [defers aggregates](parapet_store::Store::defers_aggregates).
+    pub fold_store: Option<Box<dyn Db>>,
+    pub detect: DetectConfig,
+    pub notify: NotifyConfig,
+    pub pseudonymiser: Pseudonymiser,
+    /// How often a batch is cut, at most (`[store] flush_interval_ms`).
+    pub flush_every: Duration,
+    /// `[store] writer_nice`: the storage threads' nice value.
+    pub nice: i32,
+    pub retention: Retention,
+    /// The database feeds this node serves, for its heartbeat.
+    pub served: Arc<Mutex<Vec<(String, i64)>>>,
+    /// Alerts about Parapet itself (feeds or config failing to load).
+    pub system_signals: Receiver<Signal>,
+}
+
+/// Why the pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read what detection has learnt: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot start a pipeline thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// A pipeline ready to take events: detection has its memory back, and the
+/// notifier and the aggregate fold run.
+pub struct Pipeline {
+    writer: EventWriter,
+}
+
+impl Pipeline {
+    /// Restores what detection learnt before (per tenant: since when, and
+    /// the domains seen) and starts the notifier (when a route is
+    /// configured) and the aggregate fold (when the store defers it).
+    pub fn new(parts: Parts) -> Result<Self, StartError> {
+        let Parts {
+            mut store,
+            fold_store,
+            detect,
+            notify,
+            pseudonymiser,
+            flush_every,
+            nice,
+            retention,
+            served,
+            system_signals,
+        } = parts;
+        let mut detector = Detector::new(detect);
+        for seen in store.load_seen()? {
+            let since = std::time::UNIX_EPOCH + Duration::from_millis(seen.since.max(0) as u64);
+            detector.load_seen(Arc::from(seen.tenant.as_str()), since, seen.domains);
+        }
+        let notifier = Notifier::new(notify);
+        let alerts_tx = if notifier.is_configured() {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            std::thread::Builder::new()
+                .name("parapet-notify".into())
+                .spawn(move || notifier.run(rx))?;
+            Some(tx)
+        } else {
+            None
+        };
+        if let Some(folder) = fold_store {
+            std::thread::Builder::new()
+                .name("parapet-fold".into())
+                .spawn(move || writer::fold_loop(folder, nice))?;
+        }
+        let writer = EventWriter {
+            store,
+            detector,
+            system_signals,
+            alerts_tx,
+            pseudonymiser,
+            flush_every: flush_every.max(Duration::from_millis(1)),
+            nice,
+            retention,
+            served,
+            started_at: parapet_store::unix_millis(SystemTime::now()),
+        };
+        Ok(Self { writer })
+    }
+
+    /// Starts the collector and the writer on `events`, the queue the
+    /// resolver sends to.
+    pub fn start(self, events: Receiver<QueryEvent>) -> Result<Running, StartError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            let w = self.writer;
+            std::thread::Builder::new()
+                .name("parapet-events".into())
+                .spawn(move || w.run(events, &stop))?
+        };
+        Ok(Running { stop, writer })
+    }
+}
+
+/// The running collector and writer.
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    writer: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stores the last events of the run (what is queued, and the batches
+    /// in hand) and returns when the writer has finished.
+    pub fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.writer.join();
+    }
+}
