@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use parapet_store::assets::{AssetException, AssetImport, ImportMeta, Incident, VulnDef};
+use crate::model::{AssetException, AssetImport, ImportMeta, Incident, VulnDef};
 use serde::{Deserialize, Serialize};
 
 use crate::parse::Source;

@@ -3,11 +3,15 @@
 //! and the five committee KPIs with the Cyber Essentials checks the data
 //! can decide ([`kpi`]), per financial-year [`quarter`].
 //!
-//! Pure computation: the store keeps the observations, this crate reads
-//! them and never touches a database or the network.
+//! The crate owns its model ([`model`]) and the storage it needs
+//! ([`store`]: traits the store crate implements), so it links no database
+//! driver and does no I/O of its own.
 
 pub mod eol;
+pub mod frozen;
 pub mod kpi;
+pub mod model;
 pub mod parse;
 pub mod quarter;
 pub mod register;
+pub mod store;

@@ -46,6 +46,43 @@ pub struct Quarter {
 )]
 pub struct BadQuarter(pub String);
 
+/// A quarter written in another style than the installation counts in.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("`{written}`: this installation counts {} ([assurance] quarters)", match .style {
+    QuarterStyle::Financial => "financial-year quarters (April–March): write e.g. 2021-22-Q2",
+    QuarterStyle::Calendar => "calendar quarters: write e.g. 2021-Q3",
+})]
+pub struct WrongStyle {
+    pub written: String,
+    /// The style the installation counts in.
+    pub style: QuarterStyle,
+}
+
+/// Why a quarter given by a user was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QuarterArgError {
+    #[error(transparent)]
+    Bad(#[from] BadQuarter),
+    #[error(transparent)]
+    WrongStyle(#[from] WrongStyle),
+}
+
+impl Quarter {
+    /// Parses a quarter a user wrote, which must be in `style` (the
+    /// installation's `[assurance] quarters`).
+    pub fn parse_in(s: &str, style: QuarterStyle) -> Result<Self, QuarterArgError> {
+        let q: Quarter = s.parse()?;
+        if q.style != style {
+            return Err(WrongStyle {
+                written: s.to_string(),
+                style,
+            }
+            .into());
+        }
+        Ok(q)
+    }
+}
+
 impl FromStr for Quarter {
     type Err = BadQuarter;
 

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use parapet_store::assets::{AssetImport, AssetObs, AvObs, ImportMeta};
+use crate::model::{AssetImport, AssetObs, AvObs, ImportMeta};
 use serde::Serialize;
 
 use crate::eol::os_end_of_life;

@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use parapet_assurance::kpi::{self, Inputs, KpiReport};
+use parapet_assurance::frozen::quarter_kpis;
+use parapet_assurance::model::{AssetException, AssetImported, Incident};
 use parapet_assurance::parse::{Source, build_import};
 use parapet_assurance::quarter::Quarter;
 use parapet_core::calendar::{format_date, parse_datetime};
-use parapet_store::assets::{AssetException, AssetImported, Incident};
-use parapet_store::{AlertFilter, Db, Store};
+use parapet_report::{ReportText, report_input};
+use parapet_store::Store;
 
 use crate::BadInput;
 use crate::config::Config;
@@ -270,92 +271,9 @@ pub fn incident_close(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The report for a quarter: a frozen snapshot when the quarter has ended
-/// (computed and frozen on first request), live figures otherwise.
-pub fn report_for(
-    cfg: &Config,
-    store: &mut dyn Db,
-    tenant: &str,
-    quarter: Quarter,
-    now: i64,
-) -> anyhow::Result<KpiReport> {
-    let key = quarter.to_string();
-    if let Some((_, body)) = store.kpi_snapshot(tenant, &key)? {
-        let mut r: KpiReport = serde_json::from_str(&body)?;
-        r.frozen = true;
-        return Ok(r);
-    }
-    let prev_q = quarter.previous();
-    let previous = match store.kpi_snapshot(tenant, &prev_q.to_string())? {
-        Some((_, body)) => Some(serde_json::from_str::<KpiReport>(&body)?.counts()),
-        None => {
-            let imports = load(store, tenant, prev_q.end())?;
-            let incidents = store.incidents(Some(tenant))?;
-            let any_incident = incidents.iter().any(|i| i.detected_at <= prev_q.end());
-            if imports.is_empty() && !any_incident {
-                None
-            } else {
-                Some(report_for(cfg, store, tenant, prev_q, now)?.counts())
-            }
-        }
-    };
-    let imports = load(store, tenant, quarter.end())?;
-    let incidents = store.incidents(Some(tenant))?;
-    let exceptions = store.exceptions(tenant)?;
-    let report = kpi::compute(&Inputs {
-        tenant,
-        quarter,
-        imports: &imports,
-        incidents: &incidents,
-        exceptions: &exceptions,
-        settings: &cfg.assurance.kpi,
-        previous,
-        now,
-    });
-    if quarter.end() < now {
-        store.freeze_kpi(tenant, &key, now, &serde_json::to_string(&report)?)?;
-    }
-    Ok(report)
-}
-
-fn load(
-    store: &mut dyn Db,
-    tenant: &str,
-    until: i64,
-) -> anyhow::Result<
-    Vec<(
-        parapet_store::assets::ImportMeta,
-        parapet_store::assets::AssetImport,
-    )>,
-> {
-    let metas = store.asset_imports(tenant, until)?;
-    let mut out = Vec::with_capacity(metas.len());
-    for m in metas {
-        let imp = store.load_import(m.id)?;
-        out.push((m, imp));
-    }
-    Ok(out)
-}
-
 /// A quarter in the style this installation counts (`[assurance] quarters`).
 pub fn parse_quarter(cfg: &Config, q: &str) -> anyhow::Result<Quarter> {
-    use parapet_assurance::quarter::QuarterStyle;
-    let quarter: Quarter = q
-        .parse()
-        .map_err(|e: parapet_assurance::quarter::BadQuarter| BadInput(e.to_string()))?;
-    if quarter.style != cfg.assurance.quarters {
-        let hint = match cfg.assurance.quarters {
-            QuarterStyle::Financial => {
-                "financial-year quarters (April–March): write e.g. 2021-22-Q2"
-            }
-            QuarterStyle::Calendar => "calendar quarters: write e.g. 2021-Q3",
-        };
-        return Err(BadInput(format!(
-            "`{q}`: this installation counts {hint} ([assurance] quarters)"
-        ))
-        .into());
-    }
-    Ok(quarter)
+    Ok(Quarter::parse_in(q, cfg.assurance.quarters).map_err(|e| BadInput(e.to_string()))?)
 }
 
 /// `parapet kpi --quarter Q`.
@@ -368,7 +286,7 @@ pub fn kpi(
     let cfg = Config::load_or_embedded(config)?;
     let quarter = parse_quarter(&cfg, quarter)?;
     let mut store = cfg.open_store()?;
-    let r = report_for(&cfg, &mut *store, tenant, quarter, now())?;
+    let r = quarter_kpis(&mut *store, tenant, quarter, &cfg.assurance.kpi, now())?;
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(ExitCode::SUCCESS);
@@ -470,14 +388,6 @@ pub fn kpi(
     Ok(ExitCode::SUCCESS)
 }
 
-fn has_data(store: &mut dyn Db, tenant: &str, until: i64) -> anyhow::Result<bool> {
-    Ok(!store.asset_imports(tenant, until)?.is_empty()
-        || store
-            .incidents(Some(tenant))?
-            .iter()
-            .any(|i| i.detected_at <= until))
-}
-
 pub struct ReportArgs {
     pub tenant: String,
     pub quarter: String,
@@ -493,16 +403,18 @@ pub fn report(config: Option<&Path>, a: ReportArgs) -> anyhow::Result<ExitCode> 
     let cfg = Config::load_or_embedded(config)?;
     let quarter = parse_quarter(&cfg, &a.quarter)?;
     let mut store = cfg.open_store()?;
+    let council = cfg.council(&a.tenant, a.council);
+    let text = ReportText {
+        committee: a.committee,
+        exemption: a.exemption,
+    };
     let input = report_input(
-        &cfg,
         &mut *store,
         &a.tenant,
         quarter,
-        ReportText {
-            council: a.council,
-            committee: a.committee,
-            exemption: a.exemption,
-        },
+        &cfg.assurance.kpi,
+        &council,
+        text,
         now(),
     )?;
     let written = parapet_report::write_all(&input, &a.out)?;
@@ -513,126 +425,4 @@ pub fn report(config: Option<&Path>, a: ReportArgs) -> anyhow::Result<ExitCode> 
         eprintln!("note: this parapet was built without the `pdf` feature: HTML and kpi.json only");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The words on a report that are not computed.
-pub struct ReportText {
-    pub council: Option<String>,
-    pub committee: String,
-    pub exemption: Option<String>,
-}
-
-/// Everything the committee report of `tenant` for `quarter` shows (used
-/// by `parapet report` and the dashboard's downloads).
-pub fn report_input(
-    cfg: &Config,
-    store: &mut dyn Db,
-    tenant: &str,
-    quarter: Quarter,
-    text: ReportText,
-    now: i64,
-) -> anyhow::Result<parapet_report::ReportInput> {
-    use parapet_report::{AlertLine, HistoryPoint, MailSummary, PdnsSummary, ReportInput};
-    let kpi = report_for(cfg, store, tenant, quarter, now)?;
-    // up to seven earlier quarters with data, for the trend
-    let mut history = Vec::new();
-    let mut q = quarter.previous();
-    for _ in 0..7 {
-        if !has_data(store, tenant, q.end())? {
-            break;
-        }
-        let r = report_for(cfg, store, tenant, q, now)?;
-        let mut den = [0; 5];
-        for k in &r.kpis {
-            den[k.id as usize - 1] = k.denominator;
-        }
-        history.push(HistoryPoint {
-            quarter: r.quarter.clone(),
-            counts: r.counts(),
-            denominators: den,
-        });
-        q = q.previous();
-    }
-    history.reverse();
-    let (start, end) = (quarter.start(), quarter.end());
-    let (queries, blocked) = store.pdns_totals(tenant, start, end + 1)?;
-    let alerts: Vec<AlertLine> = Store::list_alerts(
-        store,
-        &AlertFilter {
-            tenant: Some(tenant.to_string()),
-            since: Some(start * 1000),
-            ..AlertFilter::default()
-        },
-    )?
-    .into_iter()
-    .filter(|al| al.first_seen <= end * 1000 + 999)
-    .map(|al| AlertLine {
-        id: al.id,
-        rule: al.rule,
-        domain: al.domain,
-        severity: al.severity.as_str().to_string(),
-        status: al.status.as_str().to_string(),
-        first_seen: format_date(al.first_seen / 1000),
-        count: al.count,
-    })
-    .collect();
-    let pdns = (queries > 0 || !alerts.is_empty()).then_some(PdnsSummary {
-        queries,
-        blocked,
-        alerts: alerts.len() as u64,
-    });
-    let tenant_cfg = cfg.tenants.iter().find(|t| *t.name.get_ref() == tenant);
-    let domains: Vec<String> = match tenant_cfg {
-        Some(t) => t.mail_domains.clone(),
-        None => cfg.mailcheck.domains.clone(),
-    };
-    let latest: Vec<_> = store
-        .mailcheck_latest(end)?
-        .into_iter()
-        .filter(|(d, _, _)| domains.iter().any(|x| x.eq_ignore_ascii_case(d)))
-        .collect();
-    let mail = (!latest.is_empty()).then(|| MailSummary {
-        domains: latest.len() as u64,
-        compliant: latest
-            .iter()
-            .filter(|(_, _, w)| w.as_deref() != Some("error"))
-            .count() as u64,
-        with_errors: latest
-            .iter()
-            .filter(|(_, _, w)| w.as_deref() == Some("error"))
-            .count() as u64,
-        with_warnings: latest
-            .iter()
-            .filter(|(_, _, w)| w.as_deref() == Some("warning"))
-            .count() as u64,
-        detail: latest
-            .iter()
-            .map(|(d, at, w)| {
-                (
-                    d.clone(),
-                    w.clone().unwrap_or_else(|| "none".into()),
-                    format_date(*at),
-                )
-            })
-            .collect(),
-    });
-    let council = text
-        .council
-        .or_else(|| tenant_cfg.and_then(|t| t.display_name.clone()))
-        .or_else(|| cfg.assurance.council.clone())
-        .unwrap_or_else(|| "The Council".into());
-    let input = ReportInput {
-        council,
-        committee: text.committee,
-        date: format_date(now),
-        exemption: text
-            .exemption
-            .unwrap_or_else(|| parapet_report::DEFAULT_EXEMPTION.to_string()),
-        kpi,
-        history,
-        pdns,
-        mail,
-        alerts,
-    };
-    Ok(input)
 }

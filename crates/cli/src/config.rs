@@ -566,6 +566,24 @@ impl Config {
     }
 
     /// Tenant names by [`parapet_core::tenant::TenantId`] (default first).
+    /// The council `tenant`'s reports are for: the name given (`parapet
+    /// report --council`), else the tenant's `display_name`, else
+    /// `[assurance] council`; the tenant's mail domains, else `[mailcheck]
+    /// domains`.
+    pub fn council(&self, tenant: &str, name: Option<String>) -> parapet_report::Council {
+        let t = self.tenants.iter().find(|t| *t.name.get_ref() == tenant);
+        parapet_report::Council {
+            name: name
+                .or_else(|| t.and_then(|t| t.display_name.clone()))
+                .or_else(|| self.assurance.council.clone())
+                .unwrap_or_else(|| "The Council".into()),
+            mail_domains: match t {
+                Some(t) => t.mail_domains.clone(),
+                None => self.mailcheck.domains.clone(),
+            },
+        }
+    }
+
     pub fn tenant_names(&self) -> Vec<String> {
         std::iter::once(parapet_core::tenant::DEFAULT_TENANT_NAME.to_string())
             .chain(self.tenants.iter().map(|t| t.name.get_ref().clone()))

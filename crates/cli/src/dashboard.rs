@@ -7,17 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use parapet_assurance::quarter::Quarter;
 use parapet_core::alert::{Severity, Signal};
 use parapet_core::event::{EventAction, PrivateEvent};
 use parapet_core::name::{EventName, text_to_key};
 use parapet_core::pseudonym::ClientPseudonym;
 use parapet_store::accounts::{AuditEntry, Role};
 use parapet_store::{Db, DmarcRecordRow, DmarcReportRow, MailCheckRow, MailFinding};
-use parapet_web::{AssuranceSource, Dashboard, FeedInfo, PrivacyFacts, SourceError, TenantInfo};
+use parapet_web::{AssuranceSettings, Dashboard, FeedInfo, PrivacyFacts, TenantInfo};
 
 use crate::BadInput;
-use crate::assurance_cmd::{ReportText, parse_quarter, report_for, report_input};
 use crate::config::{Config, FeedModeConfig};
 
 /// The demo's councils, their mail domains, and the quarter of the bundled estate.
@@ -31,65 +29,6 @@ const DASHBOARD_CONNECTIONS: usize = 4;
 
 fn now() -> i64 {
     parapet_store::unix_millis(SystemTime::now()) / 1000
-}
-
-struct CliAssurance {
-    cfg: Config,
-    default_quarter: Option<String>,
-    /// Tenant → the council's name on its reports (the demo's councils too).
-    councils: Vec<(String, String)>,
-}
-
-fn source_err(e: anyhow::Error) -> SourceError {
-    if e.downcast_ref::<BadInput>().is_some() {
-        SourceError::BadInput(format!("{e:#}"))
-    } else {
-        SourceError::Internal(format!("{e:#}"))
-    }
-}
-
-impl AssuranceSource for CliAssurance {
-    fn current_quarter(&self) -> String {
-        self.default_quarter
-            .clone()
-            .unwrap_or_else(|| Quarter::containing(now(), self.cfg.assurance.quarters).to_string())
-    }
-
-    fn kpi(
-        &self,
-        db: &mut dyn Db,
-        tenant: &str,
-        quarter: &str,
-    ) -> Result<parapet_assurance::kpi::KpiReport, SourceError> {
-        let q = parse_quarter(&self.cfg, quarter).map_err(source_err)?;
-        report_for(&self.cfg, db, tenant, q, now()).map_err(source_err)
-    }
-
-    fn report(
-        &self,
-        db: &mut dyn Db,
-        tenant: &str,
-        quarter: &str,
-    ) -> Result<parapet_report::ReportInput, SourceError> {
-        let q = parse_quarter(&self.cfg, quarter).map_err(source_err)?;
-        report_input(
-            &self.cfg,
-            db,
-            tenant,
-            q,
-            ReportText {
-                council: self
-                    .councils
-                    .iter()
-                    .find(|(t, _)| t == tenant)
-                    .map(|(_, c)| c.clone()),
-                committee: "Audit and Governance Committee".into(),
-                exemption: None,
-            },
-            now(),
-        )
-        .map_err(source_err)
-    }
 }
 
 /// The dashboard `parapet serve` exposes, on its own store connection.
@@ -140,10 +79,22 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
         }
     }
     let location = db.location();
-    let councils = tenants
-        .iter()
-        .filter_map(|t| Some((t.name.clone(), t.display_name.clone()?)))
-        .collect();
+    let assurance = AssuranceSettings {
+        quarters: config.assurance.quarters,
+        kpi: config.assurance.kpi.clone(),
+        default_quarter: demo.then(|| DEMO_QUARTER.to_string()),
+        councils: tenants
+            .iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    config.council(&t.name, t.display_name.clone()),
+                )
+            })
+            .collect(),
+        other_council: config.council("", None),
+        committee: "Audit and Governance Committee".into(),
+    };
     let r = config.store.retention();
     // a few connections, so a long KPI computation does not hold up the other pages
     let mut conns = vec![db];
@@ -157,11 +108,7 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
     let mut d = Dashboard::new(
         conns,
         tenants,
-        Arc::new(CliAssurance {
-            cfg: config.clone(),
-            default_quarter: demo.then(|| DEMO_QUARTER.to_string()),
-            councils,
-        }),
+        assurance,
         PrivacyFacts {
             events_days: r.events_days,
             aggregates_days: r.aggregates_days,
@@ -443,7 +390,7 @@ pub fn load_demo(db: &mut dyn Db) -> anyhow::Result<()> {
         db.import_assets(&imp, now_s)?;
     }
     db.add_incident(
-        &parapet_store::assets::Incident {
+        &parapet_assurance::model::Incident {
             tenant: "north".into(),
             reference: "INC-2021-014".into(),
             detected_at: parapet_core::calendar::parse_datetime("2021-08-12").unwrap_or(0),

@@ -11,6 +11,7 @@
 
 mod chart;
 mod commentary;
+mod gather;
 mod html;
 #[cfg(feature = "pdf")]
 mod pdf;
@@ -23,6 +24,7 @@ use parapet_assurance::kpi::{KpiReport, Rag};
 use serde::Serialize;
 
 pub use commentary::commentary;
+pub use gather::{Council, ReportText, report_input};
 
 /// Default exemption: Local Government Act 1972, Schedule 12A, paragraph 7.
 pub const DEFAULT_EXEMPTION: &str = "Schedule 12A Local Government Act 1972, paragraph 7 — information relating to any action taken or to be taken in connection with the prevention, investigation or prosecution of crime";
@@ -387,7 +389,7 @@ pub fn render(input: &ReportInput, file: &str) -> Result<Option<Vec<u8>>, Report
 mod tests {
     use super::*;
     use parapet_assurance::kpi::{Inputs, Settings, compute};
-    use parapet_store::assets::Incident;
+    use parapet_assurance::model::Incident;
 
     fn input(previous: Option<[u64; 5]>, history: Vec<HistoryPoint>) -> ReportInput {
         let incidents = vec![Incident {

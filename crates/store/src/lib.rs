@@ -9,7 +9,6 @@
 //! in batches, one transaction each.
 
 pub mod accounts;
-pub mod assets;
 mod pg;
 mod pg_accounts;
 pub mod pgtest;
@@ -23,11 +22,11 @@ mod tests;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use parapet_core::alert::{AlertStatus, Signal};
+use parapet_assurance::store::ReportSources;
+use parapet_core::alert::{Alert, AlertStatus, Signal};
 use parapet_core::event::{EventRun, OwnedRun, PrivateEvent, fold_events};
 
 pub use accounts::AccountStore;
-pub use assets::AssuranceStore;
 pub use pg::{PgStore, redact};
 pub use sqlite::SqliteStore;
 
@@ -39,7 +38,7 @@ pub use sqlite::SqliteStore;
 /// stored with events and alerts, leases so a background job runs once
 /// across the cluster, feeds published once for every node, and a heartbeat
 /// per node saying which feed versions it serves.
-pub trait Db: Store + AssuranceStore + AccountStore {
+pub trait Db: Store + ReportSources<Error = StoreError> + AccountStore {
     /// Where the data lives, for logs (a path, or a URL without password).
     fn location(&self) -> String;
 
@@ -487,4 +486,19 @@ pub fn cutoff(now: SystemTime, days: u32) -> i64 {
         now.checked_sub(Duration::from_secs(u64::from(days) * 86_400))
             .unwrap_or(UNIX_EPOCH),
     )
+}
+
+/// [`ReportSources::alerts_active`], the same on both backends.
+fn alerts_active(
+    store: &mut dyn Store,
+    tenant: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<Alert>, StoreError> {
+    let seen = store.list_alerts(&AlertFilter {
+        tenant: Some(tenant.to_string()),
+        since: Some(from),
+        ..AlertFilter::default()
+    })?;
+    Ok(seen.into_iter().filter(|a| a.first_seen <= to).collect())
 }

@@ -30,10 +30,6 @@ use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::{Client, NoTls, Row, Transaction};
 
-use crate::assets::{
-    AssetException, AssetImport, AssetImported, AssetObs, AssuranceStore, AvObs, FindingObs,
-    ImportMeta, Incident, ScanObs, VulnDef,
-};
 use crate::runs::{hourly_counts, last_time, queries};
 use crate::signals::{group_signals, merge};
 use crate::{
@@ -41,6 +37,11 @@ use crate::{
     MailCheckRow, NodeStatus, Purged, Retention, SeenDomains, SourceSummary, Store, StoreError,
     TlsReportRow, cutoff, unix_millis,
 };
+use parapet_assurance::model::{
+    AssetException, AssetImport, AssetImported, AssetObs, AvObs, FindingObs, ImportMeta, Incident,
+    ScanObs, VulnDef,
+};
+use parapet_assurance::store::{AssuranceStore, ReportSources};
 
 /// The advisory lock key under which migrations run ("parapet" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0070_6172_6170_6574;
@@ -1292,6 +1293,8 @@ fn words(s: &str) -> Vec<String> {
 }
 
 impl AssuranceStore for PgStore {
+    type Error = StoreError;
+
     fn import_assets(
         &mut self,
         import: &AssetImport,
@@ -1654,6 +1657,27 @@ impl AssuranceStore for PgStore {
             .map(|r| (r.get(0), r.get(1))))
     }
 
+    fn freeze_kpi(
+        &mut self,
+        tenant: &str,
+        quarter: &str,
+        computed_at: i64,
+        body: &str,
+    ) -> Result<bool, StoreError> {
+        self.ensure()?;
+        let n = self
+            .client
+            .execute(
+                "INSERT INTO kpi_snapshots (tenant, quarter, computed_at, body) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+                &[&tenant, &quarter, &computed_at, &body],
+            )
+            .map_err(pg_err(&self.location))?;
+        Ok(n == 1)
+    }
+}
+
+impl ReportSources for PgStore {
     fn pdns_totals(&mut self, tenant: &str, from: i64, to: i64) -> Result<(u64, u64), StoreError> {
         self.ensure()?;
         let r = self
@@ -1688,23 +1712,13 @@ impl AssuranceStore for PgStore {
             .collect())
     }
 
-    fn freeze_kpi(
+    fn alerts_active(
         &mut self,
         tenant: &str,
-        quarter: &str,
-        computed_at: i64,
-        body: &str,
-    ) -> Result<bool, StoreError> {
-        self.ensure()?;
-        let n = self
-            .client
-            .execute(
-                "INSERT INTO kpi_snapshots (tenant, quarter, computed_at, body) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT DO NOTHING",
-                &[&tenant, &quarter, &computed_at, &body],
-            )
-            .map_err(pg_err(&self.location))?;
-        Ok(n == 1)
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Alert>, StoreError> {
+        crate::alerts_active(self, tenant, from, to)
     }
 }
 

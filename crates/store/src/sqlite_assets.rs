@@ -1,13 +1,15 @@
-//! [`AssuranceStore`] on SQLite.
+//! [`AssuranceStore`] and [`ReportSources`] on SQLite.
 
+use parapet_core::alert::Alert;
 use rusqlite::{OptionalExtension, Row, params};
 
 use crate::StoreError;
-use crate::assets::{
-    AssetException, AssetImport, AssetImported, AssetObs, AssuranceStore, AvObs, FindingObs,
-    ImportMeta, Incident, ScanObs, VulnDef,
-};
 use crate::sqlite::{SqliteStore, sql_err};
+use parapet_assurance::model::{
+    AssetException, AssetImport, AssetImported, AssetObs, AvObs, FindingObs, ImportMeta, Incident,
+    ScanObs, VulnDef,
+};
+use parapet_assurance::store::{AssuranceStore, ReportSources};
 
 fn join(v: &[String]) -> String {
     v.join(" ")
@@ -55,6 +57,8 @@ const IMPORT_COLUMNS: &str =
     "id, tenant, source, path, sha256, as_of, imported_at, assets, findings";
 
 impl AssuranceStore for SqliteStore {
+    type Error = StoreError;
+
     fn import_assets(
         &mut self,
         import: &AssetImport,
@@ -439,6 +443,26 @@ impl AssuranceStore for SqliteStore {
             .map_err(err)
     }
 
+    fn freeze_kpi(
+        &mut self,
+        tenant: &str,
+        quarter: &str,
+        computed_at: i64,
+        body: &str,
+    ) -> Result<bool, StoreError> {
+        let err = sql_err(&self.path);
+        let n = self
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO kpi_snapshots (tenant, quarter, computed_at, body) VALUES (?1, ?2, ?3, ?4)",
+                params![tenant, quarter, computed_at, body],
+            )
+            .map_err(err)?;
+        Ok(n == 1)
+    }
+}
+
+impl ReportSources for SqliteStore {
     fn pdns_totals(&mut self, tenant: &str, from: i64, to: i64) -> Result<(u64, u64), StoreError> {
         let err = sql_err(&self.path);
         self.conn
@@ -476,21 +500,12 @@ impl AssuranceStore for SqliteStore {
         Ok(rows)
     }
 
-    fn freeze_kpi(
+    fn alerts_active(
         &mut self,
         tenant: &str,
-        quarter: &str,
-        computed_at: i64,
-        body: &str,
-    ) -> Result<bool, StoreError> {
-        let err = sql_err(&self.path);
-        let n = self
-            .conn
-            .execute(
-                "INSERT OR IGNORE INTO kpi_snapshots (tenant, quarter, computed_at, body) VALUES (?1, ?2, ?3, ?4)",
-                params![tenant, quarter, computed_at, body],
-            )
-            .map_err(err)?;
-        Ok(n == 1)
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Alert>, StoreError> {
+        crate::alerts_active(self, tenant, from, to)
     }
 }

@@ -11,13 +11,13 @@ use parapet_core::name::{EventName, text_to_key};
 use parapet_core::pseudonym::ClientPseudonym;
 
 use crate::accounts::{AuditEntry, Role};
-use crate::assets::{
-    AssetException, AssetImport, AssetImported, AssetObs, AvObs, FindingObs, Incident, ScanObs,
-    VulnDef,
-};
 use crate::{
     AlertFilter, Db, DmarcReportRow, Imported, MailCheckDiff, MailCheckRow, MailFinding, PgStore,
     Purged, Retention, SqliteStore, Store, StoreError, TlsReportRow,
+};
+use parapet_assurance::model::{
+    AssetException, AssetImport, AssetImported, AssetObs, AvObs, FindingObs, Incident, ScanObs,
+    VulnDef,
 };
 
 /// Raw SQL for assertions the interface does not expose.

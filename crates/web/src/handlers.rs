@@ -9,6 +9,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::Environment;
+use parapet_assurance::frozen::quarter_kpis;
+use parapet_report::{ReportText, report_input};
 use parapet_store::accounts::AuditEntry;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -437,9 +439,13 @@ async fn kpi_report(
         .quarter
         .clone()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| d.assurance.current_quarter());
-    let (t, qq) = (tenant.clone(), quarter.clone());
-    let r = with_db(state, move |db| Ok(d.assurance.kpi(db, &t, &qq)?)).await?;
+        .unwrap_or_else(|| views::current_quarter(&d.assurance));
+    let q = views::quarter(&d.assurance, &quarter)?;
+    let t = tenant.clone();
+    let r = with_db(state, move |db| {
+        Ok(quarter_kpis(db, &t, q, &d.assurance.kpi, now())?)
+    })
+    .await?;
     Ok((tenant, quarter, r))
 }
 
@@ -490,7 +496,7 @@ pub async fn assets_api(
     ))
 }
 
-fn incident_json(i: &parapet_store::assets::Incident) -> Value {
+fn incident_json(i: &parapet_assurance::model::Incident) -> Value {
     use parapet_core::calendar::format_date;
     json!({
         "id": i.id, "tenant": i.tenant, "reference": i.reference, "detected": format_date(i.detected_at),
@@ -553,10 +559,16 @@ pub async fn report_file(
     if file.starts_with("exempt-appendix") && !viewer.is_supplier() {
         return Err(AppError::Forbidden);
     }
+    let quarter_arg = views::quarter(&d.assurance, &quarter)?;
     let (t, q, f) = (tenant.clone(), quarter.clone(), file.clone());
     let actor = viewer.user.name.clone();
     let bytes = with_db(&state, move |db| {
-        let input = d.assurance.report(db, &t, &q)?;
+        let a = &d.assurance;
+        let text = ReportText {
+            committee: a.committee.clone(),
+            exemption: None,
+        };
+        let input = report_input(db, &t, quarter_arg, &a.kpi, a.council(&t), text, now())?;
         let bytes = parapet_report::render(&input, &f)
             .map_err(|e| AppError::Internal(e.to_string()))?
             .ok_or(AppError::NotFound)?;

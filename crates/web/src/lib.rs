@@ -27,8 +27,8 @@ use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get, post};
-use parapet_assurance::kpi::KpiReport;
-use parapet_report::ReportInput;
+use parapet_assurance::quarter::QuarterStyle;
+use parapet_report::Council;
 use parapet_store::Db;
 
 pub use views::AppError;
@@ -66,28 +66,32 @@ impl DbPool {
     }
 }
 
-/// Why the assurance side could not answer.
-#[derive(Debug)]
-pub enum SourceError {
-    /// The request was wrong (e.g. a quarter in the wrong form): 400.
-    BadInput(String),
-    /// Anything else: 500.
-    Internal(String),
+/// How the assurance pages count quarters and compute the KPIs and the
+/// committee report: the installation's `[assurance]` configuration, and
+/// each council as its reports name it.
+#[derive(Debug, Clone, Default)]
+pub struct AssuranceSettings {
+    pub quarters: QuarterStyle,
+    pub kpi: parapet_assurance::kpi::Settings,
+    /// The quarter shown when a request names none; the current one when
+    /// `None`.
+    pub default_quarter: Option<String>,
+    /// Tenant → council, for the reports.
+    pub councils: Vec<(String, Council)>,
+    /// The council of a tenant not in `councils`.
+    pub other_council: Council,
+    /// The committee the dashboard's reports are addressed to.
+    pub committee: String,
 }
 
-/// The KPIs and the committee report, computed the way `parapet kpi` and
-/// `parapet report` do (the binary provides it: it owns the configuration
-/// the definitions depend on).
-pub trait AssuranceSource: Send + Sync {
-    /// The quarter shown when the request names none (e.g. `2026-27-Q3`).
-    fn current_quarter(&self) -> String;
-    fn kpi(&self, db: &mut dyn Db, tenant: &str, quarter: &str) -> Result<KpiReport, SourceError>;
-    fn report(
-        &self,
-        db: &mut dyn Db,
-        tenant: &str,
-        quarter: &str,
-    ) -> Result<ReportInput, SourceError>;
+impl AssuranceSettings {
+    /// The council of `tenant`'s reports.
+    pub fn council(&self, tenant: &str) -> &Council {
+        self.councils
+            .iter()
+            .find(|(t, _)| t == tenant)
+            .map_or(&self.other_council, |(_, c)| c)
+    }
 }
 
 /// A council as the dashboard knows it.
@@ -126,7 +130,7 @@ pub struct Dashboard {
     pub db: DbPool,
     pub tenants: Vec<TenantInfo>,
     pub feeds: Vec<FeedInfo>,
-    pub assurance: Arc<dyn AssuranceSource>,
+    pub assurance: AssuranceSettings,
     pub privacy: PrivacyFacts,
     /// Mark cookies `Secure` (the dashboard is behind TLS).
     pub secure_cookies: bool,
@@ -138,7 +142,7 @@ impl Dashboard {
     pub fn new(
         db: Vec<Box<dyn Db>>,
         tenants: Vec<TenantInfo>,
-        assurance: Arc<dyn AssuranceSource>,
+        assurance: AssuranceSettings,
         privacy: PrivacyFacts,
     ) -> Self {
         Self {

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use parapet_assurance::frozen::QuarterError;
+use parapet_assurance::quarter::Quarter;
 use parapet_core::alert::Alert;
 use parapet_core::alert::AlertStatus;
 use parapet_core::calendar::format_datetime;
@@ -15,7 +17,7 @@ use parapet_store::{AlertFilter, Db, StoreError};
 use serde_json::{Value, json};
 
 use crate::auth::Viewer;
-use crate::{AppState, Dashboard, SourceError};
+use crate::{AppState, AssuranceSettings, Dashboard};
 
 /// Unix seconds now.
 pub fn now() -> i64 {
@@ -50,11 +52,11 @@ impl From<StoreError> for AppError {
     }
 }
 
-impl From<SourceError> for AppError {
-    fn from(e: SourceError) -> Self {
+impl From<QuarterError<StoreError>> for AppError {
+    fn from(e: QuarterError<StoreError>) -> Self {
         match e {
-            SourceError::BadInput(m) => AppError::BadRequest(m),
-            SourceError::Internal(m) => AppError::Internal(m),
+            QuarterError::Store(e) => e.into(),
+            e => AppError::Internal(e.to_string()),
         }
     }
 }
@@ -105,6 +107,18 @@ where
     })
     .await
     .map_err(|e| AppError::Internal(format!("store task: {e}")))?
+}
+
+/// The quarter the assurance pages show when a request names none.
+pub fn current_quarter(a: &AssuranceSettings) -> String {
+    a.default_quarter
+        .clone()
+        .unwrap_or_else(|| Quarter::containing(now(), a.quarters).to_string())
+}
+
+/// A quarter from a request, in the installation's style.
+pub fn quarter(a: &AssuranceSettings, q: &str) -> Result<Quarter, AppError> {
+    Quarter::parse_in(q, a.quarters).map_err(|e| AppError::BadRequest(e.to_string()))
 }
 
 fn ms(t: i64) -> String {

@@ -10,75 +10,37 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use parapet_assurance::kpi::{self, Inputs, KpiReport};
-use parapet_assurance::quarter::Quarter;
+use parapet_assurance::model::Incident;
+use parapet_assurance::store::AssuranceStore;
 use parapet_core::alert::{Severity, Signal};
 use parapet_core::event::{EventAction, PrivateEvent};
 use parapet_core::name::{EventName, text_to_key};
 use parapet_core::pseudonym::ClientPseudonym;
-use parapet_report::ReportInput;
+use parapet_report::Council;
 use parapet_store::accounts::Role;
-use parapet_store::assets::Incident;
-use parapet_store::{
-    AccountStore, AssuranceStore, Db, MailCheckRow, MailFinding, SqliteStore, Store,
-};
+use parapet_store::{AccountStore, Db, MailCheckRow, MailFinding, SqliteStore, Store};
 use parapet_web::auth::{hash_password, token_digest};
 use parapet_web::{
-    Access, AppState, AssuranceSource, Dashboard, FeedInfo, Method, PrivacyFacts, ROUTES,
-    SourceError, Target, TenantInfo,
+    Access, AppState, AssuranceSettings, Dashboard, FeedInfo, Method, PrivacyFacts, ROUTES, Target,
+    TenantInfo,
 };
 use tower::ServiceExt;
 
-/// KPIs computed straight from the store with default settings (the
-/// binary's source adds configuration and frozen snapshots).
-struct Kpis;
-
-impl Kpis {
-    fn quarter(q: &str) -> Result<Quarter, SourceError> {
-        q.parse()
-            .map_err(|e: parapet_assurance::quarter::BadQuarter| {
-                SourceError::BadInput(e.to_string())
-            })
-    }
-}
-
-impl AssuranceSource for Kpis {
-    fn current_quarter(&self) -> String {
-        "2021-22-Q2".into()
-    }
-    fn kpi(&self, db: &mut dyn Db, tenant: &str, q: &str) -> Result<KpiReport, SourceError> {
-        let quarter = Self::quarter(q)?;
-        let ierr = |e: parapet_store::StoreError| SourceError::Internal(e.to_string());
-        let mut imports = Vec::new();
-        for m in db.asset_imports(tenant, quarter.end()).map_err(ierr)? {
-            let imp = db.load_import(m.id).map_err(ierr)?;
-            imports.push((m, imp));
-        }
-        let incidents = db.incidents(Some(tenant)).map_err(ierr)?;
-        let exceptions = db.exceptions(tenant).map_err(ierr)?;
-        Ok(kpi::compute(&Inputs {
-            tenant,
-            quarter,
-            imports: &imports,
-            incidents: &incidents,
-            exceptions: &exceptions,
-            settings: &kpi::Settings::default(),
-            previous: None,
-            now: quarter.end() + 1,
-        }))
-    }
-    fn report(&self, db: &mut dyn Db, tenant: &str, q: &str) -> Result<ReportInput, SourceError> {
-        Ok(ReportInput {
-            council: format!("{tenant} council"),
-            committee: "Audit Committee".into(),
-            date: "2021-10-15".into(),
-            exemption: parapet_report::DEFAULT_EXEMPTION.into(),
-            kpi: self.kpi(db, tenant, q)?,
-            history: Vec::new(),
-            pdns: None,
-            mail: None,
-            alerts: Vec::new(),
-        })
+/// The assurance pages as an installation with default settings counts
+/// them; each council's name carries its tenant, so a leak shows.
+fn assurance() -> AssuranceSettings {
+    let council = |t: &str| Council {
+        name: format!("{t} council"),
+        mail_domains: vec![format!("{t}-mail.test")],
+    };
+    AssuranceSettings {
+        default_quarter: Some("2021-22-Q2".into()),
+        councils: vec![
+            ("north".into(), council("north")),
+            ("south".into(), council("south")),
+        ],
+        committee: "Audit Committee".into(),
+        ..AssuranceSettings::default()
     }
 }
 
@@ -201,7 +163,7 @@ fn world_with(secure: bool) -> World {
                 networks: vec!["10.2.0.0/16".into()],
             },
         ],
-        Arc::new(Kpis),
+        assurance(),
         PrivacyFacts::default(),
     );
     d.secure_cookies = secure;

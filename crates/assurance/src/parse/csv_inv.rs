@@ -7,7 +7,7 @@
 //! accepted names are listed in [`INVENTORY_COLUMNS`] and
 //! [`DEFENDER_COLUMNS`] (and in docs/assurance.md).
 
-use parapet_store::assets::{AssetObs, AvObs};
+use crate::model::{AssetObs, AvObs};
 
 use super::{ParseError, Parsed, split_multi};
 use parapet_core::calendar::parse_datetime;

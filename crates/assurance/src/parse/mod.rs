@@ -12,7 +12,7 @@ mod xml;
 use std::fmt;
 use std::str::FromStr;
 
-use parapet_store::assets::{AssetObs, FindingObs, VulnDef};
+use crate::model::{AssetObs, FindingObs, VulnDef};
 
 pub use csv_inv::{DEFENDER_COLUMNS, INVENTORY_COLUMNS};
 
@@ -186,7 +186,7 @@ pub fn build_import(
     path: &str,
     bytes: &[u8],
     as_of: Option<i64>,
-) -> Result<parapet_store::assets::AssetImport, ParseError> {
+) -> Result<crate::model::AssetImport, ParseError> {
     use sha2::Digest;
     let mut parsed = parse(source, path, bytes)?;
     let as_of = as_of.or(parsed.as_of).ok_or_else(|| {
@@ -202,7 +202,7 @@ pub fn build_import(
             scan.at = as_of;
         }
     }
-    Ok(parapet_store::assets::AssetImport {
+    Ok(crate::model::AssetImport {
         tenant: tenant.to_string(),
         source: source.as_str().to_string(),
         path: path.to_string(),

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use parapet_store::assets::{AssetObs, FindingObs, ScanObs, VulnDef};
+use crate::model::{AssetObs, FindingObs, ScanObs, VulnDef};
 
 use super::xml::{Node, attr, ends_with, walk};
 use super::{ParseError, Parsed};

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use parapet_store::assets::{AssetObs, AvObs, FindingObs, ScanObs, VulnDef};
+use crate::model::{AssetObs, AvObs, FindingObs, ScanObs, VulnDef};
 use serde_json::{Map, Value};
 
 use super::{ParseError, Parsed};

@@ -1,6 +1,5 @@
-//! What the assurance side stores: asset and vulnerability observations as
-//! each source file reported them, the incident and exception registers, and
-//! frozen quarterly KPI snapshots.
+//! The assurance model: asset and vulnerability observations as each
+//! source file reported them, and the incident and exception registers.
 //!
 //! Observations are kept as imported, one row per asset per file, and never
 //! merged in the database: the register (which observations are one device)
@@ -175,80 +174,4 @@ pub struct AssetException {
     /// When it takes effect (`add_exception`'s `from`).
     pub created_at: i64,
     pub expires_at: i64,
-}
-
-/// Storage of the assurance data. Each call is one transaction: an import
-/// that fails leaves nothing of its file behind.
-pub trait AssuranceStore: Send {
-    /// Stores one file's observations, unless the same bytes were already
-    /// imported for the tenant.
-    fn import_assets(
-        &mut self,
-        import: &AssetImport,
-        now: i64,
-    ) -> Result<AssetImported, crate::StoreError>;
-
-    /// The tenant's imports whose extracts were taken at or before `until`,
-    /// oldest first.
-    fn asset_imports(
-        &mut self,
-        tenant: &str,
-        until: i64,
-    ) -> Result<Vec<ImportMeta>, crate::StoreError>;
-
-    /// One import's rows.
-    fn load_import(&mut self, id: i64) -> Result<AssetImport, crate::StoreError>;
-
-    /// Adds an incident; its `id` and `created_at` are set here.
-    fn add_incident(&mut self, incident: &Incident, now: i64) -> Result<i64, crate::StoreError>;
-
-    /// The tenant's incidents (every tenant's with `None`), newest first.
-    fn incidents(&mut self, tenant: Option<&str>) -> Result<Vec<Incident>, crate::StoreError>;
-
-    /// Closes an incident (a breach stays a breach: the outcome is kept).
-    fn close_incident(&mut self, id: i64, at: i64) -> Result<Incident, crate::StoreError>;
-
-    /// Records an exception in force from `from` until its expiry.
-    fn add_exception(
-        &mut self,
-        exception: &AssetException,
-        from: i64,
-    ) -> Result<i64, crate::StoreError>;
-
-    /// The tenant's exceptions, expired ones included (callers decide).
-    fn exceptions(&mut self, tenant: &str) -> Result<Vec<AssetException>, crate::StoreError>;
-
-    /// A frozen KPI snapshot: `(computed_at, json)`.
-    fn kpi_snapshot(
-        &mut self,
-        tenant: &str,
-        quarter: &str,
-    ) -> Result<Option<(i64, String)>, crate::StoreError>;
-
-    /// Protective DNS over `[from, to)` (unix seconds) for a tenant, from
-    /// the hourly aggregates: `(queries, blocked)`, where blocked counts
-    /// every policy action (blocked, nodata, dropped, local data).
-    fn pdns_totals(
-        &mut self,
-        tenant: &str,
-        from: i64,
-        to: i64,
-    ) -> Result<(u64, u64), crate::StoreError>;
-
-    /// The latest Mail Check of each domain made at or before `until`
-    /// (unix seconds): `(domain, checked_at seconds, worst severity)`.
-    fn mailcheck_latest(
-        &mut self,
-        until: i64,
-    ) -> Result<Vec<(String, i64, Option<String>)>, crate::StoreError>;
-
-    /// Freezes a quarter's figures. Returns `false`, changing nothing, when
-    /// the quarter is already frozen.
-    fn freeze_kpi(
-        &mut self,
-        tenant: &str,
-        quarter: &str,
-        computed_at: i64,
-        body: &str,
-    ) -> Result<bool, crate::StoreError>;
 }

@@ -1,0 +1,128 @@
+//! A quarter's KPIs as a committee sees them: live while the quarter runs,
+//! computed once and frozen when it has ended, so a tabled report never
+//! changes under a later import.
+
+use crate::kpi::{self, Inputs, KpiReport, Settings};
+use crate::model::{AssetImport, ImportMeta};
+use crate::quarter::Quarter;
+use crate::store::AssuranceStore;
+
+/// Why a quarter's KPIs could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum QuarterError<E: std::error::Error + 'static> {
+    #[error(transparent)]
+    Store(E),
+    #[error("the frozen KPIs of {tenant} for {quarter} cannot be read: {source}")]
+    Snapshot {
+        tenant: String,
+        quarter: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The KPIs of `tenant` for `quarter`: the frozen snapshot when the quarter
+/// has ended (computed and frozen on first request), live figures
+/// otherwise. The previous quarter's counts come from its snapshot, or are
+/// computed (and frozen) when it has data.
+pub fn quarter_kpis<S: AssuranceStore + ?Sized>(
+    store: &mut S,
+    tenant: &str,
+    quarter: Quarter,
+    settings: &Settings,
+    now: i64,
+) -> Result<KpiReport, QuarterError<S::Error>> {
+    let key = quarter.to_string();
+    let snapshot_err = |source| QuarterError::Snapshot {
+        tenant: tenant.to_string(),
+        quarter: key.clone(),
+        source,
+    };
+    if let Some((_, body)) = store
+        .kpi_snapshot(tenant, &key)
+        .map_err(QuarterError::Store)?
+    {
+        let mut r: KpiReport = serde_json::from_str(&body).map_err(snapshot_err)?;
+        r.frozen = true;
+        return Ok(r);
+    }
+    let prev_q = quarter.previous();
+    let previous = match store
+        .kpi_snapshot(tenant, &prev_q.to_string())
+        .map_err(QuarterError::Store)?
+    {
+        Some((_, body)) => Some(
+            serde_json::from_str::<KpiReport>(&body)
+                .map_err(|source| QuarterError::Snapshot {
+                    tenant: tenant.to_string(),
+                    quarter: prev_q.to_string(),
+                    source,
+                })?
+                .counts(),
+        ),
+        None => {
+            if has_data(store, tenant, prev_q.end())? {
+                Some(quarter_kpis(store, tenant, prev_q, settings, now)?.counts())
+            } else {
+                None
+            }
+        }
+    };
+    let imports = imports_until(store, tenant, quarter.end())?;
+    let incidents = store.incidents(Some(tenant)).map_err(QuarterError::Store)?;
+    let exceptions = store.exceptions(tenant).map_err(QuarterError::Store)?;
+    let report = kpi::compute(&Inputs {
+        tenant,
+        quarter,
+        imports: &imports,
+        incidents: &incidents,
+        exceptions: &exceptions,
+        settings,
+        previous,
+        now,
+    });
+    if quarter.end() < now {
+        let body = serde_json::to_string(&report).map_err(snapshot_err)?;
+        store
+            .freeze_kpi(tenant, &key, now, &body)
+            .map_err(QuarterError::Store)?;
+    }
+    Ok(report)
+}
+
+/// Whether the tenant has any import or incident at or before `until`.
+pub fn has_data<S: AssuranceStore + ?Sized>(
+    store: &mut S,
+    tenant: &str,
+    until: i64,
+) -> Result<bool, QuarterError<S::Error>> {
+    if !store
+        .asset_imports(tenant, until)
+        .map_err(QuarterError::Store)?
+        .is_empty()
+    {
+        return Ok(true);
+    }
+    Ok(store
+        .incidents(Some(tenant))
+        .map_err(QuarterError::Store)?
+        .iter()
+        .any(|i| i.detected_at <= until))
+}
+
+/// The tenant's imports taken at or before `until`, with their rows.
+fn imports_until<S: AssuranceStore + ?Sized>(
+    store: &mut S,
+    tenant: &str,
+    until: i64,
+) -> Result<Vec<(ImportMeta, AssetImport)>, QuarterError<S::Error>> {
+    let metas = store
+        .asset_imports(tenant, until)
+        .map_err(QuarterError::Store)?;
+    let mut out = Vec::with_capacity(metas.len());
+    for m in metas {
+        let imp = store.load_import(m.id).map_err(QuarterError::Store)?;
+        out.push((m, imp));
+    }
+    Ok(out)
+}
