@@ -15,7 +15,7 @@ use parapet_store::accounts::{Role, User};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::views::{AppError, with_db};
+use crate::app::{AppError, with_db};
 use crate::{AppState, Dashboard};
 
 pub const SESSION_COOKIE: &str = "parapet_session";
@@ -218,7 +218,7 @@ impl FromRequestParts<AppState> for Viewer {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| token_digest(t.trim()));
         let session = cookie(&parts.headers, SESSION_COOKIE).map(token_digest);
-        let now = crate::views::now();
+        let now = crate::app::now();
         if let Some(digest) = bearer {
             let user = with_db(state, move |db| Ok(db.api_token_user(&digest)?)).await?;
             return user

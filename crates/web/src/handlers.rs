@@ -16,8 +16,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::app::{AppError, dashboard, now, with_db};
 use crate::auth::{self, Viewer};
-use crate::views::{self, AlertQuery, AppError, AssuranceQuery, dashboard, now, with_db};
+use crate::views::{self, AlertQuery, AssuranceQuery};
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/base.html")),

@@ -15,6 +15,7 @@
 //! see comes from the signed-in user ([`auth::Viewer`]), never from the
 //! request alone.
 
+mod app;
 pub mod auth;
 mod handlers;
 mod openapi;
@@ -31,7 +32,7 @@ use parapet_assurance::quarter::QuarterStyle;
 use parapet_report::Council;
 use parapet_store::Db;
 
-pub use views::AppError;
+pub use app::AppError;
 
 /// Produces the Prometheus text exposition on demand.
 pub type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;

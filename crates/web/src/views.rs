@@ -3,111 +3,18 @@
 //! Every function takes the tenant scope the [`Viewer`] allowed.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
-use parapet_assurance::frozen::QuarterError;
 use parapet_assurance::quarter::Quarter;
 use parapet_core::alert::Alert;
 use parapet_core::alert::AlertStatus;
 use parapet_core::calendar::format_datetime;
 use parapet_store::accounts::{AuditEntry, HourlyTraffic};
-use parapet_store::{AlertFilter, Db, StoreError};
+use parapet_store::{AlertFilter, Db};
 use serde_json::{Value, json};
 
+use crate::app::{AppError, now};
 use crate::auth::Viewer;
-use crate::{AppState, AssuranceSettings, Dashboard};
-
-/// Unix seconds now.
-pub fn now() -> i64 {
-    parapet_store::unix_millis(std::time::SystemTime::now()) / 1000
-}
-
-/// What a request can fail with; each maps to one status code.
-#[derive(Debug)]
-pub enum AppError {
-    /// Not signed in, on a page: go to the login form.
-    Login,
-    /// Not signed in, on the API.
-    Unauthorized,
-    Forbidden,
-    Csrf,
-    NotFound,
-    BadRequest(String),
-    Conflict(String),
-    TooManyAttempts,
-    Internal(String),
-}
-
-impl From<StoreError> for AppError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NoSuchAlert(_) | StoreError::NoSuchIncident(_) => AppError::NotFound,
-            StoreError::BadTransition { .. } | StoreError::DuplicateUser(_) => {
-                AppError::Conflict(e.to_string())
-            }
-            e => AppError::Internal(e.to_string()),
-        }
-    }
-}
-
-impl From<QuarterError<StoreError>> for AppError {
-    fn from(e: QuarterError<StoreError>) -> Self {
-        match e {
-            QuarterError::Store(e) => e.into(),
-            e => AppError::Internal(e.to_string()),
-        }
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let (code, msg) = match self {
-            AppError::Login => return Redirect::to("/login").into_response(),
-            AppError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                "sign in, or send Authorization: Bearer TOKEN".to_string(),
-            ),
-            AppError::Forbidden => (StatusCode::FORBIDDEN, "not allowed for this account".into()),
-            AppError::Csrf => (
-                StatusCode::FORBIDDEN,
-                "missing or wrong CSRF token: reload the page and try again".into(),
-            ),
-            AppError::NotFound => (StatusCode::NOT_FOUND, "not found".into()),
-            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
-            AppError::Conflict(m) => (StatusCode::CONFLICT, m),
-            AppError::TooManyAttempts => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many failed logins: wait 15 minutes".into(),
-            ),
-            AppError::Internal(m) => {
-                tracing::error!("dashboard: {m}");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
-            }
-        };
-        (code, axum::Json(json!({ "error": msg }))).into_response()
-    }
-}
-
-pub fn dashboard(state: &AppState) -> Result<Arc<Dashboard>, AppError> {
-    state.dashboard.clone().ok_or(AppError::NotFound)
-}
-
-/// Runs `f` on the shared store connection, off the async threads.
-pub async fn with_db<T, F>(state: &AppState, f: F) -> Result<T, AppError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut dyn Db) -> Result<T, AppError> + Send + 'static,
-{
-    let d = dashboard(state)?;
-    tokio::task::spawn_blocking(move || {
-        let mut db = d.db.get();
-        f(&mut **db)
-    })
-    .await
-    .map_err(|e| AppError::Internal(format!("store task: {e}")))?
-}
+use crate::{AssuranceSettings, Dashboard};
 
 /// The quarter the assurance pages show when a request names none.
 pub fn current_quarter(a: &AssuranceSettings) -> String {
