@@ -231,87 +231,34 @@ impl Detector {
         if ev.action == EventAction::Rejected || ev.qname.as_key().is_empty() {
             return;
         }
-        let at = run.first;
         self.qname.clear();
         let _ = write_key_as_text(ev.qname.as_key(), &mut self.qname);
+        // taken out while the rules borrow it beside `self`, and put back
+        // so that the next run writes into the same buffer
         let qname = std::mem::take(&mut self.qname);
-        let domain = registrable(&qname);
-        // built once, and only when a rule fires (most events fire none)
-        let mut evidence: Option<String> = None;
-        // `per_query`: the signal stands for every query of the run (a
-        // per-query rule), else for the one that crossed a threshold
-        let mut signal =
-            |rule: &'static str, severity: Severity, reason: String, per_query: bool| {
-                let evidence = evidence
-                    .get_or_insert_with(|| {
-                        let mut e =
-                            format!("{qname} {} {}", qtype_name(ev.qtype), ev.action.as_str());
-                        if let Some(f) = ev.feed.as_deref() {
-                            e.push_str(" feed=");
-                            e.push_str(f);
-                        }
-                        e
-                    })
-                    .clone();
-                Signal {
-                    time: at,
-                    tenant: ev.tenant.clone(),
-                    rule,
-                    severity,
-                    domain: domain.to_string(),
-                    client: ev.client,
-                    feed: ev.feed.clone(),
-                    reason,
-                    evidence,
-                    folded: (per_query && run.queries > 1).then_some(Folded {
-                        count: run.queries,
-                        last: run.last,
-                    }),
-                }
-            };
-        // true when this query already fired `rule` in this batch (from the
-        // same client, feed and tenant): counted into that signal
-        let hasher = self.hasher;
-        let fold = |out: &mut Observed, rule: &'static str| -> bool {
-            let key = hasher.hash_one((
-                rule,
-                &*ev.tenant,
-                qname.as_str(),
-                ev.qtype,
-                ev.action.as_str(),
-                ev.feed.as_deref(),
-                ev.client.0,
-            ));
-            match out.folds.get(&key) {
-                Some(&i)
-                    if out.signals.get(i).is_some_and(|s| {
-                        s.rule == rule
-                            && s.client == ev.client
-                            && s.tenant == ev.tenant
-                            && s.feed == ev.feed
-                            && s.domain == domain
-                    }) =>
-                {
-                    out.signals[i].fold_run(run.first, run.last, run.queries);
-                    true
-                }
-                _ => {
-                    out.folds.insert(key, out.signals.len());
-                    false
-                }
-            }
-        };
+        let mut q = Query::new(run, &qname, self.hasher);
+        Self::feed_rule(&mut q, out);
+        self.dga_rule(&mut q, out);
+        self.tunnel_label_rule(&mut q, out);
+        self.tunnel_volume_rule(&mut q, out);
+        self.beacon_rule(&mut q, out);
+        self.new_domain_rule(&mut q, out);
+        self.qname = qname;
+    }
 
-        // feed.block / feed.monitor
+    /// `feed.block` / `feed.monitor`: the query matched a feed. Needs no
+    /// state of its own: the resolver's policy decided.
+    fn feed_rule(q: &mut Query<'_>, out: &mut Observed) {
+        let (ev, qname) = (q.ev, q.qname);
         match ev.action {
             EventAction::Blocked
             | EventAction::Nodata
             | EventAction::Dropped
             | EventAction::LocalData
-                if !fold(out, "feed.block") =>
+                if !q.fold(out, "feed.block") =>
             {
                 let feed = ev.feed.as_deref().unwrap_or("?");
-                out.signals.push(signal(
+                out.signals.push(q.signal(
                     "feed.block",
                     Severity::High,
                     format!(
@@ -321,9 +268,9 @@ impl Detector {
                     true,
                 ));
             }
-            EventAction::Monitored if !fold(out, "feed.monitor") => {
+            EventAction::Monitored if !q.fold(out, "feed.monitor") => {
                 let feed = ev.feed.as_deref().unwrap_or("?");
-                out.signals.push(signal(
+                out.signals.push(q.signal(
                     "feed.monitor",
                     Severity::Medium,
                     format!("{qname} is on the monitor-only feed `{feed}` (resolved, not blocked)"),
@@ -332,12 +279,15 @@ impl Detector {
             }
             _ => {}
         }
+    }
 
-        // dga
+    /// `dga`: the registrable domain's label looks machine-generated.
+    fn dga_rule(&mut self, q: &mut Query<'_>, out: &mut Observed) {
+        let domain = q.domain;
         if let Some(score) = self.dga_verdict(domain)
-            && !fold(out, "dga")
+            && !q.fold(out, "dga")
         {
-            out.signals.push(signal(
+            out.signals.push(q.signal(
                 "dga",
                 Severity::Medium,
                 format!(
@@ -346,19 +296,19 @@ impl Detector {
                 true,
             ));
         }
+    }
 
-        // tunnel: one long, random-looking label
-        let sub = qname
-            .strip_suffix(domain)
-            .unwrap_or("")
-            .trim_end_matches('.');
-        if let Some(label) = sub
+    /// `tunnel`: one long, random-looking label.
+    fn tunnel_label_rule(&self, q: &mut Query<'_>, out: &mut Observed) {
+        let domain = q.domain;
+        if let Some(label) = q
+            .sub
             .split('.')
             .find(|l| l.len() >= self.cfg.tunnel_label_len)
         {
             let e = entropy(label);
             if e >= self.cfg.tunnel_entropy {
-                out.signals.push(signal(
+                out.signals.push(q.signal(
                     "tunnel",
                     Severity::High,
                     format!(
@@ -369,8 +319,12 @@ impl Detector {
                 ));
             }
         }
+    }
 
-        // tunnel: volume per registrable domain and window
+    /// `tunnel`: volume per registrable domain and window (distinct names,
+    /// TXT/NULL queries), each fired at most once a window.
+    fn tunnel_volume_rule(&mut self, q: &mut Query<'_>, out: &mut Observed) {
+        let (ev, at, domain, sub) = (q.ev, q.at, q.domain, q.sub);
         if self.windows.len() >= MAX_ENTRIES {
             let (now, window) = (at, self.cfg.window);
             self.windows.retain(|_, w| since(now, w.start) < window);
@@ -389,7 +343,7 @@ impl Detector {
                 w.names = HashSet::new();
                 let n = self.cfg.tunnel_unique_names;
                 let mins = self.cfg.window.as_secs() / 60;
-                out.signals.push(signal(
+                out.signals.push(q.signal(
                     "tunnel",
                     Severity::High,
                     format!("{n} distinct names under `{domain}` within {mins} minutes: a tunnel or exfiltration sends data as ever-new names"),
@@ -398,12 +352,12 @@ impl Detector {
             }
         }
         if matches!(ev.qtype, 10 | 16) && !w.fired_txt {
-            w.txt = w.txt.saturating_add(run.queries);
+            w.txt = w.txt.saturating_add(q.run.queries);
             if w.txt >= self.cfg.tunnel_txt_queries {
                 w.fired_txt = true;
                 let n = self.cfg.tunnel_txt_queries;
                 let mins = self.cfg.window.as_secs() / 60;
-                out.signals.push(signal(
+                out.signals.push(q.signal(
                     "tunnel",
                     Severity::High,
                     format!("{n} TXT/NULL queries for `{domain}` within {mins} minutes: tunnels carry data in these record types"),
@@ -411,11 +365,14 @@ impl Detector {
                 ));
             }
         }
+    }
 
-        // beacon: the run's first query, and its last when that came at
-        // least the shortest interval after the last time kept (observing
-        // each query would keep the first such query of the run, at most
-        // the run's span earlier: under `flush_interval_ms`, against 10 s)
+    /// `beacon`: the run's first query, and its last when that came at
+    /// least the shortest interval after the last time kept (observing
+    /// each query would keep the first such query of the run, at most
+    /// the run's span earlier: under `flush_interval_ms`, against 10 s).
+    fn beacon_rule(&mut self, q: &mut Query<'_>, out: &mut Observed) {
+        let (ev, run, at, qname) = (q.ev, q.run, q.at, q.qname);
         if self.beacons.len() >= MAX_ENTRIES {
             self.beacons.retain(|_, b| {
                 b.times
@@ -423,7 +380,7 @@ impl Detector {
                     .is_some_and(|&t| since(at, t) < Duration::from_secs(3600))
             });
         }
-        let key = (ev.tenant.clone(), ev.client, self.hasher.hash_one(&qname));
+        let key = (ev.tenant.clone(), ev.client, self.hasher.hash_one(qname));
         let b = self.beacons.entry(key).or_default();
         let times = if run.last > run.first {
             &[run.first, run.last][..]
@@ -433,7 +390,7 @@ impl Detector {
         for &t in times {
             if let Some((mean, sd)) = b.arrive(t, &self.cfg) {
                 let keep = self.cfg.beacon_queries;
-                let mut sig = signal(
+                let mut sig = q.signal(
                     "beacon",
                     Severity::Medium,
                     format!(
@@ -445,8 +402,13 @@ impl Detector {
                 out.signals.push(sig);
             }
         }
+    }
 
-        // new_domain
+    /// `new_domain`: the tenant's first query for a registrable domain
+    /// after its learning period. Every first sighting is handed back to be
+    /// stored, during the learning period too.
+    fn new_domain_rule(&mut self, q: &mut Query<'_>, out: &mut Observed) {
+        let (ev, at, domain) = (q.ev, q.at, q.domain);
         let tenant_seen = match self.seen.get_mut(&ev.tenant) {
             Some(t) => t,
             None => {
@@ -463,7 +425,7 @@ impl Detector {
                 .push((ev.tenant.clone(), domain.to_string(), at));
             let learnt = since(at, tenant_seen.since);
             if learnt >= self.cfg.learning_period {
-                out.signals.push(signal(
+                out.signals.push(q.signal(
                     "new_domain",
                     Severity::Low,
                     format!(
@@ -474,7 +436,6 @@ impl Detector {
                 ));
             }
         }
-        self.qname = qname;
     }
 
     fn dga_verdict(&mut self, domain: &str) -> Option<f64> {
@@ -487,6 +448,118 @@ impl Detector {
         let v = dga_label(domain).and_then(|label| crate::dga::DgaModel::embedded().is_dga(label));
         self.dga.insert(domain.to_string(), v);
         v
+    }
+}
+
+/// One run as every rule sees it, set up once per run without allocating:
+/// the name in presentation form (borrowed from the detector's buffer), its
+/// registrable domain and the labels under it, and the evidence text,
+/// built only when a rule fires (most runs fire none) and then shared by
+/// the run's signals.
+struct Query<'a> {
+    run: &'a EventRun<'a>,
+    ev: &'a PrivateEvent,
+    /// The run's first time: the time of its signals.
+    at: SystemTime,
+    qname: &'a str,
+    domain: &'a str,
+    /// The labels under `domain`, without the dot that joins them to it.
+    sub: &'a str,
+    hasher: hashbrown::DefaultHashBuilder,
+    evidence: Option<String>,
+}
+
+impl<'a> Query<'a> {
+    fn new(run: &'a EventRun<'a>, qname: &'a str, hasher: hashbrown::DefaultHashBuilder) -> Self {
+        let domain = registrable(qname);
+        let sub = qname
+            .strip_suffix(domain)
+            .unwrap_or("")
+            .trim_end_matches('.');
+        Self {
+            run,
+            ev: run.event,
+            at: run.first,
+            qname,
+            domain,
+            sub,
+            hasher,
+            evidence: None,
+        }
+    }
+
+    /// A signal of `rule` about this run. `per_query`: the signal stands
+    /// for every query of the run (a per-query rule), else for the one that
+    /// crossed a threshold.
+    fn signal(
+        &mut self,
+        rule: &'static str,
+        severity: Severity,
+        reason: String,
+        per_query: bool,
+    ) -> Signal {
+        let (ev, run, qname) = (self.ev, self.run, self.qname);
+        let evidence = self
+            .evidence
+            .get_or_insert_with(|| {
+                let mut e = format!("{qname} {} {}", qtype_name(ev.qtype), ev.action.as_str());
+                if let Some(f) = ev.feed.as_deref() {
+                    e.push_str(" feed=");
+                    e.push_str(f);
+                }
+                e
+            })
+            .clone();
+        Signal {
+            time: self.at,
+            tenant: ev.tenant.clone(),
+            rule,
+            severity,
+            domain: self.domain.to_string(),
+            client: ev.client,
+            feed: ev.feed.clone(),
+            reason,
+            evidence,
+            folded: (per_query && run.queries > 1).then_some(Folded {
+                count: run.queries,
+                last: run.last,
+            }),
+        }
+    }
+
+    /// True when this query already fired `rule` in this batch (from the
+    /// same client, feed and tenant): the run is counted into that signal.
+    /// Else the signal the caller pushes next is the one later repeats fold
+    /// into.
+    fn fold(&self, out: &mut Observed, rule: &'static str) -> bool {
+        let (ev, run, domain) = (self.ev, self.run, self.domain);
+        let key = self.hasher.hash_one((
+            rule,
+            &*ev.tenant,
+            self.qname,
+            ev.qtype,
+            ev.action.as_str(),
+            ev.feed.as_deref(),
+            ev.client.0,
+        ));
+        match out.folds.get(&key) {
+            Some(&i)
+                if out.signals.get(i).is_some_and(|s| {
+                    s.rule == rule
+                        && s.client == ev.client
+                        && s.tenant == ev.tenant
+                        && s.feed == ev.feed
+                        && s.domain == domain
+                }) =>
+            {
+                out.signals[i].fold_run(run.first, run.last, run.queries);
+                true
+            }
+            _ => {
+                out.folds.insert(key, out.signals.len());
+                false
+            }
+        }
     }
 }
 
