@@ -786,16 +786,10 @@ mod tests {
         assert_eq!(again.iter().filter(|s| s.rule == "feed.block").count(), 1);
     }
 
-    /// Observing a batch's runs gives what observing its queries one by one
-    /// gives, for every rule, with repeats inside each 1 s batch in no
-    /// particular order: the per-query rules exactly, the threshold rules
-    /// to the batch (their signal's time is the run's).
-    #[test]
-    fn runs_give_what_queries_one_by_one_give() {
-        let cfg = DetectConfig {
-            learning_period: Duration::ZERO,
-            ..DetectConfig::default()
-        };
+    /// The traffic of `runs_give_what_queries_one_by_one_give`: the benign
+    /// mix with every rule's traffic over it, repeats included, in 1 s
+    /// batches that are not in time order.
+    fn mixed_batches() -> Vec<Vec<PrivateEvent>> {
         let at = |ms: u64, client: u8, name: &str, qtype: u16, action: EventAction| {
             let mut e = ev(0, "council-a", client, name, qtype, action);
             e.time += Duration::from_millis(ms);
@@ -869,74 +863,100 @@ mod tests {
             let half = b.len() / 2;
             b.rotate_left(half);
         }
-        let second = |t: SystemTime| since(t, UNIX_EPOCH).as_secs();
-        type Key = (&'static str, String, u8, String);
-        type Summary = Vec<(Key, (u64, u64, u32))>;
-        // per rule, domain, client and reason: the first and last time (to
-        // the millisecond for the per-query rules, else to the batch) and
-        // the queries counted
-        let summarise = |signals: Vec<Signal>| -> Summary {
-            let mut by: HashMap<Key, (u64, u64, u32)> = HashMap::new();
-            for s in signals {
-                let exact = matches!(s.rule, "feed.block" | "feed.monitor" | "dga")
-                    || s.reason.contains("bits of entropy");
-                let t = |t: SystemTime| {
-                    if exact {
-                        since(t, UNIX_EPOCH).as_millis() as u64
-                    } else {
-                        second(t)
-                    }
-                };
-                // the beacon rule keeps a call's first query in batch order
-                // one way and the run's earliest the other: its spread (±)
-                // may differ by a few hundred milliseconds
-                let reason = match s.reason.split_once(" (±") {
-                    Some((head, _)) if s.rule == "beacon" => head.to_string(),
-                    _ => s.reason.clone(),
-                };
-                let e = by
-                    .entry((s.rule, s.domain.clone(), s.client.0[0], reason))
-                    .or_insert((u64::MAX, 0, 0));
-                e.0 = e.0.min(t(s.time));
-                e.1 = e.1.max(t(s.last_time()));
-                e.2 += s.count();
-            }
-            let mut v: Summary = by.into_iter().collect();
-            v.sort();
-            v
-        };
-        // one batch through a detector, query by query or run by run: its
-        // signals, the domains it saw (to the second) and the steps taken
-        let observe = |d: &mut Detector, batch: &[PrivateEvent], by_run: bool| {
-            let mut out = Observed::default();
-            let steps = if by_run {
-                let runs = parapet_core::event::fold_events(batch);
-                for r in &runs {
-                    d.observe_run(&r.as_run(), &mut out);
+        batches
+    }
+
+    fn second(t: SystemTime) -> u64 {
+        since(t, UNIX_EPOCH).as_secs()
+    }
+
+    type Key = (&'static str, String, u8, String);
+    type Summary = Vec<(Key, (u64, u64, u32))>;
+    /// Tenant, registrable domain and second of a first sighting.
+    type SeenAt = Vec<(Arc<str>, String, u64)>;
+
+    /// Per rule, domain, client and reason: the first and last time (to
+    /// the millisecond for the per-query rules, else to the batch) and the
+    /// queries counted.
+    fn summarise(signals: Vec<Signal>) -> Summary {
+        let mut by: HashMap<Key, (u64, u64, u32)> = HashMap::new();
+        for s in signals {
+            let exact = matches!(s.rule, "feed.block" | "feed.monitor" | "dga")
+                || s.reason.contains("bits of entropy");
+            let t = |t: SystemTime| {
+                if exact {
+                    since(t, UNIX_EPOCH).as_millis() as u64
+                } else {
+                    second(t)
                 }
-                runs.len()
-            } else {
-                for e in batch {
-                    d.observe(e, &mut out);
-                }
-                batch.len()
             };
-            let seen: Vec<_> = out
-                .new_domains
-                .into_iter()
-                .map(|(t, d, at)| (t, d, second(at)))
-                .collect();
-            (out.signals, seen, steps)
+            // the beacon rule keeps a call's first query in batch order
+            // one way and the run's earliest the other: its spread (±)
+            // may differ by a few hundred milliseconds
+            let reason = match s.reason.split_once(" (±") {
+                Some((head, _)) if s.rule == "beacon" => head.to_string(),
+                _ => s.reason.clone(),
+            };
+            let e = by
+                .entry((s.rule, s.domain.clone(), s.client.0[0], reason))
+                .or_insert((u64::MAX, 0, 0));
+            e.0 = e.0.min(t(s.time));
+            e.1 = e.1.max(t(s.last_time()));
+            e.2 += s.count();
+        }
+        let mut v: Summary = by.into_iter().collect();
+        v.sort();
+        v
+    }
+
+    /// One batch through a detector, query by query or run by run: its
+    /// signals, the domains it saw (to the second) and the steps taken.
+    fn observe_batch(
+        d: &mut Detector,
+        batch: &[PrivateEvent],
+        by_run: bool,
+    ) -> (Vec<Signal>, SeenAt, usize) {
+        let mut out = Observed::default();
+        let steps = if by_run {
+            let runs = parapet_core::event::fold_events(batch);
+            for r in &runs {
+                d.observe_run(&r.as_run(), &mut out);
+            }
+            runs.len()
+        } else {
+            for e in batch {
+                d.observe(e, &mut out);
+            }
+            batch.len()
         };
+        let seen: Vec<_> = out
+            .new_domains
+            .into_iter()
+            .map(|(t, d, at)| (t, d, second(at)))
+            .collect();
+        (out.signals, seen, steps)
+    }
+
+    /// Observing a batch's runs gives what observing its queries one by one
+    /// gives, for every rule, with repeats inside each 1 s batch in no
+    /// particular order: the per-query rules exactly, the threshold rules
+    /// to the batch (their signal's time is the run's).
+    #[test]
+    fn runs_give_what_queries_one_by_one_give() {
+        let cfg = DetectConfig {
+            learning_period: Duration::ZERO,
+            ..DetectConfig::default()
+        };
+        let batches = mixed_batches();
         let (mut one, mut folded) = (Detector::new(cfg.clone()), Detector::new(cfg));
         let (mut by_query, mut by_run) = (Vec::new(), Vec::new());
         let (mut seen_query, mut seen_run) = (Vec::new(), Vec::new());
         let mut repeats = 0;
         for batch in &batches {
-            let (signals, seen, _) = observe(&mut one, batch, false);
+            let (signals, seen, _) = observe_batch(&mut one, batch, false);
             by_query.extend(signals);
             seen_query.extend(seen);
-            let (signals, seen, runs) = observe(&mut folded, batch, true);
+            let (signals, seen, runs) = observe_batch(&mut folded, batch, true);
             by_run.extend(signals);
             seen_run.extend(seen);
             repeats += batch.len() - runs;
