@@ -11,9 +11,10 @@ static HOOK: Once = Once::new();
 
 fuzz_target!(|data: &[u8]| {
     // mail-parser 0.11 has debug_assert!s that malformed MIME trips;
-    // report.rs catches those panics and returns an error. libfuzzer's panic
-    // hook would abort before the unwind reaches that catch, so let panics
-    // raised inside mail-parser unwind; every other panic still aborts.
+    // report/container.rs catches those panics and returns an error.
+    // libfuzzer's panic hook would abort before the unwind reaches that
+    // catch, so let panics raised inside mail-parser unwind; every other
+    // panic still aborts.
     HOOK.call_once(|| {
         let fuzzer_hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
