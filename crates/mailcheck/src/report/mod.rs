@@ -37,7 +37,6 @@
 
 mod aggregate;
 mod container;
-mod date;
 #[cfg(test)]
 mod fixtures;
 mod text;

@@ -5,8 +5,8 @@
 use serde_json::{Map, Value};
 
 use super::Res;
-use super::date::rfc3339;
 use super::text::{strip_bom, utf8_error};
+use parapet_core::calendar::parse_rfc3339;
 
 /// TLS-RPT `policy-type`.
 const TLS_POLICY_TYPES: &[&str] = &["sts", "tlsa", "no-policy-found"];
@@ -123,7 +123,7 @@ impl<'v> J<'v> {
 
     fn time(&self, key: &str) -> Res<i64> {
         let s = self.str(key)?;
-        rfc3339(s).ok_or_else(|| {
+        parse_rfc3339(s).ok_or_else(|| {
             format!(
                 "{}{key}: {:?} is not an RFC 3339 date-time",
                 self.at,
