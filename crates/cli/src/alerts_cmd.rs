@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use parapet_core::alert::AlertStatus;
-use parapet_core::calendar::format_datetime_ms;
+use parapet_core::calendar::format_local_ms;
 use parapet_store::{AlertFilter, Db, StoreError};
 
 use crate::BadInput;
@@ -64,7 +64,7 @@ pub fn list(config_path: Option<&Path>, args: ListArgs<'_>) -> anyhow::Result<Ex
             a.domain,
             a.count,
             a.clients,
-            format_datetime_ms(a.last_seen)
+            format_local_ms(a.last_seen)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -88,7 +88,7 @@ pub fn set(
                 "alert {} is now {} ({} by {by})",
                 a.id,
                 a.status,
-                format_datetime_ms(now_ms())
+                format_local_ms(now_ms())
             );
             Ok(ExitCode::SUCCESS)
         }

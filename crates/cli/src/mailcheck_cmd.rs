@@ -12,7 +12,7 @@ use parapet_mailcheck::check::{Options, Report, check_domain};
 use parapet_mailcheck::dns::Dns;
 
 use crate::BadInput;
-use parapet_core::calendar::format_datetime_ms;
+use parapet_core::calendar::{format_datetime_ms, format_local_ms};
 
 pub struct Args {
     pub domains: Vec<String>,
@@ -229,10 +229,10 @@ fn print_changes(d: &parapet_store::MailCheckDiff) {
     match d.previous_at {
         None => println!("  (first check stored)"),
         Some(at) if d.new.is_empty() && d.fixed.is_empty() => {
-            println!("  no change since {}", format_datetime_ms(at))
+            println!("  no change since {}", format_local_ms(at))
         }
         Some(at) => {
-            println!("  since {}:", format_datetime_ms(at));
+            println!("  since {}:", format_local_ms(at));
             for f in &d.new {
                 println!("    new    {:<8} {}", f.severity, f.code);
             }

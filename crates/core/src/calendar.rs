@@ -1,6 +1,12 @@
 //! The workspace's one calendar: civil dates of unix times, the timestamp
 //! forms Parapet writes, and the date forms that exports and reports use.
 //! Unix seconds unless a name says milliseconds.
+//!
+//! Two forms of a time: machine forms (JSON, the API, stored text) are
+//! RFC 3339 in UTC ([`format_datetime`]); a time a person reads (a table,
+//! an e-mail, a page) is UK local time, GMT or BST ([`format_local`]), from
+//! the time zone database compiled in. Dates and quarter boundaries are
+//! UTC calendar days, as the KPI definitions count them.
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -129,6 +135,50 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         _ => return None,
     };
     Some(days_from_civil(y, mo as u32, d as u32) * 86_400 + h * 3600 + mi * 60 + sec - offset)
+}
+
+/// Europe/London, from the time zone database compiled into the binary
+/// (so a host without /usr/share/zoneinfo still shows BST in summer).
+fn london() -> jiff::tz::TimeZone {
+    static TZ: std::sync::OnceLock<jiff::tz::TimeZone> = std::sync::OnceLock::new();
+    TZ.get_or_init(|| jiff::tz::TimeZone::get("Europe/London").unwrap_or(jiff::tz::TimeZone::UTC))
+        .clone()
+}
+
+/// `YYYY-MM-DD HH:MM:SS GMT` (or `BST`) of unix seconds: the time in UK
+/// local time, as a person reads it.
+pub fn format_local(t: i64) -> String {
+    match jiff::Timestamp::from_second(t) {
+        Ok(ts) => ts
+            .to_zoned_datetime(london())
+            .strftime("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
+        // beyond the years jiff represents (±9999): UTC's form
+        Err(_) => format_datetime(t),
+    }
+}
+
+/// `YYYY-MM-DD`: the day it is at unix second `t` in the UK (a date a
+/// person reads, such as a report's).
+pub fn format_local_date(t: i64) -> String {
+    match jiff::Timestamp::from_second(t) {
+        Ok(ts) => ts
+            .to_zoned_datetime(london())
+            .strftime("%Y-%m-%d")
+            .to_string(),
+        Err(_) => format_date(t),
+    }
+}
+
+/// [`format_local`] of unix milliseconds, to the second.
+pub fn format_local_ms(ms: i64) -> String {
+    format_local(ms.div_euclid(1000))
+}
+
+/// A time in a machine form (RFC 3339, as the API gives it) shown in UK
+/// local time; anything else is returned as it is.
+pub fn local_from_rfc3339(s: &str) -> String {
+    parse_rfc3339(s).map_or_else(|| s.to_string(), format_local)
 }
 
 fn num(s: &str) -> Option<u32> {
@@ -311,6 +361,28 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn local_time_is_gmt_in_winter_and_bst_in_summer() {
+        // 2021-07-15T10:00:00Z and 2021-01-15T10:00:00Z
+        assert_eq!(format_local(1_626_343_200), "2021-07-15 11:00:00 BST");
+        assert_eq!(format_local(1_610_704_800), "2021-01-15 10:00:00 GMT");
+        // the clocks went forward at 01:00 UTC on 2021-03-28
+        assert_eq!(format_local(1_616_893_199), "2021-03-28 00:59:59 GMT");
+        assert_eq!(format_local(1_616_893_200), "2021-03-28 02:00:00 BST");
+        assert_eq!(
+            format_local_ms(1_626_343_200_999),
+            "2021-07-15 11:00:00 BST"
+        );
+        assert_eq!(
+            local_from_rfc3339("2021-07-15T10:00:00Z"),
+            "2021-07-15 11:00:00 BST"
+        );
+        assert_eq!(local_from_rfc3339("never"), "never");
+        // 23:30 UTC in summer is already the next day in the UK
+        assert_eq!(format_local_date(1_626_391_800), "2021-07-16");
+        assert_eq!(format_date(1_626_391_800), "2021-07-15");
     }
 
     proptest! {

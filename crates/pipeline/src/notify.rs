@@ -396,8 +396,8 @@ fn mail_text(a: &Alert) -> String {
         ies = if a.count == 1 { "y" } else { "ies" },
         clients = a.clients,
         cs = if a.clients == 1 { "" } else { "s" },
-        first = parapet_core::calendar::format_datetime_ms(a.first_seen),
-        last = parapet_core::calendar::format_datetime_ms(a.last_seen),
+        first = parapet_core::calendar::format_local_ms(a.first_seen),
+        last = parapet_core::calendar::format_local_ms(a.last_seen),
     );
     if !a.feeds.is_empty() {
         s.push_str(&format!("Feeds:      {}\n", a.feeds.join(", ")));

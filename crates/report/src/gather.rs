@@ -7,7 +7,7 @@ use parapet_assurance::frozen::{QuarterError, has_data, quarter_kpis};
 use parapet_assurance::kpi::Settings;
 use parapet_assurance::quarter::Quarter;
 use parapet_assurance::store::ReportSources;
-use parapet_core::calendar::format_date;
+use parapet_core::calendar::{format_date, format_local_date};
 
 use crate::{AlertLine, DEFAULT_EXEMPTION, HistoryPoint, MailSummary, PdnsSummary, ReportInput};
 
@@ -81,7 +81,7 @@ pub fn report_input<S: ReportSources + ?Sized>(
     Ok(ReportInput {
         council: council.name.clone(),
         committee: text.committee,
-        date: format_date(now),
+        date: format_local_date(now),
         exemption: text
             .exemption
             .unwrap_or_else(|| DEFAULT_EXEMPTION.to_string()),

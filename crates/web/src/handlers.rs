@@ -44,6 +44,10 @@ fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut e = Environment::new();
+        // the API gives times as RFC 3339 UTC; a page shows them in UK local time
+        e.add_filter("local", |t: String| {
+            parapet_core::calendar::local_from_rfc3339(&t)
+        });
         for (name, src) in TEMPLATES {
             e.add_template(name, src).expect("templates parse");
         }
