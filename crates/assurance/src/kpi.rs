@@ -627,14 +627,44 @@ fn kpi(
 pub fn compute(inp: &Inputs<'_>) -> KpiReport {
     let s = inp.settings;
     let q = inp.quarter;
-    let (start, t) = (q.start(), q.end());
+    let t = q.end();
     let reg = reconcile(inp.imports, t);
     let index = FindingIndex::new(inp.imports);
-    let in_scope = |d: &Device<'_>| {
-        !d.lifecycle.as_deref().is_some_and(retired) && t - d.last_seen <= s.active_days * DAY
-    };
+    let mut ce = CeFailures::default();
+    let mut kpis = vec![breaches_kpi(inp, q.start(), t)];
+    for (class, av_id, patch_id) in [(Class::Server, 2u8, 4u8), (Class::Workstation, 3, 5)] {
+        kpis.extend(class_kpis(
+            inp, &reg, &index, class, av_id, patch_id, &mut ce,
+        ));
+    }
+    kpis.sort_by_key(|k| k.id);
+    let cyber_essentials = ce_rules(&reg, t, s, ce);
+    let _ = BTreeSet::<u8>::new();
+    KpiReport {
+        tenant: inp.tenant.to_string(),
+        quarter: q.to_string(),
+        period: q.months(),
+        snapshot_date: format_date(t),
+        computed_at: format_datetime(inp.now),
+        frozen: false,
+        settings: s.clone(),
+        kpis,
+        cyber_essentials,
+        evidence_files: evidence_files(inp.imports, t, s),
+        register: register_entries(&reg, t, s),
+        incidents: incident_entries(inp.incidents, t),
+        exceptions: exception_entries(inp.exceptions, t),
+    }
+}
 
-    // KPI 1
+/// In scope at T: not retired, and seen by some source within `active_days`.
+fn in_scope(d: &Device<'_>, t: i64, s: &Settings) -> bool {
+    !d.lifecycle.as_deref().is_some_and(retired) && t - d.last_seen <= s.active_days * DAY
+}
+
+/// KPI 1: successful attacks detected in the quarter, amber while an
+/// unsuccessful one is still under investigation at T.
+fn breaches_kpi(inp: &Inputs<'_>, start: i64, t: i64) -> Kpi {
     let in_quarter: Vec<&Incident> = inp
         .incidents
         .iter()
@@ -685,7 +715,7 @@ pub fn compute(inp: &Inputs<'_>) -> KpiReport {
             identifiers: Vec::new(),
         })
         .collect();
-    let mut kpis = vec![kpi(
+    kpi(
         1,
         breaches.len() as u64,
         in_quarter.len() as u64,
@@ -697,201 +727,68 @@ pub fn compute(inp: &Inputs<'_>) -> KpiReport {
         ev1,
         Vec::new(),
         Vec::new(),
-    )];
+    )
+}
 
-    // KPIs 2-5
-    let mut ce_av = Vec::new();
-    let mut ce_patch = Vec::new();
-    let mut ce_os = Vec::new();
-    let mut ce_sw = Vec::new();
-    let mut not_assessed_all = Vec::new();
-    for (class, av_id, patch_id) in [(Class::Server, 2u8, 4u8), (Class::Workstation, 3, 5)] {
-        let pop: Vec<&Device<'_>> = reg
-            .iter()
-            .filter(|d| d.class == class && in_scope(d))
-            .collect();
-        let n = pop.len() as u64;
-        let (mut av_ev, mut av_exc, mut av_b) = (Vec::new(), Vec::new(), BTreeMap::new());
-        let (mut p_ev, mut p_exc, mut p_b) = (Vec::new(), Vec::new(), BTreeMap::new());
-        let mut not_assessed = Vec::new();
-        let mut worst_days = 0;
-        for d in &pop {
-            let v = av_check(d, t, s);
-            if !v.reasons.is_empty() {
-                let e = DeviceEvidence {
-                    device: d.name.clone(),
-                    class: class.as_str().into(),
-                    reasons: v.reasons.clone(),
-                    details: v.details,
-                    findings: Vec::new(),
-                    identifiers: ident(d),
-                };
-                ce_av.push(d.name.clone());
-                if let Some(why) = excepted(inp.exceptions, t, d, "av", None) {
-                    let mut e = e;
-                    e.details.push(format!("excepted: {why}"));
-                    av_exc.push(e);
-                } else {
-                    for r in &v.reasons {
-                        *av_b.entry(r.clone()).or_insert(0u64) += 1;
-                    }
-                    av_ev.push(e);
-                }
-            }
-            let pv = patch_check(d, inp, t, &index);
-            let assessed = d.sightings.iter().any(|x| {
-                x.source.is_scanner()
-                    && x.obs.scan.is_some_and(|sc| sc.credentialed)
-                    && t - x.at <= s.assessed_days * DAY
-            });
-            if !assessed {
-                let unc = d
-                    .sightings
-                    .iter()
-                    .any(|x| x.source.is_scanner() && t - x.at <= s.assessed_days * DAY);
-                not_assessed.push(format!(
-                    "{}{}",
-                    d.name,
-                    if unc {
-                        " (uncredentialed scan only)"
-                    } else {
-                        " (no scan)"
-                    }
-                ));
-                not_assessed_all.push(d.name.clone());
-            }
-            if pv.unsupported_os.is_some() {
-                ce_os.push(d.name.clone());
-            }
-            if pv
-                .findings
-                .iter()
-                .any(|f| f.severity == "unsupported software")
-            {
-                ce_sw.push(d.name.clone());
-            }
-            let failing = pv.unsupported_os.is_some() || !pv.findings.is_empty();
-            if !failing && pv.excepted_findings.is_empty() {
-                continue;
-            }
-            let mut reasons = Vec::new();
-            let mut details = Vec::new();
-            if let Some(os) = &pv.unsupported_os {
-                reasons.push("unsupported-os".to_string());
-                details.push(format!("unsupported operating system: {os}"));
-            }
-            if !pv.findings.is_empty() {
-                reasons.push("finding".into());
-                details.push(format!(
-                    "{} qualifying finding(s), oldest {} days past the fix",
-                    pv.findings.len(),
-                    pv.findings.first().map_or(0, |f| f.days_past_fix)
-                ));
-            }
-            let mut e = DeviceEvidence {
-                device: d.name.clone(),
-                class: class.as_str().into(),
-                reasons,
-                details,
-                findings: pv.findings.clone(),
-                identifiers: ident(d),
-            };
-            let device_exc = excepted(inp.exceptions, t, d, "patching", None);
-            if failing || device_exc.is_some() {
-                ce_patch.push(d.name.clone());
-            }
-            if let Some(why) = device_exc.filter(|_| failing) {
-                e.details.push(format!("excepted: {why}"));
-                p_exc.push(e);
-            } else if failing {
-                for r in &e.reasons {
-                    *p_b.entry(r.clone()).or_insert(0u64) += 1;
-                }
-                *p_b.entry("findings".into()).or_insert(0) += pv.findings.len() as u64;
-                worst_days = worst_days.max(pv.max_days_past);
-                p_ev.push(e);
-            } else {
-                // only excepted findings: listed beside the KPI
-                let mut e = e;
-                e.findings = pv
-                    .excepted_findings
-                    .iter()
-                    .map(|(f, _)| f.clone())
-                    .collect();
-                e.details = pv
-                    .excepted_findings
-                    .iter()
-                    .map(|(f, why)| format!("{}: excepted: {why}", f.key))
-                    .collect();
-                ce_patch.push(d.name.clone());
-                p_exc.push(e);
-            }
+/// The devices failing each Cyber Essentials check, gathered while KPIs
+/// 2–5 walk the estate, for [`ce_rules`] to list once both classes are done.
+#[derive(Default)]
+struct CeFailures {
+    av: Vec<String>,
+    patch: Vec<String>,
+    os: Vec<String>,
+    software: Vec<String>,
+    not_assessed: Vec<String>,
+}
+
+/// One KPI's devices as the walk over its class finds them.
+#[derive(Default)]
+struct Tally {
+    evidence: Vec<DeviceEvidence>,
+    excepted: Vec<DeviceEvidence>,
+    breakdown: BTreeMap<String, u64>,
+    /// The most days past a fix among the counted devices (KPIs 4–5 amber).
+    worst_days: i64,
+}
+
+/// KPIs 2–5 for one class: its anti-virus KPI (`av_id`) and its patching
+/// KPI (`patch_id`), over the class's in-scope devices.
+fn class_kpis(
+    inp: &Inputs<'_>,
+    reg: &[Device<'_>],
+    index: &FindingIndex,
+    class: Class,
+    av_id: u8,
+    patch_id: u8,
+    ce: &mut CeFailures,
+) -> [Kpi; 2] {
+    let s = inp.settings;
+    let t = inp.quarter.end();
+    let pop: Vec<&Device<'_>> = reg
+        .iter()
+        .filter(|d| d.class == class && in_scope(d, t, s))
+        .collect();
+    let n = pop.len() as u64;
+    let mut av = Tally::default();
+    let mut patch = Tally::default();
+    let mut not_assessed = Vec::new();
+    for d in &pop {
+        count_av(inp, d, class, &mut av, ce);
+        let pv = patch_check(d, inp, t, index);
+        if let Some(line) = not_assessed_line(d, t, s) {
+            not_assessed.push(line);
+            ce.not_assessed.push(d.name.clone());
         }
-        let av_count = av_ev.len() as u64;
-        let av_pct = pct(av_count, n);
-        let (av_rag, av_thr) = if class == Class::Server {
-            let amber =
-                av_count <= s.servers_av_amber_count || av_pct <= s.servers_av_amber_percent;
-            (
-                if av_count == 0 {
-                    Rag::Green
-                } else if amber {
-                    Rag::Amber
-                } else {
-                    Rag::Red
-                },
-                format!(
-                    "green 0; amber up to {} servers or {}%; red otherwise",
-                    s.servers_av_amber_count, s.servers_av_amber_percent
-                ),
-            )
-        } else {
-            (
-                rag_percent(
-                    av_pct,
-                    s.workstations_av_green_percent,
-                    s.workstations_av_amber_percent,
-                ),
-                format!(
-                    "green up to {}%; amber up to {}%; red above",
-                    s.workstations_av_green_percent, s.workstations_av_amber_percent
-                ),
-            )
-        };
-        let p_count = p_ev.len() as u64;
-        let p_pct = pct(p_count, n);
-        let (p_rag, p_thr) = if class == Class::Server {
-            (
-                if p_count == 0 {
-                    Rag::Green
-                } else if p_pct <= s.servers_patch_amber_percent
-                    && worst_days <= s.servers_patch_amber_max_days
-                {
-                    Rag::Amber
-                } else {
-                    Rag::Red
-                },
-                format!(
-                    "green 0 (Cyber Essentials compliant); amber up to {}% of servers with none more than {} days past the fix; red otherwise",
-                    s.servers_patch_amber_percent, s.servers_patch_amber_max_days
-                ),
-            )
-        } else {
-            (
-                rag_percent(
-                    p_pct,
-                    s.workstations_patch_green_percent,
-                    s.workstations_patch_amber_percent,
-                ),
-                format!(
-                    "green up to {}%; amber up to {}%; red above",
-                    s.workstations_patch_green_percent, s.workstations_patch_amber_percent
-                ),
-            )
-        };
-        let av_excepted = av_exc.len() as u64;
-        let p_excepted = p_exc.len() as u64;
-        kpis.push(kpi(
+        count_patching(inp, d, class, pv, &mut patch, ce);
+    }
+    let av_count = av.evidence.len() as u64;
+    let (av_rag, av_thr) = av_rag(class, av_count, pct(av_count, n), s);
+    let p_count = patch.evidence.len() as u64;
+    let (p_rag, p_thr) = patch_rag(class, p_count, pct(p_count, n), patch.worst_days, s);
+    let av_excepted = av.excepted.len() as u64;
+    let p_excepted = patch.excepted.len() as u64;
+    [
+        kpi(
             av_id,
             av_count,
             n,
@@ -899,12 +796,12 @@ pub fn compute(inp: &Inputs<'_>) -> KpiReport {
             av_rag,
             av_thr,
             inp.previous,
-            av_b,
-            av_ev,
-            av_exc,
+            av.breakdown,
+            av.evidence,
+            av.excepted,
             Vec::new(),
-        ));
-        kpis.push(kpi(
+        ),
+        kpi(
             patch_id,
             p_count,
             n,
@@ -912,16 +809,244 @@ pub fn compute(inp: &Inputs<'_>) -> KpiReport {
             p_rag,
             p_thr,
             inp.previous,
-            p_b,
-            p_ev,
-            p_exc,
+            patch.breakdown,
+            patch.evidence,
+            patch.excepted,
             not_assessed,
+        ),
+    ]
+}
+
+/// KPIs 2–3 for one device: counted, excepted beside the figure, or healthy.
+fn count_av(
+    inp: &Inputs<'_>,
+    d: &Device<'_>,
+    class: Class,
+    tally: &mut Tally,
+    ce: &mut CeFailures,
+) {
+    let t = inp.quarter.end();
+    let v = av_check(d, t, inp.settings);
+    if v.reasons.is_empty() {
+        return;
+    }
+    let e = DeviceEvidence {
+        device: d.name.clone(),
+        class: class.as_str().into(),
+        reasons: v.reasons.clone(),
+        details: v.details,
+        findings: Vec::new(),
+        identifiers: ident(d),
+    };
+    ce.av.push(d.name.clone());
+    if let Some(why) = excepted(inp.exceptions, t, d, "av", None) {
+        let mut e = e;
+        e.details.push(format!("excepted: {why}"));
+        tally.excepted.push(e);
+    } else {
+        for r in &v.reasons {
+            *tally.breakdown.entry(r.clone()).or_insert(0u64) += 1;
+        }
+        tally.evidence.push(e);
+    }
+}
+
+/// The not-assessed line for a device without a credentialed scan within
+/// `assessed_days` of T (SU-7), saying whether an uncredentialed one saw it.
+fn not_assessed_line(d: &Device<'_>, t: i64, s: &Settings) -> Option<String> {
+    let assessed = d.sightings.iter().any(|x| {
+        x.source.is_scanner()
+            && x.obs.scan.is_some_and(|sc| sc.credentialed)
+            && t - x.at <= s.assessed_days * DAY
+    });
+    if assessed {
+        return None;
+    }
+    let unc = d
+        .sightings
+        .iter()
+        .any(|x| x.source.is_scanner() && t - x.at <= s.assessed_days * DAY);
+    Some(format!(
+        "{}{}",
+        d.name,
+        if unc {
+            " (uncredentialed scan only)"
+        } else {
+            " (no scan)"
+        }
+    ))
+}
+
+/// KPIs 4–5 for one device, from its patch verdict: counted, excepted
+/// beside the figure (the whole device, or only some of its findings), or
+/// clean. Also records the device against the Cyber Essentials checks it fails.
+fn count_patching(
+    inp: &Inputs<'_>,
+    d: &Device<'_>,
+    class: Class,
+    pv: PatchVerdict,
+    tally: &mut Tally,
+    ce: &mut CeFailures,
+) {
+    let t = inp.quarter.end();
+    if pv.unsupported_os.is_some() {
+        ce.os.push(d.name.clone());
+    }
+    if pv
+        .findings
+        .iter()
+        .any(|f| f.severity == "unsupported software")
+    {
+        ce.software.push(d.name.clone());
+    }
+    let failing = pv.unsupported_os.is_some() || !pv.findings.is_empty();
+    if !failing && pv.excepted_findings.is_empty() {
+        return;
+    }
+    let mut reasons = Vec::new();
+    let mut details = Vec::new();
+    if let Some(os) = &pv.unsupported_os {
+        reasons.push("unsupported-os".to_string());
+        details.push(format!("unsupported operating system: {os}"));
+    }
+    if !pv.findings.is_empty() {
+        reasons.push("finding".into());
+        details.push(format!(
+            "{} qualifying finding(s), oldest {} days past the fix",
+            pv.findings.len(),
+            pv.findings.first().map_or(0, |f| f.days_past_fix)
         ));
     }
-    kpis.sort_by_key(|k| k.id);
+    let mut e = DeviceEvidence {
+        device: d.name.clone(),
+        class: class.as_str().into(),
+        reasons,
+        details,
+        findings: pv.findings.clone(),
+        identifiers: ident(d),
+    };
+    let device_exc = excepted(inp.exceptions, t, d, "patching", None);
+    if failing || device_exc.is_some() {
+        ce.patch.push(d.name.clone());
+    }
+    if let Some(why) = device_exc.filter(|_| failing) {
+        e.details.push(format!("excepted: {why}"));
+        tally.excepted.push(e);
+    } else if failing {
+        for r in &e.reasons {
+            *tally.breakdown.entry(r.clone()).or_insert(0u64) += 1;
+        }
+        *tally.breakdown.entry("findings".into()).or_insert(0) += pv.findings.len() as u64;
+        tally.worst_days = tally.worst_days.max(pv.max_days_past);
+        tally.evidence.push(e);
+    } else {
+        // only excepted findings: listed beside the KPI
+        let mut e = e;
+        e.findings = pv
+            .excepted_findings
+            .iter()
+            .map(|(f, _)| f.clone())
+            .collect();
+        e.details = pv
+            .excepted_findings
+            .iter()
+            .map(|(f, why)| format!("{}: excepted: {why}", f.key))
+            .collect();
+        ce.patch.push(d.name.clone());
+        tally.excepted.push(e);
+    }
+}
 
-    // Cyber Essentials rules the data decides
-    let in_scope_all: Vec<&Device<'_>> = reg.iter().filter(|d| in_scope(d)).collect();
+/// KPIs 2–3 RAG and the threshold in words: a count or share for servers,
+/// a share for workstations.
+fn av_rag(class: Class, count: u64, percent: f64, s: &Settings) -> (Rag, String) {
+    if class == Class::Server {
+        let amber = count <= s.servers_av_amber_count || percent <= s.servers_av_amber_percent;
+        (
+            if count == 0 {
+                Rag::Green
+            } else if amber {
+                Rag::Amber
+            } else {
+                Rag::Red
+            },
+            format!(
+                "green 0; amber up to {} servers or {}%; red otherwise",
+                s.servers_av_amber_count, s.servers_av_amber_percent
+            ),
+        )
+    } else {
+        (
+            rag_percent(
+                percent,
+                s.workstations_av_green_percent,
+                s.workstations_av_amber_percent,
+            ),
+            format!(
+                "green up to {}%; amber up to {}%; red above",
+                s.workstations_av_green_percent, s.workstations_av_amber_percent
+            ),
+        )
+    }
+}
+
+/// KPIs 4–5 RAG and the threshold in words: servers are amber only while
+/// no counted device is more than `servers_patch_amber_max_days` past a fix.
+fn patch_rag(
+    class: Class,
+    count: u64,
+    percent: f64,
+    worst_days: i64,
+    s: &Settings,
+) -> (Rag, String) {
+    if class == Class::Server {
+        (
+            if count == 0 {
+                Rag::Green
+            } else if percent <= s.servers_patch_amber_percent
+                && worst_days <= s.servers_patch_amber_max_days
+            {
+                Rag::Amber
+            } else {
+                Rag::Red
+            },
+            format!(
+                "green 0 (Cyber Essentials compliant); amber up to {}% of servers with none more than {} days past the fix; red otherwise",
+                s.servers_patch_amber_percent, s.servers_patch_amber_max_days
+            ),
+        )
+    } else {
+        (
+            rag_percent(
+                percent,
+                s.workstations_patch_green_percent,
+                s.workstations_patch_amber_percent,
+            ),
+            format!(
+                "green up to {}%; amber up to {}%; red above",
+                s.workstations_patch_green_percent, s.workstations_patch_amber_percent
+            ),
+        )
+    }
+}
+
+fn ce_rule(id: &str, text: &str, level: &str, mut devices: Vec<String>, detail: String) -> CeRule {
+    devices.sort();
+    devices.dedup();
+    CeRule {
+        id: id.into(),
+        rule: text.into(),
+        level: level.into(),
+        pass: devices.is_empty(),
+        devices,
+        detail,
+    }
+}
+
+/// The Cyber Essentials rules the data decides: the failures KPIs 2–5
+/// gathered, and the register's own data-quality checks.
+fn ce_rules(reg: &[Device<'_>], t: i64, s: &Settings, ce: CeFailures) -> Vec<CeRule> {
+    let in_scope_all: Vec<&Device<'_>> = reg.iter().filter(|d| in_scope(d, t, s)).collect();
     let unmanaged: Vec<String> = in_scope_all
         .iter()
         .filter(|d| !d.managed)
@@ -946,94 +1071,88 @@ pub fn compute(inp: &Inputs<'_>) -> KpiReport {
         .filter(|d| d.class == Class::Unclassified)
         .map(|d| d.name.clone())
         .collect();
-    let rule = |id: &str, text: &str, level: &str, devices: Vec<String>, detail: String| {
-        let mut devices = devices;
-        devices.sort();
-        devices.dedup();
-        CeRule {
-            id: id.into(),
-            rule: text.into(),
-            level: level.into(),
-            pass: devices.is_empty(),
-            devices,
-            detail,
-        }
-    };
-    let ce = vec![
-        rule(
+    vec![
+        ce_rule(
             "SU-3/SU-4",
             "High and critical updates applied within 14 days of release (servers and workstations)",
             "auto-fail",
-            ce_patch,
+            ce.patch,
             format!(
                 "findings with a fix released more than {} days before {}",
                 s.patch_days,
                 format_date(t)
             ),
         ),
-        rule(
+        ce_rule(
             "SU-1",
             "No operating system past vendor support",
             "fail",
-            ce_os,
+            ce.os,
             "built-in end-of-support table (docs/assurance.md)".into(),
         ),
-        rule(
+        ce_rule(
             "SU-2",
             "No unsupported software installed",
             "fail",
-            ce_sw,
+            ce.software,
             "scanner end-of-life findings and osquery software inventory".into(),
         ),
-        rule(
+        ce_rule(
             "MP-1..4",
             "Malware protection installed, active, current and reporting on every server and workstation",
             "fail",
-            ce_av,
+            ce.av,
             format!(
                 "signatures at most {} days old; telemetry at most {} days old",
                 s.signature_days, s.av_telemetry_days
             ),
         ),
-        rule(
+        ce_rule(
             "AS-2",
             "Every device seen on the network is in the managed inventory",
             "fail",
             unmanaged,
             "devices seen only by vulnerability scanners".into(),
         ),
-        rule(
+        ce_rule(
             "AS-3",
             "No inventory device silent for more than 30 days",
             "warning",
             stale,
             "stale devices are left out of the KPIs and listed here".into(),
         ),
-        rule(
+        ce_rule(
             "AS-4",
             "Sources agree on each device's class and name",
             "warning",
             conflicts,
             "conflicts are listed in the register".into(),
         ),
-        rule(
+        ce_rule(
             "SU-7",
             "Every server and workstation had a credentialed vulnerability assessment in the last 30 days",
             "warning",
-            not_assessed_all,
+            ce.not_assessed,
             "evidence freshness".into(),
         ),
-        rule(
+        ce_rule(
             "AS-1",
             "Every in-scope device has a class",
             "warning",
             unclassified,
             "unclassified devices are a data-quality exception".into(),
         ),
-    ];
+    ]
+}
 
-    let evidence_files = inp
-        .imports
+/// The evidence chain: each input file, its hash, and whether it was
+/// taken too long before T.
+fn evidence_files(
+    imports: &[(ImportMeta, AssetImport)],
+    t: i64,
+    s: &Settings,
+) -> Vec<EvidenceFile> {
+    imports
         .iter()
         .map(|(m, _)| EvidenceFile {
             file: file_name(&m.path).to_string(),
@@ -1044,25 +1163,30 @@ pub fn compute(inp: &Inputs<'_>) -> KpiReport {
             findings: m.findings,
             stale: t - m.as_of > s.evidence_days * DAY,
         })
-        .collect();
-    let register = reg
-        .iter()
+        .collect()
+}
+
+fn register_entries(reg: &[Device<'_>], t: i64, s: &Settings) -> Vec<RegisterEntry> {
+    reg.iter()
         .map(|d| RegisterEntry {
             device: d.name.clone(),
             class: d.class.as_str().into(),
             class_rule: d.class_rule.clone(),
             os: d.os.clone(),
             last_seen: format_date(d.last_seen),
-            in_scope: in_scope(d),
+            in_scope: in_scope(d, t, s),
             managed: d.managed,
             sources: d.sightings.iter().map(|x| x.cite()).collect(),
             merged_by: d.merged_by.clone(),
             conflicts: d.conflicts.clone(),
             identifiers: ident(d),
         })
-        .collect();
-    let incidents = inp
-        .incidents
+        .collect()
+}
+
+/// Incidents detected by T, with their status as it stood at T.
+fn incident_entries(incidents: &[Incident], t: i64) -> Vec<IncidentEntry> {
+    incidents
         .iter()
         .filter(|i| i.detected_at <= t)
         .map(|i| IncidentEntry {
@@ -1080,9 +1204,11 @@ pub fn compute(inp: &Inputs<'_>) -> KpiReport {
             },
             ico_reference: i.ico_reference.clone(),
         })
-        .collect();
-    let exceptions = inp
-        .exceptions
+        .collect()
+}
+
+fn exception_entries(exceptions: &[AssetException], t: i64) -> Vec<ExceptionEntry> {
+    exceptions
         .iter()
         .map(|e| ExceptionEntry {
             device: e.asset.clone(),
@@ -1095,23 +1221,7 @@ pub fn compute(inp: &Inputs<'_>) -> KpiReport {
             expires: format_date(e.expires_at),
             in_force: e.created_at <= t && e.expires_at >= t,
         })
-        .collect();
-    let _ = BTreeSet::<u8>::new();
-    KpiReport {
-        tenant: inp.tenant.to_string(),
-        quarter: q.to_string(),
-        period: q.months(),
-        snapshot_date: format_date(t),
-        computed_at: format_datetime(inp.now),
-        frozen: false,
-        settings: s.clone(),
-        kpis,
-        cyber_essentials: ce,
-        evidence_files,
-        register,
-        incidents,
-        exceptions,
-    }
+        .collect()
 }
 
 impl KpiReport {
