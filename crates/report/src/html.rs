@@ -1,9 +1,12 @@
 //! Print-friendly HTML, no JavaScript. The public report is built from the
-//! [`PublicView`] only.
+//! [`PublicView`] only; the exempt appendix is rendered from its outline.
 
 use std::fmt::Write;
 
-use crate::{PublicView, ReportInput, arrow};
+use crate::PublicView;
+use crate::outline::{
+    Block, CellKind, DeviceFinding, Document, EXEMPT_MARKING, Run, Table, figures,
+};
 
 pub(crate) fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -57,34 +60,6 @@ fn title_block(o: &mut String, v: &PublicView, title: &str, status: &str) {
     );
 }
 
-fn kpi_table(o: &mut String, v: &PublicView) {
-    o.push_str("<table>\n<thead><tr><th scope=\"col\">Measure</th><th scope=\"col\">This quarter</th><th scope=\"col\">Of</th><th scope=\"col\">Status</th><th scope=\"col\">Previous quarter</th><th scope=\"col\">Trend</th><th scope=\"col\">Excepted</th><th scope=\"col\">Cyber Essentials</th></tr></thead>\n<tbody>\n");
-    for k in &v.kpis {
-        let _ = writeln!(
-            o,
-            "<tr><th scope=\"row\">{}. {}</th><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"rag-{}\">{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-            k.id,
-            esc(&k.name),
-            k.count,
-            k.denominator,
-            k.status().1,
-            k.status().0,
-            k.previous
-                .map_or_else(|| "—".to_string(), |p| p.to_string()),
-            arrow(&k.direction),
-            k.excepted,
-            if !k.assessed {
-                "—"
-            } else if k.ce_compliant {
-                "compliant"
-            } else {
-                "not compliant"
-            }
-        );
-    }
-    o.push_str("</tbody>\n</table>\n");
-}
-
 /// The public report.
 pub fn public(v: &PublicView, trend: Option<&str>) -> String {
     let title = format!("Cyber security assurance report — {}", v.quarter);
@@ -101,7 +76,7 @@ pub fn public(v: &PublicView, trend: Option<&str>) -> String {
         let _ = writeln!(o, "<p>{}</p>", esc(p));
     }
     o.push_str("</section>\n<section id=\"kpis\">\n<h2>3. Key performance indicators</h2>\n");
-    kpi_table(&mut o, v);
+    table(&mut o, &figures(v));
     o.push_str("<h3>Definitions and thresholds</h3>\n<dl>\n");
     for k in &v.kpis {
         let _ = writeln!(
@@ -191,228 +166,139 @@ pub fn public(v: &PublicView, trend: Option<&str>) -> String {
 fn banner(o: &mut String, reason: &str) {
     let _ = writeln!(
         o,
-        "<p class=\"banner\">NOT FOR PUBLICATION — exempt information<br><span class=\"small\">by virtue of {}</span></p>",
+        "<p class=\"banner\">{EXEMPT_MARKING}<br><span class=\"small\">by virtue of {}</span></p>",
         esc(reason)
     );
 }
 
-/// The exempt appendix: the detail behind every figure.
-pub fn exempt(input: &ReportInput, v: &PublicView) -> String {
-    let k = &input.kpi;
-    let title = format!(
-        "Exempt appendix — cyber security assurance report — {}",
-        v.quarter
-    );
-    let mut o = head(&title);
-    banner(&mut o, &input.exemption);
-    title_block(
-        &mut o,
-        v,
-        "Cyber security assurance report: exempt appendix",
-        "NOT FOR PUBLICATION — exempt information",
-    );
-    o.push_str("<section id=\"figures\">\n<h2>A. The figures</h2>\n");
-    kpi_table(&mut o, v);
-    o.push_str("</section>\n<section id=\"detail\">\n<h2>B. Detail behind each measure</h2>\n");
-    for kp in &k.kpis {
-        let _ = writeln!(
-            o,
-            "<h3>{}. {} — {} of {}</h3>",
-            kp.id,
-            esc(&kp.name),
-            kp.count,
-            kp.denominator
-        );
-        if kp.evidence.is_empty() {
-            o.push_str("<p>Nothing counted.</p>\n");
-        } else {
-            o.push_str("<table>\n<thead><tr><th scope=\"col\">Device / incident</th><th scope=\"col\">Reasons</th><th scope=\"col\">Evidence</th><th scope=\"col\">Also known as</th></tr></thead>\n<tbody>\n");
-            for e in &kp.evidence {
-                let _ = writeln!(
-                    o,
-                    "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td class=\"mono\">{}</td></tr>",
-                    esc(&e.device),
-                    esc(&e.reasons.join(", ")),
-                    esc(&e.details.join("; ")),
-                    esc(&e.identifiers.join(", "))
-                );
-            }
-            o.push_str("</tbody>\n</table>\n");
-            let findings: Vec<_> = kp
-                .evidence
-                .iter()
-                .flat_map(|e| e.findings.iter().map(move |f| (e, f)))
-                .collect();
-            if !findings.is_empty() {
-                o.push_str("<table>\n<thead><tr><th scope=\"col\">Device</th><th scope=\"col\">Finding</th><th scope=\"col\">CVEs</th><th scope=\"col\">Severity</th><th scope=\"col\">First detected</th><th scope=\"col\">14 days run from</th><th scope=\"col\">Days past fix</th><th scope=\"col\">Source</th></tr></thead>\n<tbody>\n");
-                for (e, f) in findings {
-                    let _ = writeln!(
-                        o,
-                        "<tr><td>{}</td><td><span class=\"mono\">{}</span> {}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td class=\"num\">{}</td><td>{}</td></tr>",
-                        esc(&e.device),
-                        esc(&f.key),
-                        esc(&f.title),
-                        esc(&f.cves.join(" ")),
-                        esc(&f.severity),
-                        esc(&f.first_detected),
-                        esc(&f.fix_released),
-                        esc(&f.fix_basis),
-                        f.days_past_fix,
-                        esc(&f.source)
-                    );
-                }
-                o.push_str("</tbody>\n</table>\n");
-            }
+/// A document from its outline.
+pub fn render(d: &Document) -> String {
+    let mut o = head(&d.title);
+    if let Some(x) = &d.exemption {
+        banner(&mut o, x);
+    }
+    front(&mut o, d);
+    for s in &d.sections {
+        let _ = writeln!(o, "<section id=\"{}\">\n<h2>{}</h2>", s.id, s.heading);
+        for b in &s.blocks {
+            block(&mut o, b);
         }
-        if !kp.excepted_evidence.is_empty() {
-            o.push_str(
-                "<p><strong>Excepted (shown beside the figure, not in it):</strong></p>\n<ul>\n",
-            );
-            for e in &kp.excepted_evidence {
-                let _ = writeln!(
-                    o,
-                    "<li>{}: {}</li>",
-                    esc(&e.device),
-                    esc(&e.details.join("; "))
-                );
+        o.push_str("</section>\n");
+    }
+    if let Some(x) = &d.exemption {
+        banner(&mut o, x);
+    }
+    o.push_str("</body>\n</html>\n");
+    o
+}
+
+fn front(o: &mut String, d: &Document) {
+    let _ = write!(
+        o,
+        "<header>\n<p class=\"council\">{}</p>\n<h1>{}</h1>\n<dl class=\"meta\">\n",
+        esc(&d.council),
+        esc(d.heading)
+    );
+    for (label, value) in &d.facts {
+        let _ = writeln!(o, "<dt>{label}</dt><dd>{}</dd>", esc(value));
+    }
+    o.push_str("</dl>\n</header>\n");
+}
+
+fn runs(o: &mut String, runs: &[Run]) {
+    for r in runs {
+        match r {
+            Run::Text(t) => o.push_str(t),
+            Run::Strong(t) => {
+                let _ = write!(o, "<strong>{t}</strong>");
+            }
+            Run::Data(x) => o.push_str(&esc(x)),
+        }
+    }
+}
+
+fn block(o: &mut String, b: &Block) {
+    match b {
+        Block::Heading(r) => {
+            o.push_str("<h3>");
+            runs(o, r);
+            o.push_str("</h3>\n");
+        }
+        Block::Paragraph(r) => {
+            o.push_str("<p>");
+            runs(o, r);
+            o.push_str("</p>\n");
+        }
+        Block::List(items) => {
+            o.push_str("<ul>\n");
+            for i in items {
+                let _ = writeln!(o, "<li>{}</li>", esc(i));
             }
             o.push_str("</ul>\n");
         }
-        if !kp.not_assessed.is_empty() {
-            let _ = writeln!(
-                o,
-                "<p><strong>Not assessed</strong> (no credentialed scan in 30 days): {}</p>",
-                esc(&kp.not_assessed.join(", "))
-            );
-        }
+        Block::Table(t) => table(o, t),
+        Block::Findings(f) => findings(o, f),
     }
-    o.push_str("</section>\n<section id=\"incidents\">\n<h2>C. Incidents</h2>\n");
-    if k.incidents.is_empty() {
-        o.push_str("<p>No incidents recorded.</p>\n");
-    } else {
-        o.push_str("<table>\n<thead><tr><th scope=\"col\">Reference</th><th scope=\"col\">Detected</th><th scope=\"col\">Category</th><th scope=\"col\">Outcome</th><th scope=\"col\">Status at quarter end</th><th scope=\"col\">Impact</th><th scope=\"col\">ICO reference</th></tr></thead>\n<tbody>\n");
-        for i in &k.incidents {
-            let _ = writeln!(
-                o,
-                "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&i.reference),
-                esc(&i.detected),
-                esc(&i.category),
-                esc(&i.outcome),
-                esc(&i.status_at_t),
-                esc(&i.impact),
-                esc(i.ico_reference.as_deref().unwrap_or("—"))
-            );
-        }
-        o.push_str("</tbody>\n</table>\n");
+}
+
+fn table_head<'a>(o: &mut String, headings: impl IntoIterator<Item = &'a str>) {
+    o.push_str("<table>\n<thead><tr>");
+    for h in headings {
+        let _ = write!(o, "<th scope=\"col\">{h}</th>");
     }
-    o.push_str("</section>\n<section id=\"alerts\">\n<h2>D. Detection alerts this quarter</h2>\n");
-    if input.alerts.is_empty() {
-        o.push_str("<p>No alerts.</p>\n");
-    } else {
-        o.push_str("<table>\n<thead><tr><th scope=\"col\">Alert</th><th scope=\"col\">First seen</th><th scope=\"col\">Rule</th><th scope=\"col\">Domain</th><th scope=\"col\">Severity</th><th scope=\"col\">Status</th><th scope=\"col\">Queries</th></tr></thead>\n<tbody>\n");
-        for a in &input.alerts {
-            let _ = writeln!(
-                o,
-                "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
-                a.id,
-                esc(&a.first_seen),
-                esc(&a.rule),
-                esc(&a.domain),
-                esc(&a.severity),
-                esc(&a.status),
-                a.count
-            );
+    o.push_str("</tr></thead>\n<tbody>\n");
+}
+
+fn table(o: &mut String, t: &Table) {
+    table_head(o, t.columns.iter().map(|c| c.heading));
+    for row in &t.rows {
+        o.push_str("<tr>");
+        for c in row {
+            let x = esc(&c.text);
+            let _ = match c.kind {
+                CellKind::Label => write!(o, "<th scope=\"row\">{x}</th>"),
+                CellKind::Plain => write!(o, "<td>{x}</td>"),
+                CellKind::Number => write!(o, "<td class=\"num\">{x}</td>"),
+                CellKind::Code => write!(o, "<td class=\"mono\">{x}</td>"),
+                CellKind::Small => write!(o, "<td class=\"small\">{x}</td>"),
+                CellKind::Status(rag) => write!(o, "<td class=\"rag-{rag}\">{x}</td>"),
+            };
         }
-        o.push_str("</tbody>\n</table>\n");
+        o.push_str("</tr>\n");
     }
-    if let Some(m) = &input.mail
-        && !m.detail.is_empty()
-    {
-        o.push_str("<h3>Mail Check by domain</h3>\n<table>\n<thead><tr><th scope=\"col\">Domain</th><th scope=\"col\">Worst finding</th><th scope=\"col\">Checked</th></tr></thead>\n<tbody>\n");
-        for (d, w, c) in &m.detail {
-            let _ = writeln!(
-                o,
-                "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td></tr>",
-                esc(d),
-                esc(w),
-                esc(c)
-            );
-        }
-        o.push_str("</tbody>\n</table>\n");
-    }
-    o.push_str("</section>\n<section id=\"exceptions\">\n<h2>E. Exceptions register</h2>\n");
-    if k.exceptions.is_empty() {
-        o.push_str("<p>No exceptions.</p>\n");
-    } else {
-        o.push_str("<table>\n<thead><tr><th scope=\"col\">Device</th><th scope=\"col\">Finding / scope</th><th scope=\"col\">Kind</th><th scope=\"col\">Reason</th><th scope=\"col\">Owner</th><th scope=\"col\">Approver</th><th scope=\"col\">Expires</th><th scope=\"col\">In force at quarter end</th></tr></thead>\n<tbody>\n");
-        for e in &k.exceptions {
-            let _ = writeln!(
-                o,
-                "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&e.device),
-                esc(e.finding.as_deref().unwrap_or(&e.scope)),
-                esc(&e.kind),
-                esc(&e.reason),
-                esc(&e.owner),
-                esc(&e.approver),
-                esc(&e.expires),
-                if e.in_force { "yes" } else { "no" }
-            );
-        }
-        o.push_str("</tbody>\n</table>\n");
-    }
-    o.push_str("</section>\n<section id=\"checks\">\n<h2>F. Cyber Essentials checks: devices</h2>\n<table>\n<thead><tr><th scope=\"col\">Check</th><th scope=\"col\">Result</th><th scope=\"col\">Devices</th></tr></thead>\n<tbody>\n");
-    for c in &k.cyber_essentials {
+    o.push_str("</tbody>\n</table>\n");
+}
+
+/// Findings on screen: one table, a row each.
+fn findings(o: &mut String, list: &[DeviceFinding]) {
+    table_head(
+        o,
+        [
+            "Device",
+            "Finding",
+            "CVEs",
+            "Severity",
+            "First detected",
+            "14 days run from",
+            "Days past fix",
+            "Source",
+        ],
+    );
+    for DeviceFinding { device, finding: f } in list {
         let _ = writeln!(
             o,
-            "<tr><th scope=\"row\">{} {}</th><td>{}</td><td>{}</td></tr>",
-            esc(&c.id),
-            esc(&c.rule),
-            if c.pass { "Pass" } else { "Fail" },
-            esc(&c.devices.join(", "))
+            "<tr><td>{}</td><td><span class=\"mono\">{}</span> {}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            esc(device),
+            esc(&f.key),
+            esc(&f.title),
+            esc(&f.cves.join(" ")),
+            esc(&f.severity),
+            esc(&f.first_detected),
+            esc(&f.fix_released),
+            esc(&f.fix_basis),
+            f.days_past_fix,
+            esc(&f.source)
         );
     }
-    o.push_str("</tbody>\n</table>\n</section>\n<section id=\"register\">\n<h2>G. Asset register and data quality</h2>\n<table>\n<thead><tr><th scope=\"col\">Device</th><th scope=\"col\">Class (rule)</th><th scope=\"col\">OS</th><th scope=\"col\">Last seen</th><th scope=\"col\">In scope</th><th scope=\"col\">Sources</th><th scope=\"col\">Joined by / conflicts</th></tr></thead>\n<tbody>\n");
-    for d in &k.register {
-        let _ = writeln!(
-            o,
-            "<tr><th scope=\"row\">{}{}</th><td>{} ({})</td><td>{}</td><td>{}</td><td>{}</td><td class=\"small\">{}</td><td class=\"small\">{}</td></tr>",
-            esc(&d.device),
-            if d.managed { "" } else { " (unmanaged)" },
-            esc(&d.class),
-            esc(&d.class_rule),
-            esc(d.os.as_deref().unwrap_or("—")),
-            esc(&d.last_seen),
-            if d.in_scope { "yes" } else { "no" },
-            esc(&d.sources.join("; ")),
-            esc(&d
-                .merged_by
-                .iter()
-                .chain(d.conflicts.iter())
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("; "))
-        );
-    }
-    o.push_str("</tbody>\n</table>\n</section>\n<section id=\"evidence\">\n<h2>H. Evidence files</h2>\n<table>\n<thead><tr><th scope=\"col\">File</th><th scope=\"col\">Source</th><th scope=\"col\">Taken</th><th scope=\"col\">SHA-256</th></tr></thead>\n<tbody>\n");
-    for f in &k.evidence_files {
-        let _ = writeln!(
-            o,
-            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}{}</td><td class=\"mono\">{}</td></tr>",
-            esc(&f.file),
-            esc(&f.source),
-            esc(&f.as_of),
-            if f.stale {
-                " (outside the evidence window)"
-            } else {
-                ""
-            },
-            esc(&f.sha256)
-        );
-    }
-    o.push_str("</tbody>\n</table>\n</section>\n");
-    banner(&mut o, &input.exemption);
-    o.push_str("</body>\n</html>\n");
-    o
+    o.push_str("</tbody>\n</table>\n");
 }

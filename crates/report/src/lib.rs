@@ -13,6 +13,7 @@ mod chart;
 mod commentary;
 mod gather;
 mod html;
+mod outline;
 #[cfg(feature = "pdf")]
 mod pdf;
 #[cfg(any(feature = "pdf", test))]
@@ -271,10 +272,11 @@ pub fn write_all(input: &ReportInput, dir: &Path) -> Result<Written, ReportError
         html::public(&public, trend.as_deref()).as_bytes(),
         &mut out,
     )?;
+    let exempt = outline::exempt(input, &public);
     write(
         dir,
         "exempt-appendix.html",
-        html::exempt(input, &public).as_bytes(),
+        html::render(&exempt).as_bytes(),
         &mut out,
     )?;
     let json = serde_json::to_vec_pretty(&public).expect("serialisable");
@@ -292,12 +294,7 @@ pub fn write_all(input: &ReportInput, dir: &Path) -> Result<Written, ReportError
             &input.date,
         )?;
         write(dir, "public-report.pdf", &p, &mut out)?;
-        let e = pdf::render(
-            "exempt-appendix",
-            &typ::exempt(input, &public),
-            &[],
-            &input.date,
-        )?;
+        let e = pdf::render("exempt-appendix", &typ::render(&exempt), &[], &input.date)?;
         write(dir, "exempt-appendix.pdf", &e, &mut out)?;
     }
     Ok(out)
@@ -358,7 +355,7 @@ pub fn render(input: &ReportInput, file: &str) -> Result<Option<Vec<u8>>, Report
             let trend = chart::trend_svg(&public.history);
             Some(html::public(&public, trend.as_deref()).into_bytes())
         }
-        "exempt-appendix.html" => Some(html::exempt(input, &public).into_bytes()),
+        "exempt-appendix.html" => Some(html::render(&outline::exempt(input, &public)).into_bytes()),
         "kpi.json" => Some(serde_json::to_vec_pretty(&public).expect("serialisable")),
         #[cfg(feature = "pdf")]
         "public-report.pdf" => {
@@ -377,7 +374,7 @@ pub fn render(input: &ReportInput, file: &str) -> Result<Option<Vec<u8>>, Report
         #[cfg(feature = "pdf")]
         "exempt-appendix.pdf" => Some(pdf::render(
             "exempt-appendix",
-            &typ::exempt(input, &public),
+            &typ::render(&outline::exempt(input, &public)),
             &[],
             &input.date,
         )?),
@@ -483,5 +480,15 @@ mod tests {
         let t = typ::public(&v, false);
         assert!(t.contains("#\"Northshire <District> Council\""));
         assert!(!t.contains("\n= Northshire"));
+    }
+
+    #[test]
+    fn exempt_typst_keeps_data_as_strings() {
+        let mut i = input(None, Vec::new());
+        i.exemption = "paragraph 3 *of* #schedule \"12A\"".into();
+        let t = typ::render(&outline::exempt(&i, &PublicView::new(&i)));
+        assert!(t.contains(r#"#"by virtue of paragraph 3 *of* #schedule \"12A\"""#));
+        assert!(t.contains("\n=== #\"1. Successful cyber-attacks / breaches — 1 of 1\"\n"));
+        assert!(t.contains("[*#\"Reference\"*]"), "{t}");
     }
 }

@@ -4,7 +4,10 @@
 
 use std::fmt::Write;
 
-use crate::{PublicView, ReportInput, arrow};
+use crate::PublicView;
+use crate::outline::{
+    Block, Cell, CellKind, DeviceFinding, Document, EXEMPT_MARKING, Layout, Run, Table, figures,
+};
 
 /// A Typst string literal of `s`, as content.
 fn s(x: &str) -> String {
@@ -37,12 +40,12 @@ fn rag_fill(rag: &str) -> &'static str {
     }
 }
 
-fn preamble(o: &mut String, v: &PublicView, title: &str, header: Option<&str>) {
+fn preamble(o: &mut String, title: &str, council: &str, quarter: &str, header: Option<&str>) {
     let _ = writeln!(
         o,
         "#set document(title: {}, author: {})",
         &s(title)[1..],
-        &s(&v.council)[1..]
+        &s(council)[1..]
     );
     let header = match header {
         Some(h) => format!(
@@ -54,7 +57,7 @@ fn preamble(o: &mut String, v: &PublicView, title: &str, header: Option<&str>) {
     let _ = writeln!(
         o,
         "#set page(paper: \"a4\", margin: (x: 18mm, y: 20mm), {header} footer: context align(center, text(size: 9pt)[{} — page #counter(page).display(\"1 of 1\", both: true)]))",
-        s(&format!("{} — {}", v.council, v.quarter))
+        s(&format!("{council} — {quarter}"))
     );
     o.push_str("#set text(font: \"Libertinus Serif\", size: 10.5pt, lang: \"en\", region: \"gb\")\n#set par(justify: false)\n#set heading(numbering: none)\n#show heading.where(level: 2): it => block(above: 1.4em, below: 0.7em, it)\n#set table(stroke: 0.5pt + rgb(\"#999999\"), inset: 4pt)\n#show table: set text(size: 9pt)\n\n");
 }
@@ -73,40 +76,14 @@ fn title_block(o: &mut String, v: &PublicView, title: &str, status: &str) {
     );
 }
 
-fn kpi_table(o: &mut String, v: &PublicView) {
-    o.push_str("#table(columns: (2.6fr, auto, auto, auto, auto, 1.1fr, auto, 1fr),\n  table.header([*Measure*], [*This quarter*], [*Of*], [*Status*], [*Previous*], [*Trend*], [*Excepted*], [*Cyber Essentials*]),\n");
-    for k in &v.kpis {
-        let _ = writeln!(
-            o,
-            "  {}, {}, {}, table.cell(fill: {})[{}], {}, {}, {}, {},",
-            c(&format!("{}. {}", k.id, k.name)),
-            c(&k.count.to_string()),
-            c(&k.denominator.to_string()),
-            rag_fill(k.status().1),
-            s(k.status().0),
-            c(&k.previous
-                .map_or_else(|| "—".to_string(), |p| p.to_string())),
-            c(arrow(&k.direction)),
-            c(&k.excepted.to_string()),
-            c(if !k.assessed {
-                "—"
-            } else if k.ce_compliant {
-                "compliant"
-            } else {
-                "not compliant"
-            })
-        );
-    }
-    o.push_str(")\n\n");
-}
-
 /// The public report. `trend` says whether `trend.svg` is available.
 pub fn public(v: &PublicView, trend: bool) -> String {
     let mut o = String::new();
     preamble(
         &mut o,
-        v,
         &format!("Cyber security assurance report — {}", v.quarter),
+        &v.council,
+        &v.quarter,
         None,
     );
     title_block(
@@ -120,7 +97,7 @@ pub fn public(v: &PublicView, trend: bool) -> String {
         let _ = writeln!(o, "{}\n", s(p));
     }
     o.push_str("== 3. Key performance indicators\n\n");
-    kpi_table(&mut o, v);
+    table(&mut o, &figures(v));
     o.push_str("=== Definitions and thresholds\n\n");
     for k in &v.kpis {
         let _ = writeln!(
@@ -208,286 +185,161 @@ pub fn public(v: &PublicView, trend: bool) -> String {
     o
 }
 
-fn table(o: &mut String, headers: &[&str], rows: impl IntoIterator<Item = Vec<String>>) {
-    let _ = writeln!(
-        o,
-        "#table(columns: {}, table.header({}),",
-        headers.len(),
-        headers
-            .iter()
-            .map(|h| format!("[*{}*]", s(h)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    for r in rows {
+/// Column widths of the figures table: the measure's name wide, the
+/// numbers as narrow as they are.
+const FIGURES_COLUMNS: &str = "(2.6fr, auto, auto, auto, auto, 1.1fr, auto, 1fr)";
+
+fn table(o: &mut String, t: &Table) {
+    let cols: Vec<usize> = (0..t.columns.len())
+        .filter(|&i| t.columns[i].on_paper)
+        .collect();
+    match t.layout {
+        Layout::Even => {
+            let _ = writeln!(
+                o,
+                "#table(columns: {}, table.header({}),",
+                cols.len(),
+                cols.iter()
+                    .map(|&i| format!("[*{}*]", s(t.columns[i].paper_heading())))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        // the figures table writes its headings, the document's own
+        // wording, as markup; the others quote theirs like data. Both
+        // print the same.
+        Layout::Figures => {
+            let _ = writeln!(
+                o,
+                "#table(columns: {FIGURES_COLUMNS},\n  table.header({}),",
+                cols.iter()
+                    .map(|&i| format!("[*{}*]", t.columns[i].paper_heading()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    for row in &t.rows {
         let _ = writeln!(
             o,
             "  {},",
-            r.iter().map(|x| c(x)).collect::<Vec<_>>().join(", ")
+            cols.iter()
+                .map(|&i| cell(&row[i]))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     o.push_str(")\n\n");
 }
 
-/// The exempt appendix.
-pub fn exempt(input: &ReportInput, v: &PublicView) -> String {
-    let k = &input.kpi;
+fn cell(x: &Cell) -> String {
+    match x.kind {
+        CellKind::Status(rag) => format!("table.cell(fill: {})[{}]", rag_fill(rag), s(&x.text)),
+        _ => c(&x.text),
+    }
+}
+
+/// A document from its outline.
+pub fn render(d: &Document) -> String {
     let mut o = String::new();
     preamble(
         &mut o,
-        v,
-        &format!(
-            "Exempt appendix — cyber security assurance report — {}",
-            v.quarter
-        ),
-        Some("NOT FOR PUBLICATION — exempt information"),
+        &d.title,
+        &d.council,
+        &d.quarter,
+        d.exemption.as_ref().map(|_| EXEMPT_MARKING),
     );
-    let _ = writeln!(
-        o,
-        "#block(stroke: 2pt + rgb(\"#b00020\"), inset: 8pt, width: 100%, align(center)[*NOT FOR PUBLICATION — exempt information* \\ {}])\n",
-        s(&format!("by virtue of {}", input.exemption))
-    );
-    title_block(
-        &mut o,
-        v,
-        "Cyber security assurance report: exempt appendix",
-        "NOT FOR PUBLICATION — exempt information",
-    );
-    o.push_str("== A. The figures\n\n");
-    kpi_table(&mut o, v);
-    o.push_str("== B. Detail behind each measure\n\n");
-    for kp in &k.kpis {
+    if let Some(x) = &d.exemption {
         let _ = writeln!(
             o,
-            "=== {}\n",
-            s(&format!(
-                "{}. {} — {} of {}",
-                kp.id, kp.name, kp.count, kp.denominator
-            ))
+            "#block(stroke: 2pt + rgb(\"#b00020\"), inset: 8pt, width: 100%, align(center)[*{EXEMPT_MARKING}* \\ {}])\n",
+            s(&format!("by virtue of {x}"))
         );
-        if kp.evidence.is_empty() {
-            o.push_str("Nothing counted.\n\n");
-        } else {
-            table(
-                &mut o,
-                &["Device / incident", "Reasons", "Evidence", "Also known as"],
-                kp.evidence.iter().map(|e| {
-                    vec![
-                        e.device.clone(),
-                        e.reasons.join(", "),
-                        e.details.join("; "),
-                        e.identifiers.join(", "),
-                    ]
-                }),
-            );
-            // findings as paragraphs, not a wide table: long plugin keys and
-            // titles then wrap at spaces and stay whole
-            for e in &kp.evidence {
-                for f in &e.findings {
-                    let _ = writeln!(
-                        o,
-                        "#block(breakable: false, below: 0.8em)[*{}* — {} \\ #text(size: 8.5pt)[{}]]\n",
-                        s(&e.device),
-                        s(&f.title),
-                        s(&format!(
-                            "{} · {} · {} · first detected {} · 14 days run from {} ({}) · {} days past the fix · {}",
-                            f.key,
-                            if f.cves.is_empty() {
-                                "no CVE".to_string()
-                            } else {
-                                f.cves.join(" ")
-                            },
-                            f.severity,
-                            f.first_detected,
-                            f.fix_released,
-                            f.fix_basis,
-                            f.days_past_fix,
-                            f.source
-                        ))
-                    );
-                }
-            }
+    }
+    front(&mut o, d);
+    for sec in &d.sections {
+        let _ = writeln!(o, "== {}\n", sec.heading);
+        for b in &sec.blocks {
+            block(&mut o, b);
         }
-        if !kp.excepted_evidence.is_empty() {
-            o.push_str("*Excepted (shown beside the figure, not in it):*\n\n");
-            for e in &kp.excepted_evidence {
-                let _ = writeln!(
-                    o,
-                    "- {}",
-                    s(&format!("{}: {}", e.device, e.details.join("; ")))
-                );
+    }
+    o
+}
+
+fn front(o: &mut String, d: &Document) {
+    let _ = writeln!(o, "{}\n", s(&d.council));
+    let _ = writeln!(o, "= {}\n", s(d.heading));
+    let _ = writeln!(
+        o,
+        "#table(columns: (auto, 1fr), stroke: none, inset: 2pt, {})\n",
+        d.facts
+            .iter()
+            .map(|(label, value)| format!("[*{label}*], {}", c(value)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+fn runs(o: &mut String, runs: &[Run]) {
+    for r in runs {
+        match r {
+            Run::Text(t) => o.push_str(t),
+            Run::Strong(t) => {
+                let _ = write!(o, "*{t}*");
+            }
+            Run::Data(x) => o.push_str(&s(x)),
+        }
+    }
+}
+
+fn block(o: &mut String, b: &Block) {
+    match b {
+        Block::Heading(r) => {
+            o.push_str("=== ");
+            runs(o, r);
+            o.push_str("\n\n");
+        }
+        Block::Paragraph(r) => {
+            runs(o, r);
+            o.push_str("\n\n");
+        }
+        Block::List(items) => {
+            for i in items {
+                let _ = writeln!(o, "- {}", s(i));
             }
             o.push('\n');
         }
-        if !kp.not_assessed.is_empty() {
-            let _ = writeln!(
-                o,
-                "*Not assessed* (no credentialed scan in 30 days): {}\n",
-                s(&kp.not_assessed.join(", "))
-            );
-        }
+        Block::Table(t) => table(o, t),
+        Block::Findings(f) => findings(o, f),
     }
-    o.push_str("== C. Incidents\n\n");
-    if k.incidents.is_empty() {
-        o.push_str("No incidents recorded.\n\n");
-    } else {
-        table(
-            &mut o,
-            &[
-                "Reference",
-                "Detected",
-                "Category",
-                "Outcome",
-                "Status at quarter end",
-                "Impact",
-                "ICO reference",
-            ],
-            k.incidents.iter().map(|i| {
-                vec![
-                    i.reference.clone(),
-                    i.detected.clone(),
-                    i.category.clone(),
-                    i.outcome.clone(),
-                    i.status_at_t.clone(),
-                    i.impact.clone(),
-                    i.ico_reference.clone().unwrap_or_else(|| "—".into()),
-                ]
-            }),
+}
+
+/// Findings as paragraphs, not a wide table: long plugin keys and titles
+/// then wrap at spaces and stay whole.
+fn findings(o: &mut String, list: &[DeviceFinding]) {
+    for DeviceFinding { device, finding: f } in list {
+        let _ = writeln!(
+            o,
+            "#block(breakable: false, below: 0.8em)[*{}* — {} \\ #text(size: 8.5pt)[{}]]\n",
+            s(device),
+            s(&f.title),
+            s(&format!(
+                "{} · {} · {} · first detected {} · 14 days run from {} ({}) · {} days past the fix · {}",
+                f.key,
+                if f.cves.is_empty() {
+                    "no CVE".to_string()
+                } else {
+                    f.cves.join(" ")
+                },
+                f.severity,
+                f.first_detected,
+                f.fix_released,
+                f.fix_basis,
+                f.days_past_fix,
+                f.source
+            ))
         );
     }
-    o.push_str("== D. Detection alerts this quarter\n\n");
-    if input.alerts.is_empty() {
-        o.push_str("No alerts.\n\n");
-    } else {
-        table(
-            &mut o,
-            &[
-                "Alert",
-                "First seen",
-                "Rule",
-                "Domain",
-                "Severity",
-                "Status",
-                "Queries",
-            ],
-            input.alerts.iter().map(|a| {
-                vec![
-                    a.id.to_string(),
-                    a.first_seen.clone(),
-                    a.rule.clone(),
-                    a.domain.clone(),
-                    a.severity.clone(),
-                    a.status.clone(),
-                    a.count.to_string(),
-                ]
-            }),
-        );
-    }
-    if let Some(m) = input.mail.as_ref().filter(|m| !m.detail.is_empty()) {
-        o.push_str("=== Mail Check by domain\n\n");
-        table(
-            &mut o,
-            &["Domain", "Worst finding", "Checked"],
-            m.detail
-                .iter()
-                .map(|(d, w, c)| vec![d.clone(), w.clone(), c.clone()]),
-        );
-    }
-    o.push_str("== E. Exceptions register\n\n");
-    if k.exceptions.is_empty() {
-        o.push_str("No exceptions.\n\n");
-    } else {
-        table(
-            &mut o,
-            &[
-                "Device",
-                "Finding / scope",
-                "Kind",
-                "Reason",
-                "Owner",
-                "Approver",
-                "Expires",
-                "In force",
-            ],
-            k.exceptions.iter().map(|e| {
-                vec![
-                    e.device.clone(),
-                    e.finding.clone().unwrap_or_else(|| e.scope.clone()),
-                    e.kind.clone(),
-                    e.reason.clone(),
-                    e.owner.clone(),
-                    e.approver.clone(),
-                    e.expires.clone(),
-                    if e.in_force { "yes" } else { "no" }.into(),
-                ]
-            }),
-        );
-    }
-    o.push_str("== F. Cyber Essentials checks: devices\n\n");
-    table(
-        &mut o,
-        &["Check", "Result", "Devices"],
-        k.cyber_essentials.iter().map(|ch| {
-            vec![
-                format!("{} {}", ch.id, ch.rule),
-                if ch.pass { "Pass" } else { "Fail" }.into(),
-                ch.devices.join(", "),
-            ]
-        }),
-    );
-    o.push_str("== G. Asset register and data quality\n\n");
-    table(
-        &mut o,
-        &[
-            "Device",
-            "Class (rule)",
-            "OS",
-            "Last seen",
-            "In scope",
-            "Joined by / conflicts",
-        ],
-        k.register.iter().map(|d| {
-            vec![
-                format!(
-                    "{}{}",
-                    d.device,
-                    if d.managed { "" } else { " (unmanaged)" }
-                ),
-                format!("{} ({})", d.class, d.class_rule),
-                d.os.clone().unwrap_or_else(|| "—".into()),
-                d.last_seen.clone(),
-                if d.in_scope { "yes" } else { "no" }.into(),
-                d.merged_by
-                    .iter()
-                    .chain(d.conflicts.iter())
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ]
-        }),
-    );
-    o.push_str("== H. Evidence files\n\n");
-    table(
-        &mut o,
-        &["File", "Source", "Taken", "SHA-256"],
-        k.evidence_files.iter().map(|f| {
-            vec![
-                f.file.clone(),
-                f.source.clone(),
-                format!(
-                    "{}{}",
-                    f.as_of,
-                    if f.stale {
-                        " (outside the evidence window)"
-                    } else {
-                        ""
-                    }
-                ),
-                f.sha256.clone(),
-            ]
-        }),
-    );
-    o
 }
 
 #[cfg(test)]

@@ -1,0 +1,563 @@
+//! A document as an outline: its sections, headings, paragraphs, tables and
+//! notes, computed once from the report model and free of any markup.
+//! [`crate::html`] and [`crate::typ`] each walk the same outline, so the
+//! HTML and the PDF cannot drift apart in what they say; only in how they
+//! lay it out.
+//!
+//! Parts only a paged layout reads (footer, column widths, short
+//! headings) are marked as such: the Typst renderer builds only with the
+//! `pdf` feature or in tests.
+//!
+//! The document's own wording ([`Run::Text`]) is kept apart from data
+//! ([`Run::Data`], table cells), so that a renderer can write data only in
+//! its escaped or quoted form, never as markup.
+
+use parapet_assurance::kpi::{FindingEvidence, Kpi, KpiReport};
+
+use crate::{PublicView, ReportInput, arrow};
+
+/// The marking on every page of an exempt document.
+pub(crate) const EXEMPT_MARKING: &str = "NOT FOR PUBLICATION — exempt information";
+
+pub(crate) struct Document {
+    /// The file's title (HTML `<title>`, PDF metadata).
+    pub title: String,
+    pub council: String,
+    /// For the page footer.
+    #[cfg_attr(not(any(feature = "pdf", test)), allow(dead_code))]
+    pub quarter: String,
+    /// The front matter: the heading under the council's name, and the
+    /// committee, date, period and status lines.
+    pub heading: &'static str,
+    pub facts: Vec<(&'static str, String)>,
+    /// The exemption an exempt document is withheld under; its banner
+    /// cites it.
+    pub exemption: Option<String>,
+    pub sections: Vec<Section>,
+}
+
+pub(crate) struct Section {
+    /// A stable anchor (`#figures`), for links into the HTML.
+    pub id: &'static str,
+    pub heading: &'static str,
+    pub blocks: Vec<Block>,
+}
+
+pub(crate) enum Block {
+    /// A heading within a section.
+    Heading(Vec<Run>),
+    Paragraph(Vec<Run>),
+    /// A bulleted list of data.
+    List(Vec<String>),
+    Table(Table),
+    /// Qualifying findings on the counted devices. A table on screen; on
+    /// paper each renderer may word them differently, because long plugin
+    /// keys and titles make a poor narrow column.
+    Findings(Vec<DeviceFinding>),
+}
+
+/// A piece of a paragraph or heading.
+pub(crate) enum Run {
+    /// The document's own wording.
+    Text(&'static str),
+    /// The document's own wording, emphasised.
+    Strong(&'static str),
+    /// Data from the model: names, references, free text.
+    Data(String),
+}
+
+pub(crate) struct Table {
+    #[cfg_attr(not(any(feature = "pdf", test)), allow(dead_code))]
+    pub layout: Layout,
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<Cell>>,
+}
+
+/// How a paged renderer lays a table out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Columns of equal width.
+    Even,
+    /// The figures at a glance: a wide measure column, narrow numbers.
+    Figures,
+}
+
+pub(crate) struct Column {
+    pub heading: &'static str,
+    /// A shorter heading for the printed page, where columns are narrow.
+    pub short: Option<&'static str>,
+    /// False for a column the printed page leaves out for want of width.
+    pub on_paper: bool,
+}
+
+impl Column {
+    fn new(heading: &'static str) -> Self {
+        Self {
+            heading,
+            short: None,
+            on_paper: true,
+        }
+    }
+
+    /// The heading a paged renderer prints.
+    #[cfg_attr(not(any(feature = "pdf", test)), allow(dead_code))]
+    pub fn paper_heading(&self) -> &'static str {
+        self.short.unwrap_or(self.heading)
+    }
+}
+
+fn columns(headings: &[&'static str]) -> Vec<Column> {
+    headings.iter().copied().map(Column::new).collect()
+}
+
+pub(crate) struct Cell {
+    pub text: String,
+    pub kind: CellKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CellKind {
+    /// The cell that names its row.
+    Label,
+    Plain,
+    Number,
+    /// Identifiers, hashes, addresses: set in a fixed-width face.
+    Code,
+    /// Long lists set smaller on screen.
+    Small,
+    /// A RAG status: `green`, `amber`, `red` or `none`, and its word.
+    Status(&'static str),
+}
+
+impl Cell {
+    fn new(kind: CellKind, text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            kind,
+        }
+    }
+
+    fn label(text: impl Into<String>) -> Self {
+        Self::new(CellKind::Label, text)
+    }
+
+    fn plain(text: impl Into<String>) -> Self {
+        Self::new(CellKind::Plain, text)
+    }
+
+    fn number(text: impl Into<String>) -> Self {
+        Self::new(CellKind::Number, text)
+    }
+
+    fn code(text: impl Into<String>) -> Self {
+        Self::new(CellKind::Code, text)
+    }
+
+    fn small(text: impl Into<String>) -> Self {
+        Self::new(CellKind::Small, text)
+    }
+}
+
+pub(crate) struct DeviceFinding {
+    pub device: String,
+    pub finding: FindingEvidence,
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn pass_fail(b: bool) -> &'static str {
+    if b { "Pass" } else { "Fail" }
+}
+
+/// The committee, date, period and status lines of the front matter.
+fn facts(v: &PublicView, status: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("Committee", v.committee.clone()),
+        ("Date", v.date.clone()),
+        ("Period", format!("{} ({})", v.period, v.quarter)),
+        ("Snapshot date", v.snapshot_date.clone()),
+        ("Status", status.to_string()),
+    ]
+}
+
+/// The five measures at a glance, as the public sees them.
+pub(crate) fn figures(v: &PublicView) -> Table {
+    let mut cols = columns(&[
+        "Measure",
+        "This quarter",
+        "Of",
+        "Status",
+        "Previous quarter",
+        "Trend",
+        "Excepted",
+        "Cyber Essentials",
+    ]);
+    cols[4].short = Some("Previous");
+    let rows = v
+        .kpis
+        .iter()
+        .map(|k| {
+            let (word, rag) = k.status();
+            vec![
+                Cell::label(format!("{}. {}", k.id, k.name)),
+                Cell::number(k.count.to_string()),
+                Cell::number(k.denominator.to_string()),
+                Cell::new(CellKind::Status(rag), word),
+                Cell::number(
+                    k.previous
+                        .map_or_else(|| "—".to_string(), |p| p.to_string()),
+                ),
+                Cell::plain(arrow(&k.direction)),
+                Cell::number(k.excepted.to_string()),
+                Cell::plain(if !k.assessed {
+                    "—"
+                } else if k.ce_compliant {
+                    "compliant"
+                } else {
+                    "not compliant"
+                }),
+            ]
+        })
+        .collect();
+    Table {
+        layout: Layout::Figures,
+        columns: cols,
+        rows,
+    }
+}
+
+/// The exempt appendix: the detail behind every figure.
+pub(crate) fn exempt(input: &ReportInput, v: &PublicView) -> Document {
+    let k = &input.kpi;
+    Document {
+        title: format!(
+            "Exempt appendix — cyber security assurance report — {}",
+            v.quarter
+        ),
+        council: v.council.clone(),
+        quarter: v.quarter.clone(),
+        heading: "Cyber security assurance report: exempt appendix",
+        facts: facts(v, EXEMPT_MARKING),
+        exemption: Some(input.exemption.clone()),
+        sections: vec![
+            Section {
+                id: "figures",
+                heading: "A. The figures",
+                blocks: vec![Block::Table(figures(v))],
+            },
+            Section {
+                id: "detail",
+                heading: "B. Detail behind each measure",
+                blocks: k.kpis.iter().flat_map(measure_detail).collect(),
+            },
+            incidents(k),
+            alerts(input),
+            exceptions(k),
+            checks(k),
+            register(k),
+            evidence_files(k),
+        ],
+    }
+}
+
+/// One measure's counted devices (or incidents), their findings, the
+/// excepted ones beside them and the devices not assessed.
+fn measure_detail(kp: &Kpi) -> Vec<Block> {
+    let mut b = vec![Block::Heading(vec![Run::Data(format!(
+        "{}. {} — {} of {}",
+        kp.id, kp.name, kp.count, kp.denominator
+    ))])];
+    if kp.evidence.is_empty() {
+        b.push(Block::Paragraph(vec![Run::Text("Nothing counted.")]));
+    } else {
+        b.push(Block::Table(Table {
+            layout: Layout::Even,
+            columns: columns(&["Device / incident", "Reasons", "Evidence", "Also known as"]),
+            rows: kp
+                .evidence
+                .iter()
+                .map(|e| {
+                    vec![
+                        Cell::label(&e.device),
+                        Cell::plain(e.reasons.join(", ")),
+                        Cell::plain(e.details.join("; ")),
+                        Cell::code(e.identifiers.join(", ")),
+                    ]
+                })
+                .collect(),
+        }));
+        let findings: Vec<DeviceFinding> = kp
+            .evidence
+            .iter()
+            .flat_map(|e| {
+                e.findings.iter().map(|f| DeviceFinding {
+                    device: e.device.clone(),
+                    finding: f.clone(),
+                })
+            })
+            .collect();
+        if !findings.is_empty() {
+            b.push(Block::Findings(findings));
+        }
+    }
+    if !kp.excepted_evidence.is_empty() {
+        b.push(Block::Paragraph(vec![Run::Strong(
+            "Excepted (shown beside the figure, not in it):",
+        )]));
+        b.push(Block::List(
+            kp.excepted_evidence
+                .iter()
+                .map(|e| format!("{}: {}", e.device, e.details.join("; ")))
+                .collect(),
+        ));
+    }
+    if !kp.not_assessed.is_empty() {
+        b.push(Block::Paragraph(vec![
+            Run::Strong("Not assessed"),
+            Run::Text(" (no credentialed scan in 30 days): "),
+            Run::Data(kp.not_assessed.join(", ")),
+        ]));
+    }
+    b
+}
+
+fn incidents(k: &KpiReport) -> Section {
+    let blocks = if k.incidents.is_empty() {
+        vec![Block::Paragraph(vec![Run::Text("No incidents recorded.")])]
+    } else {
+        vec![Block::Table(Table {
+            layout: Layout::Even,
+            columns: columns(&[
+                "Reference",
+                "Detected",
+                "Category",
+                "Outcome",
+                "Status at quarter end",
+                "Impact",
+                "ICO reference",
+            ]),
+            rows: k
+                .incidents
+                .iter()
+                .map(|i| {
+                    vec![
+                        Cell::label(&i.reference),
+                        Cell::plain(&i.detected),
+                        Cell::plain(&i.category),
+                        Cell::plain(&i.outcome),
+                        Cell::plain(&i.status_at_t),
+                        Cell::plain(&i.impact),
+                        Cell::plain(i.ico_reference.as_deref().unwrap_or("—")),
+                    ]
+                })
+                .collect(),
+        })]
+    };
+    Section {
+        id: "incidents",
+        heading: "C. Incidents",
+        blocks,
+    }
+}
+
+/// Detection alerts, and Mail Check's result for each domain.
+fn alerts(input: &ReportInput) -> Section {
+    let mut blocks = Vec::new();
+    if input.alerts.is_empty() {
+        blocks.push(Block::Paragraph(vec![Run::Text("No alerts.")]));
+    } else {
+        blocks.push(Block::Table(Table {
+            layout: Layout::Even,
+            columns: columns(&[
+                "Alert",
+                "First seen",
+                "Rule",
+                "Domain",
+                "Severity",
+                "Status",
+                "Queries",
+            ]),
+            rows: input
+                .alerts
+                .iter()
+                .map(|a| {
+                    vec![
+                        Cell::label(a.id.to_string()),
+                        Cell::plain(&a.first_seen),
+                        Cell::plain(&a.rule),
+                        Cell::code(&a.domain),
+                        Cell::plain(&a.severity),
+                        Cell::plain(&a.status),
+                        Cell::number(a.count.to_string()),
+                    ]
+                })
+                .collect(),
+        }));
+    }
+    if let Some(m) = input.mail.as_ref().filter(|m| !m.detail.is_empty()) {
+        blocks.push(Block::Heading(vec![Run::Text("Mail Check by domain")]));
+        blocks.push(Block::Table(Table {
+            layout: Layout::Even,
+            columns: columns(&["Domain", "Worst finding", "Checked"]),
+            rows: m
+                .detail
+                .iter()
+                .map(|(d, w, c)| vec![Cell::label(d), Cell::plain(w), Cell::plain(c)])
+                .collect(),
+        }));
+    }
+    Section {
+        id: "alerts",
+        heading: "D. Detection alerts this quarter",
+        blocks,
+    }
+}
+
+fn exceptions(k: &KpiReport) -> Section {
+    let blocks = if k.exceptions.is_empty() {
+        vec![Block::Paragraph(vec![Run::Text("No exceptions.")])]
+    } else {
+        let mut cols = columns(&[
+            "Device",
+            "Finding / scope",
+            "Kind",
+            "Reason",
+            "Owner",
+            "Approver",
+            "Expires",
+            "In force at quarter end",
+        ]);
+        cols[7].short = Some("In force");
+        vec![Block::Table(Table {
+            layout: Layout::Even,
+            columns: cols,
+            rows: k
+                .exceptions
+                .iter()
+                .map(|e| {
+                    vec![
+                        Cell::label(&e.device),
+                        Cell::plain(e.finding.as_deref().unwrap_or(&e.scope)),
+                        Cell::plain(&e.kind),
+                        Cell::plain(&e.reason),
+                        Cell::plain(&e.owner),
+                        Cell::plain(&e.approver),
+                        Cell::plain(&e.expires),
+                        Cell::plain(yes_no(e.in_force)),
+                    ]
+                })
+                .collect(),
+        })]
+    };
+    Section {
+        id: "exceptions",
+        heading: "E. Exceptions register",
+        blocks,
+    }
+}
+
+/// Each Cyber Essentials check with the devices that fail it.
+fn checks(k: &KpiReport) -> Section {
+    Section {
+        id: "checks",
+        heading: "F. Cyber Essentials checks: devices",
+        blocks: vec![Block::Table(Table {
+            layout: Layout::Even,
+            columns: columns(&["Check", "Result", "Devices"]),
+            rows: k
+                .cyber_essentials
+                .iter()
+                .map(|c| {
+                    vec![
+                        Cell::label(format!("{} {}", c.id, c.rule)),
+                        Cell::plain(pass_fail(c.pass)),
+                        Cell::plain(c.devices.join(", ")),
+                    ]
+                })
+                .collect(),
+        })],
+    }
+}
+
+fn register(k: &KpiReport) -> Section {
+    let mut cols = columns(&[
+        "Device",
+        "Class (rule)",
+        "OS",
+        "Last seen",
+        "In scope",
+        "Sources",
+        "Joined by / conflicts",
+    ]);
+    // a device's sightings (file, row, source and date each) need more
+    // width than a seventh column on A4 has; the printed page leaves them off
+    cols[5].on_paper = false;
+    Section {
+        id: "register",
+        heading: "G. Asset register and data quality",
+        blocks: vec![Block::Table(Table {
+            layout: Layout::Even,
+            columns: cols,
+            rows: k
+                .register
+                .iter()
+                .map(|d| {
+                    vec![
+                        Cell::label(format!(
+                            "{}{}",
+                            d.device,
+                            if d.managed { "" } else { " (unmanaged)" }
+                        )),
+                        Cell::plain(format!("{} ({})", d.class, d.class_rule)),
+                        Cell::plain(d.os.as_deref().unwrap_or("—")),
+                        Cell::plain(&d.last_seen),
+                        Cell::plain(yes_no(d.in_scope)),
+                        Cell::small(d.sources.join("; ")),
+                        Cell::small(
+                            d.merged_by
+                                .iter()
+                                .chain(d.conflicts.iter())
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        ),
+                    ]
+                })
+                .collect(),
+        })],
+    }
+}
+
+/// The evidence chain: each input file and its hash.
+fn evidence_files(k: &KpiReport) -> Section {
+    Section {
+        id: "evidence",
+        heading: "H. Evidence files",
+        blocks: vec![Block::Table(Table {
+            layout: Layout::Even,
+            columns: columns(&["File", "Source", "Taken", "SHA-256"]),
+            rows: k
+                .evidence_files
+                .iter()
+                .map(|f| {
+                    vec![
+                        Cell::label(&f.file),
+                        Cell::plain(&f.source),
+                        Cell::plain(format!(
+                            "{}{}",
+                            f.as_of,
+                            if f.stale {
+                                " (outside the evidence window)"
+                            } else {
+                                ""
+                            }
+                        )),
+                        Cell::code(&f.sha256),
+                    ]
+                })
+                .collect(),
+        })],
+    }
+}
