@@ -1,12 +1,9 @@
-//! Print-friendly HTML, no JavaScript. The public report is built from the
-//! [`PublicView`] only; the exempt appendix is rendered from its outline.
+//! Print-friendly HTML, no JavaScript: a document's outline
+//! ([`crate::outline`]) written as HTML.
 
 use std::fmt::Write;
 
-use crate::PublicView;
-use crate::outline::{
-    Block, CellKind, DeviceFinding, Document, EXEMPT_MARKING, Run, Table, figures,
-};
+use crate::outline::{Block, CellKind, DeviceFinding, Document, EXEMPT_MARKING, Run, Table};
 
 pub(crate) fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -43,124 +40,6 @@ fn head(title: &str) -> String {
         "<!DOCTYPE html>\n<html lang=\"en-GB\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
         esc(title)
     )
-}
-
-fn title_block(o: &mut String, v: &PublicView, title: &str, status: &str) {
-    let _ = write!(
-        o,
-        "<header>\n<p class=\"council\">{}</p>\n<h1>{}</h1>\n<dl class=\"meta\">\n<dt>Committee</dt><dd>{}</dd>\n<dt>Date</dt><dd>{}</dd>\n<dt>Period</dt><dd>{} ({})</dd>\n<dt>Snapshot date</dt><dd>{}</dd>\n<dt>Status</dt><dd>{}</dd>\n</dl>\n</header>\n",
-        esc(&v.council),
-        esc(title),
-        esc(&v.committee),
-        esc(&v.date),
-        esc(&v.period),
-        esc(&v.quarter),
-        esc(&v.snapshot_date),
-        esc(status)
-    );
-}
-
-/// The public report.
-pub fn public(v: &PublicView, trend: Option<&str>) -> String {
-    let title = format!("Cyber security assurance report — {}", v.quarter);
-    let mut o = head(&title);
-    title_block(
-        &mut o,
-        v,
-        "Cyber security assurance report",
-        "For publication",
-    );
-    o.push_str("<section id=\"purpose\">\n<h2>1. Purpose</h2>\n<p>This report gives the committee the council's cyber-security position at the end of the quarter: five measures with their thresholds and status, the trend, progress against Cyber Essentials, and the protective DNS and e-mail security services. Detail that could help an attacker is in a separate exempt appendix.</p>\n</section>\n");
-    o.push_str("<section id=\"summary\">\n<h2>2. Summary</h2>\n");
-    for p in &v.commentary {
-        let _ = writeln!(o, "<p>{}</p>", esc(p));
-    }
-    o.push_str("</section>\n<section id=\"kpis\">\n<h2>3. Key performance indicators</h2>\n");
-    table(&mut o, &figures(v));
-    o.push_str("<h3>Definitions and thresholds</h3>\n<dl>\n");
-    for k in &v.kpis {
-        let _ = writeln!(
-            o,
-            "<dt>{}. {}</dt><dd>{} <em>Threshold:</em> {}.</dd>",
-            k.id,
-            esc(&k.name),
-            esc(&k.definition),
-            esc(&k.threshold)
-        );
-    }
-    o.push_str("</dl>\n</section>\n<section id=\"trend\">\n<h2>4. Trend</h2>\n");
-    match trend {
-        Some(svg) => {
-            let _ = writeln!(
-                o,
-                "<figure class=\"chart\">\n{svg}\n<figcaption>Number of incidents and devices failing each measure, by quarter (the table below gives the same figures).</figcaption>\n</figure>"
-            );
-            o.push_str("<table>\n<thead><tr><th scope=\"col\">Quarter</th><th scope=\"col\">1</th><th scope=\"col\">2</th><th scope=\"col\">3</th><th scope=\"col\">4</th><th scope=\"col\">5</th></tr></thead>\n<tbody>\n");
-            for h in &v.history {
-                let _ = writeln!(
-                    o,
-                    "<tr><th scope=\"row\">{}</th>{}</tr>",
-                    esc(&h.quarter),
-                    h.counts
-                        .iter()
-                        .map(|c| format!("<td class=\"num\">{c}</td>"))
-                        .collect::<String>()
-                );
-            }
-            o.push_str("</tbody>\n</table>\n");
-        }
-        None => o.push_str(
-            "<p>This is the first quarter reported: the trend starts next quarter.</p>\n",
-        ),
-    }
-    o.push_str("</section>\n<section id=\"cyber-essentials\">\n<h2>5. Cyber Essentials progress</h2>\n<p>Checks from the Cyber Essentials requirements that the council's own data can decide. A check fails when any device fails it; the number of devices is given, the devices are listed in the exempt appendix.</p>\n<table>\n<thead><tr><th scope=\"col\">Check</th><th scope=\"col\">Result</th><th scope=\"col\">Devices failing</th><th scope=\"col\">Weight</th></tr></thead>\n<tbody>\n");
-    for c in &v.checks {
-        let _ = writeln!(
-            o,
-            "<tr><th scope=\"row\">{}</th><td class=\"rag-{}\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-            esc(&c.rule),
-            if c.pass {
-                "green"
-            } else if c.level == "warning" {
-                "amber"
-            } else {
-                "red"
-            },
-            if c.pass { "Pass" } else { "Fail" },
-            c.devices,
-            esc(&c.level)
-        );
-    }
-    o.push_str("</tbody>\n</table>\n</section>\n<section id=\"services\">\n<h2>6. Protective DNS and Mail Check</h2>\n");
-    match &v.pdns {
-        Some(p) => {
-            let _ = writeln!(
-                o,
-                "<p>Protective DNS answered {} queries from the council's networks this quarter and blocked {} attempts to reach sites that threat intelligence lists as malicious; {} suspicious-activity alerts were raised for investigation.</p>",
-                crate::thousands(p.queries),
-                crate::thousands(p.blocked),
-                p.alerts
-            );
-        }
-        None => o.push_str("<p>No protective DNS data is held for this quarter.</p>\n"),
-    }
-    match v.mail {
-        Some((domains, compliant, errors, warnings)) if domains > 0 => {
-            let _ = writeln!(
-                o,
-                "<p>Mail Check: {compliant} of {domains} e-mail domains meet the required standard (no error findings); {errors} have errors to fix and {warnings} have warnings only.</p>"
-            );
-        }
-        _ => o.push_str(
-            "<p>No Mail Check results are held for the council's domains at the quarter end.</p>\n",
-        ),
-    }
-    let _ = write!(
-        o,
-        "</section>\n<section id=\"appendix\">\n<h2>7. Exempt appendix</h2>\n<p>The device-level and incident detail behind every figure is in the exempt appendix, which is not for publication by virtue of {}.</p>\n</section>\n</body>\n</html>\n",
-        esc(&v.exemption)
-    );
-    o
 }
 
 fn banner(o: &mut String, reason: &str) {
@@ -212,6 +91,9 @@ fn runs(o: &mut String, runs: &[Run]) {
             Run::Strong(t) => {
                 let _ = write!(o, "<strong>{t}</strong>");
             }
+            Run::Emphasis(t) => {
+                let _ = write!(o, "<em>{t}</em>");
+            }
             Run::Data(x) => o.push_str(&esc(x)),
         }
     }
@@ -236,7 +118,25 @@ fn block(o: &mut String, b: &Block) {
             }
             o.push_str("</ul>\n");
         }
+        Block::Terms(terms) => {
+            o.push_str("<dl>\n");
+            for (term, description) in terms {
+                o.push_str("<dt>");
+                runs(o, term);
+                o.push_str("</dt><dd>");
+                runs(o, description);
+                o.push_str("</dd>\n");
+            }
+            o.push_str("</dl>\n");
+        }
         Block::Table(t) => table(o, t),
+        Block::Chart(c) => {
+            let _ = writeln!(
+                o,
+                "<figure class=\"chart\">\n{}\n<figcaption>{}</figcaption>\n</figure>",
+                c.svg, c.caption
+            );
+        }
         Block::Findings(f) => findings(o, f),
     }
 }

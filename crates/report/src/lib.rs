@@ -265,11 +265,12 @@ pub fn write_all(input: &ReportInput, dir: &Path) -> Result<Written, ReportError
     })?;
     let public = PublicView::new(input);
     let trend = chart::trend_svg(&public.history);
+    let report = outline::public(&public, trend.as_deref());
     let mut out = Written::default();
     write(
         dir,
         "public-report.html",
-        html::public(&public, trend.as_deref()).as_bytes(),
+        html::render(&report).as_bytes(),
         &mut out,
     )?;
     let exempt = outline::exempt(input, &public);
@@ -285,14 +286,9 @@ pub fn write_all(input: &ReportInput, dir: &Path) -> Result<Written, ReportError
     {
         let files: Vec<(&str, Vec<u8>)> = trend
             .iter()
-            .map(|s| ("trend.svg", s.clone().into_bytes()))
+            .map(|s| (outline::TREND_FILE, s.clone().into_bytes()))
             .collect();
-        let p = pdf::render(
-            "public-report",
-            &typ::public(&public, trend.is_some()),
-            &files,
-            &input.date,
-        )?;
+        let p = pdf::render("public-report", &typ::render(&report), &files, &input.date)?;
         write(dir, "public-report.pdf", &p, &mut out)?;
         let e = pdf::render("exempt-appendix", &typ::render(&exempt), &[], &input.date)?;
         write(dir, "exempt-appendix.pdf", &e, &mut out)?;
@@ -353,7 +349,7 @@ pub fn render(input: &ReportInput, file: &str) -> Result<Option<Vec<u8>>, Report
     Ok(match file {
         "public-report.html" => {
             let trend = chart::trend_svg(&public.history);
-            Some(html::public(&public, trend.as_deref()).into_bytes())
+            Some(html::render(&outline::public(&public, trend.as_deref())).into_bytes())
         }
         "exempt-appendix.html" => Some(html::render(&outline::exempt(input, &public)).into_bytes()),
         "kpi.json" => Some(serde_json::to_vec_pretty(&public).expect("serialisable")),
@@ -362,11 +358,11 @@ pub fn render(input: &ReportInput, file: &str) -> Result<Option<Vec<u8>>, Report
             let trend = chart::trend_svg(&public.history);
             let files: Vec<(&str, Vec<u8>)> = trend
                 .iter()
-                .map(|s| ("trend.svg", s.clone().into_bytes()))
+                .map(|s| (outline::TREND_FILE, s.clone().into_bytes()))
                 .collect();
             Some(pdf::render(
                 "public-report",
-                &typ::public(&public, trend.is_some()),
+                &typ::render(&outline::public(&public, trend.as_deref())),
                 &files,
                 &input.date,
             )?)
@@ -450,7 +446,7 @@ mod tests {
         let i = input(Some([0, 1, 0, 2, 0]), vec![prev]);
         let v = PublicView::new(&i);
         let svg = chart::trend_svg(&v.history);
-        let html = html::public(&v, svg.as_deref());
+        let html = html::render(&outline::public(&v, svg.as_deref()));
         assert!(
             html.contains("Northshire &lt;District&gt; Council"),
             "escaped"
@@ -477,7 +473,7 @@ mod tests {
     fn typst_markup_keeps_data_as_strings() {
         let i = input(None, Vec::new());
         let v = PublicView::new(&i);
-        let t = typ::public(&v, false);
+        let t = typ::render(&outline::public(&v, None));
         assert!(t.contains("#\"Northshire <District> Council\""));
         assert!(!t.contains("\n= Northshire"));
     }

@@ -4,9 +4,10 @@
 //! HTML and the PDF cannot drift apart in what they say; only in how they
 //! lay it out.
 //!
-//! Parts only a paged layout reads (footer, column widths, short
-//! headings) are marked as such: the Typst renderer builds only with the
-//! `pdf` feature or in tests.
+//! What only the printed page uses (the footer's quarter, a table's
+//! layout, short column headings, the chart's alternative text) is marked
+//! as such: the Typst renderer builds only with the `pdf` feature or in
+//! tests.
 //!
 //! The document's own wording ([`Run::Text`]) is kept apart from data
 //! ([`Run::Data`], table cells), so that a renderer can write data only in
@@ -49,10 +50,13 @@ pub(crate) enum Block {
     Paragraph(Vec<Run>),
     /// A bulleted list of data.
     List(Vec<String>),
+    /// Terms and their descriptions.
+    Terms(Vec<(Vec<Run>, Vec<Run>)>),
     Table(Table),
-    /// Qualifying findings on the counted devices. A table on screen; on
-    /// paper each renderer may word them differently, because long plugin
-    /// keys and titles make a poor narrow column.
+    Chart(Chart),
+    /// Qualifying findings on the counted devices. Each renderer words
+    /// them its own way: a table on screen, a short paragraph each on
+    /// paper, where long plugin keys and titles make poor narrow columns.
     Findings(Vec<DeviceFinding>),
 }
 
@@ -62,6 +66,8 @@ pub(crate) enum Run {
     Text(&'static str),
     /// The document's own wording, emphasised.
     Strong(&'static str),
+    /// The document's own wording, in italics.
+    Emphasis(&'static str),
     /// Data from the model: names, references, free text.
     Data(String),
 }
@@ -80,6 +86,10 @@ pub(crate) enum Layout {
     Even,
     /// The figures at a glance: a wide measure column, narrow numbers.
     Figures,
+    /// Each quarter's counts: columns of equal width.
+    Trend,
+    /// Cyber Essentials progress: a wide check column, narrow results.
+    Checks,
 }
 
 pub(crate) struct Column {
@@ -158,9 +168,48 @@ impl Cell {
     }
 }
 
+/// An SVG chart, with the words that stand for it where it cannot be seen.
+pub(crate) struct Chart {
+    pub svg: String,
+    /// The file a paged renderer reads the chart from.
+    #[cfg_attr(not(any(feature = "pdf", test)), allow(dead_code))]
+    pub file: &'static str,
+    pub caption: &'static str,
+    /// The caption on the printed page.
+    #[cfg_attr(not(any(feature = "pdf", test)), allow(dead_code))]
+    pub paper_caption: &'static str,
+    /// The chart described for a reader who cannot see it (the printed
+    /// page's alternative text; the SVG carries its own title on screen).
+    #[cfg_attr(not(any(feature = "pdf", test)), allow(dead_code))]
+    pub alt: &'static str,
+}
+
+/// The file name the trend chart is given beside a paged document.
+pub(crate) const TREND_FILE: &str = "trend.svg";
+
 pub(crate) struct DeviceFinding {
     pub device: String,
     pub finding: FindingEvidence,
+}
+
+/// A sentence of the document's wording with data in the places its
+/// template marks `{}`.
+fn filled<const N: usize>(template: &'static str, data: [String; N]) -> Vec<Run> {
+    let mut runs = Vec::new();
+    let mut data = data.into_iter();
+    for (i, piece) in template.split("{}").enumerate() {
+        if i > 0 {
+            runs.push(Run::Data(data.next().expect("a datum for each {}")));
+        }
+        if !piece.is_empty() {
+            runs.push(Run::Text(piece));
+        }
+    }
+    debug_assert!(
+        data.next().is_none(),
+        "more data than places in {template:?}"
+    );
+    runs
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -225,6 +274,191 @@ pub(crate) fn figures(v: &PublicView) -> Table {
         layout: Layout::Figures,
         columns: cols,
         rows,
+    }
+}
+
+/// The public report, built from the [`PublicView`] only. `trend` is the
+/// trend chart, when there is more than one quarter to draw.
+pub(crate) fn public(v: &PublicView, trend: Option<&str>) -> Document {
+    Document {
+        title: format!("Cyber security assurance report — {}", v.quarter),
+        council: v.council.clone(),
+        quarter: v.quarter.clone(),
+        heading: "Cyber security assurance report",
+        facts: facts(v, "For publication"),
+        exemption: None,
+        sections: vec![
+            Section {
+                id: "purpose",
+                heading: "1. Purpose",
+                blocks: vec![Block::Paragraph(vec![Run::Text(
+                    "This report gives the committee the council's cyber-security position at the end of the quarter: five measures with their thresholds and status, the trend, progress against Cyber Essentials, and the protective DNS and e-mail security services. Detail that could help an attacker is in a separate exempt appendix.",
+                )])],
+            },
+            Section {
+                id: "summary",
+                heading: "2. Summary",
+                blocks: v
+                    .commentary
+                    .iter()
+                    .map(|p| Block::Paragraph(vec![Run::Data(p.clone())]))
+                    .collect(),
+            },
+            kpis(v),
+            trend_section(v, trend),
+            progress(v),
+            services(v),
+            Section {
+                id: "appendix",
+                heading: "7. Exempt appendix",
+                blocks: vec![Block::Paragraph(filled(
+                    "The device-level and incident detail behind every figure is in the exempt appendix, which is not for publication by virtue of {}.",
+                    [v.exemption.clone()],
+                ))],
+            },
+        ],
+    }
+}
+
+/// The figures, then what each measure counts and its thresholds.
+fn kpis(v: &PublicView) -> Section {
+    let terms = v
+        .kpis
+        .iter()
+        .map(|k| {
+            (
+                vec![Run::Data(format!("{}. {}", k.id, k.name))],
+                vec![
+                    Run::Data(k.definition.clone()),
+                    Run::Text(" "),
+                    Run::Emphasis("Threshold:"),
+                    Run::Text(" "),
+                    Run::Data(k.threshold.clone()),
+                    Run::Text("."),
+                ],
+            )
+        })
+        .collect();
+    Section {
+        id: "kpis",
+        heading: "3. Key performance indicators",
+        blocks: vec![
+            Block::Table(figures(v)),
+            Block::Heading(vec![Run::Text("Definitions and thresholds")]),
+            Block::Terms(terms),
+        ],
+    }
+}
+
+/// The chart of each quarter's counts and the same figures as a table,
+/// or a note that the trend starts next quarter.
+fn trend_section(v: &PublicView, trend: Option<&str>) -> Section {
+    let blocks = match trend {
+        Some(svg) => {
+            vec![
+                Block::Chart(Chart {
+                    svg: svg.to_string(),
+                    file: TREND_FILE,
+                    caption: "Number of incidents and devices failing each measure, by quarter (the table below gives the same figures).",
+                    paper_caption: "Incidents and devices failing each measure, by quarter",
+                    alt: "Line chart of the number of incidents and devices failing each of the five measures, by quarter; the table below gives the same figures.",
+                }),
+                Block::Table(Table {
+                    layout: Layout::Trend,
+                    columns: columns(&["Quarter", "1", "2", "3", "4", "5"]),
+                    rows: v
+                        .history
+                        .iter()
+                        .map(|h| {
+                            std::iter::once(Cell::label(&h.quarter))
+                                .chain(h.counts.iter().map(|c| Cell::number(c.to_string())))
+                                .collect()
+                        })
+                        .collect(),
+                }),
+            ]
+        }
+        None => vec![Block::Paragraph(vec![Run::Text(
+            "This is the first quarter reported: the trend starts next quarter.",
+        )])],
+    };
+    Section {
+        id: "trend",
+        heading: "4. Trend",
+        blocks,
+    }
+}
+
+/// Cyber Essentials progress: each check's result and how many devices
+/// fail it (the devices themselves are in the exempt appendix).
+fn progress(v: &PublicView) -> Section {
+    Section {
+        id: "cyber-essentials",
+        heading: "5. Cyber Essentials progress",
+        blocks: vec![
+            Block::Paragraph(vec![Run::Text(
+                "Checks from the Cyber Essentials requirements that the council's own data can decide. A check fails when any device fails it; the number of devices is given, the devices are listed in the exempt appendix.",
+            )]),
+            Block::Table(Table {
+                layout: Layout::Checks,
+                columns: columns(&["Check", "Result", "Devices failing", "Weight"]),
+                rows: v
+                    .checks
+                    .iter()
+                    .map(|c| {
+                        let rag = if c.pass {
+                            "green"
+                        } else if c.level == "warning" {
+                            "amber"
+                        } else {
+                            "red"
+                        };
+                        vec![
+                            Cell::label(&c.rule),
+                            Cell::new(CellKind::Status(rag), pass_fail(c.pass)),
+                            Cell::number(c.devices.to_string()),
+                            Cell::plain(&c.level),
+                        ]
+                    })
+                    .collect(),
+            }),
+        ],
+    }
+}
+
+/// Protective DNS and Mail Check in a sentence each.
+fn services(v: &PublicView) -> Section {
+    let pdns = match &v.pdns {
+        Some(p) => filled(
+            "Protective DNS answered {} queries from the council's networks this quarter and blocked {} attempts to reach sites that threat intelligence lists as malicious; {} suspicious-activity alerts were raised for investigation.",
+            [
+                crate::thousands(p.queries),
+                crate::thousands(p.blocked),
+                p.alerts.to_string(),
+            ],
+        ),
+        None => vec![Run::Text(
+            "No protective DNS data is held for this quarter.",
+        )],
+    };
+    let mail = match v.mail {
+        Some((domains, compliant, errors, warnings)) if domains > 0 => filled(
+            "Mail Check: {} of {} e-mail domains meet the required standard (no error findings); {} have errors to fix and {} have warnings only.",
+            [
+                compliant.to_string(),
+                domains.to_string(),
+                errors.to_string(),
+                warnings.to_string(),
+            ],
+        ),
+        _ => vec![Run::Text(
+            "No Mail Check results are held for the council's domains at the quarter end.",
+        )],
+    };
+    Section {
+        id: "services",
+        heading: "6. Protective DNS and Mail Check",
+        blocks: vec![Block::Paragraph(pdns), Block::Paragraph(mail)],
     }
 }
 

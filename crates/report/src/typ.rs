@@ -1,12 +1,12 @@
-//! Typst markup for the PDFs. Every piece of data goes in as a Typst
-//! string literal (`#"…"`), never as markup, so no input can change the
-//! document's structure.
+//! Typst markup for the PDFs: a document's outline ([`crate::outline`])
+//! written as Typst. Every piece of data goes in as a Typst string literal
+//! (`#"…"`), never as markup, so no input can change the document's
+//! structure.
 
 use std::fmt::Write;
 
-use crate::PublicView;
 use crate::outline::{
-    Block, Cell, CellKind, DeviceFinding, Document, EXEMPT_MARKING, Layout, Run, Table, figures,
+    Block, Cell, CellKind, DeviceFinding, Document, EXEMPT_MARKING, Layout, Run, Table,
 };
 
 /// A Typst string literal of `s`, as content.
@@ -62,163 +62,57 @@ fn preamble(o: &mut String, title: &str, council: &str, quarter: &str, header: O
     o.push_str("#set text(font: \"Libertinus Serif\", size: 10.5pt, lang: \"en\", region: \"gb\")\n#set par(justify: false)\n#set heading(numbering: none)\n#show heading.where(level: 2): it => block(above: 1.4em, below: 0.7em, it)\n#set table(stroke: 0.5pt + rgb(\"#999999\"), inset: 4pt)\n#show table: set text(size: 9pt)\n\n");
 }
 
-fn title_block(o: &mut String, v: &PublicView, title: &str, status: &str) {
-    let _ = writeln!(o, "{}\n", s(&v.council));
-    let _ = writeln!(o, "= {}\n", s(title));
-    let _ = writeln!(
-        o,
-        "#table(columns: (auto, 1fr), stroke: none, inset: 2pt, [*Committee*], {}, [*Date*], {}, [*Period*], {}, [*Snapshot date*], {}, [*Status*], {})\n",
-        c(&v.committee),
-        c(&v.date),
-        c(&format!("{} ({})", v.period, v.quarter)),
-        c(&v.snapshot_date),
-        c(status)
-    );
-}
-
-/// The public report. `trend` says whether `trend.svg` is available.
-pub fn public(v: &PublicView, trend: bool) -> String {
-    let mut o = String::new();
-    preamble(
-        &mut o,
-        &format!("Cyber security assurance report — {}", v.quarter),
-        &v.council,
-        &v.quarter,
-        None,
-    );
-    title_block(
-        &mut o,
-        v,
-        "Cyber security assurance report",
-        "For publication",
-    );
-    o.push_str("== 1. Purpose\n\nThis report gives the committee the council's cyber-security position at the end of the quarter: five measures with their thresholds and status, the trend, progress against Cyber Essentials, and the protective DNS and e-mail security services. Detail that could help an attacker is in a separate exempt appendix.\n\n== 2. Summary\n\n");
-    for p in &v.commentary {
-        let _ = writeln!(o, "{}\n", s(p));
-    }
-    o.push_str("== 3. Key performance indicators\n\n");
-    table(&mut o, &figures(v));
-    o.push_str("=== Definitions and thresholds\n\n");
-    for k in &v.kpis {
-        let _ = writeln!(
-            o,
-            "/ {}: {} _Threshold:_ {}.\n",
-            s(&format!("{}. {}", k.id, k.name)),
-            s(&k.definition),
-            s(&k.threshold)
-        );
-    }
-    o.push_str("== 4. Trend\n\n");
-    if trend {
-        o.push_str("#figure(image(\"trend.svg\", width: 100%, alt: \"Line chart of the number of incidents and devices failing each of the five measures, by quarter; the table below gives the same figures.\"), caption: [Incidents and devices failing each measure, by quarter])\n\n");
-        o.push_str(
-            "#table(columns: 6, table.header([*Quarter*], [*1*], [*2*], [*3*], [*4*], [*5*]),\n",
-        );
-        for h in &v.history {
-            let _ = write!(o, "  {},", c(&h.quarter));
-            for n in h.counts {
-                let _ = write!(o, " {},", c(&n.to_string()));
-            }
-            o.push('\n');
-        }
-        o.push_str(")\n\n");
-    } else {
-        o.push_str("This is the first quarter reported: the trend starts next quarter.\n\n");
-    }
-    o.push_str("== 5. Cyber Essentials progress\n\nChecks from the Cyber Essentials requirements that the council's own data can decide. A check fails when any device fails it; the number of devices is given, the devices are listed in the exempt appendix.\n\n#table(columns: (3fr, auto, auto, auto), table.header([*Check*], [*Result*], [*Devices failing*], [*Weight*]),\n");
-    for ch in &v.checks {
-        let fill = if ch.pass {
-            "green"
-        } else if ch.level == "warning" {
-            "amber"
-        } else {
-            "red"
-        };
-        let _ = writeln!(
-            o,
-            "  {}, table.cell(fill: {})[{}], {}, {},",
-            c(&ch.rule),
-            rag_fill(fill),
-            s(if ch.pass { "Pass" } else { "Fail" }),
-            c(&ch.devices.to_string()),
-            c(&ch.level)
-        );
-    }
-    o.push_str(")\n\n== 6. Protective DNS and Mail Check\n\n");
-    match &v.pdns {
-        Some(p) => {
-            let _ = writeln!(
-                o,
-                "{}\n",
-                s(&format!(
-                    "Protective DNS answered {} queries from the council's networks this quarter and blocked {} attempts to reach sites that threat intelligence lists as malicious; {} suspicious-activity alerts were raised for investigation.",
-                    crate::thousands(p.queries),
-                    crate::thousands(p.blocked),
-                    p.alerts
-                ))
-            );
-        }
-        None => o.push_str("No protective DNS data is held for this quarter.\n\n"),
-    }
-    match v.mail {
-        Some((domains, compliant, errors, warnings)) if domains > 0 => {
-            let _ = writeln!(
-                o,
-                "{}\n",
-                s(&format!(
-                    "Mail Check: {compliant} of {domains} e-mail domains meet the required standard (no error findings); {errors} have errors to fix and {warnings} have warnings only."
-                ))
-            );
-        }
-        _ => o.push_str(
-            "No Mail Check results are held for the council's domains at the quarter end.\n\n",
-        ),
-    }
-    let _ = writeln!(
-        o,
-        "== 7. Exempt appendix\n\n{}",
-        s(&format!(
-            "The device-level and incident detail behind every figure is in the exempt appendix, which is not for publication by virtue of {}.",
-            v.exemption
-        ))
-    );
-    o
-}
-
 /// Column widths of the figures table: the measure's name wide, the
 /// numbers as narrow as they are.
 const FIGURES_COLUMNS: &str = "(2.6fr, auto, auto, auto, auto, 1.1fr, auto, 1fr)";
+
+/// Column widths of the Cyber Essentials progress table: the check wide.
+const CHECKS_COLUMNS: &str = "(3fr, auto, auto, auto)";
 
 fn table(o: &mut String, t: &Table) {
     let cols: Vec<usize> = (0..t.columns.len())
         .filter(|&i| t.columns[i].on_paper)
         .collect();
-    match t.layout {
-        Layout::Even => {
-            let _ = writeln!(
-                o,
-                "#table(columns: {}, table.header({}),",
-                cols.len(),
-                cols.iter()
-                    .map(|&i| format!("[*{}*]", s(t.columns[i].paper_heading())))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        // the figures table writes its headings, the document's own
-        // wording, as markup; the others quote theirs like data. Both
-        // print the same.
-        Layout::Figures => {
-            let _ = writeln!(
-                o,
-                "#table(columns: {FIGURES_COLUMNS},\n  table.header({}),",
-                cols.iter()
-                    .map(|&i| format!("[*{}*]", t.columns[i].paper_heading()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-    }
+    let headings = |quoted: bool| {
+        cols.iter()
+            .map(|&i| {
+                let h = t.columns[i].paper_heading();
+                if quoted {
+                    format!("[*{}*]", s(h))
+                } else {
+                    format!("[*{h}*]")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // the appendix's tables quote their headings like data; the public
+    // report's write them, the document's own wording, as markup. Both
+    // print the same.
+    let _ = match t.layout {
+        Layout::Even => writeln!(
+            o,
+            "#table(columns: {}, table.header({}),",
+            cols.len(),
+            headings(true)
+        ),
+        Layout::Trend => writeln!(
+            o,
+            "#table(columns: {}, table.header({}),",
+            cols.len(),
+            headings(false)
+        ),
+        Layout::Figures => writeln!(
+            o,
+            "#table(columns: {FIGURES_COLUMNS},\n  table.header({}),",
+            headings(false)
+        ),
+        Layout::Checks => writeln!(
+            o,
+            "#table(columns: {CHECKS_COLUMNS}, table.header({}),",
+            headings(false)
+        ),
+    };
     for row in &t.rows {
         let _ = writeln!(
             o,
@@ -263,6 +157,12 @@ pub fn render(d: &Document) -> String {
             block(&mut o, b);
         }
     }
+    // a document that ends in a paragraph ends with one newline, not a
+    // blank line, as the public report's source always has
+    let last = d.sections.last().and_then(|sec| sec.blocks.last());
+    if matches!(last, Some(Block::Paragraph(_))) {
+        o.pop();
+    }
     o
 }
 
@@ -287,8 +187,33 @@ fn runs(o: &mut String, runs: &[Run]) {
             Run::Strong(t) => {
                 let _ = write!(o, "*{t}*");
             }
+            Run::Emphasis(t) => {
+                let _ = write!(o, "_{t}_");
+            }
             Run::Data(x) => o.push_str(&s(x)),
         }
+    }
+}
+
+/// A paragraph of plain wording with data in it is set as one string
+/// literal, wording and all; one with emphasis is written run by run.
+fn paragraph(o: &mut String, r: &[Run]) {
+    let mut text = String::new();
+    let mut data = false;
+    for x in r {
+        match x {
+            Run::Text(t) => text.push_str(t),
+            Run::Data(d) => {
+                text.push_str(d);
+                data = true;
+            }
+            Run::Strong(_) | Run::Emphasis(_) => return runs(o, r),
+        }
+    }
+    if data {
+        o.push_str(&s(&text));
+    } else {
+        o.push_str(&text);
     }
 }
 
@@ -300,7 +225,7 @@ fn block(o: &mut String, b: &Block) {
             o.push_str("\n\n");
         }
         Block::Paragraph(r) => {
-            runs(o, r);
+            paragraph(o, r);
             o.push_str("\n\n");
         }
         Block::List(items) => {
@@ -309,7 +234,25 @@ fn block(o: &mut String, b: &Block) {
             }
             o.push('\n');
         }
+        Block::Terms(terms) => {
+            for (term, description) in terms {
+                o.push_str("/ ");
+                runs(o, term);
+                o.push_str(": ");
+                runs(o, description);
+                o.push_str("\n\n");
+            }
+        }
         Block::Table(t) => table(o, t),
+        Block::Chart(c) => {
+            let _ = writeln!(
+                o,
+                "#figure(image({}, width: 100%, alt: {}), caption: [{}])\n",
+                &s(c.file)[1..],
+                &s(c.alt)[1..],
+                c.paper_caption
+            );
+        }
         Block::Findings(f) => findings(o, f),
     }
 }
