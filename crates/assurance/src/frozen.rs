@@ -1,10 +1,12 @@
 //! A quarter's KPIs as a committee sees them: live while the quarter runs,
 //! computed once and frozen when it has ended, so a tabled report never
-//! changes under a later import.
+//! changes under a later import. What is frozen is stored in the versioned
+//! form of [`crate::snapshot`], never as the working `KpiReport`.
 
 use crate::kpi::{self, Inputs, KpiReport, Settings};
 use crate::model::{AssetImport, ImportMeta};
 use crate::quarter::Quarter;
+use crate::snapshot::{CURRENT_VERSION, FrozenQuarter, SnapshotError};
 use crate::store::AssuranceStore;
 
 /// Why a quarter's KPIs could not be had.
@@ -19,6 +21,38 @@ pub enum QuarterError<E: std::error::Error + 'static> {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "the frozen KPIs of {tenant} for {quarter} are stored as snapshot version {version}, \
+         which this build cannot read (the newest it knows is {CURRENT_VERSION}; \
+         were they frozen by a newer Parapet?)"
+    )]
+    UnknownVersion {
+        tenant: String,
+        quarter: String,
+        version: u64,
+    },
+}
+
+/// Reads the frozen `quarter` of `tenant` from its stored body.
+fn read_frozen<E: std::error::Error + 'static>(
+    tenant: &str,
+    quarter: &str,
+    body: &str,
+) -> Result<KpiReport, QuarterError<E>> {
+    let (tenant, quarter) = (tenant.to_string(), quarter.to_string());
+    match FrozenQuarter::parse(body) {
+        Ok(f) => Ok(f.into()),
+        Err(SnapshotError::Json(source)) => Err(QuarterError::Snapshot {
+            tenant,
+            quarter,
+            source,
+        }),
+        Err(SnapshotError::UnknownVersion(version)) => Err(QuarterError::UnknownVersion {
+            tenant,
+            quarter,
+            version,
+        }),
+    }
 }
 
 /// The KPIs of `tenant` for `quarter`: the frozen snapshot when the quarter
@@ -33,16 +67,11 @@ pub fn quarter_kpis<S: AssuranceStore + ?Sized>(
     now: i64,
 ) -> Result<KpiReport, QuarterError<S::Error>> {
     let key = quarter.to_string();
-    let snapshot_err = |source| QuarterError::Snapshot {
-        tenant: tenant.to_string(),
-        quarter: key.clone(),
-        source,
-    };
     if let Some((_, body)) = store
         .kpi_snapshot(tenant, &key)
         .map_err(QuarterError::Store)?
     {
-        let mut r: KpiReport = serde_json::from_str(&body).map_err(snapshot_err)?;
+        let mut r = read_frozen(tenant, &key, &body)?;
         r.frozen = true;
         return Ok(r);
     }
@@ -51,15 +80,7 @@ pub fn quarter_kpis<S: AssuranceStore + ?Sized>(
         .kpi_snapshot(tenant, &prev_q.to_string())
         .map_err(QuarterError::Store)?
     {
-        Some((_, body)) => Some(
-            serde_json::from_str::<KpiReport>(&body)
-                .map_err(|source| QuarterError::Snapshot {
-                    tenant: tenant.to_string(),
-                    quarter: prev_q.to_string(),
-                    source,
-                })?
-                .counts(),
-        ),
+        Some((_, body)) => Some(read_frozen(tenant, &prev_q.to_string(), &body)?.counts()),
         None => {
             if has_data(store, tenant, prev_q.end())? {
                 Some(quarter_kpis(store, tenant, prev_q, settings, now)?.counts())
@@ -82,7 +103,14 @@ pub fn quarter_kpis<S: AssuranceStore + ?Sized>(
         now,
     });
     if quarter.end() < now {
-        let body = serde_json::to_string(&report).map_err(snapshot_err)?;
+        let body =
+            FrozenQuarter::from(&report)
+                .to_json()
+                .map_err(|source| QuarterError::Snapshot {
+                    tenant: tenant.to_string(),
+                    quarter: key.clone(),
+                    source,
+                })?;
         store
             .freeze_kpi(tenant, &key, now, &body)
             .map_err(QuarterError::Store)?;
