@@ -3,7 +3,7 @@
 //! Definitions: docs/assurance.md (from ../shared/assurance-kpis.md, with
 //! the changes listed there).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::model::{AssetException, AssetImport, ImportMeta, Incident, VulnDef};
 use serde::{Deserialize, Serialize};
@@ -639,7 +639,6 @@ pub fn compute(inp: &Inputs<'_>) -> KpiReport {
     }
     kpis.sort_by_key(|k| k.id);
     let cyber_essentials = ce_rules(&reg, t, s, ce);
-    let _ = BTreeSet::<u8>::new();
     KpiReport {
         tenant: inp.tenant.to_string(),
         quarter: q.to_string(),
