@@ -12,15 +12,14 @@ pub mod accounts;
 mod pg;
 mod pg_accounts;
 pub mod pgtest;
-mod runs;
-mod signals;
+mod rules;
 mod sqlite;
 mod sqlite_accounts;
 mod sqlite_assets;
 #[cfg(test)]
 mod tests;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use parapet_assurance::store::ReportSources;
 use parapet_core::alert::{Alert, AlertStatus, Signal};
@@ -28,6 +27,7 @@ use parapet_core::event::{EventRun, OwnedRun, PrivateEvent, fold_events};
 
 pub use accounts::AccountStore;
 pub use pg::{PgStore, redact};
+pub use rules::{cutoff, unix_millis};
 pub use sqlite::SqliteStore;
 
 /// Everything a command or the server needs from storage, as one object:
@@ -472,33 +472,4 @@ pub trait Store: Send {
         learning_started: &[(std::sync::Arc<str>, SystemTime)],
         domains: &[(std::sync::Arc<str>, String, SystemTime)],
     ) -> Result<(), StoreError>;
-}
-
-/// Milliseconds since the Unix epoch (0 before it).
-pub fn unix_millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// The cut-off time for data kept `days` days.
-pub fn cutoff(now: SystemTime, days: u32) -> i64 {
-    unix_millis(
-        now.checked_sub(Duration::from_secs(u64::from(days) * 86_400))
-            .unwrap_or(UNIX_EPOCH),
-    )
-}
-
-/// [`ReportSources::alerts_active`], the same on both backends.
-fn alerts_active(
-    store: &mut dyn Store,
-    tenant: &str,
-    from: i64,
-    to: i64,
-) -> Result<Vec<Alert>, StoreError> {
-    let seen = store.list_alerts(&AlertFilter {
-        tenant: Some(tenant.to_string()),
-        since: Some(from),
-        ..AlertFilter::default()
-    })?;
-    Ok(seen.into_iter().filter(|a| a.first_seen <= to).collect())
 }

@@ -19,19 +19,23 @@
 //! runtime and must not be called from inside a tokio task (callers there
 //! use `spawn_blocking`).
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use parapet_core::alert::{Alert, AlertStatus, Severity, Signal, StatusChange};
+use parapet_core::alert::{Alert, AlertStatus, Signal};
 use parapet_core::event::{EventRun, RCODE_NO_RESPONSE};
 use parapet_core::name::write_key_as_text;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::{Client, NoTls, Row, Transaction};
 
-use crate::runs::{hourly_counts, last_time, queries};
-use crate::signals::{group_signals, merge};
+use crate::rules::alerts::{
+    AlertRow, HistoryRow, REOPENED_BY, REOPENED_NOTE, StoredAlert, alerts_active, group_signals,
+    parse_status,
+};
+use crate::rules::assets::{join_words, words};
+use crate::rules::events::{BLOCKED_ACTIONS, hourly_counts, last_time, queries};
+use crate::rules::mail::{add_selectors, add_source, diff_findings, finding_lines};
 use crate::{
     AlertFilter, Db, DmarcReportRow, DmarcSummary, FeedVersion, Imported, MailCheckDiff,
     MailCheckRow, NodeStatus, Purged, Retention, SeenDomains, SourceSummary, Store, StoreError,
@@ -446,13 +450,6 @@ fn connection_lost(e: &postgres::Error) -> bool {
         })
 }
 
-fn split_list(s: &str, sep: char) -> Vec<String> {
-    s.split(sep)
-        .filter(|f| !f.is_empty())
-        .map(String::from)
-        .collect()
-}
-
 impl PgStore {
     /// Connects to `url` (`postgres://user:pass@host:port/db`) and brings the
     /// schema up to date.
@@ -781,9 +778,9 @@ impl Store for PgStore {
                                 &g.first_seen,
                                 &g.last_seen,
                                 &g.count,
-                                &g.feeds.join(","),
+                                &g.feeds_text(),
                                 &g.reason,
-                                &g.evidence.join("\n"),
+                                &g.evidence_text(),
                                 &node,
                             ],
                         )
@@ -801,34 +798,40 @@ impl Store for PgStore {
                     (None, None) => return Err(StoreError::NoSuchAlert(0)),
                     (None, Some(row)) => {
                         let id: i64 = row.get(0);
-                        let status: String = row.get(1);
-                        let reopened = status == AlertStatus::Resolved.as_str();
+                        let stored = StoredAlert {
+                            status: row.get(1),
+                            feeds: row.get(2),
+                            evidence: row.get(3),
+                            severity: row.get(4),
+                            nodes: row.get(5),
+                        };
+                        let up = g.fold_into(&stored, node);
                         tx.execute(
                             "UPDATE alerts SET count = count + $8, last_seen = GREATEST(last_seen, $3), first_seen = LEAST(first_seen, $2),
-                             feeds = $4, evidence = $5, reason = $6, severity = $7, nodes = $9,
-                             status = CASE WHEN status = 'resolved' THEN 'new' ELSE status END WHERE id = $1",
+                             feeds = $4, evidence = $5, reason = $6, severity = $7, nodes = $9, status = $10 WHERE id = $1",
                             &[
                                 &id,
                                 &g.first_seen,
                                 &g.last_seen,
-                                &g.merged_feeds(row.get(2)),
-                                &g.merged_evidence(row.get(3)),
+                                &up.feeds,
+                                &up.evidence,
                                 &g.reason,
-                                &g.merged_severity(row.get(4)).as_str(),
+                                &up.severity,
                                 &g.count,
-                                &merge(row.get(5), ',', &[node], usize::MAX),
+                                &up.nodes,
+                                &up.status,
                             ],
                         )
                         .map_err(&err)?;
-                        if reopened {
+                        if up.reopened {
                             tx.execute(
                                 "INSERT INTO alert_history (alert_id, time, from_status, to_status, by, note)
-                                 VALUES ($1, $2, 'resolved', 'new', 'parapet', 'fired again after it was resolved')",
-                                &[&id, &g.time],
+                                 VALUES ($1, $2, $3, $4, $5, $6)",
+                                &[&id, &g.time, &stored.status, &up.status, &REOPENED_BY, &REOPENED_NOTE],
                             )
                             .map_err(&err)?;
                         }
-                        touched.push((id, reopened));
+                        touched.push((id, up.reopened));
                         id
                     }
                 };
@@ -883,13 +886,21 @@ impl Store for PgStore {
         else {
             return Err(StoreError::NoSuchAlert(id));
         };
-        let location = self.location.clone();
-        let parse = |s: &str| {
-            AlertStatus::from_str(s).map_err(|_| StoreError::Corrupt {
-                path: location.clone(),
-                field: "alert status",
-                value: s.to_string(),
-            })
+        let row = AlertRow {
+            id,
+            tenant: r.get(0),
+            rule: r.get(1),
+            domain: r.get(2),
+            severity: r.get(3),
+            status: r.get(4),
+            first_seen: r.get(5),
+            last_seen: r.get(6),
+            count: r.get(7),
+            feeds: r.get(8),
+            reason: r.get(9),
+            evidence: r.get(10),
+            clients: r.get(11),
+            nodes: r.get(12),
         };
         let history = self
             .client
@@ -899,35 +910,15 @@ impl Store for PgStore {
             )
             .map_err(&err)?
             .iter()
-            .map(|h| {
-                Ok(StatusChange {
-                    time: h.get(0),
-                    from: parse(h.get(1))?,
-                    to: parse(h.get(2))?,
-                    by: h.get(3),
-                    note: h.get(4),
-                })
+            .map(|h| HistoryRow {
+                time: h.get(0),
+                from: h.get(1),
+                to: h.get(2),
+                by: h.get(3),
+                note: h.get(4),
             })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let severity: &str = r.get(3);
-        Ok(Alert {
-            id,
-            tenant: r.get(0),
-            rule: r.get(1),
-            domain: r.get(2),
-            severity: Severity::from_str(severity)
-                .map_err(|_| self.corrupt("alerts.severity", severity))?,
-            status: parse(r.get(4))?,
-            first_seen: r.get(5),
-            last_seen: r.get(6),
-            count: r.get::<_, i64>(7) as u64,
-            clients: r.get::<_, i64>(11) as u64,
-            feeds: split_list(r.get(8), ','),
-            reason: r.get(9),
-            evidence: r.get::<_, &str>(10).lines().map(String::from).collect(),
-            nodes: split_list(r.get(12), ','),
-            history,
-        })
+            .collect();
+        row.into_alert(history, &self.location)
     }
 
     fn set_alert_status(
@@ -948,12 +939,7 @@ impl Store for PgStore {
             else {
                 return Err(StoreError::NoSuchAlert(id));
             };
-            let s: &str = row.get(0);
-            let from = AlertStatus::from_str(s).map_err(|_| StoreError::Corrupt {
-                path: loc.to_string(),
-                field: "alert status",
-                value: s.to_string(),
-            })?;
+            let from = parse_status(row.get(0), loc)?;
             if !from.can_become(to) {
                 return Err(StoreError::BadTransition { id, from, to });
             }
@@ -1117,11 +1103,7 @@ impl Store for PgStore {
                 quarantined: r.get::<_, i64>(5) as u64,
                 rejected: r.get::<_, i64>(6) as u64,
             };
-            sum.messages += s.messages;
-            sum.dmarc_pass += s.dmarc_pass;
-            sum.dkim_aligned += s.dkim_aligned;
-            sum.spf_aligned += s.spf_aligned;
-            sum.sources.push(s);
+            add_source(&mut sum, s);
         }
         Ok(sum)
     }
@@ -1137,16 +1119,7 @@ impl Store for PgStore {
             .map_err(pg_err(&self.location))?;
         let mut out: Vec<String> = Vec::new();
         for row in rows {
-            for entry in row.get::<_, &str>(0).split(' ') {
-                if let Some((d, rest)) = entry.split_once('/')
-                    && d.eq_ignore_ascii_case(domain)
-                    && let Some((sel, _)) = rest.split_once('=')
-                    && !sel.is_empty()
-                    && !out.iter().any(|s| s == sel)
-                {
-                    out.push(sel.to_string());
-                }
-            }
+            add_selectors(&mut out, row.get(0), domain);
         }
         out.sort();
         Ok(out)
@@ -1154,7 +1127,7 @@ impl Store for PgStore {
 
     fn save_mailcheck(&mut self, check: &MailCheckRow) -> Result<MailCheckDiff, StoreError> {
         self.ensure()?;
-        let now_lines = crate::sqlite::finding_lines(&check.findings);
+        let now_lines = finding_lines(&check.findings);
         let previous: Option<(i64, String)> = self.tx(|tx, loc, _| {
             let err = pg_err(loc);
             // one writer per domain at a time, so "previous" is well defined
@@ -1174,7 +1147,7 @@ impl Store for PgStore {
             .map_err(&err)?;
             Ok(previous)
         })?;
-        Ok(crate::sqlite::diff_findings(previous, &now_lines))
+        Ok(diff_findings(previous, &now_lines))
     }
 
     fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError> {
@@ -1288,10 +1261,6 @@ fn import_meta(r: &Row) -> ImportMeta {
     }
 }
 
-fn words(s: &str) -> Vec<String> {
-    s.split_whitespace().map(str::to_string).collect()
-}
-
 impl AssuranceStore for PgStore {
     type Error = StoreError;
 
@@ -1349,8 +1318,8 @@ impl AssuranceStore for PgStore {
                         &a.locator,
                         &a.hostname,
                         &a.fqdn,
-                        &a.ips.join(" "),
-                        &a.macs.join(" "),
+                        &join_words(&a.ips),
+                        &join_words(&a.macs),
                         &a.serial,
                         &a.device_id,
                         &a.os,
@@ -1390,7 +1359,7 @@ impl AssuranceStore for PgStore {
                         &v.title,
                         &v.score.map(f64::from),
                         &v.label,
-                        &v.cves.join(" "),
+                        &join_words(&v.cves),
                         &v.fix_available,
                         &v.fix_released,
                         &v.vuln_published,
@@ -1683,9 +1652,11 @@ impl ReportSources for PgStore {
         let r = self
             .client
             .query_one(
-                "SELECT COALESCE(SUM(queries), 0)::bigint,
-                        COALESCE(SUM(CASE WHEN action IN ('blocked', 'nodata', 'dropped', 'local_data') THEN queries ELSE 0 END), 0)::bigint
-                 FROM query_hourly_all WHERE tenant = $1 AND hour >= $2 AND hour < $3",
+                &format!(
+                    "SELECT COALESCE(SUM(queries), 0)::bigint,
+                            COALESCE(SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END), 0)::bigint
+                     FROM query_hourly_all WHERE tenant = $1 AND hour >= $2 AND hour < $3"
+                ),
                 &[&tenant, &from, &to],
             )
             .map_err(pg_err(&self.location))?;
@@ -1718,7 +1689,7 @@ impl ReportSources for PgStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<Alert>, StoreError> {
-        crate::alerts_active(self, tenant, from, to)
+        alerts_active(self, tenant, from, to)
     }
 }
 

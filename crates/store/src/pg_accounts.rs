@@ -7,10 +7,9 @@ use crate::accounts::{
     AccountStore, AuditEntry, HourlyTraffic, Role, Session, TenantTraffic, User,
 };
 use crate::pg::pg_err;
+use crate::rules::events::BLOCKED_ACTIONS;
+use crate::rules::mail::findings_from_lines;
 use crate::{MailCheckRow, PgStore, StoreError};
-
-/// Actions the dashboard counts as blocked (same as `pdns_totals`).
-const BLOCKED: &str = "('blocked', 'nodata', 'dropped', 'local_data')";
 
 const USER_COLS: &str = "u.id, u.name, u.role, u.tenant, u.password_hash, u.created_at";
 
@@ -210,7 +209,7 @@ impl AccountStore for PgStore {
     ) -> Result<Vec<TenantTraffic>, StoreError> {
         let rows = self.query_rows(
             &format!(
-                "SELECT tenant, SUM(queries)::bigint, SUM(CASE WHEN action IN {BLOCKED} THEN queries ELSE 0 END)::bigint
+                "SELECT tenant, SUM(queries)::bigint, SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)::bigint
                  FROM query_hourly_all WHERE hour >= $1 AND {TENANT} GROUP BY tenant ORDER BY tenant"
             ),
             &[&from, &tenant],
@@ -232,7 +231,7 @@ impl AccountStore for PgStore {
     ) -> Result<Vec<HourlyTraffic>, StoreError> {
         let rows = self.query_rows(
             &format!(
-                "SELECT tenant, hour, SUM(queries)::bigint, SUM(CASE WHEN action IN {BLOCKED} THEN queries ELSE 0 END)::bigint
+                "SELECT tenant, hour, SUM(queries)::bigint, SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)::bigint
                  FROM query_hourly_all WHERE hour >= $1 AND {TENANT} GROUP BY tenant, hour ORDER BY hour, tenant"
             ),
             &[&from, &tenant],
@@ -257,7 +256,7 @@ impl AccountStore for PgStore {
         let rows = self.query_rows(
             &format!(
                 "SELECT tenant, qname, SUM(queries)::bigint AS n FROM query_hourly_all
-                 WHERE hour >= $1 AND {TENANT} AND action IN {BLOCKED}
+                 WHERE hour >= $1 AND {TENANT} AND action IN {BLOCKED_ACTIONS}
                  GROUP BY tenant, qname ORDER BY n DESC, qname LIMIT $3"
             ),
             &[&from, &tenant, &(limit as i64)],
@@ -284,7 +283,7 @@ impl AccountStore for PgStore {
                 domain: r.get(0),
                 checked_at: r.get(1),
                 worst: r.get(2),
-                findings: crate::sqlite::findings_from_lines(r.get(3)),
+                findings: findings_from_lines(r.get(3)),
                 report: r.get(4),
             })
             .collect())

@@ -12,17 +12,18 @@ use parapet_core::event::{EventRun, RCODE_NO_RESPONSE};
 use parapet_core::name::write_key_as_text;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use std::str::FromStr;
 use std::sync::Arc;
 
-use parapet_core::alert::{Alert, AlertStatus, Severity, Signal, StatusChange};
+use parapet_core::alert::{Alert, AlertStatus, Signal};
 
-use crate::runs::{hourly_counts, last_time, queries};
-use crate::signals::{group_signals, merge};
+use crate::rules::alerts::{
+    AlertRow, HistoryRow, REOPENED_BY, REOPENED_NOTE, StoredAlert, group_signals,
+};
+use crate::rules::events::{hourly_counts, last_time, queries};
+use crate::rules::mail::{add_selectors, add_source, diff_findings, finding_lines};
 use crate::{
-    AlertFilter, DmarcReportRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow, MailFinding,
-    Purged, Retention, SeenDomains, SourceSummary, Store, StoreError, TlsReportRow, cutoff,
-    unix_millis,
+    AlertFilter, DmarcReportRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow, Purged,
+    Retention, SeenDomains, SourceSummary, Store, StoreError, TlsReportRow, cutoff, unix_millis,
 };
 
 /// The file inside the store folder.
@@ -404,14 +405,6 @@ impl SqliteStore {
         &self.path
     }
 
-    fn parse_status(&self, s: &str) -> Result<AlertStatus, StoreError> {
-        AlertStatus::from_str(s).map_err(|_| StoreError::Corrupt {
-            path: self.path.display().to_string(),
-            field: "alert status",
-            value: s.to_string(),
-        })
-    }
-
     fn err(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.display().to_string(),
@@ -477,70 +470,11 @@ impl SqliteStore {
     }
 }
 
-/// Findings as stored: one per line, `severity TAB code TAB message`.
-/// The inverse of [`finding_lines`]: `severity TAB code TAB message` per line.
-pub(crate) fn findings_from_lines(text: &str) -> Vec<MailFinding> {
-    text.lines()
-        .map(|l| {
-            let mut it = l.splitn(3, '\t');
-            MailFinding {
-                severity: it.next().unwrap_or("").to_string(),
-                code: it.next().unwrap_or("").to_string(),
-                message: it.next().unwrap_or("").to_string(),
-            }
-        })
-        .collect()
-}
-
-pub(crate) fn finding_lines(f: &[MailFinding]) -> Vec<String> {
-    f.iter()
-        .map(|x| {
-            format!(
-                "{}\t{}\t{}",
-                x.severity,
-                x.code,
-                x.message.replace(['\n', '\t'], " ")
-            )
-        })
-        .collect()
-}
-
-/// What changed between the previous check's stored findings and these.
-pub(crate) fn diff_findings(
-    previous: Option<(i64, String)>,
-    now_lines: &[String],
-) -> MailCheckDiff {
-    let mut diff = MailCheckDiff::default();
-    if let Some((at, before)) = previous {
-        diff.previous_at = Some(at);
-        let before: Vec<&str> = before.lines().collect();
-        let parse = |l: &str| -> MailFinding {
-            let mut it = l.splitn(3, '\t');
-            MailFinding {
-                severity: it.next().unwrap_or("").to_string(),
-                code: it.next().unwrap_or("").to_string(),
-                message: it.next().unwrap_or("").to_string(),
-            }
-        };
-        diff.new = now_lines
-            .iter()
-            .filter(|l| !before.contains(&l.as_str()))
-            .map(|l| parse(l))
-            .collect();
-        diff.fixed = before
-            .iter()
-            .filter(|l| !now_lines.iter().any(|n| n == *l))
-            .map(|l| parse(l))
-            .collect();
-    }
-    diff
-}
-
 /// Rows per multi-row `INSERT` of query events.
 const EVENT_ROWS: usize = 64;
 
 /// One stored row's columns: a query, or the repeats of one
-/// ([`crate::runs`]).
+/// ([`crate::rules::events`]).
 struct EventRow<'a> {
     time: i64,
     tenant: &'a str,
@@ -739,9 +673,9 @@ impl Store for SqliteStore {
                             g.first_seen,
                             g.last_seen,
                             g.count,
-                            g.feeds.join(","),
+                            g.feeds_text(),
                             g.reason,
-                            g.evidence.join("\n"),
+                            g.evidence_text(),
                             self.node
                         ],
                     )
@@ -751,33 +685,47 @@ impl Store for SqliteStore {
                     id
                 }
                 Some((id, status, feeds, evidence, severity, nodes)) => {
-                    let reopened = status == AlertStatus::Resolved.as_str();
+                    let stored = StoredAlert {
+                        status: &status,
+                        feeds: &feeds,
+                        evidence: &evidence,
+                        severity: &severity,
+                        nodes: &nodes,
+                    };
+                    let up = g.fold_into(&stored, &self.node);
                     tx.execute(
                         "UPDATE alerts SET count = count + ?8, last_seen = MAX(last_seen, ?3), first_seen = MIN(first_seen, ?2),
-                         feeds = ?4, evidence = ?5, reason = ?6, severity = ?7, nodes = ?9,
-                         status = CASE WHEN status = 'resolved' THEN 'new' ELSE status END WHERE id = ?1",
+                         feeds = ?4, evidence = ?5, reason = ?6, severity = ?7, nodes = ?9, status = ?10 WHERE id = ?1",
                         params![
                             id,
                             g.first_seen,
                             g.last_seen,
-                            g.merged_feeds(&feeds),
-                            g.merged_evidence(&evidence),
+                            up.feeds,
+                            up.evidence,
                             g.reason,
-                            g.merged_severity(&severity).as_str(),
+                            up.severity,
                             g.count,
-                            merge(&nodes, ',', &[self.node.as_str()], usize::MAX)
+                            up.nodes,
+                            up.status
                         ],
                     )
                     .map_err(err)?;
-                    if reopened {
+                    if up.reopened {
                         tx.execute(
                             "INSERT INTO alert_history (alert_id, time, from_status, to_status, by, note)
-                             VALUES (?1, ?2, 'resolved', 'new', 'parapet', 'fired again after it was resolved')",
-                            params![id, g.time],
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![
+                                id,
+                                g.time,
+                                status,
+                                up.status,
+                                REOPENED_BY,
+                                REOPENED_NOTE
+                            ],
                         )
                         .map_err(err)?;
                     }
-                    touched.push((id, reopened));
+                    touched.push((id, up.reopened));
                     id
                 }
             };
@@ -826,22 +774,8 @@ impl Store for SqliteStore {
     }
 
     fn alert(&mut self, id: i64) -> Result<Alert, StoreError> {
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            String,
-            i64,
-            i64,
-            i64,
-            String,
-            String,
-            String,
-            i64,
-            String,
-        );
-        let row: Option<Row> = self
+        let err = sql_err(&self.path);
+        let row = self
             .conn
             .query_row(
                 "SELECT tenant, rule, domain, severity, status, first_seen, last_seen, count, feeds, reason, evidence,
@@ -849,100 +783,45 @@ impl Store for SqliteStore {
                  FROM alerts WHERE id = ?1",
                 params![id],
                 |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                        r.get(9)?,
-                        r.get(10)?,
-                        r.get(11)?,
-                        r.get(12)?,
-                    ))
+                    Ok(AlertRow {
+                        id,
+                        tenant: r.get(0)?,
+                        rule: r.get(1)?,
+                        domain: r.get(2)?,
+                        severity: r.get(3)?,
+                        status: r.get(4)?,
+                        first_seen: r.get(5)?,
+                        last_seen: r.get(6)?,
+                        count: r.get(7)?,
+                        feeds: r.get(8)?,
+                        reason: r.get(9)?,
+                        evidence: r.get(10)?,
+                        clients: r.get(11)?,
+                        nodes: r.get(12)?,
+                    })
                 },
             )
             .optional()
-            .map_err(|e| self.err(e))?;
-        let Some((
-            tenant,
-            rule,
-            domain,
-            severity,
-            status,
-            first_seen,
-            last_seen,
-            count,
-            feeds,
-            reason,
-            evidence,
-            clients,
-            nodes,
-        )) = row
-        else {
-            return Err(StoreError::NoSuchAlert(id));
-        };
-        let history = {
-            let mut stmt = self
-                .conn
-                .prepare_cached(
-                    "SELECT time, from_status, to_status, by, note FROM alert_history WHERE alert_id = ?1 ORDER BY id",
-                )
-                .map_err(|e| self.err(e))?;
-            let rows: Vec<(i64, String, String, String, String)> = stmt
-                .query_map(params![id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            .map_err(err)?
+            .ok_or(StoreError::NoSuchAlert(id))?;
+        let history = self
+            .conn
+            .prepare_cached(
+                "SELECT time, from_status, to_status, by, note FROM alert_history WHERE alert_id = ?1 ORDER BY id",
+            )
+            .map_err(err)?
+            .query_map(params![id], |r| {
+                Ok(HistoryRow {
+                    time: r.get(0)?,
+                    from: r.get(1)?,
+                    to: r.get(2)?,
+                    by: r.get(3)?,
+                    note: r.get(4)?,
                 })
-                .and_then(|rows| rows.collect::<Result<_, _>>())
-                .map_err(|e| StoreError::Sqlite {
-                    path: self.path.display().to_string(),
-                    source: e,
-                })?;
-            rows.into_iter()
-                .map(|(time, from, to, by, note)| {
-                    Ok(StatusChange {
-                        time,
-                        from: self.parse_status(&from)?,
-                        to: self.parse_status(&to)?,
-                        by,
-                        note,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?
-        };
-        Ok(Alert {
-            id,
-            tenant,
-            rule,
-            domain,
-            severity: Severity::from_str(&severity).map_err(|_| StoreError::Corrupt {
-                path: self.path.display().to_string(),
-                field: "alerts.severity",
-                value: severity.clone(),
-            })?,
-            status: self.parse_status(&status)?,
-            first_seen,
-            last_seen,
-            count: count as u64,
-            clients: clients as u64,
-            feeds: feeds
-                .split(',')
-                .filter(|f| !f.is_empty())
-                .map(String::from)
-                .collect(),
-            reason,
-            evidence: evidence.lines().map(String::from).collect(),
-            nodes: nodes
-                .split(',')
-                .filter(|n| !n.is_empty())
-                .map(String::from)
-                .collect(),
-            history,
-        })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(err)?;
+        row.into_alert(history, &self.location_string())
     }
 
     fn set_alert_status(
@@ -1109,12 +988,7 @@ impl Store for SqliteStore {
             })
             .map_err(err)?;
         for row in rows {
-            let s = row.map_err(err)?;
-            sum.messages += s.messages;
-            sum.dmarc_pass += s.dmarc_pass;
-            sum.dkim_aligned += s.dkim_aligned;
-            sum.spf_aligned += s.spf_aligned;
-            sum.sources.push(s);
+            add_source(&mut sum, row.map_err(err)?);
         }
         Ok(sum)
     }
@@ -1131,17 +1005,7 @@ impl Store for SqliteStore {
             .map_err(err)?;
         let mut out: Vec<String> = Vec::new();
         for row in rows {
-            // `domain/selector=result` entries, space-separated
-            for entry in row.map_err(err)?.split(' ') {
-                if let Some((d, rest)) = entry.split_once('/')
-                    && d.eq_ignore_ascii_case(domain)
-                    && let Some((sel, _)) = rest.split_once('=')
-                    && !sel.is_empty()
-                    && !out.iter().any(|s| s == sel)
-                {
-                    out.push(sel.to_string());
-                }
-            }
+            add_selectors(&mut out, &row.map_err(err)?, domain);
         }
         out.sort();
         Ok(out)

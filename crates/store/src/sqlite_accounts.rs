@@ -5,11 +5,10 @@ use rusqlite::{OptionalExtension, params};
 use crate::accounts::{
     AccountStore, AuditEntry, HourlyTraffic, Role, Session, TenantTraffic, User,
 };
+use crate::rules::events::BLOCKED_ACTIONS;
+use crate::rules::mail::findings_from_lines;
 use crate::sqlite::sql_err;
 use crate::{MailCheckRow, SqliteStore, StoreError};
-
-/// Actions the dashboard counts as blocked (same as `pdns_totals`).
-const BLOCKED: &str = "('blocked', 'nodata', 'dropped', 'local_data')";
 
 const USER_COLS: &str = "u.id, u.name, u.role, u.tenant, u.password_hash, u.created_at";
 
@@ -249,7 +248,7 @@ impl AccountStore for SqliteStore {
         let mut q = self
             .conn
             .prepare(&format!(
-                "SELECT tenant, SUM(queries), SUM(CASE WHEN action IN {BLOCKED} THEN queries ELSE 0 END)
+                "SELECT tenant, SUM(queries), SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)
                  FROM query_hourly WHERE hour >= ?1 AND {} GROUP BY tenant ORDER BY tenant",
                 tenant_clause(tenant)
             ))
@@ -277,7 +276,7 @@ impl AccountStore for SqliteStore {
         let mut q = self
             .conn
             .prepare(&format!(
-                "SELECT tenant, hour, SUM(queries), SUM(CASE WHEN action IN {BLOCKED} THEN queries ELSE 0 END)
+                "SELECT tenant, hour, SUM(queries), SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)
                  FROM query_hourly WHERE hour >= ?1 AND {} GROUP BY tenant, hour ORDER BY hour, tenant",
                 tenant_clause(tenant)
             ))
@@ -308,7 +307,7 @@ impl AccountStore for SqliteStore {
             .conn
             .prepare(&format!(
                 "SELECT tenant, qname, SUM(queries) AS n FROM query_hourly
-                 WHERE hour >= ?1 AND {} AND action IN {BLOCKED}
+                 WHERE hour >= ?1 AND {} AND action IN {BLOCKED_ACTIONS}
                  GROUP BY tenant, qname ORDER BY n DESC, qname LIMIT ?3",
                 tenant_clause(tenant)
             ))
@@ -343,7 +342,7 @@ impl AccountStore for SqliteStore {
                     domain: r.get(0)?,
                     checked_at: r.get(1)?,
                     worst: r.get(2)?,
-                    findings: crate::sqlite::findings_from_lines(&findings),
+                    findings: findings_from_lines(&findings),
                     report: r.get(4)?,
                 })
             })

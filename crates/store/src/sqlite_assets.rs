@@ -4,20 +4,15 @@ use parapet_core::alert::Alert;
 use rusqlite::{OptionalExtension, Row, params};
 
 use crate::StoreError;
+use crate::rules::alerts::alerts_active;
+use crate::rules::assets::{join_words, words};
+use crate::rules::events::BLOCKED_ACTIONS;
 use crate::sqlite::{SqliteStore, sql_err};
 use parapet_assurance::model::{
     AssetException, AssetImport, AssetImported, AssetObs, AvObs, FindingObs, ImportMeta, Incident,
     ScanObs, VulnDef,
 };
 use parapet_assurance::store::{AssuranceStore, ReportSources};
-
-fn join(v: &[String]) -> String {
-    v.join(" ")
-}
-
-fn split(s: &str) -> Vec<String> {
-    s.split_whitespace().map(str::to_string).collect()
-}
 
 fn incident_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
     Ok(Incident {
@@ -111,8 +106,8 @@ impl AssuranceStore for SqliteStore {
                     a.locator,
                     a.hostname,
                     a.fqdn,
-                    join(&a.ips),
-                    join(&a.macs),
+                    join_words(&a.ips),
+                    join_words(&a.macs),
                     a.serial,
                     a.device_id,
                     a.os,
@@ -149,7 +144,7 @@ impl AssuranceStore for SqliteStore {
                     v.title,
                     v.score.map(f64::from),
                     v.label,
-                    join(&v.cves),
+                    join_words(&v.cves),
                     v.fix_available,
                     v.fix_released,
                     v.vuln_published,
@@ -234,8 +229,8 @@ impl AssuranceStore for SqliteStore {
                     locator: r.get(0)?,
                     hostname: r.get(1)?,
                     fqdn: r.get(2)?,
-                    ips: split(&r.get::<_, String>(3)?),
-                    macs: split(&r.get::<_, String>(4)?),
+                    ips: words(&r.get::<_, String>(3)?),
+                    macs: words(&r.get::<_, String>(4)?),
                     serial: r.get(5)?,
                     device_id: r.get(6)?,
                     os: r.get(7)?,
@@ -265,7 +260,7 @@ impl AssuranceStore for SqliteStore {
                     title: r.get(1)?,
                     score: r.get::<_, Option<f64>>(2)?.map(|s| s as f32),
                     label: r.get(3)?,
-                    cves: split(&r.get::<_, String>(4)?),
+                    cves: words(&r.get::<_, String>(4)?),
                     fix_available: r.get(5)?,
                     fix_released: r.get(6)?,
                     vuln_published: r.get(7)?,
@@ -467,9 +462,11 @@ impl ReportSources for SqliteStore {
         let err = sql_err(&self.path);
         self.conn
             .query_row(
-                "SELECT COALESCE(SUM(queries), 0),
-                        COALESCE(SUM(CASE WHEN action IN ('blocked', 'nodata', 'dropped', 'local_data') THEN queries ELSE 0 END), 0)
-                 FROM query_hourly WHERE tenant = ?1 AND hour >= ?2 AND hour < ?3",
+                &format!(
+                    "SELECT COALESCE(SUM(queries), 0),
+                            COALESCE(SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END), 0)
+                     FROM query_hourly WHERE tenant = ?1 AND hour >= ?2 AND hour < ?3"
+                ),
                 params![tenant, from, to],
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
             )
@@ -506,6 +503,6 @@ impl ReportSources for SqliteStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<Alert>, StoreError> {
-        crate::alerts_active(self, tenant, from, to)
+        alerts_active(self, tenant, from, to)
     }
 }

@@ -1,15 +1,29 @@
-//! One batch's detection signals, folded per alert before they reach the
-//! database: a flood of blocked queries is thousands of signals for a handful
-//! of alerts, and each backend then does one round of work per alert
-//! (select, insert or update, clients) instead of one per query. Both
-//! backends use it, so they fold the same way.
+//! How alerts are kept, the same on both backends: one batch's detection
+//! signals folded per alert before they reach the database, how a group
+//! folds into an alert already stored (merged lists, the higher severity, a
+//! resolved alert raised again), and how a stored row becomes an [`Alert`].
+//!
+//! Folding first matters because a flood of blocked queries is thousands of
+//! signals for a handful of alerts: each backend then does one round of work
+//! per alert (select, insert or update, clients) instead of one per query.
 
 use hashbrown::{HashMap, HashSet};
 use std::str::FromStr;
 
-use parapet_core::alert::{EVIDENCE_SAMPLES, Severity, Signal};
+use parapet_core::alert::{Alert, AlertStatus, EVIDENCE_SAMPLES, Severity, Signal, StatusChange};
 
-use crate::unix_millis;
+use crate::rules::unix_millis;
+use crate::{AlertFilter, Store, StoreError};
+
+/// Separates an alert's feeds, and the nodes that saw it, in one column.
+pub(crate) const LIST_SEP: char = ',';
+/// Separates an alert's evidence samples in one column.
+pub(crate) const SAMPLE_SEP: char = '\n';
+
+/// Who the history says moved an alert that fired again after it was
+/// resolved, and why.
+pub(crate) const REOPENED_BY: &str = "parapet";
+pub(crate) const REOPENED_NOTE: &str = "fired again after it was resolved";
 
 /// The signals of one batch for one alert key (tenant, rule, domain).
 pub(crate) struct SignalGroup<'a> {
@@ -83,15 +97,25 @@ pub(crate) fn group_signals(signals: &[Signal]) -> Vec<SignalGroup<'_>> {
 }
 
 impl SignalGroup<'_> {
+    /// The feeds column of a new alert.
+    pub(crate) fn feeds_text(&self) -> String {
+        self.feeds.join(&LIST_SEP.to_string())
+    }
+
+    /// The evidence column of a new alert.
+    pub(crate) fn evidence_text(&self) -> String {
+        self.evidence.join(&SAMPLE_SEP.to_string())
+    }
+
     /// The alert's stored feeds (comma-separated) with this group's added.
     pub(crate) fn merged_feeds(&self, stored: &str) -> String {
-        merge(stored, ',', &self.feeds, usize::MAX)
+        merge(stored, LIST_SEP, &self.feeds, usize::MAX)
     }
 
     /// The alert's stored samples (one per line) with this group's added,
     /// at most [`EVIDENCE_SAMPLES`].
     pub(crate) fn merged_evidence(&self, stored: &str) -> String {
-        merge(stored, '\n', &self.evidence, EVIDENCE_SAMPLES)
+        merge(stored, SAMPLE_SEP, &self.evidence, EVIDENCE_SAMPLES)
     }
 
     /// The higher of the stored severity and this group's.
@@ -100,11 +124,52 @@ impl SignalGroup<'_> {
             .unwrap_or(self.severity)
             .max(self.severity)
     }
+
+    /// What an alert already stored becomes when this group folds into it
+    /// on `node`. A resolved alert that fires again is `new` again (and so
+    /// raised); a false positive stays closed and only counts.
+    pub(crate) fn fold_into(&self, stored: &StoredAlert<'_>, node: &str) -> AlertUpdate {
+        let reopened = stored.status == AlertStatus::Resolved.as_str();
+        AlertUpdate {
+            status: if reopened {
+                AlertStatus::New.as_str().to_string()
+            } else {
+                stored.status.to_string()
+            },
+            reopened,
+            feeds: self.merged_feeds(stored.feeds),
+            evidence: self.merged_evidence(stored.evidence),
+            severity: self.merged_severity(stored.severity).as_str(),
+            nodes: merge(stored.nodes, LIST_SEP, &[node], usize::MAX),
+        }
+    }
+}
+
+/// The columns of a stored alert that a new group merges with.
+pub(crate) struct StoredAlert<'a> {
+    pub(crate) status: &'a str,
+    pub(crate) feeds: &'a str,
+    pub(crate) evidence: &'a str,
+    pub(crate) severity: &'a str,
+    pub(crate) nodes: &'a str,
+}
+
+/// The merged columns written back by [`SignalGroup::fold_into`]; the
+/// counts and times are added in SQL, where the row is.
+pub(crate) struct AlertUpdate {
+    pub(crate) status: String,
+    /// Resolved before and `new` again: the history records it and the
+    /// caller notifies.
+    pub(crate) reopened: bool,
+    pub(crate) feeds: String,
+    pub(crate) evidence: String,
+    pub(crate) severity: &'static str,
+    pub(crate) nodes: String,
 }
 
 /// `stored` (items separated by `sep`) with the items of `add` it lacks
 /// appended, up to `limit` items.
-pub(crate) fn merge(stored: &str, sep: char, add: &[&str], limit: usize) -> String {
+fn merge(stored: &str, sep: char, add: &[&str], limit: usize) -> String {
     let mut items: Vec<&str> = stored.split(sep).filter(|s| !s.is_empty()).collect();
     for a in add {
         if items.len() >= limit {
@@ -115,6 +180,111 @@ pub(crate) fn merge(stored: &str, sep: char, add: &[&str], limit: usize) -> Stri
         }
     }
     items.join(&sep.to_string())
+}
+
+/// An alert's row as both schemas store it: lists as text, severity and
+/// status by name, and the number of distinct clients counted beside it.
+pub(crate) struct AlertRow {
+    pub(crate) id: i64,
+    pub(crate) tenant: String,
+    pub(crate) rule: String,
+    pub(crate) domain: String,
+    pub(crate) severity: String,
+    pub(crate) status: String,
+    pub(crate) first_seen: i64,
+    pub(crate) last_seen: i64,
+    pub(crate) count: i64,
+    pub(crate) clients: i64,
+    pub(crate) feeds: String,
+    pub(crate) reason: String,
+    pub(crate) evidence: String,
+    pub(crate) nodes: String,
+}
+
+/// One row of `alert_history`, as stored.
+pub(crate) struct HistoryRow {
+    pub(crate) time: i64,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) by: String,
+    pub(crate) note: String,
+}
+
+impl AlertRow {
+    /// The alert with its history; a severity or status this Parapet does
+    /// not know is reported as corrupt data in the database at `location`.
+    pub(crate) fn into_alert(
+        self,
+        history: Vec<HistoryRow>,
+        location: &str,
+    ) -> Result<Alert, StoreError> {
+        let history = history
+            .into_iter()
+            .map(|h| {
+                Ok(StatusChange {
+                    time: h.time,
+                    from: parse_status(&h.from, location)?,
+                    to: parse_status(&h.to, location)?,
+                    by: h.by,
+                    note: h.note,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Alert {
+            id: self.id,
+            severity: Severity::from_str(&self.severity).map_err(|_| StoreError::Corrupt {
+                path: location.to_string(),
+                field: "alerts.severity",
+                value: self.severity.clone(),
+            })?,
+            status: parse_status(&self.status, location)?,
+            tenant: self.tenant,
+            rule: self.rule,
+            domain: self.domain,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            count: self.count as u64,
+            clients: self.clients as u64,
+            feeds: split_list(&self.feeds, LIST_SEP),
+            reason: self.reason,
+            evidence: self.evidence.lines().map(String::from).collect(),
+            nodes: split_list(&self.nodes, LIST_SEP),
+            history,
+        })
+    }
+}
+
+/// A stored status, or [`StoreError::Corrupt`] naming the database.
+pub(crate) fn parse_status(s: &str, location: &str) -> Result<AlertStatus, StoreError> {
+    AlertStatus::from_str(s).map_err(|_| StoreError::Corrupt {
+        path: location.to_string(),
+        field: "alert status",
+        value: s.to_string(),
+    })
+}
+
+fn split_list(s: &str, sep: char) -> Vec<String> {
+    s.split(sep)
+        .filter(|f| !f.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// [`parapet_assurance::store::ReportSources::alerts_active`], the same on
+/// both backends: the tenant's alerts last seen at or after `from` and first
+/// seen at or before `to`.
+pub(crate) fn alerts_active(
+    store: &mut (impl Store + ?Sized),
+    tenant: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<Alert>, StoreError> {
+    let seen = store.list_alerts(&AlertFilter {
+        tenant: Some(tenant.to_string()),
+        since: Some(from),
+        ..AlertFilter::default()
+    })?;
+    Ok(seen.into_iter().filter(|a| a.first_seen <= to).collect())
 }
 
 #[cfg(test)]
