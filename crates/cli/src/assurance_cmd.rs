@@ -11,7 +11,6 @@ use parapet_assurance::parse::{Source, build_import};
 use parapet_assurance::quarter::Quarter;
 use parapet_core::calendar::{format_date, parse_datetime};
 use parapet_report::{ReportText, report_input};
-use parapet_store::Store;
 
 use crate::BadInput;
 use crate::config::Config;
@@ -170,7 +169,7 @@ pub fn incident_add(config: Option<&Path>, a: IncidentArgs) -> anyhow::Result<Ex
         ..Incident::default()
     };
     if let Some(id) = a.from_alert {
-        let alert = Store::alert(&mut *store, id)?;
+        let alert = store.alert(id)?;
         inc.tenant = a.tenant.unwrap_or(alert.tenant.clone());
         inc.alert_id = Some(id);
         inc.detected_at = alert.first_seen / 1000;

@@ -152,15 +152,13 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
 /// last two days, Mail Check results and DMARC reports for their domains,
 /// and the Northshire fixture estate for the assurance pages.
 pub fn load_demo(db: &mut dyn Db) -> anyhow::Result<()> {
-    let has_demo = !parapet_store::Store::list_alerts(
-        db,
-        &parapet_store::AlertFilter {
+    let has_demo = !db
+        .list_alerts(&parapet_store::AlertFilter {
             tenant: Some("north".into()),
             limit: Some(1),
             ..Default::default()
-        },
-    )?
-    .is_empty();
+        })?
+        .is_empty();
     if has_demo {
         return Ok(());
     }

@@ -42,7 +42,7 @@ use crate::writer::EventWriter;
 pub struct Parts {
     pub store: Box<dyn Db>,
     /// A second connection for the aggregate fold, when `store`
-    /// [defers aggregates](parapet_store::Store::defers_aggregates).
+    /// [defers aggregates](parapet_store::EventStore::defers_aggregates).
     pub fold_store: Option<Box<dyn Db>>,
     pub detect: DetectConfig,
     pub notify: NotifyConfig,

@@ -1,12 +1,11 @@
-//! What the dashboard stores about people, and the few read queries its
-//! pages need beyond the other traits: local accounts, sessions, API
-//! tokens, the audit log, traffic totals and Mail Check history.
+//! What the dashboard stores about people: local accounts, sessions, API
+//! tokens and the audit log.
 //!
 //! Secrets never reach the store in clear: passwords arrive as argon2 PHC
 //! strings, session and API tokens as SHA-256 hex digests of the random
 //! token the browser or script holds.
 
-use crate::{MailCheckRow, StoreError};
+use crate::StoreError;
 
 /// Who may see what. A supplier role sees every tenant; a council user
 /// sees its own tenant only.
@@ -86,28 +85,9 @@ pub struct AuditEntry {
     pub client: Option<String>,
 }
 
-/// Protective DNS totals of one tenant.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TenantTraffic {
-    pub tenant: String,
-    pub queries: u64,
-    /// Every policy action (blocked, nodata, dropped, local data).
-    pub blocked: u64,
-}
-
-/// One hour of one tenant's traffic.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HourlyTraffic {
-    pub tenant: String,
-    /// Unix seconds at the start of the hour.
-    pub hour: i64,
-    pub queries: u64,
-    pub blocked: u64,
-}
-
-/// Accounts, sessions, tokens, the audit log and the dashboard's reads.
-/// `tenant: None` in a read means every tenant (supplier views); callers
-/// derive it from the signed-in user, never from the request alone.
+/// Accounts, sessions, tokens and the audit log. `tenant: None` in a read
+/// means every tenant (supplier views); callers derive it from the
+/// signed-in user, never from the request alone.
 pub trait AccountStore: Send {
     /// Adds an account. Fails when the name is taken.
     fn add_user(
@@ -158,33 +138,4 @@ pub trait AccountStore: Send {
         tenant: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError>;
-
-    /// Per-tenant totals from the hourly aggregates since `from` (unix seconds).
-    fn traffic_totals(
-        &mut self,
-        tenant: Option<&str>,
-        from: i64,
-    ) -> Result<Vec<TenantTraffic>, StoreError>;
-
-    /// Per-tenant, per-hour totals since `from`, oldest first.
-    fn hourly_traffic(
-        &mut self,
-        tenant: Option<&str>,
-        from: i64,
-    ) -> Result<Vec<HourlyTraffic>, StoreError>;
-
-    /// The most blocked names since `from`: `(tenant, qname, queries)`.
-    fn top_blocked(
-        &mut self,
-        tenant: Option<&str>,
-        from: i64,
-        limit: usize,
-    ) -> Result<Vec<(String, String, u64)>, StoreError>;
-
-    /// A domain's stored Mail Checks, newest first.
-    fn mailcheck_history(
-        &mut self,
-        domain: &str,
-        limit: usize,
-    ) -> Result<Vec<MailCheckRow>, StoreError>;
 }

@@ -35,11 +35,13 @@ use crate::rules::alerts::{
 };
 use crate::rules::assets::{join_words, words};
 use crate::rules::events::{BLOCKED_ACTIONS, hourly_counts, last_time, queries};
-use crate::rules::mail::{add_selectors, add_source, diff_findings, finding_lines};
+use crate::rules::mail::{
+    add_selectors, add_source, diff_findings, finding_lines, findings_from_lines,
+};
 use crate::{
-    AlertFilter, Db, DmarcReportRow, DmarcSummary, FeedVersion, Imported, MailCheckDiff,
-    MailCheckRow, NodeStatus, Purged, Retention, SeenDomains, SourceSummary, Store, StoreError,
-    TlsReportRow, cutoff, unix_millis,
+    AlertFilter, AlertStore, ClusterStore, DmarcReportRow, DmarcSummary, EventStore, FeedVersion,
+    HourlyTraffic, Imported, MailCheckDiff, MailCheckRow, MailStore, NodeStatus, Purged, Retention,
+    SeenDomains, SourceSummary, StoreError, TenantTraffic, TlsReportRow, cutoff, unix_millis,
 };
 use parapet_assurance::model::{
     AssetException, AssetImport, AssetImported, AssetObs, AvObs, FindingObs, ImportMeta, Incident,
@@ -364,6 +366,9 @@ const MIGRATIONS: &[(u32, &str)] = &[
     ),
 ];
 
+/// `$2` is the tenant, or NULL for every tenant.
+pub(crate) const TENANT: &str = "($2::text IS NULL OR tenant = $2)";
+
 /// A connection to the shared database.
 pub struct PgStore {
     pub(crate) client: Client,
@@ -565,6 +570,30 @@ impl PgStore {
         }
     }
 
+    /// `sql` on the connection, opened again first if the server closed it.
+    pub(crate) fn query_rows(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        self.ensure()?;
+        self.client
+            .query(sql, params)
+            .map_err(pg_err(&self.location))
+    }
+
+    /// [`PgStore::query_rows`] for a statement without rows.
+    pub(crate) fn execute(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        self.ensure()?;
+        self.client
+            .execute(sql, params)
+            .map_err(pg_err(&self.location))
+    }
+
     pub(crate) fn corrupt(&self, field: &'static str, value: &str) -> StoreError {
         StoreError::Corrupt {
             path: self.location.clone(),
@@ -594,7 +623,7 @@ impl PgStore {
     }
 }
 
-impl Store for PgStore {
+impl EventStore for PgStore {
     fn insert_runs(&mut self, runs: &[EventRun<'_>]) -> Result<usize, StoreError> {
         self.ensure()?;
         if runs.is_empty() {
@@ -738,15 +767,73 @@ impl Store for PgStore {
         Ok(row.get::<_, i64>(0) as u64)
     }
 
-    fn schema_version(&mut self) -> Result<u32, StoreError> {
-        self.ensure()?;
-        let row = self
-            .client
-            .query_one("SELECT MAX(version) FROM schema_migrations", &[])
-            .map_err(pg_err(&self.location))?;
-        Ok(row.get::<_, Option<i32>>(0).unwrap_or(0) as u32)
+    fn traffic_totals(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+    ) -> Result<Vec<TenantTraffic>, StoreError> {
+        let rows = self.query_rows(
+            &format!(
+                "SELECT tenant, SUM(queries)::bigint, SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)::bigint
+                 FROM query_hourly_all WHERE hour >= $1 AND {TENANT} GROUP BY tenant ORDER BY tenant"
+            ),
+            &[&from, &tenant],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| TenantTraffic {
+                tenant: r.get(0),
+                queries: r.get::<_, i64>(1) as u64,
+                blocked: r.get::<_, i64>(2) as u64,
+            })
+            .collect())
     }
 
+    fn hourly_traffic(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+    ) -> Result<Vec<HourlyTraffic>, StoreError> {
+        let rows = self.query_rows(
+            &format!(
+                "SELECT tenant, hour, SUM(queries)::bigint, SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)::bigint
+                 FROM query_hourly_all WHERE hour >= $1 AND {TENANT} GROUP BY tenant, hour ORDER BY hour, tenant"
+            ),
+            &[&from, &tenant],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| HourlyTraffic {
+                tenant: r.get(0),
+                hour: r.get(1),
+                queries: r.get::<_, i64>(2) as u64,
+                blocked: r.get::<_, i64>(3) as u64,
+            })
+            .collect())
+    }
+
+    fn top_blocked(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let rows = self.query_rows(
+            &format!(
+                "SELECT tenant, qname, SUM(queries)::bigint AS n FROM query_hourly_all
+                 WHERE hour >= $1 AND {TENANT} AND action IN {BLOCKED_ACTIONS}
+                 GROUP BY tenant, qname ORDER BY n DESC, qname LIMIT $3"
+            ),
+            &[&from, &tenant, &(limit as i64)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64))
+            .collect())
+    }
+}
+
+impl AlertStore for PgStore {
     fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError> {
         self.ensure()?;
         if signals.is_empty() {
@@ -958,6 +1045,82 @@ impl Store for PgStore {
         self.alert(id)
     }
 
+    fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError> {
+        self.ensure()?;
+        let err = pg_err(&self.location);
+        let mut out: Vec<SeenDomains> = self
+            .client
+            .query(
+                "SELECT tenant, since FROM tenant_learning ORDER BY tenant",
+                &[],
+            )
+            .map_err(&err)?
+            .iter()
+            .map(|r| SeenDomains {
+                tenant: r.get(0),
+                since: r.get(1),
+                domains: Vec::new(),
+            })
+            .collect();
+        for r in self
+            .client
+            .query(
+                "SELECT tenant, domain FROM tenant_domains ORDER BY tenant",
+                &[],
+            )
+            .map_err(&err)?
+        {
+            let tenant: &str = r.get(0);
+            if let Some(t) = out.iter_mut().find(|t| t.tenant == tenant) {
+                t.domains.push(r.get(1));
+            }
+        }
+        Ok(out)
+    }
+
+    fn save_seen(
+        &mut self,
+        learning_started: &[(Arc<str>, SystemTime)],
+        domains: &[(Arc<str>, String, SystemTime)],
+    ) -> Result<(), StoreError> {
+        self.ensure()?;
+        if learning_started.is_empty() && domains.is_empty() {
+            return Ok(());
+        }
+        let mut learn: Vec<(&str, i64)> = learning_started
+            .iter()
+            .map(|(t, s)| (&**t, unix_millis(*s)))
+            .collect();
+        learn.sort();
+        let mut seen: Vec<(&str, &str, i64)> = domains
+            .iter()
+            .map(|(t, d, s)| (&**t, d.as_str(), unix_millis(*s)))
+            .collect();
+        seen.sort();
+        let (lt, ls): (Vec<&str>, Vec<i64>) = learn.into_iter().unzip();
+        let st: Vec<&str> = seen.iter().map(|s| s.0).collect();
+        let sd: Vec<&str> = seen.iter().map(|s| s.1).collect();
+        let sf: Vec<i64> = seen.iter().map(|s| s.2).collect();
+        self.tx(|tx, loc, _| {
+            let err = pg_err(loc);
+            tx.execute(
+                "INSERT INTO tenant_learning (tenant, since) SELECT * FROM unnest($1::text[], $2::bigint[])
+                 ON CONFLICT DO NOTHING",
+                &[&lt, &ls],
+            )
+            .map_err(&err)?;
+            tx.execute(
+                "INSERT INTO tenant_domains (tenant, domain, first_seen)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING",
+                &[&st, &sd, &sf],
+            )
+            .map_err(&err)?;
+            Ok(())
+        })
+    }
+}
+
+impl MailStore for PgStore {
     fn import_dmarc(
         &mut self,
         report: &DmarcReportRow,
@@ -1150,78 +1313,26 @@ impl Store for PgStore {
         Ok(diff_findings(previous, &now_lines))
     }
 
-    fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError> {
-        self.ensure()?;
-        let err = pg_err(&self.location);
-        let mut out: Vec<SeenDomains> = self
-            .client
-            .query(
-                "SELECT tenant, since FROM tenant_learning ORDER BY tenant",
-                &[],
-            )
-            .map_err(&err)?
-            .iter()
-            .map(|r| SeenDomains {
-                tenant: r.get(0),
-                since: r.get(1),
-                domains: Vec::new(),
-            })
-            .collect();
-        for r in self
-            .client
-            .query(
-                "SELECT tenant, domain FROM tenant_domains ORDER BY tenant",
-                &[],
-            )
-            .map_err(&err)?
-        {
-            let tenant: &str = r.get(0);
-            if let Some(t) = out.iter_mut().find(|t| t.tenant == tenant) {
-                t.domains.push(r.get(1));
-            }
-        }
-        Ok(out)
-    }
-
-    fn save_seen(
+    fn mailcheck_history(
         &mut self,
-        learning_started: &[(Arc<str>, SystemTime)],
-        domains: &[(Arc<str>, String, SystemTime)],
-    ) -> Result<(), StoreError> {
-        self.ensure()?;
-        if learning_started.is_empty() && domains.is_empty() {
-            return Ok(());
-        }
-        let mut learn: Vec<(&str, i64)> = learning_started
+        domain: &str,
+        limit: usize,
+    ) -> Result<Vec<MailCheckRow>, StoreError> {
+        let rows = self.query_rows(
+            "SELECT domain, checked_at, worst, findings, report FROM mailcheck_results
+             WHERE domain = $1 ORDER BY checked_at DESC, id DESC LIMIT $2",
+            &[&domain, &(limit as i64)],
+        )?;
+        Ok(rows
             .iter()
-            .map(|(t, s)| (&**t, unix_millis(*s)))
-            .collect();
-        learn.sort();
-        let mut seen: Vec<(&str, &str, i64)> = domains
-            .iter()
-            .map(|(t, d, s)| (&**t, d.as_str(), unix_millis(*s)))
-            .collect();
-        seen.sort();
-        let (lt, ls): (Vec<&str>, Vec<i64>) = learn.into_iter().unzip();
-        let st: Vec<&str> = seen.iter().map(|s| s.0).collect();
-        let sd: Vec<&str> = seen.iter().map(|s| s.1).collect();
-        let sf: Vec<i64> = seen.iter().map(|s| s.2).collect();
-        self.tx(|tx, loc, _| {
-            let err = pg_err(loc);
-            tx.execute(
-                "INSERT INTO tenant_learning (tenant, since) SELECT * FROM unnest($1::text[], $2::bigint[])
-                 ON CONFLICT DO NOTHING",
-                &[&lt, &ls],
-            )
-            .map_err(&err)?;
-            tx.execute(
-                "INSERT INTO tenant_domains (tenant, domain, first_seen)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING",
-                &[&st, &sd, &sf],
-            )
-            .map_err(&err)?;
-            Ok(())
-        })
+            .map(|r| MailCheckRow {
+                domain: r.get(0),
+                checked_at: r.get(1),
+                worst: r.get(2),
+                findings: findings_from_lines(r.get(3)),
+                report: r.get(4),
+            })
+            .collect())
     }
 }
 
@@ -1693,9 +1804,18 @@ impl ReportSources for PgStore {
     }
 }
 
-impl Db for PgStore {
+impl ClusterStore for PgStore {
     fn location(&self) -> String {
         self.location.clone()
+    }
+
+    fn schema_version(&mut self) -> Result<u32, StoreError> {
+        self.ensure()?;
+        let row = self
+            .client
+            .query_one("SELECT MAX(version) FROM schema_migrations", &[])
+            .map_err(pg_err(&self.location))?;
+        Ok(row.get::<_, Option<i32>>(0).unwrap_or(0) as u32)
     }
 
     fn set_node(&mut self, node: &str) {

@@ -3,18 +3,11 @@
 
 use postgres::Row;
 
-use crate::accounts::{
-    AccountStore, AuditEntry, HourlyTraffic, Role, Session, TenantTraffic, User,
-};
-use crate::pg::pg_err;
-use crate::rules::events::BLOCKED_ACTIONS;
-use crate::rules::mail::findings_from_lines;
-use crate::{MailCheckRow, PgStore, StoreError};
+use crate::accounts::{AccountStore, AuditEntry, Role, Session, User};
+use crate::pg::{TENANT, pg_err};
+use crate::{PgStore, StoreError};
 
 const USER_COLS: &str = "u.id, u.name, u.role, u.tenant, u.password_hash, u.created_at";
-
-/// `$2` is the tenant, or NULL for every tenant.
-const TENANT: &str = "($2::text IS NULL OR tenant = $2)";
 
 impl PgStore {
     fn user_from(&self, r: &Row) -> Result<User, StoreError> {
@@ -29,28 +22,6 @@ impl PgStore {
             password_hash: r.get(4),
             created_at: r.get(5),
         })
-    }
-
-    fn query_rows(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<Row>, StoreError> {
-        self.ensure()?;
-        self.client
-            .query(sql, params)
-            .map_err(pg_err(&self.location))
-    }
-
-    fn execute(
-        &mut self,
-        sql: &str,
-        params: &[&(dyn postgres::types::ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
-        self.ensure()?;
-        self.client
-            .execute(sql, params)
-            .map_err(pg_err(&self.location))
     }
 }
 
@@ -198,93 +169,6 @@ impl AccountStore for PgStore {
                 tenant: r.get(3),
                 detail: r.get(4),
                 client: r.get(5),
-            })
-            .collect())
-    }
-
-    fn traffic_totals(
-        &mut self,
-        tenant: Option<&str>,
-        from: i64,
-    ) -> Result<Vec<TenantTraffic>, StoreError> {
-        let rows = self.query_rows(
-            &format!(
-                "SELECT tenant, SUM(queries)::bigint, SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)::bigint
-                 FROM query_hourly_all WHERE hour >= $1 AND {TENANT} GROUP BY tenant ORDER BY tenant"
-            ),
-            &[&from, &tenant],
-        )?;
-        Ok(rows
-            .iter()
-            .map(|r| TenantTraffic {
-                tenant: r.get(0),
-                queries: r.get::<_, i64>(1) as u64,
-                blocked: r.get::<_, i64>(2) as u64,
-            })
-            .collect())
-    }
-
-    fn hourly_traffic(
-        &mut self,
-        tenant: Option<&str>,
-        from: i64,
-    ) -> Result<Vec<HourlyTraffic>, StoreError> {
-        let rows = self.query_rows(
-            &format!(
-                "SELECT tenant, hour, SUM(queries)::bigint, SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)::bigint
-                 FROM query_hourly_all WHERE hour >= $1 AND {TENANT} GROUP BY tenant, hour ORDER BY hour, tenant"
-            ),
-            &[&from, &tenant],
-        )?;
-        Ok(rows
-            .iter()
-            .map(|r| HourlyTraffic {
-                tenant: r.get(0),
-                hour: r.get(1),
-                queries: r.get::<_, i64>(2) as u64,
-                blocked: r.get::<_, i64>(3) as u64,
-            })
-            .collect())
-    }
-
-    fn top_blocked(
-        &mut self,
-        tenant: Option<&str>,
-        from: i64,
-        limit: usize,
-    ) -> Result<Vec<(String, String, u64)>, StoreError> {
-        let rows = self.query_rows(
-            &format!(
-                "SELECT tenant, qname, SUM(queries)::bigint AS n FROM query_hourly_all
-                 WHERE hour >= $1 AND {TENANT} AND action IN {BLOCKED_ACTIONS}
-                 GROUP BY tenant, qname ORDER BY n DESC, qname LIMIT $3"
-            ),
-            &[&from, &tenant, &(limit as i64)],
-        )?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64))
-            .collect())
-    }
-
-    fn mailcheck_history(
-        &mut self,
-        domain: &str,
-        limit: usize,
-    ) -> Result<Vec<MailCheckRow>, StoreError> {
-        let rows = self.query_rows(
-            "SELECT domain, checked_at, worst, findings, report FROM mailcheck_results
-             WHERE domain = $1 ORDER BY checked_at DESC, id DESC LIMIT $2",
-            &[&domain, &(limit as i64)],
-        )?;
-        Ok(rows
-            .iter()
-            .map(|r| MailCheckRow {
-                domain: r.get(0),
-                checked_at: r.get(1),
-                worst: r.get(2),
-                findings: findings_from_lines(r.get(3)),
-                report: r.get(4),
             })
             .collect())
     }

@@ -19,11 +19,14 @@ use parapet_core::alert::{Alert, AlertStatus, Signal};
 use crate::rules::alerts::{
     AlertRow, HistoryRow, REOPENED_BY, REOPENED_NOTE, StoredAlert, group_signals,
 };
-use crate::rules::events::{hourly_counts, last_time, queries};
-use crate::rules::mail::{add_selectors, add_source, diff_findings, finding_lines};
+use crate::rules::events::{BLOCKED_ACTIONS, hourly_counts, last_time, queries};
+use crate::rules::mail::{
+    add_selectors, add_source, diff_findings, finding_lines, findings_from_lines,
+};
 use crate::{
-    AlertFilter, DmarcReportRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow, Purged,
-    Retention, SeenDomains, SourceSummary, Store, StoreError, TlsReportRow, cutoff, unix_millis,
+    AlertFilter, AlertStore, ClusterStore, DmarcReportRow, DmarcSummary, EventStore, FeedVersion,
+    HourlyTraffic, Imported, MailCheckDiff, MailCheckRow, MailStore, NodeStatus, Purged, Retention,
+    SeenDomains, SourceSummary, StoreError, TenantTraffic, TlsReportRow, cutoff, unix_millis,
 };
 
 /// The file inside the store folder.
@@ -328,6 +331,15 @@ const MIGRATIONS: &[(u32, &str)] = &[
     ),
 ];
 
+/// `tenant = ?2`, or no condition when `?2` is NULL (every tenant).
+pub(crate) fn tenant_clause(tenant: Option<&str>) -> &'static str {
+    if tenant.is_some() {
+        "tenant = ?2"
+    } else {
+        "?2 IS NULL"
+    }
+}
+
 pub struct SqliteStore {
     pub(crate) conn: Connection,
     pub(crate) path: PathBuf,
@@ -533,7 +545,7 @@ fn insert_events_sql(rows: usize) -> String {
     sql
 }
 
-impl Store for SqliteStore {
+impl EventStore for SqliteStore {
     fn insert_runs(&mut self, runs: &[EventRun<'_>]) -> Result<usize, StoreError> {
         if runs.is_empty() {
             return Ok(0);
@@ -640,6 +652,91 @@ impl Store for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
+    fn traffic_totals(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+    ) -> Result<Vec<TenantTraffic>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "SELECT tenant, SUM(queries), SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)
+                 FROM query_hourly WHERE hour >= ?1 AND {} GROUP BY tenant ORDER BY tenant",
+                tenant_clause(tenant)
+            ))
+            .map_err(err)?;
+        let rows = q
+            .query_map(params![from, tenant], |r| {
+                Ok(TenantTraffic {
+                    tenant: r.get(0)?,
+                    queries: r.get::<_, i64>(1)? as u64,
+                    blocked: r.get::<_, i64>(2)? as u64,
+                })
+            })
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+
+    fn hourly_traffic(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+    ) -> Result<Vec<HourlyTraffic>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "SELECT tenant, hour, SUM(queries), SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)
+                 FROM query_hourly WHERE hour >= ?1 AND {} GROUP BY tenant, hour ORDER BY hour, tenant",
+                tenant_clause(tenant)
+            ))
+            .map_err(err)?;
+        let rows = q
+            .query_map(params![from, tenant], |r| {
+                Ok(HourlyTraffic {
+                    tenant: r.get(0)?,
+                    hour: r.get(1)?,
+                    queries: r.get::<_, i64>(2)? as u64,
+                    blocked: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+
+    fn top_blocked(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "SELECT tenant, qname, SUM(queries) AS n FROM query_hourly
+                 WHERE hour >= ?1 AND {} AND action IN {BLOCKED_ACTIONS}
+                 GROUP BY tenant, qname ORDER BY n DESC, qname LIMIT ?3",
+                tenant_clause(tenant)
+            ))
+            .map_err(err)?;
+        let rows = q
+            .query_map(params![from, tenant, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+}
+
+impl AlertStore for SqliteStore {
     fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError> {
         let err = sql_err(&self.path);
         let groups = group_signals(signals);
@@ -852,6 +949,76 @@ impl Store for SqliteStore {
         self.alert(id)
     }
 
+    fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError> {
+        let mut out: Vec<SeenDomains> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT tenant, since FROM tenant_learning ORDER BY tenant")
+                .map_err(|e| self.err(e))?;
+            stmt.query_map([], |r| {
+                Ok(SeenDomains {
+                    tenant: r.get(0)?,
+                    since: r.get(1)?,
+                    domains: Vec::new(),
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<_, _>>())
+            .map_err(|e| StoreError::Sqlite {
+                path: self.path.display().to_string(),
+                source: e,
+            })?
+        };
+        let mut stmt = self
+            .conn
+            .prepare("SELECT tenant, domain FROM tenant_domains ORDER BY tenant")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| StoreError::Sqlite {
+                path: self.path.display().to_string(),
+                source: e,
+            })?;
+        for row in rows {
+            let (tenant, domain) = row.map_err(|e| StoreError::Sqlite {
+                path: self.path.display().to_string(),
+                source: e,
+            })?;
+            if let Some(t) = out.iter_mut().find(|t| t.tenant == tenant) {
+                t.domains.push(domain);
+            }
+        }
+        Ok(out)
+    }
+
+    fn save_seen(
+        &mut self,
+        learning_started: &[(Arc<str>, SystemTime)],
+        domains: &[(Arc<str>, String, SystemTime)],
+    ) -> Result<(), StoreError> {
+        if learning_started.is_empty() && domains.is_empty() {
+            return Ok(());
+        }
+        let err = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(err)?;
+        for (tenant, since) in learning_started {
+            tx.execute(
+                "INSERT OR IGNORE INTO tenant_learning (tenant, since) VALUES (?1, ?2)",
+                params![&**tenant, unix_millis(*since)],
+            )
+            .map_err(err)?;
+        }
+        for (tenant, domain, first) in domains {
+            tx.execute(
+                "INSERT OR IGNORE INTO tenant_domains (tenant, domain, first_seen) VALUES (?1, ?2, ?3)",
+                params![&**tenant, domain, unix_millis(*first)],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+}
+
+impl MailStore for SqliteStore {
     fn import_dmarc(
         &mut self,
         report: &DmarcReportRow,
@@ -1032,72 +1199,40 @@ impl Store for SqliteStore {
         Ok(diff_findings(previous, &now_lines))
     }
 
-    fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError> {
-        let mut out: Vec<SeenDomains> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT tenant, since FROM tenant_learning ORDER BY tenant")
-                .map_err(|e| self.err(e))?;
-            stmt.query_map([], |r| {
-                Ok(SeenDomains {
-                    tenant: r.get(0)?,
-                    since: r.get(1)?,
-                    domains: Vec::new(),
+    fn mailcheck_history(
+        &mut self,
+        domain: &str,
+        limit: usize,
+    ) -> Result<Vec<MailCheckRow>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(
+                "SELECT domain, checked_at, worst, findings, report FROM mailcheck_results
+                 WHERE domain = ?1 ORDER BY checked_at DESC, id DESC LIMIT ?2",
+            )
+            .map_err(err)?;
+        let rows = q
+            .query_map(params![domain, limit as i64], |r| {
+                let findings: String = r.get(3)?;
+                Ok(MailCheckRow {
+                    domain: r.get(0)?,
+                    checked_at: r.get(1)?,
+                    worst: r.get(2)?,
+                    findings: findings_from_lines(&findings),
+                    report: r.get(4)?,
                 })
             })
-            .and_then(|rows| rows.collect::<Result<_, _>>())
-            .map_err(|e| StoreError::Sqlite {
-                path: self.path.display().to_string(),
-                source: e,
-            })?
-        };
-        let mut stmt = self
-            .conn
-            .prepare("SELECT tenant, domain FROM tenant_domains ORDER BY tenant")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(|e| StoreError::Sqlite {
-                path: self.path.display().to_string(),
-                source: e,
-            })?;
-        for row in rows {
-            let (tenant, domain) = row.map_err(|e| StoreError::Sqlite {
-                path: self.path.display().to_string(),
-                source: e,
-            })?;
-            if let Some(t) = out.iter_mut().find(|t| t.tenant == tenant) {
-                t.domains.push(domain);
-            }
-        }
-        Ok(out)
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
     }
+}
 
-    fn save_seen(
-        &mut self,
-        learning_started: &[(Arc<str>, SystemTime)],
-        domains: &[(Arc<str>, String, SystemTime)],
-    ) -> Result<(), StoreError> {
-        if learning_started.is_empty() && domains.is_empty() {
-            return Ok(());
-        }
-        let err = sql_err(&self.path);
-        let tx = self.conn.transaction().map_err(err)?;
-        for (tenant, since) in learning_started {
-            tx.execute(
-                "INSERT OR IGNORE INTO tenant_learning (tenant, since) VALUES (?1, ?2)",
-                params![&**tenant, unix_millis(*since)],
-            )
-            .map_err(err)?;
-        }
-        for (tenant, domain, first) in domains {
-            tx.execute(
-                "INSERT OR IGNORE INTO tenant_domains (tenant, domain, first_seen) VALUES (?1, ?2, ?3)",
-                params![&**tenant, domain, unix_millis(*first)],
-            )
-            .map_err(err)?;
-        }
-        tx.commit().map_err(err)
+impl ClusterStore for SqliteStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
     }
 
     fn schema_version(&mut self) -> Result<u32, StoreError> {
@@ -1108,12 +1243,6 @@ impl Store for SqliteStore {
             .optional()
             .map(|v| v.flatten().unwrap_or(0))
             .map_err(|e| self.err(e))
-    }
-}
-
-impl crate::Db for SqliteStore {
-    fn location(&self) -> String {
-        self.path.display().to_string()
     }
 
     fn set_node(&mut self, node: &str) {
@@ -1142,7 +1271,7 @@ impl crate::Db for SqliteStore {
         name: &str,
         content: &[u8],
         now: SystemTime,
-    ) -> Result<crate::FeedVersion, StoreError> {
+    ) -> Result<FeedVersion, StoreError> {
         let err = sql_err(&self.path);
         let sha = crate::sha256_hex(content);
         let tx = self.conn.transaction().map_err(err)?;
@@ -1162,13 +1291,13 @@ impl crate::Db for SqliteStore {
         })
     }
 
-    fn feed_version(&mut self, name: &str) -> Result<Option<crate::FeedVersion>, StoreError> {
+    fn feed_version(&mut self, name: &str) -> Result<Option<FeedVersion>, StoreError> {
         self.conn
             .query_row(
                 "SELECT version, sha256, published_at FROM feeds WHERE name = ?1",
                 params![name],
                 |r| {
-                    Ok(crate::FeedVersion {
+                    Ok(FeedVersion {
                         name: name.to_string(),
                         version: r.get(0)?,
                         sha256: r.get(1)?,
@@ -1180,17 +1309,14 @@ impl crate::Db for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
-    fn load_feed(
-        &mut self,
-        name: &str,
-    ) -> Result<Option<(crate::FeedVersion, Vec<u8>)>, StoreError> {
+    fn load_feed(&mut self, name: &str) -> Result<Option<(FeedVersion, Vec<u8>)>, StoreError> {
         self.conn
             .query_row(
                 "SELECT version, sha256, published_at, content FROM feeds WHERE name = ?1",
                 params![name],
                 |r| {
                     Ok((
-                        crate::FeedVersion {
+                        FeedVersion {
                             name: name.to_string(),
                             version: r.get(0)?,
                             sha256: r.get(1)?,
@@ -1221,7 +1347,7 @@ impl crate::Db for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
-    fn nodes(&mut self) -> Result<Vec<crate::NodeStatus>, StoreError> {
+    fn nodes(&mut self) -> Result<Vec<NodeStatus>, StoreError> {
         let err = sql_err(&self.path);
         let mut q = self
             .conn
@@ -1229,7 +1355,7 @@ impl crate::Db for SqliteStore {
             .map_err(err)?;
         let rows = q
             .query_map([], |r| {
-                Ok(crate::NodeStatus {
+                Ok(NodeStatus {
                     name: r.get(0)?,
                     started_at: r.get(1)?,
                     seen_at: r.get(2)?,

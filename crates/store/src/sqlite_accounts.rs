@@ -2,13 +2,9 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use crate::accounts::{
-    AccountStore, AuditEntry, HourlyTraffic, Role, Session, TenantTraffic, User,
-};
-use crate::rules::events::BLOCKED_ACTIONS;
-use crate::rules::mail::findings_from_lines;
-use crate::sqlite::sql_err;
-use crate::{MailCheckRow, SqliteStore, StoreError};
+use crate::accounts::{AccountStore, AuditEntry, Role, Session, User};
+use crate::sqlite::{sql_err, tenant_clause};
+use crate::{SqliteStore, StoreError};
 
 const USER_COLS: &str = "u.id, u.name, u.role, u.tenant, u.password_hash, u.created_at";
 
@@ -35,14 +31,6 @@ impl SqliteStore {
             value: role,
         })?;
         Ok(u)
-    }
-}
-
-fn tenant_clause(tenant: Option<&str>) -> &'static str {
-    if tenant.is_some() {
-        "tenant = ?2"
-    } else {
-        "?2 IS NULL"
     }
 }
 
@@ -231,119 +219,6 @@ impl AccountStore for SqliteStore {
                     tenant: r.get(3)?,
                     detail: r.get(4)?,
                     client: r.get(5)?,
-                })
-            })
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        Ok(rows)
-    }
-
-    fn traffic_totals(
-        &mut self,
-        tenant: Option<&str>,
-        from: i64,
-    ) -> Result<Vec<TenantTraffic>, StoreError> {
-        let err = sql_err(&self.path);
-        let mut q = self
-            .conn
-            .prepare(&format!(
-                "SELECT tenant, SUM(queries), SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)
-                 FROM query_hourly WHERE hour >= ?1 AND {} GROUP BY tenant ORDER BY tenant",
-                tenant_clause(tenant)
-            ))
-            .map_err(err)?;
-        let rows = q
-            .query_map(params![from, tenant], |r| {
-                Ok(TenantTraffic {
-                    tenant: r.get(0)?,
-                    queries: r.get::<_, i64>(1)? as u64,
-                    blocked: r.get::<_, i64>(2)? as u64,
-                })
-            })
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        Ok(rows)
-    }
-
-    fn hourly_traffic(
-        &mut self,
-        tenant: Option<&str>,
-        from: i64,
-    ) -> Result<Vec<HourlyTraffic>, StoreError> {
-        let err = sql_err(&self.path);
-        let mut q = self
-            .conn
-            .prepare(&format!(
-                "SELECT tenant, hour, SUM(queries), SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)
-                 FROM query_hourly WHERE hour >= ?1 AND {} GROUP BY tenant, hour ORDER BY hour, tenant",
-                tenant_clause(tenant)
-            ))
-            .map_err(err)?;
-        let rows = q
-            .query_map(params![from, tenant], |r| {
-                Ok(HourlyTraffic {
-                    tenant: r.get(0)?,
-                    hour: r.get(1)?,
-                    queries: r.get::<_, i64>(2)? as u64,
-                    blocked: r.get::<_, i64>(3)? as u64,
-                })
-            })
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        Ok(rows)
-    }
-
-    fn top_blocked(
-        &mut self,
-        tenant: Option<&str>,
-        from: i64,
-        limit: usize,
-    ) -> Result<Vec<(String, String, u64)>, StoreError> {
-        let err = sql_err(&self.path);
-        let mut q = self
-            .conn
-            .prepare(&format!(
-                "SELECT tenant, qname, SUM(queries) AS n FROM query_hourly
-                 WHERE hour >= ?1 AND {} AND action IN {BLOCKED_ACTIONS}
-                 GROUP BY tenant, qname ORDER BY n DESC, qname LIMIT ?3",
-                tenant_clause(tenant)
-            ))
-            .map_err(err)?;
-        let rows = q
-            .query_map(params![from, tenant, limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-            })
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        Ok(rows)
-    }
-
-    fn mailcheck_history(
-        &mut self,
-        domain: &str,
-        limit: usize,
-    ) -> Result<Vec<MailCheckRow>, StoreError> {
-        let err = sql_err(&self.path);
-        let mut q = self
-            .conn
-            .prepare(
-                "SELECT domain, checked_at, worst, findings, report FROM mailcheck_results
-                 WHERE domain = ?1 ORDER BY checked_at DESC, id DESC LIMIT ?2",
-            )
-            .map_err(err)?;
-        let rows = q
-            .query_map(params![domain, limit as i64], |r| {
-                let findings: String = r.get(3)?;
-                Ok(MailCheckRow {
-                    domain: r.get(0)?,
-                    checked_at: r.get(1)?,
-                    worst: r.get(2)?,
-                    findings: findings_from_lines(&findings),
-                    report: r.get(4)?,
                 })
             })
             .map_err(err)?

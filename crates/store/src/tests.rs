@@ -12,8 +12,8 @@ use parapet_core::pseudonym::ClientPseudonym;
 
 use crate::accounts::{AuditEntry, Role};
 use crate::{
-    AlertFilter, Db, DmarcReportRow, Imported, MailCheckDiff, MailCheckRow, MailFinding, PgStore,
-    Purged, Retention, SqliteStore, Store, StoreError, TlsReportRow,
+    AlertFilter, Db, DmarcReportRow, EventStore, Imported, MailCheckDiff, MailCheckRow,
+    MailFinding, PgStore, Purged, Retention, SqliteStore, StoreError, TlsReportRow,
 };
 use parapet_assurance::model::{
     AssetException, AssetImport, AssetImported, AssetObs, AvObs, FindingObs, Incident, ScanObs,

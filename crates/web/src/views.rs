@@ -8,8 +8,8 @@ use parapet_assurance::quarter::Quarter;
 use parapet_core::alert::Alert;
 use parapet_core::alert::AlertStatus;
 use parapet_core::calendar::format_datetime;
-use parapet_store::accounts::{AuditEntry, HourlyTraffic};
-use parapet_store::{AlertFilter, Db};
+use parapet_store::accounts::AuditEntry;
+use parapet_store::{AlertFilter, Db, HourlyTraffic};
 use serde_json::{Value, json};
 
 use crate::app::{AppError, now};
@@ -45,13 +45,10 @@ pub fn overview(db: &mut dyn Db, scope: Option<&str>, now: i64) -> Result<Value,
     let totals = db.traffic_totals(scope, since)?;
     let hourly = db.hourly_traffic(scope, since)?;
     let top = db.top_blocked(scope, since, 10)?;
-    let alerts = parapet_store::Store::list_alerts(
-        db,
-        &AlertFilter {
-            tenant: scope.map(str::to_string),
-            ..AlertFilter::default()
-        },
-    )?;
+    let alerts = db.list_alerts(&AlertFilter {
+        tenant: scope.map(str::to_string),
+        ..AlertFilter::default()
+    })?;
     // in workflow order
     let by_status: Vec<Value> = STATUSES
         .iter()
@@ -151,16 +148,13 @@ pub fn alerts(db: &mut dyn Db, scope: Option<&str>, q: &AlertQuery) -> Result<Va
         ),
         None => None,
     };
-    let list = parapet_store::Store::list_alerts(
-        db,
-        &AlertFilter {
-            tenant: scope.map(str::to_string),
-            status,
-            rule: q.rule.clone().filter(|r| !r.is_empty()),
-            since,
-            limit: Some(q.limit.unwrap_or(500).min(5000)),
-        },
-    )?;
+    let list = db.list_alerts(&AlertFilter {
+        tenant: scope.map(str::to_string),
+        status,
+        rule: q.rule.clone().filter(|r| !r.is_empty()),
+        since,
+        limit: Some(q.limit.unwrap_or(500).min(5000)),
+    })?;
     Ok(json!({
         "alerts": list.iter().map(Alert::to_json).collect::<Vec<_>>(),
         "filter": {"tenant": scope, "status": q.status, "rule": q.rule, "since": q.since},
@@ -171,7 +165,7 @@ pub fn alerts(db: &mut dyn Db, scope: Option<&str>, q: &AlertQuery) -> Result<Va
 /// One alert the viewer may see (404 otherwise: another tenant's alert
 /// does not exist for this viewer).
 pub fn alert(db: &mut dyn Db, viewer: &Viewer, id: i64) -> Result<Alert, AppError> {
-    let a = parapet_store::Store::alert(db, id)?;
+    let a = db.alert(id)?;
     if !viewer.may_see(&a.tenant) {
         return Err(AppError::NotFound);
     }

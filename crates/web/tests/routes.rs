@@ -18,7 +18,9 @@ use parapet_core::name::{EventName, text_to_key};
 use parapet_core::pseudonym::ClientPseudonym;
 use parapet_report::Council;
 use parapet_store::accounts::Role;
-use parapet_store::{AccountStore, Db, MailCheckRow, MailFinding, SqliteStore, Store};
+use parapet_store::{
+    AccountStore, AlertStore, Db, EventStore, MailCheckRow, MailFinding, MailStore, SqliteStore,
+};
 use parapet_web::auth::{hash_password, token_digest};
 use parapet_web::{
     Access, AppState, AssuranceSettings, Dashboard, FeedInfo, Method, PrivacyFacts, ROUTES, Target,

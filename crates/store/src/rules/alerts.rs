@@ -13,7 +13,7 @@ use std::str::FromStr;
 use parapet_core::alert::{Alert, AlertStatus, EVIDENCE_SAMPLES, Severity, Signal, StatusChange};
 
 use crate::rules::unix_millis;
-use crate::{AlertFilter, Store, StoreError};
+use crate::{AlertFilter, AlertStore, StoreError};
 
 /// Separates an alert's feeds, and the nodes that saw it, in one column.
 pub(crate) const LIST_SEP: char = ',';
@@ -274,7 +274,7 @@ fn split_list(s: &str, sep: char) -> Vec<String> {
 /// both backends: the tenant's alerts last seen at or after `from` and first
 /// seen at or before `to`.
 pub(crate) fn alerts_active(
-    store: &mut (impl Store + ?Sized),
+    store: &mut (impl AlertStore + ?Sized),
     tenant: &str,
     from: i64,
     to: i64,

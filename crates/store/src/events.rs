@@ -1,0 +1,169 @@
+//! Query events and what is counted from them: the rows a batch writes, the
+//! hourly aggregates, retention, and the totals the dashboard reads. One
+//! trait for the data the resolver produces, whichever page or job reads it.
+
+use std::time::SystemTime;
+
+use parapet_core::event::{EventRun, OwnedRun, PrivateEvent, fold_events};
+
+use crate::StoreError;
+
+/// What a query event keeps, field by field: the single source of
+/// `parapet privacy` and of the schema's comments.
+pub const EVENT_FIELDS: &[(&str, &str)] = &[
+    (
+        "time",
+        "when the query arrived (milliseconds); for a row of repeats, the first of them",
+    ),
+    (
+        "tenant",
+        "the council (tenant) whose network the query came from",
+    ),
+    (
+        "client",
+        "a pseudonym of the client address: HMAC-SHA256 under the operator's key, first 64 bits",
+    ),
+    ("qname", "the name asked for (the Internet service visited)"),
+    ("qtype", "the record type asked for (A, AAAA, MX...)"),
+    (
+        "rcode",
+        "the answer's response code (none when no answer was sent)",
+    ),
+    (
+        "action",
+        "what Parapet did: resolved, blocked, nodata, dropped, local_data, passthru, allowlisted, monitored, rejected",
+    ),
+    ("feed", "the threat feed that matched, if any"),
+    (
+        "node",
+        "the resolver node that answered (several nodes on one database)",
+    ),
+    (
+        "queries",
+        "how many identical queries (same tenant, client, name, type, answer, action, feed) of one storage batch (about flush_interval_ms) and UTC hour this row stands for",
+    ),
+    (
+        "last_time",
+        "when the last of those repeats arrived (milliseconds; none for a single query)",
+    ),
+];
+
+/// What the hourly aggregates keep.
+pub const AGGREGATE_FIELDS: &[(&str, &str)] = &[
+    ("tenant", "the council"),
+    ("qname", "the name asked for"),
+    ("hour", "the hour (UTC) the queries fell in"),
+    ("action", "what Parapet did"),
+    ("queries", "how many queries"),
+];
+
+/// How long stored data is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Raw query events, in days.
+    pub events_days: u32,
+    /// Hourly aggregates, in days.
+    pub aggregates_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            events_days: 30,
+            aggregates_days: 400,
+        }
+    }
+}
+
+/// Rows removed by a retention run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Event rows (a row may stand for several queries: `queries`).
+    pub events: u64,
+    pub aggregates: u64,
+}
+
+/// Protective DNS totals of one tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantTraffic {
+    pub tenant: String,
+    pub queries: u64,
+    /// Every policy action (blocked, nodata, dropped, local data).
+    pub blocked: u64,
+}
+
+/// One hour of one tenant's traffic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HourlyTraffic {
+    pub tenant: String,
+    /// Unix seconds at the start of the hour.
+    pub hour: i64,
+    pub queries: u64,
+    pub blocked: u64,
+}
+
+/// Query events and their hourly aggregates. Each call is one transaction:
+/// a crash loses the call in progress, never half of it. In the reads,
+/// `tenant: None` means every tenant (supplier views); callers derive it
+/// from the signed-in user, never from the request alone.
+pub trait EventStore: Send {
+    /// Writes a batch of query events and counts them into the hourly
+    /// aggregates (at once, or as pending counts when the backend
+    /// [`defers_aggregates`](EventStore::defers_aggregates)). The repeats of
+    /// one query in the batch are one row (`queries` counts them). Returns
+    /// the number of events (queries) written, not rows.
+    fn insert_events(&mut self, events: &[PrivateEvent]) -> Result<usize, StoreError> {
+        let runs = fold_events(events);
+        self.insert_runs(&runs.iter().map(OwnedRun::as_run).collect::<Vec<_>>())
+    }
+
+    /// [`EventStore::insert_events`] for a batch already folded
+    /// ([`fold_events`]): one row per run. Returns the number of queries
+    /// the runs stand for.
+    fn insert_runs(&mut self, runs: &[EventRun<'_>]) -> Result<usize, StoreError>;
+
+    /// Whether [`EventStore::insert_events`] leaves hourly counts for
+    /// [`EventStore::fold_aggregates`] to fold (PostgreSQL: many nodes
+    /// write at once, and an in-place upsert per batch halves their write
+    /// rate).
+    fn defers_aggregates(&self) -> bool {
+        false
+    }
+
+    /// Folds the hourly counts that batches appended into the hourly
+    /// aggregates; returns the aggregate rows written. Readers never need
+    /// it (they see folded and pending counts alike, through the view
+    /// `query_hourly_all`); it keeps the pending rows few. SQLite updates
+    /// the aggregates in place as it writes and has nothing to fold.
+    fn fold_aggregates(&mut self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    /// Deletes events and aggregates older than `retention` allows at `now`.
+    fn purge(&mut self, now: SystemTime, retention: Retention) -> Result<Purged, StoreError>;
+
+    /// Number of raw events (queries) stored.
+    fn event_count(&mut self) -> Result<u64, StoreError>;
+
+    /// Per-tenant totals from the hourly aggregates since `from` (unix seconds).
+    fn traffic_totals(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+    ) -> Result<Vec<TenantTraffic>, StoreError>;
+
+    /// Per-tenant, per-hour totals since `from`, oldest first.
+    fn hourly_traffic(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+    ) -> Result<Vec<HourlyTraffic>, StoreError>;
+
+    /// The most blocked names since `from`: `(tenant, qname, queries)`.
+    fn top_blocked(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String, u64)>, StoreError>;
+}
