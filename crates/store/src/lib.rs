@@ -16,12 +16,9 @@ pub mod cluster;
 pub mod events;
 pub mod mail;
 mod pg;
-mod pg_accounts;
 pub mod pgtest;
 mod rules;
 mod sqlite;
-mod sqlite_accounts;
-mod sqlite_assets;
 #[cfg(test)]
 mod tests;
 

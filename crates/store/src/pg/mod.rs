@@ -19,6 +19,8 @@
 //! runtime and must not be called from inside a tokio task (callers there
 //! use `spawn_blocking`).
 
+mod accounts;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

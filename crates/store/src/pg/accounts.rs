@@ -1,5 +1,5 @@
 //! [`AccountStore`] on PostgreSQL (schema: migration 7), the same semantics
-//! as `sqlite_accounts.rs`; its tests run on both backends (`tests.rs`).
+//! as `sqlite/accounts.rs`; its tests run on both backends (`tests.rs`).
 
 use postgres::Row;
 

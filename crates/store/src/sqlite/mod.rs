@@ -5,6 +5,9 @@
 //! crash; only a power cut can lose the last one), and lets readers (the
 //! CLI, the dashboard) work while the writer writes.
 
+mod accounts;
+mod assurance;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
