@@ -2,9 +2,9 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::{SqliteStore, sql_err, tenant_clause};
+use crate::StoreError;
 use crate::accounts::{AccountStore, AuditEntry, Role, Session, User};
-use crate::sqlite::{sql_err, tenant_clause};
-use crate::{SqliteStore, StoreError};
 
 const USER_COLS: &str = "u.id, u.name, u.role, u.tenant, u.password_hash, u.created_at";
 

@@ -1,18 +1,21 @@
-//! [`AssuranceStore`] and [`ReportSources`] on SQLite.
+//! The assurance crate's storage traits on SQLite: [`AssuranceStore`] (asset
+//! imports, incidents, exceptions, frozen KPI snapshots) and
+//! [`ReportSources`] (what the committee report reads from the DNS, alert
+//! and Mail Check data kept beside them).
 
-use parapet_core::alert::Alert;
-use rusqlite::{OptionalExtension, Row, params};
-
-use crate::StoreError;
-use crate::rules::alerts::alerts_active;
-use crate::rules::assets::{join_words, words};
-use crate::rules::events::BLOCKED_ACTIONS;
-use crate::sqlite::{SqliteStore, sql_err};
 use parapet_assurance::model::{
     AssetException, AssetImport, AssetImported, AssetObs, AvObs, FindingObs, ImportMeta, Incident,
     ScanObs, VulnDef,
 };
 use parapet_assurance::store::{AssuranceStore, ReportSources};
+use parapet_core::alert::Alert;
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{SqliteStore, sql_err};
+use crate::StoreError;
+use crate::rules::alerts::alerts_active;
+use crate::rules::assets::{join_words, words};
+use crate::rules::events::BLOCKED_ACTIONS;
 
 fn incident_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
     Ok(Incident {

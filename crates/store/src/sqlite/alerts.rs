@@ -1,0 +1,285 @@
+//! [`AlertStore`] on SQLite: signals folded into alerts (one IMMEDIATE
+//! transaction per batch), the status workflow with its history, and the
+//! detector's seen domains.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parapet_core::alert::{Alert, AlertStatus, Signal};
+use rusqlite::{OptionalExtension, params};
+
+use super::{SqliteStore, sql_err};
+use crate::rules::alerts::{
+    AlertRow, HistoryRow, REOPENED_BY, REOPENED_NOTE, StoredAlert, group_signals,
+};
+use crate::{AlertFilter, AlertStore, SeenDomains, StoreError, unix_millis};
+
+impl AlertStore for SqliteStore {
+    fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError> {
+        let err = sql_err(&self.path);
+        let groups = group_signals(signals);
+        let mut touched: Vec<(i64, bool)> = Vec::with_capacity(groups.len());
+        // IMMEDIATE: it reads then writes, and a deferred transaction that
+        // must upgrade to a writer while another connection writes fails
+        // with SQLITE_BUSY at once instead of waiting (busy_timeout)
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        for g in &groups {
+            let existing: Option<(i64, String, String, String, String, String)> = tx
+                .query_row(
+                    "SELECT id, status, feeds, evidence, severity, nodes FROM alerts WHERE tenant = ?1 AND rule = ?2 AND domain = ?3",
+                    params![g.tenant, g.rule, g.domain],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                )
+                .optional()
+                .map_err(err)?;
+            let id = match existing {
+                None => {
+                    tx.execute(
+                        "INSERT INTO alerts (tenant, rule, domain, severity, first_seen, last_seen, count, feeds, reason, evidence, nodes)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                        params![
+                            g.tenant,
+                            g.rule,
+                            g.domain,
+                            g.severity.as_str(),
+                            g.first_seen,
+                            g.last_seen,
+                            g.count,
+                            g.feeds_text(),
+                            g.reason,
+                            g.evidence_text(),
+                            self.node
+                        ],
+                    )
+                    .map_err(err)?;
+                    let id = tx.last_insert_rowid();
+                    touched.push((id, true));
+                    id
+                }
+                Some((id, status, feeds, evidence, severity, nodes)) => {
+                    let stored = StoredAlert {
+                        status: &status,
+                        feeds: &feeds,
+                        evidence: &evidence,
+                        severity: &severity,
+                        nodes: &nodes,
+                    };
+                    let up = g.fold_into(&stored, &self.node);
+                    tx.execute(
+                        "UPDATE alerts SET count = count + ?8, last_seen = MAX(last_seen, ?3), first_seen = MIN(first_seen, ?2),
+                         feeds = ?4, evidence = ?5, reason = ?6, severity = ?7, nodes = ?9, status = ?10 WHERE id = ?1",
+                        params![
+                            id,
+                            g.first_seen,
+                            g.last_seen,
+                            up.feeds,
+                            up.evidence,
+                            g.reason,
+                            up.severity,
+                            g.count,
+                            up.nodes,
+                            up.status
+                        ],
+                    )
+                    .map_err(err)?;
+                    if up.reopened {
+                        tx.execute(
+                            "INSERT INTO alert_history (alert_id, time, from_status, to_status, by, note)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![
+                                id,
+                                g.time,
+                                status,
+                                up.status,
+                                REOPENED_BY,
+                                REOPENED_NOTE
+                            ],
+                        )
+                        .map_err(err)?;
+                    }
+                    touched.push((id, up.reopened));
+                    id
+                }
+            };
+            let mut add = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO alert_clients (alert_id, client) VALUES (?1, ?2)",
+                )
+                .map_err(err)?;
+            for c in &g.clients {
+                add.execute(params![id, c]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(touched)
+    }
+
+    fn list_alerts(&mut self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
+        let ids: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT id FROM alerts
+                     WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR status = ?2)
+                       AND (?3 IS NULL OR rule = ?3) AND (?4 IS NULL OR last_seen >= ?4)
+                     ORDER BY last_seen DESC, id DESC LIMIT ?5",
+                )
+                .map_err(sql_err(&self.path))?;
+            let limit = filter.limit.map_or(-1, |l| l as i64);
+            stmt.query_map(
+                params![
+                    filter.tenant,
+                    filter.status.map(AlertStatus::as_str),
+                    filter.rule,
+                    filter.since,
+                    limit
+                ],
+                |r| r.get(0),
+            )
+            .and_then(|rows| rows.collect::<Result<_, _>>())
+            .map_err(sql_err(&self.path))?
+        };
+        ids.into_iter().map(|id| self.alert(id)).collect()
+    }
+
+    fn alert(&mut self, id: i64) -> Result<Alert, StoreError> {
+        let err = sql_err(&self.path);
+        let row = self
+            .conn
+            .query_row(
+                "SELECT tenant, rule, domain, severity, status, first_seen, last_seen, count, feeds, reason, evidence,
+                        (SELECT COUNT(*) FROM alert_clients WHERE alert_id = alerts.id), nodes
+                 FROM alerts WHERE id = ?1",
+                params![id],
+                |r| {
+                    Ok(AlertRow {
+                        id,
+                        tenant: r.get(0)?,
+                        rule: r.get(1)?,
+                        domain: r.get(2)?,
+                        severity: r.get(3)?,
+                        status: r.get(4)?,
+                        first_seen: r.get(5)?,
+                        last_seen: r.get(6)?,
+                        count: r.get(7)?,
+                        feeds: r.get(8)?,
+                        reason: r.get(9)?,
+                        evidence: r.get(10)?,
+                        clients: r.get(11)?,
+                        nodes: r.get(12)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(err)?
+            .ok_or(StoreError::NoSuchAlert(id))?;
+        let history = self
+            .conn
+            .prepare_cached(
+                "SELECT time, from_status, to_status, by, note FROM alert_history WHERE alert_id = ?1 ORDER BY id",
+            )
+            .map_err(err)?
+            .query_map(params![id], |r| {
+                Ok(HistoryRow {
+                    time: r.get(0)?,
+                    from: r.get(1)?,
+                    to: r.get(2)?,
+                    by: r.get(3)?,
+                    note: r.get(4)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(err)?;
+        row.into_alert(history, &self.location_string())
+    }
+
+    fn set_alert_status(
+        &mut self,
+        id: i64,
+        to: AlertStatus,
+        by: &str,
+        note: &str,
+        now: SystemTime,
+    ) -> Result<Alert, StoreError> {
+        let from = self.alert(id)?.status;
+        if !from.can_become(to) {
+            return Err(StoreError::BadTransition { id, from, to });
+        }
+        let err = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "UPDATE alerts SET status = ?2 WHERE id = ?1",
+            params![id, to.as_str()],
+        )
+        .map_err(err)?;
+        tx.execute(
+            "INSERT INTO alert_history (alert_id, time, from_status, to_status, by, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, unix_millis(now), from.as_str(), to.as_str(), by, note],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        self.alert(id)
+    }
+
+    fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError> {
+        let mut out: Vec<SeenDomains> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT tenant, since FROM tenant_learning ORDER BY tenant")
+                .map_err(sql_err(&self.path))?;
+            stmt.query_map([], |r| {
+                Ok(SeenDomains {
+                    tenant: r.get(0)?,
+                    since: r.get(1)?,
+                    domains: Vec::new(),
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<_, _>>())
+            .map_err(sql_err(&self.path))?
+        };
+        let mut stmt = self
+            .conn
+            .prepare("SELECT tenant, domain FROM tenant_domains ORDER BY tenant")
+            .map_err(sql_err(&self.path))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sql_err(&self.path))?;
+        for row in rows {
+            let (tenant, domain) = row.map_err(sql_err(&self.path))?;
+            if let Some(t) = out.iter_mut().find(|t| t.tenant == tenant) {
+                t.domains.push(domain);
+            }
+        }
+        Ok(out)
+    }
+
+    fn save_seen(
+        &mut self,
+        learning_started: &[(Arc<str>, SystemTime)],
+        domains: &[(Arc<str>, String, SystemTime)],
+    ) -> Result<(), StoreError> {
+        if learning_started.is_empty() && domains.is_empty() {
+            return Ok(());
+        }
+        let err = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(err)?;
+        for (tenant, since) in learning_started {
+            tx.execute(
+                "INSERT OR IGNORE INTO tenant_learning (tenant, since) VALUES (?1, ?2)",
+                params![&**tenant, unix_millis(*since)],
+            )
+            .map_err(err)?;
+        }
+        for (tenant, domain, first) in domains {
+            tx.execute(
+                "INSERT OR IGNORE INTO tenant_domains (tenant, domain, first_seen) VALUES (?1, ?2, ?3)",
+                params![&**tenant, domain, unix_millis(*first)],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+}

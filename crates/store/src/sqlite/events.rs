@@ -1,0 +1,269 @@
+//! [`EventStore`] on SQLite: query events written in multi-row `INSERT`s,
+//! the hourly aggregates updated in place in the same transaction, and the
+//! dashboard's traffic reads from them.
+
+use std::time::SystemTime;
+
+use parapet_core::event::{EventRun, RCODE_NO_RESPONSE};
+use parapet_core::name::write_key_as_text;
+use rusqlite::params;
+
+use super::{SqliteStore, sql_err, tenant_clause};
+use crate::rules::events::{BLOCKED_ACTIONS, hourly_counts, last_time, queries};
+use crate::{
+    EventStore, HourlyTraffic, Purged, Retention, StoreError, TenantTraffic, cutoff, unix_millis,
+};
+
+/// Rows per multi-row `INSERT` of query events.
+const EVENT_ROWS: usize = 64;
+
+/// One stored row's columns: a query, or the repeats of one
+/// ([`crate::rules::events`]).
+struct EventRow<'a> {
+    time: i64,
+    tenant: &'a str,
+    client: &'a [u8],
+    qname: &'a str,
+    qtype: u16,
+    rcode: Option<u8>,
+    action: &'static str,
+    feed: Option<&'a str>,
+    node: &'a str,
+    queries: i64,
+    last_time: Option<i64>,
+}
+
+/// Columns of [`EventRow`].
+const EVENT_COLUMNS: usize = 11;
+
+impl EventRow<'_> {
+    /// The row's parameters in column order.
+    fn params(&self) -> [&dyn rusqlite::ToSql; EVENT_COLUMNS] {
+        [
+            &self.time,
+            &self.tenant,
+            &self.client,
+            &self.qname,
+            &self.qtype,
+            &self.rcode,
+            &self.action,
+            &self.feed,
+            &self.node,
+            &self.queries,
+            &self.last_time,
+        ]
+    }
+}
+
+/// `INSERT INTO query_events ... VALUES (...), ...` with `rows` rows of
+/// numbered parameters (built once per batch; `prepare_cached` keys on it).
+fn insert_events_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO query_events (time, tenant, client, qname, qtype, rcode, action, feed, node, queries, last_time) VALUES ",
+    );
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 1..=EVENT_COLUMNS {
+            if c > 1 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("?{}", r * EVENT_COLUMNS + c));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+impl EventStore for SqliteStore {
+    fn insert_runs(&mut self, runs: &[EventRun<'_>]) -> Result<usize, StoreError> {
+        if runs.is_empty() {
+            return Ok(0);
+        }
+        let err = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            // full chunks go in one statement of EVENT_ROWS rows: SQLite's
+            // cost per statement (step, reset, bind) is then paid once per
+            // chunk rather than per event
+            let mut many = tx
+                .prepare_cached(&insert_events_sql(EVENT_ROWS))
+                .map_err(err)?;
+            let mut one = tx.prepare_cached(&insert_events_sql(1)).map_err(err)?;
+            // one upsert per key and batch, not per event
+            let hourly = hourly_counts(runs);
+            let mut names: Vec<String> = vec![String::with_capacity(64); EVENT_ROWS];
+            let node = self.node.as_str();
+            for chunk in runs.chunks(EVENT_ROWS) {
+                for (r, name) in chunk.iter().zip(names.iter_mut()) {
+                    name.clear();
+                    let _ = write_key_as_text(r.event.qname.as_key(), name);
+                }
+                let rows: Vec<EventRow<'_>> = chunk
+                    .iter()
+                    .zip(names.iter())
+                    .map(|(r, name)| {
+                        let e = r.event;
+                        EventRow {
+                            time: unix_millis(r.first),
+                            tenant: &e.tenant,
+                            client: &e.client.0[..],
+                            qname: name,
+                            qtype: e.qtype,
+                            rcode: (e.rcode != RCODE_NO_RESPONSE).then_some(e.rcode),
+                            action: e.action.as_str(),
+                            feed: e.feed.as_deref(),
+                            node,
+                            queries: i64::from(r.queries),
+                            last_time: last_time(r),
+                        }
+                    })
+                    .collect();
+                if rows.len() == EVENT_ROWS {
+                    let all: Vec<&dyn rusqlite::ToSql> =
+                        rows.iter().flat_map(EventRow::params).collect();
+                    many.execute(&*all).map_err(err)?;
+                } else {
+                    for r in &rows {
+                        one.execute(r.params()).map_err(err)?;
+                    }
+                }
+            }
+            let mut agg = tx
+                .prepare_cached(
+                    "INSERT INTO query_hourly (tenant, qname, hour, action, queries) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (tenant, qname, hour, action) DO UPDATE SET queries = queries + excluded.queries",
+                )
+                .map_err(err)?;
+            let mut qname = String::with_capacity(256);
+            for ((tenant, name, hour, action), n) in hourly {
+                qname.clear();
+                let _ = write_key_as_text(name, &mut qname);
+                agg.execute(params![tenant, qname, hour, action, n])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(queries(runs))
+    }
+
+    fn purge(&mut self, now: SystemTime, retention: Retention) -> Result<Purged, StoreError> {
+        let err = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(err)?;
+        let events = tx
+            .execute(
+                "DELETE FROM query_events WHERE time < ?1",
+                params![cutoff(now, retention.events_days)],
+            )
+            .map_err(err)?;
+        // an hour is kept while any of it is within retention
+        let agg_cut = cutoff(now, retention.aggregates_days) / 1000;
+        let aggregates = tx
+            .execute(
+                "DELETE FROM query_hourly WHERE hour + 3600 <= ?1",
+                params![agg_cut],
+            )
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(Purged {
+            events: events as u64,
+            aggregates: aggregates as u64,
+        })
+    }
+
+    fn event_count(&mut self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(SUM(queries), 0) FROM query_events",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(sql_err(&self.path))
+    }
+
+    fn traffic_totals(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+    ) -> Result<Vec<TenantTraffic>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "SELECT tenant, SUM(queries), SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)
+                 FROM query_hourly WHERE hour >= ?1 AND {} GROUP BY tenant ORDER BY tenant",
+                tenant_clause(tenant)
+            ))
+            .map_err(err)?;
+        let rows = q
+            .query_map(params![from, tenant], |r| {
+                Ok(TenantTraffic {
+                    tenant: r.get(0)?,
+                    queries: r.get::<_, i64>(1)? as u64,
+                    blocked: r.get::<_, i64>(2)? as u64,
+                })
+            })
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+
+    fn hourly_traffic(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+    ) -> Result<Vec<HourlyTraffic>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "SELECT tenant, hour, SUM(queries), SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)
+                 FROM query_hourly WHERE hour >= ?1 AND {} GROUP BY tenant, hour ORDER BY hour, tenant",
+                tenant_clause(tenant)
+            ))
+            .map_err(err)?;
+        let rows = q
+            .query_map(params![from, tenant], |r| {
+                Ok(HourlyTraffic {
+                    tenant: r.get(0)?,
+                    hour: r.get(1)?,
+                    queries: r.get::<_, i64>(2)? as u64,
+                    blocked: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+
+    fn top_blocked(
+        &mut self,
+        tenant: Option<&str>,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "SELECT tenant, qname, SUM(queries) AS n FROM query_hourly
+                 WHERE hour >= ?1 AND {} AND action IN {BLOCKED_ACTIONS}
+                 GROUP BY tenant, qname ORDER BY n DESC, qname LIMIT ?3",
+                tenant_clause(tenant)
+            ))
+            .map_err(err)?;
+        let rows = q
+            .query_map(params![from, tenant, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+}
