@@ -3,9 +3,9 @@
 
 use postgres::Row;
 
+use super::{PgStore, TENANT, pg_err};
+use crate::StoreError;
 use crate::accounts::{AccountStore, AuditEntry, Role, Session, User};
-use crate::pg::{TENANT, pg_err};
-use crate::{PgStore, StoreError};
 
 const USER_COLS: &str = "u.id, u.name, u.role, u.tenant, u.password_hash, u.created_at";
 

@@ -1,0 +1,302 @@
+//! [`AlertStore`] on PostgreSQL. Several nodes fold signals into the same
+//! alerts at once: an alert is inserted with `ON CONFLICT DO NOTHING` on
+//! its unique key and otherwise updated under `SELECT ... FOR UPDATE`, and
+//! groups come in key order so that two nodes never deadlock.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parapet_core::alert::{Alert, AlertStatus, Signal};
+
+use super::{PgStore, pg_err};
+use crate::rules::alerts::{
+    AlertRow, HistoryRow, REOPENED_BY, REOPENED_NOTE, StoredAlert, group_signals, parse_status,
+};
+use crate::{AlertFilter, AlertStore, SeenDomains, StoreError, unix_millis};
+
+impl AlertStore for PgStore {
+    fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError> {
+        self.ensure()?;
+        if signals.is_empty() {
+            return Ok(Vec::new());
+        }
+        let groups = group_signals(signals);
+        self.tx(|tx, loc, node| {
+            let err = pg_err(loc);
+            let mut touched: Vec<(i64, bool)> = Vec::with_capacity(groups.len());
+            let select = "SELECT id, status, feeds, evidence, severity, nodes FROM alerts
+                          WHERE tenant = $1 AND rule = $2 AND domain = $3 FOR UPDATE";
+            for g in &groups {
+                let key: [&(dyn postgres::types::ToSql + Sync); 3] = [&g.tenant, &g.rule, &g.domain];
+                let mut existing = tx.query_opt(select, &key).map_err(&err)?;
+                let mut id = None;
+                if existing.is_none() {
+                    // another node may insert the same alert at this moment:
+                    // the unique key makes one of us wait and then find it
+                    let inserted = tx
+                        .query_opt(
+                            "INSERT INTO alerts (tenant, rule, domain, severity, first_seen, last_seen, count, feeds, reason, evidence, nodes)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                             ON CONFLICT (tenant, rule, domain) DO NOTHING RETURNING id",
+                            &[
+                                &g.tenant,
+                                &g.rule,
+                                &g.domain,
+                                &g.severity.as_str(),
+                                &g.first_seen,
+                                &g.last_seen,
+                                &g.count,
+                                &g.feeds_text(),
+                                &g.reason,
+                                &g.evidence_text(),
+                                &node,
+                            ],
+                        )
+                        .map_err(&err)?;
+                    match inserted {
+                        Some(row) => {
+                            id = Some(row.get::<_, i64>(0));
+                            touched.push((row.get(0), true));
+                        }
+                        None => existing = tx.query_opt(select, &key).map_err(&err)?,
+                    }
+                }
+                let id = match (id, existing) {
+                    (Some(id), _) => id,
+                    (None, None) => return Err(StoreError::NoSuchAlert(0)),
+                    (None, Some(row)) => {
+                        let id: i64 = row.get(0);
+                        let stored = StoredAlert {
+                            status: row.get(1),
+                            feeds: row.get(2),
+                            evidence: row.get(3),
+                            severity: row.get(4),
+                            nodes: row.get(5),
+                        };
+                        let up = g.fold_into(&stored, node);
+                        tx.execute(
+                            "UPDATE alerts SET count = count + $8, last_seen = GREATEST(last_seen, $3), first_seen = LEAST(first_seen, $2),
+                             feeds = $4, evidence = $5, reason = $6, severity = $7, nodes = $9, status = $10 WHERE id = $1",
+                            &[
+                                &id,
+                                &g.first_seen,
+                                &g.last_seen,
+                                &up.feeds,
+                                &up.evidence,
+                                &g.reason,
+                                &up.severity,
+                                &g.count,
+                                &up.nodes,
+                                &up.status,
+                            ],
+                        )
+                        .map_err(&err)?;
+                        if up.reopened {
+                            tx.execute(
+                                "INSERT INTO alert_history (alert_id, time, from_status, to_status, by, note)
+                                 VALUES ($1, $2, $3, $4, $5, $6)",
+                                &[&id, &g.time, &stored.status, &up.status, &REOPENED_BY, &REOPENED_NOTE],
+                            )
+                            .map_err(&err)?;
+                        }
+                        touched.push((id, up.reopened));
+                        id
+                    }
+                };
+                tx.execute(
+                    "INSERT INTO alert_clients (alert_id, client) SELECT $1, c FROM unnest($2::bytea[]) AS c
+                     ON CONFLICT DO NOTHING",
+                    &[&id, &g.clients],
+                )
+                .map_err(&err)?;
+            }
+            Ok(touched)
+        })
+    }
+
+    fn list_alerts(&mut self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
+        self.ensure()?;
+        let limit = filter.limit.map(|l| l as i64);
+        let ids: Vec<i64> = self
+            .client
+            .query(
+                "SELECT id FROM alerts
+                 WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR status = $2)
+                   AND ($3::text IS NULL OR rule = $3) AND ($4::bigint IS NULL OR last_seen >= $4)
+                 ORDER BY last_seen DESC, id DESC LIMIT $5",
+                &[
+                    &filter.tenant,
+                    &filter.status.map(AlertStatus::as_str),
+                    &filter.rule,
+                    &filter.since,
+                    &limit,
+                ],
+            )
+            .map_err(pg_err(&self.location))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        ids.into_iter().map(|id| self.alert(id)).collect()
+    }
+
+    fn alert(&mut self, id: i64) -> Result<Alert, StoreError> {
+        self.ensure()?;
+        let err = pg_err(&self.location);
+        let Some(r) = self
+            .client
+            .query_opt(
+                "SELECT tenant, rule, domain, severity, status, first_seen, last_seen, count, feeds, reason, evidence,
+                        (SELECT COUNT(*) FROM alert_clients WHERE alert_id = alerts.id), nodes
+                 FROM alerts WHERE id = $1",
+                &[&id],
+            )
+            .map_err(&err)?
+        else {
+            return Err(StoreError::NoSuchAlert(id));
+        };
+        let row = AlertRow {
+            id,
+            tenant: r.get(0),
+            rule: r.get(1),
+            domain: r.get(2),
+            severity: r.get(3),
+            status: r.get(4),
+            first_seen: r.get(5),
+            last_seen: r.get(6),
+            count: r.get(7),
+            feeds: r.get(8),
+            reason: r.get(9),
+            evidence: r.get(10),
+            clients: r.get(11),
+            nodes: r.get(12),
+        };
+        let history = self
+            .client
+            .query(
+                "SELECT time, from_status, to_status, by, note FROM alert_history WHERE alert_id = $1 ORDER BY id",
+                &[&id],
+            )
+            .map_err(&err)?
+            .iter()
+            .map(|h| HistoryRow {
+                time: h.get(0),
+                from: h.get(1),
+                to: h.get(2),
+                by: h.get(3),
+                note: h.get(4),
+            })
+            .collect();
+        row.into_alert(history, &self.location)
+    }
+
+    fn set_alert_status(
+        &mut self,
+        id: i64,
+        to: AlertStatus,
+        by: &str,
+        note: &str,
+        now: SystemTime,
+    ) -> Result<Alert, StoreError> {
+        self.ensure()?;
+        let at = unix_millis(now);
+        self.tx(|tx, loc, _| {
+            let err = pg_err(loc);
+            let Some(row) = tx
+                .query_opt("SELECT status FROM alerts WHERE id = $1 FOR UPDATE", &[&id])
+                .map_err(&err)?
+            else {
+                return Err(StoreError::NoSuchAlert(id));
+            };
+            let from = parse_status(row.get(0), loc)?;
+            if !from.can_become(to) {
+                return Err(StoreError::BadTransition { id, from, to });
+            }
+            tx.execute(
+                "UPDATE alerts SET status = $2 WHERE id = $1",
+                &[&id, &to.as_str()],
+            )
+            .map_err(&err)?;
+            tx.execute(
+                "INSERT INTO alert_history (alert_id, time, from_status, to_status, by, note) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&id, &at, &from.as_str(), &to.as_str(), &by, &note],
+            )
+            .map_err(&err)?;
+            Ok(())
+        })?;
+        self.alert(id)
+    }
+
+    fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError> {
+        self.ensure()?;
+        let err = pg_err(&self.location);
+        let mut out: Vec<SeenDomains> = self
+            .client
+            .query(
+                "SELECT tenant, since FROM tenant_learning ORDER BY tenant",
+                &[],
+            )
+            .map_err(&err)?
+            .iter()
+            .map(|r| SeenDomains {
+                tenant: r.get(0),
+                since: r.get(1),
+                domains: Vec::new(),
+            })
+            .collect();
+        for r in self
+            .client
+            .query(
+                "SELECT tenant, domain FROM tenant_domains ORDER BY tenant",
+                &[],
+            )
+            .map_err(&err)?
+        {
+            let tenant: &str = r.get(0);
+            if let Some(t) = out.iter_mut().find(|t| t.tenant == tenant) {
+                t.domains.push(r.get(1));
+            }
+        }
+        Ok(out)
+    }
+
+    fn save_seen(
+        &mut self,
+        learning_started: &[(Arc<str>, SystemTime)],
+        domains: &[(Arc<str>, String, SystemTime)],
+    ) -> Result<(), StoreError> {
+        self.ensure()?;
+        if learning_started.is_empty() && domains.is_empty() {
+            return Ok(());
+        }
+        let mut learn: Vec<(&str, i64)> = learning_started
+            .iter()
+            .map(|(t, s)| (&**t, unix_millis(*s)))
+            .collect();
+        learn.sort();
+        let mut seen: Vec<(&str, &str, i64)> = domains
+            .iter()
+            .map(|(t, d, s)| (&**t, d.as_str(), unix_millis(*s)))
+            .collect();
+        seen.sort();
+        let (lt, ls): (Vec<&str>, Vec<i64>) = learn.into_iter().unzip();
+        let st: Vec<&str> = seen.iter().map(|s| s.0).collect();
+        let sd: Vec<&str> = seen.iter().map(|s| s.1).collect();
+        let sf: Vec<i64> = seen.iter().map(|s| s.2).collect();
+        self.tx(|tx, loc, _| {
+            let err = pg_err(loc);
+            tx.execute(
+                "INSERT INTO tenant_learning (tenant, since) SELECT * FROM unnest($1::text[], $2::bigint[])
+                 ON CONFLICT DO NOTHING",
+                &[&lt, &ls],
+            )
+            .map_err(&err)?;
+            tx.execute(
+                "INSERT INTO tenant_domains (tenant, domain, first_seen)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING",
+                &[&st, &sd, &sf],
+            )
+            .map_err(&err)?;
+            Ok(())
+        })
+    }
+}
