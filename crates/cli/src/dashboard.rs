@@ -163,8 +163,30 @@ pub fn load_demo(db: &mut dyn Db) -> anyhow::Result<()> {
         return Ok(());
     }
     let now_s = now();
+    demo_traffic(db, now_s)?;
+    demo_alerts(db, now_s)?;
+    demo_mail(db, now_s)?;
+    demo_estate(db, now_s)?;
+    db.audit(&AuditEntry {
+        time: now_s,
+        actor: "parapet".into(),
+        action: "demo.loaded".into(),
+        tenant: None,
+        detail: "bundled demo data".into(),
+        client: None,
+    })?;
+    Ok(())
+}
+
+/// Unix seconds as a time (the epoch for anything before it).
+fn at(s: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(s.max(0) as u64)
+}
+
+/// Two days of both councils' queries, busier in office hours, with a few
+/// blocked names every third hour.
+fn demo_traffic(db: &mut dyn Db, now_s: i64) -> anyhow::Result<()> {
     let start = now_s - 48 * 3600;
-    let at = |s: i64| UNIX_EPOCH + Duration::from_secs(s.max(0) as u64);
     let ok_names = [
         "www.gov.uk",
         "login.microsoftonline.com",
@@ -212,6 +234,11 @@ pub fn load_demo(db: &mut dyn Db) -> anyhow::Result<()> {
         }
         db.insert_events(&events)?;
     }
+    Ok(())
+}
+
+/// One alert per council and rule, as the detector would raise them.
+fn demo_alerts(db: &mut dyn Db, now_s: i64) -> anyhow::Result<()> {
     let signal =
         |tenant: &str, rule: &'static str, sev, domain: &str, reason: &str, ev: &str| Signal {
             time: at(now_s - 3600),
@@ -259,6 +286,12 @@ pub fn load_demo(db: &mut dyn Db) -> anyhow::Result<()> {
             "aGVsbG8gd29ybGQ.exfil.test TXT resolved",
         ),
     ])?;
+    Ok(())
+}
+
+/// Mail Check results (Northshire's improving between two checks) and a
+/// DMARC report per sending source.
+fn demo_mail(db: &mut dyn Db, now_s: i64) -> anyhow::Result<()> {
     let f = |sev: &str, code: &str, msg: &str| MailFinding {
         severity: sev.into(),
         code: code.into(),
@@ -349,6 +382,12 @@ pub fn load_demo(db: &mut dyn Db) -> anyhow::Result<()> {
             SystemTime::now(),
         )?;
     }
+    Ok(())
+}
+
+/// Northshire's fixture estate (the assurance pages' quarter) and one
+/// closed incident.
+fn demo_estate(db: &mut dyn Db, now_s: i64) -> anyhow::Result<()> {
     use parapet_assurance::parse::{Source, build_import};
     let estate: [(&str, Source, &[u8]); 6] = [
         (
@@ -401,14 +440,6 @@ pub fn load_demo(db: &mut dyn Db) -> anyhow::Result<()> {
         },
         now_s,
     )?;
-    db.audit(&AuditEntry {
-        time: now_s,
-        actor: "parapet".into(),
-        action: "demo.loaded".into(),
-        tenant: None,
-        detail: "bundled demo data".into(),
-        client: None,
-    })?;
     Ok(())
 }
 
