@@ -3,8 +3,13 @@
 //! Plain atomics: a query costs a couple of relaxed increments. Per-tenant
 //! counters are kept by tenant name across reloads, so a reload does not
 //! reset them.
+//!
+//! The resolver and the upstreams count through these types; this module
+//! uses nothing of theirs (an upstream is rendered from its address and
+//! counters), so the arrow between them points one way.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,6 +53,8 @@ const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
+/// Exchanges with one upstream: latency and failures. Kept here with the
+/// other counters, and held by the upstream it counts.
 #[derive(Debug, Default)]
 pub struct UpstreamMetrics {
     buckets: [AtomicU64; BUCKETS.len()],
@@ -122,8 +129,14 @@ impl Metrics {
         lock(&self.feeds).clone()
     }
 
-    /// Prometheus text exposition of everything, upstreams included.
-    pub fn render(&self, upstreams: &[crate::upstream::Upstream], cache_entries: usize) -> String {
+    /// Prometheus text exposition of everything, upstreams included (each
+    /// by its address and counters, so that this module knows nothing of
+    /// how upstreams are tried).
+    pub fn render(
+        &self,
+        upstreams: &[(SocketAddr, &UpstreamMetrics)],
+        cache_entries: usize,
+    ) -> String {
         let mut o = String::with_capacity(8192);
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
@@ -215,15 +228,13 @@ impl Metrics {
 
         o.push_str("# HELP parapet_dns_upstream_duration_seconds Upstream exchange latency.\n");
         o.push_str("# TYPE parapet_dns_upstream_duration_seconds histogram\n");
-        for u in upstreams {
-            let m = &u.metrics;
+        for &(addr, m) in upstreams {
             let mut cum = 0;
             for (i, b) in BUCKETS.iter().enumerate() {
                 cum += ld(&m.buckets[i]);
                 let _ = writeln!(
                     o,
-                    "parapet_dns_upstream_duration_seconds_bucket{{upstream=\"{}\",le=\"{b}\"}} {cum}",
-                    u.addr
+                    "parapet_dns_upstream_duration_seconds_bucket{{upstream=\"{addr}\",le=\"{b}\"}} {cum}"
                 );
             }
             let count = ld(&m.count);
@@ -232,18 +243,17 @@ impl Metrics {
                 "parapet_dns_upstream_duration_seconds_bucket{{upstream=\"{0}\",le=\"+Inf\"}} {count}\n\
                  parapet_dns_upstream_duration_seconds_sum{{upstream=\"{0}\"}} {1}\n\
                  parapet_dns_upstream_duration_seconds_count{{upstream=\"{0}\"}} {count}",
-                u.addr,
+                addr,
                 ld(&m.sum_micros) as f64 / 1e6
             );
         }
         o.push_str("# HELP parapet_dns_upstream_failures_total Upstream exchanges that failed (timeout, refused, bad answer).\n");
         o.push_str("# TYPE parapet_dns_upstream_failures_total counter\n");
-        for u in upstreams {
+        for &(addr, m) in upstreams {
             let _ = writeln!(
                 o,
-                "parapet_dns_upstream_failures_total{{upstream=\"{}\"}} {}",
-                u.addr,
-                ld(&u.metrics.failures)
+                "parapet_dns_upstream_failures_total{{upstream=\"{addr}\"}} {}",
+                ld(&m.failures)
             );
         }
 

@@ -117,7 +117,13 @@ impl Resolver {
 
     /// Prometheus text for everything the resolver counts.
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(self.upstreams.list(), self.cache.len())
+        let upstreams: Vec<_> = self
+            .upstreams
+            .list()
+            .iter()
+            .map(|u| (u.addr, &u.metrics))
+            .collect();
+        self.metrics.render(&upstreams, self.cache.len())
     }
 
     /// Answers what can be answered at once: policy, cache, errors.
