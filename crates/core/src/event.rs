@@ -107,6 +107,33 @@ pub struct PrivateEvent {
 }
 
 impl QueryEvent {
+    /// The event of a query answered with `rcode`, or not answered at all
+    /// (`None`). The resolver builds every event here, those of answers
+    /// given at once and of answers from upstream alike.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn new(
+        time: SystemTime,
+        tenant: Arc<str>,
+        client: IpAddr,
+        qname: EventName,
+        qtype: u16,
+        rcode: Option<u8>,
+        action: EventAction,
+        feed: Option<Arc<str>>,
+    ) -> Self {
+        Self {
+            time,
+            tenant,
+            client,
+            qname,
+            qtype,
+            rcode: rcode.unwrap_or(RCODE_NO_RESPONSE),
+            action,
+            feed,
+        }
+    }
+
     /// Replaces the client address by its keyed pseudonym.
     pub fn into_private(self, p: &Pseudonymiser) -> PrivateEvent {
         let client = p.pseudonymise(self.client);

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Sender, TrySendError};
-use parapet_core::event::{EventAction, QueryEvent, RCODE_NO_RESPONSE};
+use parapet_core::event::{EventAction, QueryEvent};
 use parapet_core::name::{EventName, InlineName};
 use parapet_core::policy::{Action, Decision, FeedId, Rule, rtype};
 use parapet_core::tenant::TenantId;
@@ -19,7 +19,7 @@ use parapet_core::tenant::TenantId;
 use crate::cache::{Cache, Key, Stored};
 use crate::metrics::{Metrics, TenantCounters};
 use crate::upstream::Upstreams;
-use crate::wire::{self, Query, Reject, ede, flag, rcode};
+use crate::wire::{self, OwnedQuery, Query, Reject, ede, flag, rcode};
 use crate::{BlockMode, Settings, Snapshot};
 
 /// What to do after [`Resolver::handle`].
@@ -32,9 +32,11 @@ pub enum Outcome {
     Forward(Box<Pending>),
 }
 
-/// A query waiting for upstream. Keeps its own copy of the packet.
+/// A query waiting for upstream. Keeps the query as [`Resolver::handle`]
+/// parsed it (the packet's buffer goes back to the listener), so that
+/// [`Resolver::complete`] does not parse it again.
 pub struct Pending {
-    packet: Vec<u8>,
+    query: OwnedQuery,
     client: IpAddr,
     tenant: Arc<str>,
     counters: Arc<TenantCounters>,
@@ -217,37 +219,33 @@ impl Resolver {
             return Outcome::Reply;
         }
         self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
-        Outcome::Forward(Box::new(self.pending(
-            snap,
-            tenant,
-            client.ip(),
-            packet,
-            action,
-            feed,
-            None,
-        )))
+        Outcome::Forward(self.pending(snap, tenant, client.ip(), &q, action, feed, None))
     }
 
+    /// A query to complete upstream, boxed here rather than in the caller
+    /// so that `handle` keeps no `Pending` (hundreds of bytes, the query
+    /// inline) in its frame on the paths that answer at once.
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     fn pending(
         &self,
         snap: &Snapshot,
         tenant: TenantId,
         client: IpAddr,
-        packet: &[u8],
+        q: &Query<'_>,
         action: EventAction,
         feed: Option<FeedId>,
         cname: Option<(Vec<u8>, u32)>,
-    ) -> Pending {
-        Pending {
-            packet: packet.to_vec(),
+    ) -> Box<Pending> {
+        Box::new(Pending {
+            query: OwnedQuery::new(q),
             client,
             tenant: snap.tenant_name(tenant).clone(),
             counters: snap.tenant_counters(tenant).clone(),
             action,
             feed: feed.map(|f| snap.feed_name(f).clone()),
             cname,
-        }
+        })
     }
 
     /// Applies a blocking feed's rule.
@@ -318,16 +316,15 @@ impl Resolver {
                 match cname {
                     Some(c) if q.qtype != rtype::CNAME && q.qtype != rtype::ANY => {
                         // a rewrite: resolve the target, then answer CNAME + target's answer
-                        let packet = rebuild_packet(q);
-                        return Outcome::Forward(Box::new(self.pending(
+                        return Outcome::Forward(self.pending(
                             snap,
                             tenant,
                             client,
-                            &packet,
+                            q,
                             EventAction::LocalData,
                             Some(rule.feed),
                             Some((c.rdata.to_vec(), c.ttl)),
-                        )));
+                        ));
                     }
                     _ => {
                         for r in records {
@@ -357,11 +354,9 @@ impl Resolver {
         Outcome::Reply
     }
 
-    /// Completes a forwarded query. Returns false when nothing is to be sent.
-    pub async fn complete(&self, p: Box<Pending>, udp: bool, out: &mut Vec<u8>) -> bool {
-        let Ok(q) = wire::parse_query(&p.packet) else {
-            return false;
-        };
+    /// Completes a forwarded query: its answer is in `out`.
+    pub async fn complete(&self, p: Box<Pending>, udp: bool, out: &mut Vec<u8>) {
+        let q = p.query.as_query();
         let payload = self.settings.udp_payload;
         let rc = match &p.cname {
             None => self.resolve_into(&q, out).await,
@@ -396,17 +391,18 @@ impl Resolver {
             self.fit_udp(out, &q);
         }
         p.counters.count(p.action, Some(rc));
-        self.emit(QueryEvent {
-            time: SystemTime::now(),
-            tenant: p.tenant,
-            client: p.client,
-            qname: EventName::from(&q.qname),
-            qtype: q.qtype,
-            rcode: rc,
-            action: p.action,
-            feed: p.feed,
-        });
-        true
+        if self.events.is_some() {
+            self.emit(QueryEvent::new(
+                SystemTime::now(),
+                p.tenant,
+                p.client,
+                EventName::from(&q.qname),
+                q.qtype,
+                Some(rc),
+                p.action,
+                p.feed,
+            ));
+        }
     }
 
     /// Answers `q` from the cache or upstream into `out`; SERVFAIL when no
@@ -475,22 +471,25 @@ impl Resolver {
     ) {
         let snap = &*at.snap;
         snap.tenant_counters(tenant).count(action, rc);
+        // the names are looked up only for an event someone will read
         if self.events.is_some() {
-            self.emit(QueryEvent {
-                time: at.time,
-                tenant: snap.tenant_name(tenant).clone(),
+            self.emit(QueryEvent::new(
+                at.time,
+                snap.tenant_name(tenant).clone(),
                 client,
-                qname: EventName::from(qname),
+                EventName::from(qname),
                 qtype,
-                rcode: rc.unwrap_or(RCODE_NO_RESPONSE),
+                rc,
                 action,
-                feed: feed.map(|f| snap.feed_name(f).clone()),
-            });
+                feed.map(|f| snap.feed_name(f).clone()),
+            ));
         }
     }
 
     /// Hands an event to the consumer without ever waiting: a full queue
-    /// drops the event and counts it.
+    /// drops the event and counts it. Inlined so that an event built by
+    /// [`QueryEvent::new`] goes into the queue without a call and a copy.
+    #[inline]
     fn emit(&self, ev: QueryEvent) {
         if let Some(tx) = &self.events
             && let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(ev)
@@ -498,19 +497,4 @@ impl Resolver {
             self.metrics.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
-}
-
-/// A minimal packet carrying `q` (header, question, OPT), for queries that
-/// must be re-parsed after an await.
-fn rebuild_packet(q: &Query<'_>) -> Vec<u8> {
-    let mut p = Vec::with_capacity(q.question.len() + 24);
-    wire::push_header(&mut p, q.id, q.flags, [1, 0, 0, q.edns.is_some() as u16]);
-    p.extend_from_slice(q.question);
-    if let Some(e) = q.edns {
-        p.push(0);
-        p.extend_from_slice(&rtype::OPT.to_be_bytes());
-        p.extend_from_slice(&e.udp_size.to_be_bytes());
-        p.extend_from_slice(&[0, 0, if e.do_bit { 0x80 } else { 0 }, 0, 0, 0]);
-    }
-    p
 }

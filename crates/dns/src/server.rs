@@ -212,9 +212,8 @@ fn forward(
     let sock = sock.clone();
     tokio::spawn(async move {
         let mut out = Vec::new();
-        if resolver.complete(p, true, &mut out).await
-            && let Err(e) = sock.send_to(&out, peer).await
-        {
+        resolver.complete(p, true, &mut out).await;
+        if let Err(e) = sock.send_to(&out, peer).await {
             tracing::debug!(%peer, error = %e, "UDP send failed");
         }
     });
@@ -267,7 +266,10 @@ async fn tcp_conn(resolver: &Resolver, mut stream: TcpStream, peer: SocketAddr) 
         let send = match outcome {
             Outcome::Reply => true,
             Outcome::Drop => false,
-            Outcome::Forward(p) => resolver.complete(p, false, &mut out).await,
+            Outcome::Forward(p) => {
+                resolver.complete(p, false, &mut out).await;
+                true
+            }
         };
         if send {
             let mut msg = Vec::with_capacity(out.len() + 2);

@@ -86,6 +86,48 @@ impl Query<'_> {
     }
 }
 
+/// Longest question section [`parse_query`] accepts: a wire name of at
+/// most 255 bytes (its key form and the root byte), type and class.
+pub const MAX_QUESTION_LEN: usize = MAX_KEY_LEN + 1 + 4;
+
+/// A parsed [`Query`] that owns its question bytes, for a query that waits
+/// for upstream after its packet's buffer has gone back to the listener.
+/// The bytes are inline, like the name's, so that keeping a query costs no
+/// allocation of its own and reading it back no second parse.
+#[derive(Debug, Clone)]
+pub struct OwnedQuery {
+    /// Every field but the question, which is left empty: see `question`.
+    head: Query<'static>,
+    question: [u8; MAX_QUESTION_LEN],
+    question_len: u16,
+}
+
+impl OwnedQuery {
+    /// Copies `q`, its question cut at [`MAX_QUESTION_LEN`] (never longer
+    /// for a query that came out of [`parse_query`]).
+    pub fn new(q: &Query<'_>) -> Self {
+        let len = q.question.len().min(MAX_QUESTION_LEN);
+        // filled where it lies, rather than built aside and moved in
+        let mut owned = Self {
+            head: Query {
+                question: &[],
+                ..q.clone()
+            },
+            question: [0; MAX_QUESTION_LEN],
+            question_len: len as u16,
+        };
+        owned.question[..len].copy_from_slice(&q.question[..len]);
+        owned
+    }
+
+    pub fn as_query(&self) -> Query<'_> {
+        Query {
+            question: &self.question[..self.question_len as usize],
+            ..self.head.clone()
+        }
+    }
+}
+
 /// Why a packet is not a query Parapet resolves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {
@@ -635,6 +677,38 @@ mod tests {
     }
 
     #[test]
+    fn an_owned_query_reads_back_as_parsed() {
+        let p = query(b"\x03WwW\x07Example\x03com\x00", 28, Some((4096, true)));
+        // the packet's buffer is gone by the time the owned query is read
+        let owned = OwnedQuery::new(&parse_query(&p.clone()).unwrap());
+        let q = parse_query(&p).unwrap();
+        let back = owned.as_query();
+        assert_eq!(back.question, q.question);
+        assert_eq!(
+            (
+                back.id,
+                back.flags,
+                back.qname,
+                back.qtype,
+                back.qclass,
+                back.edns
+            ),
+            (q.id, q.flags, q.qname, q.qtype, q.qclass, q.edns)
+        );
+        // the longest question a packet may carry fits
+        let mut name = Vec::new();
+        for _ in 0..4 {
+            name.push(62);
+            name.extend_from_slice(&[b'A'; 62]);
+        }
+        name.extend_from_slice(b"\x01a\x00");
+        let p = query(&name, 1, None);
+        let q = parse_query(&p).unwrap();
+        assert_eq!(q.question.len(), MAX_QUESTION_LEN);
+        assert_eq!(OwnedQuery::new(&q).as_query().question, q.question);
+    }
+
+    #[test]
     fn rejects() {
         assert_eq!(parse_query(&[0; 11]).err(), Some(Reject::Drop));
         let mut p = query(b"\x01a\x00", 1, None);
@@ -723,6 +797,8 @@ mod tests {
                 begin_response(&mut out, &q, 0, 0);
                 truncate_response(&mut out, &q, 1232);
                 prop_assert!(parse_query(&bytes).is_ok());
+                let owned = OwnedQuery::new(&q);
+                prop_assert_eq!(owned.as_query().question, q.question);
             }
         }
     }
