@@ -3,8 +3,9 @@
 //! saturation the per-packet cost is the kernel's delivery and not the
 //! syscall and readiness round trips around it.
 //!
-//! This is the only module of Parapet with `unsafe` code: two FFI calls and
-//! the reads of the socket addresses they fill in. The pointers built for
+//! This is the DNS crate's only module with `unsafe` code (ARCHITECTURE.md
+//! names the workspace's others): two FFI calls and the reads of the
+//! socket addresses they fill in. The pointers built for
 //! each call live on the stack of that call and never escape it.
 #![allow(unsafe_code)]
 
