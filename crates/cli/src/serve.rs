@@ -1,6 +1,7 @@
 //! `parapet serve`: wires the resolver, the feed loader, the event pipeline
 //! and the web endpoint together and runs them until SIGINT/SIGTERM.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use parapet_dns::{CacheConfig, Metrics, Resolver, Settings};
 use parapet_pipeline::{Parts, Pipeline};
 
 use crate::BadInput;
-use crate::config::Config;
+use crate::config::{Config, DnsConfig};
 use crate::loader::{Loader, Trigger, reload_loop};
 
 pub fn run(config_path: Option<&Path>, demo: bool) -> anyhow::Result<ExitCode> {
@@ -35,22 +36,7 @@ pub fn run(config_path: Option<&Path>, demo: bool) -> anyhow::Result<ExitCode> {
             "no upstream resolvers configured or found in /etc/resolv.conf: every name outside the feeds will get SERVFAIL"
         );
     }
-    let d = &config.dns;
-    let settings = Settings {
-        listen: d.listen.clone(),
-        upstreams: upstreams.clone(),
-        upstream_timeout: Duration::from_millis(d.upstream_timeout_ms),
-        attempt_timeout: Duration::from_millis(d.attempt_timeout_ms),
-        cache: CacheConfig {
-            capacity: d.cache_size,
-            max_ttl: d.max_ttl,
-            max_negative_ttl: d.max_negative_ttl,
-        },
-        udp_payload: d.udp_payload,
-        tcp_idle_timeout: Duration::from_millis(d.tcp_idle_timeout_ms),
-        tcp_max_connections: d.tcp_max_connections,
-        udp_sockets_per_listener: threads,
-    };
+    let settings = dns_settings(&config.dns, &upstreams, threads);
 
     let (key, key_source) = config.pseudonym_key()?;
     let pseudonymiser =
@@ -90,7 +76,8 @@ pub fn run(config_path: Option<&Path>, demo: bool) -> anyhow::Result<ExitCode> {
     let mailcheck_alerts = system_tx.clone();
     loader.raise_alerts_on(system_tx);
     let snapshot = loader.initial();
-    let (events_tx, events_rx) = crossbeam_channel::bounded::<QueryEvent>(d.event_queue.max(1));
+    let (events_tx, events_rx) =
+        crossbeam_channel::bounded::<QueryEvent>(config.dns.event_queue.max(1));
     let resolver = Arc::new(Resolver::new(
         settings.clone(),
         snapshot,
@@ -169,6 +156,26 @@ pub fn run(config_path: Option<&Path>, demo: bool) -> anyhow::Result<ExitCode> {
     // the last events of the run go to the store before exit
     pipeline.finish();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The resolver's settings from `[dns]`; each listen address gets one
+/// SO_REUSEPORT UDP socket per worker thread.
+fn dns_settings(d: &DnsConfig, upstreams: &[SocketAddr], threads: usize) -> Settings {
+    Settings {
+        listen: d.listen.clone(),
+        upstreams: upstreams.to_vec(),
+        upstream_timeout: Duration::from_millis(d.upstream_timeout_ms),
+        attempt_timeout: Duration::from_millis(d.attempt_timeout_ms),
+        cache: CacheConfig {
+            capacity: d.cache_size,
+            max_ttl: d.max_ttl,
+            max_negative_ttl: d.max_negative_ttl,
+        },
+        udp_payload: d.udp_payload,
+        tcp_idle_timeout: Duration::from_millis(d.tcp_idle_timeout_ms),
+        tcp_max_connections: d.tcp_max_connections,
+        udp_sockets_per_listener: threads,
+    }
 }
 
 /// `text` (Prometheus exposition) with `node="NAME"` added to every sample's
