@@ -1,7 +1,7 @@
 //! `parapet alerts list` and `parapet alerts set`: the analysts' view of
 //! detection, straight from the store.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
@@ -16,20 +16,35 @@ fn open(config_path: Option<&Path>) -> anyhow::Result<Box<dyn Db>> {
     Config::load_or_embedded(config_path)?.open_store()
 }
 
-pub struct ListArgs<'a> {
-    pub tenant: Option<String>,
-    pub status: Option<&'a str>,
-    pub rule: Option<String>,
-    pub limit: usize,
-    pub json: bool,
+/// List alerts, most recently seen first.
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// The TOML configuration file (for the store's location).
+    #[arg(long, short, env = "PARAPET_CONFIG")]
+    config: Option<PathBuf>,
+    /// Only this tenant's alerts.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Only alerts in this state.
+    #[arg(long, value_parser = ["new", "investigating", "resolved", "false_positive"])]
+    status: Option<String>,
+    /// Only this rule (feed.block, feed.monitor, dga, tunnel, beacon, new_domain).
+    #[arg(long)]
+    rule: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Output format.
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    format: String,
 }
 
-pub fn list(config_path: Option<&Path>, args: ListArgs<'_>) -> anyhow::Result<ExitCode> {
+pub fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let status = args
         .status
         .map(|s| s.parse::<AlertStatus>().map_err(BadInput))
         .transpose()?;
-    let mut store = open(config_path)?;
+    let mut store = open(args.config.as_deref())?;
     let alerts = store.list_alerts(&AlertFilter {
         tenant: args.tenant,
         status,
@@ -37,7 +52,7 @@ pub fn list(config_path: Option<&Path>, args: ListArgs<'_>) -> anyhow::Result<Ex
         since: None,
         limit: Some(args.limit),
     })?;
-    if args.json {
+    if args.format == "json" {
         let v: Vec<serde_json::Value> = alerts
             .iter()
             .map(parapet_core::alert::Alert::to_json)
@@ -70,19 +85,34 @@ pub fn list(config_path: Option<&Path>, args: ListArgs<'_>) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn set(
-    config_path: Option<&Path>,
+/// Move an alert through the workflow: new → investigating → resolved |
+/// false_positive (closed alerts can be reopened as investigating).
+#[derive(clap::Args)]
+pub struct SetArgs {
+    /// The TOML configuration file (for the store's location).
+    #[arg(long, short, env = "PARAPET_CONFIG")]
+    config: Option<PathBuf>,
+    /// The alert's id.
     id: i64,
-    status: &str,
-    note: &str,
+    /// The new status.
+    #[arg(value_parser = ["investigating", "resolved", "false_positive"])]
+    status: String,
+    /// Why (kept in the alert's history).
+    #[arg(long)]
+    note: String,
+    /// Who (default: $USER).
+    #[arg(long)]
     by: Option<String>,
-) -> anyhow::Result<ExitCode> {
-    let to = status.parse::<AlertStatus>().map_err(BadInput)?;
-    let by = by
+}
+
+pub fn set(args: SetArgs) -> anyhow::Result<ExitCode> {
+    let to = args.status.parse::<AlertStatus>().map_err(BadInput)?;
+    let by = args
+        .by
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".into());
-    let mut store = open(config_path)?;
-    match store.set_alert_status(id, to, &by, note, SystemTime::now()) {
+    let mut store = open(args.config.as_deref())?;
+    match store.set_alert_status(args.id, to, &by, &args.note, SystemTime::now()) {
         Ok(a) => {
             println!(
                 "alert {} is now {} ({} by {by})",

@@ -1,7 +1,7 @@
 //! `parapet assets`, `parapet incidents` and `parapet kpi`: the data half
 //! of the committee assurance report.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
@@ -13,7 +13,7 @@ use parapet_core::calendar::{format_date, parse_datetime};
 use parapet_report::{ReportText, report_input};
 
 use crate::BadInput;
-use crate::config::Config;
+use crate::config::{Config, ConfigArg};
 
 fn now() -> i64 {
     parapet_store::unix_millis(SystemTime::now()) / 1000
@@ -24,25 +24,44 @@ fn date_arg(what: &str, v: &str) -> anyhow::Result<i64> {
         .ok_or_else(|| BadInput(format!("{what}: `{v}` is not a date (write 2021-09-30)")))?)
 }
 
+/// Import exports into the register. Each file is one transaction: a
+/// bad row or element is reported with file, line/element and field,
+/// nothing of that file is imported, and the command exits 2.
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// inventory-csv, defender-csv, nessus, openvas or osquery.
+    #[arg(long)]
+    source: String,
+    /// Files of that kind.
+    files: Vec<PathBuf>,
+    /// When the extract was taken (default: the date in the file).
+    #[arg(long)]
+    as_of: Option<String>,
+    /// The council (tenant) the files belong to.
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// The TOML configuration file (for the store's location).
+    #[arg(long, short, env = "PARAPET_CONFIG")]
+    config: Option<PathBuf>,
+}
+
 /// `parapet assets import`: each file in one transaction; a bad file is
 /// reported with file, place and field, nothing of it is stored, and the
 /// command exits 2 after importing the others.
-pub fn import(
-    config: Option<&Path>,
-    tenant: &str,
-    source: &str,
-    files: &[PathBuf],
-    as_of: Option<&str>,
-) -> anyhow::Result<ExitCode> {
-    let source: Source = source.parse().map_err(BadInput)?;
-    if files.is_empty() {
+pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let source: Source = args.source.parse().map_err(BadInput)?;
+    if args.files.is_empty() {
         return Err(BadInput("give at least one file".into()).into());
     }
-    let as_of = as_of.map(|v| date_arg("--as-of", v)).transpose()?;
-    let cfg = Config::load_or_embedded(config)?;
+    let as_of = args
+        .as_of
+        .as_deref()
+        .map(|v| date_arg("--as-of", v))
+        .transpose()?;
+    let cfg = Config::load_or_embedded(args.config.as_deref())?;
     let mut store = cfg.open_store()?;
     let mut failed = 0;
-    for path in files {
+    for path in &args.files {
         let name = path.display().to_string();
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
@@ -55,7 +74,7 @@ pub fn import(
         let bar = indicatif::ProgressBar::new_spinner()
             .with_message(format!("parsing {name} ({} MB)", bytes.len() / 1_000_000));
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        let parsed = build_import(tenant, source, &name, &bytes, as_of);
+        let parsed = build_import(&args.tenant, source, &name, &bytes, as_of);
         bar.set_message(format!("storing {name}"));
         let imp = match parsed {
             Ok(i) => i,
@@ -88,21 +107,41 @@ pub fn import(
     })
 }
 
+/// Record an exception (risk accepted / compensating control) for a
+/// device or one finding on it; shown beside the KPI, never inside it.
+#[derive(clap::Args)]
 pub struct ExceptArgs {
-    pub tenant: String,
-    pub device: String,
-    pub finding: Option<String>,
-    pub scope: String,
-    pub kind: String,
-    pub reason: String,
-    pub owner: String,
-    pub approver: String,
-    pub expires: String,
-    pub from: Option<String>,
+    /// The device's host name.
+    #[arg(long)]
+    device: String,
+    /// One finding (e.g. nessus:97833); without it, the whole device.
+    #[arg(long)]
+    finding: Option<String>,
+    /// Which KPIs a whole-device exception covers.
+    #[arg(long, default_value = "patching", value_parser = ["av", "patching", "all"])]
+    scope: String,
+    #[arg(long, default_value = "risk-accepted", value_parser = ["risk-accepted", "compensating-control"])]
+    kind: String,
+    #[arg(long)]
+    reason: String,
+    #[arg(long)]
+    owner: String,
+    #[arg(long)]
+    approver: String,
+    /// When it lapses: at most 6 months after --from.
+    #[arg(long)]
+    expires: String,
+    /// When it takes effect (default: today).
+    #[arg(long)]
+    from: Option<String>,
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    #[command(flatten)]
+    config: ConfigArg,
 }
 
 /// `parapet assets except`: an entry in the exceptions register.
-pub fn except(config: Option<&Path>, a: ExceptArgs) -> anyhow::Result<ExitCode> {
+pub fn except(a: ExceptArgs) -> anyhow::Result<ExitCode> {
     let expires = date_arg("--expires", &a.expires)?;
     let from = a
         .from
@@ -119,7 +158,7 @@ pub fn except(config: Option<&Path>, a: ExceptArgs) -> anyhow::Result<ExitCode> 
         )
         .into());
     }
-    let mut store = Config::load_or_embedded(config)?.open_store()?;
+    let mut store = a.config.open_store()?;
     let id = store.add_exception(
         &AssetException {
             tenant: a.tenant,
@@ -143,22 +182,41 @@ pub fn except(config: Option<&Path>, a: ExceptArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-pub struct IncidentArgs {
-    pub tenant: Option<String>,
-    pub reference: Option<String>,
-    pub date: Option<String>,
-    pub category: Option<String>,
-    pub impact: String,
-    pub outcome: String,
-    pub status: String,
-    pub summary: String,
-    pub ico_reference: Option<String>,
-    pub from_alert: Option<i64>,
+/// Record an incident, or promote a detection alert (--from-alert).
+#[derive(clap::Args)]
+pub struct IncidentAddArgs {
+    #[arg(long)]
+    reference: Option<String>,
+    /// Detection date.
+    #[arg(long)]
+    date: Option<String>,
+    /// phishing, malware, ransomware, unauthorised-access, ddos, data-breach, other.
+    #[arg(long)]
+    category: Option<String>,
+    #[arg(long, default_value = "")]
+    impact: String,
+    /// successful (a breach: counts in KPI 1) or attempted.
+    #[arg(long, default_value = "successful", value_parser = ["successful", "attempted"])]
+    outcome: String,
+    #[arg(long, default_value = "open", value_parser = ["open", "investigating", "closed"])]
+    status: String,
+    #[arg(long, default_value = "")]
+    summary: String,
+    /// The ICO's reference, when reported.
+    #[arg(long)]
+    ico_reference: Option<String>,
+    /// Promote this detection alert.
+    #[arg(long)]
+    from_alert: Option<i64>,
+    #[arg(long)]
+    tenant: Option<String>,
+    #[command(flatten)]
+    config: ConfigArg,
 }
 
 /// `parapet incidents add`, optionally promoting a detection alert.
-pub fn incident_add(config: Option<&Path>, a: IncidentArgs) -> anyhow::Result<ExitCode> {
-    let mut store = Config::load_or_embedded(config)?.open_store()?;
+pub fn incident_add(a: IncidentAddArgs) -> anyhow::Result<ExitCode> {
+    let mut store = a.config.open_store()?;
     let mut inc = Incident {
         tenant: a.tenant.clone().unwrap_or_else(|| "default".into()),
         impact: a.impact,
@@ -202,14 +260,21 @@ pub fn incident_add(config: Option<&Path>, a: IncidentArgs) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn incident_list(
-    config: Option<&Path>,
-    tenant: Option<&str>,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let mut store = Config::load_or_embedded(config)?.open_store()?;
-    let list = store.incidents(tenant)?;
-    if json {
+/// List incidents, newest first.
+#[derive(clap::Args)]
+pub struct IncidentListArgs {
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    format: String,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+pub fn incident_list(args: IncidentListArgs) -> anyhow::Result<ExitCode> {
+    let mut store = args.config.open_store()?;
+    let list = store.incidents(args.tenant.as_deref())?;
+    if args.format == "json" {
         let rows: Vec<serde_json::Value> = list
             .iter()
             .map(|i| {
@@ -245,17 +310,26 @@ pub fn incident_list(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn incident_close(
-    config: Option<&Path>,
+/// Close an incident (its outcome is kept).
+#[derive(clap::Args)]
+pub struct IncidentCloseArgs {
     id: i64,
-    date: Option<&str>,
-) -> anyhow::Result<ExitCode> {
-    let at = date
+    /// When it was closed (default: now).
+    #[arg(long)]
+    date: Option<String>,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+pub fn incident_close(args: IncidentCloseArgs) -> anyhow::Result<ExitCode> {
+    let at = args
+        .date
+        .as_deref()
         .map(|d| date_arg("--date", d))
         .transpose()?
         .unwrap_or_else(now);
-    let mut store = Config::load_or_embedded(config)?.open_store()?;
-    let inc = store.close_incident(id, at).map_err(|e| match e {
+    let mut store = args.config.open_store()?;
+    let inc = store.close_incident(args.id, at).map_err(|e| match e {
         parapet_store::StoreError::NoSuchIncident(_) => {
             anyhow::Error::from(BadInput(e.to_string()))
         }
@@ -275,18 +349,39 @@ pub fn parse_quarter(cfg: &Config, q: &str) -> anyhow::Result<Quarter> {
     Ok(Quarter::parse_in(q, cfg.assurance.quarters).map_err(|e| BadInput(e.to_string()))?)
 }
 
+/// The five committee KPIs and the Cyber Essentials checks for a quarter.
+/// A quarter that has ended is frozen on first request: its figures
+/// never change when new data arrives.
+#[derive(clap::Args)]
+pub struct KpiArgs {
+    /// e.g. 2021-22-Q2 (financial year April–March: July–September 2021),
+    /// or 2021-Q3 (calendar).
+    #[arg(long)]
+    quarter: String,
+    /// The council (tenant).
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// Output format.
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    format: String,
+    /// The TOML configuration file (store location, KPI settings).
+    #[arg(long, short, env = "PARAPET_CONFIG")]
+    config: Option<PathBuf>,
+}
+
 /// `parapet kpi --quarter Q`.
-pub fn kpi(
-    config: Option<&Path>,
-    tenant: &str,
-    quarter: &str,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load_or_embedded(config)?;
-    let quarter = parse_quarter(&cfg, quarter)?;
+pub fn kpi(args: KpiArgs) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load_or_embedded(args.config.as_deref())?;
+    let quarter = parse_quarter(&cfg, &args.quarter)?;
     let mut store = cfg.open_store()?;
-    let r = quarter_kpis(&mut *store, tenant, quarter, &cfg.assurance.kpi, now())?;
-    if json {
+    let r = quarter_kpis(
+        &mut *store,
+        &args.tenant,
+        quarter,
+        &cfg.assurance.kpi,
+        now(),
+    )?;
+    if args.format == "json" {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -387,19 +482,36 @@ pub fn kpi(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The quarterly committee report: public-report.{html,pdf},
+/// exempt-appendix.{html,pdf} and kpi.json in --out.
+#[derive(clap::Args)]
 pub struct ReportArgs {
-    pub tenant: String,
-    pub quarter: String,
-    pub out: PathBuf,
-    pub council: Option<String>,
-    pub committee: String,
-    pub exemption: Option<String>,
+    /// e.g. 2021-22-Q2.
+    #[arg(long)]
+    quarter: String,
+    /// Folder to write into (created if needed).
+    #[arg(long)]
+    out: PathBuf,
+    /// The council's name on the report (default: the tenant's
+    /// display_name, then [assurance] council).
+    #[arg(long)]
+    council: Option<String>,
+    /// The committee the report goes to.
+    #[arg(long, default_value = "Audit and Governance Committee")]
+    committee: String,
+    /// Why the appendix is exempt (default: Schedule 12A LGA 1972, paragraph 7).
+    #[arg(long)]
+    exemption: Option<String>,
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    #[command(flatten)]
+    config: ConfigArg,
 }
 
 /// `parapet report`: the public report and the exempt appendix (HTML, and
 /// PDF when built with the `pdf` feature) and `kpi.json`.
-pub fn report(config: Option<&Path>, a: ReportArgs) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load_or_embedded(config)?;
+pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
+    let cfg = a.config.load()?;
     let quarter = parse_quarter(&cfg, &a.quarter)?;
     let mut store = cfg.open_store()?;
     let council = cfg.council(&a.tenant, a.council);

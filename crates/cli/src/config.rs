@@ -385,6 +385,28 @@ fn at(
     anyhow::anyhow!("{}:{line}: {key}: {msg}", file.display())
 }
 
+// `--config` as most commands take it (`#[command(flatten)]`), with no help
+// text of its own; a command whose help says more about its config file
+// declares the flag itself. A comment, not a doc comment: clap would make a
+// doc comment here the about text of every command that flattens this.
+#[derive(clap::Args)]
+pub struct ConfigArg {
+    #[arg(long, short, env = "PARAPET_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// The file named, or the embedded defaults without one.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        Config::load_or_embedded(self.config.as_deref())
+    }
+
+    /// The store the configuration names.
+    pub fn open_store(&self) -> anyhow::Result<Box<dyn parapet_store::Db>> {
+        self.load()?.open_store()
+    }
+}
+
 impl Config {
     /// The configuration at `path`, or the embedded defaults without one;
     /// a file that does not load is bad input (exit 2).

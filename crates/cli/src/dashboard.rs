@@ -1,7 +1,6 @@
 //! Wiring of the web dashboard: the KPI/report source it asks, the tenants
 //! it knows, `parapet users`, and the bundled demo data (`serve --demo`).
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,7 +15,7 @@ use parapet_store::{Db, DmarcRecordRow, DmarcReportRow, MailCheckRow, MailFindin
 use parapet_web::{AssuranceSettings, Dashboard, FeedInfo, PrivacyFacts, TenantInfo};
 
 use crate::BadInput;
-use crate::config::{Config, FeedModeConfig};
+use crate::config::{Config, ConfigArg, FeedModeConfig};
 
 /// The demo's councils, their mail domains, and the quarter of the bundled estate.
 pub const DEMO_TENANTS: [(&str, &str, &str); 2] = [
@@ -463,14 +462,29 @@ fn event(
     }
 }
 
+/// Add an account. The password comes from PARAPET_PASSWORD (at least
+/// 10 characters), or is generated and printed.
+#[derive(clap::Args)]
+pub struct UsersAddArgs {
+    name: String,
+    #[arg(long, value_parser = ["supplier-admin", "supplier-analyst", "council"])]
+    role: String,
+    /// The council of a `council` account (it sees this tenant only).
+    #[arg(long)]
+    tenant: Option<String>,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
 /// `parapet users add NAME --role R [--tenant T]`: the password comes from
 /// `PARAPET_PASSWORD`, or is generated and printed.
-pub fn users_add(
-    config: Option<&Path>,
-    name: &str,
-    role: &str,
-    tenant: Option<String>,
-) -> anyhow::Result<ExitCode> {
+pub fn users_add(args: UsersAddArgs) -> anyhow::Result<ExitCode> {
+    let UsersAddArgs {
+        name,
+        role,
+        tenant,
+        config,
+    } = args;
     let role: Role = role.parse().map_err(BadInput)?;
     if role == Role::Council && tenant.is_none() {
         return Err(BadInput("a council account needs --tenant".into()).into());
@@ -486,10 +500,9 @@ pub fn users_add(
         Ok(_) => return Err(BadInput("PARAPET_PASSWORD: at least 10 characters".into()).into()),
         Err(_) => (parapet_web::auth::new_token()[..20].to_string(), true),
     };
-    let cfg = Config::load_or_embedded(config)?;
-    let mut db = cfg.open_store()?;
+    let mut db = config.open_store()?;
     db.add_user(
-        name,
+        &name,
         role,
         tenant.as_deref(),
         &parapet_web::auth::hash_password(&password),
@@ -512,15 +525,23 @@ pub fn users_add(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Set a new password (PARAPET_PASSWORD, or generated and printed).
+#[derive(clap::Args)]
+pub struct UsersPasswdArgs {
+    name: String,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
 /// `parapet users passwd NAME`: a new password (from `PARAPET_PASSWORD` or generated).
-pub fn users_passwd(config: Option<&Path>, name: &str) -> anyhow::Result<ExitCode> {
+pub fn users_passwd(args: UsersPasswdArgs) -> anyhow::Result<ExitCode> {
+    let name = &args.name;
     let password = match std::env::var("PARAPET_PASSWORD") {
         Ok(p) if p.len() >= 10 => p,
         Ok(_) => return Err(BadInput("PARAPET_PASSWORD: at least 10 characters".into()).into()),
         Err(_) => parapet_web::auth::new_token()[..20].to_string(),
     };
-    let cfg = Config::load_or_embedded(config)?;
-    let mut db = cfg.open_store()?;
+    let mut db = args.config.open_store()?;
     if !db.set_password(name, &parapet_web::auth::hash_password(&password))? {
         return Err(BadInput(format!("no account named {name}")).into());
     }
@@ -528,10 +549,18 @@ pub fn users_passwd(config: Option<&Path>, name: &str) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// Create an API token for scripts (`Authorization: Bearer TOKEN`); printed once.
+#[derive(clap::Args)]
+pub struct UsersTokenArgs {
+    name: String,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
 /// `parapet users token NAME`: a new API token, printed once.
-pub fn users_token(config: Option<&Path>, name: &str) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load_or_embedded(config)?;
-    let mut db = cfg.open_store()?;
+pub fn users_token(args: UsersTokenArgs) -> anyhow::Result<ExitCode> {
+    let name = &args.name;
+    let mut db = args.config.open_store()?;
     let user = db
         .user(name)?
         .ok_or_else(|| BadInput(format!("no account named {name}")))?;
@@ -549,10 +578,16 @@ pub fn users_token(config: Option<&Path>, name: &str) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// List accounts.
+#[derive(clap::Args)]
+pub struct UsersListArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
 /// `parapet users list`.
-pub fn users_list(config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load_or_embedded(config)?;
-    let mut db = cfg.open_store()?;
+pub fn users_list(args: UsersListArgs) -> anyhow::Result<ExitCode> {
+    let mut db = args.config.open_store()?;
     for u in db.users()? {
         println!(
             "{:<20} {:<17} {}",

@@ -33,15 +33,27 @@ fn auth(results: &[AuthResult], with_selector: bool) -> String {
         .join(" ")
 }
 
+/// Import reports: XML, .xml.gz, .zip, .eml/MIME messages carrying them,
+/// TLS-RPT .json/.json.gz. Duplicates are skipped; a corrupt file is
+/// reported and skipped (exit 2) while the rest import.
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// The TOML configuration file (for the store's location).
+    #[arg(long, short, env = "PARAPET_CONFIG")]
+    config: Option<PathBuf>,
+    /// Report files.
+    files: Vec<PathBuf>,
+}
+
 /// Imports every file; a file that fails is reported and skipped.
-pub fn import(config_path: Option<&Path>, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    if files.is_empty() {
+pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    if args.files.is_empty() {
         return Err(BadInput("give at least one report file".into()).into());
     }
-    let mut store = open(config_path)?;
+    let mut store = open(args.config.as_deref())?;
     let (mut new, mut dup, mut failed) = (0u64, 0u64, 0u64);
     let now = SystemTime::now();
-    for path in files {
+    for path in &args.files {
         let name = path.display().to_string();
         let data = match std::fs::read(path) {
             Ok(d) => d,
@@ -137,9 +149,23 @@ pub fn import(config_path: Option<&Path>, files: &[PathBuf]) -> anyhow::Result<E
     })
 }
 
-pub fn summary(config_path: Option<&Path>, domain: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let mut store = open(config_path)?;
-    let s = store.dmarc_summary(&domain.to_ascii_lowercase())?;
+/// Sources, volumes, alignment and pass rates for a domain.
+#[derive(clap::Args)]
+pub struct SummaryArgs {
+    /// The TOML configuration file (for the store's location).
+    #[arg(long, short, env = "PARAPET_CONFIG")]
+    config: Option<PathBuf>,
+    /// The domain the reports are about.
+    #[arg(long)]
+    domain: String,
+    /// Output format.
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    format: String,
+}
+
+pub fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
+    let mut store = open(args.config.as_deref())?;
+    let s = store.dmarc_summary(&args.domain.to_ascii_lowercase())?;
     let pct = |n: u64| {
         if s.messages == 0 {
             0.0
@@ -147,7 +173,7 @@ pub fn summary(config_path: Option<&Path>, domain: &str, json: bool) -> anyhow::
             n as f64 * 100.0 / s.messages as f64
         }
     };
-    if json {
+    if args.format == "json" {
         let v = serde_json::json!({
             "domain": s.domain,
             "reports": s.reports,

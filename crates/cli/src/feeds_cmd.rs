@@ -1,12 +1,12 @@
 //! `parapet feeds check|publish|nodes` and `parapet config check`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use parapet_detect::feed::{self, FeedFormat};
 
 use crate::BadInput;
-use crate::config::Config;
+use crate::config::{Config, ConfigArg};
 
 /// Guesses a feed's format from its file name.
 fn guess_format(path: &Path) -> FeedFormat {
@@ -23,8 +23,21 @@ fn guess_format(path: &Path) -> FeedFormat {
     }
 }
 
-pub fn check(path: &Path, format: Option<&str>) -> anyhow::Result<ExitCode> {
-    let format = match format {
+/// Validate a feed file: prints its entry count, or its first errors with
+/// line numbers (exit 2).
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// The feed file.
+    file: PathBuf,
+    /// Feed format; guessed from the file name when absent (.rpz/.zone:
+    /// rpz, names containing "hosts": hosts, otherwise domains).
+    #[arg(long, value_parser = ["rpz", "hosts", "domains"])]
+    format: Option<String>,
+}
+
+pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let path = args.file.as_path();
+    let format = match args.format.as_deref() {
         Some(f) => f
             .parse::<FeedFormat>()
             .map_err(|e| BadInput(e.to_string()))?,
@@ -68,17 +81,27 @@ pub fn check(path: &Path, format: Option<&str>) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Publish a feed file into the store for every node whose `[[feeds]]`
+/// entry has `source = "database"` (checked first; a bad feed is refused).
+#[derive(clap::Args)]
+pub struct PublishArgs {
+    /// The feed's name, as in `[[feeds]] name`.
+    name: String,
+    /// The feed file.
+    file: PathBuf,
+    #[arg(long, value_parser = ["rpz", "hosts", "domains"])]
+    format: Option<String>,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
 /// Stores a feed in the database for every node: the bytes are parsed first
 /// (the format named or guessed from the file name) and refused when bad, so
 /// a broken feed never reaches the nodes.
-pub fn publish(
-    config: Option<&Path>,
-    name: &str,
-    path: &Path,
-    format: Option<&str>,
-) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load_or_embedded(config)?;
-    let format = match format {
+pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let (name, path) = (args.name.as_str(), args.file.as_path());
+    let cfg = args.config.load()?;
+    let format = match args.format.as_deref() {
         Some(f) => f
             .parse::<FeedFormat>()
             .map_err(|e| BadInput(e.to_string()))?,
@@ -116,10 +139,16 @@ pub fn publish(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The nodes sharing the store and the database feed versions each serves.
+#[derive(clap::Args)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
 /// Lists the nodes that share the store, with the feed versions they serve.
-pub fn nodes(config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load_or_embedded(config)?;
-    let mut store = cfg.open_store()?;
+pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
+    let mut store = args.config.open_store()?;
     for n in store.nodes()? {
         println!(
             "{}\tstarted {}\tseen {}\t{}",
@@ -132,7 +161,15 @@ pub fn nodes(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
+/// Validate a configuration file and the feeds it names.
+#[derive(clap::Args)]
+pub struct ConfigCheckArgs {
+    /// The TOML configuration file.
+    file: PathBuf,
+}
+
+pub fn check_config(args: ConfigCheckArgs) -> anyhow::Result<ExitCode> {
+    let path = args.file.as_path();
     let cfg = Config::load(path).map_err(|e| BadInput(format!("{e:#}")))?;
     let mut bad = Vec::new();
     for f in &cfg.feeds {

@@ -14,22 +14,45 @@ use parapet_mailcheck::dns::Dns;
 use crate::BadInput;
 use parapet_core::calendar::{format_datetime_ms, format_local_ms};
 
+/// Check the e-mail security of domains: SPF, DMARC, DKIM, MX. Exit 1
+/// when any error-severity finding, 0 otherwise, 2 on bad usage.
+#[derive(clap::Args)]
 pub struct Args {
-    pub domains: Vec<String>,
-    pub from: Option<PathBuf>,
-    pub nameserver: Option<String>,
-    pub json: bool,
-    pub dkim_selectors: Vec<String>,
-    pub concurrency: usize,
-    /// SMTP port for the STARTTLS probes; `None` skips them.
-    pub smtp_port: Option<u16>,
-    /// Extra trusted roots (PEM), e.g. a private CA.
-    pub ca_file: Option<PathBuf>,
+    /// Domains to check.
+    domains: Vec<String>,
+    /// Also check the domains listed in FILE (one per line, # comments).
+    #[arg(long)]
+    from: Option<PathBuf>,
+    /// The nameserver to ask (IP or IP:PORT); default: /etc/resolv.conf.
+    #[arg(long)]
+    nameserver: Option<String>,
+    /// Output format.
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    format: String,
+    /// DKIM selector to check (repeatable).
+    #[arg(long = "dkim-selector")]
+    dkim_selector: Vec<String>,
+    /// Domains checked at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// SMTP port of the STARTTLS probe of every MX host.
+    #[arg(long, default_value_t = 25)]
+    smtp_port: u16,
+    /// Skip the STARTTLS probes (DNS checks only).
+    #[arg(long)]
+    no_tls: bool,
+    /// Also trust the CA certificates in this PEM file (e.g. a private CA).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
     /// HTTPS port of MTA-STS policy fetches.
-    pub https_port: u16,
-    /// Store results and report what changed since the last check; the
-    /// config file (if any) says where the store is.
-    pub store: Option<Option<PathBuf>>,
+    #[arg(long, default_value_t = 443)]
+    https_port: u16,
+    /// Store the results and report what changed since the last check.
+    #[arg(long)]
+    store: bool,
+    /// The TOML configuration file (for the store's location, with --store).
+    #[arg(long, short, env = "PARAPET_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -85,19 +108,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         extra_roots: extra_roots.clone(),
         ..Default::default()
     };
-    let tls = args
-        .smtp_port
-        .map(|port| parapet_mailcheck::tls::TlsOptions {
-            port,
-            extra_roots,
-            ..Default::default()
-        });
-    let mut selectors = args.dkim_selectors;
-    let mut store = match &args.store {
-        Some(config_path) => {
-            Some(crate::config::Config::load_or_embedded(config_path.as_deref())?.open_store()?)
-        }
-        None => None,
+    let tls = (!args.no_tls).then(|| parapet_mailcheck::tls::TlsOptions {
+        port: args.smtp_port,
+        extra_roots,
+        ..Default::default()
+    });
+    let mut selectors = args.dkim_selector;
+    // --config only matters with --store: a plain check reads no config file
+    let mut store = if args.store {
+        Some(crate::config::Config::load_or_embedded(args.config.as_deref())?.open_store()?)
+    } else {
+        None
     };
     if let Some(store) = &mut store {
         // selectors learned from imported DMARC reports
@@ -142,7 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             *d = Some(store.save_mailcheck(&to_row(r))?);
         }
     }
-    if args.json {
+    if args.format == "json" {
         let v: Vec<serde_json::Value> = reports
             .iter()
             .zip(&diffs)

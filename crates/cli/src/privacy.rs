@@ -2,15 +2,24 @@
 //! long, and how clients are pseudonymised — read from the same constants
 //! the store writes with, so the statement cannot drift from the schema.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use parapet_store::{AGGREGATE_FIELDS, EVENT_FIELDS};
 
 use crate::config::Config;
 
-pub fn run(config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let config = Config::load_or_embedded(config_path)?;
+/// What is stored about DNS queries, for how long, and how clients are
+/// pseudonymised.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The TOML configuration file (defaults apply without one).
+    #[arg(long, short, env = "PARAPET_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = Config::load_or_embedded(args.config.as_deref())?;
     let r = config.store.retention();
     let store = config.resolve(&config.store.path);
     println!(

@@ -2,7 +2,7 @@
 //! and the web endpoint together and runs them until SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +17,28 @@ use crate::BadInput;
 use crate::config::{Config, DnsConfig};
 use crate::loader::{Loader, Trigger, reload_loop};
 
-pub fn run(config_path: Option<&Path>, demo: bool) -> anyhow::Result<ExitCode> {
+/// Run the protective DNS resolver and the web dashboard with its JSON
+/// API (and /metrics).
+///
+/// Without --config: DNS on 127.0.0.1:5353 (UDP and TCP), web on
+/// 127.0.0.1:8080, upstreams from /etc/resolv.conf, the bundled example
+/// feed. SIGHUP reloads the config and every feed; feed files are also
+/// watched for changes. With no account yet, an `admin` account is
+/// created and its password printed.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The TOML configuration file.
+    #[arg(long, short, env = "PARAPET_CONFIG")]
+    config: Option<PathBuf>,
+    /// Load the bundled demo data (two councils' traffic and alerts,
+    /// Mail Check results, the fixture estate) once, for a first look.
+    #[arg(long)]
+    demo: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::loader::fix_mmap_threshold();
-    let config = match config_path {
+    let config = match args.config.as_deref() {
         Some(p) => Config::load(p).map_err(|e| BadInput(format!("{e:#}")))?,
         None => {
             tracing::info!("no --config: embedded defaults with the bundled example feed");
@@ -45,7 +64,7 @@ pub fn run(config_path: Option<&Path>, demo: bool) -> anyhow::Result<ExitCode> {
     let store = config.open_store().context("cannot open the store")?;
     let node = config.node.name();
     tracing::info!("store: {} (node {node})", store.location());
-    let dashboard = crate::dashboard::build(&config, demo)?;
+    let dashboard = crate::dashboard::build(&config, args.demo)?;
     let (system_tx, system_rx) = crossbeam_channel::unbounded();
     // PostgreSQL folds the hourly counts on a connection of its own
     let fold_store = if store.defers_aggregates() {
