@@ -74,10 +74,9 @@ pub fn format_datetime(t: i64) -> String {
     )
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` of unix milliseconds, to the second (times
-/// before 1970 read as 1970).
+/// `YYYY-MM-DDTHH:MM:SSZ` of unix milliseconds, to the second.
 pub fn format_datetime_ms(ms: i64) -> String {
-    format_datetime(ms.max(0) / 1000)
+    format_datetime(ms.div_euclid(1000))
 }
 
 /// Unix seconds of an RFC 3339 `date-time` (`2016-04-01T23:59:59Z`,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use parapet_assurance::quarter::Quarter;
 use parapet_core::alert::Alert;
 use parapet_core::alert::AlertStatus;
-use parapet_core::calendar::format_datetime;
+use parapet_core::calendar::{format_datetime, format_datetime_ms};
 use parapet_store::accounts::AuditEntry;
 use parapet_store::{AlertFilter, Db, HourlyTraffic};
 use serde_json::{Value, json};
@@ -26,10 +26,6 @@ pub fn current_quarter(a: &AssuranceSettings) -> String {
 /// A quarter from a request, in the installation's style.
 pub fn quarter(a: &AssuranceSettings, q: &str) -> Result<Quarter, AppError> {
     Quarter::parse_in(q, a.quarters).map_err(|e| AppError::BadRequest(e.to_string()))
-}
-
-fn ms(t: i64) -> String {
-    format_datetime(t.div_euclid(1000))
 }
 
 const STATUSES: [AlertStatus; 4] = [
@@ -264,7 +260,7 @@ pub fn mail(d: &Dashboard, db: &mut dyn Db, scope: Option<&str>) -> Result<Value
         rows.push(json!({
             "domain": domain,
             "tenant": tenant_of_domain(d, &domain),
-            "checked_at": latest.as_ref().map(|l| ms(l.checked_at)),
+            "checked_at": latest.as_ref().map(|l| format_datetime_ms(l.checked_at)),
             "worst": latest.as_ref().and_then(|l| l.worst.clone()).unwrap_or_else(|| if latest.is_some() { "none".into() } else { "unchecked".into() }),
             "rank": worst_rank(latest.as_ref().and_then(|l| l.worst.as_deref())),
             "findings": latest.as_ref().map_or(0, |l| l.findings.len()),
@@ -303,8 +299,8 @@ pub fn mail_domain(
             .filter(|f| !newer.findings.contains(f))
             .collect();
         changes.push(json!({
-            "checked_at": ms(newer.checked_at),
-            "previous_at": ms(older.checked_at),
+            "checked_at": format_datetime_ms(newer.checked_at),
+            "previous_at": format_datetime_ms(older.checked_at),
             "new": new.iter().map(|f| json!({"severity": f.severity, "code": f.code, "message": f.message})).collect::<Vec<_>>(),
             "fixed": fixed.iter().map(|f| json!({"severity": f.severity, "code": f.code, "message": f.message})).collect::<Vec<_>>(),
         }));
@@ -314,11 +310,11 @@ pub fn mail_domain(
     Ok(json!({
         "domain": domain,
         "tenant": tenant_of_domain(d, &domain),
-        "checked_at": latest.map(|l| ms(l.checked_at)),
+        "checked_at": latest.map(|l| format_datetime_ms(l.checked_at)),
         "worst": latest.and_then(|l| l.worst.clone()),
         "findings": latest.map(|l| l.findings.iter().map(|f| json!({"severity": f.severity, "code": f.code, "message": f.message})).collect::<Vec<_>>()).unwrap_or_default(),
         "report": latest.and_then(|l| serde_json::from_str::<Value>(&l.report).ok()),
-        "history": history.iter().map(|h| json!({"checked_at": ms(h.checked_at), "worst": h.worst, "findings": h.findings.len()})).collect::<Vec<_>>(),
+        "history": history.iter().map(|h| json!({"checked_at": format_datetime_ms(h.checked_at), "worst": h.worst, "findings": h.findings.len()})).collect::<Vec<_>>(),
         "changes": changes,
         "dmarc": {
             "reports": dmarc.reports, "messages": dmarc.messages, "dmarc_pass": dmarc.dmarc_pass,
