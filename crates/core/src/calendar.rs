@@ -147,26 +147,21 @@ fn london() -> jiff::tz::TimeZone {
 /// `YYYY-MM-DD HH:MM:SS GMT` (or `BST`) of unix seconds: the time in UK
 /// local time, as a person reads it.
 pub fn format_local(t: i64) -> String {
-    match jiff::Timestamp::from_second(t) {
-        Ok(ts) => ts
-            .to_zoned_datetime(london())
-            .strftime("%Y-%m-%d %H:%M:%S %Z")
-            .to_string(),
-        // beyond the years jiff represents (±9999): UTC's form
-        Err(_) => format_datetime(t),
-    }
+    in_london(t, "%Y-%m-%d %H:%M:%S %Z").unwrap_or_else(|| format_datetime(t))
 }
 
 /// `YYYY-MM-DD`: the day it is at unix second `t` in the UK (a date a
 /// person reads, such as a report's).
 pub fn format_local_date(t: i64) -> String {
-    match jiff::Timestamp::from_second(t) {
-        Ok(ts) => ts
-            .to_zoned_datetime(london())
-            .strftime("%Y-%m-%d")
-            .to_string(),
-        Err(_) => format_date(t),
-    }
+    in_london(t, "%Y-%m-%d").unwrap_or_else(|| format_date(t))
+}
+
+/// Unix second `t` in UK local time, formatted by `strftime`; `None`
+/// beyond the years jiff represents (±9999), where callers fall back to
+/// the UTC form.
+fn in_london(t: i64, format: &str) -> Option<String> {
+    let ts = jiff::Timestamp::from_second(t).ok()?;
+    Some(ts.to_zoned_datetime(london()).strftime(format).to_string())
 }
 
 /// [`format_local`] of unix milliseconds, to the second.
