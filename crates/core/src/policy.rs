@@ -152,6 +152,29 @@ impl FeedRules {
     }
 }
 
+/// A change to one feed, as an IXFR brings it: triggers that left the feed,
+/// then triggers that are new or whose action changed. Applying it to the
+/// feed's rules gives the feed after the change.
+#[derive(Debug, Default, Clone)]
+pub struct FeedDelta {
+    /// (name, trigger) pairs no longer in the feed; their actions are not
+    /// read.
+    pub removed: FeedRules,
+    /// Rules added, or replacing the feed's rule at the same (name,
+    /// trigger); `added.local` holds their local data.
+    pub added: FeedRules,
+}
+
+impl FeedDelta {
+    pub fn len(&self) -> usize {
+        self.removed.len() + self.added.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.added.is_empty()
+    }
+}
+
 /// A value a [`NameTable`] keeps next to its name, as `SIZE` bytes.
 pub trait Packed: Copy {
     const SIZE: usize;
@@ -726,6 +749,14 @@ impl PolicySet {
     }
 
     /// The records of an [`Action::Local`] rule.
+    /// This policy with `delta` applied to `feed`, sharing what the change
+    /// does not touch; `None` when the change needs the caller to compile
+    /// the policy afresh from the feeds.
+    pub fn apply_delta(&self, feed: FeedId, delta: &FeedDelta) -> Option<PolicySet> {
+        let _ = (feed, delta);
+        None
+    }
+
     pub fn local_data(&self, index: u32) -> &[LocalRecord] {
         self.local.get(index as usize).map_or(&[], Vec::as_slice)
     }
