@@ -188,7 +188,7 @@ impl From<FormatConfig> for parapet_detect::feed::FeedFormat {
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     pub name: Spanned<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "cidrs")]
     pub networks: Vec<IpNet>,
     /// The council's name as printed on its reports (the tenant's `name` is
     /// internal and never printed in a public report).
@@ -354,6 +354,10 @@ pub struct WebConfig {
     /// Mark session cookies `Secure`: set it when the dashboard is reached
     /// over HTTPS (through a TLS-terminating proxy).
     pub secure_cookies: bool,
+    /// Reverse proxies (CIDR) whose `X-Forwarded-For` names the client;
+    /// from any other peer the header is ignored.
+    #[serde(deserialize_with = "cidrs")]
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for WebConfig {
@@ -361,8 +365,25 @@ impl Default for WebConfig {
         Self {
             listen: DEFAULT_WEB_LISTEN.parse().expect("valid default"),
             secure_cookies: false,
+            trusted_proxies: Vec::new(),
         }
     }
+}
+
+/// A list of networks whose error names the bad value: serde's own says
+/// only "invalid IP address syntax".
+fn cidrs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    use serde::de::Error;
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|t| {
+            t.parse::<IpNet>().map_err(|_| {
+                D::Error::custom(format!(
+                    "`{t}` is not a network in CIDR form (e.g. 10.0.0.0/8 or 2001:db8::/32)"
+                ))
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -743,6 +764,28 @@ mod tests {
             .to_string();
         assert!(err.contains("/etc/p.toml:3"), "{err}");
         assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn bad_cidr_names_the_value_and_line() {
+        let text = "[[tenants]]\nname = \"a\"\nnetworks = [\"10.0.0.0/8\", \"10.1.0.0/33\"]\n";
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:3"), "{err}");
+        assert!(err.contains("`10.1.0.0/33`"), "{err}");
+        let text = "[web]\ntrusted_proxies = [\"proxy.example\"]\n";
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:2"), "{err}");
+        assert!(err.contains("`proxy.example`"), "{err}");
+        let text = "[web]\ntrusted_proxies = [\"10.0.0.0/24\"]\n";
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(
+            c.web.trusted_proxies,
+            vec!["10.0.0.0/24".parse::<IpNet>().unwrap()]
+        );
     }
 
     #[test]

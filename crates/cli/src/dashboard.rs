@@ -117,6 +117,7 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
         },
     );
     d.secure_cookies = config.web.secure_cookies;
+    d.trusted_proxies = config.web.trusted_proxies.clone();
     d.feeds = if config.source.is_none() && config.feeds.is_empty() {
         vec![FeedInfo {
             name: crate::config::EMBEDDED_FEED_NAME.into(),
