@@ -119,6 +119,7 @@ impl std::fmt::Display for BadInput {
 impl std::error::Error for BadInput {}
 
 fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
@@ -156,6 +157,27 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `parapet kpi | head` closes the pipe early, and `println!` then panics
+/// with "failed printing to stdout: Broken pipe". Such a panic ends the
+/// process quietly with 141 (128 + SIGPIPE), as a C tool killed by SIGPIPE
+/// would; any other panic reports as usual. (Rust ignores SIGPIPE, which
+/// `serve` needs for its sockets.)
+fn quiet_broken_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report(info)
+    }));
 }
 
 fn init_tracing() {

@@ -134,3 +134,22 @@ fn serve_runs_on_embedded_defaults() {
     let a = answer.expect("parapet serve answers on 127.0.0.1:5353 (is the port taken?)");
     assert_eq!(a.rcode, ResponseCode::NXDomain);
 }
+
+/// `parapet … | head` closing the pipe before the output is written ends
+/// the command quietly (141, as SIGPIPE would), not with a panic.
+#[test]
+fn a_closed_stdout_pipe_ends_quietly_without_a_panic() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    // closed before the command starts, so its first write fails for sure
+    drop(reader);
+    let example = repo_root().join("etc/feeds/example.rpz");
+    let out = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["feeds", "check", example.to_str().unwrap()])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
