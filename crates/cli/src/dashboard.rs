@@ -496,12 +496,32 @@ pub fn users_add(args: UsersAddArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
+    if name.is_empty() || name.len() > parapet_web::auth::MAX_USER_NAME {
+        return Err(BadInput(format!(
+            "NAME: 1 to {} bytes",
+            parapet_web::auth::MAX_USER_NAME
+        ))
+        .into());
+    }
+    let config = config.load()?;
     let (password, generated) = match std::env::var("PARAPET_PASSWORD") {
         Ok(p) if p.len() >= 10 => (p, false),
         Ok(_) => return Err(BadInput("PARAPET_PASSWORD: at least 10 characters".into()).into()),
         Err(_) => (parapet_web::auth::new_token()[..20].to_string(), true),
     };
     let mut db = config.open_store()?;
+    if let Some(t) = &tenant {
+        // a configured tenant, or one whose traffic the store holds (the
+        // demo's, or a tenant since removed from the config)
+        let known = config.tenant_names();
+        if !known.contains(t) && db.traffic_totals(Some(t), 0)?.is_empty() {
+            return Err(BadInput(format!(
+                "--tenant: `{t}` is not a configured tenant (configured: {})",
+                known.join(", ")
+            ))
+            .into());
+        }
+    }
     db.add_user(
         &name,
         role,
