@@ -30,6 +30,35 @@ fn now() -> i64 {
     parapet_store::unix_millis(SystemTime::now()) / 1000
 }
 
+/// Creates the first account, `admin`, when the store has none, and prints
+/// its password once. `serve` calls it only once every listener is bound,
+/// so a start that fails on a busy port leaves no account nobody saw made.
+pub fn first_account(config: &Config) -> anyhow::Result<()> {
+    let mut db = config
+        .open_store()
+        .context("cannot open the store for the first account")?;
+    if db.users()?.is_empty() {
+        let password = parapet_web::auth::new_token()[..20].to_string();
+        match db.add_user(
+            "admin",
+            Role::SupplierAdmin,
+            None,
+            &parapet_web::auth::hash_password(&password),
+            now(),
+        ) {
+            // stderr, not the log: this is the one time the password is shown
+            Ok(_) => eprintln!(
+                "dashboard: created the first account: user `admin`, password `{password}` \
+                 (change it with `parapet users passwd admin`)"
+            ),
+            // another node on the same database created it first
+            Err(parapet_store::StoreError::DuplicateUser(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// The dashboard `parapet serve` exposes, on its own store connection.
 pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
     let mut db = config
@@ -57,25 +86,6 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
             }
         }
         load_demo(&mut *db)?;
-    }
-    if db.users()?.is_empty() {
-        let password = parapet_web::auth::new_token()[..20].to_string();
-        match db.add_user(
-            "admin",
-            Role::SupplierAdmin,
-            None,
-            &parapet_web::auth::hash_password(&password),
-            now(),
-        ) {
-            // stderr, not the log: this is the one time the password is shown
-            Ok(_) => eprintln!(
-                "dashboard: created the first account: user `admin`, password `{password}` \
-                 (change it with `parapet users passwd admin`)"
-            ),
-            // another node on the same database created it first
-            Err(parapet_store::StoreError::DuplicateUser(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
     }
     let location = db.location();
     let assurance = AssuranceSettings {

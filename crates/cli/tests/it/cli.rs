@@ -153,3 +153,40 @@ fn a_closed_stdout_pipe_ends_quietly_without_a_panic() {
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// A first start that cannot bind its web port fails before it makes the
+/// first account, so the account a later start makes is the one whose
+/// password is shown.
+#[test]
+fn a_start_on_a_busy_port_makes_no_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let web = busy.local_addr().unwrap();
+    let config = dir.path().join("parapet.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dns]\nlisten = [\"127.0.0.1:{}\"]\nupstreams = [\"127.0.0.1:9\"]\n[web]\nlisten = \"{web}\"\n",
+            crate::harness::free_port()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env(
+            "PARAPET_PSEUDONYM_KEY",
+            "a test key of sixteen bytes or more",
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot listen on"), "{err}");
+    assert!(!err.contains("created the first account"), "{err}");
+    let users = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["users", "list", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(users.status.success(), "{}", text(&users));
+    assert_eq!(String::from_utf8_lossy(&users.stdout).trim(), "");
+}
