@@ -24,6 +24,10 @@ fn date_arg(what: &str, v: &str) -> anyhow::Result<i64> {
         .ok_or_else(|| BadInput(format!("{what}: `{v}` is not a date (write 2021-09-30)")))?)
 }
 
+/// The largest asset, AV or vulnerability export imported (a large
+/// estate's Nessus export is a few hundred MB).
+const MAX_IMPORT: u64 = 1 << 30;
+
 /// Import exports into the register. Each file is one transaction: a
 /// bad row or element is reported with file, line/element and field,
 /// nothing of that file is imported, and the command exits 2.
@@ -63,10 +67,10 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     for path in &args.files {
         let name = path.display().to_string();
-        let bytes = match std::fs::read(path) {
+        let bytes = match crate::read_input(path, MAX_IMPORT) {
             Ok(b) => b,
             Err(e) => {
-                eprintln!("{name}: cannot read: {e}");
+                eprintln!("{name}: {e}");
                 failed += 1;
                 continue;
             }

@@ -118,6 +118,35 @@ impl std::fmt::Display for BadInput {
 
 impl std::error::Error for BadInput {}
 
+/// Reads an input file of at most `limit` bytes, refusing a larger one
+/// before loading it (by its size, and by reading at most `limit + 1`
+/// bytes, for pipes and files that grow).
+pub fn read_input(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let too_big = |n: u64| {
+        format!(
+            "{n} bytes, more than the {} MB an import may be: refused",
+            limit / 1_000_000
+        )
+    };
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let len = file
+        .metadata()
+        .map_err(|e| format!("cannot read: {e}"))?
+        .len();
+    if len > limit {
+        return Err(too_big(len));
+    }
+    let mut data = Vec::with_capacity(len as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if data.len() as u64 > limit {
+        return Err(too_big(data.len() as u64));
+    }
+    Ok(data)
+}
+
 fn main() -> ExitCode {
     quiet_broken_pipe();
     let cli = Cli::parse();
