@@ -152,6 +152,19 @@ pub struct FeedConfig {
     /// Only these tenants get this feed (in addition to the shared feeds).
     /// Absent: the feed is shared by every tenant.
     pub tenants: Option<Vec<Spanned<String>>>,
+    /// `http://` or `https://`: the feed is fetched from here every
+    /// `refresh_seconds` and its last good copy kept under `[store] path`
+    /// (`crate::url_feeds`). Not with `path` or `source`.
+    pub url: Option<Spanned<String>>,
+    /// Seconds between fetches of `url` (default 3600).
+    pub refresh_seconds: Option<u64>,
+    /// PEM certificates trusted for `url` besides the usual roots.
+    pub ca_file: Option<PathBuf>,
+    /// Largest body fetched from `url`, compressed or not (default 200 MB).
+    pub max_bytes: Option<u64>,
+    pub connect_timeout_seconds: Option<u64>,
+    /// The longest wait for any one read from `url`.
+    pub read_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -566,14 +579,17 @@ impl Config {
                 ));
             }
             feed_names.push(f.name.get_ref());
-            if f.source == FeedSourceConfig::File && f.path.as_os_str().is_empty() {
+            if let Some(url) = &f.url {
+                crate::url_feeds::validate(f, url)
+                    .map_err(|msg| at(text, file, url.span(), "[[feeds]] url", &msg))?;
+            } else if f.source == FeedSourceConfig::File && f.path.as_os_str().is_empty() {
                 return Err(at(
                     text,
                     file,
                     f.name.span(),
                     "[[feeds]] path",
                     &format!(
-                        "feed `{}` needs a path (or source = \"database\")",
+                        "feed `{}` needs a path (or source = \"database\", or a url)",
                         f.name.get_ref()
                     ),
                 ));

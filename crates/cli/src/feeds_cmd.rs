@@ -180,6 +180,14 @@ pub fn check_config(args: ConfigCheckArgs) -> anyhow::Result<ExitCode> {
             );
             continue;
         }
+        if let Some(url) = &f.url {
+            println!(
+                "feed {}: fetched from {} (parapet feeds status)",
+                f.name.get_ref(),
+                url.get_ref()
+            );
+            continue;
+        }
         let p = cfg.resolve(&f.path);
         match feed::load_feed(&p, f.format.into()) {
             Ok(parsed) => println!("feed {}: {} entries", f.name.get_ref(), parsed.rules.len()),

@@ -64,6 +64,9 @@ struct FeedDef {
     category: String,
     mode: FeedMode,
     tenants: Option<Vec<String>>,
+    /// Fetched from this URL (`crate::url_feeds`): its source is the copy
+    /// the fetcher keeps, which does not exist before the first fetch.
+    url: Option<String>,
 }
 
 pub struct Loader {
@@ -80,6 +83,9 @@ pub struct Loader {
     /// The database feeds in force and their versions (`name`, version), for
     /// the node's heartbeat and metrics.
     served: Arc<std::sync::Mutex<Vec<(String, i64)>>>,
+    /// The URL feeds' fetch threads, once started.
+    fetchers: Option<crate::url_feeds::Fetchers>,
+    fetch_statuses: crate::url_feeds::Statuses,
 }
 
 /// The tenant of alerts about Parapet itself rather than a council's traffic.
@@ -121,6 +127,7 @@ fn defs_of(config: &Config) -> Vec<FeedDef> {
             category: "malware".into(),
             mode: FeedMode::Block,
             tenants: None,
+            url: None,
         }];
     }
     config
@@ -129,6 +136,14 @@ fn defs_of(config: &Config) -> Vec<FeedDef> {
         .map(|f| FeedDef {
             name: f.name.get_ref().clone(),
             source: match f.source {
+                // a URL feed is loaded from the fetcher's copy, or on a
+                // shared database from what the fetching node published
+                _ if f.url.is_some() && crate::url_feeds::shared(config) => {
+                    Source::Database(f.name.get_ref().clone())
+                }
+                _ if f.url.is_some() => {
+                    Source::File(crate::url_feeds::copy_dir(config).join(f.name.get_ref()))
+                }
                 crate::config::FeedSourceConfig::File => Source::File(config.resolve(&f.path)),
                 crate::config::FeedSourceConfig::Database => {
                     Source::Database(f.name.get_ref().clone())
@@ -144,6 +159,7 @@ fn defs_of(config: &Config) -> Vec<FeedDef> {
                 .tenants
                 .as_ref()
                 .map(|ts| ts.iter().map(|t| t.get_ref().clone()).collect()),
+            url: f.url.as_ref().map(|u| u.get_ref().clone()),
         })
         .collect()
 }
@@ -160,7 +176,23 @@ impl Loader {
             alerts: None,
             db: None,
             served: Arc::default(),
+            fetchers: None,
+            fetch_statuses: Arc::default(),
         }
+    }
+
+    /// Starts fetching the URL feeds, each on a thread of its own that
+    /// sends `wake` when it brings a new version.
+    pub fn start_fetching(&mut self, wake: crossbeam_channel::Sender<Trigger>) {
+        let mut f =
+            crate::url_feeds::Fetchers::new(wake, self.alerts.clone(), self.fetch_statuses.clone());
+        f.update(&self.config);
+        self.fetchers = Some(f);
+    }
+
+    /// The URL feeds' fetch states, kept current, for metrics.
+    pub fn fetch_statuses(&self) -> crate::url_feeds::Statuses {
+        self.fetch_statuses.clone()
     }
 
     /// The database feeds in force with their versions, kept current.
@@ -211,6 +243,9 @@ impl Loader {
             Ok(new) => {
                 warn_restart_needed(&self.config, &new);
                 self.defs = defs_of(&new);
+                if let Some(f) = &mut self.fetchers {
+                    f.update(&new);
+                }
                 self.config = new;
                 // forget feeds no longer configured
                 let live: Vec<_> = self
@@ -284,6 +319,13 @@ impl Loader {
                     )
                 }
             };
+            if let Some(url) = def.url.as_ref().filter(|_| now_stamp.is_none())
+                && st.rules.is_none()
+            {
+                // nothing fetched yet: the fetcher reports its own failures
+                st.status.last_error = Some(format!("not fetched yet from {url}"));
+                continue;
+            }
             let first = st.rules.is_none() && st.status.last_error.is_none();
             if !force && !first && now_stamp == st.stamp {
                 continue;
@@ -464,6 +506,8 @@ fn warn_restart_needed(old: &Config, new: &Config) {
 pub enum Trigger {
     /// SIGHUP: re-read the config and every feed.
     Reload,
+    /// A URL feed's fetcher kept a new version: load what changed.
+    Fetched,
     Stop,
 }
 
@@ -485,6 +529,7 @@ pub fn reload_loop(
                 tracing::info!("SIGHUP: reloading configuration and feeds");
                 (true, true)
             }
+            Ok(Trigger::Fetched) => (false, false),
             Ok(Trigger::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 if interval == 0 {

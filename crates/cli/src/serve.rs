@@ -79,6 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let metrics = Arc::new(Metrics::default());
     let mut loader = Loader::new(config.clone(), metrics.clone());
     let served = loader.served_versions();
+    let fetch_statuses = loader.fetch_statuses();
     let pipeline = Pipeline::new(Parts {
         store,
         fold_store,
@@ -120,6 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let pipeline = pipeline.start(events_rx)?;
 
     let (trigger_tx, trigger_rx) = crossbeam_channel::unbounded();
+    loader.start_fetching(trigger_tx.clone());
     {
         let resolver = resolver.clone();
         std::thread::Builder::new()
@@ -143,6 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let r = resolver.clone();
                 Arc::new(move || {
                     let mut text = r.render_metrics();
+                    crate::url_feeds::render_metrics(&mut text, &fetch_statuses);
                     if label_node {
                         text = with_node_label(&text, &node);
                     }
