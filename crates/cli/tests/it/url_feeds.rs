@@ -517,3 +517,65 @@ fn https_url_feeds_trust_their_ca_file_and_never_step_down_to_http() {
         "{text}"
     );
 }
+
+/// On a shared PostgreSQL one node fetches (the holder of the feed's
+/// lease) and publishes; both nodes serve what it fetched.
+#[test]
+fn on_a_shared_database_one_node_fetches_for_all() {
+    let url = parapet_store::pgtest::fresh_database();
+    let server = FeedServer::start(None);
+    server.set("/list.txt", Reply::File(b"evil.load.zone.test\n".to_vec()));
+    let node = |name: &str| {
+        Parapet::start(
+            &format!("upstreams = [\"{}\"]", shared_nsd()),
+            &format!(
+                "[node]\nname = \"{name}\"\n[store]\nurl = \"{url}\"\n{}",
+                url_feed("vendor", &server.url("/list.txt"), "")
+            ),
+            &[],
+        )
+    };
+    let a = node("node-a");
+    let b = node("node-b");
+    for p in [&a, &b] {
+        wait_for("the feed on both nodes", || {
+            rcode(p, "evil.load.zone.test.") == ResponseCode::NXDomain
+        });
+    }
+    server.set(
+        "/list.txt",
+        Reply::File(b"evil.load.zone.test\nnew.load.zone.test\n".to_vec()),
+    );
+    for p in [&a, &b] {
+        wait_for("the new version on both nodes", || {
+            rcode(p, "new.load.zone.test.") == ResponseCode::NXDomain
+        });
+    }
+    // a few more refreshes: still only the lease holder fetches
+    let seen = server.seen("/list.txt").len();
+    wait_for("three more fetches", || {
+        server.seen("/list.txt").len() >= seen + 3
+    });
+    let (fa, fb) = (fetches(&a, "vendor"), fetches(&b, "vendor"));
+    assert!(
+        (fa > 0.0) != (fb > 0.0),
+        "exactly one node fetches: node-a {fa}, node-b {fb}"
+    );
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let holder: String = db
+        .query_one(
+            "SELECT holder FROM leases WHERE job = 'feed-fetch:vendor'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(holder, if fa > 0.0 { "node-a" } else { "node-b" });
+    let version: i64 = db
+        .query_one("SELECT MAX(version) FROM feeds WHERE name = 'vendor'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2, "each new version published once");
+    for p in [&a, &b] {
+        assert_eq!(p.metric("parapet_feed_db_version{"), 2.0);
+    }
+}
