@@ -535,3 +535,97 @@ pub fn status(args: StatusArgs) -> anyhow::Result<std::process::ExitCode> {
         std::process::ExitCode::from(1)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn parse(feed: &str) -> anyhow::Result<Config> {
+        Config::parse(
+            &format!("[[feeds]]\nname = \"v\"\n{feed}"),
+            Path::new("c.toml"),
+        )
+    }
+
+    #[test]
+    fn url_feeds_are_checked_with_their_line() {
+        let cfg = parse(
+            "url = \"https://h.test/hosts.gz\"\nformat = \"hosts\"\nrefresh_seconds = 300\nca_file = \"ca.pem\"\nmax_bytes = 1000\n",
+        )
+        .unwrap();
+        let feeds = url_feeds(&cfg);
+        let v = &feeds["v"];
+        assert_eq!(v.refresh, Duration::from_secs(300));
+        assert_eq!(v.source.max_bytes, 1000);
+        assert_eq!(v.source.ca_file.as_deref(), Some(Path::new("./ca.pem")));
+        assert_eq!(v.source.read_timeout, http::DEFAULT_READ_TIMEOUT);
+        let defaults =
+            url_feeds(&parse("url = \"http://h.test/d\"\nformat = \"domains\"\n").unwrap());
+        assert_eq!(
+            defaults["v"].refresh,
+            Duration::from_secs(DEFAULT_REFRESH_SECONDS)
+        );
+        assert_eq!(defaults["v"].source.max_bytes, http::DEFAULT_MAX_BYTES);
+        for (feed, says) in [
+            (
+                "url = \"ftp://h.test/x\"\n",
+                "is not an http:// or https:// URL",
+            ),
+            (
+                "url = \"https://h.test/x\"\npath = \"x.txt\"\n",
+                "has no path or source",
+            ),
+            (
+                "url = \"http://h.test/x\"\nca_file = \"ca.pem\"\n",
+                "ca_file needs an https:// URL",
+            ),
+            (
+                "url = \"https://h.test/x\"\nrefresh_seconds = 0\n",
+                "refresh_seconds must be at least 1",
+            ),
+        ] {
+            let err = parse(&format!("{feed}format = \"domains\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("c.toml:3: [[feeds]] url: feed `v`"),
+                "{err}"
+            );
+            assert!(err.contains(says), "{says}: {err}");
+        }
+        let err = Config::parse(
+            "[[feeds]]\nname = \"a/b\"\nurl = \"https://h.test/x\"\nformat = \"domains\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("names its copy on disk"), "{err}");
+    }
+
+    #[test]
+    fn fetch_figures_render_per_feed() {
+        let statuses = Mutex::new(BTreeMap::from([(
+            "v".to_string(),
+            FetchState {
+                fetches: 3,
+                failures: 1,
+                last_fetch: 100,
+                last_error_at: 90,
+                ..FetchState::default()
+            },
+        )]));
+        let mut text = String::new();
+        render_metrics(&mut text, &statuses);
+        for line in [
+            "parapet_feed_fetches_total{feed=\"v\"} 3",
+            "parapet_feed_fetch_failures_total{feed=\"v\"} 1",
+            "parapet_feed_last_fetch_timestamp_seconds{feed=\"v\"} 100",
+            "parapet_feed_last_fetch_error_timestamp_seconds{feed=\"v\"} 90",
+            "parapet_feed_fetch_healthy{feed=\"v\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}:\n{text}");
+        }
+    }
+}
