@@ -249,7 +249,8 @@ fn run_once(ctx: &Context, feed: &UrlFeed, store: &mut Option<Box<dyn parapet_st
     }
     let copy = Copy::new(&copy_dir(&ctx.config), name);
     let mut state = copy.read_state();
-    let current = state.url == feed.source.url && copy.holds(&state);
+    let current =
+        state.url == feed.source.url && state.format == feed.format.as_str() && copy.holds(&state);
     let prior = if current {
         state.validators.clone()
     } else {
@@ -356,6 +357,7 @@ fn keep_if_good(
         })?;
     }
     state.validators = validators;
+    state.format = feed.format.as_str().to_string();
     state.bytes = bytes.len() as u64;
     state.sha256 = sha256;
     state.entries = entries;

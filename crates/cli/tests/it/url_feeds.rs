@@ -375,7 +375,7 @@ fn a_url_feed_follows_changes_and_keeps_its_last_good_version() {
 }
 
 #[test]
-fn url_feeds_take_gzip_and_enforce_their_limits() {
+fn url_feeds_take_gzip_enforce_their_limits_and_follow_the_config() {
     let server = FeedServer::start(None);
     server.set("/a.txt.gz", Reply::File(gzip(b"a.load.zone.test\n")));
     server.set("/b.txt", Reply::GzipEncoded(b"b.load.zone.test\n".to_vec()));
@@ -426,6 +426,15 @@ fn url_feeds_take_gzip_and_enforce_their_limits() {
         "{}",
         p.log()
     );
+    // a URL feed added to the config is fetched from the next SIGHUP on
+    server.set("/late.txt", Reply::File(b"late.load.zone.test\n".to_vec()));
+    let config = std::fs::read_to_string(&p.config).unwrap();
+    let late = url_feed("late", &server.url("/late.txt"), "");
+    std::fs::write(&p.config, format!("{config}\n{late}")).unwrap();
+    p.sighup();
+    wait_for("the feed added by the new config", || {
+        rcode(&p, "late.load.zone.test.") == ResponseCode::NXDomain
+    });
 }
 
 /// A test CA and a server certificate for 127.0.0.1 it issued: the CA's

@@ -17,8 +17,10 @@ use super::Validators;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FetchState {
-    /// The URL configured when the copy was fetched.
+    /// The URL configured when the copy was fetched, and the format it
+    /// parsed as: a copy kept for another URL or format is fetched afresh.
     pub url: String,
+    pub format: String,
     /// The validators of the copy on disk.
     pub validators: Validators,
     /// Length and SHA-256 of the copy on disk.
