@@ -404,6 +404,24 @@ impl Parapet {
         self.child.wait().unwrap();
     }
 
+    /// SIGTERM, then waits (up to 10 s) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit 10 s after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts the same configuration again (after [`Parapet::kill9`]).
     pub fn restart(&mut self) {
         self.child = spawn_parapet(&self.config, self.dir.path(), &self.args);
