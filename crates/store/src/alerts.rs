@@ -30,15 +30,73 @@ pub struct SeenDomains {
     pub domains: Vec<String>,
 }
 
-/// Alerts, their history, and the detector's seen domains. Each call is one
-/// transaction.
+/// One notification in the outbox: written with the alert it announces,
+/// deleted once delivered, kept (with `failed_at`) when given up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub id: i64,
+    pub alert_id: i64,
+    /// Where it goes (the notifier's own key); `None` until routed.
+    pub target: Option<String>,
+    /// Unix milliseconds, as are the times below.
+    pub created_at: i64,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// Not to be tried before this.
+    pub next_at: i64,
+    pub last_error: Option<String>,
+    /// When delivery was given up.
+    pub failed_at: Option<i64>,
+}
+
+/// How the outbox stands, for metrics and the dashboard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    /// Waiting for (another) delivery attempt.
+    pub pending: u64,
+    /// Of those, the ones whose last attempt failed.
+    pub retrying: u64,
+    /// Given up.
+    pub failed: u64,
+}
+
+/// Alerts, their history, the notification outbox and the detector's seen
+/// domains. Each call is one transaction.
 pub trait AlertStore: Send {
     /// Folds detection signals into alerts (one per tenant, rule and
     /// domain). A resolved alert that fires again becomes `new` again; a
     /// false positive stays closed and only counts. Returns the alerts
     /// touched, marked `true` when this call raised them (created, or
-    /// reopened from resolved): those are the ones to notify.
+    /// reopened from resolved): those are the ones to notify, and each gets
+    /// an unrouted row in the notification outbox in the same transaction.
     fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError>;
+
+    /// Notifications not given up, oldest first, at most `limit`.
+    fn pending_notifications(&mut self, limit: usize) -> Result<Vec<Notification>, StoreError>;
+
+    /// Replaces unrouted notification `id` by one row per `(target,
+    /// next_at)`; none deletes it. Does nothing if `id` is gone or routed
+    /// (another node got there first).
+    fn route_notification(&mut self, id: i64, targets: &[(String, i64)]) -> Result<(), StoreError>;
+
+    /// Deletes delivered notifications.
+    fn notifications_delivered(&mut self, ids: &[i64]) -> Result<(), StoreError>;
+
+    /// Records a failed attempt on `ids`: one more attempt, the error, the
+    /// next try at `next_at`, or given up at `failed_at` when set.
+    fn notifications_failed(
+        &mut self,
+        ids: &[i64],
+        error: &str,
+        next_at: i64,
+        failed_at: Option<i64>,
+    ) -> Result<(), StoreError>;
+
+    /// Every outbox row of one alert (pending or given up), oldest first.
+    fn alert_notifications(&mut self, alert_id: i64) -> Result<Vec<Notification>, StoreError>;
+
+    /// How many notifications wait, retry and were given up.
+    fn outbox_counts(&mut self) -> Result<OutboxCounts, StoreError>;
 
     /// Alerts matching `filter`, most recently seen first.
     fn list_alerts(&mut self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError>;

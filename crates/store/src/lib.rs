@@ -26,7 +26,7 @@ use parapet_assurance::store::ReportSources;
 use parapet_core::alert::AlertStatus;
 
 pub use accounts::AccountStore;
-pub use alerts::{AlertFilter, AlertStore, SeenDomains};
+pub use alerts::{AlertFilter, AlertStore, Notification, OutboxCounts, SeenDomains};
 pub use cluster::{ClusterStore, FeedVersion, NodeStatus, sha256_hex};
 pub use events::{
     AGGREGATE_FIELDS, EVENT_FIELDS, EventStore, HourlyTraffic, Purged, Retention, TenantTraffic,

@@ -102,9 +102,10 @@ on_both_backends!(
     users_sessions_tokens_and_audit,
     traffic_per_tenant_and_hour,
     aggregates_stay_exact_while_nodes_write_and_fold,
+    raised_alerts_wait_in_the_outbox_until_delivered,
 );
 
-const KNOWN_VERSION: u32 = 9;
+const KNOWN_VERSION: u32 = 10;
 
 /// Two nodes write batches while two folders fold at the same time: every
 /// event is counted in its hour exactly once, before and after the last
@@ -421,7 +422,9 @@ fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     let mut s = fx.open();
     s.exec("ALTER TABLE query_events DROP COLUMN last_time");
     s.exec("ALTER TABLE query_events DROP COLUMN queries");
-    s.exec("DELETE FROM schema_migrations WHERE version = 9");
+    // and the steps after 9
+    s.exec("DROP TABLE notify_outbox");
+    s.exec("DELETE FROM schema_migrations WHERE version >= 9");
     for (t, name) in [
         (1_000, "old-a.test"),
         (2_000, "old-b.test"),
@@ -549,6 +552,87 @@ fn signals_fold_into_one_alert_per_tenant_rule_and_domain(fx: &Fx) {
         .unwrap()
         .is_empty()
     );
+}
+
+/// Raised alerts (new, reopened) get an outbox row in the transaction that
+/// raised them; routing fans a row out per target; delivered rows go, failed
+/// ones count attempts and, once given up, stay listed with the alert.
+fn raised_alerts_wait_in_the_outbox_until_delivered(fx: &Fx) {
+    let mut s = fx.open();
+    s.record_signals(&[
+        signal(100, "feed.block", "evil.test", 1, None),
+        signal(100, "dga", "x.test", 1, None),
+    ])
+    .unwrap();
+    // a repeat of a raised alert is not raised again
+    s.record_signals(&[signal(200, "feed.block", "evil.test", 2, None)])
+        .unwrap();
+    let pending = s.pending_notifications(10).unwrap();
+    let mut alerts: Vec<i64> = pending.iter().map(|n| n.alert_id).collect();
+    alerts.sort();
+    assert_eq!(alerts, [1, 2]);
+    assert!(
+        pending
+            .iter()
+            .all(|n| n.target.is_none() && n.attempts == 0)
+    );
+    assert_eq!(s.pending_notifications(1).unwrap().len(), 1);
+
+    // alert 2 goes to two targets, alert 1 to none (no route wants it)
+    let (n1, n2) = match pending[0].alert_id {
+        1 => (pending[0].id, pending[1].id),
+        _ => (pending[1].id, pending[0].id),
+    };
+    s.route_notification(n2, &[("webhook a".into(), 5), ("email b".into(), 7)])
+        .unwrap();
+    s.route_notification(n1, &[]).unwrap();
+    // routing twice (a second node) changes nothing
+    s.route_notification(n2, &[("webhook a".into(), 5)])
+        .unwrap();
+    let routed = s.pending_notifications(10).unwrap();
+    let targets: Vec<(&str, i64, i64)> = routed
+        .iter()
+        .map(|n| (n.target.as_deref().unwrap(), n.alert_id, n.next_at))
+        .collect();
+    assert_eq!(targets, [("webhook a", 2, 5), ("email b", 2, 7)]);
+
+    s.notifications_failed(&[routed[0].id], "HTTP 503", 50, None)
+        .unwrap();
+    s.notifications_failed(&[routed[0].id], "refused", 90, None)
+        .unwrap();
+    s.notifications_delivered(&[routed[1].id]).unwrap();
+    let c = s.outbox_counts().unwrap();
+    assert_eq!((c.pending, c.retrying, c.failed), (1, 1, 0));
+    let left = s.pending_notifications(10).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        (
+            left[0].attempts,
+            left[0].next_at,
+            left[0].last_error.as_deref()
+        ),
+        (2, 90, Some("refused"))
+    );
+
+    // given up: no longer pending, still listed with its alert
+    s.notifications_failed(&[left[0].id], "refused", 90, Some(1_000))
+        .unwrap();
+    assert!(s.pending_notifications(10).unwrap().is_empty());
+    let c = s.outbox_counts().unwrap();
+    assert_eq!((c.pending, c.retrying, c.failed), (0, 0, 1));
+    let shown = s.alert_notifications(2).unwrap();
+    assert_eq!(shown.len(), 1);
+    assert_eq!((shown[0].attempts, shown[0].failed_at), (3, Some(1_000)));
+    assert!(s.alert_notifications(1).unwrap().is_empty());
+
+    // a resolved alert that fires again is raised again
+    s.set_alert_status(1, AlertStatus::Resolved, "alice", "fixed", UNIX_EPOCH)
+        .unwrap();
+    s.record_signals(&[signal(300, "dga", "x.test", 1, None)])
+        .unwrap();
+    let again = s.pending_notifications(10).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].alert_id, again[0].target.as_deref()), (1, None));
 }
 
 fn status_workflow_with_who_when_why(fx: &Fx) {

@@ -12,7 +12,9 @@ use super::{PgStore, pg_err};
 use crate::rules::alerts::{
     AlertRow, HistoryRow, REOPENED_BY, REOPENED_NOTE, StoredAlert, group_signals, parse_status,
 };
-use crate::{AlertFilter, AlertStore, SeenDomains, StoreError, unix_millis};
+use crate::{
+    AlertFilter, AlertStore, Notification, OutboxCounts, SeenDomains, StoreError, unix_millis,
+};
 
 impl AlertStore for PgStore {
     fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError> {
@@ -110,7 +112,94 @@ impl AlertStore for PgStore {
                 )
                 .map_err(&err)?;
             }
+            let raised: Vec<i64> = touched.iter().filter(|t| t.1).map(|t| t.0).collect();
+            tx.execute(
+                "INSERT INTO notify_outbox (alert_id, created_at, next_at)
+                 SELECT a, $2, $2 FROM unnest($1::bigint[]) AS a",
+                &[&raised, &unix_millis(SystemTime::now())],
+            )
+            .map_err(&err)?;
             Ok(touched)
+        })
+    }
+
+    fn pending_notifications(&mut self, limit: usize) -> Result<Vec<Notification>, StoreError> {
+        self.notifications_where("failed_at IS NULL ORDER BY id LIMIT $1", limit as i64)
+    }
+
+    fn route_notification(&mut self, id: i64, targets: &[(String, i64)]) -> Result<(), StoreError> {
+        let names: Vec<&str> = targets.iter().map(|t| t.0.as_str()).collect();
+        let next: Vec<i64> = targets.iter().map(|t| t.1).collect();
+        self.tx(|tx, loc, _| {
+            let err = pg_err(loc);
+            // the DELETE claims the row: a node routing it at the same
+            // moment waits, then finds nothing to route
+            let row = tx
+                .query_opt(
+                    "DELETE FROM notify_outbox WHERE id = $1 AND target IS NULL
+                     RETURNING alert_id, created_at",
+                    &[&id],
+                )
+                .map_err(&err)?;
+            if let Some(row) = row {
+                let (alert_id, created_at): (i64, i64) = (row.get(0), row.get(1));
+                tx.execute(
+                    "INSERT INTO notify_outbox (alert_id, target, created_at, next_at)
+                     SELECT $1, t, $2, n FROM unnest($3::text[], $4::bigint[]) AS x (t, n)",
+                    &[&alert_id, &created_at, &names, &next],
+                )
+                .map_err(&err)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn notifications_delivered(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        self.ensure()?;
+        self.client
+            .execute("DELETE FROM notify_outbox WHERE id = ANY($1)", &[&ids])
+            .map_err(pg_err(&self.location))
+            .map(drop)
+    }
+
+    fn notifications_failed(
+        &mut self,
+        ids: &[i64],
+        error: &str,
+        next_at: i64,
+        failed_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.ensure()?;
+        self.client
+            .execute(
+                "UPDATE notify_outbox SET attempts = attempts + 1, last_error = $2, next_at = $3, failed_at = $4
+                 WHERE id = ANY($1)",
+                &[&ids, &error, &next_at, &failed_at],
+            )
+            .map_err(pg_err(&self.location))
+            .map(drop)
+    }
+
+    fn alert_notifications(&mut self, alert_id: i64) -> Result<Vec<Notification>, StoreError> {
+        self.notifications_where("alert_id = $1 ORDER BY id", alert_id)
+    }
+
+    fn outbox_counts(&mut self) -> Result<OutboxCounts, StoreError> {
+        self.ensure()?;
+        let row = self
+            .client
+            .query_one(
+                "SELECT COUNT(*) FILTER (WHERE failed_at IS NULL),
+                        COUNT(*) FILTER (WHERE failed_at IS NULL AND attempts > 0),
+                        COUNT(*) FILTER (WHERE failed_at IS NOT NULL)
+                 FROM notify_outbox",
+                &[],
+            )
+            .map_err(pg_err(&self.location))?;
+        Ok(OutboxCounts {
+            pending: row.get::<_, i64>(0) as u64,
+            retrying: row.get::<_, i64>(1) as u64,
+            failed: row.get::<_, i64>(2) as u64,
         })
     }
 
@@ -298,5 +387,35 @@ impl AlertStore for PgStore {
             .map_err(&err)?;
             Ok(())
         })
+    }
+}
+
+impl PgStore {
+    /// Outbox rows matching `rest` (a WHERE clause with one parameter).
+    fn notifications_where(&mut self, rest: &str, p: i64) -> Result<Vec<Notification>, StoreError> {
+        self.ensure()?;
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT id, alert_id, target, created_at, attempts, next_at, last_error, failed_at
+                     FROM notify_outbox WHERE {rest}"
+                ),
+                &[&p],
+            )
+            .map_err(pg_err(&self.location))?;
+        Ok(rows
+            .iter()
+            .map(|r| Notification {
+                id: r.get(0),
+                alert_id: r.get(1),
+                target: r.get(2),
+                created_at: r.get(3),
+                attempts: r.get::<_, i32>(4) as u32,
+                next_at: r.get(5),
+                last_error: r.get(6),
+                failed_at: r.get(7),
+            })
+            .collect())
     }
 }

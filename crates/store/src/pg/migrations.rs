@@ -320,6 +320,22 @@ const MIGRATIONS: &[(u32, &str)] = &[
         "ALTER TABLE query_events ADD COLUMN queries BIGINT NOT NULL DEFAULT 1;
     ALTER TABLE query_events ADD COLUMN last_time BIGINT;",
     ),
+    (
+        10,
+        // notifications wait here from the transaction that raised their
+        // alert until delivered; a row with no target is not yet routed
+        "CREATE TABLE notify_outbox (
+        id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        alert_id   BIGINT  NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        target     TEXT,             -- NULL until routed
+        created_at BIGINT  NOT NULL, -- unix milliseconds
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        next_at    BIGINT  NOT NULL, -- unix milliseconds
+        last_error TEXT,
+        failed_at  BIGINT            -- set when delivery is given up
+    );
+    CREATE INDEX notify_outbox_alert ON notify_outbox (alert_id);",
+    ),
 ];
 
 impl PgStore {

@@ -12,7 +12,9 @@ use super::{SqliteStore, sql_err};
 use crate::rules::alerts::{
     AlertRow, HistoryRow, REOPENED_BY, REOPENED_NOTE, StoredAlert, group_signals,
 };
-use crate::{AlertFilter, AlertStore, SeenDomains, StoreError, unix_millis};
+use crate::{
+    AlertFilter, AlertStore, Notification, OutboxCounts, SeenDomains, StoreError, unix_millis,
+};
 
 impl AlertStore for SqliteStore {
     fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError> {
@@ -113,8 +115,102 @@ impl AlertStore for SqliteStore {
                 add.execute(params![id, c]).map_err(err)?;
             }
         }
+        let now = unix_millis(SystemTime::now());
+        for (id, _) in touched.iter().filter(|(_, raised)| *raised) {
+            tx.execute(
+                "INSERT INTO notify_outbox (alert_id, created_at, next_at) VALUES (?1, ?2, ?2)",
+                params![id, now],
+            )
+            .map_err(err)?;
+        }
         tx.commit().map_err(err)?;
         Ok(touched)
+    }
+
+    fn pending_notifications(&mut self, limit: usize) -> Result<Vec<Notification>, StoreError> {
+        self.notifications_where("failed_at IS NULL ORDER BY id LIMIT ?1", limit as i64)
+    }
+
+    fn route_notification(&mut self, id: i64, targets: &[(String, i64)]) -> Result<(), StoreError> {
+        let err = sql_err(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let row: Option<(i64, i64)> = tx
+            .query_row(
+                "SELECT alert_id, created_at FROM notify_outbox WHERE id = ?1 AND target IS NULL",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(err)?;
+        let Some((alert_id, created_at)) = row else {
+            return Ok(());
+        };
+        for (target, next_at) in targets {
+            tx.execute(
+                "INSERT INTO notify_outbox (alert_id, target, created_at, next_at) VALUES (?1, ?2, ?3, ?4)",
+                params![alert_id, target, created_at, next_at],
+            )
+            .map_err(err)?;
+        }
+        tx.execute("DELETE FROM notify_outbox WHERE id = ?1", params![id])
+            .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    fn notifications_delivered(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        let err = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(err)?;
+        for id in ids {
+            tx.execute("DELETE FROM notify_outbox WHERE id = ?1", params![id])
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn notifications_failed(
+        &mut self,
+        ids: &[i64],
+        error: &str,
+        next_at: i64,
+        failed_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let err = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(err)?;
+        for id in ids {
+            tx.execute(
+                "UPDATE notify_outbox SET attempts = attempts + 1, last_error = ?2, next_at = ?3, failed_at = ?4
+                 WHERE id = ?1",
+                params![id, error, next_at, failed_at],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn alert_notifications(&mut self, alert_id: i64) -> Result<Vec<Notification>, StoreError> {
+        self.notifications_where("alert_id = ?1 ORDER BY id", alert_id)
+    }
+
+    fn outbox_counts(&mut self) -> Result<OutboxCounts, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FILTER (WHERE failed_at IS NULL),
+                        COUNT(*) FILTER (WHERE failed_at IS NULL AND attempts > 0),
+                        COUNT(*) FILTER (WHERE failed_at IS NOT NULL)
+                 FROM notify_outbox",
+                [],
+                |r| {
+                    Ok(OutboxCounts {
+                        pending: r.get::<_, i64>(0)? as u64,
+                        retrying: r.get::<_, i64>(1)? as u64,
+                        failed: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )
+            .map_err(sql_err(&self.path))
     }
 
     fn list_alerts(&mut self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
@@ -281,5 +377,32 @@ impl AlertStore for SqliteStore {
             .map_err(err)?;
         }
         tx.commit().map_err(err)
+    }
+}
+
+impl SqliteStore {
+    /// Outbox rows matching `rest` (a WHERE clause with one parameter).
+    fn notifications_where(&self, rest: &str, p: i64) -> Result<Vec<Notification>, StoreError> {
+        let err = sql_err(&self.path);
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT id, alert_id, target, created_at, attempts, next_at, last_error, failed_at
+                 FROM notify_outbox WHERE {rest}"
+            ))
+            .map_err(err)?
+            .query_map(params![p], |r| {
+                Ok(Notification {
+                    id: r.get(0)?,
+                    alert_id: r.get(1)?,
+                    target: r.get(2)?,
+                    created_at: r.get(3)?,
+                    attempts: r.get(4)?,
+                    next_at: r.get(5)?,
+                    last_error: r.get(6)?,
+                    failed_at: r.get(7)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(err)
     }
 }

@@ -306,6 +306,23 @@ const MIGRATIONS: &[(u32, &str)] = &[
         "ALTER TABLE query_events ADD COLUMN queries INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE query_events ADD COLUMN last_time INTEGER;",
     ),
+    (
+        10,
+        // notifications wait here from the transaction that raised their
+        // alert until delivered (crates/pipeline/src/notify.rs), so a
+        // restart loses none; a row with no target is not yet routed
+        "CREATE TABLE notify_outbox (
+        id         INTEGER PRIMARY KEY,
+        alert_id   INTEGER NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        target     TEXT,              -- NULL until routed
+        created_at INTEGER NOT NULL,  -- unix milliseconds
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        next_at    INTEGER NOT NULL,  -- unix milliseconds
+        last_error TEXT,
+        failed_at  INTEGER            -- set when delivery is given up
+    );
+    CREATE INDEX notify_outbox_alert ON notify_outbox (alert_id);",
+    ),
 ];
 
 impl SqliteStore {
