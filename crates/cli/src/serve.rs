@@ -76,6 +76,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    // the notifier works the outbox on its own connection
+    let notify_store = config
+        .open_store()
+        .context("cannot open the store for the notifier")?;
     let metrics = Arc::new(Metrics::default());
     let mut loader = Loader::new(config.clone(), metrics.clone());
     let served = loader.served_versions();
@@ -83,6 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let pipeline = Pipeline::new(Parts {
         store,
         fold_store,
+        notify_store,
         detect: config.detect_config(),
         notify: config.notify.clone(),
         pseudonymiser,
@@ -118,6 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // have made an account whose password nobody saw
     crate::dashboard::first_account(&config)?;
 
+    let notify_stats = pipeline.notify_stats();
     let pipeline = pipeline.start(events_rx)?;
 
     let (trigger_tx, trigger_rx) = crossbeam_channel::unbounded();
@@ -146,6 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Arc::new(move || {
                     let mut text = r.render_metrics();
                     crate::url_feeds::render_metrics(&mut text, &fetch_statuses);
+                    notify_stats.render(&mut text);
                     if label_node {
                         text = with_node_label(&text, &node);
                     }

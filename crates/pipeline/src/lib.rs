@@ -4,17 +4,18 @@
 //! ```text
 //! resolver ─try_send─▶ event queue ─▶ collector ─batches─▶ writer ─▶ store
 //!                                    (pseudonymise,        │  detection → alerts
-//!                                     fold repeats)        └─▶ notifier (webhook, e-mail)
+//!                                     fold repeats)        └─▶ outbox ─▶ notifier (webhook, e-mail)
 //! ```
 //!
 //! - [`collect`]: drains the bounded queue the resolver fills, pseudonymises
 //!   each client, folds repeats into runs, cuts batches.
 //! - [`writer`]: stores a batch in one transaction, runs the detector over
-//!   the same runs, folds signals into alerts, hands raised alerts to the
-//!   notifier; the heartbeat and the retention job; the aggregate fold.
+//!   the same runs, folds signals into alerts (raised ones get a row in the
+//!   notification outbox); the heartbeat and the retention job; the
+//!   aggregate fold.
 //! - [`sched`]: the storage threads yield the CPU to answers until they
 //!   fall behind.
-//! - [`notify`]: alert delivery per tenant route.
+//! - [`notify`]: alert delivery per tenant route, from the outbox.
 //!
 //! Architecture invariant: nothing here runs on the resolver's threads; the
 //! resolver only ever `try_send`s on the queue.
@@ -35,7 +36,7 @@ use parapet_core::pseudonym::Pseudonymiser;
 use parapet_detect::rules::{DetectConfig, Detector};
 use parapet_store::{Db, Retention, StoreError};
 
-use crate::notify::{Notifier, NotifyConfig};
+use crate::notify::{Notifier, NotifyConfig, NotifyStats};
 use crate::writer::EventWriter;
 
 /// What the pipeline is built from.
@@ -44,6 +45,8 @@ pub struct Parts {
     /// A second connection for the aggregate fold, when `store`
     /// [defers aggregates](parapet_store::EventStore::defers_aggregates).
     pub fold_store: Option<Box<dyn Db>>,
+    /// The notifier's connection: it works the notification outbox.
+    pub notify_store: Box<dyn Db>,
     pub detect: DetectConfig,
     pub notify: NotifyConfig,
     pub pseudonymiser: Pseudonymiser,
@@ -71,16 +74,19 @@ pub enum StartError {
 /// notifier and the aggregate fold run.
 pub struct Pipeline {
     writer: EventWriter,
+    notify_stats: Arc<NotifyStats>,
 }
 
 impl Pipeline {
     /// Restores what detection learnt before (per tenant: since when, and
-    /// the domains seen) and starts the notifier (when a route is
-    /// configured) and the aggregate fold (when the store defers it).
+    /// the domains seen) and starts the notifier (which also drops the
+    /// notifications no route wants) and the aggregate fold (when the store
+    /// defers it).
     pub fn new(parts: Parts) -> Result<Self, StartError> {
         let Parts {
             mut store,
             fold_store,
+            notify_store,
             detect,
             notify,
             pseudonymiser,
@@ -95,16 +101,11 @@ impl Pipeline {
             let since = std::time::UNIX_EPOCH + Duration::from_millis(seen.since.max(0) as u64);
             detector.load_seen(Arc::from(seen.tenant.as_str()), since, seen.domains);
         }
-        let notifier = Notifier::new(notify);
-        let alerts_tx = if notifier.is_configured() {
-            let (tx, rx) = crossbeam_channel::unbounded();
-            std::thread::Builder::new()
-                .name("parapet-notify".into())
-                .spawn(move || notifier.run(rx))?;
-            Some(tx)
-        } else {
-            None
-        };
+        let notifier = Notifier::new(notify, notify_store);
+        let notify_stats = notifier.stats();
+        std::thread::Builder::new()
+            .name("parapet-notify".into())
+            .spawn(move || notifier.run())?;
         if let Some(folder) = fold_store {
             std::thread::Builder::new()
                 .name("parapet-fold".into())
@@ -114,7 +115,6 @@ impl Pipeline {
             store,
             detector,
             system_signals,
-            alerts_tx,
             pseudonymiser,
             flush_every: flush_every.max(Duration::from_millis(1)),
             nice,
@@ -122,7 +122,15 @@ impl Pipeline {
             served,
             started_at: parapet_store::unix_millis(SystemTime::now()),
         };
-        Ok(Self { writer })
+        Ok(Self {
+            writer,
+            notify_stats,
+        })
+    }
+
+    /// The notification outbox's figures, for `/metrics`.
+    pub fn notify_stats(&self) -> Arc<NotifyStats> {
+        self.notify_stats.clone()
     }
 
     /// Starts the collector and the writer on `events`, the queue the

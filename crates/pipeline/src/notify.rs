@@ -6,15 +6,16 @@
 //! new (or reopened). Delivery never blocks detection: a slow receiver only
 //! delays its own queue.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use hmac::{Hmac, Mac};
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Message, SmtpTransport, Transport};
 use parapet_core::alert::{Alert, Severity};
+use parapet_store::{Db, Notification, StoreError, unix_millis};
 use serde::Deserialize;
 use sha2::Sha256;
 
@@ -97,10 +98,24 @@ pub struct RouteConfig {
     pub digest_minutes: u32,
 }
 
-/// Delivery attempts per message before it is given up (and logged).
-const MAX_ATTEMPTS: u32 = 8;
-/// First retry delay; doubled per attempt (1 s, 2 s, 4 s … 64 s).
+/// First retry delay; doubled per failed attempt (1 s, 2 s, 4 s …).
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between two attempts, so a receiver back after an
+/// outage gets its backlog within this.
+const MAX_RETRY: Duration = Duration::from_secs(300);
+/// A notification still failing this long after its alert was raised is
+/// given up (kept in the outbox, marked failed, shown on the dashboard):
+/// long enough for a receiver down over a restart or a night.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// How often the outbox is read.
+const POLL: Duration = Duration::from_secs(1);
+/// How long this node's claim on delivery lasts; renewed every
+/// [`LEASE_RENEW`], so another node takes over only once this one stopped.
+const LEASE: Duration = Duration::from_secs(30);
+const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// Outbox rows handled per pass, and alerts per digest message: a backlog
+/// after an outage is worked through in bounded steps.
+const BATCH: usize = 500;
 
 /// The HMAC-SHA256 signature header of a webhook body: `sha256=<hex>`.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
@@ -109,30 +124,88 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Where a notification goes. Its key in the outbox (`webhook <url>`,
+/// `email <a>,<b>`) holds no secret: the secret and the digest period are
+/// looked up in the routes when it is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Target {
     Webhook { url: String, secret: Option<String> },
     Email { to: Vec<String> },
 }
 
-#[derive(Debug)]
-struct Job {
-    target: Target,
-    alerts: Vec<Alert>,
-    attempt: u32,
-    due: Instant,
+impl Target {
+    fn key(&self) -> String {
+        match self {
+            Target::Webhook { url, .. } => format!("webhook {url}"),
+            Target::Email { to } => format!("email {}", to.join(",")),
+        }
+    }
 }
 
+impl RouteConfig {
+    fn targets(&self) -> Vec<Target> {
+        let mut targets = Vec::new();
+        if let Some(url) = &self.webhook {
+            targets.push(Target::Webhook {
+                url: url.clone(),
+                secret: self.webhook_secret.clone(),
+            });
+        }
+        if !self.email.is_empty() {
+            targets.push(Target::Email {
+                to: self.email.clone(),
+            });
+        }
+        targets
+    }
+}
+
+/// The outbox as this node last saw it, and its failed attempts, for
+/// `/metrics`.
+#[derive(Debug, Default)]
+pub struct NotifyStats {
+    pending: AtomicU64,
+    failing: AtomicU64,
+    given_up: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl NotifyStats {
+    /// Appends the notification metrics in the Prometheus text format.
+    pub fn render(&self, text: &mut String) {
+        use std::fmt::Write;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = write!(
+            text,
+            "# HELP parapet_notifications_pending Alert notifications waiting for delivery (in the shared outbox).\n\
+             # TYPE parapet_notifications_pending gauge\nparapet_notifications_pending {}\n\
+             # HELP parapet_notifications_failing Pending notifications whose last delivery attempt failed.\n\
+             # TYPE parapet_notifications_failing gauge\nparapet_notifications_failing {}\n\
+             # HELP parapet_notifications_given_up Notifications given up after failing for a day (listed on their alert).\n\
+             # TYPE parapet_notifications_given_up gauge\nparapet_notifications_given_up {}\n\
+             # HELP parapet_notification_failures_total Failed delivery attempts by this node.\n\
+             # TYPE parapet_notification_failures_total counter\nparapet_notification_failures_total {}\n",
+            get(&self.pending),
+            get(&self.failing),
+            get(&self.given_up),
+            get(&self.failures),
+        );
+    }
+}
+
+/// Delivers the notification outbox: on the node holding the `notify`
+/// lease, routes each new row to its targets, sends what is due, deletes
+/// what was delivered and reschedules what failed. Every node keeps the
+/// outbox counts for its metrics.
 pub struct Notifier {
     cfg: NotifyConfig,
     http: ureq::Agent,
-    queue: Vec<Job>,
-    /// Alerts waiting for their route's digest, by target.
-    digests: HashMap<Target, (Instant, Vec<Alert>)>,
+    store: Box<dyn Db>,
+    stats: Arc<NotifyStats>,
 }
 
 impl Notifier {
-    pub fn new(cfg: NotifyConfig) -> Self {
+    pub fn new(cfg: NotifyConfig, store: Box<dyn Db>) -> Self {
         let http: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(10)))
             .http_status_as_error(false)
@@ -142,154 +215,207 @@ impl Notifier {
         Self {
             cfg,
             http,
-            queue: Vec::new(),
-            digests: HashMap::new(),
+            store,
+            stats: Arc::new(NotifyStats::default()),
         }
     }
 
-    pub fn is_configured(&self) -> bool {
-        !self.cfg.routes.is_empty()
+    pub fn stats(&self) -> Arc<NotifyStats> {
+        self.stats.clone()
     }
 
-    /// Delivers alerts from `rx` until it closes.
-    pub fn run(mut self, rx: Receiver<Alert>) {
+    /// Works the outbox until the process exits.
+    pub fn run(mut self) {
+        let mut holder_until: Option<Instant> = None;
+        let mut last_claim: Option<Instant> = None;
         loop {
-            let wait = self
-                .next_due()
-                .map_or(Duration::from_secs(1), |d| {
-                    d.saturating_duration_since(Instant::now())
-                })
-                .min(Duration::from_secs(1));
-            match rx.recv_timeout(wait) {
-                Ok(alert) => self.route(alert),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.flush_digests(true);
-                    self.deliver_due(true);
-                    return;
-                }
+            if last_claim.is_none_or(|t| t.elapsed() >= LEASE_RENEW) {
+                last_claim = Some(Instant::now());
+                holder_until = match self.store.try_lease("notify", SystemTime::now(), LEASE) {
+                    Ok(true) => Some(Instant::now() + LEASE),
+                    Ok(false) => None,
+                    Err(e) => {
+                        tracing::warn!(target: "parapet::notify", "cannot take the notify lease: {e}");
+                        holder_until
+                    }
+                };
             }
-            self.flush_digests(false);
-            self.deliver_due(false);
+            if holder_until.is_some_and(|t| Instant::now() < t)
+                && let Err(e) = self.pass(unix_millis(SystemTime::now()))
+            {
+                tracing::warn!(target: "parapet::notify", "cannot work the notification outbox: {e}");
+            }
+            match self.store.outbox_counts() {
+                Ok(c) => {
+                    self.stats.pending.store(c.pending, Ordering::Relaxed);
+                    self.stats.failing.store(c.retrying, Ordering::Relaxed);
+                    self.stats.given_up.store(c.failed, Ordering::Relaxed);
+                }
+                Err(e) => tracing::debug!("cannot count the notification outbox: {e}"),
+            }
+            std::thread::sleep(POLL);
         }
     }
 
-    fn next_due(&self) -> Option<Instant> {
-        let jobs = self.queue.iter().map(|j| j.due);
-        let digests = self.digests.values().map(|(t, _)| *t);
-        jobs.chain(digests).min()
+    /// One pass over the outbox at `now` (unix milliseconds): routes new
+    /// rows, then sends every target that is due.
+    fn pass(&mut self, now: i64) -> Result<(), StoreError> {
+        let rows = self.store.pending_notifications(BATCH)?;
+        let mut routed = false;
+        for n in rows.iter().filter(|n| n.target.is_none()) {
+            let targets = match self.store.alert(n.alert_id) {
+                Ok(a) => self.route(&a, n.created_at),
+                Err(StoreError::NoSuchAlert(_)) => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            self.store.route_notification(n.id, &targets)?;
+            routed = true;
+        }
+        let rows = if routed {
+            self.store.pending_notifications(BATCH)?
+        } else {
+            rows
+        };
+        let mut by_target: Vec<(String, Vec<Notification>)> = Vec::new();
+        for n in rows {
+            let Some(key) = n.target.clone() else {
+                continue;
+            };
+            match by_target.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(n),
+                None => by_target.push((key, vec![n])),
+            }
+        }
+        for (key, rows) in by_target {
+            self.deliver(&key, rows, now)?;
+        }
+        Ok(())
     }
 
-    /// Queues an alert for every route that wants it.
-    fn route(&mut self, alert: Alert) {
-        let min = self.cfg.min_severity;
-        if alert.severity < min {
-            return;
+    /// The `(target key, first try)` pairs an alert raised at `created_at`
+    /// goes to: each target once, however many routes name it; a digest
+    /// target first at `created_at` plus its period.
+    fn route(&self, alert: &Alert, created_at: i64) -> Vec<(String, i64)> {
+        let mut out: Vec<(String, i64)> = Vec::new();
+        if alert.severity < self.cfg.min_severity {
+            return out;
         }
-        let now = Instant::now();
         for r in &self.cfg.routes {
             if r.tenant != "*" && r.tenant != alert.tenant {
                 continue;
             }
-            let mut targets = Vec::new();
-            if let Some(url) = &r.webhook {
-                targets.push(Target::Webhook {
-                    url: url.clone(),
-                    secret: r.webhook_secret.clone(),
-                });
-            }
-            if !r.email.is_empty() {
-                targets.push(Target::Email {
-                    to: r.email.clone(),
-                });
-            }
-            for target in targets {
-                if r.digest_minutes > 0 {
-                    let due = now + Duration::from_secs(u64::from(r.digest_minutes) * 60);
-                    self.digests
-                        .entry(target)
-                        .or_insert_with(|| (due, Vec::new()))
-                        .1
-                        .push(alert.clone());
-                } else {
-                    self.queue.push(Job {
-                        target,
-                        alerts: vec![alert.clone()],
-                        attempt: 0,
-                        due: now,
-                    });
+            let due = created_at + i64::from(r.digest_minutes) * 60_000;
+            for t in r.targets() {
+                let key = t.key();
+                if !out.iter().any(|(k, _)| *k == key) {
+                    out.push((key, due));
                 }
             }
         }
+        out
     }
 
-    fn flush_digests(&mut self, all: bool) {
-        let now = Instant::now();
-        let due: Vec<Target> = self
-            .digests
-            .iter()
-            .filter(|(_, (t, _))| all || *t <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for target in due {
-            if let Some((_, alerts)) = self.digests.remove(&target) {
-                self.queue.push(Job {
-                    target,
-                    alerts,
-                    attempt: 0,
-                    due: now,
-                });
-            }
-        }
+    /// The target a key names in today's routes, and its digest period.
+    fn target(&self, key: &str) -> Option<(Target, u32)> {
+        self.cfg.routes.iter().find_map(|r| {
+            r.targets()
+                .into_iter()
+                .find(|t| t.key() == key)
+                .map(|t| (t, r.digest_minutes))
+        })
     }
 
-    /// Sends every job that is due; failures are retried with backoff.
-    /// `last` (shutdown) makes one final attempt of everything queued.
-    fn deliver_due(&mut self, last: bool) {
-        let now = Instant::now();
-        let jobs = std::mem::take(&mut self.queue);
-        for mut job in jobs {
-            if !last && job.due > now {
-                self.queue.push(job);
-                continue;
+    /// Sends a target's due rows: each alone, or as a digest all together
+    /// once the oldest is due. Deletes what was delivered; a failure moves
+    /// the rows' next try back, or gives them up after [`GIVE_UP_AFTER`].
+    fn deliver(&mut self, key: &str, rows: Vec<Notification>, now: i64) -> Result<(), StoreError> {
+        let Some((target, digest)) = self.target(key) else {
+            // the routes changed since it was routed: nowhere to send it
+            let ids: Vec<i64> = rows.iter().map(|n| n.id).collect();
+            return self.store.notifications_failed(
+                &ids,
+                "no [notify] route has this target any more",
+                now,
+                Some(now),
+            );
+        };
+        let messages: Vec<Vec<Notification>> = if digest > 0 {
+            if rows.iter().all(|n| n.next_at > now) {
+                return Ok(());
             }
-            job.attempt += 1;
-            match self.send(&job) {
-                Ok(()) => tracing::info!(
-                    target: "parapet::notify",
-                    alerts = job.alerts.len(),
-                    attempt = job.attempt,
-                    "delivered to {}",
-                    describe(&job.target)
-                ),
-                Err(e) if job.attempt < MAX_ATTEMPTS && !last => {
-                    let delay = FIRST_RETRY * 2u32.pow(job.attempt - 1);
-                    tracing::warn!(
+            vec![rows]
+        } else {
+            rows.into_iter()
+                .filter(|n| n.next_at <= now)
+                .map(|n| vec![n])
+                .collect()
+        };
+        for rows in messages {
+            let ids: Vec<i64> = rows.iter().map(|n| n.id).collect();
+            let mut alerts: Vec<Alert> = Vec::new();
+            for n in &rows {
+                if alerts.iter().any(|a| a.id == n.alert_id) {
+                    continue;
+                }
+                match self.store.alert(n.alert_id) {
+                    Ok(a) => alerts.push(a),
+                    Err(StoreError::NoSuchAlert(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let attempt = rows.iter().map(|n| n.attempts).max().unwrap_or(0) + 1;
+            let result = if alerts.is_empty() {
+                Ok(())
+            } else {
+                self.send(&target, &alerts)
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(
                         target: "parapet::notify",
-                        attempt = job.attempt,
-                        "delivery to {} failed, retrying in {} s: {e}",
-                        describe(&job.target),
-                        delay.as_secs()
+                        alerts = alerts.len(),
+                        attempt,
+                        "delivered to {}",
+                        describe(&target)
                     );
-                    job.due = Instant::now() + delay;
-                    self.queue.push(job);
+                    self.store.notifications_delivered(&ids)?;
                 }
-                Err(e) => tracing::error!(
-                    target: "parapet::notify",
-                    attempt = job.attempt,
-                    "giving up delivery to {}: {e}",
-                    describe(&job.target)
-                ),
+                Err(e) => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    let oldest = rows.iter().map(|n| n.created_at).min().unwrap_or(now);
+                    let give_up = now.saturating_sub(oldest) >= GIVE_UP_AFTER.as_millis() as i64;
+                    let delay = retry_delay(attempt);
+                    if give_up {
+                        tracing::error!(
+                            target: "parapet::notify",
+                            attempt,
+                            "giving up delivery to {}: {e}",
+                            describe(&target)
+                        );
+                    } else {
+                        tracing::warn!(
+                            target: "parapet::notify",
+                            attempt,
+                            "delivery to {} failed, retrying in {} s: {e}",
+                            describe(&target),
+                            delay.as_secs()
+                        );
+                    }
+                    let next = now + delay.as_millis() as i64;
+                    self.store
+                        .notifications_failed(&ids, &e, next, give_up.then_some(now))?;
+                }
             }
         }
+        Ok(())
     }
 
-    fn send(&self, job: &Job) -> Result<(), String> {
-        match &job.target {
+    fn send(&self, target: &Target, alerts: &[Alert]) -> Result<(), String> {
+        match target {
             Target::Webhook { url, secret } => {
                 let body = serde_json::to_vec(&serde_json::json!({
-                    "event": if job.alerts.len() == 1 { "alert" } else { "alert.digest" },
-                    "alerts": job.alerts.iter().map(Alert::to_json).collect::<Vec<_>>(),
+                    "event": if alerts.len() == 1 { "alert" } else { "alert.digest" },
+                    "alerts": alerts.iter().map(Alert::to_json).collect::<Vec<_>>(),
                 }))
                 .map_err(|e| e.to_string())?;
                 let mut req = self
@@ -307,7 +433,7 @@ impl Notifier {
                     Err(format!("HTTP {status}"))
                 }
             }
-            Target::Email { to } => self.send_mail(to, &job.alerts),
+            Target::Email { to } => self.send_mail(to, alerts),
         }
     }
 
@@ -369,6 +495,14 @@ impl Notifier {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
+}
+
+/// The wait after failed attempt `attempt` (1-based): doubling from
+/// [`FIRST_RETRY`], capped at [`MAX_RETRY`].
+fn retry_delay(attempt: u32) -> Duration {
+    FIRST_RETRY
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(20)))
+        .min(MAX_RETRY)
 }
 
 fn describe(t: &Target) -> String {
@@ -449,24 +583,94 @@ mod tests {
         }
     }
 
+    fn notifier(routes: Vec<RouteConfig>) -> (Notifier, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = parapet_store::SqliteStore::open(dir.path()).unwrap();
+        let n = Notifier::new(
+            NotifyConfig {
+                routes,
+                ..NotifyConfig::default()
+            },
+            Box::new(store),
+        );
+        (n, dir)
+    }
+
     #[test]
     fn routes_by_tenant_severity_and_digest() {
-        let mut n = Notifier::new(NotifyConfig {
-            routes: vec![route("council-a", 0), route("*", 60)],
-            ..NotifyConfig::default()
-        });
-        n.route(alert(1, "council-a", Severity::High));
-        n.route(alert(2, "council-b", Severity::Medium));
-        n.route(alert(3, "council-b", Severity::Info)); // below min_severity
-        // council-a's route sends at once; the supplier's digest waits
-        assert_eq!(n.queue.len(), 1);
-        assert_eq!(n.queue[0].alerts[0].id, 1);
-        n.flush_digests(false);
-        assert_eq!(n.queue.len(), 1, "the digest is not due for an hour");
-        n.flush_digests(true);
-        assert_eq!(n.queue.len(), 2);
-        let digest: Vec<i64> = n.queue[1].alerts.iter().map(|a| a.id).collect();
-        assert_eq!(digest, [1, 2]);
+        let (n, _dir) = notifier(vec![route("council-a", 0), route("*", 60)]);
+        let a = n.route(&alert(1, "council-a", Severity::High), 1_000);
+        assert_eq!(
+            a,
+            [
+                ("webhook http://127.0.0.1:9/council-a".to_string(), 1_000),
+                ("webhook http://127.0.0.1:9/*".to_string(), 3_601_000),
+            ]
+        );
+        let b = n.route(&alert(2, "council-b", Severity::Medium), 1_000);
+        assert_eq!(b, [("webhook http://127.0.0.1:9/*".to_string(), 3_601_000)]);
+        // below min_severity: routed nowhere
+        assert!(
+            n.route(&alert(3, "council-b", Severity::Info), 1_000)
+                .is_empty()
+        );
+        // two routes naming one target send it once
+        let (n, _dir) = notifier(vec![route("council-a", 0), route("council-a", 5)]);
+        assert_eq!(n.route(&alert(1, "council-a", Severity::High), 0).len(), 1);
+    }
+
+    #[test]
+    fn retries_back_off_to_a_cap() {
+        let secs: Vec<u64> = [1, 2, 3, 9, 10, 100]
+            .map(|a| retry_delay(a).as_secs())
+            .to_vec();
+        assert_eq!(secs, [1, 2, 4, 256, 300, 300]);
+    }
+
+    /// A receiver that refuses connections: each pass records one failed
+    /// attempt and the next try; after a day the row is given up and stays.
+    #[test]
+    fn a_failing_target_is_retried_then_given_up() {
+        let (mut n, _dir) = notifier(vec![route("council-a", 0)]);
+        let signal = parapet_core::alert::Signal {
+            time: SystemTime::now(),
+            tenant: Arc::from("council-a"),
+            rule: "feed.block",
+            severity: Severity::High,
+            domain: "evil.test".into(),
+            client: parapet_core::pseudonym::ClientPseudonym([1; 8]),
+            feed: None,
+            reason: "listed".into(),
+            evidence: "evil.test A".into(),
+            folded: None,
+        };
+        n.store.record_signals(&[signal]).unwrap();
+        let created = n.store.pending_notifications(10).unwrap()[0].created_at;
+        n.pass(created).unwrap();
+        let rows = n.store.pending_notifications(10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0].target.as_deref(),
+            Some("webhook http://127.0.0.1:9/council-a")
+        );
+        assert_eq!((rows[0].attempts, rows[0].next_at), (1, created + 1_000));
+        assert!(rows[0].last_error.is_some());
+        // not due yet: no attempt
+        n.pass(created + 500).unwrap();
+        assert_eq!(n.store.pending_notifications(10).unwrap()[0].attempts, 1);
+        n.pass(created + 1_000).unwrap();
+        let rows = n.store.pending_notifications(10).unwrap();
+        assert_eq!((rows[0].attempts, rows[0].next_at), (2, created + 3_000));
+        assert_eq!(n.stats.failures.load(Ordering::Relaxed), 2);
+
+        let day = GIVE_UP_AFTER.as_millis() as i64;
+        n.pass(created + day).unwrap();
+        assert!(n.store.pending_notifications(10).unwrap().is_empty());
+        let kept = n.store.alert_notifications(rows[0].alert_id).unwrap();
+        assert_eq!(
+            (kept[0].attempts, kept[0].failed_at),
+            (3, Some(created + day))
+        );
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! The writer: stores each batch of runs in one transaction, runs detection
-//! over the same runs, folds the signals into alerts and hands the raised
-//! ones to the notifier; between batches, the heartbeat and the retention
-//! job. Also the aggregate fold for backends that defer it.
+//! over the same runs, folds the signals into alerts (the store queues the
+//! raised ones' notifications in the same transaction); between batches,
+//! the heartbeat and the retention job. Also the aggregate fold for backends that defer it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use parapet_core::alert::{Alert, Signal};
+use parapet_core::alert::Signal;
 use parapet_core::event::{OwnedRun, QueryEvent};
 use parapet_core::pseudonym::Pseudonymiser;
 use parapet_detect::rules::{Detector, Observed};
@@ -49,8 +49,6 @@ pub(crate) struct EventWriter {
     pub(crate) detector: Detector,
     /// Alerts about Parapet itself (feeds or config failing to load).
     pub(crate) system_signals: crossbeam_channel::Receiver<Signal>,
-    /// New and reopened alerts go to the notifier, when one is configured.
-    pub(crate) alerts_tx: Option<crossbeam_channel::Sender<Alert>>,
     pub(crate) pseudonymiser: Pseudonymiser,
     pub(crate) flush_every: Duration,
     /// `[store] writer_nice`, for the writer and the collector.
@@ -245,9 +243,6 @@ impl EventWriter {
                             "new alert: {}",
                             a.reason
                         );
-                        if let Some(tx) = &self.alerts_tx {
-                            let _ = tx.send(a);
-                        }
                     }
                 }
             }
