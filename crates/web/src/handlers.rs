@@ -265,8 +265,13 @@ async fn overview_view(
     q: &TenantQuery,
 ) -> Result<Value, AppError> {
     let scope = viewer.scope(q.tenant.as_deref())?;
+    let supplier = viewer.is_supplier();
     let mut v = with_db(state, move |db| {
-        views::overview(db, scope.as_deref(), now())
+        let mut v = views::overview(db, scope.as_deref(), now())?;
+        if supplier {
+            v["notifications"] = views::outbox(db)?;
+        }
+        Ok(v)
     })
     .await?;
     v["tenant_choices"] = tenant_choices(state, viewer)?;
@@ -331,7 +336,12 @@ pub async fn alerts_api(
 
 async fn alert_view(state: &AppState, viewer: &Viewer, id: i64) -> Result<Value, AppError> {
     let vw = viewer.clone();
-    with_db(state, move |db| Ok(views::alert(db, &vw, id)?.to_json())).await
+    with_db(state, move |db| {
+        let mut v = views::alert(db, &vw, id)?.to_json();
+        v["deliveries"] = views::deliveries(db, &vw, id)?;
+        Ok(v)
+    })
+    .await
 }
 
 pub async fn alert_page(

@@ -187,6 +187,44 @@ pub fn alert(db: &mut dyn Db, viewer: &Viewer, id: i64) -> Result<Alert, AppErro
     Ok(a)
 }
 
+/// An alert's notifications still in the outbox: waiting, retrying or
+/// given up (delivered ones are gone). A council sees how delivery stands,
+/// not the supplier's addresses.
+pub fn deliveries(db: &mut dyn Db, viewer: &Viewer, id: i64) -> Result<Value, AppError> {
+    let rows = db.alert_notifications(id)?;
+    Ok(json!(
+        rows.iter()
+            .map(|n| {
+                let target = match &n.target {
+                    None => "not routed yet".to_string(),
+                    Some(t) if viewer.is_supplier() => t.clone(),
+                    Some(t) => t.split(' ').next().unwrap_or_default().to_string(),
+                };
+                let state = match (n.failed_at, n.attempts) {
+                    (Some(_), _) => "given up",
+                    (None, 0) => "waiting",
+                    (None, _) => "retrying",
+                };
+                json!({
+                    "target": target,
+                    "state": state,
+                    "attempts": n.attempts,
+                    "created_at": format_datetime_ms(n.created_at),
+                    "next_at": n.failed_at.is_none().then(|| format_datetime_ms(n.next_at)),
+                    "last_error": n.last_error,
+                    "failed_at": n.failed_at.map(format_datetime_ms),
+                })
+            })
+            .collect::<Vec<_>>()
+    ))
+}
+
+/// The notification outbox across every tenant (for supplier staff).
+pub fn outbox(db: &mut dyn Db) -> Result<Value, AppError> {
+    let c = db.outbox_counts()?;
+    Ok(json!({"pending": c.pending, "failing": c.retrying, "given_up": c.failed}))
+}
+
 pub fn set_status(
     db: &mut dyn Db,
     viewer: &Viewer,
