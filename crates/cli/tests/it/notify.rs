@@ -1,6 +1,6 @@
 //! Alert delivery to real receivers on loopback: a webhook (an HTTP server
-//! in this test that fails the first delivery with 500) and e-mail through
-//! a real SMTP server (aiosmtpd).
+//! in this test that fails the first delivery with 500, or is not there at
+//! all across a restart) and e-mail through a real SMTP server (aiosmtpd).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{Parapet, shared_nsd, start_smtp};
+use crate::harness::{Parapet, free_port, shared_nsd, start_smtp};
 
 /// One HTTP request as received: its headers (lower-cased names) and body.
 type Received = (Vec<(String, String)>, Vec<u8>);
@@ -18,6 +18,12 @@ type Received = (Vec<(String, String)>, Vec<u8>);
 fn webhook_receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hooks/parapet", listener.local_addr().unwrap());
+    (url, webhook_receiver_on(listener, true))
+}
+
+/// An HTTP/1.1 server on `listener` answering 200 (500 to the first
+/// request when `fail_first`).
+fn webhook_receiver_on(listener: TcpListener, fail_first: bool) -> Arc<Mutex<Vec<Received>>> {
     let got = Arc::new(Mutex::new(Vec::new()));
     let got2 = got.clone();
     std::thread::spawn(move || {
@@ -50,7 +56,7 @@ fn webhook_receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
                 g.push((headers, body));
                 g.len()
             };
-            let status = if n == 1 {
+            let status = if fail_first && n == 1 {
                 "500 Internal Server Error"
             } else {
                 "200 OK"
@@ -61,7 +67,7 @@ fn webhook_receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
             );
         }
     });
-    (url, got)
+    got
 }
 
 #[test]
@@ -135,6 +141,69 @@ fn alerts_reach_a_webhook_with_retries_and_an_smtp_server() {
         "{mail}"
     );
     assert!(!mail.contains("127.0.0.2"), "{mail}");
+}
+
+/// Waits (up to `secs`) until `done` holds.
+fn wait_until(secs: u64, what: &str, p: &Parapet, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}; log:\n{}", p.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The webhook receiver is down when the alert is raised and still down
+/// when Parapet restarts: the notification waits in the outbox (not in
+/// memory), is retried after the restart, and reaches the receiver once it
+/// is back, once.
+#[test]
+fn a_webhook_down_across_a_restart_gets_the_alert_once_back() {
+    let nsd = shared_nsd();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/hooks/parapet");
+    let mut p = Parapet::start(
+        &format!("upstreams = [\"{nsd}\"]"),
+        &format!(
+            "[[feeds]]\nname = \"listed\"\npath = \"listed.txt\"\nformat = \"domains\"\n\
+             [[tenants]]\nname = \"council-a\"\nnetworks = [\"127.0.0.2/32\"]\n\
+             [store]\nflush_interval_ms = 100\n\
+             [[notify.routes]]\ntenant = \"council-a\"\nwebhook = \"{url}\"\n"
+        ),
+        &[("listed.txt", "listed.zone.test\n")],
+    );
+    p.client()
+        .from("127.0.0.2")
+        .query("listed.zone.test.", RecordType::A)
+        .unwrap();
+    wait_until(20, "no failed delivery attempt", &p, || {
+        p.metric("parapet_notification_failures_total") >= 1.0
+    });
+    assert!(p.log().contains("delivery to webhook"), "{}", p.log());
+    assert_eq!(p.terminate().code(), Some(0), "{}", p.log());
+
+    // after the restart the notification is still pending, and failing
+    p.restart();
+    wait_until(20, "the restarted node does not retry", &p, || {
+        p.metric("parapet_notification_failures_total") >= 1.0
+    });
+    assert_eq!(p.metric("parapet_notifications_pending"), 1.0);
+
+    // the receiver comes back: the alert arrives, and the outbox empties
+    let got = webhook_receiver_on(TcpListener::bind(("127.0.0.1", port)).unwrap(), false);
+    wait_until(30, "the alert never reached the receiver", &p, || {
+        !got.lock().unwrap().is_empty()
+    });
+    wait_until(20, "the outbox does not empty", &p, || {
+        p.metric("parapet_notifications_pending") == 0.0
+    });
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), 1, "delivered once: {}", p.log());
+    let v: serde_json::Value = serde_json::from_slice(&got[0].1).unwrap();
+    assert_eq!(v["event"], "alert");
+    assert_eq!(v["alerts"][0]["rule"], "feed.block");
+    assert_eq!(v["alerts"][0]["tenant"], "council-a");
+    assert_eq!(v["alerts"][0]["domain"], "zone.test");
+    assert_eq!(p.metric("parapet_notifications_failing"), 0.0);
 }
 
 /// `sha256=` + hex HMAC-SHA256, computed independently of Parapet's code.
