@@ -189,7 +189,7 @@ pub fn alert(db: &mut dyn Db, viewer: &Viewer, id: i64) -> Result<Alert, AppErro
 
 /// An alert's notifications still in the outbox: waiting, retrying or
 /// given up (delivered ones are gone). A council sees how delivery stands,
-/// not the supplier's addresses.
+/// not the supplier's addresses or errors (which may name its servers).
 pub fn deliveries(db: &mut dyn Db, viewer: &Viewer, id: i64) -> Result<Value, AppError> {
     let rows = db.alert_notifications(id)?;
     Ok(json!(
@@ -211,7 +211,7 @@ pub fn deliveries(db: &mut dyn Db, viewer: &Viewer, id: i64) -> Result<Value, Ap
                     "attempts": n.attempts,
                     "created_at": format_datetime_ms(n.created_at),
                     "next_at": n.failed_at.is_none().then(|| format_datetime_ms(n.next_at)),
-                    "last_error": n.last_error,
+                    "last_error": if viewer.is_supplier() { n.last_error.clone() } else { None },
                     "failed_at": n.failed_at.map(format_datetime_ms),
                 })
             })

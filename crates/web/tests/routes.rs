@@ -901,3 +901,79 @@ async fn oversized_requests_and_search_fields_are_refused() {
     let r = w.app.clone().oneshot(req).await.unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+/// A failing notification shows on its alert (the supplier sees where it
+/// goes, the council only the kind) and, for supplier staff, on the
+/// overview.
+#[tokio::test]
+async fn failing_notifications_show_on_the_alert_and_the_overview() {
+    let w = world();
+    let north = w.alerts.0;
+    {
+        let mut db = w.dash.db.get();
+        let n = db
+            .pending_notifications(10)
+            .unwrap()
+            .into_iter()
+            .find(|n| n.alert_id == north)
+            .unwrap();
+        db.route_notification(n.id, &[("email soc@supplier.test".into(), 0)])
+            .unwrap();
+        let routed = db.alert_notifications(north).unwrap();
+        db.notifications_failed(&[routed[0].id], "connection refused", 1_000, None)
+            .unwrap();
+    }
+    let uri = format!("/api/v1/alerts/{north}");
+    let admin = call(&w.app, Method::Get, &uri, As::Token("admin-token")).await;
+    let v: serde_json::Value = serde_json::from_str(&admin.body).unwrap();
+    let d = &v["deliveries"][0];
+    assert_eq!(d["target"], "email soc@supplier.test", "{}", admin.body);
+    assert_eq!(d["state"], "retrying");
+    assert_eq!(d["attempts"], 1);
+    assert_eq!(d["last_error"], "connection refused");
+    let ann = call(&w.app, Method::Get, &uri, As::Token("ann-token")).await;
+    let v: serde_json::Value = serde_json::from_str(&ann.body).unwrap();
+    assert_eq!(v["deliveries"][0]["target"], "email", "{}", ann.body);
+    assert_eq!(v["deliveries"][0]["state"], "retrying");
+    assert!(!ann.body.contains("supplier.test"), "{}", ann.body);
+    assert!(!ann.body.contains("connection refused"), "{}", ann.body);
+    let page = call(
+        &w.app,
+        Method::Get,
+        &format!("/alerts/{north}"),
+        As::Session("admin-session"),
+    )
+    .await;
+    assert!(page.body.contains("connection refused"), "{}", page.body);
+
+    // the overview: supplier staff see the outbox (south's row still waits)
+    let o = call(
+        &w.app,
+        Method::Get,
+        "/api/v1/overview",
+        As::Token("admin-token"),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&o.body).unwrap();
+    assert_eq!(
+        v["notifications"],
+        serde_json::json!({"pending": 2, "failing": 1, "given_up": 0}),
+        "{}",
+        o.body
+    );
+    let page = call(&w.app, Method::Get, "/", As::Session("admin-session")).await;
+    assert!(
+        page.body
+            .contains("Alert notifications failing: 1 retrying"),
+        "{}",
+        page.body
+    );
+    let o = call(
+        &w.app,
+        Method::Get,
+        "/api/v1/overview",
+        As::Token("ann-token"),
+    )
+    .await;
+    assert!(!o.body.contains("notifications"), "{}", o.body);
+}
