@@ -350,8 +350,16 @@ impl Notifier {
                 .map(|n| vec![n])
                 .collect()
         };
+        // the error of this pass's failed attempt at this target: its other
+        // due messages wait as if they had failed too, so a receiver that
+        // hangs costs one timeout per pass, not one per notification
+        let mut down: Option<String> = None;
         for rows in messages {
-            let ids: Vec<i64> = rows.iter().map(|n| n.id).collect();
+            let attempt = rows.iter().map(|n| n.attempts).max().unwrap_or(0) + 1;
+            if let Some(e) = &down {
+                self.failed(&rows, attempt, e, now)?;
+                continue;
+            }
             let mut alerts: Vec<Alert> = Vec::new();
             for n in &rows {
                 if alerts.iter().any(|a| a.id == n.alert_id) {
@@ -363,7 +371,6 @@ impl Notifier {
                     Err(e) => return Err(e),
                 }
             }
-            let attempt = rows.iter().map(|n| n.attempts).max().unwrap_or(0) + 1;
             let result = if alerts.is_empty() {
                 Ok(())
             } else {
@@ -378,14 +385,13 @@ impl Notifier {
                         "delivered to {}",
                         describe(&target)
                     );
+                    let ids: Vec<i64> = rows.iter().map(|n| n.id).collect();
                     self.store.notifications_delivered(&ids)?;
                 }
                 Err(e) => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                    let oldest = rows.iter().map(|n| n.created_at).min().unwrap_or(now);
-                    let give_up = now.saturating_sub(oldest) >= GIVE_UP_AFTER.as_millis() as i64;
-                    let delay = retry_delay(attempt);
-                    if give_up {
+                    let (gave_up, delay) = self.failed(&rows, attempt, &e, now)?;
+                    if gave_up {
                         tracing::error!(
                             target: "parapet::notify",
                             attempt,
@@ -401,13 +407,31 @@ impl Notifier {
                             delay.as_secs()
                         );
                     }
-                    let next = now + delay.as_millis() as i64;
-                    self.store
-                        .notifications_failed(&ids, &e, next, give_up.then_some(now))?;
+                    down = Some(e);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Records failed attempt `attempt` of one message's rows: the next try
+    /// after [`retry_delay`], or given up once the oldest row is
+    /// [`GIVE_UP_AFTER`] old. Returns whether it was given up, and the delay.
+    fn failed(
+        &mut self,
+        rows: &[Notification],
+        attempt: u32,
+        error: &str,
+        now: i64,
+    ) -> Result<(bool, Duration), StoreError> {
+        let ids: Vec<i64> = rows.iter().map(|n| n.id).collect();
+        let oldest = rows.iter().map(|n| n.created_at).min().unwrap_or(now);
+        let give_up = now.saturating_sub(oldest) >= GIVE_UP_AFTER.as_millis() as i64;
+        let delay = retry_delay(attempt);
+        let next = now + delay.as_millis() as i64;
+        self.store
+            .notifications_failed(&ids, error, next, give_up.then_some(now))?;
+        Ok((give_up, delay))
     }
 
     fn send(&self, target: &Target, alerts: &[Alert]) -> Result<(), String> {
@@ -627,50 +651,58 @@ mod tests {
         assert_eq!(secs, [1, 2, 4, 256, 300, 300]);
     }
 
-    /// A receiver that refuses connections: each pass records one failed
-    /// attempt and the next try; after a day the row is given up and stays.
+    /// A receiver that refuses connections: each pass makes one attempt
+    /// at it and records the failure and the next try on every due row;
+    /// after a day the rows are given up and stay.
     #[test]
     fn a_failing_target_is_retried_then_given_up() {
         let (mut n, _dir) = notifier(vec![route("council-a", 0)]);
-        let signal = parapet_core::alert::Signal {
+        let signal = |domain: &str| parapet_core::alert::Signal {
             time: SystemTime::now(),
             tenant: Arc::from("council-a"),
             rule: "feed.block",
             severity: Severity::High,
-            domain: "evil.test".into(),
+            domain: domain.into(),
             client: parapet_core::pseudonym::ClientPseudonym([1; 8]),
             feed: None,
             reason: "listed".into(),
-            evidence: "evil.test A".into(),
+            evidence: format!("{domain} A"),
             folded: None,
         };
-        n.store.record_signals(&[signal]).unwrap();
+        n.store
+            .record_signals(&[signal("evil.test"), signal("worse.test")])
+            .unwrap();
         let created = n.store.pending_notifications(10).unwrap()[0].created_at;
+        let state = |n: &mut Notifier| -> Vec<(u32, i64)> {
+            let rows = n.store.pending_notifications(10).unwrap();
+            assert!(rows.iter().all(|r| r.target.as_deref()
+                == Some("webhook http://127.0.0.1:9/council-a")
+                && r.last_error.is_some()));
+            rows.iter().map(|r| (r.attempts, r.next_at)).collect()
+        };
         n.pass(created).unwrap();
-        let rows = n.store.pending_notifications(10).unwrap();
-        assert_eq!(rows.len(), 1);
+        assert_eq!(state(&mut n), [(1, created + 1_000); 2]);
         assert_eq!(
-            rows[0].target.as_deref(),
-            Some("webhook http://127.0.0.1:9/council-a")
+            n.stats.failures.load(Ordering::Relaxed),
+            1,
+            "one attempt per pass"
         );
-        assert_eq!((rows[0].attempts, rows[0].next_at), (1, created + 1_000));
-        assert!(rows[0].last_error.is_some());
         // not due yet: no attempt
         n.pass(created + 500).unwrap();
-        assert_eq!(n.store.pending_notifications(10).unwrap()[0].attempts, 1);
+        assert_eq!(state(&mut n), [(1, created + 1_000); 2]);
         n.pass(created + 1_000).unwrap();
-        let rows = n.store.pending_notifications(10).unwrap();
-        assert_eq!((rows[0].attempts, rows[0].next_at), (2, created + 3_000));
+        assert_eq!(state(&mut n), [(2, created + 3_000); 2]);
         assert_eq!(n.stats.failures.load(Ordering::Relaxed), 2);
 
         let day = GIVE_UP_AFTER.as_millis() as i64;
         n.pass(created + day).unwrap();
         assert!(n.store.pending_notifications(10).unwrap().is_empty());
-        let kept = n.store.alert_notifications(rows[0].alert_id).unwrap();
+        let kept = n.store.alert_notifications(1).unwrap();
         assert_eq!(
             (kept[0].attempts, kept[0].failed_at),
             (3, Some(created + day))
         );
+        assert_eq!(n.store.outbox_counts().unwrap().failed, 2);
     }
 
     #[test]

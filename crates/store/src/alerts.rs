@@ -71,7 +71,8 @@ pub trait AlertStore: Send {
     /// an unrouted row in the notification outbox in the same transaction.
     fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError>;
 
-    /// Notifications not given up, oldest first, at most `limit`.
+    /// Notifications not given up, the soonest due first (new ones are due
+    /// at once), at most `limit`.
     fn pending_notifications(&mut self, limit: usize) -> Result<Vec<Notification>, StoreError>;
 
     /// Replaces unrouted notification `id` by one row per `(target,

@@ -124,7 +124,10 @@ impl AlertStore for PgStore {
     }
 
     fn pending_notifications(&mut self, limit: usize) -> Result<Vec<Notification>, StoreError> {
-        self.notifications_where("failed_at IS NULL ORDER BY id LIMIT $1", limit as i64)
+        self.notifications_where(
+            "failed_at IS NULL ORDER BY next_at, id LIMIT $1",
+            limit as i64,
+        )
     }
 
     fn route_notification(&mut self, id: i64, targets: &[(String, i64)]) -> Result<(), StoreError> {
