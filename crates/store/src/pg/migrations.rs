@@ -320,6 +320,19 @@ const MIGRATIONS: &[(u32, &str)] = &[
         "ALTER TABLE query_events ADD COLUMN queries BIGINT NOT NULL DEFAULT 1;
     ALTER TABLE query_events ADD COLUMN last_time BIGINT;",
     ),
+    (
+        10,
+        // each batch of query events is stored once: a batch replayed from
+        // the spool after a crash or an outage finds its id here and is
+        // skipped (written in the batch's own transaction)
+        "CREATE TABLE applied_batches (
+        node       TEXT   NOT NULL,
+        run        BIGINT NOT NULL, -- the writing process's start, unix milliseconds
+        seq        BIGINT NOT NULL, -- the batch's number within that run
+        applied_at BIGINT NOT NULL, -- unix milliseconds, for retention
+        PRIMARY KEY (node, run, seq)
+    );",
+    ),
 ];
 
 impl PgStore {
