@@ -236,6 +236,9 @@ pub struct StoreConfig {
     /// answers first when both need the same core (lower tail latency, and
     /// at saturation the event queue drops and counts). Measured in bench/.
     pub writer_nice: i32,
+    /// Most megabytes of query events kept in `path/spool` while the store
+    /// cannot take them; past it they are dropped and counted.
+    pub spool_max_mb: u64,
 }
 
 impl Default for StoreConfig {
@@ -248,6 +251,7 @@ impl Default for StoreConfig {
             aggregates_retention_days: r.aggregates_days,
             flush_interval_ms: 1000,
             writer_nice: 0,
+            spool_max_mb: 1024,
         }
     }
 }

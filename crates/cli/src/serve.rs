@@ -80,6 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut loader = Loader::new(config.clone(), metrics.clone());
     let served = loader.served_versions();
     let fetch_statuses = loader.fetch_statuses();
+    let spool_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let pipeline = Pipeline::new(Parts {
         store,
         fold_store,
@@ -91,6 +92,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         retention: config.store.retention(),
         served: served.clone(),
         system_signals: system_rx,
+        spool_dir: config.resolve(&config.store.path).join("spool"),
+        spool_max_bytes: config.store.spool_max_mb.saturating_mul(1 << 20),
+        spool_dropped: spool_dropped.clone(),
+        supplier: Arc::from(crate::loader::SUPPLIER_TENANT),
     })?;
 
     let mailcheck_alerts = system_tx.clone();
@@ -144,7 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             metrics: {
                 let r = resolver.clone();
                 Arc::new(move || {
-                    let mut text = r.render_metrics();
+                    let mut text = with_spool_drops(&r.render_metrics(), &spool_dropped);
                     crate::url_feeds::render_metrics(&mut text, &fetch_statuses);
                     if label_node {
                         text = with_node_label(&text, &node);
@@ -206,6 +211,24 @@ fn dns_settings(d: &DnsConfig, upstreams: &[SocketAddr], threads: usize) -> Sett
 
 /// `text` (Prometheus exposition) with `node="NAME"` added to every sample's
 /// labels, last, so series from several nodes stay apart once aggregated.
+/// `text` with the queries the spool dropped as one more sample of
+/// `parapet_events_dropped_total` (`reason="spool_full"`), next to the
+/// event queue's own: a family's samples must be one group.
+fn with_spool_drops(text: &str, dropped: &std::sync::atomic::AtomicU64) -> String {
+    let n = dropped.load(std::sync::atomic::Ordering::Relaxed);
+    let mut out = String::with_capacity(text.len() + 80);
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("parapet_events_dropped_total") {
+            out.push_str(&format!(
+                "parapet_events_dropped_total{{reason=\"spool_full\"}} {n}\n"
+            ));
+        }
+    }
+    out
+}
+
 fn with_node_label(text: &str, node: &str) -> String {
     let node = node.replace(['\\', '"', '\n'], "_");
     let mut out = String::with_capacity(text.len() + text.len() / 4);
