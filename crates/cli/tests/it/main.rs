@@ -16,6 +16,7 @@ mod reload;
 mod report;
 mod resolver;
 mod rpz_diff;
+mod spool;
 mod store;
 mod tenants;
 mod url_feeds;
