@@ -71,9 +71,10 @@ const CLOCK_EVERY: usize = 1024;
 
 /// Drains the event queue every [`EVENT_POLL`], pseudonymising each client
 /// and folding the repeats of a query into one run, and hands the runs to
-/// the writer when there are [`MAX_BATCH`] of them or every `flush_every`.
-/// A full hand-over waits: the event queue then fills and the resolver
-/// drops (and counts), never waits.
+/// the writer (through the spool, [`Out::hand_over`]) when there are
+/// [`MAX_BATCH`] of them or every `flush_every`. Only a batch the spool
+/// could not take waits for the writer: the event queue then fills and
+/// the resolver drops (and counts), never waits.
 pub(crate) fn collect(
     rx: &crossbeam_channel::Receiver<QueryEvent>,
     stop: &AtomicBool,
