@@ -241,3 +241,47 @@ fn a_full_spool_drops_counts_and_raises_store_unavailable() {
     assert_eq!(alerts[0].0, "supplier");
     assert!(alerts[0].1.contains("spool_max_mb"), "{alerts:?}");
 }
+
+/// SQLite spools too: a database another process holds locked for longer
+/// than the store's busy timeout (10 s) fails the writes, and every query
+/// answered meanwhile is stored once when the lock goes.
+#[test]
+fn every_query_answered_while_sqlite_is_locked_is_stored_once_when_it_frees() {
+    let nsd = shared_nsd();
+    let p = Parapet::start(
+        &format!("upstreams = [\"{nsd}\"]\nevent_queue = 65536"),
+        "[store]\npath = \"data\"\nflush_interval_ms = 100\n",
+        &[],
+    );
+    let db_path = p.path("data/parapet.sqlite");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !p.log().contains("retention") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let load = Load::start(p.dns, 5_000);
+    std::thread::sleep(Duration::from_millis(500));
+    let lock = rusqlite::Connection::open(&db_path).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    std::thread::sleep(Duration::from_secs(13));
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    std::thread::sleep(Duration::from_millis(500));
+    let answered = load.finish() as i64;
+    let db = rusqlite::Connection::open(&db_path).unwrap();
+    let stored = || {
+        db.query_row(
+            "SELECT COALESCE(SUM(queries), 0) FROM query_events",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while stored() < answered && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(stored(), answered, "{}", p.log());
+    assert_eq!(queue_drops(&p), 0.0);
+    assert!(p.log().contains("keeping them in the spool"), "{}", p.log());
+}
