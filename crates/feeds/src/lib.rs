@@ -4,3 +4,5 @@
 //! Each source keeps the last good version of its feed on disk, so a
 //! restart with the vendor unreachable still protects. It knows nothing of
 //! the resolver: the binary's loader turns what a source brings into policy.
+
+pub mod xfr;
