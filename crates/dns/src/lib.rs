@@ -10,6 +10,7 @@ pub mod cache;
 pub mod metrics;
 #[cfg(target_os = "linux")]
 mod mmsg;
+pub mod notify;
 pub mod resolver;
 pub mod server;
 pub mod upstream;
@@ -24,6 +25,7 @@ use parapet_core::tenant::{TenantId, TenantMap};
 
 pub use cache::CacheConfig;
 pub use metrics::{FeedStatus, Metrics, TenantCounters};
+pub use notify::NotifyZone;
 pub use resolver::Resolver;
 
 /// Resolver settings fixed for the life of the process.

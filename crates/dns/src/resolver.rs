@@ -18,6 +18,7 @@ use parapet_core::tenant::TenantId;
 
 use crate::cache::{Cache, Key, Stored};
 use crate::metrics::{Metrics, TenantCounters};
+use crate::notify::NotifyZone;
 use crate::upstream::Upstreams;
 use crate::wire::{self, OwnedQuery, Query, Reject, ede, flag, rcode};
 use crate::{BlockMode, Settings, Snapshot};
@@ -67,6 +68,8 @@ pub struct Resolver {
     metrics: Arc<Metrics>,
     events: Option<Sender<QueryEvent>>,
     settings: Settings,
+    /// Zones whose primaries may send NOTIFY; set once at start.
+    notify: std::sync::OnceLock<Vec<NotifyZone>>,
 }
 
 impl Resolver {
@@ -87,7 +90,27 @@ impl Resolver {
             metrics,
             events,
             settings,
+            notify: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Accepts NOTIFY for these zones from their primaries (once, at
+    /// start; later calls are ignored).
+    pub fn set_notify(&self, zones: Vec<NotifyZone>) {
+        let _ = self.notify.set(zones);
+    }
+
+    /// A packet whose opcode is not QUERY: NOTIFY for a feed's zone, or
+    /// NOTIMP.
+    #[cold]
+    #[inline(never)]
+    fn other_opcode(&self, packet: &[u8], client: IpAddr, out: &mut Vec<u8>) -> Option<Outcome> {
+        let zones = self.notify.get().filter(|z| !z.is_empty())?;
+        if crate::notify::opcode(packet) != crate::notify::OPCODE_NOTIFY {
+            return None;
+        }
+        crate::notify::answer(zones, packet, client, out);
+        Some(Outcome::Reply)
     }
 
     /// Swaps in a new policy and tenant set. Queries in flight finish with
@@ -151,6 +174,11 @@ impl Resolver {
                 question_end,
                 edns,
             }) => {
+                if rcode == rcode::NOTIMP as u16
+                    && let Some(o) = self.other_opcode(packet, client.ip(), out)
+                {
+                    return o;
+                }
                 self.metrics.malformed.fetch_add(1, Ordering::Relaxed);
                 wire::error_response(out, packet, rcode, question_end, edns, payload, None);
                 let rc = (rcode & 0xf) as u8;
