@@ -40,6 +40,9 @@ pub struct Config {
     pub dns: DnsConfig,
     #[serde(default)]
     pub feeds: Vec<FeedConfig>,
+    /// TSIG keys for feeds taken by zone transfer.
+    #[serde(default)]
+    pub tsig: Vec<TsigConfig>,
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
     #[serde(default)]
@@ -152,6 +155,62 @@ pub struct FeedConfig {
     /// Only these tenants get this feed (in addition to the shared feeds).
     /// Absent: the feed is shared by every tenant.
     pub tenants: Option<Vec<Spanned<String>>>,
+    /// RPZ by zone transfer: the primary (`"192.0.2.1:53"`); a feed with a
+    /// primary takes its zone by AXFR/IXFR instead of reading a file.
+    pub primary: Option<SocketAddr>,
+    /// RPZ by zone transfer: several primaries, tried in order.
+    #[serde(default)]
+    pub primaries: Vec<SocketAddr>,
+    /// RPZ by zone transfer: the policy zone's name.
+    pub zone: Option<String>,
+    /// RPZ by zone transfer: the `[[tsig]]` key signing the transfers.
+    pub tsig_key: Option<Spanned<String>>,
+    /// RPZ by zone transfer: check for changes this often instead of at
+    /// the zone's SOA refresh.
+    pub refresh_seconds: Option<u64>,
+}
+
+impl FeedConfig {
+    /// The primaries of a feed taken by zone transfer (empty otherwise).
+    pub fn xfr_primaries(&self) -> Vec<SocketAddr> {
+        self.primary
+            .iter()
+            .chain(&self.primaries)
+            .copied()
+            .collect()
+    }
+}
+
+/// A TSIG key (RFC 8945) shared with a zone-transfer primary.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsigConfig {
+    pub name: Spanned<String>,
+    /// `hmac-sha256` or `hmac-sha512`.
+    pub algorithm: Spanned<String>,
+    /// The secret, base64.
+    pub secret: Option<String>,
+    /// The environment variable holding the secret, base64 (kept out of
+    /// the config file).
+    pub secret_env: Option<String>,
+}
+
+impl TsigConfig {
+    /// The key's secret, from the config or the environment.
+    pub fn secret_bytes(&self) -> anyhow::Result<Vec<u8>> {
+        use base64::Engine as _;
+        let name = self.name.get_ref();
+        let text = match (&self.secret, &self.secret_env) {
+            (Some(s), None) => s.clone(),
+            (None, Some(var)) => std::env::var(var).map_err(|_| {
+                anyhow::anyhow!("[[tsig]] `{name}`: environment variable {var} is not set")
+            })?,
+            _ => bail!("[[tsig]] `{name}`: give exactly one of secret and secret_env"),
+        };
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| anyhow::anyhow!("[[tsig]] `{name}`: the secret is not base64: {e}"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -437,6 +496,7 @@ impl Config {
         Self {
             dns: DnsConfig::default(),
             feeds: Vec::new(),
+            tsig: Vec::new(),
             tenants: Vec::new(),
             store: StoreConfig::default(),
             node: NodeConfig::default(),
@@ -476,6 +536,91 @@ impl Config {
         cfg.source = Some(path.to_path_buf());
         cfg.validate(text, path)?;
         Ok(cfg)
+    }
+
+    /// Checks a feed's zone-transfer keys and the `[[tsig]]` key it names.
+    fn validate_xfr(&self, f: &FeedConfig, text: &str, file: &Path) -> anyhow::Result<()> {
+        let name = f.name.get_ref();
+        let err = |key: &str, msg: String| at(text, file, f.name.span(), key, &msg);
+        if f.xfr_primaries().is_empty() {
+            if f.zone.is_some() || f.tsig_key.is_some() {
+                return Err(err(
+                    "[[feeds]] primary",
+                    format!("feed `{name}` names a zone or TSIG key but no primary"),
+                ));
+            }
+            return Ok(());
+        }
+        if f.format != FormatConfig::Rpz {
+            return Err(err(
+                "[[feeds]] format",
+                format!("feed `{name}` is taken by zone transfer: its format must be \"rpz\""),
+            ));
+        }
+        if !f.path.as_os_str().is_empty() || f.source != FeedSourceConfig::File {
+            return Err(err(
+                "[[feeds]] primary",
+                format!("feed `{name}` has a primary: give no path or source"),
+            ));
+        }
+        match &f.zone {
+            None => {
+                return Err(err(
+                    "[[feeds]] zone",
+                    format!("feed `{name}` needs the policy zone's name (zone = ...)"),
+                ));
+            }
+            Some(z) => {
+                if let Err(e) = parapet_core::name::text_to_key(z) {
+                    return Err(err("[[feeds]] zone", e.to_string()));
+                }
+            }
+        }
+        if f.refresh_seconds == Some(0) {
+            return Err(err(
+                "[[feeds]] refresh_seconds",
+                "must be at least 1".into(),
+            ));
+        }
+        if let Some(k) = &f.tsig_key {
+            let Some(t) = self.tsig.iter().find(|t| t.name.get_ref() == k.get_ref()) else {
+                return Err(at(
+                    text,
+                    file,
+                    k.span(),
+                    "[[feeds]] tsig_key",
+                    &format!("no [[tsig]] key is named `{}`", k.get_ref()),
+                ));
+            };
+            if let Err(e) = t
+                .algorithm
+                .get_ref()
+                .parse::<parapet_feeds::xfr::Algorithm>()
+            {
+                return Err(at(text, file, t.algorithm.span(), "[[tsig]] algorithm", &e));
+            }
+            if t.secret.is_some() == t.secret_env.is_some() {
+                return Err(at(
+                    text,
+                    file,
+                    t.name.span(),
+                    "[[tsig]] secret",
+                    "give exactly one of secret and secret_env",
+                ));
+            }
+            if t.secret.is_some()
+                && let Err(e) = t.secret_bytes()
+            {
+                return Err(at(
+                    text,
+                    file,
+                    t.name.span(),
+                    "[[tsig]] secret",
+                    &e.to_string(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self, text: &str, file: &Path) -> anyhow::Result<()> {
@@ -545,7 +690,11 @@ impl Config {
                 ));
             }
             feed_names.push(f.name.get_ref());
-            if f.source == FeedSourceConfig::File && f.path.as_os_str().is_empty() {
+            self.validate_xfr(f, text, file)?;
+            if f.source == FeedSourceConfig::File
+                && f.path.as_os_str().is_empty()
+                && f.xfr_primaries().is_empty()
+            {
                 return Err(at(
                     text,
                     file,

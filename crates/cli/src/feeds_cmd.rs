@@ -180,6 +180,21 @@ pub fn check_config(args: ConfigCheckArgs) -> anyhow::Result<ExitCode> {
             );
             continue;
         }
+        if !f.xfr_primaries().is_empty() {
+            println!(
+                "feed {}: zone {} by transfer from {:?}",
+                f.name.get_ref(),
+                f.zone.as_deref().unwrap_or_default(),
+                f.xfr_primaries()
+            );
+            let key = f.tsig_key.as_ref().map(|k| k.get_ref());
+            if let Some(t) = cfg.tsig.iter().find(|t| Some(t.name.get_ref()) == key)
+                && let Err(e) = t.secret_bytes()
+            {
+                bad.push(format!("feed {}: {e}", f.name.get_ref()));
+            }
+            continue;
+        }
         let p = cfg.resolve(&f.path);
         match feed::load_feed(&p, f.format.into()) {
             Ok(parsed) => println!("feed {}: {} entries", f.name.get_ref(), parsed.rules.len()),
@@ -199,5 +214,50 @@ pub fn check_config(args: ConfigCheckArgs) -> anyhow::Result<ExitCode> {
             None => cfg.resolve(&cfg.store.path).display().to_string(),
         }
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Each feed's source and state; for feeds taken by zone transfer, the
+/// serial, last transfer, last error and entries their thread recorded.
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let cfg = args.config.load()?;
+    let dir = crate::loader::xfr_dir(&cfg);
+    let when = |t: u64| {
+        if t == 0 {
+            "never".to_string()
+        } else {
+            parapet_core::calendar::format_datetime(t as i64)
+        }
+    };
+    for f in &cfg.feeds {
+        let name = f.name.get_ref();
+        if f.xfr_primaries().is_empty() {
+            match f.source {
+                crate::config::FeedSourceConfig::Database => println!("{name}\tdatabase"),
+                crate::config::FeedSourceConfig::File => {
+                    println!("{name}\tfile {}", cfg.resolve(&f.path).display())
+                }
+            }
+            continue;
+        }
+        let zone = f.zone.as_deref().unwrap_or_default();
+        match parapet_feeds::xfr::read_status(&dir, name) {
+            None => println!("{name}\tzone {zone}\tno transfer yet"),
+            Some(s) => println!(
+                "{name}\tzone {zone}\tserial {}\tentries {}\tlast transfer {}\tlast success {}\tlast error {}",
+                s.serial.map_or("-".into(), |v| v.to_string()),
+                s.entries,
+                when(s.last_transfer),
+                when(s.last_success),
+                s.last_error.as_deref().unwrap_or("none")
+            ),
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -113,6 +113,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let pipeline = pipeline.start(events_rx)?;
 
     let (trigger_tx, trigger_rx) = crossbeam_channel::unbounded();
+    // feeds by zone transfer: a thread each, NOTIFY through the listeners
+    resolver.set_notify(crate::loader::start_xfr_feeds(&config, &trigger_tx)?);
     {
         let resolver = resolver.clone();
         std::thread::Builder::new()

@@ -125,6 +125,20 @@ impl Snapshot {
         }
     }
 
+    /// This snapshot with another policy, the rest shared: how a change
+    /// to one feed (an IXFR) goes in force without rebuilding the rest.
+    pub fn with_policy(&self, policy: PolicySet) -> Self {
+        Self {
+            policy,
+            tenants: self.tenants.clone(),
+            tenant_names: self.tenant_names.clone(),
+            tenant_counters: self.tenant_counters.clone(),
+            feed_names: self.feed_names.clone(),
+            block_texts: self.block_texts.clone(),
+            block: self.block,
+        }
+    }
+
     pub fn tenant_name(&self, t: TenantId) -> &Arc<str> {
         &self.tenant_names[(t as usize).min(self.tenant_names.len() - 1)]
     }
