@@ -18,3 +18,4 @@ mod resolver;
 mod rpz_diff;
 mod store;
 mod tenants;
+mod xfr;

@@ -322,6 +322,107 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The answer to one transfer query, taken a message at a time.
+pub struct Session {
+    id: u16,
+    zone: Vec<u8>,
+    qtype: u16,
+    have: Option<u32>,
+    chain: Option<super::tsig::Chain>,
+    reader: Reader,
+    rr: Rr,
+    messages: u32,
+    bytes: u64,
+    limits: Limits,
+}
+
+/// What a session needs after a message.
+#[derive(Debug)]
+pub enum Step {
+    More,
+    Done(Transfer),
+}
+
+impl Session {
+    /// A session for the query `id` for `zone` (IXFR from `have`, or AXFR),
+    /// its messages checked by `chain` when the query was signed.
+    pub fn new(
+        id: u16,
+        zone: &[u8],
+        have: Option<u32>,
+        chain: Option<super::tsig::Chain>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            id,
+            zone: zone.to_vec(),
+            qtype: if have.is_some() { TYPE_IXFR } else { TYPE_AXFR },
+            have,
+            chain,
+            reader: Reader::new(zone, have, limits.max_bytes as usize),
+            rr: Rr::default(),
+            messages: 0,
+            bytes: 0,
+            limits,
+        }
+    }
+
+    pub fn messages(&self) -> u32 {
+        self.messages
+    }
+
+    /// Takes the next message; `now` (Unix seconds) checks TSIG times.
+    pub fn message(&mut self, buf: &[u8], now: u64) -> Result<Step, XfrError> {
+        self.messages += 1;
+        self.bytes += buf.len() as u64 + 2;
+        let n = self.messages;
+        if n > self.limits.max_messages || self.bytes > self.limits.max_bytes {
+            return Err(XfrError::Malformed(format!(
+                "more than the limit of {} messages or {} bytes",
+                self.limits.max_messages, self.limits.max_bytes
+            )));
+        }
+        let head = msg::read_response(buf, self.id, &self.zone, self.qtype)
+            .map_err(|e| XfrError::Malformed(format!("message {n}: {e}")))?;
+        if head.rcode != 0 {
+            return Err(rcode_error(head.rcode));
+        }
+        if let Some(c) = &mut self.chain {
+            c.verify(buf, now)
+                .map_err(|e| XfrError::Tsig(format!("message {n}: {e}")))?;
+        }
+        let mut pos = head.answers_at;
+        for _ in 0..head.answers {
+            pos = msg::read_rr(buf, pos, &mut self.rr)
+                .map_err(|e| XfrError::Malformed(format!("message {n}: {e}")))?;
+            self.reader.record(&self.rr)?;
+        }
+        if self.reader.done() {
+            return self.take(false).map(Step::Done);
+        }
+        if n == 1 && head.answers == 1 && self.have.is_some() {
+            // an IXFR answered with the SOA alone: nothing newer
+            return self.take(true).map(Step::Done);
+        }
+        Ok(Step::More)
+    }
+
+    /// The transfer when the primary closed the stream here.
+    pub fn end(self) -> Result<Transfer, XfrError> {
+        if self.messages == 0 {
+            return Err(XfrError::Network(
+                "the primary closed the connection without an answer".into(),
+            ));
+        }
+        self.reader.finish(true)
+    }
+
+    fn take(&mut self, ended: bool) -> Result<Transfer, XfrError> {
+        let reader = std::mem::replace(&mut self.reader, Reader::new(&self.zone, None, 0));
+        reader.finish(ended)
+    }
+}
+
 /// Transfers `zone` from `primary`: IXFR from `have`, or AXFR without.
 pub fn transfer(
     primary: SocketAddr,
@@ -341,19 +442,16 @@ pub fn transfer(
         .map_err(net)?;
     let id = query_id();
     let mut query = msg::transfer_query(id, zone, have);
-    let mut chain = match tsig {
+    let chain = match tsig {
         Some(k) => Some(k.sign(&mut query, now_unix()).map_err(XfrError::Tsig)?),
         None => None,
     };
     let mut framed = (query.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(&query);
     stream.write_all(&framed).map_err(net)?;
-    let qtype = if have.is_some() { TYPE_IXFR } else { TYPE_AXFR };
-    let mut reader = Reader::new(zone, have, limits.max_bytes as usize);
-    let mut rr = Rr::default();
+    let mut session = Session::new(id, zone, have, chain, *limits);
     let mut buf = Vec::with_capacity(65535);
-    let (mut bytes, mut messages) = (0u64, 0u32);
-    while !reader.done() {
+    loop {
         if started.elapsed() > limits.total_timeout {
             return Err(XfrError::Network(format!(
                 "the transfer took longer than {} s",
@@ -363,48 +461,39 @@ pub fn transfer(
         let mut len = [0u8; 2];
         if let Err(e) = stream.read_exact(&mut len) {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                // the primary closed: fine after a single SOA (no change)
-                return reader.finish(true).map_err(|e| match e {
-                    XfrError::Malformed(_) if messages == 0 => XfrError::Network(
-                        "the primary closed the connection without an answer".into(),
-                    ),
-                    e => e,
-                });
+                return session.end();
             }
             return Err(net(e));
         }
-        let len = u16::from_be_bytes(len) as usize;
-        messages += 1;
-        bytes += len as u64 + 2;
-        if messages > limits.max_messages || bytes > limits.max_bytes {
-            return Err(XfrError::Malformed(format!(
-                "more than the limit of {} messages or {} bytes",
-                limits.max_messages, limits.max_bytes
-            )));
-        }
-        buf.resize(len, 0);
+        buf.resize(u16::from_be_bytes(len) as usize, 0);
         stream.read_exact(&mut buf).map_err(net)?;
-        let head = msg::read_response(&buf, id, zone, qtype)
-            .map_err(|e| XfrError::Malformed(format!("message {messages}: {e}")))?;
-        if head.rcode != 0 {
-            return Err(rcode_error(head.rcode));
-        }
-        if let Some(c) = &mut chain {
-            c.verify(&buf, now_unix())
-                .map_err(|e| XfrError::Tsig(format!("message {messages}: {e}")))?;
-        }
-        let mut pos = head.answers_at;
-        for _ in 0..head.answers {
-            pos = msg::read_rr(&buf, pos, &mut rr)
-                .map_err(|e| XfrError::Malformed(format!("message {messages}: {e}")))?;
-            reader.record(&rr)?;
-        }
-        if messages == 1 && head.answers == 1 && have.is_some() {
-            // an IXFR answered with the SOA alone: nothing newer
-            return reader.finish(true);
+        if let Step::Done(t) = session.message(&buf, now_unix())? {
+            return Ok(t);
         }
     }
-    reader.finish(false)
+}
+
+/// Runs a session over a recorded stream of length-prefixed messages, as
+/// they come over TCP (the fuzz target's entry, and the tests').
+pub fn read_stream(
+    id: u16,
+    zone: &[u8],
+    have: Option<u32>,
+    mut data: &[u8],
+    limits: Limits,
+) -> Result<Transfer, XfrError> {
+    let mut session = Session::new(id, zone, have, None, limits);
+    while data.len() >= 2 {
+        let len = u16::from_be_bytes([data[0], data[1]]) as usize;
+        let Some(buf) = data.get(2..2 + len) else {
+            break;
+        };
+        data = &data[2 + len..];
+        if let Step::Done(t) = session.message(buf, now_unix())? {
+            return Ok(t);
+        }
+    }
+    session.end()
 }
 
 fn query_id() -> u16 {
@@ -443,6 +532,65 @@ mod tests {
 
     fn cname(name: &str) -> Rr {
         rr(name, 5, vec![0])
+    }
+
+    /// A response message to query `id` for rpz.test carrying `rrs`.
+    fn message(id: u16, qtype: u16, rrs: &[Rr]) -> Vec<u8> {
+        let mut m = msg::transfer_query(id, &key("rpz.test"), None);
+        m[2] = 0x84;
+        m[6..8].copy_from_slice(&(rrs.len() as u16).to_be_bytes());
+        let t = m.len() - 4;
+        m[t..t + 2].copy_from_slice(&qtype.to_be_bytes());
+        for r in rrs {
+            m.extend_from_slice(&r.owner);
+            m.push(0);
+            m.extend_from_slice(&r.rtype.to_be_bytes());
+            m.extend_from_slice(&1u16.to_be_bytes());
+            m.extend_from_slice(&r.ttl.to_be_bytes());
+            m.extend_from_slice(&(r.rdata.len() as u16).to_be_bytes());
+            m.extend_from_slice(&r.rdata);
+        }
+        m
+    }
+
+    fn stream(msgs: &[Vec<u8>]) -> Vec<u8> {
+        let mut s = Vec::new();
+        for m in msgs {
+            s.extend_from_slice(&(m.len() as u16).to_be_bytes());
+            s.extend_from_slice(m);
+        }
+        s
+    }
+
+    #[test]
+    fn sessions_read_wire_messages_within_limits() {
+        let apex = key("rpz.test");
+        let axfr = stream(&[
+            message(5, TYPE_AXFR, &[soa_rr(2), cname("a.rpz.test")]),
+            message(5, TYPE_AXFR, &[cname("b.rpz.test"), soa_rr(2)]),
+        ]);
+        let t = read_stream(5, &apex, None, &axfr, Limits::default()).unwrap();
+        assert!(matches!(t, Transfer::Full(ref z) if z.records() == 2));
+        // another ID, a cut stream, too many messages
+        let err = read_stream(6, &apex, None, &axfr, Limits::default()).unwrap_err();
+        assert!(err.to_string().contains("message ID"), "{err}");
+        let err = read_stream(5, &apex, None, &axfr[..axfr.len() - 3], Limits::default());
+        assert!(err.unwrap_err().to_string().contains("ended before"));
+        let small = Limits {
+            max_messages: 1,
+            ..Limits::default()
+        };
+        let err = read_stream(5, &apex, None, &axfr, small).unwrap_err();
+        assert!(err.to_string().contains("limit"), "{err}");
+        // an IXFR with nothing newer: the SOA alone
+        let same = stream(&[message(5, TYPE_IXFR, &[soa_rr(2)])]);
+        let t = read_stream(5, &apex, Some(2), &same, Limits::default()).unwrap();
+        assert!(matches!(t, Transfer::UpToDate(2)));
+        // a refusal names itself
+        let mut refused = message(5, TYPE_AXFR, &[]);
+        refused[3] = 5;
+        let err = read_stream(5, &apex, None, &stream(&[refused]), Limits::default()).unwrap_err();
+        assert!(err.to_string().starts_with("REFUSED"), "{err}");
     }
 
     #[test]
