@@ -231,7 +231,14 @@ impl XfrFeed {
     fn apply(&mut self, t: Transfer) -> Result<Outcome, XfrError> {
         let have = self.zone.as_ref().map(Zone::serial);
         match t {
-            Transfer::UpToDate(serial) => Ok(Outcome::UpToDate { serial }),
+            Transfer::UpToDate(serial) if have.is_none_or(|h| h == serial) => {
+                Ok(Outcome::UpToDate { serial })
+            }
+            // a newer SOA alone: the primary has changes it will not send
+            // as an IXFR (the caller falls back to AXFR)
+            Transfer::UpToDate(serial) => Err(XfrError::Malformed(format!(
+                "the IXFR was answered with serial {serial}'s SOA alone"
+            ))),
             Transfer::Full(zone) => {
                 let serial = zone.serial();
                 if let Some(h) = have
@@ -257,7 +264,7 @@ impl XfrFeed {
             }
             Transfer::Incremental { soa, changes } => {
                 let serial = soa.times().serial;
-                let delta = match self.apply_changes(soa, &changes) {
+                let (delta, grown) = match self.apply_changes(soa, &changes) {
                     Ok(d) => d,
                     Err(e) => {
                         // the copy may be half changed: start again from a full zone
@@ -265,9 +272,7 @@ impl XfrFeed {
                         return Err(XfrError::Malformed(e));
                     }
                 };
-                let entries = (self.status.entries as i64 + delta.added.len() as i64
-                    - delta.removed.len() as i64)
-                    .max(0) as usize;
+                let entries = (self.status.entries as i64 + grown).max(0) as usize;
                 self.changed(serial, entries);
                 Ok(Outcome::Updated {
                     serial,
@@ -285,12 +290,12 @@ impl XfrFeed {
     }
 
     /// Applies an IXFR's changes to the zone; returns what they change in
-    /// the rules.
+    /// the rules, and by how many rules the feed grew.
     fn apply_changes(
         &mut self,
         soa: zone::Soa,
         changes: &[client::Change],
-    ) -> Result<FeedDelta, String> {
+    ) -> Result<(FeedDelta, i64), String> {
         let zone = self.zone.as_mut().ok_or("no zone to apply an IXFR to")?;
         let mut owners: Vec<&[u8]> = changes.iter().map(|c| c.owner.as_slice()).collect();
         owners.sort_unstable();
@@ -330,7 +335,8 @@ impl XfrFeed {
         for w in warnings {
             tracing::warn!(feed = %self.spec.name, "{label}: skipped: {}", w.message);
         }
-        Ok(delta::diff(&old, &new))
+        let grown = new.len() as i64 - old.len() as i64;
+        Ok((delta::diff(&old, &new), grown))
     }
 
     /// Saves the zone and the status if they changed. Errors are logged:

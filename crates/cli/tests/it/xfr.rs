@@ -249,6 +249,28 @@ fn knot_axfr_then_ixfr_on_notify_with_tsig() {
         copy.contains("evil-two.example.rpz.vendor.test. 60 IN CNAME ."),
         "{copy}"
     );
+
+    // a restart continues by IXFR from the saved serial
+    let mut p = p;
+    p.kill9();
+    knot_update(
+        &knot,
+        &zone_text(
+            3,
+            &[
+                "evil-two.example",
+                "*.evil-three.example",
+                "evil-four.example",
+            ],
+        ),
+    );
+    p.restart();
+    eventually(&p, "the IXFR after the restart blocks evil-four", || {
+        blocked(&p, "evil-four.example.")
+    });
+    let log = plain(&p.log());
+    assert!(log.contains("serial=3 added=1 removed=0"), "{log}");
+    assert!(!log.contains("trying AXFR"), "{log}");
 }
 
 #[test]

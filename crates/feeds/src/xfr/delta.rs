@@ -2,7 +2,7 @@
 //! the IXFR touched are rendered before and after as RPZ zone text and read
 //! by the feed parser, so a delta means exactly what a full load would.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use parapet_core::policy::{Action, FeedDelta, FeedRules, LocalRecord, Trigger};
 use parapet_detect::feed::{FeedFormat, FeedWarning, parse_feed};

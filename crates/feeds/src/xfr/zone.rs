@@ -129,6 +129,11 @@ impl Zone {
         self.index.len()
     }
 
+    /// Approximate heap bytes: the arena and the hash table.
+    pub fn heap_bytes(&self) -> usize {
+        self.arena.capacity() + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
+    }
+
     fn entry_at(arena: &[u8], off: u32) -> (&[u8], &[u8]) {
         let o = off as usize;
         let olen = arena[o] as usize;
@@ -160,13 +165,17 @@ impl Zone {
 
     /// Replaces `owner`'s records by `rrs` (packed); empty removes it.
     fn set(&mut self, owner: &[u8], rrs: &[u8]) -> Result<(), String> {
+        let h = self.hasher.hash_one(owner);
+        self.set_hashed(h, owner, rrs)
+    }
+
+    fn set_hashed(&mut self, h: u64, owner: &[u8], rrs: &[u8]) -> Result<(), String> {
         if rrs.len() > MAX_OWNER_BYTES {
             return Err(format!(
                 "`{}` has more than {MAX_OWNER_BYTES} bytes of records",
                 parapet_core::name::key_to_text(owner)
             ));
         }
-        let h = self.hasher.hash_one(owner);
         let arena = &self.arena;
         let found = self
             .index
@@ -234,7 +243,19 @@ impl Zone {
     /// Adds a record during a full transfer, where an owner's records
     /// usually come together: the last entry grows in place.
     pub fn push(&mut self, owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) -> Result<(), String> {
-        if let Some(off) = self.find(owner) {
+        let h = self.hasher.hash_one(owner);
+        let arena = &self.arena;
+        let found = self
+            .index
+            .find(h, |&off| Self::entry_at(arena, off).0 == owner)
+            .copied();
+        let Some(off) = found else {
+            // the usual case: a name not seen yet, one record
+            let mut rrs = Vec::with_capacity(RR_HEAD + rdata.len());
+            pack(&mut rrs, rtype, ttl, rdata);
+            return self.set_hashed(h, owner, &rrs);
+        };
+        {
             let (o, r) = Self::entry_at(&self.arena, off);
             let end = off as usize + 1 + o.len() + 4 + r.len();
             let fresh = !packed_records(r).any(|x| x.rtype == rtype && x.rdata == rdata);
