@@ -932,6 +932,44 @@ mod tests {
     }
 
     #[test]
+    fn zone_transfer_feeds_are_checked() {
+        let feed = |extra: &str| {
+            format!(
+                "[[feeds]]\nname = \"v\"\nformat = \"rpz\"\nprimary = \"192.0.2.1:53\"\nzone = \"rpz.v.test\"\n{extra}"
+            )
+        };
+        let key = "\n[[tsig]]\nname = \"k\"\nalgorithm = \"hmac-sha512\"\nsecret = \"c2VjcmV0\"\n";
+        let cfg = Config::parse(
+            &feed(&format!("tsig_key = \"k\"\n{key}")),
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.feeds[0].xfr_primaries().len(), 1);
+        assert_eq!(cfg.tsig[0].secret_bytes().unwrap(), b"secret");
+        let err = |text: &str| {
+            Config::parse(text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&feed("tsig_key = \"nope\"\n"));
+        assert!(e.starts_with("c.toml:6: [[feeds]] tsig_key"), "{e}");
+        let e = err(&feed("").replace("\"rpz\"", "\"hosts\""));
+        assert!(e.contains("[[feeds]] format"), "{e}");
+        let e = err(&feed("").replace("zone = \"rpz.v.test\"\n", ""));
+        assert!(e.contains("[[feeds]] zone"), "{e}");
+        let e = err(&feed(&format!(
+            "tsig_key = \"k\"\n{}",
+            key.replace("c2VjcmV0", "!!")
+        )));
+        assert!(e.contains("[[tsig]] secret") && e.contains("base64"), "{e}");
+        let e = err(&feed(&format!(
+            "tsig_key = \"k\"\n{}",
+            key.replace("hmac-sha512", "md5")
+        )));
+        assert!(e.contains("[[tsig]] algorithm"), "{e}");
+    }
+
+    #[test]
     fn example_config_parses_and_paths_resolve() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etc/parapet.example.toml");
         let cfg = Config::load(&path).unwrap();
