@@ -454,3 +454,86 @@ pub fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A feed whose only primary refuses connections (a port nothing
+    /// listens on), with `zone` saved on disk as if from an earlier run.
+    fn feed_with_copy(dir: &Path, zone: Option<&Zone>, last_success: u64) -> XfrFeed {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let primary = closed.local_addr().unwrap();
+        drop(closed);
+        if let Some(z) = zone {
+            z.save(&state_path(dir, "v")).unwrap();
+        }
+        let status = XfrStatus {
+            last_success,
+            ..XfrStatus::default()
+        };
+        std::fs::write(status_path(dir, "v"), serde_json::to_vec(&status).unwrap()).unwrap();
+        XfrFeed::open(XfrSpec {
+            name: "v".into(),
+            zone: "rpz.test".into(),
+            primaries: vec![primary],
+            tsig: None,
+            refresh: None,
+            dir: dir.to_path_buf(),
+            limits: Limits::default(),
+        })
+        .unwrap()
+    }
+
+    fn zone(expire: u32) -> Zone {
+        let mut rdata = b"\x00\x00".to_vec();
+        for n in [9, 3600, 5, expire, 60] {
+            rdata.extend_from_slice(&n.to_be_bytes());
+        }
+        let apex = parapet_core::name::text_to_key("rpz.test").unwrap();
+        Zone::new(&apex, zone::Soa { ttl: 60, rdata })
+    }
+
+    #[test]
+    fn a_failed_refresh_names_the_feed_and_primary_and_expiry_is_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut feed = feed_with_copy(dir.path(), Some(&zone(60)), now_unix() - 120);
+        assert_eq!(feed.status().serial, Some(9));
+        let Outcome::Failed(msg) = feed.refresh() else {
+            panic!("the primary is down")
+        };
+        assert!(
+            msg.starts_with("feed `v` (zone rpz.test): primary 127.0.0.1:"),
+            "{msg}"
+        );
+        // SOA retry after a failure, refresh after a success
+        assert_eq!(feed.next_wait(false), Duration::from_secs(5));
+        assert_eq!(feed.next_wait(true), Duration::from_secs(3600));
+        assert!(matches!(
+            feed.check_stale(),
+            Some(Outcome::Stale {
+                serial: Some(9),
+                ..
+            })
+        ));
+        assert!(feed.check_stale().is_none(), "reported once");
+        // the failure is recorded for `parapet feeds status`
+        feed.persist();
+        let saved = read_status(dir.path(), "v").unwrap();
+        assert!(saved.last_error.unwrap().contains("primary 127.0.0.1:"));
+    }
+
+    #[test]
+    fn a_feed_within_its_expire_time_is_not_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut feed = feed_with_copy(dir.path(), Some(&zone(86_400)), now_unix() - 120);
+        let _ = feed.refresh();
+        assert!(feed.check_stale().is_none());
+        // without any copy there is nothing to expire
+        let dir = tempfile::tempdir().unwrap();
+        let mut feed = feed_with_copy(dir.path(), None, 0);
+        let _ = feed.refresh();
+        assert!(feed.check_stale().is_none());
+        assert_eq!(feed.next_wait(false), Duration::from_secs(60));
+    }
+}
