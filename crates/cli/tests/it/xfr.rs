@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{Client, Parapet, Peer, free_port, shared_nsd, wait_for_dns};
+use crate::harness::{Client, Parapet, Peer, free_port, http_get_bearer, shared_nsd, wait_for_dns};
 
 const ZONE: &str = "rpz.vendor.test";
 const SECRET: &str = "cGFyYXBldC14ZnItdGVzdC1zZWNyZXQtMDEyMzQ1Ng==";
@@ -118,7 +118,8 @@ fn start_parapet(primary: SocketAddr, notify_port: u16, tsig: Option<&str>) -> P
         &[format!("127.0.0.1:{notify_port}")],
         &format!("upstreams = [\"{}\"]", shared_nsd()),
         &format!(
-            "[[feeds]]\nname = \"vendor\"\nformat = \"rpz\"\nprimary = \"{primary}\"\nzone = \"{ZONE}\"\n{key}"
+            "[[tenants]]\nname = \"council\"\nnetworks = [\"127.0.0.0/8\"]\n\n\
+             [[feeds]]\nname = \"vendor\"\nformat = \"rpz\"\nprimary = \"{primary}\"\nzone = \"{ZONE}\"\n{key}"
         ),
         &[],
     )
@@ -159,6 +160,27 @@ fn plain(text: &str) -> String {
         }
     }
     out
+}
+
+/// An API token of a new supplier account.
+fn api_token(p: &Parapet) -> String {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_parapet"))
+            .args(args)
+            .arg("--config")
+            .arg(&p.config)
+            .env("PARAPET_PASSWORD", "xfr-test-password-1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["users", "add", "ops", "--role", "supplier-analyst"]);
+    run(&["users", "token", "ops"]).trim().to_string()
 }
 
 fn feeds_status(p: &Parapet) -> String {
@@ -248,6 +270,20 @@ fn knot_axfr_then_ixfr_on_notify_with_tsig() {
     assert!(
         copy.contains("evil-two.example.rpz.vendor.test. 60 IN CNAME ."),
         "{copy}"
+    );
+
+    // the dashboard's tenants view shows the feed's serial and entries
+    let token = api_token(&p);
+    let (status, body) = http_get_bearer(p.web, "/api/v1/tenants", &token);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let feed = &v["tenants"][0]["feeds"][0];
+    assert_eq!(feed["name"], "vendor", "{body}");
+    assert_eq!(feed["serial"], 2, "{body}");
+    assert_eq!(feed["entries"], 2, "{body}");
+    assert!(
+        feed["last_transfer"].is_string() && feed["last_error"].is_null(),
+        "{body}"
     );
 
     // a restart continues by IXFR from the saved serial
