@@ -663,6 +663,7 @@ pub fn start_xfr_feeds(
             dir: xfr_dir(config),
             limits: xfr::Limits::default(),
         };
+        let notify_key = spec.tsig.clone();
         let feed = XfrFeed::open(spec).map_err(|e| anyhow::anyhow!(e))?;
         let (wake_tx, wake_rx) = crossbeam_channel::bounded::<Wake>(16);
         let out = triggers.clone();
@@ -678,10 +679,17 @@ pub fn start_xfr_feeds(
         zones.push(parapet_dns::NotifyZone {
             zone: key,
             primaries: f.xfr_primaries().iter().map(|a| a.ip()).collect(),
-            on_notify: Arc::new(move || {
+            on_notify: Arc::new(move |notify: &[u8], answer: &mut Vec<u8>| {
                 tracing::info!(feed = %name, "NOTIFY from a primary: transferring");
                 // a full queue already holds a wake-up
                 let _ = wake_tx.try_send(Wake::Notify(std::time::Instant::now()));
+                // a signed NOTIFY wants a signed answer, or the primary repeats it
+                if let Some(key) = &notify_key
+                    && u16::from_be_bytes([notify[10], notify[11]]) > 0
+                    && let Err(e) = key.sign_answer(notify, answer, now_unix())
+                {
+                    tracing::warn!(feed = %name, "NOTIFY answered unsigned: {e}");
+                }
             }),
         });
     }

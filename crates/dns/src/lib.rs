@@ -25,7 +25,7 @@ use parapet_core::tenant::{TenantId, TenantMap};
 
 pub use cache::CacheConfig;
 pub use metrics::{FeedStatus, Metrics, TenantCounters};
-pub use notify::NotifyZone;
+pub use notify::{NotifyHook, NotifyZone};
 pub use resolver::Resolver;
 
 /// Resolver settings fixed for the life of the process.

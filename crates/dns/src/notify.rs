@@ -13,6 +13,9 @@ use crate::wire::{self, HEADER_LEN, flag, rcode};
 pub const OPCODE_NOTIFY: u16 = 4;
 const TYPE_SOA: u16 = 6;
 
+/// What a NOTIFY for a zone calls: `(notify, answer)`.
+pub type NotifyHook = Arc<dyn Fn(&[u8], &mut Vec<u8>) + Send + Sync>;
+
 /// A zone whose primaries may NOTIFY, and what to do when one does.
 #[derive(Clone)]
 pub struct NotifyZone {
@@ -20,8 +23,10 @@ pub struct NotifyZone {
     pub zone: Vec<u8>,
     /// The addresses NOTIFY is accepted from.
     pub primaries: Vec<IpAddr>,
-    /// Called for each accepted NOTIFY; must not block.
-    pub on_notify: Arc<dyn Fn() + Send + Sync>,
+    /// Called for each accepted NOTIFY with the NOTIFY and its answer
+    /// (header and question, NOERROR), which it may extend (a TSIG record
+    /// when the NOTIFY was signed); must not block.
+    pub on_notify: NotifyHook,
 }
 
 impl std::fmt::Debug for NotifyZone {
@@ -61,8 +66,9 @@ pub fn answer(zones: &[NotifyZone], packet: &[u8], client: IpAddr, out: &mut Vec
         .find(|z| z.zone == name && z.primaries.contains(&client));
     let rc = match zone {
         Some(z) if qtype == TYPE_SOA => {
-            (z.on_notify)();
-            rcode::NOERROR
+            write(out, packet, rcode::NOERROR, Some(end + 4));
+            (z.on_notify)(packet, out);
+            return rcode::NOERROR;
         }
         Some(_) => rcode::FORMERR,
         None => {
@@ -122,7 +128,7 @@ mod tests {
         let zones = vec![NotifyZone {
             zone: b"\x03rpz\x07example".to_vec(),
             primaries: vec!["192.0.2.1".parse().unwrap()],
-            on_notify: Arc::new(move || {
+            on_notify: Arc::new(move |_, _| {
                 h.fetch_add(1, Ordering::Relaxed);
             }),
         }];

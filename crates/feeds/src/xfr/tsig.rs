@@ -8,7 +8,7 @@
 use hickory_proto::dnssec::DnsSecError;
 use hickory_proto::rr::rdata::TSIG;
 use hickory_proto::rr::rdata::tsig::{TsigAlgorithm, make_tsig_record};
-use hickory_proto::rr::{Name, TSigner};
+use hickory_proto::rr::{Name, TSigResponseContext, TSigner};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 /// How far the primary's clock may be from ours (RFC 8945 recommends 300 s).
@@ -103,6 +103,36 @@ impl TsigKey {
     }
 }
 
+impl TsigKey {
+    /// Signs the answer to a NOTIFY signed with this key (RFC 8945 §5.3:
+    /// over the request's MAC, the answer and the TSIG variables), so the
+    /// primary accepts it instead of sending the NOTIFY again. Errors when
+    /// the NOTIFY's own TSIG does not verify.
+    pub fn sign_answer(
+        &self,
+        request: &[u8],
+        answer: &mut Vec<u8>,
+        now: u64,
+    ) -> Result<(), String> {
+        let (request_mac, _, window) = self
+            .signer
+            .verify_message_byte(request, None, true)
+            .map_err(|e| format!("the NOTIFY's TSIG does not verify: {e}"))?;
+        if !window.contains(&now) {
+            return Err(format!(
+                "the NOTIFY's TSIG time is more than {FUDGE} s from our clock"
+            ));
+        }
+        let id = u16::from_be_bytes([answer[0], answer[1]]);
+        let ctx = TSigResponseContext::new(id, now, self.signer.clone(), request_mac, None);
+        let record = ctx.sign(answer).map_err(|e| e.to_string())?;
+        answer.extend_from_slice(&record.to_bytes().map_err(|e| e.to_string())?);
+        let ar = u16::from_be_bytes([answer[10], answer[11]]) + 1;
+        answer[10..12].copy_from_slice(&ar.to_be_bytes());
+        Ok(())
+    }
+}
+
 /// Verifies the messages of one answer in order.
 pub struct Chain {
     signer: TSigner,
@@ -144,7 +174,6 @@ impl Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::rr::TSigResponseContext;
 
     /// Signs `response` as a primary would, continuing from `prev_mac`.
     fn sign_response(key: &TsigKey, response: &[u8], prev_mac: &[u8], now: u64) -> Vec<u8> {
@@ -162,6 +191,29 @@ mod tests {
         // the MAC is the record's last field before the original ID
         let m = hickory_proto::op::Message::from_vec(msg).unwrap();
         m.signature().unwrap().data.mac.clone()
+    }
+
+    #[test]
+    fn a_signed_notify_gets_a_signed_answer() {
+        let now = 1_700_000_000;
+        let key = TsigKey::new("k", Algorithm::HmacSha256, b"secret".to_vec()).unwrap();
+        // a NOTIFY signed as a primary would sign it
+        let mut notify = super::super::msg::transfer_query(3, b"\x03rpz", None);
+        notify[2] = super::super::msg::OPCODE_NOTIFY << 3;
+        let mut chain = key.sign(&mut notify, now).unwrap();
+        let mut answer = notify[..notify.len()].to_vec();
+        answer.truncate(12 + 5 + 4);
+        answer[2] |= 0x80;
+        answer[10..12].copy_from_slice(&[0, 0]);
+        key.sign_answer(&notify, &mut answer, now).unwrap();
+        // the primary checks the answer over its NOTIFY's MAC
+        chain.verify(&answer, now).unwrap();
+        let other = TsigKey::new("k", Algorithm::HmacSha256, b"other".to_vec()).unwrap();
+        assert!(
+            other
+                .sign_answer(&notify, &mut answer.clone(), now)
+                .is_err()
+        );
     }
 
     #[test]

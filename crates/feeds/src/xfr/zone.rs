@@ -255,6 +255,7 @@ impl Zone {
             pack(&mut rrs, rtype, ttl, rdata);
             return self.set_hashed(h, owner, &rrs);
         };
+        // the owner's entry is the arena's last: its records grow in place
         {
             let (o, r) = Self::entry_at(&self.arena, off);
             let end = off as usize + 1 + o.len() + 4 + r.len();
