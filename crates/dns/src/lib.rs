@@ -123,6 +123,21 @@ impl Snapshot {
         }
     }
 
+    /// This snapshot with another policy: tenants, names, counters and block
+    /// response as they are. What puts a feed's delta in force
+    /// ([`PolicySet::apply_delta`]) without building the rest again.
+    pub fn with_policy(&self, policy: PolicySet) -> Snapshot {
+        Snapshot {
+            policy,
+            tenants: self.tenants.clone(),
+            tenant_names: self.tenant_names.clone(),
+            tenant_counters: self.tenant_counters.clone(),
+            feed_names: self.feed_names.clone(),
+            block_texts: self.block_texts.clone(),
+            block: self.block,
+        }
+    }
+
     pub fn tenant_name(&self, t: TenantId) -> &Arc<str> {
         &self.tenant_names[(t as usize).min(self.tenant_names.len() - 1)]
     }
