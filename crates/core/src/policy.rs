@@ -213,6 +213,10 @@ pub struct NameTable<V> {
     /// Offsets of the records in `arena`.
     table: HashTable<u32>,
     hasher: DefaultHashBuilder,
+    /// Records of removed names, by name length: a new name of that length
+    /// takes one, so names coming and going (feed deltas) do not grow the
+    /// arena.
+    free: Vec<Vec<u32>>,
     _value: std::marker::PhantomData<V>,
 }
 
@@ -222,6 +226,7 @@ impl<V> Default for NameTable<V> {
             arena: Vec::new(),
             table: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
+            free: Vec::new(),
             _value: std::marker::PhantomData,
         }
     }
@@ -233,6 +238,7 @@ impl<V: Packed> NameTable<V> {
             arena: Vec::with_capacity(bytes + names * (1 + V::SIZE)),
             table: HashTable::with_capacity(names),
             hasher: DefaultHashBuilder::default(),
+            free: Vec::new(),
             _value: std::marker::PhantomData,
         }
     }
@@ -269,12 +275,23 @@ impl<V: Packed> NameTable<V> {
         let off = match self.find(hash, key) {
             Some(off) => off,
             None => {
-                let off = u32::try_from(self.arena.len()).expect("name arena exceeds 4 GiB");
                 let len = u8::try_from(key.len()).expect("a key-form name is at most 255 bytes");
-                self.arena.push(len);
-                self.arena.resize(self.arena.len() + V::SIZE, 0);
+                let off = match self.free.get_mut(key.len()).and_then(Vec::pop) {
+                    Some(off) => {
+                        let at = off as usize + 1 + V::SIZE;
+                        self.arena[at..at + key.len()].copy_from_slice(key);
+                        off
+                    }
+                    None => {
+                        let off =
+                            u32::try_from(self.arena.len()).expect("name arena exceeds 4 GiB");
+                        self.arena.push(len);
+                        self.arena.resize(self.arena.len() + V::SIZE, 0);
+                        self.arena.extend_from_slice(key);
+                        off
+                    }
+                };
                 make().write(&mut self.arena[off as usize + 1..]);
-                self.arena.extend_from_slice(key);
                 let (arena, hasher) = (&self.arena, &self.hasher);
                 self.table
                     .insert_unique(hash, off, |&o| hasher.hash_one(Self::name_at(arena, o)));
@@ -292,9 +309,9 @@ impl<V: Packed> NameTable<V> {
         self.update(key, || value, |v| *v = value);
     }
 
-    /// Forgets `key`. Its record stays in the arena, unreachable, until the
-    /// table is built afresh: a delta's few removed names are not worth
-    /// moving the arena for.
+    /// Forgets `key`. Its record stays in the arena, for the next new name
+    /// of its length: a delta's few removed names are not worth moving the
+    /// arena for.
     pub fn remove(&mut self, key: &[u8]) -> bool {
         let hash = self.hasher.hash_one(key);
         let arena = &self.arena;
@@ -303,7 +320,11 @@ impl<V: Packed> NameTable<V> {
             .find_entry(hash, |&off| Self::name_at(arena, off) == key)
         {
             Ok(entry) => {
-                entry.remove();
+                let (off, _) = entry.remove();
+                if self.free.len() <= key.len() {
+                    self.free.resize_with(key.len() + 1, Vec::new);
+                }
+                self.free[key.len()].push(off);
                 true
             }
             Err(_) => false,
@@ -322,6 +343,7 @@ impl<V: Packed> NameTable<V> {
             arena,
             table,
             hasher: self.hasher,
+            free: self.free.clone(),
             _value: std::marker::PhantomData,
         }
     }
@@ -343,7 +365,9 @@ impl<V: Packed> NameTable<V> {
 
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.arena.capacity() + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+        self.arena.capacity()
+            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+            + self.free.iter().map(|f| f.capacity() * 4).sum::<usize>()
     }
 }
 
@@ -665,6 +689,14 @@ fn owner_of(key: &[u8], kind: Trigger, out: &mut Vec<u8>) {
     out.extend_from_slice(key);
 }
 
+/// Whether `owner[at..]` is a wildcard owner `*.W` filed under itself: a
+/// shadow [`Policy::shadowed`] implies, so it is never filed. Were it
+/// filed, a feed made of `name` and `*.name` pairs would keep one shadow
+/// per pair, and a delta copy them all.
+fn wildcard_self(owner: &[u8], at: usize) -> bool {
+    at == 0 && owner.starts_with(b"\x01*")
+}
+
 /// The merged rules of several feeds.
 #[derive(Debug, Default, Clone)]
 pub struct Policy {
@@ -841,7 +873,7 @@ impl Policy {
             let mut at = 0;
             while at < owner.len() {
                 let parent = at + 1 + owner[at] as usize;
-                if bases.table.contains(&owner[parent..]) {
+                if !wildcard_self(&owner, at) && bases.table.contains(&owner[parent..]) {
                     self.shadows.add(&owner[at..], feed, &owner[..at]);
                 }
                 at = parent;
@@ -854,8 +886,15 @@ impl Policy {
     /// one of the feed's triggers at or below `qname[child..]` sorts at or
     /// before `qname`. Owner and query share that suffix, so their prefixes
     /// compare as the whole names do.
+    ///
+    /// A query whose label below the base is `*` is always shadowed, by the
+    /// wildcard's own owner `*.W`: that shadow is implied here rather than
+    /// filed for every wildcard (see [`wildcard_self`]).
     #[inline]
     fn shadowed(&self, feed: FeedId, qname: &[u8], child: usize) -> bool {
+        if qname[child..].starts_with(b"\x01*") {
+            return true;
+        }
         if self.shadows.lists.is_empty() {
             return false;
         }
@@ -1024,7 +1063,7 @@ impl Policy {
         let mut at = 0;
         while at < owner.len() {
             let parent = at + 1 + owner[at] as usize;
-            if self.has_wild(feed, &owner[parent..]) {
+            if !wildcard_self(owner, at) && self.has_wild(feed, &owner[parent..]) {
                 self.shadows.add(&owner[at..], feed, &owner[..at]);
             }
             at = parent;
@@ -1534,5 +1573,38 @@ mod tests {
         // the empty name (the root) is a name like any other
         t.update(&[], || 9, |_| {});
         assert_eq!(t.get(&[]), Some(9));
+    }
+
+    #[test]
+    fn a_removed_name_leaves_its_record_to_a_new_name_of_its_length() {
+        let mut t: NameTable<u32> = NameTable::default();
+        let names: Vec<Vec<u8>> = (0..100u32).map(|i| k(&format!("n{i:03}.test"))).collect();
+        for (i, n) in names.iter().enumerate() {
+            t.set(n, i as u32);
+        }
+        let arena = t.arena.len();
+        for n in &names[..50] {
+            assert!(t.remove(n));
+        }
+        assert!(!t.remove(&names[0]));
+        assert_eq!(t.len(), 50);
+        let new: Vec<Vec<u8>> = (0..50u32).map(|i| k(&format!("m{i:03}.test"))).collect();
+        for (i, n) in new.iter().enumerate() {
+            t.set(n, 1000 + i as u32);
+        }
+        assert_eq!(
+            t.arena.len(),
+            arena,
+            "the new names took the removed records"
+        );
+        // a longer name has no record to take
+        t.set(&k("longer.name.test"), 7);
+        assert!(t.arena.len() > arena);
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(t.get(n), (i >= 50).then_some(i as u32), "{i}");
+        }
+        for (i, n) in new.iter().enumerate() {
+            assert_eq!(t.get(n), Some(1000 + i as u32));
+        }
     }
 }

@@ -267,7 +267,7 @@ fn probes(names: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for n in names {
         out.push(n.clone());
-        for pre in ["0", "q", "zz", "a.q"] {
+        for pre in ["0", "q", "zz", "a.q", "*", "x.*"] {
             let mut p = k(pre);
             p.extend_from_slice(n);
             out.push(p);
