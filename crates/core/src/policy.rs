@@ -945,24 +945,36 @@ impl Policy {
         self.feeds.iter().any(|&(f, _)| f == feed)
     }
 
-    /// This policy with `delta` applied to `feed`; `None` when it cannot be
-    /// patched (see [`PolicySet::apply_delta`]). `local_base` is where the
-    /// delta's local data starts in the set's. Removals go first, so a
-    /// (name, trigger) both removed and added is a changed action.
-    fn patched(&self, feed: FeedId, delta: &FeedDelta, local_base: u32) -> Option<Policy> {
-        if !self.feeds.contains(&(feed, true)) {
-            return None;
-        }
-        let names = delta.added.len();
-        let bytes = delta.added.arena.len() + 2 * names;
-        let mut p = Policy {
+    /// Whether `feed` is in this policy and can take a delta.
+    fn takes_delta(&self, feed: FeedId) -> bool {
+        self.feeds.contains(&(feed, true))
+    }
+
+    /// A copy to patch, with room for `names` new names, so that patching
+    /// it neither doubles an arena nor rehashes a table.
+    fn copy_with_room(&self, names: usize) -> Policy {
+        // a typical threat name, and its wildcard owner
+        let bytes = 32 * names;
+        Policy {
             table: self.table.clone_with_room(names, bytes),
             shadows: self.shadows.clone_with_room(names, bytes),
             more_wild: self.more_wild.clone_with_room(names, bytes),
             more_exact: self.more_exact.clone_with_room(names, bytes),
             below: self.below.clone_with_room(names, bytes + 2 * names),
             feeds: self.feeds.clone(),
-        };
+        }
+    }
+
+    /// Applies `delta` to `feed`'s rules in place; `None` when it cannot
+    /// (see [`PolicySet::apply_delta`]), leaving the policy half patched.
+    /// `local_base` is where the delta's local data starts in the set's.
+    /// Removals go first, so a (name, trigger) both removed and added is a
+    /// changed action.
+    fn patch(&mut self, feed: FeedId, delta: &FeedDelta, local_base: u32) -> Option<()> {
+        if !self.takes_delta(feed) {
+            return None;
+        }
+        let p = self;
         let replaced: hashbrown::HashSet<(&[u8], Trigger)> =
             delta.added.iter().map(|(k, t, _)| (k, t)).collect();
         let mut owner = Vec::with_capacity(256);
@@ -998,7 +1010,7 @@ impl Policy {
             owner_of(key, kind, &mut owner);
             p.shadow(feed, &owner);
         }
-        Some(p)
+        Some(())
     }
 
     /// Removes `feed`'s rule at `key` for `kind` (exact or wildcard); returns
@@ -1200,6 +1212,9 @@ impl PolicySet {
     /// policy that does not hold the feed with `self`, and copying and
     /// patching those that do: no feed is compiled again. Local data the
     /// delta removes stays in the set, unreferenced, until the next compile.
+    /// The same as [`PolicySet::draft`] then [`PolicyDraft::apply`]; the
+    /// copy is most of the cost, and a caller that drafts while the zone
+    /// transfer is under way puts the delta in force sooner after it ends.
     ///
     /// `None` means the caller must compile the set afresh from the feeds
     /// after the change. That happens only when:
@@ -1216,39 +1231,38 @@ impl PolicySet {
     /// Threat feeds' usual changes, `name` and `*.name` pairs coming and
     /// going, never need a compile.
     pub fn apply_delta(&self, feed: FeedId, delta: &FeedDelta) -> Option<PolicySet> {
-        let mut triggers = delta.removed.iter().chain(delta.added.iter());
-        if triggers.any(|(_, t, _)| t == Trigger::Subtree)
-            || delta.added.iter().any(
-                |(_, _, a)| matches!(a, Action::Local(i) if i as usize >= delta.added.local.len()),
-            )
-        {
-            return None;
-        }
-        let local_base = u32::try_from(self.local.len()).ok()?;
-        let patch = |p: &Arc<Policy>| -> Option<Arc<Policy>> {
-            if p.holds(feed) {
-                Some(Arc::new(p.patched(feed, delta, local_base)?))
+        self.draft(feed, delta.added.len()).apply(delta)
+    }
+
+    /// Begins a delta of `feed`: copies the policies that hold it, with
+    /// room for `names` new names (more is fine, only slower), and shares
+    /// the rest. The draft is of this set: apply it only while this set is
+    /// the one in force, or changes made since are lost.
+    pub fn draft(&self, feed: FeedId, names: usize) -> PolicyDraft {
+        let copy = |p: &Arc<Policy>| {
+            if p.takes_delta(feed) {
+                Arc::new(p.copy_with_room(names))
             } else {
-                Some(Arc::clone(p))
+                Arc::clone(p)
             }
         };
-        let mut tenants = Vec::with_capacity(self.tenants.len());
-        for t in &self.tenants {
-            tenants.push(TenantPolicy {
-                enforce: patch(&t.enforce)?,
-                monitor: patch(&t.monitor)?,
-            });
+        PolicyDraft {
+            feed,
+            set: PolicySet {
+                allow: self.allow.clone(),
+                shared: copy(&self.shared),
+                shared_monitor: copy(&self.shared_monitor),
+                tenants: self
+                    .tenants
+                    .iter()
+                    .map(|t| TenantPolicy {
+                        enforce: copy(&t.enforce),
+                        monitor: copy(&t.monitor),
+                    })
+                    .collect(),
+                local: self.local.clone(),
+            },
         }
-        let mut local = Vec::with_capacity(self.local.len() + delta.added.local.len());
-        local.extend(self.local.iter().cloned());
-        local.extend(delta.added.local.iter().map(|r| Arc::from(r.as_slice())));
-        Some(PolicySet {
-            allow: self.allow.clone(),
-            shared: patch(&self.shared)?,
-            shared_monitor: patch(&self.shared_monitor)?,
-            tenants,
-            local,
-        })
     }
 
     /// Decides a query name (key form) for a tenant.
@@ -1301,6 +1315,50 @@ impl PolicySet {
                 .iter()
                 .map(|t| t.enforce.heap_bytes() + t.monitor.heap_bytes())
                 .sum::<usize>()
+    }
+}
+
+/// A policy set being changed by one feed's delta: its own copies of the
+/// policies that hold the feed ([`PolicySet::draft`]), patched by
+/// [`PolicyDraft::apply`].
+#[derive(Debug)]
+pub struct PolicyDraft {
+    feed: FeedId,
+    /// The policies that hold `feed` are this draft's alone.
+    set: PolicySet,
+}
+
+impl PolicyDraft {
+    /// The set with `delta` applied to the draft's feed, or `None` when the
+    /// set must be compiled afresh (see [`PolicySet::apply_delta`]).
+    pub fn apply(mut self, delta: &FeedDelta) -> Option<PolicySet> {
+        let mut triggers = delta.removed.iter().chain(delta.added.iter());
+        if triggers.any(|(_, t, _)| t == Trigger::Subtree)
+            || delta.added.iter().any(
+                |(_, _, a)| matches!(a, Action::Local(i) if i as usize >= delta.added.local.len()),
+            )
+        {
+            return None;
+        }
+        let local_base = u32::try_from(self.set.local.len()).ok()?;
+        let feed = self.feed;
+        let patch = |p: &mut Arc<Policy>| -> Option<()> {
+            if !p.holds(feed) {
+                return Some(());
+            }
+            // not RPZ-like: the draft shares it rather than copy it
+            Arc::get_mut(p)?.patch(feed, delta, local_base)
+        };
+        let set = &mut self.set;
+        patch(&mut set.shared)?;
+        patch(&mut set.shared_monitor)?;
+        for t in &mut set.tenants {
+            patch(&mut t.enforce)?;
+            patch(&mut t.monitor)?;
+        }
+        set.local
+            .extend(delta.added.local.iter().map(|r| Arc::from(r.as_slice())));
+        Some(self.set)
     }
 }
 

@@ -1,8 +1,9 @@
 //! What an IXFR delta costs against a full compile: a million-trigger
-//! RPZ-like feed (`name` and `*.name` pairs), then successive deltas, each
-//! removing some pairs and adding as many new ones, applied with
-//! `PolicySet::apply_delta` and put in force with `Snapshot::with_policy`
-//! and `Resolver::swap`. Prints one line of `key=value` figures; run it
+//! RPZ-like feed (`name` and `*.name` pairs, or names alone), then
+//! successive deltas, each removing some names and adding as many new ones:
+//! drafted (`PolicySet::draft`, the copy, done while a transfer runs),
+//! applied (`PolicyDraft::apply`) and put in force with
+//! `Snapshot::with_policy` and `Resolver::swap`. Prints one line of `key=value` figures; run it
 //! through `bench/dns/delta`, which fixes glibc's mmap threshold as
 //! `parapet serve` does (without it freed tables stay in the heap).
 //!
@@ -120,7 +121,7 @@ fn main() {
     // each delta: `per_delta` pairs picked at random leave, as many new
     // ones come
     let mut next = names;
-    let (mut apply, mut in_force) = (Vec::new(), Vec::new());
+    let (mut drafting, mut in_force, mut whole) = (Vec::new(), Vec::new(), Vec::new());
     let mut recompiles = 0;
     for d in 0..deltas {
         let mut delta = FeedDelta::default();
@@ -133,17 +134,22 @@ fn main() {
             alive.push(id);
         }
         next += per_delta;
+        // the transfer client drafts when the transfer starts, and applies
+        // the delta when it ends
         let t0 = Instant::now();
         let old = resolver.snapshot();
-        let Some(policy) = old.policy.apply_delta(0, &delta) else {
+        let draft = old.policy.draft(0, delta.added.len());
+        let t1 = Instant::now();
+        let Some(policy) = draft.apply(&delta) else {
             recompiles += 1;
             resolver.swap(old.with_policy(compile(&feed(&alive, pairs))));
             continue;
         };
-        let t1 = Instant::now();
         resolver.swap(old.with_policy(policy));
-        apply.push(ms(t1 - t0));
-        in_force.push(ms(t0.elapsed()));
+        let t2 = Instant::now();
+        drafting.push(ms(t1 - t0));
+        in_force.push(ms(t2 - t1));
+        whole.push(ms(t2 - t0));
         // the replaced policy is freed by whoever holds it last, after it
         // left force: here, now
         drop(old);
@@ -190,15 +196,16 @@ fn main() {
     };
     println!(
         "feed={} triggers={} deltas={} triggers_per_delta={} recompiles={} compile_ms={compile_ms:.0} \
-         recompile_ms={recompile_ms:.0} apply_ms[{}] in_force_ms[{}] rss_before_mb={:.1} \
+         recompile_ms={recompile_ms:.0} draft_ms[{}] in_force_ms[{}] apply_delta_ms[{}] rss_before_mb={:.1} \
          rss_after_mb={:.1} rss_change_pct={:+.1} heap_before_mb={:.1} heap_after_mb={:.1}",
         if pairs { "pairs" } else { "names" },
         names * (1 + u32::from(pairs)),
         deltas,
         2 * per_delta * (1 + u32::from(pairs)),
         recompiles,
-        stat(&mut apply),
+        stat(&mut drafting),
         stat(&mut in_force),
+        stat(&mut whole),
         rss_before as f64 / 1024.0,
         rss_after as f64 / 1024.0,
         (rss_after as f64 / rss_before as f64 - 1.0) * 100.0,
