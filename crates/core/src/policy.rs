@@ -264,6 +264,16 @@ impl<V: Packed> NameTable<V> {
         Some(V::read(&self.arena[off as usize + 1..]))
     }
 
+    /// Every name with its value, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], V)> + '_ {
+        self.table.iter().map(|&off| {
+            (
+                Self::name_at(&self.arena, off),
+                V::read(&self.arena[off as usize + 1..]),
+            )
+        })
+    }
+
     pub fn contains(&self, key: &[u8]) -> bool {
         self.find(self.hasher.hash_one(key), key).is_some()
     }
@@ -697,6 +707,42 @@ fn wildcard_self(owner: &[u8], at: usize) -> bool {
     at == 0 && owner.starts_with(b"\x01*")
 }
 
+/// Counts `key` (one of `feed`'s trigger names) in, or out of, the counts
+/// of its parents in `below` ([`Policy::below`]).
+fn count_below(below: &mut NameTable<u32>, feed: FeedId, key: &[u8], add: bool) {
+    let mut at = [0u8; 2 + crate::name::MAX_KEY_LEN];
+    at[..2].copy_from_slice(&feed.to_le_bytes());
+    for off in parent_offsets(key) {
+        let parent = &key[off..];
+        at[2..2 + parent.len()].copy_from_slice(parent);
+        let k = &at[..2 + parent.len()];
+        if add {
+            below.update(k, || 0, |n| *n += 1);
+        } else {
+            let mut left = 0;
+            below.update(
+                k,
+                || 1,
+                |n| {
+                    *n -= 1;
+                    left = *n;
+                },
+            );
+            if left == 0 {
+                below.remove(k);
+            }
+        }
+    }
+}
+
+/// How many of `feed`'s trigger names lie strictly below `key`, by `below`.
+fn count_of_below(below: &NameTable<u32>, feed: FeedId, key: &[u8]) -> u32 {
+    let mut k = Vec::with_capacity(2 + key.len());
+    k.extend_from_slice(&feed.to_le_bytes());
+    k.extend_from_slice(key);
+    below.get(&k).unwrap_or(0)
+}
+
 /// The merged rules of several feeds.
 #[derive(Debug, Default, Clone)]
 pub struct Policy {
@@ -714,8 +760,10 @@ pub struct Policy {
     /// For the feeds that can take a delta: how many of a feed's trigger
     /// names lie strictly below a name, keyed by the feed's id (two bytes)
     /// then the name. A delta that gives a feed a new wildcard `*.W` needs
-    /// to know that none of its older triggers lie below `W`.
-    below: NameTable<u32>,
+    /// to know that none of its older triggers lie below `W`. Counted by
+    /// the first draft after a compile ([`Policy::count_all_below`]), so
+    /// that reloads do not pay for it.
+    below: Option<NameTable<u32>>,
     /// The feeds compiled in, each with whether it can take a delta: an
     /// RPZ-like feed (no subtree triggers, each name and trigger once).
     feeds: Vec<(FeedId, bool)>,
@@ -740,11 +788,6 @@ impl Policy {
         for &(feed, rules) in &feeds {
             let regular = policy.merge(feed, rules, local);
             policy.feeds.push((feed, regular));
-            if regular {
-                for (key, _, _) in rules.iter() {
-                    policy.count_below(feed, key, true);
-                }
-            }
         }
         for &(feed, rules) in &feeds {
             policy.add_shadows(feed, rules);
@@ -753,7 +796,6 @@ impl Policy {
         policy.shadows.shrink_to_fit();
         policy.more_wild.shrink_to_fit();
         policy.more_exact.shrink_to_fit();
-        policy.below.shrink_to_fit();
         policy
     }
 
@@ -806,40 +848,24 @@ impl Policy {
         regular
     }
 
-    /// Counts `key` (one of `feed`'s trigger names) in, or out of, the
-    /// counts of its parents in [`Policy::below`].
-    fn count_below(&mut self, feed: FeedId, key: &[u8], add: bool) {
-        let mut at = [0u8; 2 + crate::name::MAX_KEY_LEN];
-        at[..2].copy_from_slice(&feed.to_le_bytes());
-        for off in parent_offsets(key) {
-            let parent = &key[off..];
-            at[2..2 + parent.len()].copy_from_slice(parent);
-            let k = &at[..2 + parent.len()];
-            if add {
-                self.below.update(k, || 0, |n| *n += 1);
-            } else {
-                let mut left = 0;
-                self.below.update(
-                    k,
-                    || 1,
-                    |n| {
-                        *n -= 1;
-                        left = *n;
-                    },
-                );
-                if left == 0 {
-                    self.below.remove(k);
+    /// [`Policy::below`] counted from the table, for every feed that can
+    /// take a delta: a trigger of such a feed is a rule of it in a slot or
+    /// a side list.
+    fn count_all_below(&self) -> NameTable<u32> {
+        let mut below = NameTable::default();
+        for (key, slot) in self.table.iter() {
+            let rules = [slot.exact, slot.wild]
+                .into_iter()
+                .flatten()
+                .chain(self.more_exact.get(key))
+                .chain(self.more_wild.get(key));
+            for r in rules {
+                if self.takes_delta(r.feed) {
+                    count_below(&mut below, r.feed, key, true);
                 }
             }
         }
-    }
-
-    /// How many of `feed`'s trigger names lie strictly below `key`.
-    fn count_of_below(&self, feed: FeedId, key: &[u8]) -> u32 {
-        let mut k = Vec::with_capacity(2 + key.len());
-        k.extend_from_slice(&feed.to_le_bytes());
-        k.extend_from_slice(key);
-        self.below.get(&k).unwrap_or(0)
+        below
     }
 
     /// Records, for one feed, what hides its wildcards from some names.
@@ -960,7 +986,10 @@ impl Policy {
             shadows: self.shadows.clone_with_room(names, bytes),
             more_wild: self.more_wild.clone_with_room(names, bytes),
             more_exact: self.more_exact.clone_with_room(names, bytes),
-            below: self.below.clone_with_room(names, bytes + 2 * names),
+            below: Some(match &self.below {
+                Some(b) => b.clone_with_room(names, bytes + 2 * names),
+                None => self.count_all_below(),
+            }),
             feeds: self.feeds.clone(),
         }
     }
@@ -975,12 +1004,14 @@ impl Policy {
             return None;
         }
         let p = self;
+        // a copy (`copy_with_room`) has its counts
+        let mut below = p.below.take()?;
         let replaced: hashbrown::HashSet<(&[u8], Trigger)> =
             delta.added.iter().map(|(k, t, _)| (k, t)).collect();
         let mut owner = Vec::with_capacity(256);
         for (key, kind, _) in delta.removed.iter() {
             if !replaced.contains(&(key, kind)) && p.take_rule(feed, key, kind) {
-                p.count_below(feed, key, false);
+                count_below(&mut below, feed, key, false);
                 owner_of(key, kind, &mut owner);
                 p.unshadow(feed, &owner);
             }
@@ -998,14 +1029,15 @@ impl Policy {
         // a new wildcard's shadows come from the feed's triggers below it:
         // those of the delta are at hand, older ones are not
         let new_base_over_old = |&(key, kind): &(&[u8], Trigger)| {
-            kind == Trigger::Wildcard && (key.is_empty() || p.count_of_below(feed, key) > 0)
+            kind == Trigger::Wildcard && (key.is_empty() || count_of_below(&below, feed, key) > 0)
         };
         if fresh.iter().any(new_base_over_old) {
             return None;
         }
         for &(key, _) in &fresh {
-            p.count_below(feed, key, true);
+            count_below(&mut below, feed, key, true);
         }
+        p.below = Some(below);
         for &(key, kind) in &fresh {
             owner_of(key, kind, &mut owner);
             p.shadow(feed, &owner);
@@ -1119,7 +1151,7 @@ impl Policy {
             + self.shadows.heap_bytes()
             + self.more_wild.heap_bytes()
             + self.more_exact.heap_bytes()
-            + self.below.heap_bytes()
+            + self.below.as_ref().map_or(0, NameTable::heap_bytes)
     }
 }
 
