@@ -280,6 +280,7 @@ impl<V: Packed> NameTable<V> {
 
     /// Hands the value for `key` (`make()` when absent, then inserted) to
     /// `change`, and keeps what it leaves.
+    #[inline]
     pub fn update(&mut self, key: &[u8], make: impl FnOnce() -> V, change: impl FnOnce(&mut V)) {
         let hash = self.hasher.hash_one(key);
         let off = match self.find(hash, key) {
