@@ -52,6 +52,9 @@ fn rpz_answers_match_unbound() {
         ("x.b.over.zone.test.", RecordType::A),      // shadowed by a.b.over
         ("0.b.over.zone.test.", RecordType::A),      // sorts before a.b.over: blocked
         ("c.over.zone.test.", RecordType::A),
+        // the wildcard's own name hides it from names below that name
+        ("*.over.zone.test.", RecordType::A),
+        ("x.*.over.zone.test.", RecordType::A),
         ("alias.zone.test.", RecordType::A), // a real CNAME chain upstream
         ("missing.zone.test.", RecordType::A), // upstream NXDOMAIN
     ];
