@@ -103,6 +103,10 @@ fn main() {
         compile(&rules)
     };
     let compile_ms = ms(started.elapsed());
+    // after a full compile, off the query path, where deltas are expected
+    let started = Instant::now();
+    policy.prepare_deltas();
+    let prepare_ms = ms(started.elapsed());
     let snapshot = Snapshot::new(
         policy,
         TenantMap::default(),
@@ -196,7 +200,7 @@ fn main() {
     };
     println!(
         "feed={} triggers={} deltas={} triggers_per_delta={} recompiles={} compile_ms={compile_ms:.0} \
-         recompile_ms={recompile_ms:.0} draft_ms[{}] in_force_ms[{}] apply_delta_ms[{}] rss_before_mb={:.1} \
+         recompile_ms={recompile_ms:.0} prepare_ms={prepare_ms:.0} draft_ms[{}] in_force_ms[{}] apply_delta_ms[{}] rss_before_mb={:.1} \
          rss_after_mb={:.1} rss_change_pct={:+.1} heap_before_mb={:.1} heap_after_mb={:.1}",
         if pairs { "pairs" } else { "names" },
         names * (1 + u32::from(pairs)),

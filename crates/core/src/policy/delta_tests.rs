@@ -406,6 +406,10 @@ proptest! {
             .map(|(i, g)| feed(g, &names, i == target, i as u8))
             .collect();
         let mut current = PolicySet::compile(NameSet::default(), &specs(&feeds, &layout, &scopes), 3);
+        // counted ahead of the first draft, or by it
+        if target % 2 == 0 {
+            current.prepare_deltas();
+        }
         for (step, picks) in deltas.iter().enumerate() {
             let d = delta(&feeds[target], picks, &names, 100 + step as u8);
             feeds[target] = apply_to_rules(&feeds[target], &d);
