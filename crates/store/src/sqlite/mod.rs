@@ -140,44 +140,6 @@ impl SqliteStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    //! The shared suite (crate::tests) runs on both backends; this one is
-    //! about the SQLite file itself.
-    use std::sync::Arc;
-    use std::time::SystemTime;
-
-    use parapet_core::event::EventAction;
-    use parapet_core::name::{EventName, text_to_key};
-
-    use super::*;
-    use crate::EventStore;
-
-    #[test]
-    fn no_client_address_is_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = SqliteStore::open(dir.path()).unwrap();
-        let p = parapet_core::pseudonym::Pseudonymiser::new(b"0123456789abcdef").unwrap();
-        let q = parapet_core::event::QueryEvent {
-            time: SystemTime::now(),
-            tenant: Arc::from("council-a"),
-            client: "10.99.98.97".parse().unwrap(),
-            qname: EventName::new(&text_to_key("x.test").unwrap()),
-            qtype: 1,
-            rcode: 0,
-            action: EventAction::Resolved,
-            feed: None,
-        };
-        s.insert_events(&[q.into_private(&p)]).unwrap();
-        drop(s);
-        for f in std::fs::read_dir(dir.path()).unwrap() {
-            let bytes = std::fs::read(f.unwrap().path()).unwrap();
-            assert!(!bytes.windows(11).any(|w| w == b"10.99.98.97"));
-            assert!(!bytes.windows(4).any(|w| w == [10, 99, 98, 97]));
-        }
-    }
-}
-
 /// Creates the store's folder readable by its owner only (0700), and makes
 /// an existing one so: it holds client pseudonyms, alerts and the
 /// pseudonym key.
@@ -227,5 +189,43 @@ fn private_file(path: &Path) -> Result<(), StoreError> {
     {
         let _ = (path, io);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The shared suite (crate::tests) runs on both backends; this one is
+    //! about the SQLite file itself.
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    use parapet_core::event::EventAction;
+    use parapet_core::name::{EventName, text_to_key};
+
+    use super::*;
+    use crate::EventStore;
+
+    #[test]
+    fn no_client_address_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SqliteStore::open(dir.path()).unwrap();
+        let p = parapet_core::pseudonym::Pseudonymiser::new(b"0123456789abcdef").unwrap();
+        let q = parapet_core::event::QueryEvent {
+            time: SystemTime::now(),
+            tenant: Arc::from("council-a"),
+            client: "10.99.98.97".parse().unwrap(),
+            qname: EventName::new(&text_to_key("x.test").unwrap()),
+            qtype: 1,
+            rcode: 0,
+            action: EventAction::Resolved,
+            feed: None,
+        };
+        s.insert_events(&[q.into_private(&p)]).unwrap();
+        drop(s);
+        for f in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(f.unwrap().path()).unwrap();
+            assert!(!bytes.windows(11).any(|w| w == b"10.99.98.97"));
+            assert!(!bytes.windows(4).any(|w| w == [10, 99, 98, 97]));
+        }
     }
 }
