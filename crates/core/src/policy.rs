@@ -80,6 +80,8 @@ pub struct FeedRules {
     entries: Vec<FeedEntry>,
     /// Local-data record sets referenced by [`Action::Local`].
     pub local: Vec<Vec<LocalRecord>>,
+    /// RPZ response-IP and client-IP triggers.
+    pub ip: crate::ippolicy::IpRules,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -1196,6 +1198,9 @@ pub struct PolicySet {
     /// Indexed by [`TenantId`]; empty policies for tenants without feeds.
     tenants: Vec<TenantPolicy>,
     local: Vec<Arc<[LocalRecord]>>,
+    /// Response-IP and client-IP triggers (shared with the sets deltas
+    /// make: a delta that touches them needs a compile).
+    ip: Arc<crate::ippolicy::IpPolicy>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -1234,12 +1239,14 @@ impl PolicySet {
                 }
             })
             .collect();
+        let ip = Arc::new(crate::ippolicy::IpPolicy::compile(feeds, &mut local));
         Self {
             allow,
             shared,
             shared_monitor,
             tenants,
             local,
+            ip,
         }
     }
 
@@ -1256,6 +1263,7 @@ impl PolicySet {
     /// - the delta has a subtree trigger (hosts files and domain lists do
     ///   not come by zone transfer) or an [`Action::Local`] past its local
     ///   data;
+    /// - the delta adds or removes response-IP or client-IP triggers;
     /// - the feed as compiled is not RPZ-like: it has subtree triggers, or
     ///   one name with one trigger twice;
     /// - the delta gives the feed a wildcard `*.W` it did not have while
@@ -1315,8 +1323,15 @@ impl PolicySet {
                     })
                     .collect(),
                 local: self.local.clone(),
+                ip: Arc::clone(&self.ip),
             },
         }
+    }
+
+    /// The response-IP and client-IP triggers.
+    #[inline]
+    pub fn ip(&self) -> &crate::ippolicy::IpPolicy {
+        &self.ip
     }
 
     /// Decides a query name (key form) for a tenant.
@@ -1387,6 +1402,10 @@ impl PolicyDraft {
     /// set must be compiled afresh (see [`PolicySet::apply_delta`]).
     pub fn apply(mut self, delta: &FeedDelta) -> Option<PolicySet> {
         let mut triggers = delta.removed.iter().chain(delta.added.iter());
+        // address triggers are compiled with the whole set
+        if !delta.added.ip.is_empty() || !delta.removed.ip.is_empty() {
+            return None;
+        }
         if triggers.any(|(_, t, _)| t == Trigger::Subtree)
             || delta.added.iter().any(
                 |(_, _, a)| matches!(a, Action::Local(i) if i as usize >= delta.added.local.len()),
