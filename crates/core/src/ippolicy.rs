@@ -18,6 +18,13 @@
 //!   address records are tried in order; the first that matches picks the
 //!   rule, and the action replaces that record's RRset, keeping the CNAMEs
 //!   before it.
+//!
+//! Where Unbound 1.17 treats an answer from its cache differently from one
+//! fresh from upstream, Parapet does not follow it: Unbound's worker.c
+//! applies response-IP triggers to a cached answer even after a QNAME or
+//! client-IP PASSTHRU, and answers it rather than drop it for
+//! `rpz-drop.`. Parapet gives a cached answer the treatment of a fresh one,
+//! which is what Unbound does the first time a name is asked.
 
 use std::net::IpAddr;
 

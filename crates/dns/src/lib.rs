@@ -11,6 +11,7 @@ pub mod metrics;
 #[cfg(target_os = "linux")]
 mod mmsg;
 pub mod resolver;
+pub mod respip;
 pub mod server;
 pub mod upstream;
 pub mod wire;
