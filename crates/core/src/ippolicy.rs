@@ -89,6 +89,9 @@ pub struct IpTriggers {
     shared: Vec<FeedTrie>,
     tenant: Vec<FeedTrie>,
     monitor: Vec<FeedTrie>,
+    /// Whether any feed has triggers of this kind: the resolver's one test
+    /// per query when none has.
+    any: bool,
 }
 
 /// What address triggers decided, and for which of the addresses.
@@ -100,8 +103,9 @@ pub struct IpMatch {
 }
 
 impl IpTriggers {
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.shared.is_empty() && self.tenant.is_empty() && self.monitor.is_empty()
+        !self.any
     }
 
     fn first(
@@ -194,6 +198,7 @@ impl IpPolicy {
                     tenants: f.tenants.map(Into::into),
                     trie,
                 };
+                into.any = true;
                 match (f.mode, &feed.tenants) {
                     (FeedMode::Monitor, _) => into.monitor.push(feed),
                     (FeedMode::Block, None) => into.shared.push(feed),
