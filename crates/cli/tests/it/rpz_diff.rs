@@ -181,4 +181,33 @@ fn rpz_answers_match_unbound() {
         .query("www.zone.test.", RecordType::A)
         .unwrap();
     assert_eq!(client.rcode, hickory_proto::op::ResponseCode::NXDomain);
+    // an address trigger's match is a feed match in the stored events, for
+    // detection and the dashboard, as a QNAME one
+    let db = rusqlite::Connection::open(parapet.path("parapet-data/parapet.sqlite")).unwrap();
+    let stored = |qname: &str, action: &str| {
+        db.query_row(
+            "SELECT COUNT(*) FROM query_events WHERE qname = ?1 AND action = ?2 AND feed = 'policy'",
+            [qname, action],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+            > 0
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let want = [
+        ("ip-nx.zone.test", "blocked"),
+        ("ip-drop.zone.test", "dropped"),
+        ("ip-local.zone.test", "local_data"),
+        ("www.zone.test", "nodata"),
+    ];
+    while !want.iter().all(|(q, a)| stored(q, a)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events not stored: {:?}",
+            want.iter()
+                .filter(|(q, a)| !stored(q, a))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
