@@ -1227,6 +1227,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn address_triggers_never_panic(
+            labels in proptest::collection::vec("([0-9]{1,4}|[0-9a-fA-F]{1,5}|zz|ZZ|-?)", 0..12),
+            client in proptest::bool::ANY,
+        ) {
+            let kind = if client { "rpz-client-ip" } else { "rpz-ip" };
+            let owner = labels.iter().filter(|l| !l.is_empty()).cloned().collect::<Vec<_>>().join(".");
+            let text = format!("$ORIGIN rpz.\n{owner}.{kind} CNAME .\n");
+            if let Ok(p) = parse_feed(text.as_bytes(), FeedFormat::Rpz, "p") {
+                let n = if client { p.rules.ip.client.len() } else { p.rules.ip.response.len() };
+                proptest::prop_assert!(n == 1 || owner.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn errors_name_line_and_field() {
         let e = parse_feed(
