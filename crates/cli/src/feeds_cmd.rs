@@ -57,7 +57,8 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "{}: {} entries ({} format, {} skipped) in {} ms",
                 path.display(),
-                parsed.rules.len(),
+                // address triggers are entries too
+                parsed.rules.len() + parsed.rules.ip.len(),
                 format.as_str(),
                 parsed.warnings.len(),
                 started.elapsed().as_millis()
