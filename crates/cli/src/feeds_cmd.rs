@@ -57,8 +57,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "{}: {} entries ({} format, {} skipped) in {} ms",
                 path.display(),
-                // address triggers are entries too
-                parsed.rules.len() + parsed.rules.ip.len(),
+                parsed.rules.triggers(),
                 format.as_str(),
                 parsed.warnings.len(),
                 started.elapsed().as_millis()
@@ -133,7 +132,7 @@ pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     println!(
         "feed {name}: version {} ({} entries, sha256 {}) in {}",
         v.version,
-        parsed.rules.len(),
+        parsed.rules.triggers(),
         v.sha256,
         store.location()
     );
@@ -191,7 +190,11 @@ pub fn check_config(args: ConfigCheckArgs) -> anyhow::Result<ExitCode> {
         }
         let p = cfg.resolve(&f.path);
         match feed::load_feed(&p, f.format.into()) {
-            Ok(parsed) => println!("feed {}: {} entries", f.name.get_ref(), parsed.rules.len()),
+            Ok(parsed) => println!(
+                "feed {}: {} entries",
+                f.name.get_ref(),
+                parsed.rules.triggers()
+            ),
             Err(errors) => bad.extend(errors.into_iter().take(5).map(|e| e.to_string())),
         }
     }

@@ -363,11 +363,11 @@ impl Loader {
                     }
                     tracing::info!(
                         feed = %def.name,
-                        entries = pf.rules.len(),
+                        entries = pf.rules.triggers(),
                         ms = started.elapsed().as_millis() as u64,
                         "loaded feed {label}"
                     );
-                    st.status.entries = pf.rules.len() as u64;
+                    st.status.entries = pf.rules.triggers() as u64;
                     st.status.last_load = now_unix();
                     st.status.last_error = None;
                     st.rules = Some(Arc::new(pf.rules));

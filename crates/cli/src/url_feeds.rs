@@ -334,7 +334,7 @@ fn keep_if_good(
     current: bool,
 ) -> Result<bool, String> {
     let entries = match feed::parse_feed(bytes, feed.format, url) {
-        Ok(parsed) => parsed.rules.len() as u64,
+        Ok(parsed) => parsed.rules.triggers() as u64,
         Err(errors) => {
             let first = errors.first().map(ToString::to_string).unwrap_or_default();
             return Err(format!(

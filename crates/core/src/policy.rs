@@ -127,9 +127,15 @@ impl FeedRules {
         Action::Local((self.local.len() - 1) as u32)
     }
 
-    /// Number of rules.
+    /// Number of name rules.
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Number of triggers of every kind: name rules and address triggers
+    /// (what a feed's status calls its entries).
+    pub fn triggers(&self) -> usize {
+        self.entries.len() + self.ip.len()
     }
 
     pub fn is_empty(&self) -> bool {
