@@ -155,6 +155,21 @@ pub struct FeedConfig {
     /// Only these tenants get this feed (in addition to the shared feeds).
     /// Absent: the feed is shared by every tenant.
     pub tenants: Option<Vec<Spanned<String>>>,
+    /// `http://` or `https://`: the feed is fetched from here every
+    /// `refresh_seconds` and its last good copy kept under `[store] path`
+    /// (`crate::url_feeds`). Not with `path` or `source`.
+    pub url: Option<Spanned<String>>,
+    /// Seconds between fetches of `url` (default 3600); for a feed by
+    /// zone transfer, between checks of the primary instead of the zone's
+    /// SOA refresh.
+    pub refresh_seconds: Option<u64>,
+    /// PEM certificates trusted for `url` besides the usual roots.
+    pub ca_file: Option<PathBuf>,
+    /// Largest body fetched from `url`, compressed or not (default 200 MB).
+    pub max_bytes: Option<u64>,
+    pub connect_timeout_seconds: Option<u64>,
+    /// The longest wait for any one read from `url`.
+    pub read_timeout_seconds: Option<u64>,
     /// RPZ by zone transfer: the primary (`"192.0.2.1:53"`); a feed with a
     /// primary takes its zone by AXFR/IXFR instead of reading a file.
     pub primary: Option<SocketAddr>,
@@ -165,9 +180,6 @@ pub struct FeedConfig {
     pub zone: Option<String>,
     /// RPZ by zone transfer: the `[[tsig]]` key signing the transfers.
     pub tsig_key: Option<Spanned<String>>,
-    /// RPZ by zone transfer: check for changes this often instead of at
-    /// the zone's SOA refresh.
-    pub refresh_seconds: Option<u64>,
 }
 
 impl FeedConfig {
@@ -247,7 +259,7 @@ impl From<FormatConfig> for parapet_detect::feed::FeedFormat {
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     pub name: Spanned<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "cidrs")]
     pub networks: Vec<IpNet>,
     /// The council's name as printed on its reports (the tenant's `name` is
     /// internal and never printed in a public report).
@@ -413,6 +425,10 @@ pub struct WebConfig {
     /// Mark session cookies `Secure`: set it when the dashboard is reached
     /// over HTTPS (through a TLS-terminating proxy).
     pub secure_cookies: bool,
+    /// Reverse proxies (CIDR) whose `X-Forwarded-For` names the client;
+    /// from any other peer the header is ignored.
+    #[serde(deserialize_with = "cidrs")]
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for WebConfig {
@@ -420,8 +436,25 @@ impl Default for WebConfig {
         Self {
             listen: DEFAULT_WEB_LISTEN.parse().expect("valid default"),
             secure_cookies: false,
+            trusted_proxies: Vec::new(),
         }
     }
+}
+
+/// A list of networks whose error names the bad value: serde's own says
+/// only "invalid IP address syntax".
+fn cidrs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    use serde::de::Error;
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|t| {
+            t.parse::<IpNet>().map_err(|_| {
+                D::Error::custom(format!(
+                    "`{t}` is not a network in CIDR form (e.g. 10.0.0.0/8 or 2001:db8::/32)"
+                ))
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -691,7 +724,19 @@ impl Config {
             }
             feed_names.push(f.name.get_ref());
             self.validate_xfr(f, text, file)?;
-            if f.source == FeedSourceConfig::File
+            if let Some(url) = &f.url {
+                if !f.xfr_primaries().is_empty() {
+                    return Err(at(
+                        text,
+                        file,
+                        url.span(),
+                        "[[feeds]] url",
+                        "a feed comes from a url or by zone transfer (primary), not both",
+                    ));
+                }
+                crate::url_feeds::validate(f, url)
+                    .map_err(|msg| at(text, file, url.span(), "[[feeds]] url", &msg))?;
+            } else if f.source == FeedSourceConfig::File
                 && f.path.as_os_str().is_empty()
                 && f.xfr_primaries().is_empty()
             {
@@ -701,7 +746,7 @@ impl Config {
                     f.name.span(),
                     "[[feeds]] path",
                     &format!(
-                        "feed `{}` needs a path (or source = \"database\")",
+                        "feed `{}` needs a path (or source = \"database\", or a url)",
                         f.name.get_ref()
                     ),
                 ));
@@ -892,6 +937,28 @@ mod tests {
             .to_string();
         assert!(err.contains("/etc/p.toml:3"), "{err}");
         assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn bad_cidr_names_the_value_and_line() {
+        let text = "[[tenants]]\nname = \"a\"\nnetworks = [\"10.0.0.0/8\", \"10.1.0.0/33\"]\n";
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:3"), "{err}");
+        assert!(err.contains("`10.1.0.0/33`"), "{err}");
+        let text = "[web]\ntrusted_proxies = [\"proxy.example\"]\n";
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:2"), "{err}");
+        assert!(err.contains("`proxy.example`"), "{err}");
+        let text = "[web]\ntrusted_proxies = [\"10.0.0.0/24\"]\n";
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(
+            c.web.trusted_proxies,
+            vec!["10.0.0.0/24".parse::<IpNet>().unwrap()]
+        );
     }
 
     #[test]

@@ -30,6 +30,35 @@ fn now() -> i64 {
     parapet_store::unix_millis(SystemTime::now()) / 1000
 }
 
+/// Creates the first account, `admin`, when the store has none, and prints
+/// its password once. `serve` calls it only once every listener is bound,
+/// so a start that fails on a busy port leaves no account nobody saw made.
+pub fn first_account(config: &Config) -> anyhow::Result<()> {
+    let mut db = config
+        .open_store()
+        .context("cannot open the store for the first account")?;
+    if db.users()?.is_empty() {
+        let password = parapet_web::auth::new_token()[..20].to_string();
+        match db.add_user(
+            "admin",
+            Role::SupplierAdmin,
+            None,
+            &parapet_web::auth::hash_password(&password),
+            now(),
+        ) {
+            // stderr, not the log: this is the one time the password is shown
+            Ok(_) => eprintln!(
+                "dashboard: created the first account: user `admin`, password `{password}` \
+                 (change it with `parapet users passwd admin`)"
+            ),
+            // another node on the same database created it first
+            Err(parapet_store::StoreError::DuplicateUser(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// The dashboard `parapet serve` exposes, on its own store connection.
 pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
     let mut db = config
@@ -57,25 +86,6 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
             }
         }
         load_demo(&mut *db)?;
-    }
-    if db.users()?.is_empty() {
-        let password = parapet_web::auth::new_token()[..20].to_string();
-        match db.add_user(
-            "admin",
-            Role::SupplierAdmin,
-            None,
-            &parapet_web::auth::hash_password(&password),
-            now(),
-        ) {
-            // stderr, not the log: this is the one time the password is shown
-            Ok(_) => eprintln!(
-                "dashboard: created the first account: user `admin`, password `{password}` \
-                 (change it with `parapet users passwd admin`)"
-            ),
-            // another node on the same database created it first
-            Err(parapet_store::StoreError::DuplicateUser(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
     }
     let location = db.location();
     let assurance = AssuranceSettings {
@@ -117,6 +127,7 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
         },
     );
     d.secure_cookies = config.web.secure_cookies;
+    d.trusted_proxies = config.web.trusted_proxies.clone();
     d.feeds = if config.source.is_none() && config.feeds.is_empty() {
         vec![FeedInfo {
             name: crate::config::EMBEDDED_FEED_NAME.into(),
@@ -495,12 +506,32 @@ pub fn users_add(args: UsersAddArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
+    if name.is_empty() || name.len() > parapet_web::auth::MAX_USER_NAME {
+        return Err(BadInput(format!(
+            "NAME: 1 to {} bytes",
+            parapet_web::auth::MAX_USER_NAME
+        ))
+        .into());
+    }
+    let config = config.load()?;
     let (password, generated) = match std::env::var("PARAPET_PASSWORD") {
         Ok(p) if p.len() >= 10 => (p, false),
         Ok(_) => return Err(BadInput("PARAPET_PASSWORD: at least 10 characters".into()).into()),
         Err(_) => (parapet_web::auth::new_token()[..20].to_string(), true),
     };
     let mut db = config.open_store()?;
+    if let Some(t) = &tenant {
+        // a configured tenant, or one whose traffic the store holds (the
+        // demo's, or a tenant since removed from the config)
+        let known = config.tenant_names();
+        if !known.contains(t) && db.traffic_totals(Some(t), 0)?.is_empty() {
+            return Err(BadInput(format!(
+                "--tenant: `{t}` is not a configured tenant (configured: {})",
+                known.join(", ")
+            ))
+            .into());
+        }
+    }
     db.add_user(
         &name,
         role,

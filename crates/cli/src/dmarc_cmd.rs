@@ -55,10 +55,12 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let now = SystemTime::now();
     for path in &args.files {
         let name = path.display().to_string();
-        let data = match std::fs::read(path) {
+        // a report, even compressed, is far smaller than what it may
+        // expand to
+        let data = match crate::read_input(path, report::MAX_DECOMPRESSED) {
             Ok(d) => d,
             Err(e) => {
-                eprintln!("{name}: cannot read: {e}");
+                eprintln!("{name}: {e}");
                 failed += 1;
                 continue;
             }

@@ -57,7 +57,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "{}: {} entries ({} format, {} skipped) in {} ms",
                 path.display(),
-                parsed.rules.len(),
+                parsed.rules.triggers(),
                 format.as_str(),
                 parsed.warnings.len(),
                 started.elapsed().as_millis()
@@ -132,7 +132,7 @@ pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     println!(
         "feed {name}: version {} ({} entries, sha256 {}) in {}",
         v.version,
-        parsed.rules.len(),
+        parsed.rules.triggers(),
         v.sha256,
         store.location()
     );
@@ -195,9 +195,21 @@ pub fn check_config(args: ConfigCheckArgs) -> anyhow::Result<ExitCode> {
             }
             continue;
         }
+        if let Some(url) = &f.url {
+            println!(
+                "feed {}: fetched from {} (parapet feeds status)",
+                f.name.get_ref(),
+                url.get_ref()
+            );
+            continue;
+        }
         let p = cfg.resolve(&f.path);
         match feed::load_feed(&p, f.format.into()) {
-            Ok(parsed) => println!("feed {}: {} entries", f.name.get_ref(), parsed.rules.len()),
+            Ok(parsed) => println!(
+                "feed {}: {} entries",
+                f.name.get_ref(),
+                parsed.rules.triggers()
+            ),
             Err(errors) => bad.extend(errors.into_iter().take(5).map(|e| e.to_string())),
         }
     }
@@ -217,8 +229,10 @@ pub fn check_config(args: ConfigCheckArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Each feed's source and state; for feeds taken by zone transfer, the
-/// serial, last transfer, last error and entries their thread recorded.
+/// Each feed's source and state: for feeds taken by zone transfer the
+/// serial, last transfer, last error and entries their thread recorded; for
+/// URL feeds the last fetch, last error and entries. Exit 1 when a URL
+/// feed's last fetch or a zone's last transfer failed.
 #[derive(clap::Args)]
 pub struct StatusArgs {
     #[command(flatten)]
@@ -232,11 +246,16 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         if t == 0 {
             "never".to_string()
         } else {
-            parapet_core::calendar::format_datetime(t as i64)
+            parapet_core::calendar::format_local(t as i64)
         }
     };
+    let mut healthy = true;
     for f in &cfg.feeds {
         let name = f.name.get_ref();
+        if f.url.is_some() {
+            // printed below, with their fetch state
+            continue;
+        }
         if f.xfr_primaries().is_empty() {
             match f.source {
                 crate::config::FeedSourceConfig::Database => println!("{name}\tdatabase"),
@@ -248,16 +267,27 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
         let zone = f.zone.as_deref().unwrap_or_default();
         match parapet_feeds::xfr::read_status(&dir, name) {
-            None => println!("{name}\tzone {zone}\tno transfer yet"),
-            Some(s) => println!(
-                "{name}\tzone {zone}\tserial {}\tentries {}\tlast transfer {}\tlast success {}\tlast error {}",
-                s.serial.map_or("-".into(), |v| v.to_string()),
-                s.entries,
-                when(s.last_transfer),
-                when(s.last_success),
-                s.last_error.as_deref().unwrap_or("none")
-            ),
+            None => {
+                healthy = false;
+                println!("{name}\tzone {zone}\tno transfer yet")
+            }
+            Some(s) => {
+                healthy &= s.last_error.is_none();
+                println!(
+                    "{name}\tzone {zone}\tserial {}\tentries {}\tlast transfer {}\tlast success {}\tlast error {}",
+                    s.serial.map_or("-".into(), |v| v.to_string()),
+                    s.entries,
+                    when(s.last_transfer),
+                    when(s.last_success),
+                    s.last_error.as_deref().unwrap_or("none")
+                )
+            }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    healthy &= crate::url_feeds::print_status(&cfg)?;
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -67,6 +67,9 @@ struct FeedDef {
     category: String,
     mode: FeedMode,
     tenants: Option<Vec<String>>,
+    /// Fetched from this URL (`crate::url_feeds`): its source is the copy
+    /// the fetcher keeps, which does not exist before the first fetch.
+    url: Option<String>,
 }
 
 pub struct Loader {
@@ -83,6 +86,9 @@ pub struct Loader {
     /// The database feeds in force and their versions (`name`, version), for
     /// the node's heartbeat and metrics.
     served: Arc<std::sync::Mutex<Vec<(String, i64)>>>,
+    /// The URL feeds' fetch threads, once started.
+    fetchers: Option<crate::url_feeds::Fetchers>,
+    fetch_statuses: crate::url_feeds::Statuses,
 }
 
 /// The tenant of alerts about Parapet itself rather than a council's traffic.
@@ -124,6 +130,7 @@ fn defs_of(config: &Config) -> Vec<FeedDef> {
             category: "malware".into(),
             mode: FeedMode::Block,
             tenants: None,
+            url: None,
         }];
     }
     config
@@ -133,6 +140,14 @@ fn defs_of(config: &Config) -> Vec<FeedDef> {
             name: f.name.get_ref().clone(),
             source: match f.source {
                 _ if !f.xfr_primaries().is_empty() => Source::Xfr(f.name.get_ref().clone()),
+                // a URL feed is loaded from the fetcher's copy, or on a
+                // shared database from what the fetching node published
+                _ if f.url.is_some() && crate::url_feeds::shared(config) => {
+                    Source::Database(f.name.get_ref().clone())
+                }
+                _ if f.url.is_some() => {
+                    Source::File(crate::url_feeds::copy_dir(config).join(f.name.get_ref()))
+                }
                 crate::config::FeedSourceConfig::File => Source::File(config.resolve(&f.path)),
                 crate::config::FeedSourceConfig::Database => {
                     Source::Database(f.name.get_ref().clone())
@@ -148,6 +163,7 @@ fn defs_of(config: &Config) -> Vec<FeedDef> {
                 .tenants
                 .as_ref()
                 .map(|ts| ts.iter().map(|t| t.get_ref().clone()).collect()),
+            url: f.url.as_ref().map(|u| u.get_ref().clone()),
         })
         .collect()
 }
@@ -164,7 +180,23 @@ impl Loader {
             alerts: None,
             db: None,
             served: Arc::default(),
+            fetchers: None,
+            fetch_statuses: Arc::default(),
         }
+    }
+
+    /// Starts fetching the URL feeds, each on a thread of its own that
+    /// sends `wake` when it brings a new version.
+    pub fn start_fetching(&mut self, wake: crossbeam_channel::Sender<Trigger>) {
+        let mut f =
+            crate::url_feeds::Fetchers::new(wake, self.alerts.clone(), self.fetch_statuses.clone());
+        f.update(&self.config);
+        self.fetchers = Some(f);
+    }
+
+    /// The URL feeds' fetch states, kept current, for metrics.
+    pub fn fetch_statuses(&self) -> crate::url_feeds::Statuses {
+        self.fetch_statuses.clone()
     }
 
     /// The database feeds in force with their versions, kept current.
@@ -215,6 +247,9 @@ impl Loader {
             Ok(new) => {
                 warn_restart_needed(&self.config, &new);
                 self.defs = defs_of(&new);
+                if let Some(f) = &mut self.fetchers {
+                    f.update(&new);
+                }
                 self.config = new;
                 // forget feeds no longer configured
                 let live: Vec<_> = self
@@ -296,6 +331,13 @@ impl Loader {
                     )
                 }
             };
+            if let Some(url) = def.url.as_ref().filter(|_| now_stamp.is_none())
+                && st.rules.is_none()
+            {
+                // nothing fetched yet: the fetcher reports its own failures
+                st.status.last_error = Some(format!("not fetched yet from {url}"));
+                continue;
+            }
             let first = st.rules.is_none() && st.status.last_error.is_none();
             if !force && !first && now_stamp == st.stamp {
                 continue;
@@ -334,11 +376,11 @@ impl Loader {
                     }
                     tracing::info!(
                         feed = %def.name,
-                        entries = pf.rules.len(),
+                        entries = pf.rules.triggers(),
                         ms = started.elapsed().as_millis() as u64,
                         "loaded feed {label}"
                     );
-                    st.status.entries = pf.rules.len() as u64;
+                    st.status.entries = pf.rules.triggers() as u64;
                     st.status.last_load = now_unix();
                     st.status.last_error = None;
                     st.rules = Some(Arc::new(pf.rules));
@@ -498,6 +540,8 @@ pub enum Trigger {
     Reload,
     /// What a zone-transfer feed's thread brought.
     Xfr(parapet_feeds::xfr::Event),
+    /// A URL feed's fetcher kept a new version: load what changed.
+    Fetched,
     Stop,
 }
 
@@ -523,6 +567,7 @@ pub fn reload_loop(
                 loader.take_xfr(ev, &resolver);
                 continue;
             }
+            Ok(Trigger::Fetched) => (false, false),
             Ok(Trigger::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 if interval == 0 {
@@ -719,7 +764,7 @@ impl Loader {
                 let Some(st) = self.states.get_mut(&key) else {
                     return;
                 };
-                let rules = match update {
+                let rules = match *update {
                     Update::Full { rules, warnings } => {
                         for w in warnings.iter().take(20) {
                             tracing::warn!(feed = %name, "serial {serial}:{}: skipped: {}", w.line, w.message);

@@ -15,6 +15,7 @@ mod loader;
 mod mailcheck_cmd;
 mod privacy;
 mod serve;
+mod url_feeds;
 
 use std::process::ExitCode;
 
@@ -119,7 +120,37 @@ impl std::fmt::Display for BadInput {
 
 impl std::error::Error for BadInput {}
 
+/// Reads an input file of at most `limit` bytes, refusing a larger one
+/// before loading it (by its size, and by reading at most `limit + 1`
+/// bytes, for pipes and files that grow).
+pub fn read_input(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let too_big = |n: u64| {
+        format!(
+            "{n} bytes, more than the {} MB an import may be: refused",
+            limit / 1_000_000
+        )
+    };
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let len = file
+        .metadata()
+        .map_err(|e| format!("cannot read: {e}"))?
+        .len();
+    if len > limit {
+        return Err(too_big(len));
+    }
+    let mut data = Vec::with_capacity(len as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if data.len() as u64 > limit {
+        return Err(too_big(data.len() as u64));
+    }
+    Ok(data)
+}
+
 fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     init_tracing();
     let result = match cli.command {
@@ -158,6 +189,27 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `parapet kpi | head` closes the pipe early, and `println!` then panics
+/// with "failed printing to stdout: Broken pipe". Such a panic ends the
+/// process quietly with 141 (128 + SIGPIPE), as a C tool killed by SIGPIPE
+/// would; any other panic reports as usual. (Rust ignores SIGPIPE, which
+/// `serve` needs for its sockets.)
+fn quiet_broken_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report(info)
+    }));
 }
 
 fn init_tracing() {

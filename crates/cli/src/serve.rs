@@ -95,6 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut loader = Loader::new(config.clone(), metrics.clone());
     let served = loader.served_versions();
+    let fetch_statuses = loader.fetch_statuses();
     let pipeline = Pipeline::new(Parts {
         store,
         fold_store,
@@ -125,12 +126,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::info!("DNS listening on {} (UDP and TCP)", b.addr);
     }
     tracing::info!(?upstreams, "forwarding to upstreams");
+    let web_listen = config.web.listen;
+    let web_listener = std::net::TcpListener::bind(web_listen)
+        .with_context(|| format!("cannot listen on {web_listen} for the web endpoint"))?;
+    web_listener.set_nonblocking(true)?;
+    // every listener is bound: a start that fails on a busy port must not
+    // have made an account whose password nobody saw
+    crate::dashboard::first_account(&config)?;
 
     let pipeline = pipeline.start(events_rx)?;
 
     let (trigger_tx, trigger_rx) = crossbeam_channel::unbounded();
     // feeds by zone transfer: a thread each, NOTIFY through the listeners
     resolver.set_notify(crate::loader::start_xfr_feeds(&config, &trigger_tx)?);
+    loader.start_fetching(trigger_tx.clone());
     {
         let resolver = resolver.clone();
         std::thread::Builder::new()
@@ -143,20 +152,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let web_listen = config.web.listen;
     // on a shared database every sample names its node
     let label_node = config.store.database_url().is_some();
     rt.block_on(async move {
         let _dns = parapet_dns::server::spawn(resolver.clone(), bound)?;
-        let listener = tokio::net::TcpListener::bind(web_listen)
-            .await
-            .with_context(|| format!("cannot listen on {web_listen} for the web endpoint"))?;
+        let listener = tokio::net::TcpListener::from_std(web_listener)?;
         tracing::info!("web listening on http://{}", listener.local_addr()?);
         let state = parapet_web::AppState {
             metrics: {
                 let r = resolver.clone();
                 Arc::new(move || {
                     let mut text = r.render_metrics();
+                    crate::url_feeds::render_metrics(&mut text, &fetch_statuses);
                     if label_node {
                         text = with_node_label(&text, &node);
                     }

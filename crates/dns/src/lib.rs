@@ -12,6 +12,7 @@ pub mod metrics;
 mod mmsg;
 pub mod notify;
 pub mod resolver;
+pub mod respip;
 pub mod server;
 pub mod upstream;
 pub mod wire;
@@ -125,10 +126,11 @@ impl Snapshot {
         }
     }
 
-    /// This snapshot with another policy, the rest shared: how a change
-    /// to one feed (an IXFR) goes in force without rebuilding the rest.
-    pub fn with_policy(&self, policy: PolicySet) -> Self {
-        Self {
+    /// This snapshot with another policy: tenants, names, counters and block
+    /// response as they are. What puts a feed's delta in force
+    /// ([`PolicySet::apply_delta`]) without building the rest again.
+    pub fn with_policy(&self, policy: PolicySet) -> Snapshot {
+        Snapshot {
             policy,
             tenants: self.tenants.clone(),
             tenant_names: self.tenant_names.clone(),

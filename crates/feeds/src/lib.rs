@@ -5,4 +5,5 @@
 //! restart with the vendor unreachable still protects. It knows nothing of
 //! the resolver: the binary's loader turns what a source brings into policy.
 
+pub mod http;
 pub mod xfr;

@@ -99,19 +99,15 @@ pub enum Update {
 pub enum Outcome {
     Updated {
         serial: u32,
-        update: Update,
+        /// Boxed: a feed's rules are large beside the other outcomes.
+        update: Box<Update>,
     },
     /// The primary has nothing newer.
-    UpToDate {
-        serial: u32,
-    },
+    UpToDate { serial: u32 },
     /// Every primary failed; the message names the feed and each primary.
     Failed(String),
     /// The feed passed its SOA expire time without a successful refresh.
-    Stale {
-        serial: Option<u32>,
-        since: u64,
-    },
+    Stale { serial: Option<u32>, since: u64 },
 }
 
 /// An outcome, for the feed `feed`. `notified` is when the NOTIFY that
@@ -259,7 +255,7 @@ impl XfrFeed {
                 self.changed(serial, rules.len());
                 Ok(Outcome::Updated {
                     serial,
-                    update: Update::Full { rules, warnings },
+                    update: Box::new(Update::Full { rules, warnings }),
                 })
             }
             Transfer::Incremental { soa, changes } => {
@@ -276,7 +272,7 @@ impl XfrFeed {
                 self.changed(serial, entries);
                 Ok(Outcome::Updated {
                     serial,
-                    update: Update::Delta { delta },
+                    update: Box::new(Update::Delta { delta }),
                 })
             }
         }

@@ -1100,3 +1100,39 @@ fn traffic_per_tenant_and_hour(fx: &Fx) {
     let top = s.top_blocked(Some("north"), 0, 5).unwrap();
     assert_eq!(top, [("north".into(), "bad.example".into(), 2)]);
 }
+
+/// The store holds pseudonyms, alerts and the pseudonym key: its folder is
+/// 0700 and the database with its -wal and -shm files 0600, also when an
+/// older version left them readable by everyone.
+#[cfg(unix)]
+#[test]
+fn store_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("parapet-data");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    {
+        let mut db = SqliteStore::open(&dir).unwrap();
+        db.insert_events(&[event(1, "a.test", EventAction::Resolved)])
+            .unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        for f in ["parapet.sqlite", "parapet.sqlite-wal", "parapet.sqlite-shm"] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+        }
+    }
+    // closing the last connection removed the -wal file: leave an empty one,
+    // as a crash would
+    std::fs::write(dir.join("parapet.sqlite-wal"), b"").unwrap();
+    for p in [
+        &dir,
+        &dir.join("parapet.sqlite"),
+        &dir.join("parapet.sqlite-wal"),
+    ] {
+        let open = if p == &dir { 0o755 } else { 0o644 };
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(open)).unwrap();
+    }
+    let _db = SqliteStore::open(&dir).unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("parapet.sqlite")), 0o600);
+    assert_eq!(mode(&dir.join("parapet.sqlite-wal")), 0o600);
+}

@@ -4,6 +4,7 @@
 //! derived from.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use ipnet::IpNet;
 use parapet_store::accounts::{Role, User};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -27,6 +29,12 @@ pub const SESSION_SECONDS: i64 = 12 * 3600;
 pub const MAX_FAILURES_PER_USER: u32 = 5;
 pub const MAX_FAILURES_PER_CLIENT: u32 = 20;
 pub const LIMIT_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Failure counters kept at most: each holds a key of at most
+/// [`MAX_USER_NAME`] bytes and a prefix, so the table stays under ~2 MB
+/// whatever an unauthenticated client sends.
+pub const MAX_TRACKED: usize = 10_000;
+/// The longest user name accepted anywhere (login form, `users add`).
+pub const MAX_USER_NAME: usize = 64;
 
 /// An argon2id PHC string for `password`.
 pub fn hash_password(password: &str) -> String {
@@ -74,7 +82,10 @@ pub fn same_secret(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Failed logins per user name and per client address, in memory.
+/// Failed logins per user name and per client address, in memory, at most
+/// [`MAX_TRACKED`] of them. Hand-written rather than an LRU crate: when the
+/// table is full, expired counters go first, then the oldest, in one O(n)
+/// pass that only a flood of distinct names or addresses reaches.
 #[derive(Default)]
 pub struct LoginLimiter {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
@@ -95,8 +106,21 @@ impl LoginLimiter {
     }
 
     pub fn failed(&self, user: &str, client: &str) {
+        self.bump([format!("user:{user}"), format!("client:{client}")]);
+    }
+
+    /// A failure that names no user worth counting (a name too long to
+    /// exist): only the client's counter grows.
+    pub fn failed_client(&self, client: &str) {
+        self.bump([format!("client:{client}")]);
+    }
+
+    fn bump<const N: usize>(&self, keys: [String; N]) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        for key in [format!("user:{user}"), format!("client:{client}")] {
+        for key in keys {
+            if !map.contains_key(&key) && map.len() >= MAX_TRACKED {
+                make_room(&mut map);
+            }
             let e = map.entry(key).or_insert((0, Instant::now()));
             if e.1.elapsed() >= LIMIT_WINDOW {
                 *e = (0, Instant::now());
@@ -108,6 +132,31 @@ impl LoginLimiter {
     pub fn succeeded(&self, user: &str) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(&format!("user:{user}"));
+    }
+
+    /// Counters held now.
+    pub fn len(&self) -> usize {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Frees at least one slot: drops expired counters, or else the oldest.
+fn make_room(map: &mut HashMap<String, (u32, Instant)>) {
+    map.retain(|_, (_, since)| since.elapsed() < LIMIT_WINDOW);
+    if map.len() >= MAX_TRACKED
+        && let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, (_, since))| *since)
+            .map(|(k, _)| k.clone())
+    {
+        map.remove(&oldest);
     }
 }
 
@@ -131,12 +180,42 @@ pub fn set_cookie(d: &Dashboard, name: &str, value: &str, max_age: i64) -> Strin
     )
 }
 
-/// The client address of a request, when the server recorded it.
-pub fn client_addr(parts: &Parts) -> String {
-    parts
+/// The client address of a request: the TCP peer, or, when the peer is a
+/// trusted proxy, the nearest address in `X-Forwarded-For` that is not one
+/// of them (read right to left, as each proxy appends the address it saw).
+/// A header from an untrusted peer is ignored, so it cannot be forged.
+pub fn client_addr(parts: &Parts, trusted: &[IpNet]) -> String {
+    let Some(peer) = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string())
+        .map(|c| c.0.ip())
+    else {
+        return "unknown".to_string();
+    };
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer.to_string();
+    }
+    let hops: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut nearest = peer;
+    for hop in hops.iter().rev() {
+        // a hop that is not an address ends the chain we can vouch for
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            break;
+        };
+        nearest = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    nearest.to_string()
 }
 
 /// How the request authenticated.
@@ -163,6 +242,7 @@ impl Viewer {
     /// The tenant a list may show: a council user's own (naming another is
     /// 403); a supplier's choice, or every tenant.
     pub fn scope(&self, requested: Option<&str>) -> Result<Option<String>, AppError> {
+        crate::views::check_filter("tenant", requested)?;
         let requested = requested.filter(|t| !t.is_empty());
         match (self.user.role, &self.user.tenant) {
             (Role::Council, Some(own)) => match requested {
@@ -271,5 +351,52 @@ mod tests {
             l.failed(&format!("u{i}"), "10.0.0.3");
         }
         assert!(!l.allowed("carol", "10.0.0.3"), "per client address");
+    }
+
+    #[test]
+    fn limiter_table_stays_bounded_under_a_flood_of_names() {
+        let l = LoginLimiter::default();
+        for i in 0..MAX_TRACKED + 500 {
+            l.failed(
+                &format!("name{i}"),
+                &format!("10.{}.{}.1", i / 256 % 256, i % 256),
+            );
+        }
+        assert!(l.len() <= MAX_TRACKED, "{} counters", l.len());
+        // the newest failures are still counted
+        let last = MAX_TRACKED + 499;
+        assert!(l.count(&format!("user:name{last}")) == 1);
+    }
+
+    fn parts(peer: &str, xff: &[&str]) -> Parts {
+        let mut b = axum::http::Request::builder().uri("/login");
+        for v in xff {
+            b = b.header("x-forwarded-for", *v);
+        }
+        let (mut parts, ()) = b.body(()).unwrap().into_parts();
+        parts.extensions.insert(axum::extract::ConnectInfo(
+            peer.parse::<std::net::SocketAddr>().unwrap(),
+        ));
+        parts
+    }
+
+    #[test]
+    fn forwarded_for_is_read_only_from_trusted_proxies() {
+        let proxies: Vec<IpNet> = vec!["10.0.0.0/24".parse().unwrap()];
+        // an untrusted peer cannot choose its address
+        let p = parts("192.0.2.7:5000", &["203.0.113.9"]);
+        assert_eq!(client_addr(&p, &proxies), "192.0.2.7");
+        // behind the proxy: the address the proxy saw
+        let p = parts("10.0.0.5:5000", &["203.0.113.9"]);
+        assert_eq!(client_addr(&p, &proxies), "203.0.113.9");
+        // a forged first hop is skipped: the nearest untrusted one counts
+        let p = parts("10.0.0.5:5000", &["1.1.1.1, 203.0.113.9", "10.0.0.6"]);
+        assert_eq!(client_addr(&p, &proxies), "203.0.113.9");
+        // no proxies configured: the header means nothing
+        let p = parts("10.0.0.5:5000", &["203.0.113.9"]);
+        assert_eq!(client_addr(&p, &[]), "10.0.0.5");
+        // garbage in the header: the proxy's own address
+        let p = parts("10.0.0.5:5000", &["not-an-address"]);
+        assert_eq!(client_addr(&p, &proxies), "10.0.0.5");
     }
 }

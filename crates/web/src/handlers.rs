@@ -86,10 +86,17 @@ pub async fn style() -> impl IntoResponse {
 /// The client address, when the server recorded it.
 pub struct ClientAddr(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(auth::client_addr(parts)))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let trusted = state
+            .dashboard
+            .as_ref()
+            .map_or(&[][..], |d| d.trusted_proxies.as_slice());
+        Ok(ClientAddr(auth::client_addr(parts, trusted)))
     }
 }
 
@@ -137,6 +144,15 @@ pub async fn login(
         return Err(AppError::Csrf);
     }
     let name = f.username.trim().to_string();
+    if name.len() > auth::MAX_USER_NAME {
+        // no account has such a name: count it against the client, and keep
+        // it out of the throttle table and the audit log
+        d.limiter.failed_client(&client);
+        return Err(AppError::BadRequest(format!(
+            "username: longer than {} bytes",
+            auth::MAX_USER_NAME
+        )));
+    }
     let audit = |ok: &str, tenant: Option<String>| AuditEntry {
         time: now(),
         actor: name.clone(),
@@ -439,6 +455,15 @@ async fn kpi_report(
     q: &AssuranceQuery,
 ) -> Result<(String, String, parapet_assurance::kpi::KpiReport), AppError> {
     let d = dashboard(state)?;
+    for (field, value) in [
+        ("q", &q.q),
+        ("class", &q.class),
+        ("source", &q.source),
+        ("status", &q.status),
+        ("quarter", &q.quarter),
+    ] {
+        views::check_filter(field, value.as_deref())?;
+    }
     let tenant = views::assurance_tenant(&d, viewer, q.tenant.as_deref())?;
     let quarter = q
         .quarter
@@ -558,7 +583,12 @@ pub async fn report_file(
     Path((tenant, quarter, file)): Path<(String, String, String)>,
 ) -> Result<Response, AppError> {
     let d = dashboard(&state)?;
-    if !viewer.may_see(&tenant) || !parapet_report::files().contains(&file.as_str()) {
+    // an unknown tenant has no reports: 404 before anything is computed or
+    // frozen, and only known names reach the Content-Disposition header
+    if !viewer.may_see(&tenant)
+        || !d.knows_tenant(&tenant)
+        || !parapet_report::files().contains(&file.as_str())
+    {
         return Err(AppError::NotFound);
     }
     if file.starts_with("exempt-appendix") && !viewer.is_supplier() {
@@ -593,8 +623,10 @@ pub async fn report_file(
         Some("json") => "application/json",
         _ => "application/pdf",
     };
-    let disposition = format!("attachment; filename=\"{tenant}-{quarter}-{file}\"")
-        .replace(|c: char| c.is_control(), "");
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        download_name(&format!("{tenant}-{quarter}-{file}"))
+    );
     Ok((
         StatusCode::OK,
         [
@@ -604,6 +636,20 @@ pub async fn report_file(
         bytes,
     )
         .into_response())
+}
+
+/// A download's file name with nothing a header could be broken by: only
+/// ASCII letters, digits, `.`, `-` and `_` survive; anything else becomes `_`.
+fn download_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 pub async fn privacy_page(

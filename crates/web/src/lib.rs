@@ -21,6 +21,8 @@ mod handlers;
 mod openapi;
 mod views;
 
+pub use views::{MAX_FILTER, MAX_NOTE};
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -153,6 +155,9 @@ pub struct Dashboard {
     pub privacy: PrivacyFacts,
     /// Mark cookies `Secure` (the dashboard is behind TLS).
     pub secure_cookies: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (for login
+    /// throttling and the audit log); empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub(crate) limiter: auth::LoginLimiter,
 }
 
@@ -172,7 +177,20 @@ impl Dashboard {
             assurance,
             privacy,
             secure_cookies: false,
+            trusted_proxies: Vec::new(),
             limiter: auth::LoginLimiter::default(),
+        }
+    }
+}
+
+impl Dashboard {
+    /// Whether `tenant` is one the installation serves: a configured
+    /// tenant, or `default` when none is configured.
+    pub fn knows_tenant(&self, tenant: &str) -> bool {
+        if self.tenants.is_empty() {
+            tenant == "default"
+        } else {
+            self.tenants.iter().any(|t| t.name == tenant)
         }
     }
 }
@@ -569,8 +587,31 @@ pub fn router(state: AppState) -> Router {
     }
     router
         .fallback(|| async { AppError::NotFound })
+        // forms and JSON bodies are small; the longest field kept is a 4 KB note
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_request(limit_uri))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// The largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+/// The longest request target (path and query) accepted.
+pub const MAX_URI: usize = 4096;
+
+/// Refuses a request target longer than [`MAX_URI`] (414) before any
+/// handler parses it.
+async fn limit_uri(
+    r: axum::extract::Request,
+) -> Result<axum::extract::Request, axum::response::Response> {
+    if r.uri().path_and_query().map_or(0, |p| p.as_str().len()) > MAX_URI {
+        return Err((
+            axum::http::StatusCode::URI_TOO_LONG,
+            format!("request target longer than {MAX_URI} bytes"),
+        )
+            .into_response());
+    }
+    Ok(r)
 }
 
 /// Headers on every answer: no framing, no sniffing, no scripts, nothing

@@ -13,6 +13,22 @@ use parapet_store::{AlertFilter, Db, HourlyTraffic};
 use serde_json::{Value, json};
 
 use crate::app::{AppError, now};
+
+/// The longest alert-status note kept (it is stored with the alert and in
+/// the audit log).
+pub const MAX_NOTE: usize = 4096;
+/// The longest value of a search field (tenant, status, rule, date).
+pub const MAX_FILTER: usize = 128;
+
+/// Refuses a search field longer than [`MAX_FILTER`], naming it.
+pub fn check_filter(field: &str, value: Option<&str>) -> Result<(), AppError> {
+    match value {
+        Some(v) if v.len() > MAX_FILTER => Err(AppError::BadRequest(format!(
+            "{field}: longer than {MAX_FILTER} bytes"
+        ))),
+        _ => Ok(()),
+    }
+}
 use crate::auth::Viewer;
 use crate::{AssuranceSettings, Dashboard};
 
@@ -132,6 +148,9 @@ pub struct AlertQuery {
 }
 
 pub fn alerts(db: &mut dyn Db, scope: Option<&str>, q: &AlertQuery) -> Result<Value, AppError> {
+    check_filter("status", q.status.as_deref())?;
+    check_filter("rule", q.rule.as_deref())?;
+    check_filter("since", q.since.as_deref())?;
     let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(s.parse::<AlertStatus>().map_err(AppError::BadRequest)?),
         None => None,
@@ -180,6 +199,12 @@ pub fn set_status(
     let to: AlertStatus = status.parse().map_err(AppError::BadRequest)?;
     if note.trim().is_empty() {
         return Err(AppError::BadRequest("a note is required".into()));
+    }
+    if note.len() > MAX_NOTE {
+        return Err(AppError::BadRequest(format!(
+            "note: {} bytes, longer than {MAX_NOTE}",
+            note.len()
+        )));
     }
     let a = db.set_alert_status(
         id,
@@ -336,11 +361,16 @@ pub fn assurance_tenant(
     viewer: &Viewer,
     requested: Option<&str>,
 ) -> Result<String, AppError> {
-    Ok(viewer.scope(requested)?.unwrap_or_else(|| {
+    let tenant = viewer.scope(requested)?.unwrap_or_else(|| {
         d.tenants
             .first()
             .map_or_else(|| "default".to_string(), |t| t.name.clone())
-    }))
+    });
+    // a tenant nobody configured has no quarters to compute or freeze
+    if !d.knows_tenant(&tenant) {
+        return Err(AppError::NotFound);
+    }
+    Ok(tenant)
 }
 
 /// Query parameters of the assurance views.

@@ -70,7 +70,7 @@ fn session(db: &mut SqliteStore, user: i64, token: &str) {
     .unwrap();
 }
 
-fn world_with(secure: bool) -> World {
+fn world_with(configure: impl FnOnce(&mut Dashboard)) -> World {
     let dir = tempfile::tempdir().unwrap();
     let mut db = SqliteStore::open(dir.path()).unwrap();
     let h = hash_password(PASSWORD);
@@ -168,7 +168,6 @@ fn world_with(secure: bool) -> World {
         assurance(),
         PrivacyFacts::default(),
     );
-    d.secure_cookies = secure;
     d.feeds = vec![
         FeedInfo {
             name: "shared-feed".into(),
@@ -183,6 +182,7 @@ fn world_with(secure: bool) -> World {
             tenants: Some(vec!["south".into()]),
         },
     ];
+    configure(&mut d);
     let dash = Arc::new(d);
     let app = parapet_web::router(AppState {
         metrics: Arc::new(|| "parapet_up 1\n".into()),
@@ -198,7 +198,7 @@ fn world_with(secure: bool) -> World {
 }
 
 fn world() -> World {
-    world_with(false)
+    world_with(|_| {})
 }
 
 /// How a request authenticates.
@@ -483,6 +483,17 @@ async fn status_changes_need_the_csrf_token_and_are_audited() {
 }
 
 async fn login(app: &Router, user: &str, password: &str) -> Resp {
+    login_from(app, user, password, None, None).await
+}
+
+/// A login from TCP peer `peer`, through proxies that say `forwarded_for`.
+async fn login_from(
+    app: &Router,
+    user: &str,
+    password: &str,
+    peer: Option<&str>,
+    forwarded_for: Option<&str>,
+) -> Resp {
     let form = call(app, Method::Get, "/login", As::Nobody).await;
     let cookie = form.headers[header::SET_COOKIE]
         .to_str()
@@ -500,15 +511,24 @@ async fn login(app: &Router, user: &str, password: &str) -> Resp {
         form.body.contains(&csrf),
         "the form carries the login CSRF token"
     );
-    let req = Request::builder()
+    let mut req = Request::builder()
         .method("POST")
         .uri("/login")
         .header(header::COOKIE, format!("parapet_login_csrf={csrf}"))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(xff) = forwarded_for {
+        req = req.header("x-forwarded-for", xff);
+    }
+    let mut req = req
         .body(Body::from(format!(
             "username={user}&password={password}&csrf={csrf}"
         )))
         .unwrap();
+    if let Some(peer) = peer {
+        req.extensions_mut().insert(axum::extract::ConnectInfo(
+            peer.parse::<std::net::SocketAddr>().unwrap(),
+        ));
+    }
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
@@ -584,7 +604,7 @@ async fn login_sets_a_strict_http_only_cookie_and_failures_are_throttled() {
 
 #[tokio::test]
 async fn cookies_are_secure_behind_tls() {
-    let w = world_with(true);
+    let w = world_with(|d| d.secure_cookies = true);
     let ok = login(&w.app, "bob", &PASSWORD.replace(' ', "+")).await;
     let secure = ok
         .headers
@@ -700,4 +720,186 @@ fn a_busy_connection_does_not_block_the_pool() {
         held.user("carol").unwrap().unwrap().role,
         Role::SupplierAnalyst
     );
+}
+
+#[tokio::test]
+async fn long_user_names_are_refused_without_a_trace() {
+    let w = world();
+    let name = "a".repeat(1500);
+    let r = login(&w.app, &name, "wrong").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("username"), "{}", r.body);
+    let mut db = w.dash.db.get();
+    assert!(
+        db.audit_log(None, 10).unwrap().is_empty(),
+        "nothing stored for a name no account can have"
+    );
+}
+
+#[tokio::test]
+async fn status_notes_over_4_kb_are_refused() {
+    let w = world();
+    let id = w.alerts.0;
+    let note = "n".repeat(parapet_web::MAX_NOTE + 1);
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("/api/v1/alerts/{id}/status"))
+        .header(header::AUTHORIZATION, "Bearer ann-token")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(format!(
+            r#"{{"status":"investigating","note":"{note}"}}"#
+        )))
+        .unwrap();
+    let r = w.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let mut db = w.dash.db.get();
+    assert_eq!(db.alert(id).unwrap().status.as_str(), "new");
+    assert!(db.audit_log(Some("north"), 10).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn report_downloads_for_unknown_tenants_are_404_and_freeze_nothing() {
+    let w = world();
+    let evil = "x%22%3B%20filename%2A%3DUTF-8%27%27evil.exe%3B%20a%3D%22";
+    let r = call(
+        &w.app,
+        Method::Get,
+        &format!("/api/v1/reports/{evil}/2021-22-Q2/kpi.json"),
+        As::Token("admin-token"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.headers.get(header::CONTENT_DISPOSITION).is_none());
+    {
+        let mut db = w.dash.db.get();
+        let tenant = "x\"; filename*=UTF-8''evil.exe; a=\"";
+        assert_eq!(db.kpi_snapshot(tenant, "2021-22-Q2").unwrap(), None);
+    }
+    // the assurance view of an unknown tenant is not computed either
+    let r = call(
+        &w.app,
+        Method::Get,
+        "/api/v1/kpis?tenant=nosuch&quarter=2021-22-Q2",
+        As::Token("admin-token"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    {
+        let mut db = w.dash.db.get();
+        assert_eq!(db.kpi_snapshot("nosuch", "2021-22-Q2").unwrap(), None);
+    }
+    let ok = call(
+        &w.app,
+        Method::Get,
+        "/api/v1/reports/north/2021-22-Q2/kpi.json",
+        As::Token("admin-token"),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(
+        ok.headers[header::CONTENT_DISPOSITION],
+        "attachment; filename=\"north-2021-22-Q2-kpi.json\""
+    );
+}
+
+#[tokio::test]
+async fn forwarded_for_names_the_client_only_behind_a_trusted_proxy() {
+    let w = world_with(|d| d.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]);
+    let proxy = Some("127.0.0.1:40000");
+    // one client behind the proxy fails until it is throttled...
+    for i in 0..parapet_web::auth::MAX_FAILURES_PER_CLIENT {
+        let r = login_from(
+            &w.app,
+            &format!("u{i}"),
+            "wrong",
+            proxy,
+            Some("203.0.113.9"),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+    }
+    let r = login_from(&w.app, "ann", "wrong", proxy, Some("203.0.113.9")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // ...and another client through the same proxy is not locked out
+    let ok = login_from(
+        &w.app,
+        "ann",
+        &PASSWORD.replace(' ', "+"),
+        proxy,
+        Some("198.51.100.4"),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER);
+    assert_eq!(ok.headers[header::LOCATION], "/");
+    // a peer that is not a proxy cannot choose its address
+    login_from(
+        &w.app,
+        "bob",
+        "wrong",
+        Some("192.0.2.50:1234"),
+        Some("203.0.113.77"),
+    )
+    .await;
+    let mut db = w.dash.db.get();
+    let log = db.audit_log(None, 100).unwrap();
+    let client_of = |action: &str, actor: &str| {
+        log.iter()
+            .find(|e| e.action == action && e.actor == actor)
+            .and_then(|e| e.client.clone())
+    };
+    assert_eq!(
+        client_of("login.failed", "u0").as_deref(),
+        Some("203.0.113.9")
+    );
+    assert_eq!(
+        client_of("login.ok", "ann").as_deref(),
+        Some("198.51.100.4")
+    );
+    assert_eq!(
+        client_of("login.failed", "bob").as_deref(),
+        Some("192.0.2.50")
+    );
+}
+
+#[tokio::test]
+async fn oversized_requests_and_search_fields_are_refused() {
+    let w = world();
+    let long = "r".repeat(parapet_web::MAX_URI);
+    let r = call(
+        &w.app,
+        Method::Get,
+        &format!("/api/v1/alerts?rule={long}"),
+        As::Token("ann-token"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::URI_TOO_LONG);
+    let r = call(
+        &w.app,
+        Method::Get,
+        &format!("/api/v1/alerts?rule={}", "r".repeat(200)),
+        As::Token("ann-token"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("rule"), "{}", r.body);
+    let r = call(
+        &w.app,
+        Method::Get,
+        &format!("/api/v1/assets?q={}", "q".repeat(200)),
+        As::Token("ann-token"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("/api/v1/alerts/{}/status", w.alerts.0))
+        .header(header::AUTHORIZATION, "Bearer ann-token")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(format!(
+            r#"{{"status":"investigating","note":"{}"}}"#,
+            "n".repeat(parapet_web::MAX_BODY)
+        )))
+        .unwrap();
+    let r = w.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }

@@ -274,6 +274,9 @@ fn each_row(
     }
     let mut parsed = Parsed::default();
     let mut rec = csv::StringRecord::new();
+    // a file without a final newline may have been cut inside its last row
+    let unterminated = !bytes.is_empty() && !bytes.ends_with(b"\n");
+    let mut last = None;
     loop {
         match rdr.read_record(&mut rec) {
             Ok(false) => break,
@@ -281,6 +284,9 @@ fn each_row(
             Err(e) => return Err(csv_error(file, &e)),
         }
         let line = rec.position().map_or(0, |p| p.line());
+        if unterminated {
+            last = Some((line, rec.clone()));
+        }
         if rec.iter().all(|c| c.trim().is_empty()) {
             continue;
         }
@@ -288,7 +294,90 @@ fn each_row(
             parsed.assets.push(a);
         }
     }
+    if let Some((line, rec)) = last {
+        cut_short(file, bytes, map, &cols, line, &rec)?;
+    }
     Ok(parsed)
+}
+
+/// Values a column can take, for the columns that have a fixed set: a last
+/// value that is a strict prefix of one of them ("Act" for "Active") is a
+/// row cut short.
+fn vocabulary(field: &str) -> &'static [&'static str] {
+    match field {
+        "lifecycle" => &[
+            "active",
+            "in use",
+            "inactive",
+            "in service",
+            "in repair",
+            "assigned",
+            "deployed",
+            "disposed",
+            "in stock",
+            "awaiting disposal",
+            "retired",
+            "decommissioned",
+            "lost",
+            "stolen",
+        ],
+        "onboarding" => &[
+            "onboarded",
+            "can be onboarded",
+            "unsupported",
+            "insufficient info",
+        ],
+        "signature_up_to_date" => &["true", "false", "yes", "no"],
+        _ => &[],
+    }
+}
+
+/// Refuses a file that ends, without a newline, inside a quoted field or
+/// inside a value of a fixed set: an export cut short would otherwise
+/// import its last row with a truncated value.
+fn cut_short(
+    file: &str,
+    bytes: &[u8],
+    map: &[(&str, &[&str])],
+    cols: &Columns,
+    line: u64,
+    rec: &csv::StringRecord,
+) -> Result<(), ParseError> {
+    let cut = |field: &str, why: String| {
+        Err(ParseError::new(
+            file,
+            format!("line {line}"),
+            field,
+            format!("{why}: the file ends without a newline and looks cut short; export it again"),
+        ))
+    };
+    // quotes pair up ("" inside a quoted field is two), so an odd count
+    // means the file ends inside a quoted field
+    if bytes.iter().filter(|&&b| b == b'"').count() % 2 == 1 {
+        return cut("row", "the last field's quotes are not closed".into());
+    }
+    let Some(at) = rec.len().checked_sub(1) else {
+        return Ok(());
+    };
+    let value = rec[at].trim().to_ascii_lowercase();
+    let Some(((name, _), Some((_, column)))) = map
+        .iter()
+        .zip(&cols.idx)
+        .find(|(_, i)| i.as_ref().is_some_and(|(i, _)| *i == at))
+    else {
+        return Ok(());
+    };
+    if !value.is_empty()
+        && vocabulary(name)
+            .iter()
+            .any(|w| w.len() > value.len() && w.starts_with(&value))
+    {
+        return cut(
+            column,
+            format!("`{}` is the start of a known value", &rec[at]),
+        );
+    }
+    Ok(())
 }
 
 fn require_identity(file: &str, line: u64, a: &AssetObs) -> Result<(), ParseError> {
@@ -579,6 +668,29 @@ mod tests {
         assert_eq!(e.field, "header");
         let e = parse_inventory("inv.csv", b"hostname,ip\n,\n\"\",\"\"\n  ,10.0.0.1\n").unwrap();
         assert_eq!(e.assets.len(), 1);
+    }
+
+    #[test]
+    fn a_file_cut_inside_its_last_column_is_refused() {
+        let csv = b"hostname,last seen,status\nws1,2021-09-01,Active\nws2,2021-09-01,Act";
+        let e = parse_inventory("inv.csv", csv).unwrap_err();
+        assert_eq!(
+            (e.location.as_str(), e.field.as_str()),
+            ("line 3", "status")
+        );
+        assert!(e.to_string().contains("cut short"), "{e}");
+        let csv = b"hostname,last seen,owner\nws1,2021-09-01,\"Smith, J\"\nws2,2021-09-01,\"Jon";
+        let e = parse_inventory("inv.csv", csv).unwrap_err();
+        assert_eq!(e.location, "line 3");
+        assert!(e.to_string().contains("quotes are not closed"), "{e}");
+        // complete files, with or without the final newline, still import
+        for csv in [
+            &b"hostname,last seen,status\nws1,2021-09-01,Active"[..],
+            b"hostname,last seen,status\nws1,2021-09-01,Act\n",
+            b"hostname,last seen,owner\nws1,2021-09-01,\"Smith, J\"",
+        ] {
+            assert_eq!(parse_inventory("inv.csv", csv).unwrap().assets.len(), 1);
+        }
     }
 
     #[test]

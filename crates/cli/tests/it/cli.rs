@@ -72,6 +72,16 @@ fn feeds_check_counts_or_names_file_and_line() {
     assert!(t.contains("bad.txt:2: domain"), "{t}");
     assert!(t.contains("bad.txt:3: domain"), "{t}");
 
+    // RPZ address triggers count as entries
+    let ip = dir.path().join("ip.rpz");
+    std::fs::write(
+        &ip,
+        "$ORIGIN rpz.\n32.1.2.0.192.rpz-ip CNAME .\n24.0.2.0.192.rpz-client-ip CNAME rpz-drop.\n",
+    )
+    .unwrap();
+    let o = parapet(&["feeds", "check", ip.to_str().unwrap()]);
+    assert!(text(&o).contains(": 2 entries (rpz format"), "{}", text(&o));
+
     let hosts = dir.path().join("blocklist.hosts");
     std::fs::write(&hosts, "0.0.0.0 a.example b.example\n").unwrap();
     let o = parapet(&[
@@ -133,4 +143,60 @@ fn serve_runs_on_embedded_defaults() {
     let _ = child.wait();
     let a = answer.expect("parapet serve answers on 127.0.0.1:5353 (is the port taken?)");
     assert_eq!(a.rcode, ResponseCode::NXDomain);
+}
+
+/// `parapet … | head` closing the pipe before the output is written ends
+/// the command quietly (141, as SIGPIPE would), not with a panic.
+#[test]
+fn a_closed_stdout_pipe_ends_quietly_without_a_panic() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    // closed before the command starts, so its first write fails for sure
+    drop(reader);
+    let example = repo_root().join("etc/feeds/example.rpz");
+    let out = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["feeds", "check", example.to_str().unwrap()])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A first start that cannot bind its web port fails before it makes the
+/// first account, so the account a later start makes is the one whose
+/// password is shown.
+#[test]
+fn a_start_on_a_busy_port_makes_no_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let web = busy.local_addr().unwrap();
+    let config = dir.path().join("parapet.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dns]\nlisten = [\"127.0.0.1:{}\"]\nupstreams = [\"127.0.0.1:9\"]\n[web]\nlisten = \"{web}\"\n",
+            crate::harness::free_port()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env(
+            "PARAPET_PSEUDONYM_KEY",
+            "a test key of sixteen bytes or more",
+        )
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot listen on"), "{err}");
+    assert!(!err.contains("created the first account"), "{err}");
+    let users = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["users", "list", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(users.status.success(), "{}", text(&users));
+    assert_eq!(String::from_utf8_lossy(&users.stdout).trim(), "");
 }

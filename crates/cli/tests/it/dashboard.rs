@@ -31,6 +31,25 @@ fn a_council_account_made_on_the_command_line_sees_its_tenant_only() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let out = parapet(
+        &p,
+        &[
+            "users",
+            "add",
+            "kim",
+            "--role",
+            "council",
+            "--tenant",
+            "nosuchtenant",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "the tenant must be configured");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`nosuchtenant` is not a configured tenant"),
+        "{err}"
+    );
     let out = parapet(&p, &["users", "add", "nobody", "--role", "council"], None);
     assert_eq!(
         out.status.code(),

@@ -192,3 +192,49 @@ fn blocked_queries_become_one_alert_per_tenant() {
         (Some("investigating"), Some("analyst"))
     );
 }
+
+/// SIGTERM stores every answered query before exit, and exits 0, on both
+/// backends: on PostgreSQL the dashboard's connections used to be dropped
+/// on a runtime thread at shutdown, which aborted the process.
+#[test]
+fn sigterm_stores_every_answered_query_and_exits_0() {
+    let nsd = shared_nsd();
+    let url = parapet_store::pgtest::fresh_database();
+    for store in [
+        "[store]\npath = \"data\"\nflush_interval_ms = 5000\n".to_string(),
+        format!("[store]\nurl = \"{url}\"\nflush_interval_ms = 5000\n"),
+    ] {
+        let mut p = Parapet::start(&format!("upstreams = [\"{nsd}\"]"), &store, &[]);
+        for _ in 0..40 {
+            assert_eq!(
+                p.client()
+                    .query("www.zone.test.", RecordType::A)
+                    .unwrap()
+                    .rcode,
+                ResponseCode::NoError
+            );
+        }
+        let status = p.terminate();
+        let log = p.log();
+        assert!(status.success(), "{status:?}\n{log}");
+        assert!(!log.contains("panicked"), "{log}");
+        let stored: i64 = if store.contains("url") {
+            let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            db.query_one(
+                "SELECT COALESCE(SUM(queries), 0)::bigint FROM query_events",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+        } else {
+            let db = rusqlite::Connection::open(p.path("data/parapet.sqlite")).unwrap();
+            db.query_row(
+                "SELECT COALESCE(SUM(queries), 0) FROM query_events",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(stored, 40, "{store}");
+    }
+}

@@ -28,9 +28,48 @@ use crate::StoreError;
 /// `$2` is the tenant, or NULL for every tenant.
 const TENANT: &str = "($2::text IS NULL OR tenant = $2)";
 
+/// A `postgres::Client` that can be dropped anywhere. The client closes
+/// its connection with `block_on`, which panics on a tokio worker thread,
+/// where runtime shutdown drops the dashboard's connections (SIGTERM used
+/// to abort the process); there it is closed on a thread of its own.
+struct OwnedClient(Option<Client>);
+
+impl OwnedClient {
+    fn connect(url: &str, location: &str) -> Result<Self, StoreError> {
+        Ok(Self(Some(
+            Client::connect(url, NoTls).map_err(pg_err(location))?,
+        )))
+    }
+}
+
+impl std::ops::Deref for OwnedClient {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.0.as_ref().expect("the client lives until dropped")
+    }
+}
+
+impl std::ops::DerefMut for OwnedClient {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0.as_mut().expect("the client lives until dropped")
+    }
+}
+
+impl Drop for OwnedClient {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::Builder::new()
+                .name("parapet-pg-close".into())
+                .spawn(move || drop(client));
+        }
+    }
+}
+
 /// A connection to the shared database.
 pub struct PgStore {
-    client: Client,
+    client: OwnedClient,
     /// To reconnect after the server closed the connection (a restart, a
     /// fail-over); holds the password, never printed.
     url: String,
@@ -120,7 +159,7 @@ impl PgStore {
     /// schema up to date.
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let location = redact(url);
-        let client = Client::connect(url, NoTls).map_err(pg_err(&location))?;
+        let client = OwnedClient::connect(url, &location)?;
         let mut store = Self {
             client,
             url: url.to_string(),
@@ -136,7 +175,7 @@ impl PgStore {
     /// node.
     fn ensure(&mut self) -> Result<(), StoreError> {
         if self.client.is_closed() {
-            self.client = Client::connect(&self.url, NoTls).map_err(pg_err(&self.location))?;
+            self.client = OwnedClient::connect(&self.url, &self.location)?;
         }
         Ok(())
     }
@@ -168,8 +207,7 @@ impl PgStore {
                     if !reconnected && (self.client.is_closed() || connection_lost(&source)) =>
                 {
                     reconnected = true;
-                    self.client =
-                        Client::connect(&self.url, NoTls).map_err(pg_err(&self.location))?;
+                    self.client = OwnedClient::connect(&self.url, &self.location)?;
                 }
                 other => return other,
             }

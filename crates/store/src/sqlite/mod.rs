@@ -62,10 +62,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the store in folder `dir` and brings its
     /// schema up to date.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        private_dir(dir)?;
         Self::open_file(&dir.join(DB_FILE))
     }
 
@@ -95,6 +92,9 @@ impl SqliteStore {
             source,
         };
         let conn = Connection::open(path).map_err(err)?;
+        // before WAL mode creates the -wal and -shm files, which take the
+        // database file's mode
+        private_file(path)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
@@ -137,6 +137,58 @@ impl SqliteStore {
     #[cfg(test)]
     pub(crate) fn exec(&mut self, sql: &str) {
         self.conn.execute_batch(sql).unwrap();
+    }
+}
+
+/// Creates the store's folder readable by its owner only (0700), and makes
+/// an existing one so: it holds client pseudonyms, alerts and the
+/// pseudonym key.
+pub fn private_dir(dir: &Path) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir).map_err(io)
+}
+
+/// Makes the database file (and any -wal and -shm files) mode 0600, by
+/// path: opening and closing a descriptor of the file here would drop the
+/// POSIX locks every SQLite connection of this process holds on it.
+fn private_file(path: &Path) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let private = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(path, private.clone()).map_err(io)?;
+        // left by an older version, which did not set modes
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            if std::path::Path::new(&side).exists() {
+                std::fs::set_permissions(&side, private.clone()).map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, io);
+        Ok(())
     }
 }
 
