@@ -77,6 +77,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None
     };
     let metrics = Arc::new(Metrics::default());
+    {
+        // the tenants page shows each feed's serial, entries and last error
+        let m = metrics.clone();
+        let _ = dashboard.feed_load.set(Arc::new(move || {
+            m.feeds()
+                .into_iter()
+                .map(|f| parapet_web::FeedLoad {
+                    name: f.name,
+                    entries: f.entries,
+                    serial: f.serial,
+                    last_transfer: f.last_transfer,
+                    last_error: f.last_error,
+                })
+                .collect()
+        }));
+    }
     let mut loader = Loader::new(config.clone(), metrics.clone());
     let served = loader.served_versions();
     let fetch_statuses = loader.fetch_statuses();
@@ -126,6 +142,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let pipeline = pipeline.start(events_rx)?;
 
     let (trigger_tx, trigger_rx) = crossbeam_channel::unbounded();
+    // feeds by zone transfer: a thread each, NOTIFY through the listeners
+    resolver.set_notify(crate::loader::start_xfr_feeds(&config, &trigger_tx)?);
     loader.start_fetching(trigger_tx.clone());
     {
         let resolver = resolver.clone();

@@ -770,10 +770,11 @@ async fn report_downloads_for_unknown_tenants_are_404_and_freeze_nothing() {
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(r.headers.get(header::CONTENT_DISPOSITION).is_none());
-    let mut db = w.dash.db.get();
-    let tenant = "x\"; filename*=UTF-8''evil.exe; a=\"";
-    assert_eq!(db.kpi_snapshot(tenant, "2021-22-Q2").unwrap(), None);
-    drop(db);
+    {
+        let mut db = w.dash.db.get();
+        let tenant = "x\"; filename*=UTF-8''evil.exe; a=\"";
+        assert_eq!(db.kpi_snapshot(tenant, "2021-22-Q2").unwrap(), None);
+    }
     // the assurance view of an unknown tenant is not computed either
     let r = call(
         &w.app,
@@ -783,9 +784,10 @@ async fn report_downloads_for_unknown_tenants_are_404_and_freeze_nothing() {
     )
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let mut db = w.dash.db.get();
-    assert_eq!(db.kpi_snapshot("nosuch", "2021-22-Q2").unwrap(), None);
-    drop(db);
+    {
+        let mut db = w.dash.db.get();
+        assert_eq!(db.kpi_snapshot("nosuch", "2021-22-Q2").unwrap(), None);
+    }
     let ok = call(
         &w.app,
         Method::Get,
