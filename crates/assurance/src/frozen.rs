@@ -31,6 +31,8 @@ pub enum QuarterError<E: std::error::Error + 'static> {
         quarter: String,
         version: u64,
     },
+    #[error("{quarter} has not started yet: there is nothing to report")]
+    Future { quarter: String },
 }
 
 /// Reads the frozen `quarter` of `tenant` from its stored body.
@@ -67,6 +69,9 @@ pub fn quarter_kpis<S: AssuranceStore + ?Sized>(
     now: i64,
 ) -> Result<KpiReport, QuarterError<S::Error>> {
     let key = quarter.to_string();
+    if quarter.start() > now {
+        return Err(QuarterError::Future { quarter: key });
+    }
     if let Some((_, body)) = store
         .kpi_snapshot(tenant, &key)
         .map_err(QuarterError::Store)?
@@ -102,7 +107,9 @@ pub fn quarter_kpis<S: AssuranceStore + ?Sized>(
         previous,
         now,
     });
-    if quarter.end() < now {
+    // a quarter with no data is not frozen: its figures would hide data
+    // imported for it later
+    if quarter.end() < now && has_data(store, tenant, quarter.end())? {
         let body =
             FrozenQuarter::from(&report)
                 .to_json()

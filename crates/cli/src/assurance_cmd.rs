@@ -353,6 +353,43 @@ pub fn parse_quarter(cfg: &Config, q: &str) -> anyhow::Result<Quarter> {
     Ok(Quarter::parse_in(q, cfg.assurance.quarters).map_err(|e| BadInput(e.to_string()))?)
 }
 
+/// The tenant a KPI or report command is about. With tenants configured it
+/// must be named, and be one of them or have data in the store (a tenant
+/// since removed from the config): reporting on a tenant by mistake would
+/// freeze its empty quarter. Without, names are free (as `assets import
+/// --tenant` takes them) and the default is `default`.
+pub fn report_tenant(
+    cfg: &Config,
+    store: &mut dyn parapet_store::Db,
+    named: Option<&str>,
+) -> anyhow::Result<String> {
+    let configured: Vec<String> = cfg
+        .tenants
+        .iter()
+        .map(|t| t.name.get_ref().clone())
+        .collect();
+    let list = || format!("configured: {}", configured.join(", "));
+    let Some(t) = named else {
+        if configured.is_empty() {
+            return Ok(parapet_core::tenant::DEFAULT_TENANT_NAME.to_string());
+        }
+        return Err(BadInput(format!("--tenant is required ({})", list())).into());
+    };
+    let known = configured.is_empty()
+        || configured.iter().any(|c| c == t)
+        || parapet_assurance::frozen::has_data(store, t, i64::MAX)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+        || !store.traffic_totals(Some(t), 0)?.is_empty();
+    if !known {
+        return Err(BadInput(format!(
+            "--tenant: `{t}` is not a configured tenant and has no data ({})",
+            list()
+        ))
+        .into());
+    }
+    Ok(t.to_string())
+}
+
 /// The five committee KPIs and the Cyber Essentials checks for a quarter.
 /// A quarter that has ended is frozen on first request: its figures
 /// never change when new data arrives.
@@ -362,9 +399,9 @@ pub struct KpiArgs {
     /// or 2021-Q3 (calendar).
     #[arg(long)]
     quarter: String,
-    /// The council (tenant).
-    #[arg(long, default_value = "default")]
-    tenant: String,
+    /// The council (tenant); required when tenants are configured.
+    #[arg(long)]
+    tenant: Option<String>,
     /// Output format.
     #[arg(long, default_value = "table", value_parser = ["table", "json"])]
     format: String,
@@ -378,13 +415,8 @@ pub fn kpi(args: KpiArgs) -> anyhow::Result<ExitCode> {
     let cfg = Config::load_or_embedded(args.config.as_deref())?;
     let quarter = parse_quarter(&cfg, &args.quarter)?;
     let mut store = cfg.open_store()?;
-    let r = quarter_kpis(
-        &mut *store,
-        &args.tenant,
-        quarter,
-        &cfg.assurance.kpi,
-        now(),
-    )?;
+    let tenant = report_tenant(&cfg, &mut *store, args.tenant.as_deref())?;
+    let r = quarter_kpis(&mut *store, &tenant, quarter, &cfg.assurance.kpi, now())?;
     if args.format == "json" {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(ExitCode::SUCCESS);
@@ -506,8 +538,9 @@ pub struct ReportArgs {
     /// Why the appendix is exempt (default: Schedule 12A LGA 1972, paragraph 7).
     #[arg(long)]
     exemption: Option<String>,
-    #[arg(long, default_value = "default")]
-    tenant: String,
+    /// The council (tenant); required when tenants are configured.
+    #[arg(long)]
+    tenant: Option<String>,
     #[command(flatten)]
     config: ConfigArg,
 }
@@ -518,14 +551,15 @@ pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let cfg = a.config.load()?;
     let quarter = parse_quarter(&cfg, &a.quarter)?;
     let mut store = cfg.open_store()?;
-    let council = cfg.council(&a.tenant, a.council);
+    let tenant = report_tenant(&cfg, &mut *store, a.tenant.as_deref())?;
+    let council = cfg.council(&tenant, a.council);
     let text = ReportText {
         committee: a.committee,
         exemption: a.exemption,
     };
     let input = report_input(
         &mut *store,
-        &a.tenant,
+        &tenant,
         quarter,
         &cfg.assurance.kpi,
         &council,

@@ -40,6 +40,9 @@ pub struct Config {
     pub dns: DnsConfig,
     #[serde(default)]
     pub feeds: Vec<FeedConfig>,
+    /// TSIG keys for feeds taken by zone transfer.
+    #[serde(default)]
+    pub tsig: Vec<TsigConfig>,
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
     #[serde(default)]
@@ -156,7 +159,9 @@ pub struct FeedConfig {
     /// `refresh_seconds` and its last good copy kept under `[store] path`
     /// (`crate::url_feeds`). Not with `path` or `source`.
     pub url: Option<Spanned<String>>,
-    /// Seconds between fetches of `url` (default 3600).
+    /// Seconds between fetches of `url` (default 3600); for a feed by
+    /// zone transfer, between checks of the primary instead of the zone's
+    /// SOA refresh.
     pub refresh_seconds: Option<u64>,
     /// PEM certificates trusted for `url` besides the usual roots.
     pub ca_file: Option<PathBuf>,
@@ -165,6 +170,59 @@ pub struct FeedConfig {
     pub connect_timeout_seconds: Option<u64>,
     /// The longest wait for any one read from `url`.
     pub read_timeout_seconds: Option<u64>,
+    /// RPZ by zone transfer: the primary (`"192.0.2.1:53"`); a feed with a
+    /// primary takes its zone by AXFR/IXFR instead of reading a file.
+    pub primary: Option<SocketAddr>,
+    /// RPZ by zone transfer: several primaries, tried in order.
+    #[serde(default)]
+    pub primaries: Vec<SocketAddr>,
+    /// RPZ by zone transfer: the policy zone's name.
+    pub zone: Option<String>,
+    /// RPZ by zone transfer: the `[[tsig]]` key signing the transfers.
+    pub tsig_key: Option<Spanned<String>>,
+}
+
+impl FeedConfig {
+    /// The primaries of a feed taken by zone transfer (empty otherwise).
+    pub fn xfr_primaries(&self) -> Vec<SocketAddr> {
+        self.primary
+            .iter()
+            .chain(&self.primaries)
+            .copied()
+            .collect()
+    }
+}
+
+/// A TSIG key (RFC 8945) shared with a zone-transfer primary.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TsigConfig {
+    pub name: Spanned<String>,
+    /// `hmac-sha256` or `hmac-sha512`.
+    pub algorithm: Spanned<String>,
+    /// The secret, base64.
+    pub secret: Option<String>,
+    /// The environment variable holding the secret, base64 (kept out of
+    /// the config file).
+    pub secret_env: Option<String>,
+}
+
+impl TsigConfig {
+    /// The key's secret, from the config or the environment.
+    pub fn secret_bytes(&self) -> anyhow::Result<Vec<u8>> {
+        use base64::Engine as _;
+        let name = self.name.get_ref();
+        let text = match (&self.secret, &self.secret_env) {
+            (Some(s), None) => s.clone(),
+            (None, Some(var)) => std::env::var(var).map_err(|_| {
+                anyhow::anyhow!("[[tsig]] `{name}`: environment variable {var} is not set")
+            })?,
+            _ => bail!("[[tsig]] `{name}`: give exactly one of secret and secret_env"),
+        };
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| anyhow::anyhow!("[[tsig]] `{name}`: the secret is not base64: {e}"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -236,6 +294,9 @@ pub struct StoreConfig {
     /// answers first when both need the same core (lower tail latency, and
     /// at saturation the event queue drops and counts). Measured in bench/.
     pub writer_nice: i32,
+    /// Most megabytes of query events kept in `path/spool` while the store
+    /// cannot take them; past it they are dropped and counted.
+    pub spool_max_mb: u64,
 }
 
 impl Default for StoreConfig {
@@ -248,6 +309,7 @@ impl Default for StoreConfig {
             aggregates_retention_days: r.aggregates_days,
             flush_interval_ms: 1000,
             writer_nice: 0,
+            spool_max_mb: 1024,
         }
     }
 }
@@ -471,6 +533,7 @@ impl Config {
         Self {
             dns: DnsConfig::default(),
             feeds: Vec::new(),
+            tsig: Vec::new(),
             tenants: Vec::new(),
             store: StoreConfig::default(),
             node: NodeConfig::default(),
@@ -510,6 +573,91 @@ impl Config {
         cfg.source = Some(path.to_path_buf());
         cfg.validate(text, path)?;
         Ok(cfg)
+    }
+
+    /// Checks a feed's zone-transfer keys and the `[[tsig]]` key it names.
+    fn validate_xfr(&self, f: &FeedConfig, text: &str, file: &Path) -> anyhow::Result<()> {
+        let name = f.name.get_ref();
+        let err = |key: &str, msg: String| at(text, file, f.name.span(), key, &msg);
+        if f.xfr_primaries().is_empty() {
+            if f.zone.is_some() || f.tsig_key.is_some() {
+                return Err(err(
+                    "[[feeds]] primary",
+                    format!("feed `{name}` names a zone or TSIG key but no primary"),
+                ));
+            }
+            return Ok(());
+        }
+        if f.format != FormatConfig::Rpz {
+            return Err(err(
+                "[[feeds]] format",
+                format!("feed `{name}` is taken by zone transfer: its format must be \"rpz\""),
+            ));
+        }
+        if !f.path.as_os_str().is_empty() || f.source != FeedSourceConfig::File {
+            return Err(err(
+                "[[feeds]] primary",
+                format!("feed `{name}` has a primary: give no path or source"),
+            ));
+        }
+        match &f.zone {
+            None => {
+                return Err(err(
+                    "[[feeds]] zone",
+                    format!("feed `{name}` needs the policy zone's name (zone = ...)"),
+                ));
+            }
+            Some(z) => {
+                if let Err(e) = parapet_core::name::text_to_key(z) {
+                    return Err(err("[[feeds]] zone", e.to_string()));
+                }
+            }
+        }
+        if f.refresh_seconds == Some(0) {
+            return Err(err(
+                "[[feeds]] refresh_seconds",
+                "must be at least 1".into(),
+            ));
+        }
+        if let Some(k) = &f.tsig_key {
+            let Some(t) = self.tsig.iter().find(|t| t.name.get_ref() == k.get_ref()) else {
+                return Err(at(
+                    text,
+                    file,
+                    k.span(),
+                    "[[feeds]] tsig_key",
+                    &format!("no [[tsig]] key is named `{}`", k.get_ref()),
+                ));
+            };
+            if let Err(e) = t
+                .algorithm
+                .get_ref()
+                .parse::<parapet_feeds::xfr::Algorithm>()
+            {
+                return Err(at(text, file, t.algorithm.span(), "[[tsig]] algorithm", &e));
+            }
+            if t.secret.is_some() == t.secret_env.is_some() {
+                return Err(at(
+                    text,
+                    file,
+                    t.name.span(),
+                    "[[tsig]] secret",
+                    "give exactly one of secret and secret_env",
+                ));
+            }
+            if t.secret.is_some()
+                && let Err(e) = t.secret_bytes()
+            {
+                return Err(at(
+                    text,
+                    file,
+                    t.name.span(),
+                    "[[tsig]] secret",
+                    &e.to_string(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self, text: &str, file: &Path) -> anyhow::Result<()> {
@@ -579,10 +727,23 @@ impl Config {
                 ));
             }
             feed_names.push(f.name.get_ref());
+            self.validate_xfr(f, text, file)?;
             if let Some(url) = &f.url {
+                if !f.xfr_primaries().is_empty() {
+                    return Err(at(
+                        text,
+                        file,
+                        url.span(),
+                        "[[feeds]] url",
+                        "a feed comes from a url or by zone transfer (primary), not both",
+                    ));
+                }
                 crate::url_feeds::validate(f, url)
                     .map_err(|msg| at(text, file, url.span(), "[[feeds]] url", &msg))?;
-            } else if f.source == FeedSourceConfig::File && f.path.as_os_str().is_empty() {
+            } else if f.source == FeedSourceConfig::File
+                && f.path.as_os_str().is_empty()
+                && f.xfr_primaries().is_empty()
+            {
                 return Err(at(
                     text,
                     file,
@@ -839,6 +1000,44 @@ mod tests {
             err.contains("[store] flush_interval_ms: must be at most 5000"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn zone_transfer_feeds_are_checked() {
+        let feed = |extra: &str| {
+            format!(
+                "[[feeds]]\nname = \"v\"\nformat = \"rpz\"\nprimary = \"192.0.2.1:53\"\nzone = \"rpz.v.test\"\n{extra}"
+            )
+        };
+        let key = "\n[[tsig]]\nname = \"k\"\nalgorithm = \"hmac-sha512\"\nsecret = \"c2VjcmV0\"\n";
+        let cfg = Config::parse(
+            &feed(&format!("tsig_key = \"k\"\n{key}")),
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.feeds[0].xfr_primaries().len(), 1);
+        assert_eq!(cfg.tsig[0].secret_bytes().unwrap(), b"secret");
+        let err = |text: &str| {
+            Config::parse(text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&feed("tsig_key = \"nope\"\n"));
+        assert!(e.starts_with("c.toml:6: [[feeds]] tsig_key"), "{e}");
+        let e = err(&feed("").replace("\"rpz\"", "\"hosts\""));
+        assert!(e.contains("[[feeds]] format"), "{e}");
+        let e = err(&feed("").replace("zone = \"rpz.v.test\"\n", ""));
+        assert!(e.contains("[[feeds]] zone"), "{e}");
+        let e = err(&feed(&format!(
+            "tsig_key = \"k\"\n{}",
+            key.replace("c2VjcmV0", "!!")
+        )));
+        assert!(e.contains("[[tsig]] secret") && e.contains("base64"), "{e}");
+        let e = err(&feed(&format!(
+            "tsig_key = \"k\"\n{}",
+            key.replace("hmac-sha512", "md5")
+        )));
+        assert!(e.contains("[[tsig]] algorithm"), "{e}");
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "{}: {} entries ({} format, {} skipped) in {} ms",
                 path.display(),
-                parsed.rules.len(),
+                parsed.rules.triggers(),
                 format.as_str(),
                 parsed.warnings.len(),
                 started.elapsed().as_millis()
@@ -132,7 +132,7 @@ pub fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     println!(
         "feed {name}: version {} ({} entries, sha256 {}) in {}",
         v.version,
-        parsed.rules.len(),
+        parsed.rules.triggers(),
         v.sha256,
         store.location()
     );
@@ -180,6 +180,21 @@ pub fn check_config(args: ConfigCheckArgs) -> anyhow::Result<ExitCode> {
             );
             continue;
         }
+        if !f.xfr_primaries().is_empty() {
+            println!(
+                "feed {}: zone {} by transfer from {:?}",
+                f.name.get_ref(),
+                f.zone.as_deref().unwrap_or_default(),
+                f.xfr_primaries()
+            );
+            let key = f.tsig_key.as_ref().map(|k| k.get_ref());
+            if let Some(t) = cfg.tsig.iter().find(|t| Some(t.name.get_ref()) == key)
+                && let Err(e) = t.secret_bytes()
+            {
+                bad.push(format!("feed {}: {e}", f.name.get_ref()));
+            }
+            continue;
+        }
         if let Some(url) = &f.url {
             println!(
                 "feed {}: fetched from {} (parapet feeds status)",
@@ -190,7 +205,11 @@ pub fn check_config(args: ConfigCheckArgs) -> anyhow::Result<ExitCode> {
         }
         let p = cfg.resolve(&f.path);
         match feed::load_feed(&p, f.format.into()) {
-            Ok(parsed) => println!("feed {}: {} entries", f.name.get_ref(), parsed.rules.len()),
+            Ok(parsed) => println!(
+                "feed {}: {} entries",
+                f.name.get_ref(),
+                parsed.rules.triggers()
+            ),
             Err(errors) => bad.extend(errors.into_iter().take(5).map(|e| e.to_string())),
         }
     }
@@ -208,4 +227,67 @@ pub fn check_config(args: ConfigCheckArgs) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each feed's source and state: for feeds taken by zone transfer the
+/// serial, last transfer, last error and entries their thread recorded; for
+/// URL feeds the last fetch, last error and entries. Exit 1 when a URL
+/// feed's last fetch or a zone's last transfer failed.
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let cfg = args.config.load()?;
+    let dir = crate::loader::xfr_dir(&cfg);
+    let when = |t: u64| {
+        if t == 0 {
+            "never".to_string()
+        } else {
+            parapet_core::calendar::format_local(t as i64)
+        }
+    };
+    let mut healthy = true;
+    for f in &cfg.feeds {
+        let name = f.name.get_ref();
+        if f.url.is_some() {
+            // printed below, with their fetch state
+            continue;
+        }
+        if f.xfr_primaries().is_empty() {
+            match f.source {
+                crate::config::FeedSourceConfig::Database => println!("{name}\tdatabase"),
+                crate::config::FeedSourceConfig::File => {
+                    println!("{name}\tfile {}", cfg.resolve(&f.path).display())
+                }
+            }
+            continue;
+        }
+        let zone = f.zone.as_deref().unwrap_or_default();
+        match parapet_feeds::xfr::read_status(&dir, name) {
+            None => {
+                healthy = false;
+                println!("{name}\tzone {zone}\tno transfer yet")
+            }
+            Some(s) => {
+                healthy &= s.last_error.is_none();
+                println!(
+                    "{name}\tzone {zone}\tserial {}\tentries {}\tlast transfer {}\tlast success {}\tlast error {}",
+                    s.serial.map_or("-".into(), |v| v.to_string()),
+                    s.entries,
+                    when(s.last_transfer),
+                    when(s.last_success),
+                    s.last_error.as_deref().unwrap_or("none")
+                )
+            }
+        }
+    }
+    healthy &= crate::url_feeds::print_status(&cfg)?;
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

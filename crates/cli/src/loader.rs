@@ -27,6 +27,9 @@ enum Source {
     Embedded,
     /// Published in the store under this name (`parapet feeds publish`).
     Database(String),
+    /// Taken by zone transfer (the feed's name): rules arrive from its
+    /// thread ([`Trigger::Xfr`]); the copy on disk is read at start.
+    Xfr(String),
 }
 
 /// Identity of a file version: a change to any of these means reload.
@@ -136,6 +139,7 @@ fn defs_of(config: &Config) -> Vec<FeedDef> {
         .map(|f| FeedDef {
             name: f.name.get_ref().clone(),
             source: match f.source {
+                _ if !f.xfr_primaries().is_empty() => Source::Xfr(f.name.get_ref().clone()),
                 // a URL feed is loaded from the fetcher's copy, or on a
                 // shared database from what the fetching node published
                 _ if f.url.is_some() && crate::url_feeds::shared(config) => {
@@ -299,8 +303,16 @@ impl Loader {
             st.status.name = def.name.clone();
             st.status.category = def.category.clone();
             st.status.format = def.format.as_str().to_string();
+            if let Source::Xfr(name) = &def.source {
+                // transfers replace the rules; the disk copy only at start
+                if st.rules.is_none() && st.status.last_error.is_none() {
+                    changed |= load_xfr_copy(&xfr_dir(&self.config), name, st);
+                }
+                continue;
+            }
             let (now_stamp, label) = match &def.source {
                 Source::File(p) => (stamp(p), p.display().to_string()),
+                Source::Xfr(_) => continue,
                 Source::Embedded => (None, "<embedded example feed>".to_string()),
                 Source::Database(name) => {
                     // the published version stands in for the file's stamp
@@ -335,6 +347,7 @@ impl Loader {
             let mut db_version = None;
             let parsed = match &def.source {
                 Source::File(p) => feed::load_feed(p, def.format),
+                Source::Xfr(_) => continue,
                 Source::Embedded => feed::parse_feed(EMBEDDED_FEED, def.format, &label),
                 Source::Database(name) => {
                     match open_db(&mut self.db, &self.config)
@@ -363,11 +376,11 @@ impl Loader {
                     }
                     tracing::info!(
                         feed = %def.name,
-                        entries = pf.rules.len(),
+                        entries = pf.rules.triggers(),
                         ms = started.elapsed().as_millis() as u64,
                         "loaded feed {label}"
                     );
-                    st.status.entries = pf.rules.len() as u64;
+                    st.status.entries = pf.rules.triggers() as u64;
                     st.status.last_load = now_unix();
                     st.status.last_error = None;
                     st.rules = Some(Arc::new(pf.rules));
@@ -500,12 +513,33 @@ fn warn_restart_needed(old: &Config, new: &Config) {
             "listen addresses, upstreams, cache size, threads and [web] take effect at restart; feeds, tenants, allowlist and block response were reloaded"
         );
     }
+    let xfr = |c: &Config| -> Vec<String> {
+        c.feeds
+            .iter()
+            .filter(|f| !f.xfr_primaries().is_empty())
+            .map(|f| {
+                format!(
+                    "{}{:?}{:?}{:?}{:?}",
+                    f.name.get_ref(),
+                    f.zone,
+                    f.xfr_primaries(),
+                    f.tsig_key.as_ref().map(|k| k.get_ref()),
+                    f.refresh_seconds
+                )
+            })
+            .collect()
+    };
+    if xfr(old) != xfr(new) {
+        tracing::warn!("feeds taken by zone transfer (primaries, zones, keys) change at restart");
+    }
 }
 
 /// What wakes the reload thread.
 pub enum Trigger {
     /// SIGHUP: re-read the config and every feed.
     Reload,
+    /// What a zone-transfer feed's thread brought.
+    Xfr(parapet_feeds::xfr::Event),
     /// A URL feed's fetcher kept a new version: load what changed.
     Fetched,
     Stop,
@@ -528,6 +562,10 @@ pub fn reload_loop(
             Ok(Trigger::Reload) => {
                 tracing::info!("SIGHUP: reloading configuration and feeds");
                 (true, true)
+            }
+            Ok(Trigger::Xfr(ev)) => {
+                loader.take_xfr(ev, &resolver);
+                continue;
             }
             Ok(Trigger::Fetched) => (false, false),
             Ok(Trigger::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
@@ -589,5 +627,236 @@ fn release_freed_memory() {
     // safe to call at any time from any thread.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// The folder of the zone-transfer feeds' copies: `<store path>/feeds`.
+pub fn xfr_dir(config: &Config) -> PathBuf {
+    config.resolve(&config.store.path).join("feeds")
+}
+
+/// Loads a zone-transfer feed's last good copy, so that a restart with
+/// the primary down still protects. Returns whether rules were loaded.
+fn load_xfr_copy(dir: &Path, name: &str, st: &mut FeedState) -> bool {
+    let path = parapet_feeds::xfr::rpz_path(dir, name);
+    if !path.exists() {
+        tracing::info!(feed = %name, "no copy on disk yet: the feed blocks nothing until its first transfer");
+        return false;
+    }
+    match feed::load_feed(&path, FeedFormat::Rpz) {
+        Ok(pf) => {
+            let saved = parapet_feeds::xfr::read_status(dir, name).unwrap_or_default();
+            tracing::info!(feed = %name, entries = pf.rules.len(), serial = ?saved.serial, "loaded the last good copy {}", path.display());
+            st.status.entries = pf.rules.len() as u64;
+            st.status.last_load = now_unix();
+            st.status.serial = saved.serial;
+            st.status.last_transfer = saved.last_transfer;
+            st.rules = Some(Arc::new(pf.rules));
+            true
+        }
+        Err(errors) => {
+            let first = errors.first().map(ToString::to_string).unwrap_or_default();
+            tracing::error!(feed = %name, "the copy on disk does not load ({first}); waiting for a transfer");
+            false
+        }
+    }
+}
+
+/// Starts a thread per feed taken by zone transfer; each sends what it
+/// brings to the reload thread on `triggers`. Returns the zones whose
+/// primaries may NOTIFY, for the resolver.
+pub fn start_xfr_feeds(
+    config: &Config,
+    triggers: &crossbeam_channel::Sender<Trigger>,
+) -> anyhow::Result<Vec<parapet_dns::NotifyZone>> {
+    use parapet_feeds::xfr::{self, Wake, XfrFeed, XfrSpec};
+    let mut zones = Vec::new();
+    for f in config
+        .feeds
+        .iter()
+        .filter(|f| !f.xfr_primaries().is_empty())
+    {
+        let name = f.name.get_ref().clone();
+        let tsig = match &f.tsig_key {
+            None => None,
+            Some(k) => {
+                let t = config
+                    .tsig
+                    .iter()
+                    .find(|t| t.name.get_ref() == k.get_ref())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("feed `{name}`: no [[tsig]] key `{}`", k.get_ref())
+                    })?;
+                let algorithm = t
+                    .algorithm
+                    .get_ref()
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("feed `{name}`: {e}"))?;
+                Some(
+                    xfr::TsigKey::new(t.name.get_ref(), algorithm, t.secret_bytes()?)
+                        .map_err(|e| anyhow::anyhow!("feed `{name}`: {e}"))?,
+                )
+            }
+        };
+        let zone_text = f.zone.clone().unwrap_or_default();
+        let spec = XfrSpec {
+            name: name.clone(),
+            zone: zone_text.clone(),
+            primaries: f.xfr_primaries(),
+            tsig,
+            refresh: f.refresh_seconds.map(Duration::from_secs),
+            dir: xfr_dir(config),
+            limits: xfr::Limits::default(),
+        };
+        let notify_key = spec.tsig.clone();
+        let feed = XfrFeed::open(spec).map_err(|e| anyhow::anyhow!(e))?;
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded::<Wake>(16);
+        let out = triggers.clone();
+        std::thread::Builder::new()
+            .name(format!("parapet-xfr-{name}"))
+            .spawn(move || {
+                xfr::run(feed, wake_rx, |ev| {
+                    let _ = out.send(Trigger::Xfr(ev));
+                });
+            })?;
+        let key =
+            text_to_key(&zone_text).map_err(|e| anyhow::anyhow!("feed `{name}`: zone: {e}"))?;
+        zones.push(parapet_dns::NotifyZone {
+            zone: key,
+            primaries: f.xfr_primaries().iter().map(|a| a.ip()).collect(),
+            on_notify: Arc::new(move |notify: &[u8], answer: &mut Vec<u8>| {
+                tracing::info!(feed = %name, "NOTIFY from a primary: transferring");
+                // a full queue already holds a wake-up
+                let _ = wake_tx.try_send(Wake::Notify(std::time::Instant::now()));
+                // a signed NOTIFY wants a signed answer, or the primary repeats it
+                if let Some(key) = &notify_key
+                    && u16::from_be_bytes([notify[10], notify[11]]) > 0
+                    && let Err(e) = key.sign_answer(notify, answer, now_unix())
+                {
+                    tracing::warn!(feed = %name, "NOTIFY answered unsigned: {e}");
+                }
+            }),
+        });
+    }
+    Ok(zones)
+}
+
+impl Loader {
+    /// Takes in what a zone-transfer feed's thread brought, and puts the
+    /// change in force: in place when the policy can apply the IXFR's
+    /// delta, by a full build otherwise.
+    pub fn take_xfr(&mut self, ev: parapet_feeds::xfr::Event, resolver: &Resolver) {
+        use parapet_feeds::xfr::{Outcome, Update};
+        let Some(id) = self
+            .defs
+            .iter()
+            .position(|d| d.source == Source::Xfr(ev.feed.clone()))
+        else {
+            return;
+        };
+        let key = (Source::Xfr(ev.feed.clone()), FeedFormat::Rpz);
+        let name = ev.feed.clone();
+        let started = std::time::Instant::now();
+        let mut in_place = false;
+        let mut rebuild = false;
+        match ev.outcome {
+            Outcome::Updated { serial, update } => {
+                let Some(st) = self.states.get_mut(&key) else {
+                    return;
+                };
+                let rules = match *update {
+                    Update::Full { rules, warnings } => {
+                        for w in warnings.iter().take(20) {
+                            tracing::warn!(feed = %name, "serial {serial}:{}: skipped: {}", w.line, w.message);
+                        }
+                        rebuild = true;
+                        rules
+                    }
+                    Update::Delta { delta } => {
+                        let snap = resolver.snapshot();
+                        if let Some(p) = snap.policy.apply_delta(id as u16, &delta) {
+                            resolver.swap(snap.with_policy(p));
+                            in_place = true;
+                        } else {
+                            rebuild = true;
+                        }
+                        tracing::info!(feed = %name, serial, added = delta.added.len(), removed = delta.removed.len(), in_place, "IXFR");
+                        let empty = FeedRules::new();
+                        parapet_feeds::xfr::delta::apply(
+                            st.rules.as_deref().unwrap_or(&empty),
+                            &delta,
+                        )
+                    }
+                };
+                st.status.entries = rules.len() as u64;
+                st.status.last_load = now_unix();
+                st.status.last_transfer = now_unix();
+                st.status.serial = Some(serial);
+                st.status.last_error = None;
+                st.rules = Some(Arc::new(rules));
+            }
+            Outcome::UpToDate { serial } => {
+                if let Some(st) = self.states.get_mut(&key) {
+                    st.status.serial = Some(serial);
+                    st.status.last_error = None;
+                }
+            }
+            Outcome::Failed(message) => {
+                tracing::error!(feed = %name, "zone transfer failed: {message}");
+                let kept = match self.states.get_mut(&key) {
+                    Some(st) => {
+                        st.status.load_failures += 1;
+                        st.status.last_error = Some(message.clone());
+                        st.rules.is_some()
+                    }
+                    None => false,
+                };
+                let kept = if kept {
+                    "the last good copy stays in force"
+                } else {
+                    "it has no good copy, so it blocks nothing until a transfer succeeds"
+                };
+                self.raise(
+                    "feed.load_failed",
+                    &name,
+                    format!("feed `{name}`: zone transfer failed; {kept}"),
+                    message,
+                );
+            }
+            Outcome::Stale { serial, since } => {
+                tracing::error!(feed = %name, ?serial, "the feed passed its SOA expire time without a successful refresh; still serving it");
+                self.raise(
+                    "feed.stale",
+                    &name,
+                    format!(
+                        "feed `{name}` (serial {}) passed its SOA expire time without a successful refresh (last success at Unix time {since}); the last good copy stays in force",
+                        serial.map_or("none".into(), |s| s.to_string())
+                    ),
+                    format!("last successful refresh: {since}"),
+                );
+            }
+        }
+        if rebuild {
+            let snap = self.build();
+            resolver.swap(snap);
+        }
+        if rebuild || in_place {
+            let ms = started.elapsed().as_millis() as u64;
+            match ev.notified {
+                Some(at) => tracing::info!(
+                    feed = %name,
+                    ms,
+                    notify_to_force_ms = at.elapsed().as_millis() as u64,
+                    "new policy in force after the NOTIFY"
+                ),
+                None => tracing::info!(feed = %name, ms, "new policy in force"),
+            }
+        }
+        self.publish_status();
+        if rebuild {
+            // queries still holding the old snapshot finish within moments
+            std::thread::sleep(Duration::from_millis(100));
+            release_freed_memory();
+        }
     }
 }

@@ -75,7 +75,7 @@ enum FeedsCommand {
     Check(feeds_cmd::CheckArgs),
     Publish(feeds_cmd::PublishArgs),
     Nodes(feeds_cmd::NodesArgs),
-    Status(url_feeds::StatusArgs),
+    Status(feeds_cmd::StatusArgs),
 }
 
 #[derive(Subcommand)]
@@ -175,7 +175,7 @@ fn main() -> ExitCode {
         Command::Feeds(FeedsCommand::Check(a)) => feeds_cmd::check(a),
         Command::Feeds(FeedsCommand::Publish(a)) => feeds_cmd::publish(a),
         Command::Feeds(FeedsCommand::Nodes(a)) => feeds_cmd::nodes(a),
-        Command::Feeds(FeedsCommand::Status(a)) => url_feeds::status(a),
+        Command::Feeds(FeedsCommand::Status(a)) => feeds_cmd::status(a),
         Command::Config(ConfigCommand::Check(a)) => feeds_cmd::check_config(a),
     };
     match result {

@@ -49,6 +49,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         store.display(),
         config.store.flush_interval_ms
     );
+    println!(
+        "Spool: {} holds the same fields for batches the store has not taken yet \
+         (at most {} MB); each file is deleted once its batches are stored.",
+        store.join("spool").display(),
+        config.store.spool_max_mb
+    );
     println!("Retention is enforced at start and every hour.");
     Ok(ExitCode::SUCCESS)
 }

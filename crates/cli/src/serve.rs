@@ -81,9 +81,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .open_store()
         .context("cannot open the store for the notifier")?;
     let metrics = Arc::new(Metrics::default());
+    {
+        // the tenants page shows each feed's serial, entries and last error
+        let m = metrics.clone();
+        let _ = dashboard.feed_load.set(Arc::new(move || {
+            m.feeds()
+                .into_iter()
+                .map(|f| parapet_web::FeedLoad {
+                    name: f.name,
+                    entries: f.entries,
+                    serial: f.serial,
+                    last_transfer: f.last_transfer,
+                    last_error: f.last_error,
+                })
+                .collect()
+        }));
+    }
     let mut loader = Loader::new(config.clone(), metrics.clone());
     let served = loader.served_versions();
     let fetch_statuses = loader.fetch_statuses();
+    let spool_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let pipeline = Pipeline::new(Parts {
         store,
         fold_store,
@@ -96,6 +113,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         retention: config.store.retention(),
         served: served.clone(),
         system_signals: system_rx,
+        spool_dir: config.resolve(&config.store.path).join("spool"),
+        spool_max_bytes: config.store.spool_max_mb.saturating_mul(1 << 20),
+        spool_dropped: spool_dropped.clone(),
+        supplier: Arc::from(crate::loader::SUPPLIER_TENANT),
     })?;
 
     let mailcheck_alerts = system_tx.clone();
@@ -127,6 +148,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let pipeline = pipeline.start(events_rx)?;
 
     let (trigger_tx, trigger_rx) = crossbeam_channel::unbounded();
+    // feeds by zone transfer: a thread each, NOTIFY through the listeners
+    resolver.set_notify(crate::loader::start_xfr_feeds(&config, &trigger_tx)?);
     loader.start_fetching(trigger_tx.clone());
     {
         let resolver = resolver.clone();
@@ -150,7 +173,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             metrics: {
                 let r = resolver.clone();
                 Arc::new(move || {
-                    let mut text = r.render_metrics();
+                    let mut text = with_spool_drops(&r.render_metrics(), &spool_dropped);
                     crate::url_feeds::render_metrics(&mut text, &fetch_statuses);
                     notify_stats.render(&mut text);
                     if label_node {
@@ -213,6 +236,24 @@ fn dns_settings(d: &DnsConfig, upstreams: &[SocketAddr], threads: usize) -> Sett
 
 /// `text` (Prometheus exposition) with `node="NAME"` added to every sample's
 /// labels, last, so series from several nodes stay apart once aggregated.
+/// `text` with the queries the spool dropped as one more sample of
+/// `parapet_events_dropped_total` (`reason="spool_full"`), next to the
+/// event queue's own: a family's samples must be one group.
+fn with_spool_drops(text: &str, dropped: &std::sync::atomic::AtomicU64) -> String {
+    let n = dropped.load(std::sync::atomic::Ordering::Relaxed);
+    let mut out = String::with_capacity(text.len() + 80);
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.starts_with("parapet_events_dropped_total") {
+            out.push_str(&format!(
+                "parapet_events_dropped_total{{reason=\"spool_full\"}} {n}\n"
+            ));
+        }
+    }
+    out
+}
+
 fn with_node_label(text: &str, node: &str) -> String {
     let node = node.replace(['\\', '"', '\n'], "_");
     let mut out = String::with_capacity(text.len() + text.len() / 4);

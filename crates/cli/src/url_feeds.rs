@@ -334,7 +334,7 @@ fn keep_if_good(
     current: bool,
 ) -> Result<bool, String> {
     let entries = match feed::parse_feed(bytes, feed.format, url) {
-        Ok(parsed) => parsed.rules.len() as u64,
+        Ok(parsed) => parsed.rules.triggers() as u64,
         Err(errors) => {
             let first = errors.first().map(ToString::to_string).unwrap_or_default();
             return Err(format!(
@@ -463,30 +463,21 @@ pub fn render_metrics(text: &mut String, statuses: &Mutex<BTreeMap<String, Fetch
     }
 }
 
-/// The state of every URL feed: last fetch, last error, entries (exit 1
-/// when a feed's last fetch failed or none has succeeded yet).
-#[derive(clap::Args)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    config: crate::config::ConfigArg,
-}
-
 /// Prints each URL feed's fetch state, as this node's fetcher left it under
 /// `[store] path/feeds`; on a shared database also the version published
 /// for every node (fetched by whichever node holds the feed's lease).
-pub fn status(args: StatusArgs) -> anyhow::Result<std::process::ExitCode> {
-    let config = args.config.load()?;
-    let feeds = url_feeds(&config);
+/// Returns whether every URL feed is healthy (its last fetch succeeded).
+pub fn print_status(config: &Config) -> anyhow::Result<bool> {
+    let feeds = url_feeds(config);
     if feeds.is_empty() {
-        println!("no url feeds configured");
-        return Ok(std::process::ExitCode::SUCCESS);
+        return Ok(true);
     }
-    let mut store = if shared(&config) {
+    let mut store = if shared(config) {
         Some(config.open_store()?)
     } else {
         None
     };
-    let dir = copy_dir(&config);
+    let dir = copy_dir(config);
     let when = |t: u64| match t {
         0 => "never".to_string(),
         t => parapet_core::calendar::format_local(t as i64),
@@ -531,11 +522,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<std::process::ExitCode> {
             healthy &= s.last_error.is_none() && s.last_success > 0;
         }
     }
-    Ok(if healthy {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::from(1)
-    })
+    Ok(healthy)
 }
 
 #[cfg(test)]

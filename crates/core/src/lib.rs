@@ -10,6 +10,7 @@
 pub mod alert;
 pub mod calendar;
 pub mod event;
+pub mod ippolicy;
 pub mod name;
 pub mod policy;
 pub mod pseudonym;

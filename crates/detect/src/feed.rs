@@ -14,6 +14,7 @@
 mod rpz;
 
 use std::fmt;
+use std::io::Read;
 use std::net::IpAddr;
 use std::path::Path;
 use std::str::FromStr;
@@ -25,6 +26,17 @@ use parapet_core::policy::{Action, FeedRules, Trigger};
 pub const MAX_ERRORS: usize = 20;
 /// Warnings kept (the count of the rest is reported in one more warning).
 pub const MAX_WARNINGS: usize = 1000;
+/// The longest line a feed may have, in bytes. Real feed lines are under
+/// 300 bytes; a longer one is garbage, or a file that is not a feed.
+pub const MAX_LINE: usize = 4096;
+/// The longest error or warning message, in bytes.
+pub const MAX_MESSAGE: usize = 200;
+/// The most of a feed's own text a message quotes, in bytes.
+const MAX_QUOTE: usize = 64;
+/// The longest RPZ entry that parentheses spread over several lines.
+const MAX_ENTRY: usize = 64 * 1024;
+/// Bytes read from a feed file at a time.
+const CHUNK: usize = 256 * 1024;
 
 /// The formats a feed file can be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,16 +106,17 @@ pub struct FeedError {
     pub message: String,
 }
 
-/// Reads and parses a feed file.
+/// Reads and parses a feed file, a chunk at a time: memory stays bounded
+/// by the rules kept, whatever the file holds.
 pub fn load_feed(path: &Path, format: FeedFormat) -> Result<ParsedFeed, Vec<FeedError>> {
     let file = path.display().to_string();
-    match std::fs::read(path) {
-        Ok(data) => parse_feed(&data, format, &file),
+    match std::fs::File::open(path) {
+        Ok(f) => parse_reader(f, format, &file),
         Err(e) => Err(vec![FeedError {
             file,
             line: 0,
             field: "file".into(),
-            message: format!("cannot read: {e}"),
+            message: clip(format!("cannot read: {e}")),
         }]),
     }
 }
@@ -115,13 +128,140 @@ pub fn parse_feed(
     file: &str,
 ) -> Result<ParsedFeed, Vec<FeedError>> {
     let data = data.strip_prefix(b"\xef\xbb\xbf").unwrap_or(data);
-    let mut sink = Sink::new(file);
-    match format {
-        FeedFormat::Rpz => rpz::parse(data, &mut sink),
-        FeedFormat::Hosts => parse_lines(data, &mut sink, hosts_line),
-        FeedFormat::Domains => parse_lines(data, &mut sink, domains_line),
+    let mut parse = Parse::new(format, file);
+    parse.chunk(data, true);
+    parse.finish()
+}
+
+/// Parses a feed read from `reader` in chunks of [`CHUNK`] bytes. Each
+/// chunk handed to the parser ends at a line's end; a line with no end
+/// within [`MAX_LINE`] bytes, or an RPZ entry left open for
+/// [`MAX_ENTRY`] bytes, stops the parse with an error.
+pub fn parse_reader(
+    mut reader: impl Read,
+    format: FeedFormat,
+    file: &str,
+) -> Result<ParsedFeed, Vec<FeedError>> {
+    let mut parse = Parse::new(format, file);
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    let mut bom_checked = false;
+    loop {
+        let old = buf.len();
+        buf.resize(old + CHUNK, 0);
+        let n = loop {
+            match reader.read(&mut buf[old..]) {
+                Ok(n) => break Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        buf.truncate(old + *n.as_ref().unwrap_or(&0));
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                let line = parse.line();
+                parse
+                    .sink()
+                    .error(line, "file", format!("cannot read: {e}"));
+                break;
+            }
+        };
+        let eof = n == 0;
+        if !bom_checked && (buf.len() >= 3 || eof) {
+            if buf.starts_with(b"\xef\xbb\xbf") {
+                buf.drain(..3);
+            }
+            bom_checked = true;
+        }
+        // only whole lines go to the parser, until the end of the file
+        let usable = match buf.iter().rposition(|&b| b == b'\n') {
+            _ if eof => buf.len(),
+            Some(i) => i + 1,
+            None => 0,
+        };
+        let tail = buf.len() - usable;
+        if tail > MAX_LINE {
+            let line = parse.line() + buf[..usable].iter().filter(|&&b| b == b'\n').count() + 1;
+            parse.sink().error(
+                line,
+                "line",
+                format!("longer than {MAX_LINE} bytes: this is not a feed line"),
+            );
+            break;
+        }
+        let used = parse.chunk(&buf[..usable], eof);
+        buf.drain(..used);
+        if eof || parse.done() {
+            break;
+        }
+        if buf.len() - tail > MAX_ENTRY {
+            let line = parse.line();
+            parse.sink().error(
+                line,
+                "syntax",
+                format!("`(` not closed within {} KiB", MAX_ENTRY / 1024),
+            );
+            break;
+        }
     }
-    sink.finish()
+    parse.finish()
+}
+
+/// A parse in progress, fed a chunk of whole lines at a time.
+enum Parse<'f> {
+    Rpz(Box<rpz::Parser<'f>>),
+    Lines(Box<Lines<'f>>),
+}
+
+impl<'f> Parse<'f> {
+    fn new(format: FeedFormat, file: &'f str) -> Self {
+        let sink = Sink::new(file);
+        match format {
+            FeedFormat::Rpz => Self::Rpz(Box::new(rpz::Parser::new(sink))),
+            FeedFormat::Hosts => Self::Lines(Box::new(Lines::new(sink, hosts_line))),
+            FeedFormat::Domains => Self::Lines(Box::new(Lines::new(sink, domains_line))),
+        }
+    }
+
+    /// Parses what it can of `data`; returns the bytes used (an RPZ entry
+    /// whose parentheses are still open is left for the next chunk).
+    fn chunk(&mut self, data: &[u8], eof: bool) -> usize {
+        match self {
+            Self::Rpz(p) => p.chunk(data, eof),
+            Self::Lines(l) => l.chunk(data),
+        }
+    }
+
+    /// The number of lines parsed so far.
+    fn line(&self) -> usize {
+        match self {
+            Self::Rpz(p) => p.line(),
+            Self::Lines(l) => l.line,
+        }
+    }
+
+    fn sink(&mut self) -> &mut Sink<'f> {
+        match self {
+            Self::Rpz(p) => &mut p.sink,
+            Self::Lines(l) => &mut l.sink,
+        }
+    }
+
+    /// Whether reading on is pointless (enough errors, or a syntax error
+    /// that loses the parser's place).
+    fn done(&self) -> bool {
+        match self {
+            Self::Rpz(p) => p.stopped(),
+            Self::Lines(l) => l.sink.full(),
+        }
+    }
+
+    fn finish(self) -> Result<ParsedFeed, Vec<FeedError>> {
+        match self {
+            Self::Rpz(p) => p.sink.finish(),
+            Self::Lines(l) => l.sink.finish(),
+        }
+    }
 }
 
 /// Collects rules, warnings and errors while a feed is parsed.
@@ -151,7 +291,7 @@ impl<'f> Sink<'f> {
                 file: self.file.to_string(),
                 line,
                 field: field.to_string(),
-                message: message.into(),
+                message: clip(message.into()),
             });
         }
     }
@@ -165,7 +305,7 @@ impl<'f> Sink<'f> {
         if self.parsed.warnings.len() < MAX_WARNINGS {
             self.parsed.warnings.push(FeedWarning {
                 line,
-                message: message.into(),
+                message: clip(message.into()),
             });
         } else {
             self.extra_warnings += 1;
@@ -188,22 +328,93 @@ impl<'f> Sink<'f> {
     }
 }
 
-/// Runs `each` on every line with its comment removed and whitespace
-/// trimmed, skipping empty lines.
-fn parse_lines(data: &[u8], sink: &mut Sink<'_>, each: fn(&mut Sink<'_>, usize, &[u8])) {
-    for (i, raw) in data.split(|&b| b == b'\n').enumerate() {
-        let line = match memchr_hash(raw) {
-            Some(p) => &raw[..p],
-            None => raw,
+/// Cuts a message to [`MAX_MESSAGE`] bytes with control characters
+/// escaped, so that no feed line reaches a log or an alert whole.
+fn clip(message: String) -> String {
+    if message.len() <= MAX_MESSAGE && !message.chars().any(char::is_control) {
+        return message;
+    }
+    escape_cut(message.as_bytes(), MAX_MESSAGE)
+}
+
+/// A piece of a feed quoted in a message: at most [`MAX_QUOTE`] bytes,
+/// control bytes and bytes that are not UTF-8 escaped.
+fn show(bytes: &[u8]) -> String {
+    escape_cut(bytes, MAX_QUOTE)
+}
+
+/// `bytes` as text of at most `max` bytes (`…` marking a cut), with
+/// control characters and invalid UTF-8 written as `\xNN` or `\u{N}`.
+fn escape_cut(bytes: &[u8], max: usize) -> String {
+    const MORE: &str = "…";
+    let mut out = String::with_capacity(max.min(bytes.len() * 4) + MORE.len());
+    let mut piece = String::with_capacity(12);
+    let room = max - MORE.len();
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid().chars().map(|c| match c {
+            c if c.is_control() && (c as u32) < 0x100 => format!("\\x{:02x}", c as u32),
+            c if c.is_control() => format!("\\u{{{:x}}}", c as u32),
+            c => c.to_string(),
+        });
+        let invalid = chunk.invalid().iter().map(|b| format!("\\x{b:02x}"));
+        for p in valid.chain(invalid) {
+            piece.clear();
+            piece.push_str(&p);
+            if out.len() + piece.len() > room {
+                out.push_str(MORE);
+                return out;
+            }
+            out.push_str(&piece);
         }
-        .trim_ascii();
-        if line.is_empty() {
-            continue;
+    }
+    out
+}
+
+/// The hosts and domain-list parsers: `each` runs on every line with its
+/// comment removed and whitespace trimmed, skipping empty lines.
+struct Lines<'f> {
+    sink: Sink<'f>,
+    each: fn(&mut Sink<'_>, usize, &[u8]),
+    /// Lines parsed so far.
+    line: usize,
+}
+
+impl<'f> Lines<'f> {
+    fn new(sink: Sink<'f>, each: fn(&mut Sink<'_>, usize, &[u8])) -> Self {
+        Self {
+            sink,
+            each,
+            line: 0,
         }
-        each(sink, i + 1, line);
-        if sink.full() {
-            return;
+    }
+
+    fn chunk(&mut self, data: &[u8]) -> usize {
+        let mut rest = data;
+        while !rest.is_empty() && !self.sink.full() {
+            let (raw, next) = match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, &[][..]),
+            };
+            rest = next;
+            self.line += 1;
+            if raw.len() > MAX_LINE {
+                self.sink.error(
+                    self.line,
+                    "line",
+                    format!("longer than {MAX_LINE} bytes: this is not a feed line"),
+                );
+                continue;
+            }
+            let line = match memchr_hash(raw) {
+                Some(p) => &raw[..p],
+                None => raw,
+            }
+            .trim_ascii();
+            if !line.is_empty() {
+                (self.each)(&mut self.sink, self.line, line);
+            }
         }
+        data.len()
     }
 }
 
@@ -233,7 +444,7 @@ fn domains_line(sink: &mut Sink<'_>, line_no: usize, line: &[u8]) {
             "domain",
             format!(
                 "`{}` contains whitespace: a domain list has one name per line",
-                String::from_utf8_lossy(line)
+                show(line)
             ),
         );
         return;
@@ -256,7 +467,7 @@ fn hosts_line(sink: &mut Sink<'_>, line_no: usize, line: &[u8]) {
             "address",
             format!(
                 "`{}` is not an IP address (hosts lines are `ADDRESS NAME...`)",
-                String::from_utf8_lossy(addr)
+                show(addr)
             ),
         );
         return;
@@ -293,10 +504,7 @@ fn push_list_name(sink: &mut Sink<'_>, line_no: usize, field: &str, name: &[u8])
         sink.error(
             line_no,
             field,
-            format!(
-                "`{}` is not a domain name: {what}",
-                String::from_utf8_lossy(name)
-            ),
+            format!("`{}` is not a domain name: {what}", show(name)),
         );
         return;
     }
@@ -330,12 +538,16 @@ fn push_list_name(sink: &mut Sink<'_>, line_no: usize, field: &str, name: &[u8])
 /// Plain-English reason for a name error.
 fn name_error(e: &NameError) -> String {
     match e {
-        NameError::EmptyLabel(t) => {
-            format!("`{t}` has an empty label (two dots in a row, or a leading dot)")
-        }
-        NameError::LabelTooLong(t) => format!("`{t}` has a label longer than 63 characters"),
-        NameError::NameTooLong(t) => format!("`{t}` is longer than 255 octets"),
-        NameError::BadEscape(t) => format!("`{t}` has a bad `\\` escape"),
+        NameError::EmptyLabel(t) => format!(
+            "`{}` has an empty label (two dots in a row, or a leading dot)",
+            show(t.as_bytes())
+        ),
+        NameError::LabelTooLong(t) => format!(
+            "`{}` has a label longer than 63 characters",
+            show(t.as_bytes())
+        ),
+        NameError::NameTooLong(t) => format!("`{}` is longer than 255 octets", show(t.as_bytes())),
+        NameError::BadEscape(t) => format!("`{}` has a bad `\\` escape", show(t.as_bytes())),
     }
 }
 
@@ -448,6 +660,150 @@ mod tests {
             assert_eq!(f.as_str().parse::<FeedFormat>().unwrap(), f);
         }
         assert!("csv".parse::<FeedFormat>().is_err());
+    }
+
+    /// A reader handing out `data` a few bytes at a time, then `tail`
+    /// repeated for ever (when not empty), counting what it gave.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        tail: &'a [u8],
+        step: usize,
+        given: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = if self.data.is_empty() {
+                if self.tail.is_empty() {
+                    return Ok(0);
+                }
+                let n = buf.len().min(self.tail.len());
+                buf[..n].copy_from_slice(&self.tail[..n]);
+                n
+            } else {
+                let n = buf.len().min(self.step).min(self.data.len());
+                buf[..n].copy_from_slice(&self.data[..n]);
+                self.data = &self.data[n..];
+                n
+            };
+            self.given += n;
+            Ok(n)
+        }
+    }
+
+    fn trickle<'a>(data: &'a [u8], step: usize) -> Trickle<'a> {
+        Trickle {
+            data,
+            tail: b"",
+            step,
+            given: 0,
+        }
+    }
+
+    #[test]
+    fn a_feed_read_in_small_pieces_parses_as_in_memory() {
+        let rpz = "\u{feff}$TTL 60\n@ SOA ns. admin. ( 1\n 2 3\n 4 5 )\nnx.test CNAME .\n\
+                   multi.test ( CNAME\n . )\nlocal.test A 192.0.2.1\n  A 192.0.2.2\nlast.test CNAME *.";
+        let domains = "\u{feff}a.example\n# c\nb.example\r\nc.example";
+        for (text, format) in [(rpz, FeedFormat::Rpz), (domains, FeedFormat::Domains)] {
+            let whole = parse_feed(text.as_bytes(), format, "t").unwrap();
+            for step in [1, 2, 3, 7, 64] {
+                let parsed = parse_reader(trickle(text.as_bytes(), step), format, "t").unwrap();
+                let a: Vec<_> = whole.rules.iter().collect();
+                let b: Vec<_> = parsed.rules.iter().collect();
+                assert_eq!(a, b, "{format} in steps of {step}");
+                assert_eq!(whole.rules.local, parsed.rules.local);
+            }
+        }
+        // line numbers carry across pieces
+        let e =
+            parse_reader(trickle(b"a.example\n\nx..y\n", 3), FeedFormat::Domains, "t").unwrap_err();
+        assert_eq!(e[0].line, 3);
+        let e = parse_reader(
+            trickle(b"$TTL 1\n\na ( A\n1.2.3.4 )\nx.test FOO 1\n", 2),
+            FeedFormat::Rpz,
+            "t",
+        )
+        .unwrap_err();
+        assert_eq!(e[0].line, 5, "{e:?}");
+    }
+
+    #[test]
+    fn a_line_over_4k_is_an_error_that_does_not_echo_it() {
+        for format in [FeedFormat::Rpz, FeedFormat::Hosts, FeedFormat::Domains] {
+            let text = format!("\n{}\n", "a".repeat(MAX_LINE + 1));
+            let e = parse_feed(text.as_bytes(), format, "f").unwrap_err();
+            assert_eq!(e[0].line, 2, "{format}: {e:?}");
+            assert!(e[0].message.contains("4096"), "{e:?}");
+            assert!(!e[0].message.contains("aaaa"), "{e:?}");
+        }
+        // a line of exactly the limit is fine
+        let name = format!("{}.example", ["a"; 2040].join("."));
+        assert!(name.len() <= MAX_LINE);
+        assert!(
+            parse_feed(name.as_bytes(), FeedFormat::Domains, "f")
+                .is_err_and(|e| e[0].field != "line")
+        );
+    }
+
+    #[test]
+    fn messages_are_cut_at_200_bytes_with_control_bytes_escaped() {
+        let bad = format!("x\x01\x1b[31m{}\u{85} y", "é".repeat(1000));
+        let e = errors(&bad, FeedFormat::Domains);
+        assert!(e[0].len() < MAX_MESSAGE + 40, "{e:?}");
+        assert!(e[0].contains("x\\x01\\x1b[31m"), "{e:?}");
+        assert!(!e[0].chars().any(char::is_control), "{e:?}");
+        assert!(e[0].contains('…'), "{e:?}");
+        // invalid UTF-8 is shown as escapes too, and warnings are cut the same way
+        assert_eq!(show(b"a\xff\n"), "a\\xff\\x0a");
+        assert_eq!(clip("short".into()), "short");
+        let long = clip("z".repeat(1000));
+        assert!(long.len() <= MAX_MESSAGE && long.ends_with('…'));
+    }
+
+    #[test]
+    fn a_single_line_file_fails_after_reading_a_bounded_amount() {
+        let mut reader = Trickle {
+            data: b"",
+            tail: &[0u8; 4096],
+            step: 0,
+            given: 0,
+        };
+        let e = parse_reader(&mut reader, FeedFormat::Domains, "big").unwrap_err();
+        assert_eq!((e.len(), e[0].line, e[0].field.as_str()), (1, 1, "line"));
+        assert!(
+            reader.given <= CHUNK + MAX_LINE,
+            "read {} bytes",
+            reader.given
+        );
+        // an RPZ entry whose parenthesis never closes, on short lines
+        let mut reader = Trickle {
+            data: b"@ SOA a. b. (\n",
+            tail: b"1\n",
+            step: 64,
+            given: 0,
+        };
+        let e = parse_reader(&mut reader, FeedFormat::Rpz, "open").unwrap_err();
+        assert!(e[0].message.contains("not closed"), "{e:?}");
+        assert!(
+            reader.given <= 2 * CHUNK + MAX_ENTRY,
+            "read {} bytes",
+            reader.given
+        );
+    }
+
+    #[test]
+    fn garbage_stops_at_the_error_limit_without_reading_on() {
+        let line = b"\x00\x01 garbage \xff\n";
+        let mut reader = Trickle {
+            data: b"",
+            tail: line,
+            step: 0,
+            given: 0,
+        };
+        let e = parse_reader(&mut reader, FeedFormat::Hosts, "g").unwrap_err();
+        assert_eq!(e.len(), MAX_ERRORS);
+        assert!(reader.given <= 2 * CHUNK, "read {} bytes", reader.given);
     }
 
     proptest::proptest! {

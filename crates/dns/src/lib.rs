@@ -10,7 +10,9 @@ pub mod cache;
 pub mod metrics;
 #[cfg(target_os = "linux")]
 mod mmsg;
+pub mod notify;
 pub mod resolver;
+pub mod respip;
 pub mod server;
 pub mod upstream;
 pub mod wire;
@@ -24,6 +26,7 @@ use parapet_core::tenant::{TenantId, TenantMap};
 
 pub use cache::CacheConfig;
 pub use metrics::{FeedStatus, Metrics, TenantCounters};
+pub use notify::{NotifyHook, NotifyZone};
 pub use resolver::Resolver;
 
 /// Resolver settings fixed for the life of the process.
@@ -120,6 +123,21 @@ impl Snapshot {
             feed_names: feed_names.iter().map(|n| Arc::from(n.as_str())).collect(),
             block_texts: feed_names.iter().map(|n| block_text(n)).collect(),
             block,
+        }
+    }
+
+    /// This snapshot with another policy: tenants, names, counters and block
+    /// response as they are. What puts a feed's delta in force
+    /// ([`PolicySet::apply_delta`]) without building the rest again.
+    pub fn with_policy(&self, policy: PolicySet) -> Snapshot {
+        Snapshot {
+            policy,
+            tenants: self.tenants.clone(),
+            tenant_names: self.tenant_names.clone(),
+            tenant_counters: self.tenant_counters.clone(),
+            feed_names: self.feed_names.clone(),
+            block_texts: self.block_texts.clone(),
+            block: self.block,
         }
     }
 

@@ -86,6 +86,11 @@ pub struct FeedStatus {
     pub last_load: u64,
     pub load_failures: u64,
     pub last_error: Option<String>,
+    /// Zone-transfer feeds: the SOA serial in force.
+    pub serial: Option<u32>,
+    /// Zone-transfer feeds: Unix seconds of the last transfer that changed
+    /// the feed (0: none since start).
+    pub last_transfer: u64,
 }
 
 /// Every counter of a running resolver.
@@ -291,6 +296,25 @@ impl Metrics {
                 escape(&f.name),
                 f.load_failures
             );
+        }
+        if feeds.iter().any(|f| f.serial.is_some()) {
+            o.push_str("# HELP parapet_feed_serial SOA serial in force of each feed taken by zone transfer.\n");
+            o.push_str("# TYPE parapet_feed_serial gauge\n");
+            for f in feeds.iter() {
+                if let Some(s) = f.serial {
+                    let _ = writeln!(o, "parapet_feed_serial{{feed=\"{}\"}} {s}", escape(&f.name));
+                }
+            }
+            o.push_str("# HELP parapet_feed_last_transfer_timestamp_seconds When each zone-transfer feed last changed by AXFR or IXFR.\n");
+            o.push_str("# TYPE parapet_feed_last_transfer_timestamp_seconds gauge\n");
+            for f in feeds.iter().filter(|f| f.serial.is_some()) {
+                let _ = writeln!(
+                    o,
+                    "parapet_feed_last_transfer_timestamp_seconds{{feed=\"{}\"}} {}",
+                    escape(&f.name),
+                    f.last_transfer
+                );
+            }
         }
         o.push_str("# HELP parapet_feed_healthy 1 when the feed's last load succeeded, 0 when it is serving an older version or nothing.\n");
         o.push_str("# TYPE parapet_feed_healthy gauge\n");

@@ -12,12 +12,15 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Sender, TrySendError};
 use parapet_core::event::{EventAction, QueryEvent};
+use parapet_core::ippolicy::with_client_ip;
 use parapet_core::name::{EventName, InlineName};
-use parapet_core::policy::{Action, Decision, FeedId, Rule, rtype};
+use parapet_core::policy::{Action, Decision, FeedId, LocalRecord, Rule, rtype};
 use parapet_core::tenant::TenantId;
 
 use crate::cache::{Cache, Key, Stored};
 use crate::metrics::{Metrics, TenantCounters};
+use crate::notify::NotifyZone;
+use crate::respip;
 use crate::upstream::Upstreams;
 use crate::wire::{self, OwnedQuery, Query, Reject, ede, flag, rcode};
 use crate::{BlockMode, Settings, Snapshot};
@@ -45,6 +48,9 @@ pub struct Pending {
     /// RPZ local data rewrote the name to this CNAME target (uncompressed
     /// wire name) with this TTL: resolve the target and answer with both.
     cname: Option<(Vec<u8>, u32)>,
+    /// Response-IP triggers apply to the answer: the policy that decided
+    /// the query, and the tenant.
+    respip: Option<(Arc<Snapshot>, TenantId)>,
 }
 
 /// What the queries of one receive share: the policy and tenants in force
@@ -67,6 +73,8 @@ pub struct Resolver {
     metrics: Arc<Metrics>,
     events: Option<Sender<QueryEvent>>,
     settings: Settings,
+    /// Zones whose primaries may send NOTIFY; set once at start.
+    notify: std::sync::OnceLock<Vec<NotifyZone>>,
 }
 
 impl Resolver {
@@ -87,7 +95,27 @@ impl Resolver {
             metrics,
             events,
             settings,
+            notify: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Accepts NOTIFY for these zones from their primaries (once, at
+    /// start; later calls are ignored).
+    pub fn set_notify(&self, zones: Vec<NotifyZone>) {
+        let _ = self.notify.set(zones);
+    }
+
+    /// A packet whose opcode is not QUERY: NOTIFY for a feed's zone, or
+    /// NOTIMP.
+    #[cold]
+    #[inline(never)]
+    fn other_opcode(&self, packet: &[u8], client: IpAddr, out: &mut Vec<u8>) -> Option<Outcome> {
+        let zones = self.notify.get().filter(|z| !z.is_empty())?;
+        if crate::notify::opcode(packet) != crate::notify::OPCODE_NOTIFY {
+            return None;
+        }
+        crate::notify::answer(zones, packet, client, out);
+        Some(Outcome::Reply)
     }
 
     /// Swaps in a new policy and tenant set. Queries in flight finish with
@@ -151,6 +179,11 @@ impl Resolver {
                 question_end,
                 edns,
             }) => {
+                if rcode == rcode::NOTIMP as u16
+                    && let Some(o) = self.other_opcode(packet, client.ip(), out)
+                {
+                    return o;
+                }
                 self.metrics.malformed.fetch_add(1, Ordering::Relaxed);
                 wire::error_response(out, packet, rcode, question_end, edns, payload, None);
                 let rc = (rcode & 0xf) as u8;
@@ -190,7 +223,14 @@ impl Resolver {
             );
             return Outcome::Reply;
         }
-        let (action, feed) = match snap.policy.decide(tenant, q.qname.as_key()) {
+        let policy = &snap.policy;
+        let mut decision = policy.decide(tenant, q.qname.as_key());
+        // one test of an empty list when no feed has client-IP triggers
+        if !policy.ip().client.is_empty() {
+            let by_client = policy.ip().client.decide(tenant, &[client.ip()]);
+            decision = with_client_ip(decision, by_client);
+        }
+        let (action, feed) = match decision {
             Decision::Resolve => (EventAction::Resolved, None),
             Decision::Allowlisted => (EventAction::Allowlisted, None),
             Decision::Passthru(f) => (EventAction::Passthru, Some(f)),
@@ -199,9 +239,21 @@ impl Resolver {
                 return self.enforce(at, tenant, client.ip(), &q, rule, udp, out);
             }
         };
+        // response-IP triggers see what resolves normally, as in Unbound:
+        // a PASSTHRU or the allowlist skips them
+        let respip = !policy.ip().response.is_empty()
+            && matches!(q.qtype, rtype::A | rtype::AAAA)
+            && matches!(action, EventAction::Resolved | EventAction::Monitored);
         let key = Key::of(&q);
-        if self.cache.get(&key, &q, out) {
+        let hit = self.cache.get(&key, &q, out);
+        if hit {
             self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        }
+        // a cached answer a response-IP trigger matches is rewritten in
+        // `complete`, which finds it in the cache again
+        if hit && !(respip && Self::answer_triggers(snap, tenant, out)) {
             if udp {
                 self.fit_udp(out, &q);
             }
@@ -218,8 +270,16 @@ impl Resolver {
             );
             return Outcome::Reply;
         }
-        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
-        Outcome::Forward(self.pending(snap, tenant, client.ip(), &q, action, feed, None))
+        let respip = respip.then(|| (at.snap.clone(), tenant));
+        Outcome::Forward(self.pending(snap, tenant, client.ip(), &q, action, feed, None, respip))
+    }
+
+    /// Whether a response-IP trigger matches an address of `answer`.
+    #[inline(never)]
+    fn answer_triggers(snap: &Snapshot, tenant: TenantId, answer: &[u8]) -> bool {
+        respip::answer_addrs(answer)
+            .and_then(|a| snap.policy.ip().response.decide(tenant, &a.addrs))
+            .is_some()
     }
 
     /// A query to complete upstream, boxed here rather than in the caller
@@ -236,6 +296,7 @@ impl Resolver {
         action: EventAction,
         feed: Option<FeedId>,
         cname: Option<(Vec<u8>, u32)>,
+        respip: Option<(Arc<Snapshot>, TenantId)>,
     ) -> Box<Pending> {
         Box::new(Pending {
             query: OwnedQuery::new(q),
@@ -245,6 +306,7 @@ impl Resolver {
             action,
             feed: feed.map(|f| snap.feed_name(f).clone()),
             cname,
+            respip,
         })
     }
 
@@ -324,6 +386,7 @@ impl Resolver {
                             EventAction::LocalData,
                             Some(rule.feed),
                             Some((c.rdata.to_vec(), c.ttl)),
+                            None,
                         ));
                     }
                     _ => {
@@ -354,43 +417,42 @@ impl Resolver {
         Outcome::Reply
     }
 
-    /// Completes a forwarded query: its answer is in `out`.
-    pub async fn complete(&self, p: Box<Pending>, udp: bool, out: &mut Vec<u8>) {
+    /// Completes a forwarded query: its answer is in `out`. Returns false
+    /// when nothing is to be sent (a response-IP trigger said DROP).
+    pub async fn complete(&self, p: Box<Pending>, udp: bool, out: &mut Vec<u8>) -> bool {
         let q = p.query.as_query();
         let payload = self.settings.udp_payload;
-        let rc = match &p.cname {
-            None => self.resolve_into(&q, out).await,
+        let mut rc = match &p.cname {
+            None => Some(self.resolve_into(&q, out).await),
             Some((target, ttl)) => {
-                let mut tq_bytes = Vec::with_capacity(target.len() + 4);
-                tq_bytes.extend_from_slice(target);
-                tq_bytes.extend_from_slice(&q.qtype.to_be_bytes());
-                tq_bytes.extend_from_slice(&q.qclass.to_be_bytes());
-                let key_len = target.len().saturating_sub(1);
-                let tq = Query {
-                    question: &tq_bytes,
-                    qname: InlineName::new(&target[..key_len].to_ascii_lowercase()),
-                    ..q.clone()
-                };
                 let mut target_answer = Vec::new();
-                let rc = self.resolve_into(&tq, &mut target_answer).await;
+                let rc = self.resolve_target(&q, target, &mut target_answer).await;
                 wire::begin_response(out, &q, rc, 0);
                 wire::push_answer(out, rtype::CNAME, *ttl, target);
-                if rc != rcode::SERVFAIL
-                    && let Some(n) = wire::copy_answers(&target_answer, out)
-                {
-                    let an = wire::count(out, wire::AN) + n;
-                    wire::set_count(out, wire::AN, an);
+                if rc != rcode::SERVFAIL {
+                    append_answers(out, &target_answer);
                 }
                 if q.edns.is_some() {
                     wire::push_opt(out, payload, 0, None);
                 }
-                rc
+                Some(rc)
             }
         };
-        if udp {
+        let (mut action, mut feed) = (p.action, p.feed.clone());
+        if let Some((snap, tenant)) = &p.respip
+            && rc != Some(rcode::SERVFAIL)
+            && let Some((a, f, new_rc)) = self.response_ip(snap, *tenant, &q, out).await
+        {
+            // a monitor match reports only what a QNAME one has not
+            if a != EventAction::Monitored || action == EventAction::Resolved {
+                (action, feed) = (a, Some(snap.feed_name(f).clone()));
+            }
+            rc = new_rc;
+        }
+        if udp && rc.is_some() {
             self.fit_udp(out, &q);
         }
-        p.counters.count(p.action, Some(rc));
+        p.counters.count(action, rc);
         if self.events.is_some() {
             self.emit(QueryEvent::new(
                 SystemTime::now(),
@@ -398,11 +460,111 @@ impl Resolver {
                 p.client,
                 EventName::from(&q.qname),
                 q.qtype,
-                Some(rc),
-                p.action,
-                p.feed,
+                rc,
+                action,
+                feed,
             ));
         }
+        rc.is_some()
+    }
+
+    /// Resolves the CNAME `target` (uncompressed wire name) for the type and
+    /// class of `q` into `answer`; returns the rcode.
+    async fn resolve_target(&self, q: &Query<'_>, target: &[u8], answer: &mut Vec<u8>) -> u8 {
+        let mut tq_bytes = Vec::with_capacity(target.len() + 4);
+        tq_bytes.extend_from_slice(target);
+        tq_bytes.extend_from_slice(&q.qtype.to_be_bytes());
+        tq_bytes.extend_from_slice(&q.qclass.to_be_bytes());
+        let key_len = target.len().saturating_sub(1);
+        let tq = Query {
+            question: &tq_bytes,
+            qname: InlineName::new(&target[..key_len].to_ascii_lowercase()),
+            ..q.clone()
+        };
+        self.resolve_into(&tq, answer).await
+    }
+
+    /// Applies response-IP triggers to the answer in `out`, rewriting it.
+    /// Returns what matched (`None`: nothing) and the new rcode (`None`:
+    /// send nothing).
+    async fn response_ip(
+        &self,
+        snap: &Snapshot,
+        tenant: TenantId,
+        q: &Query<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<(EventAction, FeedId, Option<u8>)> {
+        let found = respip::answer_addrs(out)?;
+        let m = snap.policy.ip().response.decide(tenant, &found.addrs)?;
+        let rc = Some(out[3] & 0xf);
+        let rule = match m.decision {
+            Decision::Enforce(rule) => rule,
+            Decision::Passthru(f) => return Some((EventAction::Passthru, f, rc)),
+            Decision::Monitor(f) => return Some((EventAction::Monitored, f, rc)),
+            Decision::Resolve | Decision::Allowlisted => return None,
+        };
+        let msg = std::mem::take(out);
+        let (keep, owner) = (found.set_start[m.at], found.owner[m.at]);
+        let payload = self.settings.udp_payload;
+        let blocked = |out: &mut Vec<u8>| {
+            if q.edns.is_some() {
+                let ede = (ede::BLOCKED, snap.block_text(rule.feed));
+                wire::push_opt(out, payload, 0, Some(ede));
+            }
+        };
+        let (action, rc) = match rule.action {
+            Action::Drop => return Some((EventAction::Dropped, rule.feed, None)),
+            Action::Block => {
+                let rc = match snap.block.mode {
+                    BlockMode::Nxdomain => rcode::NXDOMAIN,
+                    BlockMode::Sinkhole { .. } => rcode::NOERROR,
+                };
+                respip::begin_rewrite(out, &msg, q, keep, rc);
+                if let BlockMode::Sinkhole { v4, v6 } = snap.block.mode {
+                    let rdata: Option<Box<[u8]>> = match found.addrs[m.at] {
+                        std::net::IpAddr::V4(_) => v4.map(|a| a.octets().into()),
+                        std::net::IpAddr::V6(_) => v6.map(|a| a.octets().into()),
+                    };
+                    let record = rdata.map(|rdata| LocalRecord {
+                        rtype: q.qtype,
+                        ttl: snap.block.ttl,
+                        rdata,
+                    });
+                    respip::push_local(out, &msg, owner, record.as_slice());
+                }
+                blocked(out);
+                (EventAction::Blocked, rc)
+            }
+            Action::Nodata => {
+                respip::begin_rewrite(out, &msg, q, keep, rcode::NOERROR);
+                blocked(out);
+                (EventAction::Nodata, rcode::NOERROR)
+            }
+            Action::Local(i) => {
+                let records = snap.policy.local_data(i);
+                let mut rc = rcode::NOERROR;
+                respip::begin_rewrite(out, &msg, q, keep, rc);
+                respip::push_local(out, &msg, owner, records);
+                if let Some(c) = records.iter().find(|r| r.rtype == rtype::CNAME) {
+                    // Unbound follows the CNAME, and strips the target's
+                    // answer when a response-IP trigger matches it too
+                    let mut target = Vec::new();
+                    let trc = self.resolve_target(q, &c.rdata, &mut target).await;
+                    let touched = || Self::answer_triggers(snap, tenant, &target);
+                    if matches!(trc, rcode::NOERROR | rcode::NXDOMAIN) && !touched() {
+                        append_answers(out, &target);
+                        rc = trc;
+                        out[3] = (out[3] & 0xf0) | rc;
+                    }
+                }
+                if q.edns.is_some() {
+                    wire::push_opt(out, payload, 0, None);
+                }
+                (EventAction::LocalData, rc)
+            }
+            Action::Passthru => unreachable!("IpTriggers::decide never enforces a passthru"),
+        };
+        Some((action, rule.feed, Some(rc)))
     }
 
     /// Answers `q` from the cache or upstream into `out`; SERVFAIL when no
@@ -496,5 +658,13 @@ impl Resolver {
         {
             self.metrics.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Appends the answer records of `answer` to the message in `out`.
+fn append_answers(out: &mut Vec<u8>, answer: &[u8]) {
+    if let Some(n) = wire::copy_answers(answer, out) {
+        let an = wire::count(out, wire::AN) + n;
+        wire::set_count(out, wire::AN, an);
     }
 }

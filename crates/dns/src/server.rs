@@ -212,8 +212,9 @@ fn forward(
     let sock = sock.clone();
     tokio::spawn(async move {
         let mut out = Vec::new();
-        resolver.complete(p, true, &mut out).await;
-        if let Err(e) = sock.send_to(&out, peer).await {
+        if resolver.complete(p, true, &mut out).await
+            && let Err(e) = sock.send_to(&out, peer).await
+        {
             tracing::debug!(%peer, error = %e, "UDP send failed");
         }
     });
@@ -266,10 +267,7 @@ async fn tcp_conn(resolver: &Resolver, mut stream: TcpStream, peer: SocketAddr) 
         let send = match outcome {
             Outcome::Reply => true,
             Outcome::Drop => false,
-            Outcome::Forward(p) => {
-                resolver.complete(p, false, &mut out).await;
-                true
-            }
+            Outcome::Forward(p) => resolver.complete(p, false, &mut out).await,
         };
         if send {
             let mut msg = Vec::with_capacity(out.len() + 2);

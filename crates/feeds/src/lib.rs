@@ -6,3 +6,4 @@
 //! the resolver: the binary's loader turns what a source brings into policy.
 
 pub mod http;
+pub mod xfr;

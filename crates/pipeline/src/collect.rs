@@ -7,8 +7,59 @@ use std::time::{Duration, Instant};
 
 use parapet_core::event::{OwnedRun, QueryEvent, RunFolder};
 use parapet_core::pseudonym::{PseudonymCache, Pseudonymiser};
+use parapet_store::BatchId;
 
 use crate::sched::StorageSched;
+use crate::spool::{AppendError, Pos, Spool};
+
+/// A batch handed to the writer.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub id: BatchId,
+    pub runs: Vec<OwnedRun>,
+    /// Where its record starts and ends in the spool; `None` when it could
+    /// not be spooled (full, or a write error): then this is its only copy.
+    pub spooled: Option<(Pos, Pos)>,
+}
+
+/// Where the collector's batches go: the spool first, then the writer.
+pub(crate) struct Out<'a> {
+    pub batches: &'a crossbeam_channel::Sender<Batch>,
+    pub spool: &'a Spool,
+    /// This run's id (the writer's start time, unix milliseconds).
+    pub run: i64,
+}
+
+impl Out<'_> {
+    /// Numbers the batch, appends it to the spool and hands it over. A
+    /// spooled batch the writer has no room for is not waited for: the
+    /// writer reads it back from the spool, and the collector goes on
+    /// draining the queue (a crash loses what is drained, not more).
+    fn hand_over(&self, seq: &mut i64, runs: Vec<OwnedRun>) {
+        *seq += 1;
+        let id = BatchId {
+            run: self.run,
+            seq: *seq,
+        };
+        let spooled = match self.spool.append(id, &runs) {
+            Ok(at) => Some(at),
+            Err(e @ AppendError::Full { .. }) => {
+                tracing::debug!("batch {} not spooled: {e}", id.seq);
+                None
+            }
+            Err(e) => {
+                tracing::error!("batch {} not spooled: {e}", id.seq);
+                None
+            }
+        };
+        let batch = Batch { id, runs, spooled };
+        if batch.spooled.is_some() {
+            let _ = self.batches.try_send(batch);
+        } else {
+            let _ = self.batches.send(batch);
+        }
+    }
+}
 
 /// How often the queue is drained; with the default queue of 16384 events
 /// this absorbs 800k queries per second.
@@ -20,25 +71,27 @@ const CLOCK_EVERY: usize = 1024;
 
 /// Drains the event queue every [`EVENT_POLL`], pseudonymising each client
 /// and folding the repeats of a query into one run, and hands the runs to
-/// the writer when there are [`MAX_BATCH`] of them or every `flush_every`.
-/// A full hand-over waits: the event queue then fills and the resolver
-/// drops (and counts), never waits.
+/// the writer (through the spool, [`Out::hand_over`]) when there are
+/// [`MAX_BATCH`] of them or every `flush_every`. Only a batch the spool
+/// could not take waits for the writer: the event queue then fills and
+/// the resolver drops (and counts), never waits.
 pub(crate) fn collect(
     rx: &crossbeam_channel::Receiver<QueryEvent>,
     stop: &AtomicBool,
     pseudonymiser: &Pseudonymiser,
     flush_every: Duration,
-    out: &crossbeam_channel::Sender<Vec<OwnedRun>>,
+    out: &Out<'_>,
     sched: &StorageSched,
 ) {
+    let mut seq = 0;
     let mut pseudonyms = PseudonymCache::new(pseudonymiser.clone());
     // repeats fold here, as they are drained: a batch holds each distinct
     // query once, however many times it was asked
     let mut batch = RunFolder::default();
     let mut last_flush = Instant::now();
-    let hand_over = |batch: &mut RunFolder| {
+    let mut hand_over = |batch: &mut RunFolder| {
         if !batch.is_empty() {
-            let _ = out.send(batch.take());
+            out.hand_over(&mut seq, batch.take());
         }
     };
     loop {
@@ -108,6 +161,13 @@ mod tests {
             .unwrap();
         }
         let (out_tx, out_rx) = crossbeam_channel::unbounded();
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("spool"), 1 << 30).unwrap();
+        let out = Out {
+            batches: &out_tx,
+            spool: &spool,
+            run: 1,
+        };
         // stopped: drains what is queued, hands the rest over, returns
         let stop = AtomicBool::new(true);
         let pseudonymiser =
@@ -115,8 +175,8 @@ mod tests {
         let sched = StorageSched::new(0);
         // every 1,024 events the flush interval (zero) has passed: ten batches
         // of one run each, not one batch of 10,000 queries after the drain
-        collect(&rx, &stop, &pseudonymiser, Duration::ZERO, &out_tx, &sched);
-        let batches: Vec<Vec<OwnedRun>> = out_rx.try_iter().collect();
+        collect(&rx, &stop, &pseudonymiser, Duration::ZERO, &out, &sched);
+        let batches: Vec<Vec<OwnedRun>> = out_rx.try_iter().map(|b: Batch| b.runs).collect();
         let sizes: Vec<(usize, u32)> = batches
             .iter()
             .map(|b| (b.len(), b.iter().map(|r| r.queries).sum()))

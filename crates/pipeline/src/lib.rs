@@ -8,11 +8,15 @@
 //! ```
 //!
 //! - [`collect`]: drains the bounded queue the resolver fills, pseudonymises
-//!   each client, folds repeats into runs, cuts batches.
-//! - [`writer`]: stores a batch in one transaction, runs the detector over
-//!   the same runs, folds signals into alerts (raised ones get a row in the
-//!   notification outbox); the heartbeat and the retention job; the
-//!   aggregate fold.
+//!   each client, folds repeats into runs, cuts batches and appends each to
+//!   the spool before handing it over.
+//! - [`spool`]: the append-only, checksummed log of batches under
+//!   `[store] path/spool` that the store is written from: nothing is lost
+//!   while the store is down (up to `spool_max_mb`), nothing stored twice.
+//! - [`writer`]: stores each batch once, in one transaction, replaying the
+//!   spool after an outage; runs the detector over the same runs, folds
+//!   signals into alerts (raised ones get a row in the notification outbox); the
+//!   heartbeat and the retention job; the aggregate fold.
 //! - [`sched`]: the storage threads yield the CPU to answers until they
 //!   fall behind.
 //! - [`notify`]: alert delivery per tenant route, from the outbox.
@@ -23,9 +27,11 @@
 mod collect;
 pub mod notify;
 mod sched;
+mod spool;
 mod writer;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -59,6 +65,15 @@ pub struct Parts {
     pub served: Arc<Mutex<Vec<(String, i64)>>>,
     /// Alerts about Parapet itself (feeds or config failing to load).
     pub system_signals: Receiver<Signal>,
+    /// The spool's folder (`[store] path/spool`) and its limit in bytes
+    /// (`[store] spool_max_mb`).
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+    /// Counts the queries dropped because the spool was full while the
+    /// store was down (`parapet_events_dropped_total{reason="spool_full"}`).
+    pub spool_dropped: Arc<AtomicU64>,
+    /// The tenant of alerts about Parapet itself (`store.unavailable`).
+    pub supplier: Arc<str>,
 }
 
 /// Why the pipeline could not start.
@@ -95,7 +110,12 @@ impl Pipeline {
             retention,
             served,
             system_signals,
+            spool_dir,
+            spool_max_bytes,
+            spool_dropped,
+            supplier,
         } = parts;
+        let spool = spool::Spool::open(&spool_dir, spool_max_bytes)?;
         let mut detector = Detector::new(detect);
         for seen in store.load_seen()? {
             let since = std::time::UNIX_EPOCH + Duration::from_millis(seen.since.max(0) as u64);
@@ -121,6 +141,10 @@ impl Pipeline {
             retention,
             served,
             started_at: parapet_store::unix_millis(SystemTime::now()),
+            replay: writer::Replay::new(&spool),
+            spool,
+            dropped: spool_dropped,
+            supplier,
         };
         Ok(Self {
             writer,

@@ -3,18 +3,20 @@
 //! raised ones' notifications in the same transaction); between batches,
 //! the heartbeat and the retention job. Also the aggregate fold for backends that defer it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use parapet_core::alert::Signal;
+use parapet_core::alert::{Severity, Signal};
 use parapet_core::event::{OwnedRun, QueryEvent};
-use parapet_core::pseudonym::Pseudonymiser;
+use parapet_core::pseudonym::{ClientPseudonym, Pseudonymiser};
 use parapet_detect::rules::{Detector, Observed};
-use parapet_store::{Db, Retention};
+use parapet_store::{BatchId, Db, Retention};
 
-use crate::collect::{EVENT_POLL, collect};
+use crate::collect::{Batch, EVENT_POLL, collect};
 use crate::sched::{Backlog, Mode, StorageSched, storage_priority};
+use crate::spool::{Found, Pos, Spool};
 
 /// How often pending hourly counts are folded into the aggregates (on the
 /// PostgreSQL backend; one node at a time does it).
@@ -35,11 +37,13 @@ pub(crate) fn fold_loop(mut store: Box<dyn Db>, nice: i32) {
 }
 
 /// Drains query events into the store in two threads: the collector
-/// ([`collect`]) pseudonymises each client and cuts batches at most every
-/// `flush_every`; this writer stores them (so a crash loses at most the
-/// batches in hand: `flush_every` of traffic, or [`BATCHES_IN_FLIGHT`] + 1
-/// batches under a backlog), runs detection over them, and runs the
-/// retention job at start and every hour.
+/// ([`collect`]) pseudonymises each client, cuts batches at most every
+/// `flush_every` and appends each to the [`Spool`] before handing it over
+/// (so a crash loses at most the batch it is filling: `flush_every` of
+/// traffic); this writer stores them in spool order, exactly once
+/// ([`BatchId`]), replays what the store missed when it was down, runs
+/// detection over every batch as it arrives, and runs the retention job
+/// at start and every hour.
 ///
 /// The collector drains the queue on a timer rather than blocking on it: a
 /// receiver blocked in `recv` makes every send a futex wake-up (a syscall
@@ -57,7 +61,56 @@ pub(crate) struct EventWriter {
     /// The database feeds this node serves, for its heartbeat.
     pub(crate) served: Arc<std::sync::Mutex<Vec<(String, i64)>>>,
     pub(crate) started_at: i64,
+    pub(crate) spool: Arc<Spool>,
+    pub(crate) replay: Replay,
+    /// Queries dropped because the spool was full and the store down.
+    pub(crate) dropped: Arc<AtomicU64>,
+    /// The tenant of alerts about Parapet itself.
+    pub(crate) supplier: Arc<str>,
 }
+
+/// Where the writer is in the spool, and what it owes the store.
+#[derive(Debug)]
+pub(crate) struct Replay {
+    /// Every record before this is stored (or was reported unreadable).
+    acked: Pos,
+    /// The store failed: no write is tried before `retry_at`.
+    down: Option<Down>,
+    /// The highest batch number of this run detection has seen, and the
+    /// lower ones it has not (their hand-over was skipped: they are read
+    /// back from the spool).
+    observed: i64,
+    missed: BTreeSet<i64>,
+    /// The `store.unavailable` alert, until the store has recorded it.
+    held: Option<Signal>,
+    alerted: bool,
+}
+
+#[derive(Debug)]
+struct Down {
+    retry_at: Instant,
+    backoff: Duration,
+    since: Instant,
+}
+
+impl Replay {
+    pub(crate) fn new(spool: &Spool) -> Self {
+        Self {
+            acked: spool.start(),
+            down: None,
+            observed: 0,
+            missed: BTreeSet::new(),
+            held: None,
+            alerted: false,
+        }
+    }
+}
+
+/// The longest wait between two tries of a store that is down.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+/// The longest the writer replays the spool before it looks at new
+/// batches, alerts and its periodic jobs again.
+const REPLAY_SLICE: Duration = Duration::from_secs(2);
 
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// How long a node's claim on the retention job lasts: it renews every
@@ -66,7 +119,9 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 const RETENTION_LEASE: Duration = Duration::from_secs(2 * 3600);
 /// How often a node records that it is alive and what it serves.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
-/// Full batches waiting for the writer, beyond the one it is writing.
+/// Full batches waiting for the writer, beyond the one it is writing;
+/// past them the collector hands over nothing (each batch is in the
+/// spool already, and the writer reads it back from there).
 const BATCHES_IN_FLIGHT: usize = 2;
 
 impl EventWriter {
@@ -81,6 +136,8 @@ impl EventWriter {
         let pseudonymiser = self.pseudonymiser.clone();
         let flush_every = self.flush_every;
         let nice = self.nice;
+        let spool = self.spool.clone();
+        let run = self.started_at;
         let written = AtomicBool::new(false);
         std::thread::scope(|s| {
             let (rx, sched, written) = (&rx, &sched, &written);
@@ -112,7 +169,12 @@ impl EventWriter {
                 .spawn_scoped(s, move || {
                     storage_priority(nice);
                     let _registered = sched.register();
-                    collect(rx, stop, &pseudonymiser, flush_every, &batches_tx, sched)
+                    let out = crate::collect::Out {
+                        batches: &batches_tx,
+                        spool: &spool,
+                        run,
+                    };
+                    collect(rx, stop, &pseudonymiser, flush_every, &out, sched)
                 });
             if let Err(e) = collector {
                 tracing::error!("cannot start the event collector: {e}");
@@ -130,7 +192,7 @@ impl EventWriter {
     /// ([`StorageSched::writing`]).
     fn write_batches(
         &mut self,
-        batches: &crossbeam_channel::Receiver<Vec<OwnedRun>>,
+        batches: &crossbeam_channel::Receiver<Batch>,
         sched: &StorageSched,
     ) {
         let mut last_purge: Option<Instant> = None;
@@ -149,15 +211,27 @@ impl EventWriter {
             let got = batches.recv_timeout(self.flush_every.max(EVENT_POLL));
             sched.writing(true);
             match got {
-                Ok(batch) => self.flush(&batch),
-                // alerts about Parapet itself go out even with no traffic
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => self.flush(&[]),
+                Ok(batch) => self.take(batch),
+                // alerts about Parapet itself go out even with no traffic,
+                // and a store that was down is tried again
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if self.replay.acked < self.spool.end() || self.replay.down.is_some() {
+                        self.catch_up();
+                    }
+                }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                    self.flush(&[]);
+                    // the last batches: one more try of the store, then
+                    // whatever it could not take waits in the spool
+                    if let Some(down) = &mut self.replay.down {
+                        down.retry_at = Instant::now();
+                    }
+                    self.catch_up();
+                    self.record(Observed::default());
                     sched.writing(false);
                     return;
                 }
             }
+            self.record(Observed::default());
             sched.writing(false);
         }
     }
@@ -206,20 +280,176 @@ impl EventWriter {
         }
     }
 
-    fn flush(&mut self, batch: &[OwnedRun]) {
-        if batch.is_empty() && self.system_signals.is_empty() {
+    /// Takes one batch from the collector: detection sees it at once, and
+    /// it is stored now when the store is up and nothing older waits in
+    /// the spool, or replayed from the spool in its turn.
+    fn take(&mut self, batch: Batch) {
+        let Batch { id, runs, spooled } = batch;
+        let seen = self.observe(id, &runs);
+        self.record(seen);
+        match spooled {
+            Some((_, end)) if end <= self.replay.acked => {}
+            Some((start, end)) if start == self.replay.acked && self.replay.down.is_none() => {
+                if self.store_batch(id, &runs).is_ok() {
+                    self.replay.acked = end;
+                    self.spool.release(end);
+                }
+            }
+            Some(_) => self.catch_up(),
+            // not in the spool (full, or unwritable): stored now or lost
+            None => {
+                let due = self
+                    .replay
+                    .down
+                    .as_ref()
+                    .is_none_or(|d| Instant::now() >= d.retry_at);
+                if !(due && self.store_batch(id, &runs).is_ok()) {
+                    self.drop_batch(&runs);
+                }
+            }
+        }
+    }
+
+    /// Stores one batch exactly once; on failure the store counts as down
+    /// until its next try (backing off up to [`RETRY_MAX`]).
+    fn store_batch(&mut self, id: BatchId, runs: &[OwnedRun]) -> Result<(), ()> {
+        let runs: Vec<_> = runs.iter().map(OwnedRun::as_run).collect();
+        match self.store.insert_batch(id, &runs) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let now = Instant::now();
+                match &mut self.replay.down {
+                    Some(d) => {
+                        d.backoff = (d.backoff * 2).min(RETRY_MAX);
+                        d.retry_at = now + d.backoff;
+                    }
+                    None => {
+                        tracing::error!(
+                            runs = runs.len(),
+                            "could not store query events, keeping them in the spool until the store answers: {e}"
+                        );
+                        let backoff = self.flush_every.min(RETRY_MAX);
+                        self.replay.down = Some(Down {
+                            retry_at: now + backoff,
+                            backoff,
+                            since: now,
+                        });
+                    }
+                }
+                Err(())
+            }
+        }
+    }
+
+    /// Replays the spool from the first batch the store lacks, in order,
+    /// for at most [`REPLAY_SLICE`]; when the store is down, only once its
+    /// retry is due.
+    fn catch_up(&mut self) {
+        if self
+            .replay
+            .down
+            .as_ref()
+            .is_some_and(|d| Instant::now() < d.retry_at)
+        {
             return;
         }
-        // the repeats of a query are one row and one step of detection
-        let runs: Vec<_> = batch.iter().map(OwnedRun::as_run).collect();
-        if let Err(e) = self.store.insert_runs(&runs) {
-            tracing::error!(runs = runs.len(), "could not store query events: {e}");
+        let started = Instant::now();
+        let mut replayed = 0u64;
+        while started.elapsed() < REPLAY_SLICE {
+            match self.spool.read(self.replay.acked) {
+                Found::Batch { id, runs, next } => {
+                    let seen = self.observe(id, &runs);
+                    self.record(seen);
+                    if self.store_batch(id, &runs).is_err() {
+                        return;
+                    }
+                    replayed += 1;
+                    self.replay.acked = next;
+                    self.spool.release(next);
+                }
+                Found::Bad { why, next } => {
+                    tracing::error!("spool: skipping an unreadable record: {why}");
+                    self.replay.acked = next;
+                    self.spool.release(next);
+                }
+                Found::End => {
+                    if let Some(d) = self.replay.down.take() {
+                        tracing::warn!(
+                            down_for_s = d.since.elapsed().as_secs(),
+                            replayed,
+                            "the store answers again; the spool is replayed"
+                        );
+                    }
+                    self.replay.alerted = false;
+                    return;
+                }
+            }
         }
+    }
+
+    /// Runs detection over a batch the first time this run sees it (a
+    /// batch of an earlier run was observed by that run, or lost with it).
+    fn observe(&mut self, id: BatchId, runs: &[OwnedRun]) -> Observed {
+        let r = &mut self.replay;
+        let first_time =
+            id.run == self.started_at && (id.seq > r.observed || r.missed.remove(&id.seq));
         let mut seen = Observed::default();
-        for run in &runs {
-            self.detector.observe_run(run, &mut seen);
+        if !first_time {
+            return seen;
         }
+        if id.seq > r.observed {
+            r.missed.extend(r.observed + 1..id.seq);
+            r.observed = id.seq;
+        }
+        // the repeats of a query are one row and one step of detection
+        for run in runs {
+            self.detector.observe_run(&run.as_run(), &mut seen);
+        }
+        seen
+    }
+
+    /// Counts a batch lost to a full spool and a store that is down, and
+    /// raises `store.unavailable` once per outage.
+    fn drop_batch(&mut self, runs: &[OwnedRun]) {
+        let queries: u64 = runs.iter().map(|r| u64::from(r.queries)).sum();
+        self.dropped.fetch_add(queries, Ordering::Relaxed);
+        tracing::error!(
+            queries,
+            spool_bytes = self.spool.bytes(),
+            "query events dropped: the store is unavailable and the spool is full"
+        );
+        if !self.replay.alerted {
+            self.replay.alerted = true;
+            let location = self.store.location();
+            self.replay.held = Some(Signal {
+                time: SystemTime::now(),
+                tenant: self.supplier.clone(),
+                rule: "store.unavailable",
+                severity: Severity::High,
+                domain: location.clone(),
+                client: ClientPseudonym([0; 8]),
+                feed: None,
+                reason: format!(
+                    "the store {location} did not answer and the spool reached [store] spool_max_mb: query events are being dropped (parapet_events_dropped_total{{reason=\"spool_full\"}})"
+                ),
+                evidence: String::new(),
+                folded: None,
+            });
+        }
+    }
+
+    /// Stores what detection learnt and the signals (with alerts about
+    /// Parapet itself), and hands raised alerts to the notifier.
+    fn record(&mut self, mut seen: Observed) {
         seen.signals.extend(self.system_signals.try_iter());
+        let held = self.replay.held.is_some();
+        seen.signals.extend(self.replay.held.clone());
+        if seen.signals.is_empty()
+            && seen.learning_started.is_empty()
+            && seen.new_domains.is_empty()
+        {
+            return;
+        }
         if let Err(e) = self
             .store
             .save_seen(&seen.learning_started, &seen.new_domains)
@@ -231,6 +461,9 @@ impl EventWriter {
         }
         match self.store.record_signals(&seen.signals) {
             Ok(touched) => {
+                if held {
+                    self.replay.held = None;
+                }
                 for (id, _) in touched.iter().filter(|(_, raised)| *raised) {
                     if let Ok(a) = self.store.alert(*id) {
                         tracing::warn!(

@@ -102,6 +102,18 @@ pub struct HourlyTraffic {
     pub blocked: u64,
 }
 
+/// Names one batch of query events for good, with the node that cut it
+/// (the store's [`ClusterStore::set_node`](crate::ClusterStore::set_node)):
+/// the run (when the writing process started, unix milliseconds) and the
+/// batch's number in that run. A batch replayed from the spool after a
+/// crash or an outage carries the id it was cut with, so the store can
+/// tell it already holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BatchId {
+    pub run: i64,
+    pub seq: i64,
+}
+
 /// Query events and their hourly aggregates. Each call is one transaction:
 /// a crash loses the call in progress, never half of it. In the reads,
 /// `tenant: None` means every tenant (supplier views); callers derive it
@@ -121,6 +133,16 @@ pub trait EventStore: Send {
     /// ([`fold_events`]): one row per run. Returns the number of queries
     /// the runs stand for.
     fn insert_runs(&mut self, runs: &[EventRun<'_>]) -> Result<usize, StoreError>;
+
+    /// [`EventStore::insert_runs`] exactly once per `id` and node: the id
+    /// is recorded in the batch's own transaction, and a batch whose id is
+    /// already recorded writes nothing and returns `None` (a replay after
+    /// a crash, or after a commit whose answer the connection lost).
+    fn insert_batch(
+        &mut self,
+        id: BatchId,
+        runs: &[EventRun<'_>],
+    ) -> Result<Option<usize>, StoreError>;
 
     /// Whether [`EventStore::insert_events`] leaves hourly counts for
     /// [`EventStore::fold_aggregates`] to fold (PostgreSQL: many nodes

@@ -29,7 +29,8 @@ pub use accounts::AccountStore;
 pub use alerts::{AlertFilter, AlertStore, Notification, OutboxCounts, SeenDomains};
 pub use cluster::{ClusterStore, FeedVersion, NodeStatus, sha256_hex};
 pub use events::{
-    AGGREGATE_FIELDS, EVENT_FIELDS, EventStore, HourlyTraffic, Purged, Retention, TenantTraffic,
+    AGGREGATE_FIELDS, BatchId, EVENT_FIELDS, EventStore, HourlyTraffic, Purged, Retention,
+    TenantTraffic,
 };
 pub use mail::{
     DmarcRecordRow, DmarcReportRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow,
@@ -37,7 +38,7 @@ pub use mail::{
 };
 pub use pg::{PgStore, redact};
 pub use rules::{cutoff, unix_millis};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, private_dir};
 
 /// Everything a command or the server needs from storage, as one object:
 /// the backend (SQLite or PostgreSQL) is chosen once, where the store is

@@ -82,6 +82,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     events_and_hourly_aggregates,
+    a_batch_is_stored_once_however_often_it_is_replayed,
     every_event_of_a_large_batch_is_stored_as_it_was,
     repeats_of_a_query_in_one_batch_are_one_row_that_counts_them,
     purge_removes_exactly_what_is_past_retention,
@@ -105,7 +106,7 @@ on_both_backends!(
     raised_alerts_wait_in_the_outbox_until_delivered,
 );
 
-const KNOWN_VERSION: u32 = 10;
+const KNOWN_VERSION: u32 = 11;
 
 /// Two nodes write batches while two folders fold at the same time: every
 /// event is counted in its hour exactly once, before and after the last
@@ -220,6 +221,53 @@ fn event_at_ms(ms: u64, name: &str, action: EventAction) -> PrivateEvent {
         time: UNIX_EPOCH + Duration::from_millis(ms),
         ..event(0, name, action)
     }
+}
+
+/// A batch replayed from the spool (after a crash, or a commit whose answer
+/// was lost) is recognised by its id and node, and writes nothing twice:
+/// neither rows nor hourly counts. Another batch number, run or node is
+/// another batch.
+fn a_batch_is_stored_once_however_often_it_is_replayed(fx: &Fx) {
+    use crate::BatchId;
+    use parapet_core::event::{OwnedRun, fold_events};
+    let mut s = fx.open();
+    s.set_node("node-a");
+    let events = [
+        event(7200, "www.example.org", EventAction::Resolved),
+        event(7201, "www.example.org", EventAction::Resolved),
+        event(7202, "bad.example", EventAction::Blocked),
+    ];
+    let runs = fold_events(&events);
+    let runs: Vec<_> = runs.iter().map(OwnedRun::as_run).collect();
+    let id = BatchId { run: 1_000, seq: 1 };
+    assert_eq!(s.insert_batch(id, &runs).unwrap(), Some(3));
+    assert_eq!(s.insert_batch(id, &runs).unwrap(), None);
+    assert_eq!(s.event_count().unwrap(), 3);
+    let totals = |s: &mut Box<dyn TestDb>| {
+        s.fold_aggregates().unwrap();
+        s.traffic_totals(None, 0)
+            .unwrap()
+            .iter()
+            .map(|t| (t.queries, t.blocked))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(totals(&mut s), [(3, 1)]);
+    // after a reopen (a restart) the id is still known
+    drop(s);
+    let mut s = fx.open();
+    s.set_node("node-a");
+    assert_eq!(s.insert_batch(id, &runs).unwrap(), None);
+    assert_eq!(s.event_count().unwrap(), 3);
+    for other in [
+        BatchId { run: 1_000, seq: 2 },
+        BatchId { run: 2_000, seq: 1 },
+    ] {
+        assert_eq!(s.insert_batch(other, &runs).unwrap(), Some(3));
+    }
+    s.set_node("node-b");
+    assert_eq!(s.insert_batch(id, &runs).unwrap(), Some(3));
+    assert_eq!(s.event_count().unwrap(), 12);
+    assert_eq!(totals(&mut s), [(12, 4)]);
 }
 
 fn events_and_hourly_aggregates(fx: &Fx) {
@@ -414,15 +462,16 @@ fn reopening_migrates_once_and_a_newer_schema_is_refused(fx: &Fx) {
 }
 
 /// Schema step 9 (`queries`, `last_time`) on a database that already holds
-/// events: the database is taken back to version 8 (the two columns dropped,
-/// the step's record removed), given rows as version 8 wrote them, and
-/// reopened. Every old row reads as one query with no last time, and new
+/// events: the database is taken back to version 8 (the two columns and
+/// the tables of steps 10 and 11 dropped, the steps' records removed), given rows as
+/// version 8 wrote them, and reopened. Every old row reads as one query with no last time, and new
 /// batches fold beside them.
 fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     let mut s = fx.open();
     s.exec("ALTER TABLE query_events DROP COLUMN last_time");
     s.exec("ALTER TABLE query_events DROP COLUMN queries");
     // and the steps after 9
+    s.exec("DROP TABLE applied_batches");
     s.exec("DROP TABLE notify_outbox");
     s.exec("DELETE FROM schema_migrations WHERE version >= 9");
     for (t, name) in [

@@ -48,6 +48,7 @@ impl From<QuarterError<StoreError>> for AppError {
     fn from(e: QuarterError<StoreError>) -> Self {
         match e {
             QuarterError::Store(e) => e.into(),
+            e @ QuarterError::Future { .. } => AppError::BadRequest(e.to_string()),
             e => AppError::Internal(e.to_string()),
         }
     }

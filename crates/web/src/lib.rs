@@ -118,6 +118,22 @@ pub struct FeedInfo {
     pub tenants: Option<Vec<String>>,
 }
 
+/// A feed's load state as the loader last published it: what the
+/// tenants page shows beside the configured feed.
+#[derive(Debug, Clone, Default)]
+pub struct FeedLoad {
+    pub name: String,
+    pub entries: u64,
+    /// Feeds by zone transfer: the SOA serial in force.
+    pub serial: Option<u32>,
+    /// Unix seconds of the last transfer that changed the feed (0: none).
+    pub last_transfer: u64,
+    pub last_error: Option<String>,
+}
+
+/// Reads the feeds' load state (set once the resolver runs).
+pub type FeedLoadFn = Arc<dyn Fn() -> Vec<FeedLoad> + Send + Sync>;
+
 /// The facts `parapet privacy` prints, for the privacy page.
 #[derive(Debug, Clone, Default)]
 pub struct PrivacyFacts {
@@ -133,6 +149,8 @@ pub struct Dashboard {
     pub db: DbPool,
     pub tenants: Vec<TenantInfo>,
     pub feeds: Vec<FeedInfo>,
+    /// The feeds' load state, once the resolver runs.
+    pub feed_load: std::sync::OnceLock<FeedLoadFn>,
     pub assurance: AssuranceSettings,
     pub privacy: PrivacyFacts,
     /// Mark cookies `Secure` (the dashboard is behind TLS).
@@ -155,6 +173,7 @@ impl Dashboard {
             db: DbPool::new(db),
             tenants,
             feeds: Vec::new(),
+            feed_load: std::sync::OnceLock::new(),
             assurance,
             privacy,
             secure_cookies: false,

@@ -507,11 +507,21 @@ pub fn tenants(
         .collect();
     names.sort();
     names.dedup();
+    let loads = d.feed_load.get().map(|f| f()).unwrap_or_default();
     let feeds_for = |t: &str| -> Vec<Value> {
         d.feeds
             .iter()
             .filter(|f| f.tenants.as_ref().is_none_or(|ts| ts.iter().any(|x| x == t)))
-            .map(|f| json!({"name": f.name, "category": f.category, "mode": f.mode, "shared": f.tenants.is_none()}))
+            .map(|f| {
+                let load = loads.iter().find(|l| l.name == f.name);
+                json!({
+                    "name": f.name, "category": f.category, "mode": f.mode, "shared": f.tenants.is_none(),
+                    "entries": load.map(|l| l.entries),
+                    "serial": load.and_then(|l| l.serial),
+                    "last_transfer": load.filter(|l| l.last_transfer > 0).map(|l| format_datetime(l.last_transfer as i64)),
+                    "last_error": load.and_then(|l| l.last_error.clone()),
+                })
+            })
             .collect()
     };
     let rows: Vec<Value> = names

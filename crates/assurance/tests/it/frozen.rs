@@ -310,3 +310,25 @@ fn an_unknown_snapshot_version_is_refused_naming_tenant_quarter_and_version() {
         Err(QuarterError::Snapshot { .. })
     ));
 }
+
+/// A quarter before any data is not frozen, so data imported for it later
+/// shows; and a quarter that has not started is refused, not computed.
+#[test]
+fn empty_quarters_stay_open_and_future_quarters_are_refused() {
+    let mut store = estate::northshire();
+    let r = kpis(&mut store, "2019-20-Q1").unwrap();
+    assert!(!r.frozen);
+    assert!(
+        !store
+            .snapshots
+            .contains_key(&(TENANT.to_string(), "2019-20-Q1".to_string())),
+        "an empty quarter was frozen"
+    );
+    let e = kpis(&mut store, "2099-00-Q2").unwrap_err();
+    assert!(matches!(e, QuarterError::Future { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "2099-00-Q2 has not started yet: there is nothing to report"
+    );
+    assert!(store.snapshots.keys().all(|(_, q)| q != "2099-00-Q2"));
+}

@@ -72,6 +72,16 @@ fn feeds_check_counts_or_names_file_and_line() {
     assert!(t.contains("bad.txt:2: domain"), "{t}");
     assert!(t.contains("bad.txt:3: domain"), "{t}");
 
+    // RPZ address triggers count as entries
+    let ip = dir.path().join("ip.rpz");
+    std::fs::write(
+        &ip,
+        "$ORIGIN rpz.\n32.1.2.0.192.rpz-ip CNAME .\n24.0.2.0.192.rpz-client-ip CNAME rpz-drop.\n",
+    )
+    .unwrap();
+    let o = parapet(&["feeds", "check", ip.to_str().unwrap()]);
+    assert!(text(&o).contains(": 2 entries (rpz format"), "{}", text(&o));
+
     let hosts = dir.path().join("blocklist.hosts");
     std::fs::write(&hosts, "0.0.0.0 a.example b.example\n").unwrap();
     let o = parapet(&[

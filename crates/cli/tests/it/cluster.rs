@@ -7,12 +7,12 @@
 //! events.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{Parapet, shared_nsd};
+use crate::harness::{Parapet, shared_nsd, wait_for};
 
 fn parapet(url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_parapet"))
@@ -47,14 +47,6 @@ fn events_by_node(db: &mut postgres::Client) -> Vec<(String, i64)> {
     .iter()
     .map(|r| (r.get(0), r.get(1)))
     .collect()
-}
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn rcode(p: &Parapet, name: &str) -> ResponseCode {

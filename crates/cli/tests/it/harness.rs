@@ -39,6 +39,15 @@ pub fn free_port() -> u16 {
 }
 
 /// Waits until `server` answers a DNS query over UDP.
+/// Polls `ok` until it holds, failing the test after 30 s.
+pub fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn wait_for_dns(server: SocketAddr, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -366,12 +375,16 @@ impl Parapet {
     }
 
     pub fn sighup(&self) {
+        self.signal("-HUP");
+    }
+
+    fn signal(&self, which: &str) {
         let ok = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
+            .args([which, &self.child.id().to_string()])
             .status()
             .unwrap()
             .success();
-        assert!(ok, "kill -HUP failed");
+        assert!(ok, "kill {which} failed");
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -406,12 +419,7 @@ impl Parapet {
 
     /// SIGTERM, then waits (up to 10 s) for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -TERM failed");
+        self.signal("-TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

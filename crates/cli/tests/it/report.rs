@@ -408,3 +408,74 @@ fn first_empty_and_breach_quarters() {
     assert_eq!(json["kpis"][0]["rag"], "red");
     assert_eq!(json["history"].as_array().unwrap().len(), 2);
 }
+
+/// With tenants configured, `kpi` and `report` must name one, and a tenant
+/// nobody configured and with no data is refused: either used to report
+/// tenant `default` (or the unknown one) with exit 0 and freeze its empty
+/// quarter.
+#[test]
+fn kpi_and_report_refuse_a_missing_or_unknown_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("parapet.toml"),
+        "[store]\npath = \"data\"\n[[tenants]]\nname = \"north\"\nnetworks = [\"10.1.0.0/16\"]\n\
+         [[tenants]]\nname = \"south\"\nnetworks = [\"10.2.0.0/16\"]\n",
+    )
+    .unwrap();
+    let out = d.join("out");
+    let out = out.to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["kpi", "--quarter", "2021-22-Q2"],
+            "--tenant is required (configured: north, south)",
+        ),
+        (
+            &["report", "--quarter", "2021-22-Q2", "--out", out],
+            "--tenant is required",
+        ),
+        (
+            &["kpi", "--quarter", "2021-22-Q2", "--tenant", "nosuch"],
+            "`nosuch` is not a configured tenant and has no data (configured: north, south)",
+        ),
+        (
+            &[
+                "report",
+                "--quarter",
+                "2021-22-Q2",
+                "--out",
+                out,
+                "--tenant",
+                "default",
+            ],
+            "`default` is not a configured tenant",
+        ),
+    ];
+    for (args, message) in cases {
+        let mut args = args.to_vec();
+        args.extend(["--config", "parapet.toml"]);
+        let o = run(d, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    assert!(!d.join("out").exists(), "nothing was written");
+    let db = rusqlite::Connection::open(d.join("data/parapet.sqlite")).unwrap();
+    let frozen: i64 = db
+        .query_row("SELECT COUNT(*) FROM kpi_snapshots", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(frozen, 0, "nothing was frozen");
+    // a configured tenant is fine
+    ok(
+        d,
+        &[
+            "kpi",
+            "--quarter",
+            "2021-22-Q2",
+            "--tenant",
+            "north",
+            "--config",
+            "parapet.toml",
+        ],
+    );
+}

@@ -89,8 +89,17 @@ fn every_query_is_stored_pseudonymised() {
         .unwrap();
     assert_eq!(pseudonym_len, 8);
     drop(db);
-    for f in std::fs::read_dir(p.path("data")).unwrap() {
-        let f = f.unwrap().path();
+    // the database files and the spool's segments
+    let mut files: Vec<_> = std::fs::read_dir(p.path("data"))
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
+    files.extend(
+        std::fs::read_dir(p.path("data/spool"))
+            .unwrap()
+            .map(|f| f.unwrap().path()),
+    );
+    for f in files.into_iter().filter(|f| f.is_file()) {
         let bytes = std::fs::read(&f).unwrap();
         for ip in [&b"127.0.0.2"[..], b"127.0.0.1"] {
             assert!(

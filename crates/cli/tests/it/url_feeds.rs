@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{Parapet, shared_nsd};
+use crate::harness::{Parapet, shared_nsd, wait_for};
 
 /// How the server answers one path.
 #[derive(Clone)]
@@ -203,14 +203,6 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(data).unwrap();
     enc.finish().unwrap()
-}
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn rcode(p: &Parapet, name: &str) -> ResponseCode {

@@ -10,16 +10,27 @@
 //! CNAME target: `.` NXDOMAIN, `*.` NODATA, `rpz-passthru.` (or the trigger
 //! itself) PASSTHRU, `rpz-drop.` DROP; any other CNAME, and A, AAAA, TXT and
 //! MX records, are local data answered in place of the real records.
-//! Response-IP, NSIP, NSDNAME and client-IP triggers, `rpz-tcp-only.` and
-//! `*.`-prefixed CNAME targets are skipped with a warning.
+//!
+//! Response-IP (`.rpz-ip`) and client-IP (`.rpz-client-ip`) triggers are
+//! parsed into [`parapet_core::ippolicy::IpRules`] (semantics there). Their
+//! local data is what Unbound 1.17 accepts: A or AAAA of the prefix's family
+//! or one CNAME for response-IP, A and AAAA for client-IP (Unbound answers a
+//! client-IP CNAME only to CNAME queries; Parapet skips it).
+//!
+//! NSIP (`.rpz-nsip`) and NSDNAME (`.rpz-nsdname`) triggers match the name
+//! servers of the delegation a name is resolved through. A forwarder sends
+//! every query to its upstreams and never sees a delegation, so these are
+//! skipped with a warning, as are `rpz-tcp-only.` and `*.`-prefixed CNAME
+//! targets.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use ipnet::IpNet;
 use parapet_core::name::{key_to_text, push_text_as_key};
 use parapet_core::policy::{Action, LocalRecord, Trigger, rtype};
 
-use super::{Sink, name_error};
+use super::{MAX_LINE, Sink, name_error, show};
 
 /// One token of a zone-file entry.
 #[derive(Debug, Clone, Copy)]
@@ -28,12 +39,26 @@ struct Tok<'a> {
     quoted: bool,
 }
 
-/// Splits a zone file into entries (one record or directive each, joined
-/// across lines inside parentheses).
+/// Splits a chunk of a zone file into entries (one record or directive
+/// each, joined across lines inside parentheses). A chunk ends at a line's
+/// end; an entry whose parentheses are open at the end of a chunk that is
+/// not the file's last is left for the next chunk.
 struct Lexer<'a> {
     data: &'a [u8],
     pos: usize,
     line: usize,
+    /// Where the current line starts, to hold lines to [`MAX_LINE`].
+    line_start: usize,
+    /// Whether `data` runs to the end of the file.
+    eof: bool,
+}
+
+/// What [`Lexer::next_entry`] found.
+enum Next {
+    Entry(EntryStart),
+    /// An entry continues past the chunk; nothing of it was used.
+    Incomplete,
+    End,
 }
 
 /// Where an entry starts, and whether its owner was left blank.
@@ -43,39 +68,37 @@ struct EntryStart {
 }
 
 impl<'a> Lexer<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Self {
-            data,
-            pos: 0,
-            line: 1,
-        }
-    }
-
     /// Reads the next non-empty entry into `toks`. Errors carry the line.
-    fn next_entry(
-        &mut self,
-        toks: &mut Vec<Tok<'a>>,
-    ) -> Result<Option<EntryStart>, (usize, String)> {
-        toks.clear();
+    fn next_entry(&mut self, toks: &mut Vec<Tok<'a>>) -> Result<Next, (usize, String)> {
         let data = self.data;
         loop {
+            toks.clear();
             if self.pos >= data.len() {
-                return Ok(None);
+                return Ok(Next::End);
             }
-            let start_line = self.line;
+            let (start_pos, start_line) = (self.pos, self.line);
             let blank_owner = matches!(data[self.pos], b' ' | b'\t');
             let mut depth = 0u32;
             loop {
                 let Some(&b) = data.get(self.pos) else {
+                    self.check_line_length()?;
                     if depth > 0 {
+                        if !self.eof {
+                            self.pos = start_pos;
+                            self.line = start_line;
+                            self.line_start = start_pos;
+                            return Ok(Next::Incomplete);
+                        }
                         return Err((start_line, "unclosed `(`".into()));
                     }
                     break;
                 };
                 match b {
                     b'\n' => {
+                        self.check_line_length()?;
                         self.pos += 1;
                         self.line += 1;
+                        self.line_start = self.pos;
                         if depth == 0 {
                             break;
                         }
@@ -137,12 +160,23 @@ impl<'a> Lexer<'a> {
                 }
             }
             if !toks.is_empty() {
-                return Ok(Some(EntryStart {
+                return Ok(Next::Entry(EntryStart {
                     line: start_line,
                     blank_owner,
                 }));
             }
         }
+    }
+
+    /// Refuses a line longer than [`MAX_LINE`], once the lexer is at its end.
+    fn check_line_length(&self) -> Result<(), (usize, String)> {
+        if self.pos - self.line_start > MAX_LINE {
+            return Err((
+                self.line,
+                format!("line longer than {MAX_LINE} bytes: this is not a zone file"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -269,8 +303,13 @@ fn key_of(text: &str) -> Vec<u8> {
     k
 }
 
-struct Parser<'s, 'f> {
-    sink: &'s mut Sink<'f>,
+/// An RPZ parse in progress, fed a chunk of whole lines at a time.
+pub(super) struct Parser<'f> {
+    pub(super) sink: Sink<'f>,
+    /// Lines parsed so far.
+    line: usize,
+    /// A syntax error lost the parser's place: the rest is not read.
+    stopped: bool,
     origin: Vec<u8>,
     first_origin: Option<Vec<u8>>,
     apex: Option<Vec<u8>>,
@@ -281,48 +320,76 @@ struct Parser<'s, 'f> {
     /// Local-data record sets by trigger, so that records of one name that
     /// are not adjacent in the file still form one answer.
     local: HashMap<(Vec<u8>, bool), u32>,
+    /// The same for address triggers, by prefix and kind (client-IP or not).
+    ip_local: HashMap<(IpNet, bool), u32>,
     target: Vec<u8>,
     passthru: Vec<u8>,
     drop: Vec<u8>,
     tcp_only: Vec<u8>,
 }
 
-const SPECIAL_TRIGGERS: &[&[u8]] = &[b"rpz-ip", b"rpz-nsip", b"rpz-nsdname", b"rpz-client-ip"];
+/// Triggers on the name servers of a delegation. A forwarder sends every
+/// query to its upstreams and never sees a delegation, so it cannot apply
+/// them.
+const NS_TRIGGERS: &[&[u8]] = &[b"rpz-nsip", b"rpz-nsdname"];
 
-pub(super) fn parse(data: &[u8], sink: &mut Sink<'_>) {
-    let mut p = Parser {
-        sink,
-        origin: Vec::new(),
-        first_origin: None,
-        apex: None,
-        default_ttl: None,
-        last_ttl: 3600,
-        owner: Vec::with_capacity(256),
-        have_owner: false,
-        local: HashMap::new(),
-        target: Vec::with_capacity(256),
-        passthru: key_of("rpz-passthru"),
-        drop: key_of("rpz-drop"),
-        tcp_only: key_of("rpz-tcp-only"),
-    };
-    let mut lexer = Lexer::new(data);
-    let mut toks = Vec::with_capacity(16);
-    loop {
-        match lexer.next_entry(&mut toks) {
-            Ok(None) => break,
-            Ok(Some(start)) => p.entry(start, &toks),
-            Err((line, message)) => {
-                p.sink.error(line, "syntax", message);
-                break;
+impl<'f> Parser<'f> {
+    pub(super) fn new(sink: Sink<'f>) -> Self {
+        Parser {
+            sink,
+            line: 0,
+            stopped: false,
+            origin: Vec::new(),
+            first_origin: None,
+            apex: None,
+            default_ttl: None,
+            last_ttl: 3600,
+            owner: Vec::with_capacity(256),
+            have_owner: false,
+            local: HashMap::new(),
+            ip_local: HashMap::new(),
+            target: Vec::with_capacity(256),
+            passthru: key_of("rpz-passthru"),
+            drop: key_of("rpz-drop"),
+            tcp_only: key_of("rpz-tcp-only"),
+        }
+    }
+
+    pub(super) fn line(&self) -> usize {
+        self.line
+    }
+
+    pub(super) fn stopped(&self) -> bool {
+        self.stopped || self.sink.full()
+    }
+
+    /// Parses the entries of `data` (whole lines; `eof` when the file ends
+    /// with it) and returns the bytes used.
+    pub(super) fn chunk(&mut self, data: &[u8], eof: bool) -> usize {
+        let mut lexer = Lexer {
+            data,
+            pos: 0,
+            line: self.line + 1,
+            line_start: 0,
+            eof,
+        };
+        let mut toks = Vec::with_capacity(16);
+        while !self.stopped() {
+            match lexer.next_entry(&mut toks) {
+                Ok(Next::End | Next::Incomplete) => break,
+                Ok(Next::Entry(start)) => self.entry(start, &toks),
+                Err((line, message)) => {
+                    self.sink.error(line, "syntax", message);
+                    self.stopped = true;
+                }
             }
         }
-        if p.sink.full() {
-            break;
-        }
+        self.line = lexer.line - 1;
+        lexer.pos
     }
 }
 
-impl Parser<'_, '_> {
+impl Parser<'_> {
     /// Parses a name relative to the current origin into `out` (key form).
     fn name_into(&mut self, line: usize, field: &str, t: &[u8], into_target: bool) -> bool {
         let out = if into_target {
@@ -336,11 +403,8 @@ impl Parser<'_, '_> {
             return true;
         }
         let Ok(text) = std::str::from_utf8(t) else {
-            self.sink.error(
-                line,
-                field,
-                format!("`{}` is not UTF-8", String::from_utf8_lossy(t)),
-            );
+            self.sink
+                .error(line, field, format!("`{}` is not UTF-8", show(t)));
             return false;
         };
         if let Err(e) = push_text_as_key(text, out) {
@@ -398,11 +462,8 @@ impl Parser<'_, '_> {
                 ttl = Some(v);
             } else if is_class(t) {
                 if !t.eq_ignore_ascii_case(b"IN") {
-                    self.sink.error(
-                        line,
-                        "class",
-                        format!("class {} is not IN", String::from_utf8_lossy(t)),
-                    );
+                    self.sink
+                        .error(line, "class", format!("class {} is not IN", show(t)));
                     return;
                 }
             } else {
@@ -418,10 +479,7 @@ impl Parser<'_, '_> {
             self.sink.error(
                 line,
                 "type",
-                format!(
-                    "unknown record type `{}`",
-                    String::from_utf8_lossy(type_tok.text)
-                ),
+                format!("unknown record type `{}`", show(type_tok.text)),
             );
             return;
         };
@@ -463,7 +521,7 @@ impl Parser<'_, '_> {
             self.sink.error(
                 line,
                 "directive",
-                format!("unknown directive `{}`", String::from_utf8_lossy(name)),
+                format!("unknown directive `{}`", show(name)),
             );
         }
     }
@@ -512,13 +570,23 @@ impl Parser<'_, '_> {
             last = off;
         }
         let last_label = &trigger[last + 1..];
-        if SPECIAL_TRIGGERS
+        let client = last_label.eq_ignore_ascii_case(b"rpz-client-ip");
+        if client || last_label.eq_ignore_ascii_case(b"rpz-ip") {
+            let labels = trigger[..last].to_vec();
+            return self.ip_trigger(line, client, &labels, rr_type, type_text, ttl, rdata);
+        }
+        if NS_TRIGGERS
             .iter()
             .any(|s| s.eq_ignore_ascii_case(last_label))
         {
             let kind = String::from_utf8_lossy(last_label).into_owned();
-            self.sink
-                .warn(line, format!("{kind} triggers are not supported"));
+            self.sink.warn(
+                line,
+                format!(
+                    "{kind} triggers are not supported: they match a delegation's name servers, \
+                     which a forwarder never sees"
+                ),
+            );
             return;
         }
         let (kind, name_off) = if trigger.starts_with(b"\x01*") {
@@ -658,10 +726,7 @@ impl Parser<'_, '_> {
             _ => {
                 self.sink.warn(
                     line,
-                    format!(
-                        "{} local data is not supported",
-                        String::from_utf8_lossy(type_text)
-                    ),
+                    format!("{} local data is not supported", show(type_text)),
                 );
                 return;
             }
@@ -680,6 +745,248 @@ impl Parser<'_, '_> {
             }
         }
     }
+}
+
+/// The labels of a key-form name, first to last.
+fn labels(key: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        let len = *key.get(pos)? as usize;
+        let label = key.get(pos + 1..pos + 1 + len)?;
+        pos += 1 + len;
+        Some(label)
+    })
+}
+
+/// The prefix of an address trigger from the labels before `rpz-ip` or
+/// `rpz-client-ip`: the prefix length, then the address with its labels
+/// reversed (`32.1.2.0.192` is 192.0.2.1/32). An IPv6 address has eight
+/// hexadecimal groups, or fewer with one `zz` standing for the `::`
+/// (`128.1.zz.db8.2001` is 2001:db8::1/128). As in Unbound, an IPv6
+/// address is one with more than four labels or a `zz`.
+fn parse_ip_trigger(key: &[u8]) -> Result<IpNet, String> {
+    let mut it = labels(key);
+    let Some(len) = it.next() else {
+        return Err("no prefix length before the address".into());
+    };
+    let bits = std::str::from_utf8(len)
+        .ok()
+        .filter(|t| (1..=3).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|t| t.parse::<u8>().ok())
+        .ok_or_else(|| format!("`{}` is not a prefix length", show(len)))?;
+    let mut parts: Vec<&[u8]> = it.collect();
+    parts.reverse();
+    let v6 = parts.len() > 4 || parts.iter().any(|p| p.eq_ignore_ascii_case(b"zz"));
+    let net = if v6 {
+        let explicit = parts
+            .iter()
+            .filter(|p| !p.eq_ignore_ascii_case(b"zz"))
+            .count();
+        if parts.len() - explicit > 1 || explicit > 8 || (explicit < 8 && explicit == parts.len()) {
+            return Err(format!(
+                "an IPv6 trigger has eight groups, or fewer and one `zz`; found {} labels",
+                parts.len()
+            ));
+        }
+        let mut groups = [0u16; 8];
+        let mut i = 0;
+        for p in &parts {
+            if p.eq_ignore_ascii_case(b"zz") {
+                i += 8 - explicit;
+                continue;
+            }
+            groups[i] = std::str::from_utf8(p)
+                .ok()
+                .filter(|t| (1..=4).contains(&t.len()))
+                .and_then(|t| u16::from_str_radix(t, 16).ok())
+                .ok_or_else(|| format!("`{}` is not an IPv6 group (1-4 hex digits)", show(p)))?;
+            i += 1;
+        }
+        IpNet::new(Ipv6Addr::from(groups).into(), bits)
+    } else {
+        if parts.len() != 4 {
+            return Err(format!(
+                "an IPv4 trigger has four address labels, found {}",
+                parts.len()
+            ));
+        }
+        let mut octets = [0u8; 4];
+        for (o, p) in octets.iter_mut().zip(&parts) {
+            *o = std::str::from_utf8(p)
+                .ok()
+                .filter(|t| (1..=3).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| format!("`{}` is not an IPv4 octet (0-255)", show(p)))?;
+        }
+        IpNet::new(Ipv4Addr::from(octets).into(), bits)
+    };
+    net.map_err(|_| {
+        let max = if v6 { 128 } else { 32 };
+        format!("prefix length {bits} is longer than {max} bits")
+    })
+}
+
+impl Parser<'_> {
+    /// A response-IP (`client` false) or client-IP trigger; `labels` holds
+    /// the trigger's labels before `rpz-ip` or `rpz-client-ip`.
+    #[allow(clippy::too_many_arguments)]
+    fn ip_trigger(
+        &mut self,
+        line: usize,
+        client: bool,
+        labels: &[u8],
+        rr_type: u16,
+        type_text: &[u8],
+        ttl: u32,
+        rdata: &[Tok<'_>],
+    ) {
+        let field = if client { "rpz-client-ip" } else { "rpz-ip" };
+        let net = match parse_ip_trigger(labels) {
+            Ok(net) => net.trunc(),
+            Err(message) => return self.sink.error(line, field, message),
+        };
+        let record = match rr_type {
+            rtype::CNAME => {
+                if rdata.len() != 1 {
+                    return self.sink.error(line, "CNAME", "expected one target name");
+                }
+                if !self.name_into(line, "CNAME", rdata[0].text, true) {
+                    return;
+                }
+                let action = if self.target.is_empty() {
+                    Some(Action::Block)
+                } else if self.target == b"\x01*" {
+                    Some(Action::Nodata)
+                } else if self.target == self.passthru {
+                    Some(Action::Passthru)
+                } else if self.target == self.drop {
+                    Some(Action::Drop)
+                } else {
+                    None
+                };
+                if let Some(action) = action {
+                    let rules = &mut self.sink.parsed.rules.ip;
+                    let list = if client {
+                        &mut rules.client
+                    } else {
+                        &mut rules.response
+                    };
+                    list.push((net, action));
+                    return;
+                }
+                // Unbound refuses every other `rpz-` target (rpz-tcp-only
+                // among them) and a prefix-rewriting `*.` target
+                let tld = labels_last(&self.target);
+                if tld.len() >= 4 && tld[..4].eq_ignore_ascii_case(b"rpz-")
+                    || self.target.starts_with(b"\x01*")
+                {
+                    let target = key_to_text(&self.target);
+                    return self.sink.warn(
+                        line,
+                        format!("CNAME {target}. is not supported for {field} triggers"),
+                    );
+                }
+                if client {
+                    // Unbound answers it only to queries of type CNAME
+                    return self.sink.warn(
+                        line,
+                        "CNAME local data is not supported for rpz-client-ip triggers",
+                    );
+                }
+                let mut wire = Vec::with_capacity(self.target.len() + 1);
+                wire.extend_from_slice(&self.target);
+                wire.push(0);
+                LocalRecord {
+                    rtype: rtype::CNAME,
+                    ttl,
+                    rdata: wire.into(),
+                }
+            }
+            rtype::A | rtype::AAAA => {
+                let text = rdata.first().and_then(|t| std::str::from_utf8(t.text).ok());
+                let bytes: Option<Box<[u8]>> = match (rdata.len(), text) {
+                    (1, Some(t)) if rr_type == rtype::A => {
+                        t.parse::<Ipv4Addr>().ok().map(|a| a.octets().into())
+                    }
+                    (1, Some(t)) => t.parse::<Ipv6Addr>().ok().map(|a| a.octets().into()),
+                    _ => None,
+                };
+                let v4 = rr_type == rtype::A;
+                let Some(bytes) = bytes else {
+                    let (f, n) = if v4 { ("A", 4) } else { ("AAAA", 6) };
+                    return self
+                        .sink
+                        .error(line, f, format!("expected one IPv{n} address"));
+                };
+                // a response's address is replaced by one of its own family
+                if !client && v4 != matches!(net, IpNet::V4(_)) {
+                    return self.sink.warn(
+                        line,
+                        format!(
+                            "{} local data for an IPv{} rpz-ip trigger is not supported",
+                            show(type_text),
+                            if v4 { 6 } else { 4 }
+                        ),
+                    );
+                }
+                LocalRecord {
+                    rtype: rr_type,
+                    ttl,
+                    rdata: bytes,
+                }
+            }
+            _ => {
+                let supported = if client { "A, AAAA" } else { "A, AAAA, CNAME" };
+                return self.sink.warn(
+                    line,
+                    format!(
+                        "{} local data is not supported for {field} triggers (only {supported})",
+                        show(type_text)
+                    ),
+                );
+            }
+        };
+        self.push_ip_local(line, client, net, record);
+    }
+
+    /// Adds a record to the local data of an address trigger. Records of
+    /// one prefix form one set; for a client-IP trigger Unbound 1.17 keeps
+    /// only the last record of each type, and so does Parapet.
+    fn push_ip_local(&mut self, line: usize, client: bool, net: IpNet, record: LocalRecord) {
+        let rules = &mut self.sink.parsed.rules;
+        match self.ip_local.get(&(net, client)) {
+            Some(&i) => {
+                let set = &mut rules.local[i as usize];
+                let cname = |r: &LocalRecord| r.rtype == rtype::CNAME;
+                if set.iter().any(cname) || (cname(&record) && !set.is_empty()) {
+                    let msg =
+                        "CNAME local data cannot be mixed with other local data for one prefix";
+                    return self.sink.warn(line, msg);
+                }
+                if client {
+                    set.retain(|r| r.rtype != record.rtype);
+                }
+                set.push(record);
+            }
+            None => {
+                let action = rules.push_local(vec![record]);
+                let list = if client {
+                    &mut rules.ip.client
+                } else {
+                    &mut rules.ip.response
+                };
+                list.push((net, action));
+                if let Action::Local(i) = action {
+                    self.ip_local.insert((net, client), i);
+                }
+            }
+        }
+    }
+}
+
+/// The last label of a key-form name (empty for the root).
+fn labels_last(key: &[u8]) -> &[u8] {
+    labels(key).last().unwrap_or_default()
 }
 
 /// Appends a character-string's content with `\X` and `\DDD` escapes
@@ -794,14 +1101,146 @@ mod tests {
     #[test]
     fn unsupported_triggers_are_skipped_with_warnings() {
         let p = parse(
-            "$ORIGIN rpz.\n@ SOA a. b. 1 2 3 4 5\n32.1.2.0.192.rpz-ip CNAME .\nns.rpz-nsdname CNAME .\n\
+            "$ORIGIN rpz.\n@ SOA a. b. 1 2 3 4 5\n32.1.2.0.192.rpz-nsip CNAME .\nns.rpz-nsdname CNAME .\n\
              tcp.test CNAME rpz-tcp-only.\npre.test CNAME *.garden.example.\nout.example. CNAME .\n\
              srv.test SRV 0 0 443 x.example.\nok.test CNAME .\n",
         );
         assert_eq!(p.rules.len(), 1);
         assert_eq!(p.warnings.len(), 6, "{:?}", p.warnings);
         assert_eq!(p.warnings[0].line, 3);
-        assert!(p.warnings[0].message.contains("rpz-ip"));
+        assert!(p.warnings[0].message.contains("rpz-nsip"));
+        assert!(p.warnings[1].message.contains("forwarder never sees"));
+    }
+
+    fn ip(text: &str) -> parapet_core::ippolicy::IpRules {
+        let p = parse(text);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        p.rules.ip
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn response_ip_and_client_ip_triggers() {
+        let r = ip("$ORIGIN rpz.\n@ SOA a. b. 1 2 3 4 5\n\
+             32.1.2.0.192.rpz-ip CNAME .\n24.0.2.0.192.RPZ-IP CNAME *.\n\
+             128.1.zz.db8.2001.rpz-ip CNAME rpz-passthru.\n48.zz.1.db8.2001.rpz-ip CNAME rpz-drop.\n\
+             128.8.7.6.5.4.3.2.1.rpz-ip CNAME .\n64.zz.2001.rpz-ip CNAME .\n128.1.zz.rpz-ip CNAME .\n\
+             24.0.2.0.192.rpz-client-ip CNAME rpz-drop.\n0.0.0.0.0.rpz-client-ip CNAME *.\n\
+             32.1.0.0.127.rpz-client-ip CNAME rpz-passthru.\n");
+        assert_eq!(
+            r.response,
+            vec![
+                (net("192.0.2.1/32"), Action::Block),
+                (net("192.0.2.0/24"), Action::Nodata),
+                (net("2001:db8::1/128"), Action::Passthru),
+                (net("2001:db8:1::/48"), Action::Drop),
+                (net("1:2:3:4:5:6:7:8/128"), Action::Block),
+                (net("2001::/64"), Action::Block),
+                (net("::1/128"), Action::Block),
+            ]
+        );
+        assert_eq!(
+            r.client,
+            vec![
+                (net("192.0.2.0/24"), Action::Drop),
+                (net("0.0.0.0/0"), Action::Nodata),
+                (net("127.0.0.1/32"), Action::Passthru),
+            ]
+        );
+    }
+
+    #[test]
+    fn address_triggers_with_local_data() {
+        let p = parse(
+            "$TTL 30\n$ORIGIN rpz.\n32.5.2.0.192.rpz-ip A 10.0.0.1\n  A 10.0.0.2\n\
+             32.6.2.0.192.rpz-ip CNAME garden.example.\n128.1.zz.db8.2001.rpz-ip AAAA 2001:db8::99\n\
+             32.3.0.0.127.rpz-client-ip A 10.9.9.1\n  A 10.9.9.2\n  AAAA ::9\n\
+             32.7.2.0.192.rpz-ip AAAA ::1\n32.8.2.0.192.rpz-ip TXT x\n32.9.0.0.127.rpz-client-ip CNAME x.example.\n\
+             32.6.2.0.192.rpz-ip A 10.0.0.3\n",
+        );
+        let local = |i: usize| {
+            let Action::Local(n) = p.rules.ip.response.get(i).or(None).map(|r| r.1).unwrap() else {
+                panic!("{:?}", p.rules.ip)
+            };
+            &p.rules.local[n as usize]
+        };
+        assert_eq!(p.rules.ip.response.len(), 3, "{:?}", p.rules.ip);
+        assert_eq!(local(0).len(), 2);
+        assert_eq!(&*local(0)[1].rdata, &[10, 0, 0, 2]);
+        assert_eq!(local(0)[0].ttl, 30);
+        assert_eq!(&*local(1)[0].rdata, b"\x06garden\x07example\x00");
+        assert_eq!(local(2)[0].rtype, rtype::AAAA);
+        // Unbound keeps the last record of each type for a client-IP trigger
+        let Action::Local(c) = p.rules.ip.client[0].1 else {
+            panic!()
+        };
+        let client = &p.rules.local[c as usize];
+        assert_eq!(client.len(), 2);
+        assert_eq!(&*client[0].rdata, &[10, 9, 9, 2]);
+        // an AAAA for an IPv4 prefix, TXT, a client CNAME, CNAME mixed with A
+        assert_eq!(p.warnings.len(), 4, "{:?}", p.warnings);
+        assert!(
+            p.warnings[3].message.contains("cannot be mixed"),
+            "{:?}",
+            p.warnings
+        );
+    }
+
+    #[test]
+    fn bad_address_triggers_are_errors_naming_the_fault() {
+        let cases = [
+            (
+                "33.1.2.0.192.rpz-ip",
+                "prefix length 33 is longer than 32 bits",
+            ),
+            (
+                "129.1.zz.rpz-ip",
+                "prefix length 129 is longer than 128 bits",
+            ),
+            ("x.1.2.0.192.rpz-ip", "`x` is not a prefix length"),
+            ("1000.1.2.0.192.rpz-ip", "`1000` is not a prefix length"),
+            ("24.2.0.192.rpz-ip", "four address labels, found 3"),
+            ("24.256.2.0.192.rpz-client-ip", "`256` is not an IPv4 octet"),
+            ("64.zz.zz.1.rpz-ip", "eight groups, or fewer and one `zz`"),
+            ("64.1.2.3.4.5.rpz-ip", "eight groups, or fewer and one `zz`"),
+            ("64.12345.zz.rpz-ip", "`12345` is not an IPv6 group"),
+            ("64.g.zz.rpz-ip", "`g` is not an IPv6 group"),
+            ("rpz-ip", "no prefix length"),
+        ];
+        for (owner, want) in cases {
+            let text = format!("$ORIGIN rpz.\n{owner} CNAME .\n");
+            let e = parse_feed(text.as_bytes(), FeedFormat::Rpz, "ip.rpz").unwrap_err();
+            let field = if owner.contains("client") {
+                "rpz-client-ip"
+            } else {
+                "rpz-ip"
+            };
+            assert!(
+                e[0].to_string()
+                    .starts_with(&format!("ip.rpz:2: {field}: "))
+                    && e[0].message.contains(want),
+                "{owner}: {e:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn address_triggers_never_panic(
+            labels in proptest::collection::vec("([0-9]{1,4}|[0-9a-fA-F]{1,5}|zz|ZZ|-?)", 0..12),
+            client in proptest::bool::ANY,
+        ) {
+            let kind = if client { "rpz-client-ip" } else { "rpz-ip" };
+            let owner = labels.iter().filter(|l| !l.is_empty()).cloned().collect::<Vec<_>>().join(".");
+            let text = format!("$ORIGIN rpz.\n{owner}.{kind} CNAME .\n");
+            if let Ok(p) = parse_feed(text.as_bytes(), FeedFormat::Rpz, "p") {
+                let n = if client { p.rules.ip.client.len() } else { p.rules.ip.response.len() };
+                proptest::prop_assert!(n == 1 || owner.is_empty());
+            }
+        }
     }
 
     #[test]

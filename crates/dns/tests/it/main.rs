@@ -10,7 +10,9 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use parapet_core::event::{EventAction, QueryEvent, RCODE_NO_RESPONSE};
 use parapet_core::name::text_to_key;
-use parapet_core::policy::{Action, FeedMode, FeedRules, FeedSpec, NameSet, PolicySet, Trigger};
+use parapet_core::policy::{
+    Action, FeedDelta, FeedMode, FeedRules, FeedSpec, NameSet, PolicySet, Trigger,
+};
 use parapet_core::tenant::TenantMap;
 use parapet_dns::resolver::Outcome;
 use parapet_dns::{BlockMode, BlockResponse, Metrics, Resolver, Settings, Snapshot, server};
@@ -196,5 +198,48 @@ fn the_queries_of_one_arrival_share_its_snapshot_and_time() {
     assert!(
         rx.try_recv().is_err(),
         "a forwarded query's event comes on completion"
+    );
+}
+
+#[test]
+fn a_delta_put_in_force_with_the_same_tenants_and_names() {
+    let metrics = Arc::new(Metrics::default());
+    let (tx, rx) = crossbeam_channel::bounded(100);
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let resolver = Resolver::new(
+        Settings::new(vec![listen], vec![]),
+        snapshot(&metrics, true),
+        metrics.clone(),
+        Some(tx),
+    );
+    let client: SocketAddr = "127.0.0.7:5300".parse().unwrap();
+    let mut out = Vec::new();
+    // the feed loses drop.test and gains new.test and its subdomains
+    let mut delta = FeedDelta::default();
+    let key = |n: &str| text_to_key(n).unwrap();
+    delta
+        .removed
+        .push(&key("drop.test"), Trigger::Exact, Action::Drop);
+    for t in [Trigger::Exact, Trigger::Wildcard] {
+        delta.added.push(&key("new.test"), t, Action::Block);
+    }
+    let old = resolver.snapshot();
+    let policy = old
+        .policy
+        .apply_delta(0, &delta)
+        .expect("an RPZ delta patches");
+    resolver.swap(old.with_policy(policy));
+    let at = resolver.arrival();
+    let outcome = resolver.handle(&at, &query("www.new.test."), client, true, &mut out);
+    assert!(matches!(outcome, Outcome::Reply));
+    let m = Message::from_vec(&out).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let ev = rx.try_recv().unwrap();
+    assert_eq!(ev.action, EventAction::Blocked);
+    assert_eq!(&*ev.tenant, "council-a", "tenants carried over");
+    let outcome = resolver.handle(&at, &query("drop.test."), client, true, &mut out);
+    assert!(
+        matches!(outcome, Outcome::Forward(_)),
+        "drop.test no longer dropped"
     );
 }

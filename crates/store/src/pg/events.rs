@@ -19,7 +19,8 @@ use postgres::types::Type;
 use super::{PgStore, TENANT, pg_err};
 use crate::rules::events::{BLOCKED_ACTIONS, hourly_counts, last_time, queries};
 use crate::{
-    EventStore, HourlyTraffic, Purged, Retention, StoreError, TenantTraffic, cutoff, unix_millis,
+    BatchId, EventStore, HourlyTraffic, Purged, Retention, StoreError, TenantTraffic, cutoff,
+    unix_millis,
 };
 
 /// The advisory lock key of the aggregate fold ("pfold"): one node folds at
@@ -28,82 +29,15 @@ const FOLD_LOCK: i64 = 0x0070_666f_6c64;
 
 impl EventStore for PgStore {
     fn insert_runs(&mut self, runs: &[EventRun<'_>]) -> Result<usize, StoreError> {
-        self.ensure()?;
-        if runs.is_empty() {
-            return Ok(0);
-        }
-        let n = queries(runs);
-        // one delta row per key and batch
-        let hourly = hourly_counts(runs);
-        let qnames: Vec<String> = runs
-            .iter()
-            .map(|r| {
-                let mut qname = String::with_capacity(64);
-                let _ = write_key_as_text(r.event.qname.as_key(), &mut qname);
-                qname
-            })
-            .collect();
-        self.tx(|tx, loc, node| {
-            let err = pg_err(loc);
-            // COPY BINARY: the fastest way into PostgreSQL, one stream per batch
-            let sink = tx
-                .copy_in(
-                    "COPY query_events (time, tenant, client, qname, qtype, rcode, action, feed, node, queries, last_time) FROM STDIN BINARY",
-                )
-                .map_err(&err)?;
-            let mut w = BinaryCopyInWriter::new(
-                sink,
-                &[
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::BYTEA,
-                    Type::TEXT,
-                    Type::INT4,
-                    Type::INT4,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::INT8,
-                ],
-            );
-            for (r, qname) in runs.iter().zip(&qnames) {
-                let e = r.event;
-                w.write(&[
-                    &unix_millis(r.first),
-                    &&*e.tenant,
-                    &&e.client.0[..],
-                    qname,
-                    &i32::from(e.qtype),
-                    &(e.rcode != RCODE_NO_RESPONSE).then_some(i32::from(e.rcode)),
-                    &e.action.as_str(),
-                    &e.feed.as_deref(),
-                    &node,
-                    &i64::from(r.queries),
-                    &last_time(r),
-                ])
-                .map_err(&err)?;
-            }
-            w.finish().map_err(&err)?;
-            // the batch's hourly counts: appended, folded later (fold_aggregates)
-            let sink = tx
-                .copy_in(
-                    "COPY query_hourly_delta (tenant, qname, hour, action, queries) FROM STDIN BINARY",
-                )
-                .map_err(&err)?;
-            let mut w = BinaryCopyInWriter::new(
-                sink,
-                &[Type::TEXT, Type::TEXT, Type::INT8, Type::TEXT, Type::INT8],
-            );
-            let mut q = String::with_capacity(64);
-            for ((t, name, h, a), c) in &hourly {
-                q.clear();
-                let _ = write_key_as_text(name, &mut q);
-                w.write(&[t, &q, h, a, c]).map_err(&err)?;
-            }
-            w.finish().map_err(&err)?;
-            Ok(n)
-        })
+        Ok(self.write_runs(None, runs)?.unwrap_or(0))
+    }
+
+    fn insert_batch(
+        &mut self,
+        id: BatchId,
+        runs: &[EventRun<'_>],
+    ) -> Result<Option<usize>, StoreError> {
+        self.write_runs(Some(id), runs)
     }
 
     fn purge(&mut self, now: SystemTime, retention: Retention) -> Result<Purged, StoreError> {
@@ -115,6 +49,12 @@ impl EventStore for PgStore {
             let events = tx
                 .execute("DELETE FROM query_events WHERE time < $1", &[&ev_cut])
                 .map_err(&err)?;
+            // a batch older than the events it held cannot come back
+            tx.execute(
+                "DELETE FROM applied_batches WHERE applied_at < $1",
+                &[&ev_cut],
+            )
+            .map_err(&err)?;
             let aggregates = tx
                 .execute(
                     "DELETE FROM query_hourly WHERE hour + 3600 <= $1",
@@ -233,5 +173,104 @@ impl EventStore for PgStore {
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64))
             .collect())
+    }
+}
+
+impl PgStore {
+    /// Writes `runs` in one transaction, once per `id` when one is given
+    /// (see [`EventStore::insert_batch`]).
+    fn write_runs(
+        &mut self,
+        id: Option<BatchId>,
+        runs: &[EventRun<'_>],
+    ) -> Result<Option<usize>, StoreError> {
+        self.ensure()?;
+        if runs.is_empty() && id.is_none() {
+            return Ok(Some(0));
+        }
+        let n = queries(runs);
+        // one delta row per key and batch
+        let hourly = hourly_counts(runs);
+        let qnames: Vec<String> = runs
+            .iter()
+            .map(|r| {
+                let mut qname = String::with_capacity(64);
+                let _ = write_key_as_text(r.event.qname.as_key(), &mut qname);
+                qname
+            })
+            .collect();
+        self.tx(|tx, loc, node| {
+            let err = pg_err(loc);
+            if let Some(id) = id {
+                let new = tx
+                    .execute(
+                        "INSERT INTO applied_batches (node, run, seq, applied_at) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT DO NOTHING",
+                        &[&node, &id.run, &id.seq, &unix_millis(SystemTime::now())],
+                    )
+                    .map_err(&err)?;
+                if new == 0 {
+                    return Ok(None);
+                }
+            }
+            // COPY BINARY: the fastest way into PostgreSQL, one stream per batch
+            let sink = tx
+                .copy_in(
+                    "COPY query_events (time, tenant, client, qname, qtype, rcode, action, feed, node, queries, last_time) FROM STDIN BINARY",
+                )
+                .map_err(&err)?;
+            let mut w = BinaryCopyInWriter::new(
+                sink,
+                &[
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::BYTEA,
+                    Type::TEXT,
+                    Type::INT4,
+                    Type::INT4,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
+                ],
+            );
+            for (r, qname) in runs.iter().zip(&qnames) {
+                let e = r.event;
+                w.write(&[
+                    &unix_millis(r.first),
+                    &&*e.tenant,
+                    &&e.client.0[..],
+                    qname,
+                    &i32::from(e.qtype),
+                    &(e.rcode != RCODE_NO_RESPONSE).then_some(i32::from(e.rcode)),
+                    &e.action.as_str(),
+                    &e.feed.as_deref(),
+                    &node,
+                    &i64::from(r.queries),
+                    &last_time(r),
+                ])
+                .map_err(&err)?;
+            }
+            w.finish().map_err(&err)?;
+            // the batch's hourly counts: appended, folded later (fold_aggregates)
+            let sink = tx
+                .copy_in(
+                    "COPY query_hourly_delta (tenant, qname, hour, action, queries) FROM STDIN BINARY",
+                )
+                .map_err(&err)?;
+            let mut w = BinaryCopyInWriter::new(
+                sink,
+                &[Type::TEXT, Type::TEXT, Type::INT8, Type::TEXT, Type::INT8],
+            );
+            let mut q = String::with_capacity(64);
+            for ((t, name, h, a), c) in &hourly {
+                q.clear();
+                let _ = write_key_as_text(name, &mut q);
+                w.write(&[t, &q, h, a, c]).map_err(&err)?;
+            }
+            w.finish().map_err(&err)?;
+            Ok(Some(n))
+        })
     }
 }

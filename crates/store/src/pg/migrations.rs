@@ -322,6 +322,19 @@ const MIGRATIONS: &[(u32, &str)] = &[
     ),
     (
         10,
+        // each batch of query events is stored once: a batch replayed from
+        // the spool after a crash or an outage finds its id here and is
+        // skipped (written in the batch's own transaction)
+        "CREATE TABLE applied_batches (
+        node       TEXT   NOT NULL,
+        run        BIGINT NOT NULL, -- the writing process's start, unix milliseconds
+        seq        BIGINT NOT NULL, -- the batch's number within that run
+        applied_at BIGINT NOT NULL, -- unix milliseconds, for retention
+        PRIMARY KEY (node, run, seq)
+    );",
+    ),
+    (
+        11,
         // notifications wait here from the transaction that raised their
         // alert until delivered; a row with no target is not yet routed
         "CREATE TABLE notify_outbox (

@@ -11,7 +11,8 @@ use rusqlite::params;
 use super::{SqliteStore, sql_err, tenant_clause};
 use crate::rules::events::{BLOCKED_ACTIONS, hourly_counts, last_time, queries};
 use crate::{
-    EventStore, HourlyTraffic, Purged, Retention, StoreError, TenantTraffic, cutoff, unix_millis,
+    BatchId, EventStore, HourlyTraffic, Purged, Retention, StoreError, TenantTraffic, cutoff,
+    unix_millis,
 };
 
 /// Rows per multi-row `INSERT` of query events.
@@ -79,74 +80,15 @@ fn insert_events_sql(rows: usize) -> String {
 
 impl EventStore for SqliteStore {
     fn insert_runs(&mut self, runs: &[EventRun<'_>]) -> Result<usize, StoreError> {
-        if runs.is_empty() {
-            return Ok(0);
-        }
-        let err = sql_err(&self.path);
-        let tx = self.conn.transaction().map_err(err)?;
-        {
-            // full chunks go in one statement of EVENT_ROWS rows: SQLite's
-            // cost per statement (step, reset, bind) is then paid once per
-            // chunk rather than per event
-            let mut many = tx
-                .prepare_cached(&insert_events_sql(EVENT_ROWS))
-                .map_err(err)?;
-            let mut one = tx.prepare_cached(&insert_events_sql(1)).map_err(err)?;
-            // one upsert per key and batch, not per event
-            let hourly = hourly_counts(runs);
-            let mut names: Vec<String> = vec![String::with_capacity(64); EVENT_ROWS];
-            let node = self.node.as_str();
-            for chunk in runs.chunks(EVENT_ROWS) {
-                for (r, name) in chunk.iter().zip(names.iter_mut()) {
-                    name.clear();
-                    let _ = write_key_as_text(r.event.qname.as_key(), name);
-                }
-                let rows: Vec<EventRow<'_>> = chunk
-                    .iter()
-                    .zip(names.iter())
-                    .map(|(r, name)| {
-                        let e = r.event;
-                        EventRow {
-                            time: unix_millis(r.first),
-                            tenant: &e.tenant,
-                            client: &e.client.0[..],
-                            qname: name,
-                            qtype: e.qtype,
-                            rcode: (e.rcode != RCODE_NO_RESPONSE).then_some(e.rcode),
-                            action: e.action.as_str(),
-                            feed: e.feed.as_deref(),
-                            node,
-                            queries: i64::from(r.queries),
-                            last_time: last_time(r),
-                        }
-                    })
-                    .collect();
-                if rows.len() == EVENT_ROWS {
-                    let all: Vec<&dyn rusqlite::ToSql> =
-                        rows.iter().flat_map(EventRow::params).collect();
-                    many.execute(&*all).map_err(err)?;
-                } else {
-                    for r in &rows {
-                        one.execute(r.params()).map_err(err)?;
-                    }
-                }
-            }
-            let mut agg = tx
-                .prepare_cached(
-                    "INSERT INTO query_hourly (tenant, qname, hour, action, queries) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (tenant, qname, hour, action) DO UPDATE SET queries = queries + excluded.queries",
-                )
-                .map_err(err)?;
-            let mut qname = String::with_capacity(256);
-            for ((tenant, name, hour, action), n) in hourly {
-                qname.clear();
-                let _ = write_key_as_text(name, &mut qname);
-                agg.execute(params![tenant, qname, hour, action, n])
-                    .map_err(err)?;
-            }
-        }
-        tx.commit().map_err(err)?;
-        Ok(queries(runs))
+        Ok(self.write_runs(None, runs)?.unwrap_or(0))
+    }
+
+    fn insert_batch(
+        &mut self,
+        id: BatchId,
+        runs: &[EventRun<'_>],
+    ) -> Result<Option<usize>, StoreError> {
+        self.write_runs(Some(id), runs)
     }
 
     fn purge(&mut self, now: SystemTime, retention: Retention) -> Result<Purged, StoreError> {
@@ -158,6 +100,12 @@ impl EventStore for SqliteStore {
                 params![cutoff(now, retention.events_days)],
             )
             .map_err(err)?;
+        // a batch older than the events it held cannot come back
+        tx.execute(
+            "DELETE FROM applied_batches WHERE applied_at < ?1",
+            params![cutoff(now, retention.events_days)],
+        )
+        .map_err(err)?;
         // an hour is kept while any of it is within retention
         let agg_cut = cutoff(now, retention.aggregates_days) / 1000;
         let aggregates = tx
@@ -265,5 +213,96 @@ impl EventStore for SqliteStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(err)?;
         Ok(rows)
+    }
+}
+
+impl SqliteStore {
+    /// Writes `runs` in one transaction, once per `id` when one is given
+    /// (see [`EventStore::insert_batch`]).
+    fn write_runs(
+        &mut self,
+        id: Option<BatchId>,
+        runs: &[EventRun<'_>],
+    ) -> Result<Option<usize>, StoreError> {
+        if runs.is_empty() && id.is_none() {
+            return Ok(Some(0));
+        }
+        let err = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(err)?;
+        if let Some(id) = id {
+            let new = tx
+                .execute(
+                    "INSERT INTO applied_batches (node, run, seq, applied_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO NOTHING",
+                    params![self.node, id.run, id.seq, unix_millis(SystemTime::now())],
+                )
+                .map_err(err)?;
+            if new == 0 {
+                return Ok(None);
+            }
+        }
+        {
+            // full chunks go in one statement of EVENT_ROWS rows: SQLite's
+            // cost per statement (step, reset, bind) is then paid once per
+            // chunk rather than per event
+            let mut many = tx
+                .prepare_cached(&insert_events_sql(EVENT_ROWS))
+                .map_err(err)?;
+            let mut one = tx.prepare_cached(&insert_events_sql(1)).map_err(err)?;
+            // one upsert per key and batch, not per event
+            let hourly = hourly_counts(runs);
+            let mut names: Vec<String> = vec![String::with_capacity(64); EVENT_ROWS];
+            let node = self.node.as_str();
+            for chunk in runs.chunks(EVENT_ROWS) {
+                for (r, name) in chunk.iter().zip(names.iter_mut()) {
+                    name.clear();
+                    let _ = write_key_as_text(r.event.qname.as_key(), name);
+                }
+                let rows: Vec<EventRow<'_>> = chunk
+                    .iter()
+                    .zip(names.iter())
+                    .map(|(r, name)| {
+                        let e = r.event;
+                        EventRow {
+                            time: unix_millis(r.first),
+                            tenant: &e.tenant,
+                            client: &e.client.0[..],
+                            qname: name,
+                            qtype: e.qtype,
+                            rcode: (e.rcode != RCODE_NO_RESPONSE).then_some(e.rcode),
+                            action: e.action.as_str(),
+                            feed: e.feed.as_deref(),
+                            node,
+                            queries: i64::from(r.queries),
+                            last_time: last_time(r),
+                        }
+                    })
+                    .collect();
+                if rows.len() == EVENT_ROWS {
+                    let all: Vec<&dyn rusqlite::ToSql> =
+                        rows.iter().flat_map(EventRow::params).collect();
+                    many.execute(&*all).map_err(err)?;
+                } else {
+                    for r in &rows {
+                        one.execute(r.params()).map_err(err)?;
+                    }
+                }
+            }
+            let mut agg = tx
+                .prepare_cached(
+                    "INSERT INTO query_hourly (tenant, qname, hour, action, queries) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (tenant, qname, hour, action) DO UPDATE SET queries = queries + excluded.queries",
+                )
+                .map_err(err)?;
+            let mut qname = String::with_capacity(256);
+            for ((tenant, name, hour, action), n) in hourly {
+                qname.clear();
+                let _ = write_key_as_text(name, &mut qname);
+                agg.execute(params![tenant, qname, hour, action, n])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(Some(queries(runs)))
     }
 }

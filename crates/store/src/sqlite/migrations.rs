@@ -308,6 +308,19 @@ const MIGRATIONS: &[(u32, &str)] = &[
     ),
     (
         10,
+        // each batch of query events is stored once: a batch replayed from
+        // the spool after a crash or an outage finds its id here and is
+        // skipped (written in the batch's own transaction)
+        "CREATE TABLE applied_batches (
+        node       TEXT    NOT NULL,
+        run        INTEGER NOT NULL, -- the writing process's start, unix milliseconds
+        seq        INTEGER NOT NULL, -- the batch's number within that run
+        applied_at INTEGER NOT NULL, -- unix milliseconds, for retention
+        PRIMARY KEY (node, run, seq)
+    ) WITHOUT ROWID;",
+    ),
+    (
+        11,
         // notifications wait here from the transaction that raised their
         // alert until delivered (crates/pipeline/src/notify.rs), so a
         // restart loses none; a row with no target is not yet routed
