@@ -226,6 +226,15 @@ impl Loader {
         }
     }
 
+    /// With feeds by zone transfer, counts what their next IXFR's delta
+    /// needs in the policy in force, here on the reload thread rather than
+    /// on the delta's way to being in force.
+    fn prepare_deltas(&self, resolver: &Resolver) {
+        if self.defs.iter().any(|d| matches!(d.source, Source::Xfr(_))) {
+            resolver.snapshot().policy.prepare_deltas();
+        }
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -551,6 +560,7 @@ pub fn reload_loop(
     resolver: Arc<Resolver>,
     triggers: crossbeam_channel::Receiver<Trigger>,
 ) {
+    loader.prepare_deltas(&resolver);
     loop {
         let interval = loader.config().dns.watch_interval_ms;
         let wait = if interval == 0 {
@@ -590,6 +600,7 @@ pub fn reload_loop(
                 ms = started.elapsed().as_millis() as u64,
                 "new policy in force"
             );
+            loader.prepare_deltas(&resolver);
             // queries still holding the old snapshot finish within moments
             std::thread::sleep(Duration::from_millis(100));
             release_freed_memory();
@@ -788,7 +799,7 @@ impl Loader {
                         )
                     }
                 };
-                st.status.entries = rules.len() as u64;
+                st.status.entries = rules.triggers() as u64;
                 st.status.last_load = now_unix();
                 st.status.last_transfer = now_unix();
                 st.status.serial = Some(serial);
@@ -854,6 +865,7 @@ impl Loader {
         }
         self.publish_status();
         if rebuild {
+            self.prepare_deltas(resolver);
             // queries still holding the old snapshot finish within moments
             std::thread::sleep(Duration::from_millis(100));
             release_freed_memory();
