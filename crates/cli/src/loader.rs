@@ -866,7 +866,11 @@ impl Loader {
         self.publish_status();
         if rebuild {
             self.prepare_deltas(resolver);
-            // queries still holding the old snapshot finish within moments
+        }
+        if rebuild || in_place {
+            // queries still holding the old snapshot finish within moments;
+            // then the replaced policy, the old rules and the transfer's
+            // buffers (freed on the transfer thread's own arena) go back
             std::thread::sleep(Duration::from_millis(100));
             release_freed_memory();
         }
