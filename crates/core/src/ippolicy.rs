@@ -245,6 +245,7 @@ pub fn with_client_ip(qname: Decision, client: Option<IpMatch>) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::testkit::shared as spec;
     use crate::policy::{FeedRules, NameSet, PolicySet, Trigger};
 
     fn net(s: &str) -> IpNet {
@@ -260,15 +261,6 @@ mod tests {
         r.ip.response = response.iter().map(|(n, a)| (net(n), *a)).collect();
         r.ip.client = client.iter().map(|(n, a)| (net(n), *a)).collect();
         r
-    }
-
-    fn spec(id: FeedId, rules: &FeedRules) -> FeedSpec<'_> {
-        FeedSpec {
-            id,
-            rules,
-            mode: FeedMode::Block,
-            tenants: None,
-        }
     }
 
     fn enforce(feed: FeedId, action: Action) -> Decision {

@@ -1444,16 +1444,17 @@ impl PolicyDraft {
 #[cfg(test)]
 mod delta_tests;
 
+/// What the policy tests of this crate build feeds with.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testkit {
     use super::*;
     use crate::name::text_to_key;
 
-    fn k(s: &str) -> Vec<u8> {
+    pub fn k(s: &str) -> Vec<u8> {
         text_to_key(s).unwrap()
     }
 
-    fn rules(entries: &[(&str, Trigger, Action)]) -> FeedRules {
+    pub fn rules(entries: &[(&str, Trigger, Action)]) -> FeedRules {
         let mut r = FeedRules::new();
         for (n, t, a) in entries {
             r.push(&k(n), *t, *a);
@@ -1461,7 +1462,8 @@ mod tests {
         r
     }
 
-    fn shared(id: FeedId, rules: &FeedRules) -> FeedSpec<'_> {
+    /// A shared blocking feed.
+    pub fn shared(id: FeedId, rules: &FeedRules) -> FeedSpec<'_> {
         FeedSpec {
             id,
             rules,
@@ -1469,6 +1471,12 @@ mod tests {
             tenants: None,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::{k, rules, shared};
+    use super::*;
 
     #[test]
     fn exact_wildcard_and_subtree() {

@@ -1,29 +1,8 @@
 //! `PolicySet::apply_delta` against a compile of the feeds after the change.
 
+use super::testkit::{k, rules, shared};
 use super::*;
-use crate::name::text_to_key;
 use proptest::prelude::*;
-
-fn k(s: &str) -> Vec<u8> {
-    text_to_key(s).unwrap()
-}
-
-fn rules(entries: &[(&str, Trigger, Action)]) -> FeedRules {
-    let mut r = FeedRules::new();
-    for (n, t, a) in entries {
-        r.push(&k(n), *t, *a);
-    }
-    r
-}
-
-fn shared(id: FeedId, rules: &FeedRules) -> FeedSpec<'_> {
-    FeedSpec {
-        id,
-        rules,
-        mode: FeedMode::Block,
-        tenants: None,
-    }
-}
 
 fn enforce(feed: FeedId, action: Action) -> Decision {
     Decision::Enforce(Rule { feed, action })
