@@ -3,20 +3,8 @@
 //! stored in an alert quotes at most a short, escaped piece of it.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use crate::harness::{Parapet, shared_nsd};
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
+use crate::harness::{Parapet, shared_nsd, wait_for};
 
 #[test]
 fn a_100_mb_single_line_feed_fails_with_a_short_error() {
@@ -78,7 +66,7 @@ fn a_watched_feed_that_becomes_one_huge_line_alerts_with_short_evidence() {
     std::fs::write(p.path("live.txt"), &huge).unwrap();
     let db = rusqlite::Connection::open(p.path("parapet-data/parapet.sqlite")).unwrap();
     let mut evidence = String::new();
-    wait_until("the feed.load_failed alert", || {
+    wait_for("the feed.load_failed alert", || {
         db.query_row(
             "SELECT evidence FROM alerts WHERE rule = 'feed.load_failed' AND domain = 'live'",
             [],

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{Parapet, shared_nsd};
+use crate::harness::{Parapet, shared_nsd, wait_for};
 
 /// A large feed, so that each reload takes long enough to overlap queries.
 fn big_feed(extra: &[&str]) -> String {
@@ -22,17 +22,6 @@ fn big_feed(extra: &[&str]) -> String {
         s.push('\n');
     }
     s
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[test]
@@ -79,7 +68,7 @@ fn reload_under_load_loses_no_query_and_broken_feeds_keep_the_last_good_policy()
             big_feed(&["listed.zone.test", "hosted.zone.test"]),
         )
         .unwrap();
-        wait_until("the changed feed to be in force", || {
+        wait_for("the changed feed to be in force", || {
             p.client()
                 .query("hosted.zone.test.", RecordType::A)
                 .unwrap()
@@ -87,7 +76,7 @@ fn reload_under_load_loses_no_query_and_broken_feeds_keep_the_last_good_policy()
                 == ResponseCode::NXDomain
         });
         std::fs::write(p.path("live.txt"), big_feed(&["listed.zone.test"])).unwrap();
-        wait_until("the reverted feed to be in force", || {
+        wait_for("the reverted feed to be in force", || {
             p.client()
                 .query("hosted.zone.test.", RecordType::A)
                 .unwrap()
@@ -97,7 +86,7 @@ fn reload_under_load_loses_no_query_and_broken_feeds_keep_the_last_good_policy()
         // a SIGHUP reloads even though nothing changed
         let before_hup = p.metric("parapet_policy_reloads_total");
         p.sighup();
-        wait_until("a SIGHUP reload", || {
+        wait_for("a SIGHUP reload", || {
             p.metric("parapet_policy_reloads_total") > before_hup
         });
         std::thread::sleep(Duration::from_millis(100 * round));
@@ -119,7 +108,7 @@ fn reload_under_load_loses_no_query_and_broken_feeds_keep_the_last_good_policy()
     let mut broken = big_feed(&["listed.zone.test", "hosted.zone.test"]);
     broken.push_str("this is not a domain\n");
     std::fs::write(p.path("live.txt"), &broken).unwrap();
-    wait_until("the failure to be counted", || {
+    wait_for("the failure to be counted", || {
         p.metric("parapet_feed_reload_failures_total{feed=\"live\"}") >= 1.0
     });
     assert_eq!(p.metric("parapet_feed_healthy{feed=\"live\"}"), 0.0);
@@ -137,7 +126,7 @@ fn reload_under_load_loses_no_query_and_broken_feeds_keep_the_last_good_policy()
     assert!(log.contains("keeping the last good version"), "{log}");
     // never fail open silently: the failure is an alert for the supplier
     let db = rusqlite::Connection::open(p.path("parapet-data/parapet.sqlite")).unwrap();
-    wait_until("the feed.load_failed alert", || {
+    wait_for("the feed.load_failed alert", || {
         db.query_row(
             "SELECT COUNT(*) FROM alerts WHERE rule = 'feed.load_failed' AND domain = 'live' AND tenant = 'supplier'
              AND severity = 'high' AND evidence LIKE '%live.txt:100003%'",
@@ -149,14 +138,14 @@ fn reload_under_load_loses_no_query_and_broken_feeds_keep_the_last_good_policy()
     });
     // SIGHUP with the broken file still there: still the old policy
     p.sighup();
-    wait_until("the second failure", || {
+    wait_for("the second failure", || {
         p.metric("parapet_feed_reload_failures_total{feed=\"live\"}") >= 2.0
     });
     assert_eq!(rc("listed.zone.test."), ResponseCode::NXDomain);
 
     // fixed: healthy again and in force
     std::fs::write(p.path("live.txt"), big_feed(&["hosted.zone.test"])).unwrap();
-    wait_until("the fixed feed", || {
+    wait_for("the fixed feed", || {
         rc("hosted.zone.test.") == ResponseCode::NXDomain
     });
     assert_eq!(rc("listed.zone.test."), ResponseCode::NoError);
@@ -178,12 +167,12 @@ fn sighup_rereads_the_config_and_a_broken_config_keeps_the_running_one() {
         format!("{original}\n[[feeds]]\nname = \"d\"\npath = \"d.txt\"\nformat = \"domains\"\n");
     std::fs::write(&p.config, &with_feed).unwrap();
     p.sighup();
-    wait_until("the new feed", || {
+    wait_for("the new feed", || {
         rc("listed.zone.test.") == ResponseCode::NXDomain
     });
     std::fs::write(&p.config, format!("{with_feed}\nbogus_key = 1\n")).unwrap();
     p.sighup();
-    wait_until("the config failure to be counted", || {
+    wait_for("the config failure to be counted", || {
         p.metric("parapet_config_reload_failures_total") >= 1.0
     });
     assert_eq!(rc("listed.zone.test."), ResponseCode::NXDomain);
