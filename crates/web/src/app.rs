@@ -101,3 +101,16 @@ where
     .await
     .map_err(|e| AppError::Internal(format!("store task: {e}")))?
 }
+
+/// The longest value of a search field (tenant, status, rule, date).
+pub const MAX_FILTER: usize = 128;
+
+/// Refuses a search field longer than [`MAX_FILTER`], naming it.
+pub fn check_filter(field: &str, value: Option<&str>) -> Result<(), AppError> {
+    match value {
+        Some(v) if v.len() > MAX_FILTER => Err(AppError::BadRequest(format!(
+            "{field}: longer than {MAX_FILTER} bytes"
+        ))),
+        _ => Ok(()),
+    }
+}

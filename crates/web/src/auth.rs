@@ -242,7 +242,7 @@ impl Viewer {
     /// The tenant a list may show: a council user's own (naming another is
     /// 403); a supplier's choice, or every tenant.
     pub fn scope(&self, requested: Option<&str>) -> Result<Option<String>, AppError> {
-        crate::views::check_filter("tenant", requested)?;
+        crate::app::check_filter("tenant", requested)?;
         let requested = requested.filter(|t| !t.is_empty());
         match (self.user.role, &self.user.tenant) {
             (Role::Council, Some(own)) => match requested {

@@ -472,7 +472,7 @@ async fn kpi_report(
         ("status", &q.status),
         ("quarter", &q.quarter),
     ] {
-        views::check_filter(field, value.as_deref())?;
+        crate::app::check_filter(field, value.as_deref())?;
     }
     let tenant = views::assurance_tenant(&d, viewer, q.tenant.as_deref())?;
     let quarter = q

@@ -21,7 +21,8 @@ mod handlers;
 mod openapi;
 mod views;
 
-pub use views::{MAX_FILTER, MAX_NOTE};
+pub use app::MAX_FILTER;
+pub use views::MAX_NOTE;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

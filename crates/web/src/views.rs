@@ -12,23 +12,11 @@ use parapet_store::accounts::AuditEntry;
 use parapet_store::{AlertFilter, Db, HourlyTraffic};
 use serde_json::{Value, json};
 
-use crate::app::{AppError, now};
+use crate::app::{AppError, check_filter, now};
 
 /// The longest alert-status note kept (it is stored with the alert and in
 /// the audit log).
 pub const MAX_NOTE: usize = 4096;
-/// The longest value of a search field (tenant, status, rule, date).
-pub const MAX_FILTER: usize = 128;
-
-/// Refuses a search field longer than [`MAX_FILTER`], naming it.
-pub fn check_filter(field: &str, value: Option<&str>) -> Result<(), AppError> {
-    match value {
-        Some(v) if v.len() > MAX_FILTER => Err(AppError::BadRequest(format!(
-            "{field}: longer than {MAX_FILTER} bytes"
-        ))),
-        _ => Ok(()),
-    }
-}
 use crate::auth::Viewer;
 use crate::{AssuranceSettings, Dashboard};
 
