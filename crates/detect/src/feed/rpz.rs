@@ -390,6 +390,19 @@ impl<'f> Parser<'f> {
 }
 
 impl Parser<'_> {
+    /// Local data: a CNAME to the entry's target (held in wire form without
+    /// its root label).
+    fn target_cname(&self, ttl: u32) -> LocalRecord {
+        let mut wire = Vec::with_capacity(self.target.len() + 1);
+        wire.extend_from_slice(&self.target);
+        wire.push(0);
+        LocalRecord {
+            rtype: rtype::CNAME,
+            ttl,
+            rdata: wire.into(),
+        }
+    }
+
     /// Parses a name relative to the current origin into `out` (key form).
     fn name_into(&mut self, line: usize, field: &str, t: &[u8], into_target: bool) -> bool {
         let out = if into_target {
@@ -637,14 +650,7 @@ impl Parser<'_> {
                     self.sink.parsed.rules.push(name, kind, action);
                     return;
                 }
-                let mut wire = Vec::with_capacity(self.target.len() + 1);
-                wire.extend_from_slice(&self.target);
-                wire.push(0);
-                LocalRecord {
-                    rtype: rtype::CNAME,
-                    ttl,
-                    rdata: wire.into(),
-                }
+                self.target_cname(ttl)
             }
             rtype::A | rtype::AAAA => {
                 let field = if rr_type == rtype::A { "A" } else { "AAAA" };
@@ -893,14 +899,7 @@ impl Parser<'_> {
                         "CNAME local data is not supported for rpz-client-ip triggers",
                     );
                 }
-                let mut wire = Vec::with_capacity(self.target.len() + 1);
-                wire.extend_from_slice(&self.target);
-                wire.push(0);
-                LocalRecord {
-                    rtype: rtype::CNAME,
-                    ttl,
-                    rdata: wire.into(),
-                }
+                self.target_cname(ttl)
             }
             rtype::A | rtype::AAAA => {
                 let text = rdata.first().and_then(|t| std::str::from_utf8(t.text).ok());
