@@ -190,10 +190,21 @@ pub async fn check(
             ),
         ));
     }
-    if policy.mx.iter().any(|p| p.starts_with("*.")) {
-        f.push(Finding::info(
+    // RFC 8461 allows `*.` patterns, but UK guidance (GOV-STS-3) says not to
+    // use them: any host under the name with a valid certificate would do
+    let wild: Vec<&str> = policy
+        .mx
+        .iter()
+        .filter(|p| p.starts_with("*."))
+        .map(String::as_str)
+        .collect();
+    if !wild.is_empty() {
+        f.push(Finding::warning(
             "mta_sts.mx_wildcard",
-            "the policy uses a wildcard `mx:` pattern; UK guidance is to list each MX host",
+            format!(
+                "the policy's `mx: {}` is a wildcard: senders would accept any host under it that has a valid certificate. UK guidance is to list each MX host by name",
+                wild.join("`, `mx: ")
+            ),
         ));
     }
     (rec, f)

@@ -480,21 +480,28 @@ fn every_record_finding_code_end_to_end() {
         "{clean:#}"
     );
 
-    // every spf./dmarc./dkim. code the checkers define has its case in this
+    // every code the checkers define (spf., dmarc., dkim., tls., mta_sts.,
+    // tlsrpt., mx., domain., parked.) has its case in this
     // file, here or in the tests above (a textual check: the quoted code
     // must appear in this file), so a new code needs an end-to-end case too
     let this =
         std::fs::read_to_string(repo_root().join("crates/cli/tests/it/mailcheck.rs")).unwrap();
     let mut untested: Vec<String> = Vec::new();
-    for file in ["spf.rs", "dmarc.rs", "dkim.rs", "check.rs"] {
+    for file in [
+        "spf.rs", "dmarc.rs", "dkim.rs", "check.rs", "tls.rs", "sts.rs",
+    ] {
         let src =
             std::fs::read_to_string(repo_root().join("crates/mailcheck/src").join(file)).unwrap();
+        // the checker's code, not its unit tests' strings
+        let src = src.split("#[cfg(test)]").next().unwrap();
         for (i, _) in src.match_indices('"') {
             let rest = &src[i + 1..];
-            let Some(dot) = ["spf.", "dmarc.", "dkim."]
-                .iter()
-                .find(|p| rest.starts_with(**p))
-            else {
+            let Some(dot) = [
+                "spf.", "dmarc.", "dkim.", "tls.", "mta_sts.", "tlsrpt.", "mx.", "domain.",
+                "parked.",
+            ]
+            .iter()
+            .find(|p| rest.starts_with(**p)) else {
                 continue;
             };
             let name_len = rest[dot.len()..]
@@ -926,7 +933,20 @@ fn mta_sts_and_tls_rpt() {
     // `mx: *.sts4.test` covers mx.sts4.test, but UK guidance wants each host
     let sts4 = &v[1];
     let c = codes(sts4);
-    assert!(c.iter().any(|c| c == "mta_sts.mx_wildcard"), "{sts4:#}");
+    let wild = sts4["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "mta_sts.mx_wildcard")
+        .unwrap_or_else(|| panic!("no mta_sts.mx_wildcard in {sts4:#}"));
+    assert_eq!(wild["severity"], "warning", "{wild}");
+    assert!(
+        wild["message"]
+            .as_str()
+            .unwrap()
+            .contains("`mx: *.sts4.test`"),
+        "{wild}"
+    );
     assert!(
         !c.iter()
             .any(|c| c == "mta_sts.mx_not_covered" || c == "mta_sts.policy_invalid"),
