@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow, bail};
+use async_imap::types::UnsolicitedResponse;
 use async_imap::{Client, Session};
 use futures_util::TryStreamExt;
 use parapet_mailcheck::report;
@@ -673,19 +674,18 @@ async fn session(
     }
     let mut s = connect(m, config).await?;
     let caps = prepare(&mut s, m).await?;
-    tracing::info!(
-        mailbox = %m.name(),
-        "watching {} ({})",
-        m.folder.get_ref(),
-        if caps.idle { "IDLE" } else { "polling" }
-    );
     let domains = tenant_domains(m, config);
+    // EXISTS responses the server sends during our commands: new mail that
+    // arrived after the pass's search, which IDLE alone would not announce
+    let news = s.unsolicited_responses.clone();
+    let mut first = true;
     loop {
         let db = store.as_mut().ok_or_else(|| anyhow!("no store"))?;
         if !lease(m, shared, db.as_mut(), wait)? {
             let _ = tokio::time::timeout(CONNECT_TIMEOUT, s.logout()).await;
             return Ok(());
         }
+        while news.try_recv().is_ok() {}
         let mut sink = Sink {
             store: db.as_mut(),
             domains: domains.clone(),
@@ -702,11 +702,20 @@ async fn session(
         if st.messages > 0 {
             tracing::info!(mailbox = %m.name(), "{st}");
         }
-        if st.left > 0 {
+        if first {
+            tracing::info!(
+                mailbox = %m.name(),
+                "watching {} ({})",
+                m.folder.get_ref(),
+                if caps.idle { "IDLE" } else { "polling" }
+            );
+            first = false;
+        }
+        if st.left > 0 || arrived(&news) {
             continue;
         }
         if caps.idle {
-            s = idle(s, wait).await?;
+            s = idle(s, wait, &news).await?;
         } else {
             tokio::time::sleep(wait).await;
             within("NOOP", COMMAND_TIMEOUT, s.noop()).await?;
@@ -714,12 +723,29 @@ async fn session(
     }
 }
 
+/// Whether the server said a message arrived (EXISTS, RECENT).
+fn arrived(news: &async_channel::Receiver<UnsolicitedResponse>) -> bool {
+    let mut any = false;
+    while let Ok(r) = news.try_recv() {
+        any |= matches!(
+            r,
+            UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_)
+        );
+    }
+    any
+}
+
 /// Waits in IDLE until the server reports a change or `wait` passes,
 /// then ends the IDLE and gives the session back.
-async fn idle(s: Conn, wait: Duration) -> anyhow::Result<Conn> {
+async fn idle(
+    s: Conn,
+    wait: Duration,
+    news: &async_channel::Receiver<UnsolicitedResponse>,
+) -> anyhow::Result<Conn> {
     let mut h = s.idle();
     within("IDLE", COMMAND_TIMEOUT, h.init()).await?;
-    {
+    // what the server announced while IDLE began is not waited for again
+    if !arrived(news) {
         let (fut, _stop) = h.wait_with_timeout(wait);
         // the crate's timeout restarts on every server keepalive, so the
         // renewal deadline is kept here
