@@ -371,6 +371,12 @@ async fn prepare(s: &mut Conn, m: &MailboxConfig) -> anyhow::Result<Caps> {
         uidplus: caps.has_str("UIDPLUS"),
         idle: caps.has_str("IDLE"),
     };
+    if !caps.mv {
+        tracing::info!(
+            mailbox = %m.name(),
+            "the server has no MOVE: messages are moved by COPY and EXPUNGE"
+        );
+    }
     for f in [m.archive_folder.get_ref(), m.invalid_folder.get_ref()] {
         let pattern = format!("\"{f}\"");
         let found: Vec<_> = within("LIST", COMMAND_TIMEOUT, async {
@@ -801,4 +807,61 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<std::process::ExitCode> {
     } else {
         std::process::ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const BOX: &str = "[[dmarc.mailboxes]]\nname = \"rua\"\nhost = \"imap.example\"\n\
+                       user = \"dmarc@example\"\npassword_env = \"PARAPET_IMAP_PASSWORD\"\n";
+
+    fn err(text: &str) -> String {
+        Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn defaults_are_implicit_tls_and_the_usual_folders() {
+        let c = Config::parse(BOX, Path::new("c.toml")).unwrap();
+        let m = &c.dmarc.mailboxes[0];
+        assert_eq!((*m.tls.get_ref(), m.port()), (TlsMode::Implicit, 993));
+        assert_eq!(m.folder.get_ref(), "INBOX");
+        assert_eq!(m.archive_folder.get_ref(), "Archive");
+        assert_eq!(m.invalid_folder.get_ref(), "Invalid");
+        assert_eq!(m.max_message_bytes(), 25 << 20);
+        assert_eq!(m.poll(), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn plaintext_only_to_loopback() {
+        let e = err(&format!("{BOX}tls = \"none\"\n"));
+        assert!(e.starts_with("c.toml:6: [[dmarc.mailboxes]] tls:"), "{e}");
+        assert!(e.contains("only for a loopback host"), "{e}");
+        let text = BOX.replace("imap.example", "127.0.0.1") + "tls = \"none\"\n";
+        let c = Config::parse(&text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.dmarc.mailboxes[0].port(), 143);
+        let e = err(&format!("{BOX}tls = \"ssl\"\n"));
+        assert!(e.contains("c.toml:6"), "{e}");
+    }
+
+    #[test]
+    fn bad_entries_name_key_and_line() {
+        let e = err(&format!("{BOX}{BOX}"));
+        assert!(e.starts_with("c.toml:7: [[dmarc.mailboxes]] name:"), "{e}");
+        let e = err(&format!("{BOX}tenant = \"north\"\n"));
+        assert!(e.contains("no tenant is named `north`"), "{e}");
+        let e = err(&format!("{BOX}archive_folder = \"INBOX\"\n"));
+        assert!(e.contains("archive_folder"), "{e}");
+        let e = err(&format!("{BOX}invalid_folder = \"Bad\\\"name\"\n"));
+        assert!(
+            e.contains("c.toml:6: [[dmarc.mailboxes]] invalid_folder"),
+            "{e}"
+        );
+        let e = err(&format!("{BOX}password = \"x\"\n"));
+        assert!(e.contains("password"), "{e}");
+    }
 }

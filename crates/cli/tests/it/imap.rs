@@ -83,6 +83,11 @@ fn chown_nobody(p: &Path) {
 }
 
 fn start_dovecot() -> Dovecot {
+    start_dovecot_with("")
+}
+
+/// Dovecot with `extra` lines in its config.
+fn start_dovecot_with(extra: &str) -> Dovecot {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // Dovecot reads the Maildir as nobody: the folder must be traversable
@@ -115,7 +120,7 @@ fn start_dovecot() -> Dovecot {
          service imap-login {{\n  inet_listener imap {{\n    port = {plain_port}\n  }}\n\
            inet_listener imaps {{\n    port = {tls_port}\n    ssl = yes\n  }}\n}}\n\
          service stats {{\n  unix_listener stats-reader {{\n    mode = 0666\n  }}\n\
-           unix_listener stats-writer {{\n    mode = 0666\n  }}\n}}\n"
+           unix_listener stats-writer {{\n    mode = 0666\n  }}\n}}\n{extra}\n"
     );
     let conf_path = d.join("dovecot.conf");
     std::fs::write(&conf_path, conf).unwrap();
@@ -393,6 +398,31 @@ fn fetch_killed_mid_pass_loses_and_doubles_nothing() {
     assert_eq!(rows(dir.path(), "dmarc_reports") as usize, N);
     assert_eq!(dovecot.count("Archive/DMARC"), N);
     assert_eq!(dovecot.count("INBOX"), 0);
+}
+
+/// A server without MOVE, UIDPLUS or IDLE: messages are moved by COPY,
+/// a \\Deleted flag and EXPUNGE.
+#[test]
+fn fetch_moves_without_the_move_extension() {
+    let dovecot = start_dovecot_with("imap_capability = IMAP4rev1 LITERAL+ NAMESPACE");
+    dovecot.deliver(0, &numbered_report(0));
+    dovecot.deliver(1, b"From: a@b.test\nSubject: hello\n\nNot a report.\n");
+    dovecot.deliver(2, &numbered_report(2));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dovecot.config(dir.path(), "starttls", "");
+    let (out, err) = fetch(&config);
+    assert!(
+        out.contains("3 messages: 2 reports imported, 0 already stored; 2 archived, 1 invalid"),
+        "{out}{err}"
+    );
+    assert!(
+        err.contains("no MOVE: messages are moved by COPY and EXPUNGE"),
+        "{err}"
+    );
+    assert_eq!(rows(dir.path(), "dmarc_reports"), 2);
+    assert_eq!(dovecot.count("INBOX"), 0);
+    assert_eq!(dovecot.count("Archive/DMARC"), 2);
+    assert_eq!(dovecot.count("Invalid"), 1);
 }
 
 /// `parapet serve` waits in IDLE and imports a report delivered while it
