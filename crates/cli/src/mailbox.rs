@@ -420,9 +420,41 @@ async fn move_to(s: &mut Conn, caps: &Caps, uid: u32, folder: &str) -> anyhow::R
     Ok(())
 }
 
+/// The store, used off the async thread: the PostgreSQL client blocks on a
+/// runtime of its own, which may not run inside another. Opened on first
+/// use, and afresh after a failure.
+pub struct Store {
+    db: Option<Box<dyn Db>>,
+    config: Arc<Config>,
+}
+
+impl Store {
+    async fn run<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut dyn Db) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let (db, config) = (self.db.take(), self.config.clone());
+        let (db, r) = tokio::task::spawn_blocking(move || {
+            let mut db = match db {
+                Some(db) => db,
+                None => match config.open_store() {
+                    Ok(db) => db,
+                    Err(e) => return (None, Err(e.context("cannot open the store"))),
+                },
+            };
+            let r = f(db.as_mut());
+            (r.is_ok().then_some(db), r)
+        })
+        .await
+        .map_err(|e| anyhow!("store task: {e}"))?;
+        self.db = db;
+        r
+    }
+}
+
 /// Where a pass stores what it reads.
-pub struct Sink<'a> {
-    pub store: &'a mut dyn Db,
+pub struct Sink {
+    pub store: Store,
     /// The tenant's mail domains, when the mailbox names a tenant.
     pub domains: Option<Vec<String>>,
 }
@@ -434,7 +466,7 @@ async fn pass(
     s: &mut Conn,
     caps: &Caps,
     m: &MailboxConfig,
-    sink: &mut Sink<'_>,
+    sink: &mut Sink,
 ) -> anyhow::Result<PassStats> {
     let mut st = PassStats::default();
     within("SELECT", COMMAND_TIMEOUT, s.select(m.folder.get_ref())).await?;
@@ -478,7 +510,7 @@ async fn pass(
             ))
         } else {
             let body = fetch_body(s, uid).await?;
-            import_message(&source, &body, m, sink, &mut st)?
+            import_message(&source, &body, m, sink, &mut st).await?
         };
         match verdict {
             Ok(()) => {
@@ -518,11 +550,11 @@ async fn fetch_body(s: &mut Conn, uid: u32) -> anyhow::Result<Vec<u8>> {
 
 /// Imports the reports in one message. The outer error is the store's
 /// (the pass stops); the inner one says why the message is not a report.
-fn import_message(
+async fn import_message(
     source: &str,
     body: &[u8],
     m: &MailboxConfig,
-    sink: &mut Sink<'_>,
+    sink: &mut Sink,
     st: &mut PassStats,
 ) -> anyhow::Result<Result<(), String>> {
     // the parsers are fuzzed, but one message must never stop the watcher
@@ -537,9 +569,8 @@ fn import_message(
         Ok(r) => r,
         Err(e) => return Ok(Err(e.reason)),
     };
-    let now = SystemTime::now();
-    for r in reports {
-        let domain = match &r {
+    for r in &reports {
+        let domain = match r {
             report::Parsed::Dmarc(d) => vec![d.policy.domain.to_ascii_lowercase()],
             report::Parsed::TlsRpt(t) => t
                 .policies
@@ -556,11 +587,24 @@ fn import_message(
                 m.tenant.as_ref().map_or("", |t| t.get_ref().as_str())
             );
         }
-        match crate::dmarc_cmd::store_report(sink.store, r, source, now)? {
-            Imported::New => st.imported += 1,
-            Imported::Duplicate => st.duplicates += 1,
-        }
     }
+    let source = source.to_string();
+    let (new, dup) = sink
+        .store
+        .run(move |db| {
+            let now = SystemTime::now();
+            let (mut new, mut dup) = (0, 0);
+            for r in reports {
+                match crate::dmarc_cmd::store_report(db, r, &source, now)? {
+                    Imported::New => new += 1,
+                    Imported::Duplicate => dup += 1,
+                }
+            }
+            Ok((new, dup))
+        })
+        .await?;
+    st.imported += new;
+    st.duplicates += dup;
     Ok(Ok(()))
 }
 
@@ -582,15 +626,24 @@ fn tenant_domains(m: &MailboxConfig, config: &Config) -> Option<Vec<String>> {
 pub async fn fetch_once(
     m: &MailboxConfig,
     config: &Config,
-    store: &mut dyn Db,
-) -> anyhow::Result<PassStats> {
-    let mut s = connect(m, config).await?;
-    let caps = prepare(&mut s, m).await?;
+    store: Store,
+) -> (Store, anyhow::Result<PassStats>) {
     let mut sink = Sink {
         store,
         domains: tenant_domains(m, config),
     };
-    let st = pass(&mut s, &caps, m, &mut sink).await?;
+    let r = fetch_with(m, config, &mut sink).await;
+    (sink.store, r)
+}
+
+async fn fetch_with(
+    m: &MailboxConfig,
+    config: &Config,
+    sink: &mut Sink,
+) -> anyhow::Result<PassStats> {
+    let mut s = connect(m, config).await?;
+    let caps = prepare(&mut s, m).await?;
+    let st = pass(&mut s, &caps, m, sink).await?;
     let _ = tokio::time::timeout(CONNECT_TIMEOUT, s.logout()).await;
     Ok(st)
 }
@@ -622,12 +675,23 @@ pub fn start_watchers(config: &Config) -> anyhow::Result<()> {
 /// poll interval), reconnects with backoff after any failure.
 async fn watch(m: &MailboxConfig, config: &Config) {
     let shared = crate::url_feeds::shared(config);
-    let mut store: Option<Box<dyn Db>> = None;
+    let mut sink = Sink {
+        store: Store {
+            db: None,
+            config: Arc::new(config.clone()),
+        },
+        domains: tenant_domains(m, config),
+    };
     let mut backoff = BACKOFF_START;
+    let mut aside = false;
     loop {
-        match session(m, config, shared, &mut store, &mut backoff).await {
+        match session(m, config, shared, &mut sink, &mut backoff).await {
             Ok(()) => {
-                tracing::debug!(mailbox = %m.name(), "another node holds the mailbox lease");
+                // said once each time this node stands aside, not every poll
+                if !aside {
+                    tracing::info!(mailbox = %m.name(), "another node holds the mailbox lease");
+                }
+                aside = true;
                 tokio::time::sleep(m.poll()).await;
             }
             Err(e) => {
@@ -645,20 +709,21 @@ async fn watch(m: &MailboxConfig, config: &Config) {
 
 /// On a shared database: whether this node holds (and so renews) the
 /// mailbox's lease. A lease lasts two waits and a bit.
-fn lease(
+async fn lease(
     m: &MailboxConfig,
     shared: bool,
-    store: &mut dyn Db,
+    store: &mut Store,
     wait: Duration,
 ) -> anyhow::Result<bool> {
     if !shared {
         return Ok(true);
     }
-    Ok(store.try_lease(
-        &format!("dmarc-mailbox:{}", m.name()),
-        SystemTime::now(),
-        wait * 2 + Duration::from_secs(60),
-    )?)
+    let job = format!("dmarc-mailbox:{}", m.name());
+    store
+        .run(move |db| {
+            Ok(db.try_lease(&job, SystemTime::now(), wait * 2 + Duration::from_secs(60))?)
+        })
+        .await
 }
 
 /// One connection's life: returns Ok when the lease is (or goes) to
@@ -667,43 +732,26 @@ async fn session(
     m: &MailboxConfig,
     config: &Config,
     shared: bool,
-    store: &mut Option<Box<dyn Db>>,
+    sink: &mut Sink,
     backoff: &mut Duration,
 ) -> anyhow::Result<()> {
     let wait = m.poll().min(IDLE_RENEW);
-    if store.is_none() {
-        *store = Some(config.open_store().context("cannot open the store")?);
-    }
-    let db = store.as_mut().ok_or_else(|| anyhow!("no store"))?;
-    if !lease(m, shared, db.as_mut(), wait)? {
+    if !lease(m, shared, &mut sink.store, wait).await? {
         return Ok(());
     }
     let mut s = connect(m, config).await?;
     let caps = prepare(&mut s, m).await?;
-    let domains = tenant_domains(m, config);
     // EXISTS responses the server sends during our commands: new mail that
     // arrived after the pass's search, which IDLE alone would not announce
     let news = s.unsolicited_responses.clone();
     let mut first = true;
     loop {
-        let db = store.as_mut().ok_or_else(|| anyhow!("no store"))?;
-        if !lease(m, shared, db.as_mut(), wait)? {
+        if !lease(m, shared, &mut sink.store, wait).await? {
             let _ = tokio::time::timeout(CONNECT_TIMEOUT, s.logout()).await;
             return Ok(());
         }
         while news.try_recv().is_ok() {}
-        let mut sink = Sink {
-            store: db.as_mut(),
-            domains: domains.clone(),
-        };
-        let st = match pass(&mut s, &caps, m, &mut sink).await {
-            Ok(st) => st,
-            Err(e) => {
-                // a store that failed is opened afresh next time
-                *store = None;
-                return Err(e);
-            }
-        };
+        let st = pass(&mut s, &caps, m, sink).await?;
         *backoff = BACKOFF_START;
         if st.messages > 0 {
             tracing::info!(mailbox = %m.name(), "{st}");
@@ -788,13 +836,19 @@ pub fn fetch(args: FetchArgs) -> anyhow::Result<std::process::ExitCode> {
         };
         return Err(crate::BadInput(what).into());
     }
-    let mut store = config.open_store()?;
+    // opened here so that a store that cannot be opened is one error
+    let mut store = Store {
+        db: Some(config.open_store()?),
+        config: Arc::new(config.clone()),
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let mut failed = false;
     for m in chosen {
-        match rt.block_on(fetch_once(m, &config, store.as_mut())) {
+        let (back, r) = rt.block_on(fetch_once(m, &config, store));
+        store = back;
+        match r {
             Ok(st) => println!("{}: {st}", m.name()),
             Err(e) => {
                 eprintln!("{}: {e:#}", m.name());
