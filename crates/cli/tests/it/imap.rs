@@ -459,6 +459,44 @@ fn serve_picks_up_a_report_through_idle() {
     let _ = std::io::stderr().flush();
 }
 
+/// Without IDLE, `parapet serve` polls: a report delivered while it
+/// watches is imported on the next poll, and a message over
+/// `max_message_mb` goes to Invalid unread, the watcher carrying on.
+#[test]
+fn serve_polls_without_idle_and_skips_oversize_messages() {
+    let dovecot = start_dovecot_with("imap_capability = IMAP4rev1 LITERAL+ UIDPLUS MOVE");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dovecot.config(
+        dir.path(),
+        "starttls",
+        "poll_interval_secs = 1\nmax_message_mb = 1",
+    );
+    let serve = start_serve(dir.path(), &config);
+    wait_for("the watcher to poll", || {
+        serve.log().contains("watching INBOX (polling)")
+    });
+    let mut big = b"From: a@b.test\nSubject: big\n\n".to_vec();
+    for _ in 0..30_000 {
+        big.extend_from_slice(
+            b"0123456789012345678901234567890123456789012345678901234567890123\n",
+        );
+    }
+    dovecot.deliver(1, &big);
+    dovecot.deliver(2, &numbered_report(2));
+    wait_for("the report to be archived", || {
+        dovecot.count("Archive/DMARC") == 1
+    });
+    wait_for("the big message to be set aside", || {
+        dovecot.count("Invalid") == 1
+    });
+    assert_eq!(rows(dir.path(), "dmarc_reports"), 1);
+    assert!(
+        serve.log().contains("more than the 1 MB a message may be"),
+        "{}",
+        serve.log()
+    );
+}
+
 /// `parapet serve` on `config` (its `[dns]` and `[web]` on free ports),
 /// logging to `serve.log` in `dir`.
 fn start_serve(dir: &Path, config: &Path) -> Serve {
