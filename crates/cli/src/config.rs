@@ -61,6 +61,9 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     #[serde(default)]
     pub assurance: AssuranceSection,
+    /// `[[dmarc.mailboxes]]`: IMAP mailboxes that receive reports.
+    #[serde(default)]
+    pub dmarc: crate::mailbox::DmarcSection,
     /// Folder relative paths resolve against; not a key.
     #[serde(skip)]
     pub base: PathBuf,
@@ -543,6 +546,7 @@ impl Config {
             web: WebConfig::default(),
             privacy: PrivacyConfig::default(),
             assurance: AssuranceSection::default(),
+            dmarc: Default::default(),
             base: PathBuf::from("."),
             source: None,
         }
@@ -766,6 +770,19 @@ impl Config {
                     ));
                 }
             }
+        }
+        let mut mailboxes: Vec<&str> = Vec::new();
+        for m in &self.dmarc.mailboxes {
+            crate::mailbox::validate(m, &mailboxes, &names).map_err(|(span, key, msg)| {
+                at(
+                    text,
+                    file,
+                    span,
+                    &format!("[[dmarc.mailboxes]] {key}"),
+                    &msg,
+                )
+            })?;
+            mailboxes.push(m.name());
         }
         if self.feeds.len() >= u16::MAX as usize || self.tenants.len() >= u16::MAX as usize {
             bail!("{}: too many feeds or tenants", file.display());

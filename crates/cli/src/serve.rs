@@ -151,6 +151,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // feeds by zone transfer: a thread each, NOTIFY through the listeners
     resolver.set_notify(crate::loader::start_xfr_feeds(&config, &trigger_tx)?);
     loader.start_fetching(trigger_tx.clone());
+    // DMARC/TLS-RPT mailboxes: a watcher thread each
+    crate::mailbox::start_watchers(&config)?;
     {
         let resolver = resolver.clone();
         std::thread::Builder::new()

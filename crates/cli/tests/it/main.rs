@@ -10,6 +10,7 @@ mod cluster;
 mod dashboard;
 mod feed_garbage;
 mod garbage;
+mod imap;
 mod ingest;
 mod mailcheck;
 mod notify;
