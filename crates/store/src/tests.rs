@@ -106,7 +106,7 @@ on_both_backends!(
     raised_alerts_wait_in_the_outbox_until_delivered,
 );
 
-const KNOWN_VERSION: u32 = 11;
+const KNOWN_VERSION: u32 = 12;
 
 /// Two nodes write batches while two folders fold at the same time: every
 /// event is counted in its hour exactly once, before and after the last
