@@ -14,6 +14,7 @@ mod feeds_cmd;
 mod loader;
 mod mailcheck_cmd;
 mod privacy;
+mod process_metrics;
 mod serve;
 mod url_feeds;
 

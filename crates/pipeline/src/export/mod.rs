@@ -346,6 +346,9 @@ pub struct Exporter {
     stats: Arc<DestStats>,
     /// Newest ids seen and when, for [`SETTLE`] on a shared database.
     seen: VecDeque<(Instant, ExportCursor)>,
+    /// The stored cursor as this node last wrote it; read again after an
+    /// error or when the lease was not held (another node may have moved it).
+    cursor: Option<ExportCursor>,
 }
 
 /// Builds one exporter per destination (`base`: the folder relative paths
@@ -370,6 +373,7 @@ pub fn exporters(
             sink,
             stats: s,
             seen: VecDeque::new(),
+            cursor: None,
         });
     }
     Ok((out, Arc::new(stats)))
@@ -405,6 +409,7 @@ impl Exporter {
                         }
                     }
                     Err(e) => {
+                        self.cursor = None;
                         self.stats.failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
                             target: "parapet::export",
@@ -417,6 +422,8 @@ impl Exporter {
                         continue;
                     }
                 }
+            } else {
+                self.cursor = None;
             }
             std::thread::sleep(POLL);
         }
@@ -451,7 +458,11 @@ impl Exporter {
     /// more are waiting.
     fn pass(&mut self) -> Result<bool, String> {
         let e = |e: StoreError| e.to_string();
-        let mut cur = self.store.export_cursor(&self.name).map_err(e)?;
+        let mut cur = match self.cursor {
+            Some(c) => c,
+            None => self.store.export_cursor(&self.name).map_err(e)?,
+        };
+        self.cursor = Some(cur);
         let top = self.store.max_ids().map_err(e)?;
         // ids start again at 1 when a table has been emptied (SQLite)
         if top.events < cur.events {
@@ -480,6 +491,7 @@ impl Exporter {
             self.send(&records)?;
             cur.alerts = next;
             self.store.set_export_cursor(&self.name, cur).map_err(e)?;
+            self.cursor = Some(cur);
             more |= full;
         }
         let all = self.cfg.wants(ExportWhat::Queries);
@@ -501,6 +513,7 @@ impl Exporter {
             self.send(&records)?;
             cur.events = next;
             self.store.set_export_cursor(&self.name, cur).map_err(e)?;
+            self.cursor = Some(cur);
             more |= full;
         }
         let behind = |top: i64, at: i64| top.saturating_sub(at);

@@ -341,6 +341,9 @@ impl Sink for File {
             out.push_str(&text(r, self.format));
             out.push('\n');
         }
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
         let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
         if size > 0 && size + out.len() as u64 > self.rotate_bytes {
             self.rotate().map_err(err)?;
