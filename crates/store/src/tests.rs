@@ -12,8 +12,8 @@ use parapet_core::pseudonym::ClientPseudonym;
 
 use crate::accounts::{AuditEntry, Role};
 use crate::{
-    AlertFilter, Db, DmarcReportRow, EventStore, ExportStore, Imported, MailCheckDiff,
-    MailCheckRow, MailFinding, PgStore, Purged, Retention, SqliteStore, StoreError, TlsReportRow,
+    AlertFilter, Db, DmarcReportRow, EventStore, Imported, MailCheckDiff, MailCheckRow,
+    MailFinding, PgStore, Purged, Retention, SqliteStore, StoreError, TlsReportRow,
 };
 use parapet_assurance::model::{
     AssetException, AssetImport, AssetImported, AssetObs, AvObs, FindingObs, Incident, ScanObs,
@@ -474,6 +474,7 @@ fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     // and the steps after 9
     s.exec("DROP TABLE applied_batches");
     s.exec("DROP TABLE notify_outbox");
+    s.exec("DROP TABLE export_cursors");
     s.exec("DELETE FROM schema_migrations WHERE version >= 9");
     for (t, name) in [
         (1_000, "old-a.test"),
