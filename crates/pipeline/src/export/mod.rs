@@ -556,3 +556,46 @@ impl Exporter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> ExportConfig {
+        serde_json::from_value(serde_json::from_str(text).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn names_hide_url_credentials_and_validation_names_the_field() {
+        let http = parse(
+            r#"{"kind": "http", "address": "https://u:p@splunk.test:8088/services/collector?token=x"}"#,
+        );
+        assert_eq!(http.name(), "http:splunk.test:8088");
+        assert_eq!(http.validate(), Ok(()));
+        let cases = [
+            (r#"{"kind": "syslog", "address": "siem.test"}"#, "address:"),
+            (
+                r#"{"kind": "syslog", "address": "siem.test:514", "format": "splunk-hec"}"#,
+                "format:",
+            ),
+            (
+                r#"{"kind": "syslog", "address": "siem.test:514", "ca_file": "ca.pem"}"#,
+                "ca_file:",
+            ),
+            (r#"{"kind": "http", "address": "splunk.test"}"#, "address:"),
+            (r#"{"kind": "file"}"#, "path:"),
+            (
+                r#"{"kind": "file", "path": "x", "headers": {"A": "b"}}"#,
+                "headers:",
+            ),
+            (r#"{"kind": "file", "path": "x", "what": []}"#, "what:"),
+        ];
+        for (text, field) in cases {
+            let err = parse(text).validate().unwrap_err();
+            assert!(err.starts_with(field), "{text}: {err}");
+        }
+        let ok = parse(r#"{"kind": "syslog", "address": "[::1]:6514", "protocol": "tls"}"#);
+        assert_eq!(ok.validate(), Ok(()));
+        assert_eq!(ok.what, [ExportWhat::Alerts], "alerts by default");
+    }
+}
