@@ -655,3 +655,56 @@ fn metrics_pass_promtool_and_the_dashboard_names_only_live_metrics() {
         assert!(used.contains(family), "the dashboard shows {family}");
     }
 }
+
+/// Two nodes on one PostgreSQL, both configured with the same file
+/// export: one node delivers it (the `export <name>` lease), so each
+/// alert and blocked query of either node is in the file once.
+#[test]
+fn on_a_shared_database_one_node_exports_each_record_once() {
+    let url = parapet_store::pgtest::fresh_database();
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("siem.jsonl");
+    let node = |name: &str| {
+        Parapet::start(
+            "",
+            &format!(
+                "[node]\nname = \"{name}\"\n[store]\nurl = \"{url}\"\nflush_interval_ms = 100\n\
+                 [[tenants]]\nname = \"council-a\"\nnetworks = [\"127.0.0.2/32\"]\n\
+                 [[feeds]]\nname = \"listed\"\npath = \"listed.txt\"\nformat = \"domains\"\n\
+                 [[exports]]\nname = \"shared\"\nkind = \"file\"\npath = \"{}\"\nwhat = [\"alerts\", \"blocked\"]\n",
+                file.display()
+            ),
+            &[("listed.txt", &feed_file(6))],
+        )
+    };
+    let a = node("node-a");
+    let b = node("node-b");
+    raise(&a, 1..=3);
+    raise(&b, 4..=6);
+    let records = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let of = |kind: &str, field: &str| -> Vec<String> {
+        let mut v: Vec<String> = records()
+            .iter()
+            .filter(|r| r["type"] == kind)
+            .map(|r| r[field].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let want: Vec<String> = wanted(1..=6).into_iter().collect();
+    wait_for("both nodes' alerts and queries in the file", || {
+        of("alert", "domain") == want && of("query", "qname") == want
+    });
+    let nodes: BTreeSet<String> = records()
+        .iter()
+        .filter(|r| r["type"] == "query")
+        .map(|r| r["node"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(nodes, ["node-a".to_string(), "node-b".to_string()].into());
+}
