@@ -15,6 +15,7 @@ mod loader;
 mod mailbox;
 mod mailcheck_cmd;
 mod privacy;
+mod process_metrics;
 mod serve;
 mod url_feeds;
 
