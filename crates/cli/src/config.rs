@@ -61,6 +61,11 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     #[serde(default)]
     pub assurance: AssuranceSection,
+    /// Checked with the rest (unknown keys, bad values), but taken into
+    /// effect by `logging::init`, which reads it before anything logs.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub log: LogConfig,
     /// Folder relative paths resolve against; not a key.
     #[serde(skip)]
     pub base: PathBuf,
@@ -469,6 +474,24 @@ pub struct PrivacyConfig {
     pub pseudonym_key: Option<String>,
 }
 
+/// `[log]`: how `serve` writes its log lines to stderr (the filter is
+/// `PARAPET_LOG`). `PARAPET_LOG_FORMAT` overrides `format`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line: timestamp, level, target, message, fields.
+    Json,
+}
+
 /// A configuration error with its place.
 fn at(
     text: &str,
@@ -543,6 +566,7 @@ impl Config {
             web: WebConfig::default(),
             privacy: PrivacyConfig::default(),
             assurance: AssuranceSection::default(),
+            log: LogConfig::default(),
             base: PathBuf::from("."),
             source: None,
         }

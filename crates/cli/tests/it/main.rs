@@ -17,6 +17,7 @@ mod reload;
 mod report;
 mod resolver;
 mod rpz_diff;
+mod service;
 mod spool;
 mod store;
 mod tenants;
