@@ -13,6 +13,7 @@ mod garbage;
 mod ingest;
 mod mailcheck;
 mod notify;
+mod package;
 mod reload;
 mod report;
 mod resolver;
