@@ -67,6 +67,11 @@ pub struct Config {
     /// `[[exports]]`: alerts and query events to a SIEM.
     #[serde(default)]
     pub exports: Vec<toml::Spanned<parapet_pipeline::export::ExportConfig>>,
+    /// Checked with the rest (unknown keys, bad values), but taken into
+    /// effect by `logging::init`, which reads it before anything logs.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub log: LogConfig,
     /// Folder relative paths resolve against; not a key.
     #[serde(skip)]
     pub base: PathBuf,
@@ -475,6 +480,24 @@ pub struct PrivacyConfig {
     pub pseudonym_key: Option<String>,
 }
 
+/// `[log]`: how `serve` writes its log lines to stderr (the filter is
+/// `PARAPET_LOG`). `PARAPET_LOG_FORMAT` overrides `format`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line: timestamp, level, target, message, fields.
+    Json,
+}
+
 /// A configuration error with its place.
 fn at(
     text: &str,
@@ -551,6 +574,7 @@ impl Config {
             assurance: AssuranceSection::default(),
             dmarc: Default::default(),
             exports: Vec::new(),
+            log: LogConfig::default(),
             base: PathBuf::from("."),
             source: None,
         }

@@ -47,9 +47,12 @@ pub fn first_account(config: &Config) -> anyhow::Result<()> {
             now(),
         ) {
             // stderr, not the log: this is the one time the password is shown
-            Ok(_) => eprintln!(
-                "dashboard: created the first account: user `admin`, password `{password}` \
-                 (change it with `parapet users passwd admin`)"
+            Ok(_) => crate::logging::always(
+                "parapet::dashboard",
+                &format!(
+                    "dashboard: created the first account: user `admin`, password `{password}` \
+                     (change it with `parapet users passwd admin`)"
+                ),
             ),
             // another node on the same database created it first
             Err(parapet_store::StoreError::DuplicateUser(_)) => {}

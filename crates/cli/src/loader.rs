@@ -605,6 +605,10 @@ pub fn reload_loop(
             std::thread::sleep(Duration::from_millis(100));
             release_freed_memory();
         }
+        if force {
+            // a SIGHUP's reload is done (applied, or refused and logged)
+            crate::sdnotify::notify("READY=1\nSTATUS=reloaded");
+        }
     }
 }
 

@@ -11,11 +11,14 @@ mod config;
 mod dashboard;
 mod dmarc_cmd;
 mod feeds_cmd;
+mod generate_cmd;
 mod loader;
+mod logging;
 mod mailbox;
 mod mailcheck_cmd;
 mod privacy;
 mod process_metrics;
+mod sdnotify;
 mod serve;
 mod url_feeds;
 
@@ -62,6 +65,9 @@ enum Command {
     /// The configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Man pages and shell completions (for packaging).
+    #[command(hide = true)]
+    Generate(generate_cmd::Args),
 }
 
 #[derive(Subcommand)]
@@ -156,7 +162,15 @@ pub fn read_input(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, String>
 fn main() -> ExitCode {
     quiet_broken_pipe();
     let cli = Cli::parse();
-    init_tracing();
+    // `serve` takes its log format from its config file, read before it logs
+    let serve_config = match &cli.command {
+        Command::Serve(a) => a.config.as_deref(),
+        _ => None,
+    };
+    if let Err(e) = logging::init(serve_config) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Serve(a) => serve::run(a),
         Command::Users(UsersCommand::Add(a)) => dashboard::users_add(a),
@@ -182,6 +196,7 @@ fn main() -> ExitCode {
         Command::Feeds(FeedsCommand::Nodes(a)) => feeds_cmd::nodes(a),
         Command::Feeds(FeedsCommand::Status(a)) => feeds_cmd::status(a),
         Command::Config(ConfigCommand::Check(a)) => feeds_cmd::check_config(a),
+        Command::Generate(a) => generate_cmd::run(a),
     };
     match result {
         Ok(code) => code,
@@ -215,15 +230,4 @@ fn quiet_broken_pipe() {
         }
         report(info)
     }));
-}
-
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("PARAPET_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -29,7 +29,7 @@ use crate::loader::{Loader, Trigger, reload_loop};
 pub struct Args {
     /// The TOML configuration file.
     #[arg(long, short, env = "PARAPET_CONFIG")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Load the bundled demo data (two councils' traffic and alerts,
     /// Mail Check results, the fixture estate) once, for a first look.
     #[arg(long)]
@@ -146,6 +146,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for b in &bound {
         tracing::info!("DNS listening on {} (UDP and TCP)", b.addr);
     }
+    let dns_addrs: Vec<String> = bound.iter().map(|b| b.addr.to_string()).collect();
     tracing::info!(?upstreams, "forwarding to upstreams");
     let web_listen = config.web.listen;
     let web_listener = std::net::TcpListener::bind(web_listen)
@@ -214,16 +215,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             upstreams.first().copied(),
             mailcheck_alerts,
         ));
+        // every listener is bound and served: systemd may start what
+        // depends on DNS (Type=notify), and feed the watchdog from here on
+        if let Some(every) = crate::sdnotify::watchdog_interval() {
+            tokio::spawn(crate::sdnotify::watchdog(every));
+        }
+        crate::sdnotify::notify(&format!(
+            "READY=1\nSTATUS=DNS on {}; web on {web_listen}",
+            dns_addrs.join(", ")
+        ));
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
             tokio::select! {
-                _ = hup.recv() => { let _ = trigger_tx.send(Trigger::Reload); }
+                _ = hup.recv() => {
+                    // READY=1 follows from the reload thread once it is done
+                    crate::sdnotify::notify("RELOADING=1\nSTATUS=reloading the configuration and feeds");
+                    let _ = trigger_tx.send(Trigger::Reload);
+                }
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
             }
         }
         tracing::info!("shutting down");
+        crate::sdnotify::notify("STOPPING=1\nSTATUS=storing the last events and stopping");
         let _ = trigger_tx.send(Trigger::Stop);
         anyhow::Ok(())
     })?;

@@ -69,6 +69,25 @@ const MAX_BATCH: usize = 20_000;
 /// Events the collector drains between two looks at the clock.
 const CLOCK_EVERY: usize = 1024;
 
+/// One debug line per query under the target `parapet::query`
+/// (`PARAPET_LOG=info,parapet::query=debug`), written here rather than in
+/// the resolver: off the hot path, and with the client already a
+/// pseudonym, as everywhere outside the process. Disabled (the default),
+/// it costs one cached check per event.
+fn log_query(ev: &parapet_core::event::PrivateEvent) {
+    tracing::debug!(
+        target: "parapet::query",
+        tenant = %ev.tenant,
+        client = %ev.client,
+        name = %ev.qname,
+        qtype = ev.qtype,
+        rcode = ev.rcode,
+        action = ev.action.as_str(),
+        feed = ev.feed.as_deref(),
+        "query"
+    );
+}
+
 /// Drains the event queue every [`EVENT_POLL`], pseudonymising each client
 /// and folding the repeats of a query into one run, and hands the runs to
 /// the writer (through the spool, [`Out::hand_over`]) when there are
@@ -102,7 +121,9 @@ pub(crate) fn collect(
             match rx.try_recv() {
                 Ok(ev) => {
                     let client = pseudonyms.pseudonymise(ev.client);
-                    batch.push(ev.with_pseudonym(client));
+                    let ev = ev.with_pseudonym(client);
+                    log_query(&ev);
+                    batch.push(ev);
                     // a queue that never empties (repeats of a few names
                     // at saturation fill no batch) still hands over every
                     // `flush_every`: a crash loses no more, and a run
