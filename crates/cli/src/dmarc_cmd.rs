@@ -75,33 +75,38 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         };
         for p in parsed {
             let imported = match p {
-                Parsed::Dmarc(r) => store.import_dmarc(
-                    &DmarcReportRow {
-                        org_name: r.org_name,
-                        report_id: r.report_id,
-                        domain: r.policy.domain.to_ascii_lowercase(),
-                        begin: r.begin,
-                        end: r.end,
-                        policy: r.policy.p,
-                        source: name.clone(),
-                        records: r
-                            .records
-                            .iter()
-                            .map(|x| DmarcRecordRow {
-                                source_ip: x.source_ip.to_string(),
-                                count: x.count,
-                                disposition: x.disposition.clone(),
-                                dkim_aligned: x.dkim_aligned,
-                                spf_aligned: x.spf_aligned,
-                                header_from: x.header_from.clone(),
-                                envelope_from: x.envelope_from.clone(),
-                                dkim: auth(&x.dkim, true),
-                                spf: auth(&x.spf, false),
-                            })
-                            .collect(),
-                    },
-                    now,
-                )?,
+                Parsed::Dmarc(r) => {
+                    for w in &r.warnings {
+                        eprintln!("warning: {name}: {w} (recovered)");
+                    }
+                    store.import_dmarc(
+                        &DmarcReportRow {
+                            org_name: r.org_name,
+                            report_id: r.report_id,
+                            domain: r.policy.domain.to_ascii_lowercase(),
+                            begin: r.begin,
+                            end: r.end,
+                            policy: r.policy.p,
+                            source: name.clone(),
+                            records: r
+                                .records
+                                .iter()
+                                .map(|x| DmarcRecordRow {
+                                    source_ip: x.source_ip.to_string(),
+                                    count: x.count,
+                                    disposition: x.disposition.clone(),
+                                    dkim_aligned: x.dkim_aligned,
+                                    spf_aligned: x.spf_aligned,
+                                    header_from: x.header_from.clone(),
+                                    envelope_from: x.envelope_from.clone(),
+                                    dkim: auth(&x.dkim, true),
+                                    spf: auth(&x.spf, false),
+                                })
+                                .collect(),
+                        },
+                        now,
+                    )?
+                }
                 Parsed::TlsRpt(r) => store.import_tlsrpt(
                     &TlsReportRow {
                         org_name: r.org_name,
