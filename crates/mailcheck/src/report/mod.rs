@@ -425,6 +425,39 @@ mod tests {
         }
     }
 
+    /// Prints messages per source IP for every aggregate sample, one
+    /// `COUNTS file ip messages` line each (or `REFUSED file reason`); run
+    /// by `bench/mailcheck/diff_parsedmarc.py`, which compares them with
+    /// parsedmarc's.
+    #[test]
+    #[ignore]
+    fn dump_sample_counts() {
+        let mut names: Vec<String> = std::fs::read_dir(format!("{DIR}/aggregate"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            let rel = format!("aggregate/{name}");
+            match parse(&rel) {
+                Ok(reports) => {
+                    let mut counts = std::collections::BTreeMap::<String, u64>::new();
+                    for p in reports {
+                        if let Parsed::Dmarc(r) = p {
+                            for x in r.records {
+                                *counts.entry(x.source_ip.to_string()).or_default() += x.count;
+                            }
+                        }
+                    }
+                    for (ip, n) in counts {
+                        println!("COUNTS\t{name}\t{ip}\t{n}");
+                    }
+                }
+                Err(e) => println!("REFUSED\t{name}\t{}", e.reason),
+            }
+        }
+    }
+
     /// Times parsing the 2,286-record sample; run by
     /// `bench/mailcheck/parse_reports.sh` in a release build.
     #[test]
