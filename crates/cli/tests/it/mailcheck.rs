@@ -952,7 +952,12 @@ fn mta_sts_and_tls_rpt() {
 fn dmarc_import_refuses_an_oversized_file_before_reading_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("p.toml");
-    std::fs::write(&config, "[store]\npath = \"data\"\n").unwrap();
+    // no resolver to name senders with here (tests/it/dmarc_senders.rs does)
+    std::fs::write(
+        &config,
+        "[store]\npath = \"data\"\n[dmarc]\nidentify_senders = false\n",
+    )
+    .unwrap();
     let big = dir.path().join("big.bin");
     // sparse: no disk used, and nothing to read quickly either
     std::fs::File::create(&big)
@@ -983,7 +988,12 @@ fn dmarc_import_refuses_an_oversized_file_before_reading_it() {
 fn dmarc_reports_import_and_summarise() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("p.toml");
-    std::fs::write(&config, "[store]\npath = \"data\"\n").unwrap();
+    // no resolver to name senders with here (tests/it/dmarc_senders.rs does)
+    std::fs::write(
+        &config,
+        "[store]\npath = \"data\"\n[dmarc]\nidentify_senders = false\n",
+    )
+    .unwrap();
     let samples = repo_root().join("testdata/dmarc");
     let mut files = Vec::new();
     for sub in ["aggregate", "smtp_tls", "extract_report"] {
@@ -1054,7 +1064,12 @@ fn stored_checks_report_changes() {
     let nsd = fixture_nsd();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("p.toml");
-    std::fs::write(&config, "[store]\npath = \"data\"\n").unwrap();
+    // no resolver to name senders with here (tests/it/dmarc_senders.rs does)
+    std::fs::write(
+        &config,
+        "[store]\npath = \"data\"\n[dmarc]\nidentify_senders = false\n",
+    )
+    .unwrap();
     let run = || {
         let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
             .args([
