@@ -63,6 +63,9 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     #[serde(default)]
     pub assurance: AssuranceSection,
+    /// `[[exports]]`: alerts and query events to a SIEM.
+    #[serde(default)]
+    pub exports: Vec<toml::Spanned<parapet_pipeline::export::ExportConfig>>,
     /// Folder relative paths resolve against; not a key.
     #[serde(skip)]
     pub base: PathBuf,
@@ -396,7 +399,8 @@ impl Default for MailcheckSection {
 }
 
 /// `[dmarc]`: who sends the mail DMARC reports count
-/// (crates/cli/src/dmarc_senders.rs).
+/// (crates/cli/src/dmarc_senders.rs), and the IMAP mailboxes reports
+/// arrive in (crates/cli/src/mailbox.rs).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DmarcSection {
@@ -413,6 +417,8 @@ pub struct DmarcSection {
     pub unknown_sender_threshold: u64,
     /// Services added to (or overriding) the bundled map.
     pub senders: Vec<SenderConfig>,
+    /// `[[dmarc.mailboxes]]`: IMAP mailboxes that receive reports.
+    pub mailboxes: Vec<crate::mailbox::MailboxConfig>,
 }
 
 impl Default for DmarcSection {
@@ -424,6 +430,7 @@ impl Default for DmarcSection {
             recheck_days: 7,
             unknown_sender_threshold: 50,
             senders: Vec::new(),
+            mailboxes: Vec::new(),
         }
     }
 }
@@ -593,6 +600,7 @@ impl Config {
             web: WebConfig::default(),
             privacy: PrivacyConfig::default(),
             assurance: AssuranceSection::default(),
+            exports: Vec::new(),
             base: PathBuf::from("."),
             source: None,
         }
@@ -817,8 +825,35 @@ impl Config {
                 }
             }
         }
+        let mut mailboxes: Vec<&str> = Vec::new();
+        for m in &self.dmarc.mailboxes {
+            crate::mailbox::validate(m, &mailboxes, &names).map_err(|(span, key, msg)| {
+                at(
+                    text,
+                    file,
+                    span,
+                    &format!("[[dmarc.mailboxes]] {key}"),
+                    &msg,
+                )
+            })?;
+            mailboxes.push(m.name());
+        }
         if self.feeds.len() >= u16::MAX as usize || self.tenants.len() >= u16::MAX as usize {
             bail!("{}: too many feeds or tenants", file.display());
+        }
+        let mut export_names: Vec<String> = Vec::new();
+        for e in &self.exports {
+            let msg = e.get_ref().validate().err().or_else(|| {
+                let name = e.get_ref().name();
+                let twice = export_names.contains(&name);
+                export_names.push(name.clone());
+                twice.then(|| {
+                    format!("name: `{name}` is used twice (set `name` to tell them apart)")
+                })
+            });
+            if let Some(msg) = msg {
+                return Err(at(text, file, e.span(), "[[exports]]", &msg));
+            }
         }
         // overlapping networks are caught here rather than at reload time
         self.tenant_map()

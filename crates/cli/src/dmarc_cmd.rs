@@ -75,81 +75,12 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
             }
         };
         for p in parsed {
-            let imported = match p {
-                Parsed::Dmarc(r) => {
-                    for w in &r.warnings {
-                        eprintln!("warning: {name}: {w} (recovered)");
-                    }
-                    let domain = r.policy.domain.to_ascii_lowercase();
-                    let ips: Vec<String> =
-                        r.records.iter().map(|x| x.source_ip.to_string()).collect();
-                    let imported = store.import_dmarc(
-                        &DmarcReportRow {
-                            org_name: r.org_name,
-                            report_id: r.report_id,
-                            domain: r.policy.domain.to_ascii_lowercase(),
-                            begin: r.begin,
-                            end: r.end,
-                            policy: r.policy.p,
-                            source: name.clone(),
-                            records: r
-                                .records
-                                .iter()
-                                .map(|x| DmarcRecordRow {
-                                    source_ip: x.source_ip.to_string(),
-                                    count: x.count,
-                                    disposition: x.disposition.clone(),
-                                    dkim_aligned: x.dkim_aligned,
-                                    spf_aligned: x.spf_aligned,
-                                    header_from: x.header_from.clone(),
-                                    envelope_from: x.envelope_from.clone(),
-                                    dkim: auth(&x.dkim, true),
-                                    spf: auth(&x.spf, false),
-                                })
-                                .collect(),
-                        },
-                        now,
-                    )?;
-                    if imported == Imported::New {
-                        fresh.entry(domain).or_default().extend(ips);
-                    }
-                    imported
+            if let Parsed::Dmarc(r) = &p {
+                for w in &r.warnings {
+                    eprintln!("warning: {name}: {w} (recovered)");
                 }
-                Parsed::TlsRpt(r) => store.import_tlsrpt(
-                    &TlsReportRow {
-                        org_name: r.org_name,
-                        report_id: r.report_id,
-                        begin: r.begin,
-                        end: r.end,
-                        source: name.clone(),
-                        results: r
-                            .policies
-                            .iter()
-                            .map(|p| TlsResultRow {
-                                policy_type: p.policy_type.clone(),
-                                policy_domain: p.policy_domain.to_ascii_lowercase(),
-                                successful: p.successful,
-                                failed: p.failed,
-                                failures: p
-                                    .failures
-                                    .iter()
-                                    .map(|f| {
-                                        format!(
-                                            "{} {} {} {}",
-                                            f.result_type,
-                                            f.sending_mta_ip.as_deref().unwrap_or("-"),
-                                            f.receiving_mx_hostname.as_deref().unwrap_or("-"),
-                                            f.count
-                                        )
-                                    })
-                                    .collect::<Vec<_>>()
-                                    .join("\n"),
-                            })
-                            .collect(),
-                    },
-                    now,
-                )?,
-            };
+            }
+            let imported = store_report(store.as_mut(), p, &name, now, &mut fresh)?;
             match imported {
                 Imported::New => new += 1,
                 Imported::Duplicate => dup += 1,
@@ -170,6 +101,90 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// Stores one parsed report as coming from `source` (a file name, or a
+/// mailbox message); a report already stored is a duplicate, not an error.
+/// A new DMARC report's domain and source IPs go into `fresh`, for sender
+/// identification after the import.
+pub(crate) fn store_report(
+    store: &mut dyn Db,
+    p: Parsed,
+    source: &str,
+    now: SystemTime,
+    fresh: &mut BTreeMap<String, BTreeSet<String>>,
+) -> Result<Imported, parapet_store::StoreError> {
+    Ok(match p {
+        Parsed::Dmarc(r) => {
+            let domain = r.policy.domain.to_ascii_lowercase();
+            let ips: Vec<String> = r.records.iter().map(|x| x.source_ip.to_string()).collect();
+            let imported = store.import_dmarc(
+                &DmarcReportRow {
+                    org_name: r.org_name,
+                    report_id: r.report_id,
+                    domain: r.policy.domain.to_ascii_lowercase(),
+                    begin: r.begin,
+                    end: r.end,
+                    policy: r.policy.p,
+                    source: source.to_string(),
+                    records: r
+                        .records
+                        .iter()
+                        .map(|x| DmarcRecordRow {
+                            source_ip: x.source_ip.to_string(),
+                            count: x.count,
+                            disposition: x.disposition.clone(),
+                            dkim_aligned: x.dkim_aligned,
+                            spf_aligned: x.spf_aligned,
+                            header_from: x.header_from.clone(),
+                            envelope_from: x.envelope_from.clone(),
+                            dkim: auth(&x.dkim, true),
+                            spf: auth(&x.spf, false),
+                        })
+                        .collect(),
+                },
+                now,
+            )?;
+            if imported == Imported::New {
+                fresh.entry(domain).or_default().extend(ips);
+            }
+            imported
+        }
+        Parsed::TlsRpt(r) => store.import_tlsrpt(
+            &TlsReportRow {
+                org_name: r.org_name,
+                report_id: r.report_id,
+                begin: r.begin,
+                end: r.end,
+                source: source.to_string(),
+                results: r
+                    .policies
+                    .iter()
+                    .map(|p| TlsResultRow {
+                        policy_type: p.policy_type.clone(),
+                        policy_domain: p.policy_domain.to_ascii_lowercase(),
+                        successful: p.successful,
+                        failed: p.failed,
+                        failures: p
+                            .failures
+                            .iter()
+                            .map(|f| {
+                                format!(
+                                    "{} {} {} {}",
+                                    f.result_type,
+                                    f.sending_mta_ip.as_deref().unwrap_or("-"),
+                                    f.receiving_mx_hostname.as_deref().unwrap_or("-"),
+                                    f.count
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    })
+                    .collect(),
+            },
+            now,
+        )?,
     })
 }
 
