@@ -56,14 +56,13 @@ pub struct Config {
     #[serde(default)]
     pub mailcheck: MailcheckSection,
     #[serde(default)]
+    pub dmarc: DmarcSection,
+    #[serde(default)]
     pub web: WebConfig,
     #[serde(default)]
     pub privacy: PrivacyConfig,
     #[serde(default)]
     pub assurance: AssuranceSection,
-    /// `[[dmarc.mailboxes]]`: IMAP mailboxes that receive reports.
-    #[serde(default)]
-    pub dmarc: crate::mailbox::DmarcSection,
     /// `[[exports]]`: alerts and query events to a SIEM.
     #[serde(default)]
     pub exports: Vec<toml::Spanned<parapet_pipeline::export::ExportConfig>>,
@@ -404,6 +403,57 @@ impl Default for MailcheckSection {
     }
 }
 
+/// `[dmarc]`: who sends the mail DMARC reports count
+/// (crates/cli/src/dmarc_senders.rs), and the IMAP mailboxes reports
+/// arrive in (crates/cli/src/mailbox.rs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DmarcSection {
+    /// Look up each new source IP's reverse DNS at import.
+    pub identify_senders: bool,
+    /// Most source IPs looked up per import; the rest wait for the next.
+    pub lookups_per_run: usize,
+    /// Seconds allowed for one IP's PTR and forward lookups.
+    pub lookup_timeout_secs: u64,
+    /// Days before an IP no service was named for is looked up again.
+    pub recheck_days: u32,
+    /// Messages failing DMARC from one unidentified source before it is
+    /// an "unknown sender" and raises `dmarc.unknown_sender`.
+    pub unknown_sender_threshold: u64,
+    /// Services added to (or overriding) the bundled map.
+    pub senders: Vec<SenderConfig>,
+    /// `[[dmarc.mailboxes]]`: IMAP mailboxes that receive reports.
+    pub mailboxes: Vec<crate::mailbox::MailboxConfig>,
+}
+
+impl Default for DmarcSection {
+    fn default() -> Self {
+        Self {
+            identify_senders: true,
+            lookups_per_run: 500,
+            lookup_timeout_secs: 5,
+            recheck_days: 7,
+            unknown_sender_threshold: 50,
+            senders: Vec::new(),
+            mailboxes: Vec::new(),
+        }
+    }
+}
+
+/// `[[dmarc.senders]]`: a PTR domain and the service it belongs to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SenderConfig {
+    pub domain: String,
+    pub name: String,
+    #[serde(rename = "type", default = "default_sender_type")]
+    pub kind: String,
+}
+
+fn default_sender_type() -> String {
+    "other".into()
+}
+
 /// `[detect]`: thresholds of the detection rules.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -569,10 +619,10 @@ impl Config {
             detect: DetectSection::default(),
             notify: NotifyConfig::default(),
             mailcheck: MailcheckSection::default(),
+            dmarc: DmarcSection::default(),
             web: WebConfig::default(),
             privacy: PrivacyConfig::default(),
             assurance: AssuranceSection::default(),
-            dmarc: Default::default(),
             exports: Vec::new(),
             log: LogConfig::default(),
             base: PathBuf::from("."),

@@ -130,6 +130,7 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
         },
     );
     d.secure_cookies = config.web.secure_cookies;
+    d.unknown_sender_threshold = config.dmarc.unknown_sender_threshold;
     d.trusted_proxies = config.web.trusted_proxies.clone();
     d.feeds = if config.source.is_none() && config.feeds.is_empty() {
         vec![FeedInfo {

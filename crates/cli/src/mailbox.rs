@@ -15,7 +15,7 @@
 //! crate defaults to native-tls and its rustls feature pulls a second
 //! rustls.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
@@ -34,13 +34,6 @@ use tokio::net::TcpStream;
 use toml::Spanned;
 
 use crate::config::Config;
-
-/// `[dmarc]`: where reports come from besides `parapet dmarc import`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DmarcSection {
-    pub mailboxes: Vec<MailboxConfig>,
-}
 
 /// How the connection to the IMAP server is protected.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -588,17 +581,34 @@ async fn import_message(
             );
         }
     }
+    for r in &reports {
+        if let report::Parsed::Dmarc(d) = r {
+            for w in &d.warnings {
+                tracing::warn!(mailbox = %m.name(), "{source}: {w} (recovered)");
+            }
+        }
+    }
     let source = source.to_string();
+    let config = sink.store.config.clone();
     let (new, dup) = sink
         .store
         .run(move |db| {
             let now = SystemTime::now();
             let (mut new, mut dup) = (0, 0);
+            let mut fresh = BTreeMap::new();
             for r in reports {
-                match crate::dmarc_cmd::store_report(db, r, &source, now)? {
+                match crate::dmarc_cmd::store_report(db, r, &source, now, &mut fresh)? {
                     Imported::New => new += 1,
                     Imported::Duplicate => dup += 1,
                 }
+            }
+            // the reports are committed: naming their senders may fail
+            // (DNS down) without the message being imported again
+            let ips: BTreeSet<String> = fresh.values().flatten().cloned().collect();
+            let named = crate::dmarc_senders::identify(&config, db, &ips)
+                .and_then(|()| crate::dmarc_senders::alert_unknown(&config, db, &fresh));
+            if let Err(e) = named {
+                tracing::warn!("{source}: senders not identified: {e:#}");
             }
             Ok((new, dup))
         })

@@ -10,6 +10,7 @@ mod assurance_cmd;
 mod config;
 mod dashboard;
 mod dmarc_cmd;
+mod dmarc_senders;
 mod feeds_cmd;
 mod generate_cmd;
 mod loader;

@@ -191,6 +191,16 @@ impl Dns {
         .await
     }
 
+    /// PTR names of `ip` (its `in-addr.arpa` / `ip6.arpa` name), without
+    /// the final dot.
+    pub async fn ptr(&self, ip: IpAddr) -> Result<Lookup<String>, DnsError> {
+        self.lookup(&reverse_name(ip), RecordType::PTR, |d| match d {
+            RData::PTR(p) => Some(text_of(&p.0)),
+            _ => None,
+        })
+        .await
+    }
+
     async fn lookup<T>(
         &self,
         name: &str,
@@ -358,4 +368,22 @@ pub fn text_of(n: &Name) -> String {
         s.pop();
     }
     s
+}
+
+/// The reverse-DNS name of an address (RFC 1035 §3.5, RFC 3596 §2.5).
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut s = String::with_capacity(72);
+            for b in v6.octets().iter().rev() {
+                s.push_str(&format!("{:x}.{:x}.", b & 0xF, b >> 4));
+            }
+            s.push_str("ip6.arpa");
+            s
+        }
+    }
 }

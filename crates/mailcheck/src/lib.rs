@@ -11,6 +11,7 @@ pub mod dmarc;
 pub mod dns;
 pub mod finding;
 pub mod report;
+pub mod senders;
 pub mod spf;
 pub mod sts;
 pub mod tls;

@@ -35,8 +35,9 @@ pub use events::{
 };
 pub use exports::{ExportCursor, ExportStore, StoredEvent};
 pub use mail::{
-    DmarcRecordRow, DmarcReportRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow,
-    MailFinding, MailStore, SourceSummary, TlsReportRow, TlsResultRow,
+    DmarcRecordRow, DmarcReportRow, DmarcSenderRow, DmarcSummary, Imported, MailCheckDiff,
+    MailCheckRow, MailFinding, MailStore, ServiceGroup, SourceSummary, TlsReportRow, TlsResultRow,
+    UNIDENTIFIED,
 };
 pub use pg::{PgStore, redact};
 pub use rules::{cutoff, unix_millis};

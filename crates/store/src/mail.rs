@@ -121,6 +121,102 @@ pub struct SourceSummary {
     pub spf_aligned: u64,
     pub quarantined: u64,
     pub rejected: u64,
+    /// Who the IP is, once identified (`None`: not looked up yet).
+    pub sender: Option<DmarcSenderRow>,
+}
+
+impl SourceSummary {
+    /// Messages from this source that failed DMARC.
+    pub fn failed(&self) -> u64 {
+        self.messages.saturating_sub(self.dmarc_pass)
+    }
+
+    /// The service named from a forward-confirmed PTR, if any.
+    pub fn service(&self) -> Option<&str> {
+        self.sender.as_ref()?.service.as_deref()
+    }
+
+    /// An "unknown sender": no service named, and at least `threshold`
+    /// messages (at least one) failing DMARC: spoofing, or a supplier
+    /// nobody has set up.
+    pub fn unknown_sender(&self, threshold: u64) -> bool {
+        self.service().is_none() && self.failed() >= threshold.max(1)
+    }
+}
+
+/// What reverse DNS said about a DMARC source IP, kept so each IP is looked
+/// up once (`parapet_mailcheck::senders`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DmarcSenderRow {
+    pub source_ip: String,
+    /// The PTR name (the forward-confirmed one if any is).
+    pub ptr: Option<String>,
+    /// The PTR name's A/AAAA records hold the IP.
+    pub confirmed: bool,
+    /// The registrable domain of `ptr`.
+    pub base_domain: Option<String>,
+    /// Named only from a confirmed PTR.
+    pub service: Option<String>,
+    pub service_type: Option<String>,
+    /// Unix milliseconds.
+    pub checked_at: i64,
+}
+
+/// A domain's DMARC sources grouped by who sends them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceGroup {
+    /// The service name; for a confirmed PTR with no service, its base
+    /// domain; else `Unidentified`.
+    pub name: String,
+    pub service_type: Option<String>,
+    /// Named from the service map.
+    pub identified: bool,
+    pub messages: u64,
+    pub dmarc_pass: u64,
+    /// Busiest first.
+    pub sources: Vec<SourceSummary>,
+}
+
+/// The group of sources that reverse DNS does not vouch for.
+pub const UNIDENTIFIED: &str = "Unidentified";
+
+impl DmarcSummary {
+    /// The sources grouped by service, busiest group first, the
+    /// unidentified last.
+    pub fn by_service(&self) -> Vec<ServiceGroup> {
+        let mut groups: Vec<ServiceGroup> = Vec::new();
+        for s in &self.sources {
+            let (name, kind, identified) = match &s.sender {
+                Some(d) if d.service.is_some() => (
+                    d.service.clone().unwrap_or_default(),
+                    d.service_type.clone(),
+                    true,
+                ),
+                Some(d) if d.confirmed && d.base_domain.is_some() => {
+                    (d.base_domain.clone().unwrap_or_default(), None, false)
+                }
+                _ => (UNIDENTIFIED.to_string(), None, false),
+            };
+            let at = match groups.iter().position(|g| g.name == name) {
+                Some(i) => i,
+                None => {
+                    groups.push(ServiceGroup {
+                        name,
+                        service_type: kind,
+                        identified,
+                        ..ServiceGroup::default()
+                    });
+                    groups.len() - 1
+                }
+            };
+            let g = &mut groups[at];
+            g.messages += s.messages;
+            g.dmarc_pass += s.dmarc_pass;
+            g.sources.push(s.clone());
+        }
+        groups.sort_by_key(|g| (g.name == UNIDENTIFIED, std::cmp::Reverse(g.messages)));
+        groups
+    }
 }
 
 /// Mail reports and Mail Check results. Each call is one transaction.
@@ -142,6 +238,12 @@ pub trait MailStore: Send {
 
     /// Sources, volumes and alignment from a domain's stored reports.
     fn dmarc_summary(&mut self, domain: &str) -> Result<DmarcSummary, StoreError>;
+
+    /// The stored identities of those of `ips` that have one.
+    fn dmarc_senders(&mut self, ips: &[String]) -> Result<Vec<DmarcSenderRow>, StoreError>;
+
+    /// Stores (or replaces) sender identities, one transaction.
+    fn save_dmarc_senders(&mut self, rows: &[DmarcSenderRow]) -> Result<(), StoreError>;
 
     /// DKIM selectors seen signing mail for `domain` in stored DMARC reports.
     fn dkim_selectors(&mut self, domain: &str) -> Result<Vec<String>, StoreError>;

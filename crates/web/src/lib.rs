@@ -159,6 +159,9 @@ pub struct Dashboard {
     /// Reverse proxies whose `X-Forwarded-For` names the client (for login
     /// throttling and the audit log); empty: the TCP peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `[dmarc] unknown_sender_threshold`: messages failing DMARC from an
+    /// unidentified source before the mail page flags it.
+    pub unknown_sender_threshold: u64,
     pub(crate) limiter: auth::LoginLimiter,
 }
 
@@ -179,6 +182,7 @@ impl Dashboard {
             privacy,
             secure_cookies: false,
             trusted_proxies: Vec::new(),
+            unknown_sender_threshold: 50,
             limiter: auth::LoginLimiter::default(),
         }
     }

@@ -358,6 +358,31 @@ pub fn mail_domain(
     }
     let latest = history.first();
     let dmarc = db.dmarc_summary(&domain)?;
+    let threshold = d.unknown_sender_threshold;
+    let source = |s: &parapet_store::SourceSummary| {
+        let who = s.sender.as_ref();
+        json!({
+            "source_ip": s.source_ip, "messages": s.messages, "dmarc_pass": s.dmarc_pass,
+            "dkim_aligned": s.dkim_aligned, "spf_aligned": s.spf_aligned,
+            "quarantined": s.quarantined, "rejected": s.rejected,
+            "ptr": who.and_then(|w| w.ptr.clone()),
+            "forward_confirmed": who.map(|w| w.confirmed),
+            "base_domain": who.and_then(|w| w.base_domain.clone()),
+            "service": s.service(),
+            "unknown_sender": s.unknown_sender(threshold),
+        })
+    };
+    let services: Vec<Value> = dmarc
+        .by_service()
+        .iter()
+        .map(|g| {
+            json!({
+                "service": g.name, "type": g.service_type, "identified": g.identified,
+                "messages": g.messages, "dmarc_pass": g.dmarc_pass,
+                "sources": g.sources.iter().map(source).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
     Ok(json!({
         "domain": domain,
         "tenant": tenant_of_domain(d, &domain),
@@ -371,11 +396,9 @@ pub fn mail_domain(
             "reports": dmarc.reports, "messages": dmarc.messages, "dmarc_pass": dmarc.dmarc_pass,
             "dkim_aligned": dmarc.dkim_aligned, "spf_aligned": dmarc.spf_aligned,
             "first": dmarc.first.map(format_datetime), "last": dmarc.last.map(format_datetime),
-            "sources": dmarc.sources.iter().map(|s| json!({
-                "source_ip": s.source_ip, "messages": s.messages, "dmarc_pass": s.dmarc_pass,
-                "dkim_aligned": s.dkim_aligned, "spf_aligned": s.spf_aligned,
-                "quarantined": s.quarantined, "rejected": s.rejected,
-            })).collect::<Vec<_>>(),
+            "sources": dmarc.sources.iter().map(source).collect::<Vec<_>>(),
+            "services": services,
+            "unknown_sender_threshold": threshold,
         },
     }))
 }

@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod dashboard;
+mod dmarc_senders;
 mod export;
 mod feed_garbage;
 mod garbage;

@@ -12,7 +12,7 @@ use quick_xml::Reader;
 use quick_xml::events::{BytesRef, Event};
 
 use super::Res;
-use super::text::{is_blank, line_col, skip_blank, strip_bom, utf8_error};
+use super::text::{is_blank, line_col, open_elements, skip_blank, strip_bom, utf8_error};
 
 /// `policy_evaluated/disposition`; `pass` is DMARCbis (RFC 9990).
 const DISPOSITIONS: &[&str] = &["none", "pass", "quarantine", "reject"];
@@ -93,6 +93,10 @@ pub struct AggregateReport {
     pub end: i64,
     pub policy: PublishedPolicy,
     pub records: Vec<AggregateRecord>,
+    /// What was recovered to read the report (invalid UTF-8 read as
+    /// windows-1252, unescaped markup read as text), each with the element,
+    /// line and column; the importer logs them with the file's name.
+    pub warnings: Vec<String>,
 }
 
 /// The encoding named in the XML declaration, lower-cased.
@@ -124,35 +128,91 @@ const CP1252_HIGH: [char; 32] = [
     '\u{90}', '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9D}', 'ž', 'Ÿ',
 ];
 
-/// The XML as text: UTF-8 (strictly), or ISO-8859-1 / windows-1252 when
-/// the declaration says so.
-fn decode_xml(data: &[u8]) -> Res<Cow<'_, str>> {
+/// Most invalid UTF-8 bytes one report may have before it is refused as
+/// not text at all (a binary file, a wrong encoding throughout).
+const MAX_INVALID_UTF8: usize = 64;
+
+/// One windows-1252 byte as a character.
+fn cp1252(b: u8) -> char {
+    match b {
+        0x80..=0x9F => CP1252_HIGH[usize::from(b - 0x80)],
+        _ => char::from(b),
+    }
+}
+
+/// The XML as text: UTF-8, or ISO-8859-1 / windows-1252 when the
+/// declaration says so. Invalid UTF-8 is what receivers send when one
+/// field (a From header, an org name) was copied in windows-1252: each such
+/// byte is read as windows-1252 (as parsedmarc does) with a warning, unless
+/// there are so many that the file is not UTF-8 at all.
+fn decode_xml<'d>(data: &'d [u8], warnings: &mut Vec<String>) -> Res<Cow<'d, str>> {
     let data = strip_bom(data);
     match declared_encoding(data).as_deref() {
         None | Some("utf-8" | "utf8" | "us-ascii" | "ascii") => match std::str::from_utf8(data) {
             Ok(s) => Ok(Cow::Borrowed(s)),
-            Err(e) => Err(utf8_error(data, e, true)),
+            Err(e) => lossy_utf8(data, e, warnings).map(Cow::Owned),
         },
         Some("iso-8859-1" | "iso8859-1" | "latin1" | "latin-1" | "l1") => {
             Ok(Cow::Owned(data.iter().map(|&b| char::from(b)).collect()))
         }
-        Some("windows-1252" | "cp1252") => Ok(Cow::Owned(
-            data.iter()
-                .map(|&b| match b {
-                    0x80..=0x9F => CP1252_HIGH[usize::from(b - 0x80)],
-                    _ => char::from(b),
-                })
-                .collect(),
-        )),
+        Some("windows-1252" | "cp1252") => {
+            Ok(Cow::Owned(data.iter().map(|&b| cp1252(b)).collect()))
+        }
         Some(other) => Err(format!(
             "XML declaration: encoding {other:?} is not supported (UTF-8, ISO-8859-1 and windows-1252 are)"
         )),
     }
 }
 
+/// UTF-8 with each invalid byte read as windows-1252, one warning each
+/// (the element path, line and column, as [`utf8_error`] words a refusal).
+fn lossy_utf8(data: &[u8], first: std::str::Utf8Error, warnings: &mut Vec<String>) -> Res<String> {
+    let mut out = String::with_capacity(data.len() + 16);
+    let mut rest = data;
+    let mut err = Some(first);
+    let mut invalid = 0usize;
+    while let Some(e) = err {
+        let (valid, after) = rest.split_at(e.valid_up_to());
+        // the prefix was checked by from_utf8 up to valid_up_to
+        out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+        let bad = e.error_len().unwrap_or(after.len()).max(1).min(after.len());
+        for &b in &after[..bad] {
+            invalid += 1;
+            if invalid > MAX_INVALID_UTF8 {
+                return Err(format!(
+                    "not UTF-8 text: more than {MAX_INVALID_UTF8} invalid bytes ({})",
+                    utf8_error(data, first, true)
+                ));
+            }
+            warnings.push(recovered_byte(&out, b));
+            out.push(cp1252(b));
+        }
+        rest = &after[bad..];
+        err = std::str::from_utf8(rest).err();
+    }
+    out.push_str(std::str::from_utf8(rest).unwrap_or_default());
+    Ok(out)
+}
+
+/// The warning for invalid byte `b` found after the text `before`.
+fn recovered_byte(before: &str, b: u8) -> String {
+    let (line, col) = line_col(before.as_bytes(), before.len() as u64);
+    let what = format!(
+        "invalid UTF-8 (byte 0x{b:02X}) at line {line}, column {col} read as windows-1252 {:?}",
+        cp1252(b)
+    );
+    match open_elements(before) {
+        inside if inside.is_empty() => what,
+        inside => format!("{inside}: {what}"),
+    }
+}
+
 pub(super) fn parse_aggregate(data: &[u8]) -> Res<AggregateReport> {
-    let text = decode_xml(data)?;
-    Xml::new(&text).document()
+    let mut warnings = Vec::new();
+    let text = decode_xml(data, &mut warnings)?;
+    let mut xml = Xml::new(&text);
+    xml.warnings = warnings;
+    xml.document()
 }
 
 /// An element path, rendered only for errors.
@@ -262,13 +322,45 @@ fn append<'a>(acc: &mut Cow<'a, str>, s: Cow<'a, str>) {
 struct Xml<'a> {
     r: Reader<&'a [u8]>,
     src: &'a str,
+    /// Recoveries so far, for [`AggregateReport::warnings`].
+    warnings: Vec<String>,
 }
 
 impl<'a> Xml<'a> {
     fn new(src: &'a str) -> Self {
         let mut r = Reader::from_str(src);
-        r.config_mut().check_end_names = true;
-        Xml { r, src }
+        // End tags are matched here, not by quick-xml: unescaped markup
+        // read as text (see `text`) leaves a start tag that never closes.
+        r.config_mut().check_end_names = false;
+        Xml {
+            r,
+            src,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The source text between two byte offsets of the reader.
+    fn raw(&self, from: u64, to: u64) -> &'a str {
+        let (from, to) = (from as usize, to as usize);
+        self.src.get(from..to).unwrap_or_default()
+    }
+
+    /// Refuses end tag `found` where `</want>` should be, as quick-xml's
+    /// own check words it.
+    fn end_mismatch(&self, path: &Path<'_>, want: &str, found: &str, pos: u64) -> String {
+        format!(
+            "XML syntax error at {} (in {path}): expected </{want}>, found </{found}>",
+            self.at(pos)
+        )
+    }
+
+    /// Checks that the end tag just read closes the element at `path`.
+    fn closes(&self, path: &Path<'_>, found: &str, pos: u64) -> Res<()> {
+        if found == path.name {
+            Ok(())
+        } else {
+            Err(self.end_mismatch(path, path.name, found, pos))
+        }
     }
 
     fn at(&self, pos: u64) -> String {
@@ -332,7 +424,7 @@ impl<'a> Xml<'a> {
                         pos,
                     },
                 )?,
-                Event::End(_) => return Ok(()),
+                Event::End(e) => return self.closes(path, e.local_name().into_inner(), pos),
                 Event::Eof => return Err(self.unclosed(path)),
                 Event::Decl(_) | Event::DocType(_) => return Err(self.misplaced(path, pos)),
                 Event::Text(_)
@@ -349,15 +441,19 @@ impl<'a> Xml<'a> {
         if empty {
             return Ok(());
         }
-        let mut depth = 0usize;
+        // the names of the elements open inside, to match their end tags
+        let mut open: Vec<String> = Vec::new();
         loop {
+            let pos = self.r.buffer_position();
             match self.next(path)? {
-                Event::Start(_) => depth += 1,
-                Event::End(_) => {
-                    if depth == 0 {
-                        return Ok(());
+                Event::Start(s) => open.push(s.local_name().into_inner().to_owned()),
+                Event::End(e) => {
+                    let found = e.local_name().into_inner();
+                    match open.pop() {
+                        None => return self.closes(path, found, pos),
+                        Some(want) if want == found => {}
+                        Some(want) => return Err(self.end_mismatch(path, &want, found, pos)),
                     }
-                    depth -= 1;
                 }
                 Event::Eof => return Err(self.unclosed(path)),
                 _ => {}
@@ -395,6 +491,10 @@ impl<'a> Xml<'a> {
             return Ok(String::new());
         }
         let mut acc: Cow<'a, str> = Cow::Borrowed("");
+        // Markup where text belongs (`<email><x@example></email>`, an
+        // address nobody escaped) is read as the text it was meant to be;
+        // these are the start tags of it still open.
+        let mut stray: Vec<String> = Vec::new();
         loop {
             let pos = self.r.buffer_position();
             match self.next(path)? {
@@ -404,13 +504,52 @@ impl<'a> Xml<'a> {
                     let c = self.entity(path, &r, pos)?;
                     acc.to_mut().push(c);
                 }
-                Event::End(_) => break,
+                Event::End(e) => {
+                    let found = e.local_name().into_inner();
+                    if found == path.name {
+                        break;
+                    }
+                    if stray.last().map(String::as_str) != Some(found) {
+                        let want = stray.last().map_or(path.name, String::as_str);
+                        return Err(self.end_mismatch(path, want, found, pos));
+                    }
+                    stray.pop();
+                    let raw = self.raw(pos, self.r.buffer_position());
+                    append(&mut acc, Cow::Borrowed(raw));
+                }
                 Event::Start(s) | Event::Empty(s) => {
-                    return Err(format!(
-                        "{path}: unexpected element <{}> at {} (only text is allowed here)",
-                        s.name().into_inner(),
+                    let raw = self.raw(pos, self.r.buffer_position());
+                    if let Some(lt) = raw[1..].rfind('<').map(|i| i + 1) {
+                        // a bare `<` in text (`bad<x.net</header_from>`)
+                        // reads as a start tag running up to the end tag
+                        let text = &raw[..lt];
+                        self.warnings.push(format!(
+                            "{path}: unescaped markup {text} at {} read as text",
+                            self.at(pos)
+                        ));
+                        append(&mut acc, Cow::Borrowed(text));
+                        let end = raw[lt..].trim_start_matches("</").trim_end_matches('>');
+                        let end = end.trim_end();
+                        let end = end.rsplit(':').next().unwrap_or(end);
+                        if raw[lt..].starts_with("</") && stray.is_empty() {
+                            self.closes(path, end, pos + lt as u64)?;
+                            break;
+                        }
+                        return Err(format!(
+                            "{path}: unreadable markup {raw} at {}",
+                            self.at(pos)
+                        ));
+                    }
+                    if raw.ends_with("/>") {
+                        // an empty-element tag opens nothing
+                    } else {
+                        stray.push(s.local_name().into_inner().to_owned());
+                    }
+                    self.warnings.push(format!(
+                        "{path}: unescaped markup {raw} at {} read as text",
                         self.at(pos)
                     ));
+                    append(&mut acc, Cow::Borrowed(raw));
                 }
                 Event::Eof => return Err(self.unclosed(path)),
                 Event::Comment(_) | Event::PI(_) => {}
@@ -563,7 +702,8 @@ impl<'a> Xml<'a> {
             let (start, empty) = match self.next(&path)? {
                 Event::Start(s) => (s, false),
                 Event::Empty(s) => (s, true),
-                Event::End(_) => {
+                Event::End(e) => {
+                    self.closes(&path, e.local_name().into_inner(), pos)?;
                     self.epilogue()?;
                     break;
                 }
@@ -617,6 +757,7 @@ impl<'a> Xml<'a> {
             end: meta.end,
             policy,
             records,
+            warnings: std::mem::take(&mut self.warnings),
         })
     }
 
@@ -1074,9 +1215,104 @@ mod tests {
             &format!("{RECORD}</record><record>{}", RECORD.replace(">3<", ">x<")),
         );
         assert!(str_reason(&two).starts_with("feedback/record[2]/row/count: \"x\""));
-        // Syntax errors give the line.
-        let got = reason("aggregate/invalid_xml.xml");
-        assert!(got.contains("line 5"), "{got}");
+        // Syntax errors give the line and column.
+        let got = str_reason(&minimal(META, POLICY, RECORD).replace("</count>", "</cnt>"));
+        assert!(
+            got.contains("(in feedback/record[1]/row/count): expected </count>, found </cnt>"),
+            "{got}"
+        );
+    }
+
+    fn warnings_of(xml: &[u8]) -> (AggregateReport, Vec<String>) {
+        match parse_bytes("t.xml", xml).unwrap().as_slice() {
+            [Parsed::Dmarc(r)] => (r.clone(), r.warnings.clone()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn recovery_warns_with_line_and_column() {
+        // Markup inside a leaf is its text, nested or empty-element.
+        let xml = minimal(META, POLICY, RECORD).replace(
+            "<org_name>Org</org_name>",
+            "<org_name>A <b>bold</b> <br/>Org</org_name>",
+        );
+        let (r, w) = warnings_of(xml.as_bytes());
+        assert_eq!(r.org_name, "A <b>bold</b> <br/>Org");
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with(
+                "feedback/report_metadata/org_name: unescaped markup <b> at line 1, column "
+            ),
+            "{w:?}"
+        );
+        assert!(w[1].contains("unescaped markup <br/> at line 1"), "{w:?}");
+        // Two stray bytes on line 2: each recovered, each with its column.
+        let mut xml = minimal(META, POLICY, RECORD)
+            .replace("<org_name>Org", "\n<org_name>O\u{1}r\u{1}g")
+            .into_bytes();
+        for b in xml.iter_mut().filter(|b| **b == 1) {
+            *b = 0x93;
+        }
+        let (r, w) = warnings_of(&xml);
+        assert_eq!(r.org_name, "O\u{201C}r\u{201C}g");
+        let col = |w: &str| {
+            w.split("column ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert!(
+            w[0].contains("invalid UTF-8 (byte 0x93) at line 2, column "),
+            "{w:?}"
+        );
+        assert_eq!(
+            (col(&w[0]), col(&w[1])),
+            ("12".to_string(), "14".to_string())
+        );
+        assert!(
+            w[0].starts_with("feedback/report_metadata/org_name: "),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn truly_broken_reports_are_still_refused() {
+        let base = minimal(META, POLICY, RECORD);
+        // A stray start tag whose element runs past its parent's end.
+        let got = str_reason(&base.replace("<org_name>Org</org_name>", "<org_name>Org"));
+        assert!(
+            got.contains("(in feedback/report_metadata/org_name): expected </org_name>, found </report_metadata>"),
+            "{got}"
+        );
+        // An end tag closing the wrong element between children.
+        let got = str_reason(&base.replace("</policy_published>", "</policy>"));
+        assert!(
+            got.starts_with("XML syntax error at line 1, column ")
+                && got.ends_with(
+                    "(in feedback/policy_published): expected </policy_published>, found </policy>"
+                ),
+            "{got}"
+        );
+        // Binary data in a UTF-8 file is not recovered byte by byte.
+        let mut bin = base.clone().into_bytes();
+        let at = bin.windows(3).position(|w| w == b"Org").unwrap();
+        bin.splice(at..at, std::iter::repeat_n(0xFF, 100));
+        let got = str_reason_bytes(&bin);
+        assert!(
+            got.starts_with("not UTF-8 text: more than 64 invalid bytes (feedback/report_metadata/org_name: invalid UTF-8 (byte 0xFF) at line 1, column "),
+            "{got}"
+        );
+    }
+
+    fn str_reason_bytes(data: &[u8]) -> String {
+        match parse_bytes("t.xml", data) {
+            Ok(v) => panic!("parsed, expected an error: {v:?}"),
+            Err(e) => e.reason,
+        }
     }
 
     #[test]

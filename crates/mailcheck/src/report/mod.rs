@@ -22,6 +22,13 @@
 //! accepted, TLS-RPT's `mx-host` may be a string or a list, and the
 //! DMARCbis `pass` disposition is accepted.
 //!
+//! Two faults real receivers make are recovered, each with a warning in
+//! [`AggregateReport::warnings`] naming the element, line and column: bytes
+//! that are not UTF-8 (a field copied in windows-1252) are read as
+//! windows-1252, and markup where text belongs (`<email><x@example></email>`,
+//! `bad<name</header_from>`) is read as that text. Beyond that the report
+//! is refused: more than 64 invalid bytes, or end tags that match nothing.
+//!
 //! Decompression is capped: every decompressed file (a gzip stream, a zip
 //! member) may be at most [`MAX_DECOMPRESSED`] bytes, and one call
 //! decompresses at most four times that in all; beyond that the input is
@@ -137,6 +144,18 @@ mod tests {
             1,
         ),
         (
+            "aggregate/invalid_utf_8.xml",
+            "example.com:1538463741",
+            "example.com",
+            1,
+        ),
+        (
+            "aggregate/invalid_xml.xml",
+            "sonexushealth.com:1530233361",
+            "example.com",
+            1,
+        ),
+        (
             "aggregate/mimecast-weird-gzip.eml",
             "157a5fe30ec76f4bc0d8bccfc96c118a167a1280fee7c7465af5115e73082e5e",
             "ab.id.au",
@@ -233,14 +252,6 @@ mod tests {
     const FAILS: &[(&str, &str)] = &[
         ("empty.xml", "empty file"),
         (
-            "aggregate/invalid_utf_8.xml",
-            "feedback/record[1]/identifiers/header_from: invalid UTF-8 (byte 0x91) at line 31, column 25",
-        ),
-        (
-            "aggregate/invalid_xml.xml",
-            "feedback/report_metadata/email: unexpected element <bad-xml@bad-xml.net> at line 5, column 10",
-        ),
-        (
             "aggregate_invalid/report_with_upper_cased_pass.xml",
             "feedback/record[1]/row/policy_evaluated/disposition: \"None\" is not one of none|pass|quarantine|reject (line 24)",
         ),
@@ -301,6 +312,35 @@ mod tests {
             assert_eq!(r.records.len(), records, "{rel}");
             assert!(r.begin <= r.end, "{rel}");
         }
+    }
+
+    /// The two samples parsedmarc recovers and a strict parser refuses:
+    /// read, with a warning naming the element, line and column.
+    #[test]
+    fn recovered_samples_warn() {
+        let r = one_dmarc("aggregate/invalid_utf_8.xml");
+        assert_eq!(r.records[0].header_from, "bad_byte\u{2018}");
+        assert_eq!(r.records[0].source_ip.to_string(), "12.20.127.122");
+        assert_eq!(
+            r.warnings,
+            [
+                "feedback/record[1]/identifiers/header_from: invalid UTF-8 (byte 0x91) at line 31, column 25 read as windows-1252 '\u{2018}'"
+            ]
+        );
+        let r = one_dmarc("aggregate/invalid_xml.xml");
+        assert_eq!(r.email.as_deref(), Some("<bad-xml@bad-xml.net>"));
+        assert_eq!(r.records[0].source_ip.to_string(), "199.230.200.36");
+        assert_eq!(r.records[0].count, 1);
+        assert_eq!(
+            r.warnings,
+            [
+                "feedback/report_metadata/email: unescaped markup <bad-xml@bad-xml.net> at line 5, column 10 read as text",
+                "feedback/record[1]/identifiers/header_from: unescaped markup <xml.net at line 31, column 20 read as text",
+            ]
+        );
+        assert_eq!(r.records[0].header_from, "bad<xml.net");
+        // Samples that needed no recovery have no warnings.
+        assert!(one_dmarc(NICE).warnings.is_empty());
     }
 
     #[test]
@@ -381,6 +421,39 @@ mod tests {
                 let _ = parse_bytes("p", &data);
                 data.truncate(cut % (data.len() + 1));
                 let _ = parse_bytes("p", &data);
+            }
+        }
+    }
+
+    /// Prints messages per source IP for every aggregate sample, one
+    /// `COUNTS file ip messages` line each (or `REFUSED file reason`); run
+    /// by `bench/mailcheck/diff_parsedmarc.py`, which compares them with
+    /// parsedmarc's.
+    #[test]
+    #[ignore]
+    fn dump_sample_counts() {
+        let mut names: Vec<String> = std::fs::read_dir(format!("{DIR}/aggregate"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            let rel = format!("aggregate/{name}");
+            match parse(&rel) {
+                Ok(reports) => {
+                    let mut counts = std::collections::BTreeMap::<String, u64>::new();
+                    for p in reports {
+                        if let Parsed::Dmarc(r) = p {
+                            for x in r.records {
+                                *counts.entry(x.source_ip.to_string()).or_default() += x.count;
+                            }
+                        }
+                    }
+                    for (ip, n) in counts {
+                        println!("COUNTS\t{name}\t{ip}\t{n}");
+                    }
+                }
+                Err(e) => println!("REFUSED\t{name}\t{}", e.reason),
             }
         }
     }

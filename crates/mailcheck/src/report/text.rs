@@ -53,7 +53,7 @@ pub(super) fn utf8_error(data: &[u8], e: std::str::Utf8Error, xml: bool) -> Stri
 }
 
 /// The path of the elements still open at the end of `prefix`.
-fn open_elements(prefix: &str) -> String {
+pub(super) fn open_elements(prefix: &str) -> String {
     let mut r = Reader::from_str(prefix);
     r.config_mut().check_end_names = false;
     let mut stack: Vec<String> = Vec::new();

@@ -7,11 +7,11 @@ use std::time::SystemTime;
 
 use super::{PgStore, pg_err};
 use crate::rules::mail::{
-    add_selectors, add_source, diff_findings, finding_lines, findings_from_lines,
+    add_selectors, add_source, attach_senders, diff_findings, finding_lines, findings_from_lines,
 };
 use crate::{
-    DmarcReportRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow, MailStore, SourceSummary,
-    StoreError, TlsReportRow, unix_millis,
+    DmarcReportRow, DmarcSenderRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow, MailStore,
+    SourceSummary, StoreError, TlsReportRow, unix_millis,
 };
 
 impl MailStore for PgStore {
@@ -159,10 +159,56 @@ impl MailStore for PgStore {
                 spf_aligned: r.get::<_, i64>(4) as u64,
                 quarantined: r.get::<_, i64>(5) as u64,
                 rejected: r.get::<_, i64>(6) as u64,
+                sender: None,
             };
             add_source(&mut sum, s);
         }
+        drop(err);
+        let ips: Vec<String> = sum.sources.iter().map(|s| s.source_ip.clone()).collect();
+        attach_senders(&mut sum, self.dmarc_senders(&ips)?);
         Ok(sum)
+    }
+
+    fn dmarc_senders(&mut self, ips: &[String]) -> Result<Vec<DmarcSenderRow>, StoreError> {
+        self.ensure()?;
+        let rows = self
+            .client
+            .query(
+                "SELECT source_ip, ptr, confirmed, base_domain, service, service_type, checked_at
+                 FROM dmarc_senders WHERE source_ip = ANY($1)",
+                &[&ips],
+            )
+            .map_err(pg_err(&self.location))?;
+        Ok(rows
+            .iter()
+            .map(|r| DmarcSenderRow {
+                source_ip: r.get(0),
+                ptr: r.get(1),
+                confirmed: r.get(2),
+                base_domain: r.get(3),
+                service: r.get(4),
+                service_type: r.get(5),
+                checked_at: r.get(6),
+            })
+            .collect())
+    }
+
+    fn save_dmarc_senders(&mut self, rows: &[DmarcSenderRow]) -> Result<(), StoreError> {
+        self.ensure()?;
+        let err = pg_err(&self.location);
+        let mut tx = self.client.transaction().map_err(&err)?;
+        for r in rows {
+            tx.execute(
+                "INSERT INTO dmarc_senders (source_ip, ptr, confirmed, base_domain, service, service_type, checked_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (source_ip) DO UPDATE SET ptr = EXCLUDED.ptr, confirmed = EXCLUDED.confirmed,
+                   base_domain = EXCLUDED.base_domain, service = EXCLUDED.service,
+                   service_type = EXCLUDED.service_type, checked_at = EXCLUDED.checked_at",
+                &[&r.source_ip, &r.ptr, &r.confirmed, &r.base_domain, &r.service, &r.service_type, &r.checked_at],
+            )
+            .map_err(&err)?;
+        }
+        tx.commit().map_err(&err)
     }
 
     fn dkim_selectors(&mut self, domain: &str) -> Result<Vec<String>, StoreError> {

@@ -361,6 +361,19 @@ const MIGRATIONS: &[(u32, &str)] = &[
         updated_at BIGINT NOT NULL     -- unix milliseconds
     );",
     ),
+    (
+        13,
+        // who each DMARC source IP is, from forward-confirmed reverse DNS
+        "CREATE TABLE dmarc_senders (
+        source_ip    TEXT    PRIMARY KEY,
+        ptr          TEXT,             -- NULL: no PTR
+        confirmed    BOOLEAN NOT NULL, -- the PTR name's A/AAAA holds the IP
+        base_domain  TEXT,
+        service      TEXT,             -- named only from a confirmed PTR
+        service_type TEXT,
+        checked_at   BIGINT  NOT NULL  -- unix milliseconds
+    );",
+    ),
 ];
 
 impl PgStore {

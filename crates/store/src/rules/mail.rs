@@ -3,7 +3,7 @@
 //! checks, the DKIM selectors named in DMARC rows, and a domain's DMARC
 //! totals summed from its per-source rows.
 
-use crate::{DmarcSummary, MailCheckDiff, MailFinding, SourceSummary};
+use crate::{DmarcSenderRow, DmarcSummary, MailCheckDiff, MailFinding, SourceSummary};
 
 /// Findings as stored: one per line, `severity TAB code TAB message` (a
 /// message's own tabs and line breaks become spaces).
@@ -76,6 +76,15 @@ pub(crate) fn add_selectors(out: &mut Vec<String>, dkim: &str, domain: &str) {
 }
 
 /// Adds one sending source (rows come busiest first) to a domain's totals.
+/// Gives each source of `sum` its stored identity.
+pub(crate) fn attach_senders(sum: &mut DmarcSummary, senders: Vec<DmarcSenderRow>) {
+    for d in senders {
+        if let Some(s) = sum.sources.iter_mut().find(|s| s.source_ip == d.source_ip) {
+            s.sender = Some(d);
+        }
+    }
+}
+
 pub(crate) fn add_source(sum: &mut DmarcSummary, s: SourceSummary) {
     sum.messages += s.messages;
     sum.dmarc_pass += s.dmarc_pass;

@@ -7,11 +7,11 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, sql_err};
 use crate::rules::mail::{
-    add_selectors, add_source, diff_findings, finding_lines, findings_from_lines,
+    add_selectors, add_source, attach_senders, diff_findings, finding_lines, findings_from_lines,
 };
 use crate::{
-    DmarcReportRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow, MailStore, SourceSummary,
-    StoreError, TlsReportRow, unix_millis,
+    DmarcReportRow, DmarcSenderRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow, MailStore,
+    SourceSummary, StoreError, TlsReportRow, unix_millis,
 };
 
 impl MailStore for SqliteStore {
@@ -147,13 +147,61 @@ impl MailStore for SqliteStore {
                     spf_aligned: r.get::<_, i64>(4)? as u64,
                     quarantined: r.get::<_, i64>(5)? as u64,
                     rejected: r.get::<_, i64>(6)? as u64,
+                    sender: None,
                 })
             })
             .map_err(err)?;
         for row in rows {
             add_source(&mut sum, row.map_err(err)?);
         }
+        drop(stmt);
+        let ips: Vec<String> = sum.sources.iter().map(|s| s.source_ip.clone()).collect();
+        attach_senders(&mut sum, self.dmarc_senders(&ips)?);
         Ok(sum)
+    }
+
+    fn dmarc_senders(&mut self, ips: &[String]) -> Result<Vec<DmarcSenderRow>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT source_ip, ptr, confirmed, base_domain, service, service_type, checked_at
+                 FROM dmarc_senders WHERE source_ip = ?1",
+            )
+            .map_err(err)?;
+        let mut out = Vec::new();
+        for ip in ips {
+            let row = stmt
+                .query_row(params![ip], |r| {
+                    Ok(DmarcSenderRow {
+                        source_ip: r.get(0)?,
+                        ptr: r.get(1)?,
+                        confirmed: r.get(2)?,
+                        base_domain: r.get(3)?,
+                        service: r.get(4)?,
+                        service_type: r.get(5)?,
+                        checked_at: r.get(6)?,
+                    })
+                })
+                .optional()
+                .map_err(err)?;
+            out.extend(row);
+        }
+        Ok(out)
+    }
+
+    fn save_dmarc_senders(&mut self, rows: &[DmarcSenderRow]) -> Result<(), StoreError> {
+        let err = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(err)?;
+        for r in rows {
+            tx.execute(
+                "INSERT OR REPLACE INTO dmarc_senders (source_ip, ptr, confirmed, base_domain, service, service_type, checked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![r.source_ip, r.ptr, r.confirmed, r.base_domain, r.service, r.service_type, r.checked_at],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
     }
 
     fn dkim_selectors(&mut self, domain: &str) -> Result<Vec<String>, StoreError> {

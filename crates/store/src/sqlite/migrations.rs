@@ -348,6 +348,20 @@ const MIGRATIONS: &[(u32, &str)] = &[
         updated_at BIGINT NOT NULL     -- unix milliseconds
     );",
     ),
+    (
+        13,
+        // who each DMARC source IP is, from forward-confirmed reverse DNS
+        // (parapet_mailcheck::senders): looked up once per IP, not per report
+        "CREATE TABLE dmarc_senders (
+        source_ip    TEXT    PRIMARY KEY,
+        ptr          TEXT,              -- NULL: no PTR
+        confirmed    INTEGER NOT NULL,  -- the PTR name's A/AAAA holds the IP
+        base_domain  TEXT,
+        service      TEXT,              -- named only from a confirmed PTR
+        service_type TEXT,
+        checked_at   INTEGER NOT NULL   -- unix milliseconds
+    ) WITHOUT ROWID;",
+    ),
 ];
 
 impl SqliteStore {
