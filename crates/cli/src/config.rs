@@ -25,6 +25,15 @@ pub const DEFAULT_EVENT_QUEUE: usize = 16_384;
 pub const DEFAULT_WATCH_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_TCP_IDLE_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
+/// `[dns.rate_limit]`: UDP answers per second per client prefix.
+pub const DEFAULT_RRL_RESPONSES_PER_SECOND: u32 = 200;
+pub const DEFAULT_RRL_SLIP: u8 = 2;
+pub const DEFAULT_RRL_IPV4_PREFIX: u8 = 24;
+pub const DEFAULT_RRL_IPV6_PREFIX: u8 = 56;
+/// Largest `responses_per_second` accepted.
+pub const MAX_RRL_RESPONSES_PER_SECOND: u32 = 1_000_000;
+/// Largest `slip` accepted (BIND's limit too).
+pub const MAX_RRL_SLIP: u8 = 10;
 /// Environment variable that overrides `[store] url` (it may hold a password).
 pub const ENV_DATABASE_URL: &str = "PARAPET_DATABASE_URL";
 /// Environment variable that overrides `[privacy] pseudonym_key`.
@@ -93,6 +102,36 @@ pub struct DnsConfig {
     pub event_queue: usize,
     /// How often feed files and the config file are checked for changes; 0 disables.
     pub watch_interval_ms: u64,
+    /// Networks answered besides the tenants' networks (default: loopback).
+    #[serde(deserialize_with = "cidrs")]
+    pub allow: Vec<IpNet>,
+    /// Networks refused even when in `allow` or a tenant's networks.
+    #[serde(deserialize_with = "cidrs")]
+    pub deny: Vec<IpNet>,
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `[dns.rate_limit]`: response rate limiting of UDP answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Per client prefix; 0 disables.
+    pub responses_per_second: u32,
+    /// Every `slip`-th limited answer is sent truncated, the rest dropped.
+    pub slip: u8,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            responses_per_second: DEFAULT_RRL_RESPONSES_PER_SECOND,
+            slip: DEFAULT_RRL_SLIP,
+            ipv4_prefix: DEFAULT_RRL_IPV4_PREFIX,
+            ipv6_prefix: DEFAULT_RRL_IPV6_PREFIX,
+        }
+    }
 }
 
 impl Default for DnsConfig {
@@ -116,6 +155,12 @@ impl Default for DnsConfig {
             tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
             event_queue: DEFAULT_EVENT_QUEUE,
             watch_interval_ms: DEFAULT_WATCH_INTERVAL_MS,
+            allow: parapet_dns::access::LOOPBACK
+                .iter()
+                .map(|n| n.parse().expect("valid default"))
+                .collect(),
+            deny: Vec::new(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -268,6 +313,13 @@ pub struct TenantConfig {
     /// The council's mail domains, summarised in its committee report.
     #[serde(default)]
     pub mail_domains: Vec<String>,
+    /// Whether `[dns.rate_limit]` applies to its clients.
+    #[serde(default = "yes")]
+    pub rate_limit: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Longest `[store] flush_interval_ms`: detection observes each batch's
@@ -691,6 +743,24 @@ impl Config {
                 self.store.writer_nice
             );
         }
+        let rl = &self.dns.rate_limit;
+        let rl_bad = if rl.responses_per_second > MAX_RRL_RESPONSES_PER_SECOND {
+            Some(format!(
+                "responses_per_second: at most {MAX_RRL_RESPONSES_PER_SECOND} (0 disables), not {}",
+                rl.responses_per_second
+            ))
+        } else if rl.slip > MAX_RRL_SLIP {
+            Some(format!("slip: 0 to {MAX_RRL_SLIP}, not {}", rl.slip))
+        } else if rl.ipv4_prefix > 32 {
+            Some(format!("ipv4_prefix: 0 to 32, not {}", rl.ipv4_prefix))
+        } else if rl.ipv6_prefix > 128 {
+            Some(format!("ipv6_prefix: 0 to 128, not {}", rl.ipv6_prefix))
+        } else {
+            None
+        };
+        if let Some(msg) = rl_bad {
+            bail!("{}: [dns.rate_limit] {msg}", file.display());
+        }
         if self.dns.udp_payload < 512 {
             bail!(
                 "{}: [dns] udp_payload: must be at least 512",
@@ -941,6 +1011,47 @@ mod tests {
             .to_string();
         assert!(err.contains("/etc/p.toml:3"), "{err}");
         assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn access_lists_and_rate_limits() {
+        let c = Config::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(c.dns.allow.len(), 2, "loopback by default");
+        assert!(c.dns.deny.is_empty());
+        assert_eq!(c.dns.rate_limit, RateLimitConfig::default());
+        let text = "[dns]\nallow = [\"10.0.0.0/8\"]\ndeny = [\"10.9.0.0/16\"]\n\
+                    [dns.rate_limit]\nresponses_per_second = 0\n\
+                    [[tenants]]\nname = \"a\"\nrate_limit = false\n";
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.dns.allow, ["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+        assert_eq!(c.dns.rate_limit.responses_per_second, 0);
+        assert_eq!(c.dns.rate_limit.slip, DEFAULT_RRL_SLIP);
+        assert!(!c.tenants[0].rate_limit);
+        let err = Config::parse("[dns]\ndeny = [\"10.0.0.1/40\"]\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("c.toml:2") && err.contains("`10.0.0.1/40`"),
+            "{err}"
+        );
+        for (bad, says) in [
+            ("slip = 11", "slip: 0 to 10"),
+            (
+                "responses_per_second = 2000000",
+                "responses_per_second: at most",
+            ),
+            ("ipv4_prefix = 33", "ipv4_prefix"),
+            ("ipv6_prefix = 129", "ipv6_prefix"),
+        ] {
+            let text = format!("[dns.rate_limit]\n{bad}\n");
+            let err = Config::parse(&text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("[dns.rate_limit]") && err.contains(says),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -231,6 +231,12 @@ fn dns_settings(d: &DnsConfig, upstreams: &[SocketAddr], threads: usize) -> Sett
         tcp_idle_timeout: Duration::from_millis(d.tcp_idle_timeout_ms),
         tcp_max_connections: d.tcp_max_connections,
         udp_sockets_per_listener: threads,
+        rate_limit: parapet_dns::RateLimit {
+            responses_per_second: d.rate_limit.responses_per_second,
+            slip: d.rate_limit.slip,
+            ipv4_prefix: d.rate_limit.ipv4_prefix,
+            ipv6_prefix: d.rate_limit.ipv6_prefix,
+        },
     }
 }
 

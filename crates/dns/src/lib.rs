@@ -6,6 +6,7 @@
 //! It hands query events to whoever listens on a bounded channel and never
 //! waits for them.
 
+pub mod access;
 pub mod cache;
 pub mod metrics;
 #[cfg(target_os = "linux")]
@@ -13,6 +14,7 @@ mod mmsg;
 pub mod notify;
 pub mod resolver;
 pub mod respip;
+pub mod rrl;
 pub mod server;
 pub mod upstream;
 pub mod wire;
@@ -24,10 +26,12 @@ use std::time::Duration;
 use parapet_core::policy::{FeedId, PolicySet};
 use parapet_core::tenant::{TenantId, TenantMap};
 
+pub use access::Access;
 pub use cache::CacheConfig;
 pub use metrics::{FeedStatus, Metrics, TenantCounters};
 pub use notify::{NotifyHook, NotifyZone};
 pub use resolver::Resolver;
+pub use rrl::RateLimit;
 
 /// Resolver settings fixed for the life of the process.
 #[derive(Debug, Clone)]
@@ -48,6 +52,8 @@ pub struct Settings {
     /// UDP sockets (SO_REUSEPORT) per listen address; usually the number of
     /// worker threads.
     pub udp_sockets_per_listener: usize,
+    /// Response rate limiting of UDP answers per client prefix.
+    pub rate_limit: RateLimit,
 }
 
 impl Settings {
@@ -67,6 +73,7 @@ impl Settings {
             tcp_idle_timeout: Duration::from_secs(10),
             tcp_max_connections: 1024,
             udp_sockets_per_listener: 1,
+            rate_limit: RateLimit::OFF,
         }
     }
 }
@@ -101,6 +108,10 @@ pub struct Snapshot {
     /// once here rather than per answer.
     block_texts: Vec<Box<str>>,
     pub block: BlockResponse,
+    /// Who may be answered at all.
+    pub access: Access,
+    /// By tenant: whether its UDP answers are rate limited.
+    rate_limited: Vec<bool>,
 }
 
 impl Snapshot {
@@ -123,7 +134,34 @@ impl Snapshot {
             feed_names: feed_names.iter().map(|n| Arc::from(n.as_str())).collect(),
             block_texts: feed_names.iter().map(|n| block_text(n)).collect(),
             block,
+            access: Access::default(),
+            rate_limited: Vec::new(),
         }
+    }
+
+    /// This snapshot with these allow and deny lists (loopback only
+    /// without).
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// This snapshot with the tenants (by [`TenantId`]) whose answers are
+    /// not rate limited.
+    pub fn with_rate_limit_exempt(mut self, exempt: &[TenantId]) -> Self {
+        self.rate_limited = vec![true; self.tenant_names.len()];
+        for &t in exempt {
+            if let Some(l) = self.rate_limited.get_mut(t as usize) {
+                *l = false;
+            }
+        }
+        self
+    }
+
+    /// Whether `[dns.rate_limit]` applies to tenant `t`'s clients.
+    #[inline]
+    pub fn rate_limited(&self, t: TenantId) -> bool {
+        self.rate_limited.get(t as usize).copied().unwrap_or(true)
     }
 
     /// This snapshot with another policy: tenants, names, counters and block
@@ -138,6 +176,8 @@ impl Snapshot {
             feed_names: self.feed_names.clone(),
             block_texts: self.block_texts.clone(),
             block: self.block,
+            access: self.access.clone(),
+            rate_limited: self.rate_limited.clone(),
         }
     }
 

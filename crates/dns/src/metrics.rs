@@ -25,12 +25,18 @@ const NO_RESPONSE: usize = 16;
 #[derive(Debug)]
 pub struct TenantCounters {
     by_action_rcode: [[AtomicU64; RCODES]; EventAction::ALL.len()],
+    /// UDP answers response rate limiting dropped.
+    pub rrl_dropped: AtomicU64,
+    /// UDP answers response rate limiting sent truncated instead.
+    pub rrl_slipped: AtomicU64,
 }
 
 impl Default for TenantCounters {
     fn default() -> Self {
         Self {
             by_action_rcode: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            rrl_dropped: AtomicU64::new(0),
+            rrl_slipped: AtomicU64::new(0),
         }
     }
 }
@@ -106,6 +112,11 @@ pub struct Metrics {
     pub upstream_servfail: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
+    /// Queries refused because the client is outside `[dns] allow` and
+    /// every tenant's networks, or inside `[dns] deny`.
+    pub refused_acl: AtomicU64,
+    /// Idle TCP connections closed to admit a new one.
+    pub tcp_evicted: AtomicU64,
     feeds: Mutex<Vec<FeedStatus>>,
 }
 
@@ -171,7 +182,28 @@ impl Metrics {
                 }
             }
         }
-        let simple: [(&str, &str, &str, u64); 9] = [
+        o.push_str("# HELP parapet_rrl_responses_total UDP answers limited by [dns.rate_limit], by tenant and action (dropped, or slipped: sent truncated).\n");
+        o.push_str("# TYPE parapet_rrl_responses_total counter\n");
+        for (name, c) in lock(&self.tenants).iter() {
+            for (action, v) in [("dropped", &c.rrl_dropped), ("slipped", &c.rrl_slipped)] {
+                let v = ld(v);
+                if v > 0 {
+                    let _ = writeln!(
+                        o,
+                        "parapet_rrl_responses_total{{tenant=\"{}\",action=\"{action}\"}} {v}",
+                        escape(name)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            o,
+            "# HELP parapet_dns_refused_total Queries answered REFUSED, by reason (acl: the client is outside [dns] allow and every tenant's networks, or in [dns] deny).\n\
+             # TYPE parapet_dns_refused_total counter\n\
+             parapet_dns_refused_total{{reason=\"acl\"}} {}",
+            ld(&self.refused_acl)
+        );
+        let simple: [(&str, &str, &str, u64); 10] = [
             (
                 "parapet_dns_cache_hits_total",
                 "counter",
@@ -213,6 +245,12 @@ impl Metrics {
                 "counter",
                 "Queries answered SERVFAIL because no upstream answered in time.",
                 ld(&self.upstream_servfail),
+            ),
+            (
+                "parapet_dns_tcp_evicted_total",
+                "counter",
+                "Idle TCP connections closed to admit a new one at tcp_max_connections.",
+                ld(&self.tcp_evicted),
             ),
             (
                 "parapet_events_dropped_total",

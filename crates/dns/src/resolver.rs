@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -15,12 +15,13 @@ use parapet_core::event::{EventAction, QueryEvent};
 use parapet_core::ippolicy::with_client_ip;
 use parapet_core::name::{EventName, InlineName};
 use parapet_core::policy::{Action, Decision, FeedId, LocalRecord, Rule, rtype};
-use parapet_core::tenant::TenantId;
+use parapet_core::tenant::{DEFAULT_TENANT, TenantId};
 
 use crate::cache::{Cache, Key, Stored};
 use crate::metrics::{Metrics, TenantCounters};
 use crate::notify::NotifyZone;
 use crate::respip;
+use crate::rrl::{RateLimiter, Verdict};
 use crate::upstream::Upstreams;
 use crate::wire::{self, OwnedQuery, Query, Reject, ede, flag, rcode};
 use crate::{BlockMode, Settings, Snapshot};
@@ -64,7 +65,12 @@ pub struct Pending {
 pub struct Arrival {
     snap: Arc<Snapshot>,
     time: SystemTime,
+    /// `time` in Unix seconds, the clock of rate limiting.
+    secs: u64,
 }
+
+/// At most one log line per this many seconds about refused clients.
+const REFUSED_LOG_EVERY: u64 = 60;
 
 pub struct Resolver {
     snapshot: ArcSwap<Snapshot>,
@@ -75,6 +81,11 @@ pub struct Resolver {
     settings: Settings,
     /// Zones whose primaries may send NOTIFY; set once at start.
     notify: std::sync::OnceLock<Vec<NotifyZone>>,
+    /// `None` when `[dns.rate_limit]` is off.
+    rrl: Option<RateLimiter>,
+    /// When refused clients were last logged (Unix seconds), and the
+    /// refused count then.
+    refused_logged: (AtomicU64, AtomicU64),
 }
 
 impl Resolver {
@@ -94,8 +105,10 @@ impl Resolver {
             ),
             metrics,
             events,
+            rrl: RateLimiter::new(settings.rate_limit, crate::rrl::TABLE_SIZE),
             settings,
             notify: std::sync::OnceLock::new(),
+            refused_logged: (AtomicU64::new(0), AtomicU64::new(0)),
         }
     }
 
@@ -131,9 +144,13 @@ impl Resolver {
 
     /// The snapshot in force and the time, for queries received now.
     pub fn arrival(&self) -> Arrival {
+        let time = SystemTime::now();
         Arrival {
             snap: self.snapshot.load_full(),
-            time: SystemTime::now(),
+            time,
+            secs: time
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         }
     }
 
@@ -167,6 +184,19 @@ impl Resolver {
     ) -> Outcome {
         let snap = &*at.snap;
         let tenant = snap.tenants.lookup(client.ip());
+        if !snap.access.allows(client.ip(), tenant) {
+            return self.refuse(at, packet, client.ip(), udp, out);
+        }
+        // TCP proves the source address: only UDP answers are limited
+        if udp
+            && let Some(rrl) = &self.rrl
+            && snap.rate_limited(tenant)
+        {
+            let v = rrl.check(client.ip(), at.secs);
+            if v != Verdict::Pass {
+                return self.limited(snap, tenant, packet, v, out);
+            }
+        }
         let payload = self.settings.udp_payload;
         let q = match wire::parse_query(packet) {
             Ok(q) => q,
@@ -272,6 +302,148 @@ impl Resolver {
         }
         let respip = respip.then(|| (at.snap.clone(), tenant));
         Outcome::Forward(self.pending(snap, tenant, client.ip(), &q, action, feed, None, respip))
+    }
+
+    /// A client the access lists refuse: REFUSED (within the rate limit),
+    /// counted and logged at most once a minute. A NOTIFY from a feed's
+    /// primary goes to the NOTIFY handler, which checks the sender itself:
+    /// primaries need not be in `[dns] allow`.
+    #[cold]
+    #[inline(never)]
+    fn refuse(
+        &self,
+        at: &Arrival,
+        packet: &[u8],
+        client: IpAddr,
+        udp: bool,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let primary = || {
+            self.notify
+                .get()
+                .is_some_and(|zs| zs.iter().any(|z| z.primaries.contains(&client)))
+        };
+        if crate::notify::opcode(packet) == crate::notify::OPCODE_NOTIFY
+            && primary()
+            && let Some(o) = self.other_opcode(packet, client, out)
+        {
+            return o;
+        }
+        // a response is never answered (no reflection loops)
+        if packet.len() < wire::HEADER_LEN || packet[2] & 0x80 != 0 {
+            self.metrics.malformed.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Drop;
+        }
+        if udp
+            && let Some(rrl) = &self.rrl
+            && rrl.check(client, at.secs) != Verdict::Pass
+        {
+            let c = at.snap.tenant_counters(DEFAULT_TENANT);
+            c.rrl_dropped.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Drop;
+        }
+        let refused = self.metrics.refused_acl.fetch_add(1, Ordering::Relaxed) + 1;
+        let (last, logged) = &self.refused_logged;
+        let then = last.load(Ordering::Relaxed);
+        if at.secs >= then + REFUSED_LOG_EVERY
+            && last
+                .compare_exchange(then, at.secs, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let since = refused - logged.swap(refused, Ordering::Relaxed);
+            tracing::warn!(
+                refused = since,
+                latest = %client,
+                "refused queries from clients outside [dns] allow and every tenant's networks, or in [dns] deny (at most one such line per {REFUSED_LOG_EVERY} s)"
+            );
+        }
+        let (question_end, edns) = match wire::parse_query(packet) {
+            Ok(q) => (Some(wire::HEADER_LEN + q.question.len()), q.edns),
+            Err(_) => (None, None),
+        };
+        let payload = self.settings.udp_payload;
+        wire::error_response(
+            out,
+            packet,
+            rcode::REFUSED as u16,
+            question_end,
+            edns,
+            payload,
+            None,
+        );
+        Outcome::Reply
+    }
+
+    /// A query over the rate limit: a truncated answer (TC=1, no records)
+    /// when it slips, else nothing.
+    #[inline(never)]
+    fn limited(
+        &self,
+        snap: &Snapshot,
+        tenant: TenantId,
+        packet: &[u8],
+        v: Verdict,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let c = snap.tenant_counters(tenant);
+        if v == Verdict::Slip
+            && let Ok(q) = wire::parse_query(packet)
+        {
+            wire::begin_response(out, &q, rcode::NOERROR, flag::TC);
+            if q.edns.is_some() {
+                wire::push_opt(out, self.settings.udp_payload, 0, None);
+            }
+            c.rrl_slipped.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Reply;
+        }
+        c.rrl_dropped.fetch_add(1, Ordering::Relaxed);
+        Outcome::Drop
+    }
+
+    /// A UDP datagram longer than the receive buffer, of which `head` was
+    /// kept: FORMERR (header only: the rest was cut) to a client that may
+    /// be answered, nothing otherwise. No real query comes near the limit;
+    /// the answer tells a broken client at once rather than after its
+    /// timeout, and it is smaller than what was sent.
+    #[cold]
+    #[inline(never)]
+    pub fn oversize(
+        &self,
+        at: &Arrival,
+        head: &[u8],
+        client: SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        self.metrics.malformed.fetch_add(1, Ordering::Relaxed);
+        let snap = &*at.snap;
+        let tenant = snap.tenants.lookup(client.ip());
+        if head.len() < wire::HEADER_LEN
+            || head[2] & 0x80 != 0
+            || !snap.access.allows(client.ip(), tenant)
+        {
+            return Outcome::Drop;
+        }
+        if let Some(rrl) = &self.rrl
+            && snap.rate_limited(tenant)
+            && rrl.check(client.ip(), at.secs) != Verdict::Pass
+        {
+            let c = snap.tenant_counters(tenant);
+            c.rrl_dropped.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Drop;
+        }
+        let payload = self.settings.udp_payload;
+        wire::error_response(out, head, rcode::FORMERR as u16, None, None, payload, None);
+        self.finish(
+            at,
+            tenant,
+            client.ip(),
+            &InlineName::default(),
+            0,
+            Some(rcode::FORMERR),
+            EventAction::Rejected,
+            None,
+        );
+        Outcome::Reply
     }
 
     /// Whether a response-IP trigger matches an address of `answer`.

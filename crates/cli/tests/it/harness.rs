@@ -317,10 +317,18 @@ impl Parapet {
         let port = free_port();
         let web_port = free_port();
         let config = dir.path().join("parapet.toml");
+        // every test client shares 127.0.0.0/24, and several tests load the
+        // server from it: response rate limiting is off unless the test
+        // configures it
+        let rate_limit = if dns_extra.contains("[dns.rate_limit]") {
+            ""
+        } else {
+            "[dns.rate_limit]\nresponses_per_second = 0\n"
+        };
         std::fs::write(
             &config,
             format!(
-                "[dns]\nlisten = [\"127.0.0.1:{port}\"{}]\nthreads = 2\nwatch_interval_ms = 200\n{dns_extra}\n\
+                "[dns]\nlisten = [\"127.0.0.1:{port}\"{}]\nthreads = 2\nwatch_interval_ms = 200\n{dns_extra}\n{rate_limit}\
                  [web]\nlisten = \"127.0.0.1:{web_port}\"\n\n{body}\n",
                 extra_listen.iter().map(|a| format!(", \"{a}\"")).collect::<String>()
             ),

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod acl;
 mod assets;
 mod browser;
 mod cli;
