@@ -1,5 +1,5 @@
-//! Deciding and answering one query: tenant attribution, policy, cache,
-//! upstream, and the query event. Transport-independent: the listeners in
+//! Deciding and answering one query: tenant attribution, access lists,
+//! rate limiting, policy, cache, upstream, and the query event. Transport-independent: the listeners in
 //! [`crate::server`] call [`Resolver::handle`] with a packet and get either a
 //! finished answer in their buffer, nothing (drop), or a [`Pending`] query
 //! to complete upstream off the receive loop.
@@ -173,7 +173,9 @@ impl Resolver {
         self.metrics.render(&upstreams, self.cache.len())
     }
 
-    /// Answers what can be answered at once: policy, cache, errors.
+    /// Answers what can be answered at once: policy, cache, errors. A
+    /// client the access lists refuse gets REFUSED, and a UDP client over
+    /// its rate limit a truncated answer or none, before anything else.
     pub fn handle(
         &self,
         at: &Arrival,
