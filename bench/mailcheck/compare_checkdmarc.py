@@ -10,6 +10,14 @@ another port; run as root).
    and marks where they disagree.
 2. Times both on N generated domains (`bulk.test`, each with MX, an SPF
    include chain and DMARC) and prints domains/second and the ratio.
+3. The DNS cache: N council-style domains (`council.test`) sharing three
+   SPF include trees, once with shared gateway MX hosts and once with an
+   MX host of their own. Counts the queries NSD answered (nsd-control
+   stats over a unix socket) and Parapet's own count (--stats) for
+   Parapet without its per-run cache (--no-dns-cache, as before the
+   cache), with it, and checkdmarc, with the time each took.
+
+--binary PATH uses that parapet instead of building a release one.
 Writes the result to bench/mailcheck/RESULTS.md (prepended).
 """
 
@@ -54,11 +62,51 @@ def bulk_zone(n):
     return "\n".join(lines) + "\n"
 
 
+def council_zone(n):
+    """n domains c<i> with two shared gateway MX hosts, and n domains o<i>
+    with an MX host of their own; all with an SPF record naming three
+    shared include trees of 4, 4 and 2 records (10 lookups, as
+    spf.protection.outlook.com-, _spf.google.com- and notify-like trees
+    add up to) and DMARC reporting to the NCSC."""
+    spf = ('"v=spf1 include:spf.protection.council.test include:_spf.google.council.test '
+           'include:spf.notify.council.test -all"')
+    dmarc = '"v=DMARC1; p=reject; rua=mailto:dmarc-rua@dmarc.service.gov.uk"'
+    lines = ["$TTL 300", "@ SOA ns.council.test. hostmaster.council.test. 1 3600 600 86400 300",
+             "  NS ns.council.test.", "ns A 127.0.0.1",
+             "mx1.gateway A 192.0.2.201", "mx2.gateway A 192.0.2.202",
+             'spf.protection TXT "v=spf1 include:spfa.protection.council.test include:spfb.protection.council.test '
+             'include:spfc.protection.council.test -all"',
+             'spfa.protection TXT "v=spf1 ip4:192.0.2.0/26 ip4:198.51.100.0/26 -all"',
+             'spfb.protection TXT "v=spf1 ip4:192.0.2.64/26 ip6:2001:db8:1::/48 -all"',
+             'spfc.protection TXT "v=spf1 ip4:192.0.2.128/26 ip6:2001:db8:2::/48 -all"',
+             '_spf.google TXT "v=spf1 include:_netblocks.google.council.test include:_netblocks2.google.council.test '
+             'include:_netblocks3.google.council.test ~all"',
+             '_netblocks.google TXT "v=spf1 ip4:203.0.113.0/26 ~all"',
+             '_netblocks2.google TXT "v=spf1 ip6:2001:db8:3::/48 ~all"',
+             '_netblocks3.google TXT "v=spf1 ip4:203.0.113.64/26 ~all"',
+             'spf.notify TXT "v=spf1 include:_ses.notify.council.test -all"',
+             '_ses.notify TXT "v=spf1 ip4:198.51.100.128/25 -all"']
+    for i in range(n):
+        lines += [f"c{i} MX 10 mx1.gateway.council.test.", f"c{i} MX 20 mx2.gateway.council.test.",
+                  f"c{i} TXT {spf}", f"_dmarc.c{i} TXT {dmarc}",
+                  f"o{i} MX 10 o{i}.mail.protection.council.test.",
+                  f"o{i}.mail.protection A 192.0.2.{i % 250 + 1}",
+                  f"o{i} TXT {spf}", f"_dmarc.o{i} TXT {dmarc}"]
+    return "\n".join(lines) + "\n"
+
+
+def nsd_queries(tmp):
+    out = subprocess.run(["nsd-control", "-c", os.path.join(tmp, "nsd.conf"), "stats_noreset"],
+                         capture_output=True, text=True, check=True).stdout
+    return int(re.search(r"^num\.queries=(\d+)$", out, re.M).group(1))
+
+
 def start_nsd(tmp, zones):
     conf = [f"server:\n  ip-address: {NS_IP}@53\n  port: 53\n  server-count: 1\n  username: \"\"\n"
             f"  zonesdir: \"{tmp}\"\n  database: \"\"\n  zonelistfile: \"{tmp}/zl\"\n  xfrdfile: \"{tmp}/xfrd\"\n"
             f"  pidfile: \"{tmp}/nsd.pid\"\n  logfile: \"{tmp}/nsd.log\"\n  verbosity: 1\n"
-            "  rrl-ratelimit: 0\n  rrl-whitelist-ratelimit: 0\nremote-control:\n  control-enable: no\n"]
+            "  rrl-ratelimit: 0\n  rrl-whitelist-ratelimit: 0\nremote-control:\n  control-enable: yes\n"
+            f"  control-interface: {tmp}/nsd.ctl\n"]
     for name, text in zones:
         with open(os.path.join(tmp, f"{name}.zone"), "w") as f:
             f.write(text)
@@ -106,13 +154,47 @@ def checkdmarc_facts(r):
             "dmarc_valid": bool(dmarc.get("valid")), "dmarc_error": dmarc.get("error")}
 
 
+def cache_runs(parapet, tmp, n):
+    """Queries and time: Parapet without and with its cache, and checkdmarc,
+    for the shared-MX and own-MX council domains."""
+    rows = ["| domains | run | NSD queries | Parapet's count | per domain | time | vs no cache |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for prefix, what in (("c", "shared gateway MX"), ("o", "own MX host")):
+        listfile = os.path.join(tmp, f"council-{prefix}.txt")
+        with open(listfile, "w") as f:
+            f.write("".join(f"{prefix}{i}.council.test\n" for i in range(n)))
+        runs = [("Parapet --no-dns-cache", [parapet, "mailcheck", "--from", listfile, "--no-tls", "--format",
+                                            "json", "--nameserver", NS_IP, "--stats", "--no-dns-cache"]),
+                ("Parapet", [parapet, "mailcheck", "--from", listfile, "--no-tls", "--format", "json",
+                             "--nameserver", NS_IP, "--stats"]),
+                ("checkdmarc", ["checkdmarc", "--skip-tls", "-n", NS_IP, "-t", "2", listfile])]
+        base = None
+        for name, cmd in runs:
+            before = nsd_queries(tmp)
+            t0 = time.monotonic()
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            took = time.monotonic() - t0
+            asked = nsd_queries(tmp) - before
+            m = re.search(r"^dns: .* (\d+) queries sent", p.stderr, re.M)
+            own = m.group(1) if m else "-"
+            base = base or asked
+            rows.append(f"| {n} {what} | {name} | {asked} | {own} | {asked / n:.1f} | {took:.2f} s | "
+                        f"{asked / base:.2f} |")
+    return "\n".join(rows)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--domains", type=int, default=1000)
+    ap.add_argument("--binary")
     a = ap.parse_args()
     ensure_tools()
-    subprocess.run(["cargo", "build", "--release", "-q", "--locked", "-p", "parapet"], cwd=ROOT, check=True)
-    parapet = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "parapet")
+    if a.binary:
+        parapet = os.path.abspath(a.binary)
+    else:
+        subprocess.run(["cargo", "build", "--release", "-q", "--locked", "-p", "parapet"], cwd=ROOT, check=True)
+        parapet = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release",
+                               "parapet")
     tmp = tempfile.mkdtemp(prefix="parapet-cmp-")
     zones = []
     mail = os.path.join(ROOT, "testdata", "mail")
@@ -120,6 +202,7 @@ def main():
         if f.endswith(".zone"):
             zones.append((f[:-5], open(os.path.join(mail, f)).read()))
     zones.append(("bulk.test", bulk_zone(a.domains)))
+    zones.append(("council.test", council_zone(a.domains)))
     nsd = start_nsd(tmp, zones)
     try:
         out = subprocess.run([parapet, "mailcheck", *FIXTURES, "--no-tls", "--format", "json", "--nameserver", NS_IP],
@@ -157,6 +240,7 @@ def main():
         t0 = time.monotonic()
         subprocess.run(["checkdmarc", "--skip-tls", "-n", NS_IP, "-t", "2", listfile], capture_output=True)
         tc = time.monotonic() - t0
+        cache_table = cache_runs(parapet, tmp, a.domains)
     finally:
         nsd.terminate()
         nsd.wait()
@@ -167,7 +251,10 @@ def main():
               f"P = Parapet, C = checkdmarc. {disagreements} disagreements on {len(FIXTURES)} fixture domains.\n\n"
               f"{table}\n\n{a.domains} generated domains (MX, SPF with a 2-level include chain, DMARC): "
               f"Parapet {tp:.2f} s ({a.domains / tp:.0f} domains/s), checkdmarc {tc:.2f} s "
-              f"({a.domains / tc:.1f} domains/s): **{tc / tp:.0f}×**.\n")
+              f"({a.domains / tc:.1f} domains/s): **{tc / tp:.0f}×**.\n\n"
+              f"DNS queries for {a.domains} council-style domains sharing three SPF include trees "
+              f"(NSD's count from `nsd-control stats`; Parapet's own from `--stats`; `--no-tls`, "
+              f"checkdmarc `--skip-tls`):\n\n{cache_table}\n")
     print(report)
     out = os.path.join(ROOT, "bench", "mailcheck", "RESULTS.md")
     head = "# Mail Check: Parapet vs checkdmarc\n\nProduced by `bench/mailcheck/compare_checkdmarc.py`; newest first.\n\n"

@@ -70,6 +70,12 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     #[serde(default)]
     pub assurance: AssuranceSection,
+    /// `[[dmarc.mailboxes]]`: IMAP mailboxes that receive reports.
+    #[serde(default)]
+    pub dmarc: crate::mailbox::DmarcSection,
+    /// `[[exports]]`: alerts and query events to a SIEM.
+    #[serde(default)]
+    pub exports: Vec<toml::Spanned<parapet_pipeline::export::ExportConfig>>,
     /// Folder relative paths resolve against; not a key.
     #[serde(skip)]
     pub base: PathBuf,
@@ -595,6 +601,8 @@ impl Config {
             web: WebConfig::default(),
             privacy: PrivacyConfig::default(),
             assurance: AssuranceSection::default(),
+            dmarc: Default::default(),
+            exports: Vec::new(),
             base: PathBuf::from("."),
             source: None,
         }
@@ -837,8 +845,35 @@ impl Config {
                 }
             }
         }
+        let mut mailboxes: Vec<&str> = Vec::new();
+        for m in &self.dmarc.mailboxes {
+            crate::mailbox::validate(m, &mailboxes, &names).map_err(|(span, key, msg)| {
+                at(
+                    text,
+                    file,
+                    span,
+                    &format!("[[dmarc.mailboxes]] {key}"),
+                    &msg,
+                )
+            })?;
+            mailboxes.push(m.name());
+        }
         if self.feeds.len() >= u16::MAX as usize || self.tenants.len() >= u16::MAX as usize {
             bail!("{}: too many feeds or tenants", file.display());
+        }
+        let mut export_names: Vec<String> = Vec::new();
+        for e in &self.exports {
+            let msg = e.get_ref().validate().err().or_else(|| {
+                let name = e.get_ref().name();
+                let twice = export_names.contains(&name);
+                export_names.push(name.clone());
+                twice.then(|| {
+                    format!("name: `{name}` is used twice (set `name` to tell them apart)")
+                })
+            });
+            if let Some(msg) = msg {
+                return Err(at(text, file, e.span(), "[[exports]]", &msg));
+            }
         }
         // overlapping networks are caught here rather than at reload time
         self.tenant_map()

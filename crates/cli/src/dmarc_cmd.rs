@@ -74,69 +74,7 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
             }
         };
         for p in parsed {
-            let imported = match p {
-                Parsed::Dmarc(r) => store.import_dmarc(
-                    &DmarcReportRow {
-                        org_name: r.org_name,
-                        report_id: r.report_id,
-                        domain: r.policy.domain.to_ascii_lowercase(),
-                        begin: r.begin,
-                        end: r.end,
-                        policy: r.policy.p,
-                        source: name.clone(),
-                        records: r
-                            .records
-                            .iter()
-                            .map(|x| DmarcRecordRow {
-                                source_ip: x.source_ip.to_string(),
-                                count: x.count,
-                                disposition: x.disposition.clone(),
-                                dkim_aligned: x.dkim_aligned,
-                                spf_aligned: x.spf_aligned,
-                                header_from: x.header_from.clone(),
-                                envelope_from: x.envelope_from.clone(),
-                                dkim: auth(&x.dkim, true),
-                                spf: auth(&x.spf, false),
-                            })
-                            .collect(),
-                    },
-                    now,
-                )?,
-                Parsed::TlsRpt(r) => store.import_tlsrpt(
-                    &TlsReportRow {
-                        org_name: r.org_name,
-                        report_id: r.report_id,
-                        begin: r.begin,
-                        end: r.end,
-                        source: name.clone(),
-                        results: r
-                            .policies
-                            .iter()
-                            .map(|p| TlsResultRow {
-                                policy_type: p.policy_type.clone(),
-                                policy_domain: p.policy_domain.to_ascii_lowercase(),
-                                successful: p.successful,
-                                failed: p.failed,
-                                failures: p
-                                    .failures
-                                    .iter()
-                                    .map(|f| {
-                                        format!(
-                                            "{} {} {} {}",
-                                            f.result_type,
-                                            f.sending_mta_ip.as_deref().unwrap_or("-"),
-                                            f.receiving_mx_hostname.as_deref().unwrap_or("-"),
-                                            f.count
-                                        )
-                                    })
-                                    .collect::<Vec<_>>()
-                                    .join("\n"),
-                            })
-                            .collect(),
-                    },
-                    now,
-                )?,
-            };
+            let imported = store_report(store.as_mut(), p, &name, now)?;
             match imported {
                 Imported::New => new += 1,
                 Imported::Duplicate => dup += 1,
@@ -148,6 +86,79 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// Stores one parsed report as coming from `source` (a file name, or a
+/// mailbox message); a report already stored is a duplicate, not an error.
+pub(crate) fn store_report(
+    store: &mut dyn Db,
+    p: Parsed,
+    source: &str,
+    now: SystemTime,
+) -> Result<Imported, parapet_store::StoreError> {
+    Ok(match p {
+        Parsed::Dmarc(r) => store.import_dmarc(
+            &DmarcReportRow {
+                org_name: r.org_name,
+                report_id: r.report_id,
+                domain: r.policy.domain.to_ascii_lowercase(),
+                begin: r.begin,
+                end: r.end,
+                policy: r.policy.p,
+                source: source.to_string(),
+                records: r
+                    .records
+                    .iter()
+                    .map(|x| DmarcRecordRow {
+                        source_ip: x.source_ip.to_string(),
+                        count: x.count,
+                        disposition: x.disposition.clone(),
+                        dkim_aligned: x.dkim_aligned,
+                        spf_aligned: x.spf_aligned,
+                        header_from: x.header_from.clone(),
+                        envelope_from: x.envelope_from.clone(),
+                        dkim: auth(&x.dkim, true),
+                        spf: auth(&x.spf, false),
+                    })
+                    .collect(),
+            },
+            now,
+        )?,
+        Parsed::TlsRpt(r) => store.import_tlsrpt(
+            &TlsReportRow {
+                org_name: r.org_name,
+                report_id: r.report_id,
+                begin: r.begin,
+                end: r.end,
+                source: source.to_string(),
+                results: r
+                    .policies
+                    .iter()
+                    .map(|p| TlsResultRow {
+                        policy_type: p.policy_type.clone(),
+                        policy_domain: p.policy_domain.to_ascii_lowercase(),
+                        successful: p.successful,
+                        failed: p.failed,
+                        failures: p
+                            .failures
+                            .iter()
+                            .map(|f| {
+                                format!(
+                                    "{} {} {} {}",
+                                    f.result_type,
+                                    f.sending_mta_ip.as_deref().unwrap_or("-"),
+                                    f.receiving_mx_hostname.as_deref().unwrap_or("-"),
+                                    f.count
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    })
+                    .collect(),
+            },
+            now,
+        )?,
     })
 }
 

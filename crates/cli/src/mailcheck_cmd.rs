@@ -47,6 +47,12 @@ pub struct Args {
     /// HTTPS port of MTA-STS policy fetches.
     #[arg(long, default_value_t = 443)]
     https_port: u16,
+    /// Print the run's DNS lookups and queries sent on standard error.
+    #[arg(long)]
+    stats: bool,
+    /// Ask every lookup anew instead of once per run (for comparison).
+    #[arg(long)]
+    no_dns_cache: bool,
     /// Store the results and report what changed since the last check.
     #[arg(long)]
     store: bool,
@@ -93,6 +99,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => Dns::system().ok_or_else(|| {
             BadInput("no nameserver in /etc/resolv.conf: give --nameserver IP:PORT".into())
         })?,
+    };
+    let dns = if args.no_dns_cache {
+        dns.without_cache()
+    } else {
+        dns
     };
     let mut extra_roots = Vec::new();
     if let Some(ca) = &args.ca_file {
@@ -175,19 +186,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 v
             })
             .collect();
-        let v = if v.len() == 1 {
-            v.into_iter().next().unwrap_or_default()
-        } else {
-            serde_json::Value::Array(v)
-        };
+        // always an array, one element per domain, so scripts read one shape
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for (r, d) in reports.iter().zip(&diffs) {
-            print_table(r);
+            println!("{}", table(r));
             if let Some(d) = d {
                 print_changes(d);
             }
         }
+    }
+    let stats = dns.stats();
+    tracing::debug!(
+        lookups = stats.lookups,
+        cached = stats.cached,
+        queries = stats.queries,
+        "mail check DNS"
+    );
+    if args.stats {
+        eprintln!(
+            "dns: {} lookups, {} answered from this run's cache, {} queries sent to {}",
+            stats.lookups,
+            stats.cached,
+            stats.queries,
+            dns.server()
+        );
     }
     let failed = reports.iter().any(|r| r.worst() == Some(Level::Error));
     Ok(if failed {
@@ -197,12 +220,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_table(r: &Report) {
-    println!("{}  ({} findings)", r.domain, r.findings.len());
-    for f in &r.findings {
-        println!("  {:<8} {:<32} {}", f.severity.as_str(), f.code, f.message);
+/// One domain: a count line, then its findings worst first (in the order
+/// found within a severity).
+fn table(r: &Report) -> String {
+    let mut out = count_line(r) + "\n";
+    let mut findings: Vec<_> = r.findings.iter().collect();
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    for f in findings {
+        out += &format!(
+            "  {:<8} {:<32} {}\n",
+            f.severity.as_str(),
+            f.code,
+            f.message
+        );
     }
-    println!();
+    out
+}
+
+/// `example.gov.uk: 1 error, 2 warnings, 3 info`.
+fn count_line(r: &Report) -> String {
+    let n = |l: Level| r.findings.iter().filter(|f| f.severity == l).count();
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "{}: {}, {}, {} info",
+        r.domain,
+        plural(n(Level::Error), "error"),
+        plural(n(Level::Warning), "warning"),
+        n(Level::Info)
+    )
 }
 
 /// The JSON form: `{"domain", "checked_at", "records": {...}, "findings": [...]}`.
@@ -292,7 +337,6 @@ pub async fn schedule(
         tracing::error!("[mailcheck] has domains but no nameserver to ask");
         return;
     };
-    let dns = Dns::new(server);
     let opts = Options {
         dkim_selectors: m.dkim_selectors.clone(),
         tls: Some(parapet_mailcheck::tls::TlsOptions {
@@ -336,6 +380,8 @@ pub async fn schedule(
                 continue;
             }
         };
+        // a fresh client per run: its cache lives as long as the run
+        let dns = Dns::new(server);
         for d in &m.domains {
             let r = check_domain(&dns, d, &opts).await;
             let row = to_row(&r);
@@ -384,6 +430,13 @@ pub async fn schedule(
                 }
             }
         }
+        let stats = dns.stats();
+        tracing::debug!(
+            lookups = stats.lookups,
+            cached = stats.cached,
+            queries = stats.queries,
+            "mail check DNS"
+        );
         let _ = tokio::task::spawn_blocking(move || drop(store)).await;
         tokio::time::sleep(every).await;
     }
@@ -405,5 +458,47 @@ fn to_row(r: &Report) -> parapet_store::MailCheckRow {
             })
             .collect(),
         report: to_json(r).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parapet_mailcheck::Finding;
+
+    #[test]
+    fn table_is_worst_first_with_counts() {
+        let r = Report {
+            domain: "example.gov.uk".into(),
+            checked_at: std::time::SystemTime::UNIX_EPOCH,
+            records: Default::default(),
+            findings: vec![
+                Finding::info("a.info", "first info"),
+                Finding::warning("b.warn", "first warning"),
+                Finding::error("c.err", "the error"),
+                Finding::info("d.info", "second info"),
+                Finding::warning("e.warn", "second warning"),
+                Finding::info("f.info", "third info"),
+            ],
+        };
+        let t = table(&r);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "example.gov.uk: 1 error, 2 warnings, 3 info");
+        let codes: Vec<&str> = lines[1..]
+            .iter()
+            .map(|l| l.split_whitespace().nth(1).unwrap())
+            .collect();
+        assert_eq!(
+            codes,
+            ["c.err", "b.warn", "e.warn", "a.info", "d.info", "f.info"]
+        );
+        let empty = Report {
+            findings: vec![],
+            ..r
+        };
+        assert_eq!(
+            table(&empty),
+            "example.gov.uk: 0 errors, 0 warnings, 0 info\n"
+        );
     }
 }

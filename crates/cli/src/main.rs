@@ -12,8 +12,10 @@ mod dashboard;
 mod dmarc_cmd;
 mod feeds_cmd;
 mod loader;
+mod mailbox;
 mod mailcheck_cmd;
 mod privacy;
+mod process_metrics;
 mod serve;
 mod url_feeds;
 
@@ -88,6 +90,8 @@ enum AlertsCommand {
 enum DmarcCommand {
     Import(dmarc_cmd::ImportArgs),
     Summary(dmarc_cmd::SummaryArgs),
+    /// One pass over the `[[dmarc.mailboxes]]`: import the reports, move the messages.
+    Fetch(mailbox::FetchArgs),
 }
 
 #[derive(Subcommand)]
@@ -165,6 +169,7 @@ fn main() -> ExitCode {
         Command::Mailcheck(a) => mailcheck_cmd::run(a),
         Command::Dmarc(DmarcCommand::Import(a)) => dmarc_cmd::import(a),
         Command::Dmarc(DmarcCommand::Summary(a)) => dmarc_cmd::summary(a),
+        Command::Dmarc(DmarcCommand::Fetch(a)) => mailbox::fetch(a),
         Command::Assets(AssetsCommand::Import(a)) => assurance_cmd::import(a),
         Command::Assets(AssetsCommand::Except(a)) => assurance_cmd::except(a),
         Command::Incidents(IncidentsCommand::Add(a)) => assurance_cmd::incident_add(a),

@@ -80,6 +80,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let notify_store = config
         .open_store()
         .context("cannot open the store for the notifier")?;
+    // each export destination delivers on a connection of its own
+    let mut export_stores = Vec::new();
+    for e in &config.exports {
+        let store = config
+            .open_store()
+            .context("cannot open the store for an export")?;
+        export_stores.push((e.get_ref().clone(), store));
+    }
     let metrics = Arc::new(Metrics::default());
     {
         // the tenants page shows each feed's serial, entries and last error
@@ -117,6 +125,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         spool_max_bytes: config.store.spool_max_mb.saturating_mul(1 << 20),
         spool_dropped: spool_dropped.clone(),
         supplier: Arc::from(crate::loader::SUPPLIER_TENANT),
+        exports: export_stores,
+        node: node.clone(),
+        base: config.base.clone(),
     })?;
 
     let mailcheck_alerts = system_tx.clone();
@@ -145,12 +156,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     crate::dashboard::first_account(&config)?;
 
     let notify_stats = pipeline.notify_stats();
+    let pipeline_stats = pipeline.stats();
+    // the queue's depth, read from a clone of its receiving end
+    let event_queue = events_rx.clone();
     let pipeline = pipeline.start(events_rx)?;
 
     let (trigger_tx, trigger_rx) = crossbeam_channel::unbounded();
     // feeds by zone transfer: a thread each, NOTIFY through the listeners
     resolver.set_notify(crate::loader::start_xfr_feeds(&config, &trigger_tx)?);
     loader.start_fetching(trigger_tx.clone());
+    // DMARC/TLS-RPT mailboxes: a watcher thread each
+    crate::mailbox::start_watchers(&config)?;
     {
         let resolver = resolver.clone();
         std::thread::Builder::new()
@@ -176,6 +192,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     let mut text = with_spool_drops(&r.render_metrics(), &spool_dropped);
                     crate::url_feeds::render_metrics(&mut text, &fetch_statuses);
                     notify_stats.render(&mut text);
+                    pipeline_stats.render(&mut text);
+                    event_queue_metrics(&mut text, &event_queue);
+                    crate::process_metrics::render(&mut text);
                     if label_node {
                         text = with_node_label(&text, &node);
                     }
@@ -292,6 +311,20 @@ fn every_sample_names_the_node() {
     assert_eq!(
         with_node_label(text, "n1"),
         "# HELP a x\n# TYPE a counter\na{node=\"n1\"} 3\nb{feed=\"f\",node=\"n1\"} 1\nc{node=\"n1\"} 2\n"
+    );
+}
+
+/// How full the event queue between the resolver and the pipeline is.
+fn event_queue_metrics(text: &mut String, queue: &crossbeam_channel::Receiver<QueryEvent>) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        text,
+        "# HELP parapet_event_queue_depth Query events waiting in the queue from the resolver to storage.\n\
+         # TYPE parapet_event_queue_depth gauge\nparapet_event_queue_depth {}\n\
+         # HELP parapet_event_queue_capacity Size of that queue ([dns] event_queue); past it events are dropped.\n\
+         # TYPE parapet_event_queue_capacity gauge\nparapet_event_queue_capacity {}",
+        queue.len(),
+        queue.capacity().unwrap_or(0)
     );
 }
 

@@ -3,8 +3,17 @@
 //! truncated. Mail Check needs TXT, MX and addresses, and must tell "no such
 //! name" and "no records of that type" (both void lookups for SPF) from a
 //! failure (a temporary error).
+//!
+//! Each client keeps a cache for its own lifetime, which is one Mail Check
+//! run: the same (name, type) is asked once, answers and negative answers
+//! alike, and concurrent askers of the same name wait for the one query
+//! (council domains share a few large SPF includes). Make one client per
+//! run; nothing in the cache expires.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
@@ -63,20 +72,69 @@ pub enum DnsError {
     Io(SocketAddr, String),
 }
 
-/// The client. Cheap to clone.
+/// Most answer bytes (wire form) one client's cache keeps; past this,
+/// new answers are used once and not kept.
+const MAX_CACHE_BYTES: usize = 64 << 20;
+
+/// What a client did: lookups asked by the checks, and queries sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DnsStats {
+    /// Lookups the checks asked for.
+    pub lookups: u64,
+    /// Of those, answered by the cache (or by a query another lookup had
+    /// already sent).
+    pub cached: u64,
+    /// Queries sent to the nameserver: every UDP attempt and TCP retry.
+    pub queries: u64,
+}
+
+/// Answers by (lower-case name, type), each filled once by the first
+/// asker while the others wait on its cell.
+type Cells = HashMap<(String, RecordType), Arc<tokio::sync::OnceCell<Arc<Message>>>>;
+
+#[derive(Debug, Default)]
+struct Shared {
+    cells: Mutex<Cells>,
+    cache_bytes: AtomicUsize,
+    lookups: AtomicU64,
+    cached: AtomicU64,
+    queries: AtomicU64,
+}
+
+/// The client. Clones share one cache and one set of counters.
 #[derive(Debug, Clone)]
 pub struct Dns {
     server: SocketAddr,
     timeout: Duration,
     attempts: u32,
+    cache: bool,
+    shared: Arc<Shared>,
 }
 
 impl Dns {
+    /// A client with an empty cache: make one per run.
     pub fn new(server: SocketAddr) -> Self {
         Self {
             server,
             timeout: Duration::from_secs(3),
             attempts: 2,
+            cache: true,
+            shared: Arc::default(),
+        }
+    }
+
+    /// Asks every lookup anew (to compare with the cache).
+    pub fn without_cache(mut self) -> Self {
+        self.cache = false;
+        self
+    }
+
+    /// The counters so far, across all clones.
+    pub fn stats(&self) -> DnsStats {
+        DnsStats {
+            lookups: self.shared.lookups.load(Ordering::Relaxed),
+            cached: self.shared.cached.load(Ordering::Relaxed),
+            queries: self.shared.queries.load(Ordering::Relaxed),
         }
     }
 
@@ -145,40 +203,87 @@ impl Dns {
             format!("{name}.")
         };
         let qname = Name::from_ascii(&fqdn).map_err(|_| DnsError::BadName(name.to_string()))?;
+        let m = self.answer(&qname, rtype).await?;
+        match m.metadata.response_code {
+            ResponseCode::NoError => {
+                let found: Vec<T> = m
+                    .answers
+                    .iter()
+                    .filter(|r| r.record_type() == rtype)
+                    .filter_map(|r| pick(&r.data))
+                    .collect();
+                Ok(if found.is_empty() {
+                    Lookup::NoData
+                } else {
+                    Lookup::Found(found)
+                })
+            }
+            ResponseCode::NXDomain => Ok(Lookup::NxDomain),
+            rcode => Err(DnsError::Rcode {
+                server: self.server,
+                name: name.to_string(),
+                rtype,
+                rcode,
+            }),
+        }
+    }
+
+    /// The server's answer, from the cache when this run already has it.
+    /// Any answer is kept (NXDOMAIN and SERVFAIL too); a query that got no
+    /// answer is not, so a later lookup asks again.
+    async fn answer(&self, qname: &Name, rtype: RecordType) -> Result<Arc<Message>, DnsError> {
+        self.shared.lookups.fetch_add(1, Ordering::Relaxed);
+        if !self.cache {
+            return Ok(Arc::new(self.ask(qname, rtype).await?.0));
+        }
+        let key = (qname.to_ascii().to_ascii_lowercase(), rtype);
+        let cell = {
+            let mut cells = self.shared.cells.lock().unwrap_or_else(|p| p.into_inner());
+            cells.entry(key.clone()).or_default().clone()
+        };
+        let mut size = None;
+        let m = cell
+            .get_or_try_init(|| async {
+                let (m, len) = self.ask(qname, rtype).await?;
+                size = Some(len);
+                Ok::<_, DnsError>(Arc::new(m))
+            })
+            .await?
+            .clone();
+        match size {
+            None => {
+                self.shared.cached.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(len) => {
+                let total = self.shared.cache_bytes.fetch_add(len, Ordering::Relaxed) + len;
+                if total > MAX_CACHE_BYTES {
+                    // full: this answer served its askers; later ones ask again
+                    self.shared.cache_bytes.fetch_sub(len, Ordering::Relaxed);
+                    let mut cells = self.shared.cells.lock().unwrap_or_else(|p| p.into_inner());
+                    cells.remove(&key);
+                }
+            }
+        }
+        Ok(m)
+    }
+
+    /// Asks the server, with retries; the answer and its size on the wire.
+    async fn ask(&self, qname: &Name, rtype: RecordType) -> Result<(Message, usize), DnsError> {
         let mut last = None;
         for _ in 0..self.attempts {
-            match self.exchange(&qname, rtype).await {
-                Ok(m) => {
-                    return match m.metadata.response_code {
-                        ResponseCode::NoError => {
-                            let found: Vec<T> = m
-                                .answers
-                                .iter()
-                                .filter(|r| r.record_type() == rtype)
-                                .filter_map(|r| pick(&r.data))
-                                .collect();
-                            Ok(if found.is_empty() {
-                                Lookup::NoData
-                            } else {
-                                Lookup::Found(found)
-                            })
-                        }
-                        ResponseCode::NXDomain => Ok(Lookup::NxDomain),
-                        rcode => Err(DnsError::Rcode {
-                            server: self.server,
-                            name: name.to_string(),
-                            rtype,
-                            rcode,
-                        }),
-                    };
-                }
+            match self.exchange(qname, rtype).await {
+                Ok(m) => return Ok(m),
                 Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| DnsError::Io(self.server, "no attempt made".into())))
     }
 
-    async fn exchange(&self, qname: &Name, rtype: RecordType) -> Result<Message, DnsError> {
+    async fn exchange(
+        &self,
+        qname: &Name,
+        rtype: RecordType,
+    ) -> Result<(Message, usize), DnsError> {
         let id: u16 = rand::random();
         let mut m = Message::new(id, MessageType::Query, OpCode::Query);
         m.metadata.recursion_desired = true;
@@ -203,6 +308,7 @@ impl Dns {
         };
         let sock = UdpSocket::bind(bind).await.map_err(io)?;
         sock.connect(self.server).await.map_err(io)?;
+        self.shared.queries.fetch_add(1, Ordering::Relaxed);
         sock.send(&bytes).await.map_err(io)?;
         let mut buf = vec![0u8; 4096];
         let answer = timeout(self.timeout, async {
@@ -219,9 +325,10 @@ impl Dns {
         let msg =
             Message::from_vec(&answer).map_err(|e| DnsError::Io(self.server, e.to_string()))?;
         if !msg.metadata.truncation {
-            return Ok(msg);
+            return Ok((msg, answer.len()));
         }
         // truncated: ask again over TCP
+        self.shared.queries.fetch_add(1, Ordering::Relaxed);
         timeout(self.timeout, async {
             let mut s = TcpStream::connect(self.server).await?;
             let mut framed = Vec::with_capacity(bytes.len() + 2);
@@ -236,7 +343,11 @@ impl Dns {
         .await
         .map_err(|_| timed_out())?
         .map_err(io)
-        .and_then(|b| Message::from_vec(&b).map_err(|e| DnsError::Io(self.server, e.to_string())))
+        .and_then(|b| {
+            Message::from_vec(&b)
+                .map(|m| (m, b.len()))
+                .map_err(|e| DnsError::Io(self.server, e.to_string()))
+        })
     }
 }
 

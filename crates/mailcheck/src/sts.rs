@@ -2,16 +2,19 @@
 //!
 //! The policy is fetched from `https://mta-sts.<domain>/.well-known/mta-sts.txt`
 //! with the host name resolved through the same nameserver as every other
-//! lookup, over a certificate-checked TLS connection, without following
-//! redirects (RFC 8461 §3.3).
+//! lookup, trying each of its addresses, over a certificate-checked TLS
+//! connection with hyper's HTTP/1.1 client, without following redirects
+//! (RFC 8461 §3.3).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -187,10 +190,21 @@ pub async fn check(
             ),
         ));
     }
-    if policy.mx.iter().any(|p| p.starts_with("*.")) {
-        f.push(Finding::info(
+    // RFC 8461 allows `*.` patterns, but UK guidance (GOV-STS-3) says not to
+    // use them: any host under the name with a valid certificate would do
+    let wild: Vec<&str> = policy
+        .mx
+        .iter()
+        .filter(|p| p.starts_with("*."))
+        .map(String::as_str)
+        .collect();
+    if !wild.is_empty() {
+        f.push(Finding::warning(
             "mta_sts.mx_wildcard",
-            "the policy uses a wildcard `mx:` pattern; UK guidance is to list each MX host",
+            format!(
+                "the policy's `mx: {}` is a wildcard: senders would accept any host under it that has a valid certificate. UK guidance is to list each MX host by name",
+                wild.join("`, `mx: ")
+            ),
         ));
     }
     (rec, f)
@@ -337,96 +351,146 @@ pub fn parse_policy(body: &str) -> Result<Policy, String> {
     Ok(p)
 }
 
-/// GET the policy: the host resolved through `dns`, TLS with certificate
-/// checks, HTTP/1.1, status 200 only (no redirects).
+/// Most addresses of the policy host tried before giving up.
+const MAX_ADDRS: usize = 8;
+
+/// GET the policy (RFC 8461 §3.3): the host resolved through `dns`, each
+/// of its addresses (A, then AAAA) tried in turn until one gives an HTTP
+/// answer, TLS with certificate checks, HTTP/1.1 through hyper (so chunked
+/// and close-delimited bodies are read as any client would), status 200
+/// only (a redirect is not followed), `text/plain`, at most 64 KiB, and
+/// `opts.timeout` for each address.
 async fn fetch_policy(dns: &Dns, host: &str, opts: &StsOptions) -> Result<String, String> {
-    let addr = match dns.addrs(host, false).await {
-        Ok(Lookup::Found(a)) => a[0],
-        Ok(_) => match dns.addrs(host, true).await {
-            Ok(Lookup::Found(a)) => a[0],
-            _ => return Err(format!("{host} has no address")),
-        },
-        Err(e) => return Err(e.to_string()),
-    };
+    let mut addrs = Vec::new();
+    let mut dns_errors = Vec::new();
+    for v6 in [false, true] {
+        match dns.addrs(host, v6).await {
+            Ok(l) => addrs.extend(l.records()),
+            Err(e) => dns_errors.push(e.to_string()),
+        }
+    }
+    if addrs.is_empty() {
+        return Err(if dns_errors.is_empty() {
+            format!("{host} has no address")
+        } else {
+            dns_errors.join("; ")
+        });
+    }
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for c in &opts.extra_roots {
         let _ = roots.add(c.clone());
     }
-    let config =
+    let mut config =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
             .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = Arc::new(config);
+    let mut failed = Vec::new();
+    for addr in addrs.into_iter().take(MAX_ADDRS) {
+        let sock = SocketAddr::new(addr, opts.port);
+        match timeout(opts.timeout, get_policy(config.clone(), host, sock)).await {
+            Ok(Ok(answer)) => return answer,
+            Ok(Err(e)) => failed.push(format!("{sock}: {e}")),
+            Err(_) => failed.push(format!(
+                "{sock}: no answer within {} s",
+                opts.timeout.as_secs()
+            )),
+        }
+    }
+    Err(failed.join("; "))
+}
+
+/// One address: `Err` when it gave no HTTP answer (the next address is
+/// tried), `Ok` with the verdict on the answer it gave.
+async fn get_policy(
+    config: Arc<ClientConfig>,
+    host: &str,
+    sock: SocketAddr,
+) -> Result<Result<String, String>, String> {
     let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let sock = SocketAddr::new(addr, opts.port);
-    let work = async {
-        let tcp = TcpStream::connect(sock)
-            .await
-            .map_err(|e| format!("cannot connect to {sock}: {e}"))?;
-        let mut tls = connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS with {host} failed: {e}"))?;
-        tls.write_all(
-            format!("GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: {host}\r\nUser-Agent: parapet-mailcheck\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
+    let tcp = TcpStream::connect(sock)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS with {host} failed: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        // headers beyond this are not a policy server's
+        .max_buf_size(MAX_POLICY)
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
         .await
         .map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 8192];
-        loop {
-            match tls.read(&mut chunk).await {
-                Ok(0) => break,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    if buf.len() > MAX_POLICY {
-                        return Err(format!("the response is larger than {MAX_POLICY} bytes"));
-                    }
-                }
-                // servers that close without close_notify
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        Ok::<Vec<u8>, String>(buf)
+    let req = hyper::Request::get("/.well-known/mta-sts.txt")
+        .header(hyper::header::HOST, host)
+        .header(hyper::header::USER_AGENT, "parapet-mailcheck")
+        .body(Empty::new())
+        .map_err(|e| e.to_string())?;
+    let exchange = async move {
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("no HTTP answer: {e}"))?;
+        Ok(read_policy(resp).await)
     };
-    let raw = timeout(opts.timeout, work)
-        .await
-        .map_err(|_| format!("no answer within {} s", opts.timeout.as_secs()))??;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("not an HTTP response")?;
-    let status = head.lines().next().unwrap_or("");
-    let code = status.split_whitespace().nth(1).unwrap_or("");
-    if code.starts_with('3') {
+    tokio::pin!(exchange, conn);
+    // the connection future does the I/O; once it ends (the server closed),
+    // whatever it delivered is still read by the exchange
+    tokio::select! {
+        r = &mut exchange => r,
+        _ = &mut conn => exchange.await,
+    }
+}
+
+/// The verdict on an HTTP answer (RFC 8461 §3.3).
+async fn read_policy(resp: hyper::Response<hyper::body::Incoming>) -> Result<String, String> {
+    let status = resp.status();
+    let header = |h: hyper::header::HeaderName| {
+        resp.headers()
+            .get(h)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    if status.is_redirection() {
         return Err(format!(
-            "the server answered `{status}`: policy fetches must not be redirected"
+            "the server answered `{status}`{}: policy fetches must not be redirected (RFC 8461 §3.3); serve the policy at this address",
+            header(hyper::header::LOCATION)
+                .map(|l| format!(" to `{l}`"))
+                .unwrap_or_default()
         ));
     }
-    if code != "200" {
+    if status != hyper::StatusCode::OK {
         return Err(format!("the server answered `{status}`"));
     }
-    let ctype = head
-        .lines()
-        .find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        })
-        .map(|(_, v)| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    if !ctype.starts_with("text/plain") {
+    let ctype = header(hyper::header::CONTENT_TYPE).unwrap_or_default();
+    let mime = ctype.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("text/plain") {
         return Err(format!("Content-Type is `{ctype}`, not text/plain"));
     }
-    if head.lines().any(|l| {
-        l.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-    }) {
-        return Err("chunked responses are not supported for policies".into());
+    let too_big = || format!("the policy is larger than {MAX_POLICY} bytes");
+    if let Some(len) = header(hyper::header::CONTENT_LENGTH)
+        && len
+            .trim()
+            .parse::<u64>()
+            .is_ok_and(|n| n > MAX_POLICY as u64)
+    {
+        return Err(too_big());
     }
-    Ok(body.to_string())
+    let body = Limited::new(resp.into_body(), MAX_POLICY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<LengthLimitError>() {
+                too_big()
+            } else {
+                format!("the policy could not be read: {e}")
+            }
+        })?
+        .to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 #[cfg(test)]

@@ -20,14 +20,18 @@
 //! - [`sched`]: the storage threads yield the CPU to answers until they
 //!   fall behind.
 //! - [`notify`]: alert delivery per tenant route, from the outbox.
+//! - [`export`]: SIEM exports (syslog, HTTP, file), each from its cursor in
+//!   the store.
 //!
 //! Architecture invariant: nothing here runs on the resolver's threads; the
 //! resolver only ever `try_send`s on the queue.
 
 mod collect;
+pub mod export;
 pub mod notify;
 mod sched;
 mod spool;
+mod stats;
 mod writer;
 
 use std::path::PathBuf;
@@ -42,7 +46,9 @@ use parapet_core::pseudonym::Pseudonymiser;
 use parapet_detect::rules::{DetectConfig, Detector};
 use parapet_store::{Db, Retention, StoreError};
 
+use crate::export::{AlertCounts, ExportConfig};
 use crate::notify::{Notifier, NotifyConfig, NotifyStats};
+pub use crate::stats::PipelineStats;
 use crate::writer::EventWriter;
 
 /// What the pipeline is built from.
@@ -74,6 +80,12 @@ pub struct Parts {
     pub spool_dropped: Arc<AtomicU64>,
     /// The tenant of alerts about Parapet itself (`store.unavailable`).
     pub supplier: Arc<str>,
+    /// `[[exports]]`, each with its own store connection.
+    pub exports: Vec<(ExportConfig, Box<dyn Db>)>,
+    /// This node's name: the syslog HOSTNAME and HEC `host` of exports.
+    pub node: String,
+    /// The folder relative export paths resolve against.
+    pub base: PathBuf,
 }
 
 /// Why the pipeline could not start.
@@ -83,6 +95,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot start a pipeline thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error("{0}")]
+    Export(String),
 }
 
 /// A pipeline ready to take events: detection has its memory back, and the
@@ -90,6 +104,7 @@ pub enum StartError {
 pub struct Pipeline {
     writer: EventWriter,
     notify_stats: Arc<NotifyStats>,
+    stats: Arc<PipelineStats>,
 }
 
 impl Pipeline {
@@ -114,6 +129,9 @@ impl Pipeline {
             spool_max_bytes,
             spool_dropped,
             supplier,
+            exports,
+            node,
+            base,
         } = parts;
         let spool = spool::Spool::open(&spool_dir, spool_max_bytes)?;
         let mut detector = Detector::new(detect);
@@ -121,11 +139,26 @@ impl Pipeline {
             let since = std::time::UNIX_EPOCH + Duration::from_millis(seen.since.max(0) as u64);
             detector.load_seen(Arc::from(seen.tenant.as_str()), since, seen.domains);
         }
-        let notifier = Notifier::new(notify, notify_store);
+        let alert_counts = Arc::new(AlertCounts::default());
+        let notifier = Notifier::new(notify, notify_store).counting(alert_counts.clone());
         let notify_stats = notifier.stats();
         std::thread::Builder::new()
             .name("parapet-notify".into())
             .spawn(move || notifier.run())?;
+        let (exporters, export_stats) =
+            export::exporters(exports, &node, &base).map_err(StartError::Export)?;
+        for (i, e) in exporters.into_iter().enumerate() {
+            std::thread::Builder::new()
+                .name(format!("parapet-export{i}"))
+                .spawn(move || e.run())?;
+        }
+        let batch_latency = Arc::new(stats::Histogram::default());
+        let stats = Arc::new(PipelineStats {
+            batch_latency: batch_latency.clone(),
+            spool: spool.clone(),
+            alerts: alert_counts,
+            exports: export_stats,
+        });
         if let Some(folder) = fold_store {
             std::thread::Builder::new()
                 .name("parapet-fold".into())
@@ -145,11 +178,18 @@ impl Pipeline {
             spool,
             dropped: spool_dropped,
             supplier,
+            batch_latency,
         };
         Ok(Self {
             writer,
             notify_stats,
+            stats,
         })
+    }
+
+    /// The storage, spool, alert and export figures, for `/metrics`.
+    pub fn stats(&self) -> Arc<PipelineStats> {
+        self.stats.clone()
     }
 
     /// The notification outbox's figures, for `/metrics`.

@@ -96,6 +96,27 @@ pub struct RouteConfig {
     /// 0: deliver each alert at once; otherwise one message per this many minutes.
     #[serde(default)]
     pub digest_minutes: u32,
+    /// Extra request headers of the webhook (e.g. `Authorization`).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The webhook's payload shape.
+    #[serde(default)]
+    pub template: WebhookTemplate,
+}
+
+/// `[[notify.routes]] template`: what a webhook body looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WebhookTemplate {
+    /// `{"event": "alert" | "alert.digest", "alerts": [...]}`.
+    #[default]
+    Parapet,
+    /// Splunk HTTP Event Collector: one event per alert, concatenated.
+    SplunkHec,
+    /// A Microsoft Teams (Workflows) message with an Adaptive Card.
+    Teams,
+    /// A Slack incoming-webhook message.
+    Slack,
 }
 
 /// First retry delay; doubled per failed attempt (1 s, 2 s, 4 s …).
@@ -129,8 +150,15 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 /// looked up in the routes when it is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Target {
-    Webhook { url: String, secret: Option<String> },
-    Email { to: Vec<String> },
+    Webhook {
+        url: String,
+        secret: Option<String>,
+        headers: std::collections::BTreeMap<String, String>,
+        template: WebhookTemplate,
+    },
+    Email {
+        to: Vec<String>,
+    },
 }
 
 impl Target {
@@ -149,6 +177,8 @@ impl RouteConfig {
             targets.push(Target::Webhook {
                 url: url.clone(),
                 secret: self.webhook_secret.clone(),
+                headers: self.headers.clone(),
+                template: self.template,
             });
         }
         if !self.email.is_empty() {
@@ -168,6 +198,37 @@ pub struct NotifyStats {
     failing: AtomicU64,
     given_up: AtomicU64,
     failures: AtomicU64,
+    /// Failed attempts by destination label (see [`destination`]).
+    by_destination: std::sync::Mutex<Vec<(String, u64)>>,
+}
+
+/// A target as a metric label: the webhook's host (a URL's path or query
+/// can hold a token, as Slack's and Teams' do), or `email`.
+fn destination(t: &Target) -> String {
+    match t {
+        Target::Webhook { url, .. } => {
+            let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+            format!("webhook:{host}")
+        }
+        Target::Email { .. } => "email".into(),
+    }
+}
+
+impl NotifyStats {
+    fn failed(&self, t: &Target) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let d = destination(t);
+        let mut by = self
+            .by_destination
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match by.iter_mut().find(|(k, _)| *k == d) {
+            Some((_, n)) => *n += 1,
+            None => by.push((d, 1)),
+        }
+    }
 }
 
 impl NotifyStats {
@@ -183,13 +244,24 @@ impl NotifyStats {
              # TYPE parapet_notifications_failing gauge\nparapet_notifications_failing {}\n\
              # HELP parapet_notifications_given_up Notifications given up after failing for a day (listed on their alert).\n\
              # TYPE parapet_notifications_given_up gauge\nparapet_notifications_given_up {}\n\
-             # HELP parapet_notification_failures_total Failed delivery attempts by this node.\n\
-             # TYPE parapet_notification_failures_total counter\nparapet_notification_failures_total {}\n",
+             # HELP parapet_notification_failures_total Failed delivery attempts by this node, by destination (webhook host or email).\n\
+             # TYPE parapet_notification_failures_total counter\n",
             get(&self.pending),
             get(&self.failing),
             get(&self.given_up),
-            get(&self.failures),
         );
+        for (d, n) in self
+            .by_destination
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let d = d.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(
+                text,
+                "parapet_notification_failures_total{{destination=\"{d}\"}} {n}"
+            );
+        }
     }
 }
 
@@ -202,6 +274,10 @@ pub struct Notifier {
     http: ureq::Agent,
     store: Box<dyn Db>,
     stats: Arc<NotifyStats>,
+    /// Alert counts for `/metrics`, refreshed on this thread.
+    counts: Option<Arc<crate::export::AlertCounts>>,
+    /// The HOSTNAME of Splunk HEC payloads.
+    host: String,
 }
 
 impl Notifier {
@@ -212,12 +288,37 @@ impl Notifier {
             .user_agent(concat!("parapet/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
+        let stats = NotifyStats::default();
+        {
+            // every configured destination has its series from the start
+            let mut by = stats
+                .by_destination
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for t in cfg.routes.iter().flat_map(RouteConfig::targets) {
+                let d = destination(&t);
+                if !by.iter().any(|(k, _)| *k == d) {
+                    by.push((d, 0));
+                }
+            }
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
         Self {
             cfg,
             http,
             store,
-            stats: Arc::new(NotifyStats::default()),
+            stats: Arc::new(stats),
+            counts: None,
+            host,
         }
+    }
+
+    /// Also keeps `counts` (alerts by tenant, rule and status) fresh.
+    pub fn counting(mut self, counts: Arc<crate::export::AlertCounts>) -> Self {
+        self.counts = Some(counts);
+        self
     }
 
     pub fn stats(&self) -> Arc<NotifyStats> {
@@ -252,6 +353,9 @@ impl Notifier {
                     self.stats.given_up.store(c.failed, Ordering::Relaxed);
                 }
                 Err(e) => tracing::debug!("cannot count the notification outbox: {e}"),
+            }
+            if let Some(c) = &self.counts {
+                c.refresh(&mut *self.store);
             }
             std::thread::sleep(POLL);
         }
@@ -389,7 +493,7 @@ impl Notifier {
                     self.store.notifications_delivered(&ids)?;
                 }
                 Err(e) => {
-                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    self.stats.failed(&target);
                     let (gave_up, delay) = self.failed(&rows, attempt, &e, now)?;
                     if gave_up {
                         tracing::error!(
@@ -436,16 +540,20 @@ impl Notifier {
 
     fn send(&self, target: &Target, alerts: &[Alert]) -> Result<(), String> {
         match target {
-            Target::Webhook { url, secret } => {
-                let body = serde_json::to_vec(&serde_json::json!({
-                    "event": if alerts.len() == 1 { "alert" } else { "alert.digest" },
-                    "alerts": alerts.iter().map(Alert::to_json).collect::<Vec<_>>(),
-                }))
-                .map_err(|e| e.to_string())?;
+            Target::Webhook {
+                url,
+                secret,
+                headers,
+                template,
+            } => {
+                let body = webhook_body(*template, alerts, &self.host);
                 let mut req = self
                     .http
                     .post(url)
                     .header("Content-Type", "application/json");
+                for (k, v) in headers {
+                    req = req.header(k, v);
+                }
                 if let Some(s) = secret {
                     req = req.header("X-Parapet-Signature", &signature(s.as_bytes(), &body));
                 }
@@ -529,6 +637,53 @@ fn retry_delay(attempt: u32) -> Duration {
         .min(MAX_RETRY)
 }
 
+/// The webhook body of `alerts` in `template`'s shape.
+fn webhook_body(template: WebhookTemplate, alerts: &[Alert], host: &str) -> Vec<u8> {
+    use serde_json::json;
+    let summary = |a: &Alert| {
+        format!(
+            "[{}] {} alert for {}: {} ({})",
+            a.severity, a.rule, a.tenant, a.domain, a.reason
+        )
+    };
+    let body = match template {
+        WebhookTemplate::Parapet => json!({
+            "event": if alerts.len() == 1 { "alert" } else { "alert.digest" },
+            "alerts": alerts.iter().map(Alert::to_json).collect::<Vec<_>>(),
+        }),
+        WebhookTemplate::SplunkHec => {
+            // HEC takes several events as concatenated JSON objects
+            let mut out = Vec::new();
+            for a in alerts {
+                let e = crate::export::hec(a.to_json(), "alert", a.first_seen, host);
+                out.extend_from_slice(e.to_string().as_bytes());
+                out.push(b'\n');
+            }
+            return out;
+        }
+        WebhookTemplate::Slack => json!({
+            "text": alerts.iter().map(summary).collect::<Vec<_>>().join("\n"),
+        }),
+        WebhookTemplate::Teams => json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": alerts.iter().map(|a| json!({
+                        "type": "TextBlock",
+                        "wrap": true,
+                        "text": summary(a),
+                    })).collect::<Vec<_>>(),
+                },
+            }],
+        }),
+    };
+    body.to_string().into_bytes()
+}
+
 fn describe(t: &Target) -> String {
     match t {
         Target::Webhook { url, .. } => format!("webhook {url}"),
@@ -604,6 +759,8 @@ mod tests {
             webhook_secret: None,
             email: vec![],
             digest_minutes,
+            headers: Default::default(),
+            template: WebhookTemplate::Parapet,
         }
     }
 

@@ -67,6 +67,8 @@ pub(crate) struct EventWriter {
     pub(crate) dropped: Arc<AtomicU64>,
     /// The tenant of alerts about Parapet itself.
     pub(crate) supplier: Arc<str>,
+    /// How long each batch's transaction takes.
+    pub(crate) batch_latency: Arc<crate::stats::Histogram>,
 }
 
 /// Where the writer is in the spool, and what it owes the store.
@@ -314,8 +316,12 @@ impl EventWriter {
     /// until its next try (backing off up to [`RETRY_MAX`]).
     fn store_batch(&mut self, id: BatchId, runs: &[OwnedRun]) -> Result<(), ()> {
         let runs: Vec<_> = runs.iter().map(OwnedRun::as_run).collect();
+        let started = Instant::now();
         match self.store.insert_batch(id, &runs) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.batch_latency.observe(started.elapsed());
+                Ok(())
+            }
             Err(e) => {
                 let now = Instant::now();
                 match &mut self.replay.down {

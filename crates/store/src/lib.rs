@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod cluster;
 pub mod events;
+pub mod exports;
 pub mod mail;
 mod pg;
 pub mod pgtest;
@@ -32,6 +33,7 @@ pub use events::{
     AGGREGATE_FIELDS, BatchId, EVENT_FIELDS, EventStore, HourlyTraffic, Purged, Retention,
     TenantTraffic,
 };
+pub use exports::{ExportCursor, ExportStore, StoredEvent};
 pub use mail::{
     DmarcRecordRow, DmarcReportRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow,
     MailFinding, MailStore, SourceSummary, TlsReportRow, TlsResultRow,
@@ -50,6 +52,7 @@ pub trait Db:
     + MailStore
     + AccountStore
     + ClusterStore
+    + ExportStore
     + ReportSources<Error = StoreError>
 {
 }
@@ -60,6 +63,7 @@ impl<T> Db for T where
         + MailStore
         + AccountStore
         + ClusterStore
+        + ExportStore
         + ReportSources<Error = StoreError>
 {
 }

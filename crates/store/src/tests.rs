@@ -104,9 +104,10 @@ on_both_backends!(
     traffic_per_tenant_and_hour,
     aggregates_stay_exact_while_nodes_write_and_fold,
     raised_alerts_wait_in_the_outbox_until_delivered,
+    export_cursors_start_at_the_newest_and_read_by_id,
 );
 
-const KNOWN_VERSION: u32 = 11;
+const KNOWN_VERSION: u32 = 12;
 
 /// Two nodes write batches while two folders fold at the same time: every
 /// event is counted in its hour exactly once, before and after the last
@@ -473,6 +474,7 @@ fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     // and the steps after 9
     s.exec("DROP TABLE applied_batches");
     s.exec("DROP TABLE notify_outbox");
+    s.exec("DROP TABLE export_cursors");
     s.exec("DELETE FROM schema_migrations WHERE version >= 9");
     for (t, name) in [
         (1_000, "old-a.test"),
@@ -1268,4 +1270,59 @@ fn store_files_are_private_to_their_owner() {
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join("parapet.sqlite")), 0o600);
     assert_eq!(mode(&dir.join("parapet.sqlite-wal")), 0o600);
+}
+
+/// A destination's cursor starts at the newest alert and event, is
+/// stored per name, and the reads after it return rows by id, bounded,
+/// the policy actions alone when asked, with the client as its pseudonym.
+fn export_cursors_start_at_the_newest_and_read_by_id(fx: &Fx) {
+    let mut s = fx.open();
+    s.record_signals(&[signal(1, "feed.block", "old.test", 1, None)])
+        .unwrap();
+    s.insert_events(&[event(1, "old.test", EventAction::Blocked)])
+        .unwrap();
+    let start = s.export_cursor("siem").unwrap();
+    assert_eq!(start, s.max_ids().unwrap(), "starts at the newest");
+    assert!(start.alerts > 0 && start.events > 0);
+    s.record_signals(&[
+        signal(2, "feed.block", "a.test", 1, None),
+        signal(2, "feed.block", "b.test", 1, None),
+    ])
+    .unwrap();
+    s.insert_events(&[
+        event(2, "x.test", EventAction::Resolved),
+        event(2, "y.test", EventAction::Blocked),
+        event(2, "z.test", EventAction::Nodata),
+    ])
+    .unwrap();
+    let top = s.max_ids().unwrap();
+    let alerts = s.alerts_after(start.alerts, top.alerts, 10).unwrap();
+    let domains: Vec<&str> = alerts.iter().map(|a| a.domain.as_str()).collect();
+    assert_eq!(domains, ["a.test", "b.test"]);
+    assert_eq!(
+        s.alerts_after(start.alerts, top.alerts, 1).unwrap().len(),
+        1
+    );
+    let all = s.events_after(start.events, top.events, false, 10).unwrap();
+    let names: Vec<&str> = all.iter().map(|e| e.qname.as_str()).collect();
+    assert_eq!(names, ["x.test", "y.test", "z.test"]);
+    assert_eq!(all[1].client, "0707070707070707");
+    assert_eq!(all[1].feed.as_deref(), Some("malware"));
+    let blocked = s.events_after(start.events, top.events, true, 10).unwrap();
+    let names: Vec<&str> = blocked.iter().map(|e| e.qname.as_str()).collect();
+    assert_eq!(names, ["y.test", "z.test"]);
+    assert!(
+        s.events_after(start.events, all[0].id, true, 10)
+            .unwrap()
+            .is_empty()
+    );
+
+    s.set_export_cursor("siem", top).unwrap();
+    let mut again = fx.open();
+    assert_eq!(again.export_cursor("siem").unwrap(), top, "kept");
+    let counts = again.alert_counts().unwrap();
+    assert_eq!(
+        counts,
+        [("council-a".into(), "feed.block".into(), "new".into(), 3)]
+    );
 }

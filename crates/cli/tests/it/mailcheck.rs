@@ -27,6 +27,7 @@ const ZONES: &[&str] = &[
     "nomx.test",
     "manymx.test",
     "codes.test",
+    "fetch.test",
 ];
 
 fn mailcheck(ns: std::net::SocketAddr, domains: &[&str]) -> (Option<i32>, serde_json::Value) {
@@ -43,13 +44,16 @@ fn mailcheck(ns: std::net::SocketAddr, domains: &[&str]) -> (Option<i32>, serde_
         .args(["--dkim-selector", "sel1", "--dkim-selector", "old"])
         .output()
         .unwrap();
-    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
         panic!(
             "{e}: {}{}",
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr)
         )
     });
+    // always an array, one report per domain; one domain: that report
+    assert_eq!(v.as_array().map(Vec::len), Some(domains.len()), "{v:#}");
+    let v = if domains.len() == 1 { v[0].clone() } else { v };
     (o.status.code(), v)
 }
 
@@ -476,21 +480,28 @@ fn every_record_finding_code_end_to_end() {
         "{clean:#}"
     );
 
-    // every spf./dmarc./dkim. code the checkers define has its case in this
+    // every code the checkers define (spf., dmarc., dkim., tls., mta_sts.,
+    // tlsrpt., mx., domain., parked.) has its case in this
     // file, here or in the tests above (a textual check: the quoted code
     // must appear in this file), so a new code needs an end-to-end case too
     let this =
         std::fs::read_to_string(repo_root().join("crates/cli/tests/it/mailcheck.rs")).unwrap();
     let mut untested: Vec<String> = Vec::new();
-    for file in ["spf.rs", "dmarc.rs", "dkim.rs", "check.rs"] {
+    for file in [
+        "spf.rs", "dmarc.rs", "dkim.rs", "check.rs", "tls.rs", "sts.rs",
+    ] {
         let src =
             std::fs::read_to_string(repo_root().join("crates/mailcheck/src").join(file)).unwrap();
+        // the checker's code, not its unit tests' strings
+        let src = src.split("#[cfg(test)]").next().unwrap();
         for (i, _) in src.match_indices('"') {
             let rest = &src[i + 1..];
-            let Some(dot) = ["spf.", "dmarc.", "dkim."]
-                .iter()
-                .find(|p| rest.starts_with(**p))
-            else {
+            let Some(dot) = [
+                "spf.", "dmarc.", "dkim.", "tls.", "mta_sts.", "tlsrpt.", "mx.", "domain.",
+                "parked.",
+            ]
+            .iter()
+            .find(|p| rest.starts_with(**p)) else {
                 continue;
             };
             let name_len = rest[dot.len()..]
@@ -628,8 +639,9 @@ fn tls_check(
         cmd.arg("--ca-file").arg(ca);
     }
     let o = cmd.output().unwrap();
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    v[0].clone()
 }
 
 fn tls_codes(r: &serde_json::Value) -> Vec<(String, String)> {
@@ -875,13 +887,14 @@ fn mta_sts_and_tls_rpt() {
         .output()
         .unwrap();
     let rpt: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rpt = &rpt[0];
     for want in [
         "mta_sts.policy_invalid",
         "tlsrpt.bad_uri",
         "tlsrpt.ncsc_rua_missing",
     ] {
         assert!(
-            codes(&rpt).iter().any(|c| c == want),
+            codes(rpt).iter().any(|c| c == want),
             "expected {want} in {rpt:#}"
         );
     }
@@ -920,7 +933,20 @@ fn mta_sts_and_tls_rpt() {
     // `mx: *.sts4.test` covers mx.sts4.test, but UK guidance wants each host
     let sts4 = &v[1];
     let c = codes(sts4);
-    assert!(c.iter().any(|c| c == "mta_sts.mx_wildcard"), "{sts4:#}");
+    let wild = sts4["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "mta_sts.mx_wildcard")
+        .unwrap_or_else(|| panic!("no mta_sts.mx_wildcard in {sts4:#}"));
+    assert_eq!(wild["severity"], "warning", "{wild}");
+    assert!(
+        wild["message"]
+            .as_str()
+            .unwrap()
+            .contains("`mx: *.sts4.test`"),
+        "{wild}"
+    );
     assert!(
         !c.iter()
             .any(|c| c == "mta_sts.mx_not_covered" || c == "mta_sts.policy_invalid"),
@@ -939,10 +965,222 @@ fn mta_sts_and_tls_rpt() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(
-        codes(&v).contains(&"mta_sts.policy_fetch_failed".to_string()),
+        codes(&v[0]).contains(&"mta_sts.policy_fetch_failed".to_string()),
         "{v:#}"
     );
     assert_eq!(o.status.code(), Some(1));
+}
+
+/// MTA-STS policy fetches as RFC 8461 §3.3 wants them, from a real HTTPS
+/// server: a chunked policy (behind an address that refuses connections,
+/// and behind an IPv6 one), and the answers that must fail: a redirect,
+/// text/html, a body past 64 KiB, and a host whose every address refuses.
+#[test]
+fn mta_sts_policy_fetch_follows_rfc_8461() {
+    let nsd = fixture_nsd();
+    let pki = Pki::new();
+    let (ca, ca_path) = pki.ca();
+    let hosts = ["chunked", "v6", "redirect", "html", "big", "down"];
+    let names: Vec<String> = hosts
+        .iter()
+        .map(|h| format!("mta-sts.{h}.fetch.test"))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (crt, key) = pki.leaf(&ca, "fetch", &names, Validity::Current);
+    let server = start_https_policy_server(&crt, &key);
+    let domains: Vec<String> = hosts.iter().map(|h| format!("{h}.fetch.test")).collect();
+    let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .arg("mailcheck")
+        .args(&domains)
+        .args(["--no-tls", "--format", "json"])
+        .args([
+            "--nameserver",
+            &nsd.addr.to_string(),
+            "--https-port",
+            &server.addr.port().to_string(),
+        ])
+        .arg("--ca-file")
+        .arg(&ca_path)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    let report = |d: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["domain"] == d)
+            .unwrap_or_else(|| panic!("no report for {d}"))
+    };
+    for ok in ["chunked.fetch.test", "v6.fetch.test"] {
+        let r = report(ok);
+        assert!(!codes(r).iter().any(|c| c.starts_with("mta_sts.")), "{r:#}");
+        assert_eq!(
+            r["records"]["mta_sts_policy"],
+            "version: STSv1\r\nmode: enforce\r\nmx: mx.fetch.test\r\nmax_age: 1209600\r\n",
+            "{r:#}"
+        );
+    }
+    let failure = |d: &str| {
+        let r = report(d);
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["code"] == "mta_sts.policy_fetch_failed")
+            .unwrap_or_else(|| panic!("no mta_sts.policy_fetch_failed in {r:#}"))["message"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let m = failure("redirect.fetch.test");
+    assert!(
+        m.contains("301") && m.contains("must not be redirected"),
+        "{m}"
+    );
+    assert!(m.contains("https://mta-sts.sts.test/"), "{m}");
+    let m = failure("html.fetch.test");
+    assert!(m.contains("`text/html`, not text/plain"), "{m}");
+    let m = failure("big.fetch.test");
+    assert!(m.contains("larger than 65536 bytes"), "{m}");
+    // every address was tried, and each says why it failed
+    let m = failure("down.fetch.test");
+    let port = server.addr.port();
+    assert!(
+        m.contains(&format!("127.0.0.2:{port}: cannot connect"))
+            && m.contains(&format!("127.0.0.3:{port}: cannot connect")),
+        "{m}"
+    );
+}
+
+/// A zone of `n` council-style domains, each with its own MX host and
+/// DMARC record and an SPF record naming three shared include trees of 4, 4
+/// and 2 records (like spf.protection.outlook.com, _spf.google.com and a
+/// notification service): 10 DNS lookups, the most SPF allows.
+pub(crate) fn council_zone(n: usize) -> String {
+    let mut z = String::from(
+        "$TTL 300\n@ SOA ns.council.test. hostmaster.council.test. 1 3600 600 86400 300\n\
+         @ NS ns.council.test.\nns A 127.0.0.1\n\
+         spf.protection TXT \"v=spf1 include:spfa.protection.council.test include:spfb.protection.council.test include:spfc.protection.council.test -all\"\n\
+         spfa.protection TXT \"v=spf1 ip4:192.0.2.0/26 ip4:198.51.100.0/26 -all\"\n\
+         spfb.protection TXT \"v=spf1 ip4:192.0.2.64/26 ip6:2001:db8:1::/48 -all\"\n\
+         spfc.protection TXT \"v=spf1 ip4:192.0.2.128/26 ip6:2001:db8:2::/48 -all\"\n\
+         _spf.google TXT \"v=spf1 include:_netblocks.google.council.test include:_netblocks2.google.council.test include:_netblocks3.google.council.test ~all\"\n\
+         _netblocks.google TXT \"v=spf1 ip4:203.0.113.0/26 ~all\"\n\
+         _netblocks2.google TXT \"v=spf1 ip6:2001:db8:3::/48 ~all\"\n\
+         _netblocks3.google TXT \"v=spf1 ip4:203.0.113.64/26 ~all\"\n\
+         spf.notify TXT \"v=spf1 include:_ses.notify.council.test -all\"\n\
+         _ses.notify TXT \"v=spf1 ip4:198.51.100.128/25 -all\"\n",
+    );
+    for i in 0..n {
+        z += &format!(
+            "d{i} MX 10 d{i}.mail.protection.council.test.\n\
+             d{i}.mail.protection A 192.0.2.{}\n\
+             d{i} TXT \"v=spf1 include:spf.protection.council.test include:_spf.google.council.test include:spf.notify.council.test -all\"\n\
+             _dmarc.d{i} TXT \"v=DMARC1; p=reject; rua=mailto:dmarc-rua@dmarc.service.gov.uk\"\n",
+            i % 250 + 1
+        );
+    }
+    z
+}
+
+/// The counts `--stats` prints: (lookups, cached, queries).
+fn dns_stats(stderr: &[u8]) -> (u64, u64, u64) {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("dns: "))
+        .unwrap_or_else(|| panic!("no stats line in {text}"));
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (n[0], n[1], n[2])
+}
+
+/// One run's DNS cache: the three shared include trees are asked once per
+/// run, however many domains name them and however many checks ask at once
+/// (32 domains at a time), and negative answers (no AAAA, no MTA-STS) are
+/// kept too; without the cache every domain asks them again.
+#[test]
+fn one_run_asks_each_name_once() {
+    let nsd = start_nsd(&[("council.test", &council_zone(30))]);
+    let run = |n: usize, cache: bool| {
+        let domains: Vec<String> = (0..n).map(|i| format!("d{i}.council.test")).collect();
+        let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
+            .arg("mailcheck")
+            .args(&domains)
+            .args(["--no-tls", "--format", "json", "--stats"])
+            .args(["--nameserver", &nsd.addr.to_string()])
+            .args((!cache).then_some("--no-dns-cache"))
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        // every domain gets the same findings either way
+        let lookups = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| codes(r).contains(&"spf.lookups_at_limit".to_string()))
+            .count();
+        assert_eq!(lookups, n, "{v:#}");
+        dns_stats(&o.stderr)
+    };
+    let (c10, c20, c30) = (run(10, true), run(20, true), run(30, true));
+    // each ten domains add the same queries: their own names only
+    let per_ten = c20.2 - c10.2;
+    assert_eq!(c30.2 - c20.2, per_ten, "{c10:?} {c20:?} {c30:?}");
+    assert_eq!(per_ten % 10, 0, "{c10:?} {c20:?}");
+    let per_domain = per_ten / 10;
+    // the shared trees (10 TXT records) were asked once, though ten
+    // domains asked for them at the same time
+    let shared = c10.2 - per_ten;
+    assert_eq!(shared, 10, "{c10:?} {c20:?}");
+    assert!(c30.1 > 0 && c30.0 == c30.1 + c30.2, "{c30:?}");
+    let (u10, u20) = (run(10, false), run(20, false));
+    assert_eq!(u10.1, 0);
+    // without the cache every domain asks the shared trees again
+    assert_eq!(u10.2, u10.0, "{u10:?}");
+    assert_eq!(u20.2 - u10.2, u10.2, "{u10:?} {u20:?}");
+    assert_eq!(u10.2, 10 * (per_domain + 10), "{u10:?} vs {per_domain}");
+}
+
+/// The table: a count line per domain, then its findings worst first.
+#[test]
+fn table_output_is_worst_first_with_counts() {
+    let nsd = fixture_nsd();
+    let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["mailcheck", "weak.test", "good.test", "--no-tls"])
+        .args(["--nameserver", &nsd.addr.to_string()])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let blocks: Vec<&str> = out.split("\n\n").filter(|b| !b.trim().is_empty()).collect();
+    assert_eq!(blocks.len(), 2, "{out}");
+    for (block, domain) in blocks.iter().zip(["weak.test", "good.test"]) {
+        let mut lines = block.lines();
+        let head = lines.next().unwrap();
+        let rank = |s: &str| ["info", "warning", "error"].iter().position(|l| *l == s);
+        let sev: Vec<usize> = lines
+            .map(|l| rank(l.split_whitespace().next().unwrap()).unwrap())
+            .collect();
+        assert!(sev.windows(2).all(|w| w[0] >= w[1]), "{block}");
+        let count = |r: usize| sev.iter().filter(|s| **s == r).count();
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        assert_eq!(
+            head,
+            format!(
+                "{domain}: {} error{}, {} warning{}, {} info",
+                count(2),
+                plural(count(2)),
+                count(1),
+                plural(count(1)),
+                count(0)
+            ),
+            "{block}"
+        );
+    }
+    assert!(out.starts_with("weak.test: "), "{out}");
 }
 
 /// A file larger than any report may expand to is refused by its size,
@@ -1062,7 +1300,7 @@ fn stored_checks_report_changes() {
             .args(["--nameserver", &nsd.addr.to_string()])
             .output()
             .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()[0].clone()
     };
     // a DMARC report showing weak.test mail signed with selector `sel1`
     let xml = dir.path().join("report.xml");

@@ -16,6 +16,7 @@ mod alerts;
 mod assurance;
 mod cluster;
 mod events;
+mod exports;
 mod mail;
 mod migrations;
 

@@ -336,6 +336,18 @@ const MIGRATIONS: &[(u32, &str)] = &[
     );
     CREATE INDEX notify_outbox_alert ON notify_outbox (alert_id);",
     ),
+    (
+        12,
+        // how far each SIEM export destination has been sent
+        // (crates/pipeline/src/export): advanced only once the destination
+        // accepted a batch, so an outage loses nothing
+        "CREATE TABLE export_cursors (
+        name       TEXT   PRIMARY KEY, -- the [[exports]] destination's name
+        alerts     BIGINT NOT NULL,    -- last alert id sent
+        events     BIGINT NOT NULL,    -- last query_events id sent
+        updated_at BIGINT NOT NULL     -- unix milliseconds
+    );",
+    ),
 ];
 
 impl SqliteStore {
