@@ -25,6 +25,11 @@ pub const DEFAULT_EVENT_QUEUE: usize = 16_384;
 pub const DEFAULT_WATCH_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_TCP_IDLE_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
+/// RFC 8767's recommended stale-answer TTL, stale window (1 day) and client
+/// response timer (1.8 s).
+pub const DEFAULT_STALE_ANSWER_TTL: u32 = 30;
+pub const DEFAULT_MAX_STALE_SECONDS: u32 = 86_400;
+pub const DEFAULT_STALE_CLIENT_TIMEOUT_MS: u64 = 1800;
 /// Environment variable that overrides `[store] url` (it may hold a password).
 pub const ENV_DATABASE_URL: &str = "PARAPET_DATABASE_URL";
 /// Environment variable that overrides `[privacy] pseudonym_key`.
@@ -93,6 +98,15 @@ pub struct DnsConfig {
     pub event_queue: usize,
     /// How often feed files and the config file are checked for changes; 0 disables.
     pub watch_interval_ms: u64,
+    /// Serve expired answers when upstreams fail (RFC 8767).
+    pub serve_stale: bool,
+    /// TTL of the records of a stale answer.
+    pub stale_answer_ttl: u32,
+    /// How long past expiry an answer may still be served stale.
+    pub max_stale_seconds: u32,
+    /// How long a query for an expired answer waits for upstream before
+    /// the stale answer is sent; 0 sends it at once.
+    pub stale_answer_client_timeout_ms: u64,
 }
 
 impl Default for DnsConfig {
@@ -116,6 +130,10 @@ impl Default for DnsConfig {
             tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
             event_queue: DEFAULT_EVENT_QUEUE,
             watch_interval_ms: DEFAULT_WATCH_INTERVAL_MS,
+            serve_stale: true,
+            stale_answer_ttl: DEFAULT_STALE_ANSWER_TTL,
+            max_stale_seconds: DEFAULT_MAX_STALE_SECONDS,
+            stale_answer_client_timeout_ms: DEFAULT_STALE_CLIENT_TIMEOUT_MS,
         }
     }
 }

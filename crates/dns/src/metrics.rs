@@ -25,12 +25,15 @@ const NO_RESPONSE: usize = 16;
 #[derive(Debug)]
 pub struct TenantCounters {
     by_action_rcode: [[AtomicU64; RCODES]; EventAction::ALL.len()],
+    /// Answers served stale (RFC 8767) because no upstream answered.
+    stale: AtomicU64,
 }
 
 impl Default for TenantCounters {
     fn default() -> Self {
         Self {
             by_action_rcode: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            stale: AtomicU64::new(0),
         }
     }
 }
@@ -40,6 +43,14 @@ impl TenantCounters {
     pub fn count(&self, action: EventAction, rcode: Option<u8>) {
         let rc = rcode.map_or(NO_RESPONSE, |r| (r as usize).min(NO_RESPONSE - 1));
         self.by_action_rcode[action.index()][rc].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_stale(&self) {
+        self.stale.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stale(&self) -> u64 {
+        self.stale.load(Ordering::Relaxed)
     }
 
     pub fn get(&self, action: EventAction, rcode: Option<u8>) -> u64 {
@@ -170,6 +181,16 @@ impl Metrics {
                     );
                 }
             }
+        }
+        o.push_str("# HELP parapet_dns_stale_answers_total Expired answers served because no upstream answered in time (RFC 8767), by tenant.\n");
+        o.push_str("# TYPE parapet_dns_stale_answers_total counter\n");
+        for (name, c) in lock(&self.tenants).iter() {
+            let _ = writeln!(
+                o,
+                "parapet_dns_stale_answers_total{{tenant=\"{}\"}} {}",
+                escape(name),
+                c.stale()
+            );
         }
         let simple: [(&str, &str, &str, u64); 9] = [
             (
