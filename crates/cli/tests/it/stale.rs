@@ -2,7 +2,7 @@
 //! marked stale; NSD comes back and answers are fresh again; policy never
 //! goes stale.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
@@ -124,4 +124,57 @@ fn expired_answers_are_served_stale_while_the_upstream_is_down() {
     let fresh = on.client().query("www.stale.test.", RecordType::A).unwrap();
     assert_eq!(fresh.ttls.len(), 1);
     assert!(fresh.ttls[0] <= 1, "the upstream's TTL: {:?}", fresh.ttls);
+}
+
+#[test]
+fn many_clients_of_one_expired_name_share_one_refresh() {
+    let nsd = start_nsd(&[("stale.test", &zone("192.0.2.1"))]);
+    let p = Parapet::start(
+        &format!(
+            "upstreams = [\"{}\"]\nupstream_timeout_ms = 1000\nattempt_timeout_ms = 500\n\
+             stale_answer_client_timeout_ms = 400",
+            nsd.addr
+        ),
+        "",
+        &[],
+    );
+    let first = p.client().query("www.stale.test.", RecordType::A).unwrap();
+    assert_eq!(first.ttls, [1]);
+    let addr = stop(nsd);
+    // the upstream's port now swallows queries: neither answer nor refusal
+    let mut hole = None;
+    wait_for("NSD's port to be free", || {
+        hole = UdpSocket::bind(addr).ok();
+        hole.is_some()
+    });
+    let hole = hole.unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let c = p.client();
+            std::thread::spawn(move || c.query("www.stale.test.", RecordType::A))
+        })
+        .collect();
+    for c in clients {
+        let a = c.join().unwrap().expect("an answer");
+        assert_eq!(a.records, ["www.stale.test. A 192.0.2.1"]);
+        assert_eq!(a.ttls, [30], "the default stale_answer_ttl");
+        assert_eq!(ede(&a), Some(3));
+    }
+    // one refresh, whose two tries (one per round) reach the silent port
+    hole.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let mut seen = 0;
+    while hole.recv(&mut buf).is_ok() {
+        seen += 1;
+    }
+    assert!(
+        (1..=2).contains(&seen),
+        "{seen} upstream queries for 16 clients of one name"
+    );
+    assert_eq!(
+        p.metric("parapet_dns_stale_answers_total{tenant=\"default\"}"),
+        16.0
+    );
 }
