@@ -44,6 +44,21 @@ type Refresh = Option<Option<Arc<[u8]>>>;
 /// wait on it.
 type Refreshing = Arc<Mutex<HashMap<Box<[u8]>, watch::Receiver<Refresh>>>>;
 
+/// A refresh's place in [`Refreshing`], given up when dropped.
+struct Listed {
+    refreshing: Refreshing,
+    key: Key,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(self.key.as_bytes());
+    }
+}
+
 /// How a query was answered upstream-side: the rcode, and whether the
 /// answer was served stale.
 #[derive(Debug, Clone, Copy)]
@@ -704,9 +719,15 @@ impl Resolver {
         let name = q.qname.as_key().to_vec();
         let (qtype, qclass) = (q.qtype, q.qclass);
         let (cache, upstreams) = (self.cache.clone(), self.upstreams.clone());
-        let (metrics, refreshing, key) =
-            (self.metrics.clone(), self.refreshing.clone(), key.clone());
+        let (metrics, key) = (self.metrics.clone(), key.clone());
+        // off the list however the task ends (or if it never runs), so
+        // that a name is never left waiting on a refresh that will not come
+        let listed = Listed {
+            refreshing: self.refreshing.clone(),
+            key: key.clone(),
+        };
         tokio::spawn(async move {
+            let _listed = listed;
             let answer = match upstreams.resolve(&upq, id, &name, qtype, qclass).await {
                 Ok(msg) if !matches!(msg[3] & 0xf, rcode::SERVFAIL | rcode::REFUSED) => {
                     // an answer that may not be cached still answers, and
@@ -725,10 +746,6 @@ impl Resolver {
                 }
             };
             let _ = tx.send(Some(answer));
-            refreshing
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(key.as_bytes());
         });
         rx
     }
