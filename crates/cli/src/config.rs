@@ -34,6 +34,11 @@ pub const DEFAULT_RRL_IPV6_PREFIX: u8 = 56;
 pub const MAX_RRL_RESPONSES_PER_SECOND: u32 = 1_000_000;
 /// Largest `slip` accepted (BIND's limit too).
 pub const MAX_RRL_SLIP: u8 = 10;
+/// RFC 8767's recommended stale-answer TTL, stale window (1 day) and client
+/// response timer (1.8 s).
+pub const DEFAULT_STALE_ANSWER_TTL: u32 = 30;
+pub const DEFAULT_MAX_STALE_SECONDS: u32 = 86_400;
+pub const DEFAULT_STALE_CLIENT_TIMEOUT_MS: u64 = 1800;
 /// Environment variable that overrides `[store] url` (it may hold a password).
 pub const ENV_DATABASE_URL: &str = "PARAPET_DATABASE_URL";
 /// Environment variable that overrides `[privacy] pseudonym_key`.
@@ -108,6 +113,15 @@ pub struct DnsConfig {
     pub event_queue: usize,
     /// How often feed files and the config file are checked for changes; 0 disables.
     pub watch_interval_ms: u64,
+    /// Serve expired answers when upstreams fail (RFC 8767).
+    pub serve_stale: bool,
+    /// TTL of the records of a stale answer.
+    pub stale_answer_ttl: u32,
+    /// How long past expiry an answer may still be served stale.
+    pub max_stale_seconds: u32,
+    /// How long a query for an expired answer waits for upstream before
+    /// the stale answer is sent; 0 sends it at once.
+    pub stale_answer_client_timeout_ms: u64,
     /// Networks answered besides the tenants' networks (default: loopback).
     #[serde(deserialize_with = "cidrs")]
     pub allow: Vec<IpNet>,
@@ -167,6 +181,10 @@ impl Default for DnsConfig {
                 .collect(),
             deny: Vec::new(),
             rate_limit: RateLimitConfig::default(),
+            serve_stale: true,
+            stale_answer_ttl: DEFAULT_STALE_ANSWER_TTL,
+            max_stale_seconds: DEFAULT_MAX_STALE_SECONDS,
+            stale_answer_client_timeout_ms: DEFAULT_STALE_CLIENT_TIMEOUT_MS,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use parapet_core::event::QueryEvent;
 use parapet_core::pseudonym::Pseudonymiser;
-use parapet_dns::{CacheConfig, Metrics, Resolver, Settings};
+use parapet_dns::{CacheConfig, Metrics, Resolver, Settings, StaleSettings};
 use parapet_pipeline::{Parts, Pipeline};
 
 use crate::BadInput;
@@ -245,6 +245,11 @@ fn dns_settings(d: &DnsConfig, upstreams: &[SocketAddr], threads: usize) -> Sett
             capacity: d.cache_size,
             max_ttl: d.max_ttl,
             max_negative_ttl: d.max_negative_ttl,
+            max_stale: if d.serve_stale {
+                d.max_stale_seconds
+            } else {
+                0
+            },
         },
         udp_payload: d.udp_payload,
         tcp_idle_timeout: Duration::from_millis(d.tcp_idle_timeout_ms),
@@ -255,6 +260,11 @@ fn dns_settings(d: &DnsConfig, upstreams: &[SocketAddr], threads: usize) -> Sett
             slip: d.rate_limit.slip,
             ipv4_prefix: d.rate_limit.ipv4_prefix,
             ipv6_prefix: d.rate_limit.ipv6_prefix,
+        },
+        stale: StaleSettings {
+            enabled: d.serve_stale,
+            answer_ttl: d.stale_answer_ttl,
+            client_timeout: Duration::from_millis(d.stale_answer_client_timeout_ms),
         },
     }
 }

@@ -54,6 +54,20 @@ pub struct Settings {
     pub udp_sockets_per_listener: usize,
     /// Response rate limiting of UDP answers per client prefix.
     pub rate_limit: RateLimit,
+    /// Serve-stale (RFC 8767); how long expired answers are kept is
+    /// [`CacheConfig::max_stale`].
+    pub stale: StaleSettings,
+}
+
+/// When and how expired answers are served (RFC 8767).
+#[derive(Debug, Clone, Copy)]
+pub struct StaleSettings {
+    pub enabled: bool,
+    /// TTL of the records of a stale answer.
+    pub answer_ttl: u32,
+    /// How long a query for an expired answer waits for its refresh before
+    /// it gets the stale answer.
+    pub client_timeout: Duration,
 }
 
 impl Settings {
@@ -68,12 +82,18 @@ impl Settings {
                 capacity: 100_000,
                 max_ttl: 86_400,
                 max_negative_ttl: 3_600,
+                max_stale: 86_400,
             },
             udp_payload: wire::DEFAULT_UDP_PAYLOAD,
             tcp_idle_timeout: Duration::from_secs(10),
             tcp_max_connections: 1024,
             udp_sockets_per_listener: 1,
             rate_limit: RateLimit::OFF,
+            stale: StaleSettings {
+                enabled: true,
+                answer_ttl: 30,
+                client_timeout: Duration::from_millis(1800),
+            },
         }
     }
 }

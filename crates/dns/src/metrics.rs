@@ -29,6 +29,8 @@ pub struct TenantCounters {
     pub rrl_dropped: AtomicU64,
     /// UDP answers response rate limiting sent truncated instead.
     pub rrl_slipped: AtomicU64,
+    /// Answers served stale (RFC 8767) because no upstream answered.
+    stale: AtomicU64,
 }
 
 impl Default for TenantCounters {
@@ -37,6 +39,7 @@ impl Default for TenantCounters {
             by_action_rcode: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             rrl_dropped: AtomicU64::new(0),
             rrl_slipped: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
         }
     }
 }
@@ -46,6 +49,14 @@ impl TenantCounters {
     pub fn count(&self, action: EventAction, rcode: Option<u8>) {
         let rc = rcode.map_or(NO_RESPONSE, |r| (r as usize).min(NO_RESPONSE - 1));
         self.by_action_rcode[action.index()][rc].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_stale(&self) {
+        self.stale.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stale(&self) -> u64 {
+        self.stale.load(Ordering::Relaxed)
     }
 
     pub fn get(&self, action: EventAction, rcode: Option<u8>) -> u64 {
@@ -181,6 +192,16 @@ impl Metrics {
                     );
                 }
             }
+        }
+        o.push_str("# HELP parapet_dns_stale_answers_total Expired answers served because no upstream answered in time (RFC 8767), by tenant.\n");
+        o.push_str("# TYPE parapet_dns_stale_answers_total counter\n");
+        for (name, c) in lock(&self.tenants).iter() {
+            let _ = writeln!(
+                o,
+                "parapet_dns_stale_answers_total{{tenant=\"{}\"}} {}",
+                escape(name),
+                c.stale()
+            );
         }
         o.push_str("# HELP parapet_rrl_responses_total UDP answers limited by [dns.rate_limit], by tenant and action (dropped, or slipped: sent truncated).\n");
         o.push_str("# TYPE parapet_rrl_responses_total counter\n");

@@ -5,26 +5,77 @@
 //! to complete upstream off the receive loop.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Sender, TrySendError};
+use hashbrown::HashMap;
 use parapet_core::event::{EventAction, QueryEvent};
 use parapet_core::ippolicy::with_client_ip;
 use parapet_core::name::{EventName, InlineName};
 use parapet_core::policy::{Action, Decision, FeedId, LocalRecord, Rule, rtype};
 use parapet_core::tenant::{DEFAULT_TENANT, TenantId};
+use tokio::sync::watch;
 
-use crate::cache::{Cache, Key, Stored};
+use crate::cache::{Cache, Key, Stale, Stored};
 use crate::metrics::{Metrics, TenantCounters};
 use crate::notify::NotifyZone;
 use crate::respip;
 use crate::rrl::{RateLimiter, Verdict};
-use crate::upstream::Upstreams;
+use crate::upstream::{UpstreamError, Upstreams};
 use crate::wire::{self, OwnedQuery, Query, Reject, ede, flag, rcode};
 use crate::{BlockMode, Settings, Snapshot};
+
+/// How long after a failed refresh an expired answer is served at once,
+/// without asking upstream. Unbound's serve-expired "norec" time; RFC 8767
+/// suggests a failure recheck timer of up to 30 s.
+const STALE_RECHECK_SECS: u32 = 5;
+
+/// The Extended DNS Error text of a stale answer.
+const STALE_TEXT: &str = "no upstream answered in time; stale answer";
+
+/// What the refresh of an expired answer gave, as the queries waiting on it
+/// see it: `None` while it runs; then the upstream's answer, or `None`
+/// inside when no upstream gave a usable one.
+type Refresh = Option<Option<Arc<[u8]>>>;
+
+/// Refreshes in flight, by cache key: one per name, however many queries
+/// wait on it.
+type Refreshing = Arc<Mutex<HashMap<Box<[u8]>, watch::Receiver<Refresh>>>>;
+
+/// A refresh's place in [`Refreshing`], given up when dropped.
+struct Listed {
+    refreshing: Refreshing,
+    key: Key,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(self.key.as_bytes());
+    }
+}
+
+/// How a query was answered upstream-side: the rcode, and whether the
+/// answer was served stale.
+#[derive(Debug, Clone, Copy)]
+struct Resolved {
+    rc: u8,
+    stale: bool,
+}
+
+impl Resolved {
+    fn of(out: &[u8], stale: bool) -> Self {
+        Self {
+            rc: out[3] & 0xf,
+            stale,
+        }
+    }
+}
 
 /// What to do after [`Resolver::handle`].
 pub enum Outcome {
@@ -75,7 +126,8 @@ const REFUSED_LOG_EVERY: u64 = 60;
 pub struct Resolver {
     snapshot: ArcSwap<Snapshot>,
     cache: Cache,
-    upstreams: Upstreams,
+    upstreams: Arc<Upstreams>,
+    refreshing: Refreshing,
     metrics: Arc<Metrics>,
     events: Option<Sender<QueryEvent>>,
     settings: Settings,
@@ -98,11 +150,12 @@ impl Resolver {
         Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             cache: Cache::new(settings.cache),
-            upstreams: Upstreams::new(
+            upstreams: Arc::new(Upstreams::new(
                 &settings.upstreams,
                 settings.upstream_timeout,
                 settings.attempt_timeout,
-            ),
+            )),
+            refreshing: Default::default(),
             metrics,
             events,
             rrl: RateLimiter::new(settings.rate_limit, crate::rrl::TABLE_SIZE),
@@ -596,22 +649,29 @@ impl Resolver {
     pub async fn complete(&self, p: Box<Pending>, udp: bool, out: &mut Vec<u8>) -> bool {
         let q = p.query.as_query();
         let payload = self.settings.udp_payload;
-        let mut rc = match &p.cname {
-            None => Some(self.resolve_into(&q, out).await),
+        let (mut rc, stale) = match &p.cname {
+            None => {
+                let r = self.resolve_into(&q, out).await;
+                (Some(r.rc), r.stale)
+            }
             Some((target, ttl)) => {
                 let mut target_answer = Vec::new();
-                let rc = self.resolve_target(&q, target, &mut target_answer).await;
-                wire::begin_response(out, &q, rc, 0);
+                let r = self.resolve_target(&q, target, &mut target_answer).await;
+                wire::begin_response(out, &q, r.rc, 0);
                 wire::push_answer(out, rtype::CNAME, *ttl, target);
-                if rc != rcode::SERVFAIL {
+                if r.rc != rcode::SERVFAIL {
                     append_answers(out, &target_answer);
                 }
                 if q.edns.is_some() {
-                    wire::push_opt(out, payload, 0, None);
+                    let ede = r.stale.then_some((ede::STALE_ANSWER, STALE_TEXT));
+                    wire::push_opt(out, payload, 0, ede);
                 }
-                Some(rc)
+                (Some(r.rc), r.stale)
             }
         };
+        if stale {
+            p.counters.count_stale();
+        }
         let (mut action, mut feed) = (p.action, p.feed.clone());
         if let Some((snap, tenant)) = &p.respip
             && rc != Some(rcode::SERVFAIL)
@@ -644,7 +704,7 @@ impl Resolver {
 
     /// Resolves the CNAME `target` (uncompressed wire name) for the type and
     /// class of `q` into `answer`; returns the rcode.
-    async fn resolve_target(&self, q: &Query<'_>, target: &[u8], answer: &mut Vec<u8>) -> u8 {
+    async fn resolve_target(&self, q: &Query<'_>, target: &[u8], answer: &mut Vec<u8>) -> Resolved {
         let mut tq_bytes = Vec::with_capacity(target.len() + 4);
         tq_bytes.extend_from_slice(target);
         tq_bytes.extend_from_slice(&q.qtype.to_be_bytes());
@@ -723,7 +783,7 @@ impl Resolver {
                     // Unbound follows the CNAME, and strips the target's
                     // answer when a response-IP trigger matches it too
                     let mut target = Vec::new();
-                    let trc = self.resolve_target(q, &c.rdata, &mut target).await;
+                    let trc = self.resolve_target(q, &c.rdata, &mut target).await.rc;
                     let touched = || Self::answer_triggers(snap, tenant, &target);
                     if matches!(trc, rcode::NOERROR | rcode::NXDOMAIN) && !touched() {
                         append_answers(out, &target);
@@ -741,12 +801,24 @@ impl Resolver {
         Some((action, rule.feed, Some(rc)))
     }
 
-    /// Answers `q` from the cache or upstream into `out`; SERVFAIL when no
-    /// upstream answers in time. Returns the rcode.
-    async fn resolve_into(&self, q: &Query<'_>, out: &mut Vec<u8>) -> u8 {
+    /// Answers `q` from the cache or upstream into `out`; an expired answer
+    /// when upstream fails and serve-stale allows; else SERVFAIL when no
+    /// upstream answers in time.
+    async fn resolve_into(&self, q: &Query<'_>, out: &mut Vec<u8>) -> Resolved {
         let key = Key::of(q);
         if self.cache.get(&key, q, out) {
-            return out[3] & 0xf;
+            return Resolved::of(out, false);
+        }
+        if self.settings.stale.enabled {
+            match self.cache.stale(&key) {
+                Stale::None => {}
+                Stale::Failing => {
+                    if let Some(r) = self.serve_stale(&key, q, out) {
+                        return r;
+                    }
+                }
+                Stale::Refreshable => return self.refresh_or_stale(&key, q, out).await,
+            }
         }
         let id: u16 = rand::random();
         let mut upq = Vec::with_capacity(q.question.len() + 32);
@@ -757,32 +829,131 @@ impl Resolver {
             .await
         {
             Ok(mut msg) => {
-                if let Some(info) = wire::scan_response(&msg)
-                    && let Stored::Yes { evicted: true } = self.cache.insert(&key, &msg, &info)
-                {
-                    self.metrics.cache_evictions.fetch_add(1, Ordering::Relaxed);
-                }
+                store(&self.cache, &self.metrics, &key, &msg);
                 wire::adapt_response(&mut msg, q, &[], 0);
                 *out = msg;
-                out[3] & 0xf
+                Resolved::of(out, false)
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "answering SERVFAIL");
-                self.metrics
-                    .upstream_servfail
-                    .fetch_add(1, Ordering::Relaxed);
-                wire::begin_response(out, q, rcode::SERVFAIL, 0);
-                if q.edns.is_some() {
-                    wire::push_opt(
-                        out,
-                        self.settings.udp_payload,
-                        0,
-                        Some((ede::NO_REACHABLE_AUTHORITY, "no upstream resolver answered")),
-                    );
-                }
-                rcode::SERVFAIL
-            }
+            Err(e) => self.servfail(q, out, &e),
         }
+    }
+
+    /// An expired answer is cached for `q`: its refresh (one per name,
+    /// started here if none runs) answers if it succeeds within the client
+    /// timeout; otherwise the stale answer goes out and the refresh, if
+    /// still running, carries on and stores what it gets. As RFC 8767 and
+    /// Unbound's serve-expired-client-timeout have it, an upstream that
+    /// answers in time is always preferred to the stale answer.
+    #[inline(never)]
+    async fn refresh_or_stale(&self, key: &Key, q: &Query<'_>, out: &mut Vec<u8>) -> Resolved {
+        let mut rx = self.refresh(key, q);
+        let waited = tokio::time::timeout(
+            self.settings.stale.client_timeout,
+            rx.wait_for(Option::is_some),
+        )
+        .await;
+        let answer = match waited {
+            Ok(Ok(r)) => r.clone().flatten(),
+            _ => None,
+        };
+        if let Some(msg) = answer {
+            out.clear();
+            out.extend_from_slice(&msg);
+            wire::adapt_response(out, q, &[], 0);
+            return Resolved::of(out, false);
+        }
+        // failed or still running: a live answer another refresh stored,
+        // else the stale one (gone only if evicted meanwhile)
+        if self.cache.get(key, q, out) {
+            return Resolved::of(out, false);
+        }
+        if let Some(r) = self.serve_stale(key, q, out) {
+            return r;
+        }
+        self.servfail(
+            q,
+            out,
+            &UpstreamError::Timeout(self.settings.stale.client_timeout),
+        )
+    }
+
+    /// The refresh of the expired answer for `key`: the one in flight, or
+    /// a new one spawned so that it outlives the query that started it.
+    fn refresh(&self, key: &Key, q: &Query<'_>) -> watch::Receiver<Refresh> {
+        let mut running = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rx) = running.get(key.as_bytes()) {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(None);
+        running.insert(key.as_bytes().into(), rx.clone());
+        drop(running);
+        let id: u16 = rand::random();
+        let mut upq = Vec::with_capacity(q.question.len() + 32);
+        wire::upstream_query(&mut upq, id, q, self.settings.udp_payload);
+        let name = q.qname.as_key().to_vec();
+        let (qtype, qclass) = (q.qtype, q.qclass);
+        let (cache, upstreams) = (self.cache.clone(), self.upstreams.clone());
+        let (metrics, key) = (self.metrics.clone(), key.clone());
+        // off the list however the task ends (or if it never runs), so
+        // that a name is never left waiting on a refresh that will not come
+        let listed = Listed {
+            refreshing: self.refreshing.clone(),
+            key: key.clone(),
+        };
+        tokio::spawn(async move {
+            let _listed = listed;
+            let answer = match upstreams.resolve(&upq, id, &name, qtype, qclass).await {
+                Ok(msg) if !matches!(msg[3] & 0xf, rcode::SERVFAIL | rcode::REFUSED) => {
+                    // an answer that may not be cached still answers, and
+                    // the stale one must not outlive it
+                    if !store(&cache, &metrics, &key, &msg) {
+                        cache.remove(&key);
+                    }
+                    Some(Arc::from(msg))
+                }
+                other => {
+                    if let Err(e) = other {
+                        tracing::debug!(error = %e, "refresh of an expired answer failed");
+                    }
+                    cache.refresh_failed(&key, STALE_RECHECK_SECS);
+                    None
+                }
+            };
+            let _ = tx.send(Some(answer));
+        });
+        rx
+    }
+
+    /// The expired answer for `key` into `out`, marked stale: TTLs set to
+    /// the stale-answer TTL and, for an EDNS client, EDE 3 (Stale Answer).
+    fn serve_stale(&self, key: &Key, q: &Query<'_>, out: &mut Vec<u8>) -> Option<Resolved> {
+        let ttl = self.settings.stale.answer_ttl;
+        if !self.cache.get_stale(key, q, out, ttl) {
+            return None;
+        }
+        if q.edns.is_some() {
+            let payload = self.settings.udp_payload;
+            wire::add_ede(out, payload, ede::STALE_ANSWER, STALE_TEXT);
+        }
+        Some(Resolved::of(out, true))
+    }
+
+    #[cold]
+    fn servfail(&self, q: &Query<'_>, out: &mut Vec<u8>, e: &UpstreamError) -> Resolved {
+        tracing::debug!(error = %e, "answering SERVFAIL");
+        self.metrics
+            .upstream_servfail
+            .fetch_add(1, Ordering::Relaxed);
+        wire::begin_response(out, q, rcode::SERVFAIL, 0);
+        if q.edns.is_some() {
+            wire::push_opt(
+                out,
+                self.settings.udp_payload,
+                0,
+                Some((ede::NO_REACHABLE_AUTHORITY, "no upstream resolver answered")),
+            );
+        }
+        Resolved::of(out, false)
     }
 
     fn fit_udp(&self, out: &mut Vec<u8>, q: &Query<'_>) {
@@ -832,6 +1003,22 @@ impl Resolver {
         {
             self.metrics.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Caches an upstream answer if it may be; returns whether it was.
+fn store(cache: &Cache, metrics: &Metrics, key: &Key, msg: &[u8]) -> bool {
+    let Some(info) = wire::scan_response(msg) else {
+        return false;
+    };
+    match cache.insert(key, msg, &info) {
+        Stored::Yes { evicted } => {
+            if evicted {
+                metrics.cache_evictions.fetch_add(1, Ordering::Relaxed);
+            }
+            true
+        }
+        Stored::No => false,
     }
 }
 

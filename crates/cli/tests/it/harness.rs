@@ -195,8 +195,13 @@ impl Drop for Peer {
 
 /// Starts NSD authoritative for `zones` (name, zone file text).
 pub fn start_nsd(zones: &[(&str, &str)]) -> Peer {
+    start_nsd_on(free_port(), zones)
+}
+
+/// As [`start_nsd`], on a given port (an NSD restarted where the last one
+/// was).
+pub fn start_nsd_on(port: u16, zones: &[(&str, &str)]) -> Peer {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let d = dir.path().display();
     let mut conf = format!(
         "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  server-count: 1\n  username: \"\"\n  \

@@ -21,6 +21,7 @@ mod report;
 mod resolver;
 mod rpz_diff;
 mod spool;
+mod stale;
 mod store;
 mod tenants;
 mod url_feeds;
