@@ -25,7 +25,7 @@ use parapet_core::policy::{FeedId, PolicySet};
 use parapet_core::tenant::{TenantId, TenantMap};
 
 pub use cache::CacheConfig;
-pub use metrics::{FeedStatus, Metrics, TenantCounters};
+pub use metrics::{FeedStatus, Metrics, TenantCounters, Transport};
 pub use notify::{NotifyHook, NotifyZone};
 pub use resolver::Resolver;
 

@@ -1,7 +1,7 @@
 //! Deciding and answering one query: tenant attribution, policy, cache,
 //! upstream, and the query event. Transport-independent: the listeners in
 //! [`crate::server`] call [`Resolver::handle`] with a packet and get either a
-//! finished answer in their buffer, nothing (drop), or a [`Pending`] query
+//! finished answer in their buffer (each naming its [`Transport`]), nothing (drop), or a [`Pending`] query
 //! to complete upstream off the receive loop.
 
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +18,7 @@ use parapet_core::policy::{Action, Decision, FeedId, LocalRecord, Rule, rtype};
 use parapet_core::tenant::TenantId;
 
 use crate::cache::{Cache, Key, Stored};
-use crate::metrics::{Metrics, TenantCounters};
+use crate::metrics::{Metrics, TenantCounters, Transport};
 use crate::notify::NotifyZone;
 use crate::respip;
 use crate::upstream::Upstreams;
@@ -163,6 +163,7 @@ impl Resolver {
         packet: &[u8],
         client: SocketAddr,
         udp: bool,
+        transport: Transport,
         out: &mut Vec<u8>,
     ) -> Outcome {
         let snap = &*at.snap;
@@ -200,6 +201,7 @@ impl Resolver {
                 return Outcome::Reply;
             }
         };
+        snap.tenant_counters(tenant).received(transport, q.qtype);
         if matches!(q.qtype, 251 | 252) {
             // IXFR/AXFR: a resolver does not proxy zone transfers
             wire::error_response(

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio::time::timeout;
 
 use crate::Resolver;
+use crate::metrics::Transport;
 use crate::resolver::Outcome;
 
 /// Sockets bound for one listen address.
@@ -139,7 +140,7 @@ async fn udp_loop(resolver: Arc<Resolver>, sock: Arc<UdpSocket>) {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 continue;
             };
-            match resolver.handle(&at, packet, peer, true, &mut replies[ready]) {
+            match resolver.handle(&at, packet, peer, true, Transport::Udp, &mut replies[ready]) {
                 Outcome::Reply => {
                     to[ready] = i;
                     ready += 1;
@@ -188,7 +189,14 @@ async fn udp_loop(resolver: Arc<Resolver>, sock: Arc<UdpSocket>) {
                 continue;
             }
         };
-        let outcome = resolver.handle(&resolver.arrival(), &buf[..n], peer, true, &mut out);
+        let outcome = resolver.handle(
+            &resolver.arrival(),
+            &buf[..n],
+            peer,
+            true,
+            Transport::Udp,
+            &mut out,
+        );
         match outcome {
             Outcome::Reply => {
                 if let Err(e) = sock.send_to(&out, peer).await {
@@ -263,7 +271,14 @@ async fn tcp_conn(resolver: &Resolver, mut stream: TcpStream, peer: SocketAddr) 
             Ok(r) => r?,
             Err(_) => return Ok(()),
         };
-        let outcome = resolver.handle(&resolver.arrival(), &buf, peer, false, &mut out);
+        let outcome = resolver.handle(
+            &resolver.arrival(),
+            &buf,
+            peer,
+            false,
+            Transport::Tcp,
+            &mut out,
+        );
         let send = match outcome {
             Outcome::Reply => true,
             Outcome::Drop => false,
