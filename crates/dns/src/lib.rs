@@ -7,6 +7,9 @@
 //! waits for them.
 
 pub mod cache;
+pub mod conns;
+pub mod dot;
+mod dot_client;
 pub mod metrics;
 #[cfg(target_os = "linux")]
 mod mmsg;
@@ -14,6 +17,7 @@ pub mod notify;
 pub mod resolver;
 pub mod respip;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 pub mod wire;
 
@@ -28,6 +32,7 @@ pub use cache::CacheConfig;
 pub use metrics::{FeedStatus, Metrics, TenantCounters, Transport};
 pub use notify::{NotifyHook, NotifyZone};
 pub use resolver::Resolver;
+pub use upstream::UpstreamAddr;
 
 /// Resolver settings fixed for the life of the process.
 #[derive(Debug, Clone)]
@@ -35,7 +40,9 @@ pub struct Settings {
     /// Addresses to answer on, UDP and TCP on each.
     pub listen: Vec<SocketAddr>,
     /// Upstream resolvers, tried in order.
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Vec<UpstreamAddr>,
+    /// Verifies `tls://` upstreams; `None`: the webpki roots.
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// After this long without an upstream answer the client gets SERVFAIL.
     pub upstream_timeout: Duration,
     /// How long one upstream gets before the next is tried.
@@ -55,7 +62,8 @@ impl Settings {
     pub fn new(listen: Vec<SocketAddr>, upstreams: Vec<SocketAddr>) -> Self {
         Self {
             listen,
-            upstreams,
+            upstreams: upstreams.into_iter().map(UpstreamAddr::plain).collect(),
+            upstream_tls: None,
             upstream_timeout: Duration::from_millis(2000),
             attempt_timeout: Duration::from_millis(800),
             cache: CacheConfig {

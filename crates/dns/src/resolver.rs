@@ -89,6 +89,7 @@ impl Resolver {
             cache: Cache::new(settings.cache),
             upstreams: Upstreams::new(
                 &settings.upstreams,
+                settings.upstream_tls.clone(),
                 settings.upstream_timeout,
                 settings.attempt_timeout,
             ),
