@@ -84,7 +84,9 @@ impl DotUpstream {
         Ok(answer)
     }
 
-    /// The open connection, or a new one.
+    /// The open connection, or a new one. The async lock is held while a
+    /// connection is set up (a network wait) so that queries arriving
+    /// meanwhile share it rather than each opening one.
     async fn link(&self) -> io::Result<Arc<Link>> {
         let mut slot = self.conn.lock().await;
         if let Some(l) = &*slot

@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod dashboard;
+mod dot;
 mod feed_garbage;
 mod garbage;
 mod ingest;
