@@ -1105,6 +1105,25 @@ mod tests {
     }
 
     #[test]
+    fn encrypted_dns_settings_are_checked() {
+        let text = "[dns]\nupstreams = [\"192.0.2.1:53\", \"tls://192.0.2.2:853#dns.example\"]\n\
+                    [dns.https]\nlisten = [\"127.0.0.1:443\"]\ncert = \"s.pem\"\nkey = \"s.key\"\n";
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert!(c.dns.upstreams[1].tls_name.is_some());
+        assert_eq!(c.dns.https.as_ref().unwrap().path, "/dns-query");
+        let text = "[dns]\nupstreams = [\"tls://192.0.2.2:853\"]\n";
+        let e = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:2") && e.contains("#name"), "{e}");
+        let text = "[dns.https]\nlisten = []\ncert = \"a\"\nkey = \"b\"\npath = \"dns\"\n";
+        let e = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[dns.https] path"), "{e}");
+    }
+
+    #[test]
     fn example_config_parses_and_paths_resolve() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../etc/parapet.example.toml");
         let cfg = Config::load(&path).unwrap();
