@@ -265,9 +265,11 @@ fn dot_and_doh_answer_block_and_attribute_like_udp() {
     pipelined_dot(dot, &ca);
 }
 
-/// Several queries written at once on one DoT connection all come back,
-/// each matched by its ID.
-fn pipelined_dot(port: u16, ca: &str) {
+/// A TLS connection to Parapet's DoT listener, trusting `ca`, handshake done.
+fn tls_connect(
+    port: u16,
+    ca: &str,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
@@ -286,6 +288,16 @@ fn pipelined_dot(port: u16, ca: &str) {
     tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();
     let mut s = rustls::StreamOwned::new(conn, tcp);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).unwrap();
+    }
+    s
+}
+
+/// Several queries written at once on one DoT connection all come back,
+/// each matched by its ID.
+fn pipelined_dot(port: u16, ca: &str) {
+    let mut s = tls_connect(port, ca);
     let names = [
         "www.zone.test.",
         "listed.zone.test.",
@@ -466,4 +478,49 @@ fn unbound_as_a_dot_upstream_verified_by_name() {
         .unwrap();
     assert_eq!(a.rcode, ResponseCode::ServFail);
     assert!(wrong.metric("parapet_dns_upstream_failures_total") >= 1.0);
+}
+
+#[test]
+fn idle_dot_connections_make_room_for_new_clients() {
+    let nsd = shared_nsd();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "idle");
+    let (cert, key) = (dir.path().join("s.pem"), dir.path().join("s.key"));
+    pki.server("dns.test", &cert, &key);
+    let (dot, doh) = (free_port(), free_port());
+    let p = Parapet::start(
+        &format!("upstreams = [\"{nsd}\"]"),
+        &encrypted_config(dot, doh).replace(
+            "[dns.https]",
+            "max_connections = 2\nidle_timeout_ms = 60000\n[dns.https]",
+        ),
+        &[
+            ("server.pem", &std::fs::read_to_string(&cert).unwrap()),
+            ("server.key", &std::fs::read_to_string(&key).unwrap()),
+        ],
+    );
+    let ca = pki.ca("idle");
+    // two idle clients fill the table; the oldest goes for a third
+    let mut first = tls_connect(dot, &ca);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let _second = tls_connect(dot, &ca);
+    let out = kdig(&[
+        "@127.0.0.1",
+        "-p",
+        &dot.to_string(),
+        &format!("+tls-ca={ca}"),
+        "+tls-hostname=dns.test",
+        "www.zone.test",
+    ]);
+    assert_eq!(status(&out), "NOERROR", "{out}");
+    let mut buf = [0u8; 1];
+    let closed = match first.read(&mut buf) {
+        Ok(n) => n == 0,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    };
+    assert!(closed, "the oldest idle connection was closed");
+    drop(p);
 }
