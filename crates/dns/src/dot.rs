@@ -90,7 +90,9 @@ async fn connection(
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??
     };
-    let (mut rd, mut wr) = tokio::io::split(tls);
+    let (mut rd, wr) = tokio::io::split(tls);
+    // answers that queue up leave in one TLS record, not one each
+    let mut wr = tokio::io::BufWriter::with_capacity(16 * 1024, wr);
     let slots = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(limits.max_in_flight.max(1));
     // answers go out as they come, several per flush when they queue up

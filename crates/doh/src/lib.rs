@@ -112,7 +112,12 @@ pub async fn serve(
                 .max_header_list_size(16 * 1024)
                 .keep_alive_interval(Some(idle))
                 .keep_alive_timeout(idle);
-            let served = http.serve_connection(TokioIo::new(tls), svc);
+            // hyper writes a response's HEADERS and DATA frames separately
+            // and then flushes: buffered, they leave as one TLS record, and
+            // a client that reads one record per wake-up (dnsperf does)
+            // does not sit on the second
+            let io = tokio::io::BufWriter::with_capacity(16 * 1024, tls);
+            let served = http.serve_connection(TokioIo::new(io), svc);
             tokio::select! {
                 r = served => {
                     if let Err(e) = r {
