@@ -93,8 +93,17 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     pub listen: Vec<SocketAddr>,
-    /// Empty: the nameservers of /etc/resolv.conf.
-    pub upstreams: Vec<SocketAddr>,
+    /// Empty: the nameservers of /etc/resolv.conf. `IP:PORT`, or
+    /// `tls://IP:PORT#name` for DNS over TLS.
+    #[serde(deserialize_with = "upstream_list")]
+    pub upstreams: Vec<parapet_dns::UpstreamAddr>,
+    /// Extra CA certificates (PEM) trusted for `tls://` upstreams, beside
+    /// the webpki roots.
+    pub upstream_ca_file: Option<PathBuf>,
+    /// `[dns.tls]`: DNS over TLS.
+    pub tls: Option<EncryptedListen>,
+    /// `[dns.https]`: DNS over HTTPS.
+    pub https: Option<EncryptedListen>,
     pub allowlist: Vec<Spanned<String>>,
     pub block_response: BlockResponseKind,
     pub sinkhole_ipv4: Option<Ipv4Addr>,
@@ -159,6 +168,9 @@ impl Default for DnsConfig {
         Self {
             listen: vec![DEFAULT_DNS_LISTEN.parse().expect("valid default")],
             upstreams: Vec::new(),
+            upstream_ca_file: None,
+            tls: None,
+            https: None,
             allowlist: Vec::new(),
             block_response: BlockResponseKind::Nxdomain,
             sinkhole_ipv4: None,
@@ -187,6 +199,46 @@ impl Default for DnsConfig {
             stale_answer_client_timeout_ms: DEFAULT_STALE_CLIENT_TIMEOUT_MS,
         }
     }
+}
+
+/// `[dns.tls]` or `[dns.https]`: an encrypted DNS listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptedListen {
+    pub listen: Vec<SocketAddr>,
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// DoH only: the path queries are taken on.
+    #[serde(default = "default_doh_path")]
+    pub path: String,
+    #[serde(default = "default_encrypted_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_encrypted_idle_ms")]
+    pub idle_timeout_ms: u64,
+}
+
+fn default_doh_path() -> String {
+    "/dns-query".into()
+}
+
+fn default_encrypted_max_connections() -> usize {
+    DEFAULT_TCP_MAX_CONNECTIONS
+}
+
+fn default_encrypted_idle_ms() -> u64 {
+    DEFAULT_TCP_IDLE_TIMEOUT_MS
+}
+
+/// `[dns] upstreams`: each `IP:PORT` or `tls://IP:PORT#name`.
+fn upstream_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<parapet_dns::UpstreamAddr>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -745,6 +797,15 @@ impl Config {
                 file.display()
             );
         }
+        if let Some(h) = &self.dns.https
+            && !h.path.starts_with('/')
+        {
+            bail!(
+                "{}: [dns.https] path: must start with /, not {:?}",
+                file.display(),
+                h.path
+            );
+        }
         if self.dns.block_response == BlockResponseKind::Sinkhole
             && self.dns.sinkhole_ipv4.is_none()
             && self.dns.sinkhole_ipv6.is_none()
@@ -946,12 +1007,15 @@ impl Config {
     }
 
     /// Upstreams: configured, else /etc/resolv.conf's nameservers.
-    pub fn upstreams(&self) -> Vec<SocketAddr> {
+    pub fn upstreams(&self) -> Vec<parapet_dns::UpstreamAddr> {
         if !self.dns.upstreams.is_empty() {
             return self.dns.upstreams.clone();
         }
         let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         resolv_conf_nameservers(&text)
+            .into_iter()
+            .map(parapet_dns::UpstreamAddr::plain)
+            .collect()
     }
 
     /// The detection rules' thresholds.
@@ -1202,6 +1266,25 @@ mod tests {
             key.replace("hmac-sha512", "md5")
         )));
         assert!(e.contains("[[tsig]] algorithm"), "{e}");
+    }
+
+    #[test]
+    fn encrypted_dns_settings_are_checked() {
+        let text = "[dns]\nupstreams = [\"192.0.2.1:53\", \"tls://192.0.2.2:853#dns.example\"]\n\
+                    [dns.https]\nlisten = [\"127.0.0.1:443\"]\ncert = \"s.pem\"\nkey = \"s.key\"\n";
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert!(c.dns.upstreams[1].tls_name.is_some());
+        assert_eq!(c.dns.https.as_ref().unwrap().path, "/dns-query");
+        let text = "[dns]\nupstreams = [\"tls://192.0.2.2:853\"]\n";
+        let e = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:2") && e.contains("#name"), "{e}");
+        let text = "[dns.https]\nlisten = []\ncert = \"a\"\nkey = \"b\"\npath = \"dns\"\n";
+        let e = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[dns.https] path"), "{e}");
     }
 
     #[test]

@@ -524,6 +524,8 @@ fn warn_restart_needed(old: &Config, new: &Config) {
         || o.threads != n.threads
         || o.udp_payload != n.udp_payload
         || o.rate_limit != n.rate_limit
+        || o.tls.as_ref().map(|t| &t.listen) != n.tls.as_ref().map(|t| &t.listen)
+        || o.https.as_ref().map(|t| &t.listen) != n.https.as_ref().map(|t| &t.listen)
         || old.web.listen != new.web.listen
     {
         tracing::warn!(

@@ -10,6 +10,7 @@ mod assurance_cmd;
 mod config;
 mod dashboard;
 mod dmarc_cmd;
+mod encrypted;
 mod feeds_cmd;
 mod loader;
 mod mailbox;

@@ -1,7 +1,6 @@
 //! `parapet serve`: wires the resolver, the feed loader, the event pipeline
 //! and the web endpoint together and runs them until SIGINT/SIGTERM.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -55,7 +54,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "no upstream resolvers configured or found in /etc/resolv.conf: every name outside the feeds will get SERVFAIL"
         );
     }
-    let settings = dns_settings(&config.dns, &upstreams, threads);
+    let mut settings = dns_settings(&config.dns, &upstreams, threads);
+    settings.upstream_tls = crate::encrypted::upstream_tls(&config)?;
 
     let (key, key_source) = config.pseudonym_key()?;
     let pseudonymiser =
@@ -146,7 +146,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for b in &bound {
         tracing::info!("DNS listening on {} (UDP and TCP)", b.addr);
     }
-    tracing::info!(?upstreams, "forwarding to upstreams");
+    let encrypted = crate::encrypted::Encrypted::bind(&config)?;
+    let upstream_names: Vec<String> = upstreams.iter().map(|u| u.to_string()).collect();
+    tracing::info!(upstreams = ?upstream_names, "forwarding to upstreams");
     let web_listen = config.web.listen;
     let web_listener = std::net::TcpListener::bind(web_listen)
         .with_context(|| format!("cannot listen on {web_listen} for the web endpoint"))?;
@@ -183,6 +185,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let label_node = config.store.database_url().is_some();
     rt.block_on(async move {
         let _dns = parapet_dns::server::spawn(resolver.clone(), bound)?;
+        let certs = encrypted.spawn(
+            &resolver,
+            Duration::from_millis(config.dns.watch_interval_ms),
+        )?;
         let listener = tokio::net::TcpListener::from_std(web_listener)?;
         tracing::info!("web listening on http://{}", listener.local_addr()?);
         let state = parapet_web::AppState {
@@ -211,14 +217,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
         tokio::spawn(crate::mailcheck_cmd::schedule(
             config.clone(),
-            upstreams.first().copied(),
+            // Mail Check's stub resolver speaks plain DNS
+            upstreams
+                .iter()
+                .find(|u| u.tls_name.is_none())
+                .map(|u| u.addr),
             mailcheck_alerts,
         ));
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
             tokio::select! {
-                _ = hup.recv() => { let _ = trigger_tx.send(Trigger::Reload); }
+                _ = hup.recv() => {
+                    let _ = trigger_tx.send(Trigger::Reload);
+                    certs.reload();
+                }
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
             }
@@ -235,10 +248,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The resolver's settings from `[dns]`; each listen address gets one
 /// SO_REUSEPORT UDP socket per worker thread.
-fn dns_settings(d: &DnsConfig, upstreams: &[SocketAddr], threads: usize) -> Settings {
+fn dns_settings(
+    d: &DnsConfig,
+    upstreams: &[parapet_dns::UpstreamAddr],
+    threads: usize,
+) -> Settings {
     Settings {
         listen: d.listen.clone(),
         upstreams: upstreams.to_vec(),
+        upstream_tls: None,
         upstream_timeout: Duration::from_millis(d.upstream_timeout_ms),
         attempt_timeout: Duration::from_millis(d.attempt_timeout_ms),
         cache: CacheConfig {

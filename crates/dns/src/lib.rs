@@ -8,6 +8,9 @@
 
 pub mod access;
 pub mod cache;
+pub mod conns;
+pub mod dot;
+mod dot_client;
 pub mod metrics;
 #[cfg(target_os = "linux")]
 mod mmsg;
@@ -16,6 +19,7 @@ pub mod resolver;
 pub mod respip;
 pub mod rrl;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 pub mod wire;
 
@@ -28,10 +32,11 @@ use parapet_core::tenant::{TenantId, TenantMap};
 
 pub use access::Access;
 pub use cache::CacheConfig;
-pub use metrics::{FeedStatus, Metrics, TenantCounters};
+pub use metrics::{FeedStatus, Metrics, TenantCounters, Transport};
 pub use notify::{NotifyHook, NotifyZone};
 pub use resolver::Resolver;
 pub use rrl::RateLimit;
+pub use upstream::UpstreamAddr;
 
 /// Resolver settings fixed for the life of the process.
 #[derive(Debug, Clone)]
@@ -39,7 +44,9 @@ pub struct Settings {
     /// Addresses to answer on, UDP and TCP on each.
     pub listen: Vec<SocketAddr>,
     /// Upstream resolvers, tried in order.
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Vec<UpstreamAddr>,
+    /// Verifies `tls://` upstreams; `None`: the webpki roots.
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// After this long without an upstream answer the client gets SERVFAIL.
     pub upstream_timeout: Duration,
     /// How long one upstream gets before the next is tried.
@@ -75,7 +82,8 @@ impl Settings {
     pub fn new(listen: Vec<SocketAddr>, upstreams: Vec<SocketAddr>) -> Self {
         Self {
             listen,
-            upstreams,
+            upstreams: upstreams.into_iter().map(UpstreamAddr::plain).collect(),
+            upstream_tls: None,
             upstream_timeout: Duration::from_millis(2000),
             attempt_timeout: Duration::from_millis(800),
             cache: CacheConfig {

@@ -1,7 +1,7 @@
 //! Deciding and answering one query: tenant attribution, access lists,
 //! rate limiting, policy, cache, upstream, and the query event. Transport-independent: the listeners in
 //! [`crate::server`] call [`Resolver::handle`] with a packet and get either a
-//! finished answer in their buffer, nothing (drop), or a [`Pending`] query
+//! finished answer in their buffer (each naming its [`Transport`]), nothing (drop), or a [`Pending`] query
 //! to complete upstream off the receive loop.
 
 use std::net::{IpAddr, SocketAddr};
@@ -20,7 +20,7 @@ use parapet_core::tenant::{DEFAULT_TENANT, TenantId};
 use tokio::sync::watch;
 
 use crate::cache::{Cache, Key, Stale, Stored};
-use crate::metrics::{Metrics, TenantCounters};
+use crate::metrics::{Metrics, TenantCounters, Transport};
 use crate::notify::NotifyZone;
 use crate::respip;
 use crate::rrl::{RateLimiter, Verdict};
@@ -152,6 +152,7 @@ impl Resolver {
             cache: Cache::new(settings.cache),
             upstreams: Arc::new(Upstreams::new(
                 &settings.upstreams,
+                settings.upstream_tls.clone(),
                 settings.upstream_timeout,
                 settings.attempt_timeout,
             )),
@@ -235,6 +236,7 @@ impl Resolver {
         packet: &[u8],
         client: SocketAddr,
         udp: bool,
+        transport: Transport,
         out: &mut Vec<u8>,
     ) -> Outcome {
         let snap = &*at.snap;
@@ -285,6 +287,7 @@ impl Resolver {
                 return Outcome::Reply;
             }
         };
+        snap.tenant_counters(tenant).received(transport, q.qtype);
         if matches!(q.qtype, 251 | 252) {
             // IXFR/AXFR: a resolver does not proxy zone transfers
             wire::error_response(

@@ -14,6 +14,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::timeout;
 
 use crate::Resolver;
+use crate::metrics::Transport;
 use crate::resolver::Outcome;
 
 /// Sockets bound for one listen address.
@@ -139,7 +140,9 @@ async fn udp_loop(resolver: Arc<Resolver>, sock: Arc<UdpSocket>) {
                 continue;
             };
             let outcome = match batch.packet(i) {
-                Some(packet) => resolver.handle(&at, packet, peer, true, &mut replies[ready]),
+                Some(packet) => {
+                    resolver.handle(&at, packet, peer, true, Transport::Udp, &mut replies[ready])
+                }
                 None => resolver.oversize(&at, batch.head(i), peer, &mut replies[ready]),
             };
             match outcome {
@@ -196,7 +199,7 @@ async fn udp_loop(resolver: Arc<Resolver>, sock: Arc<UdpSocket>) {
         let outcome = if n > 4096 {
             resolver.oversize(&at, &buf[..4096], peer, &mut out)
         } else {
-            resolver.handle(&at, &buf[..n], peer, true, &mut out)
+            resolver.handle(&at, &buf[..n], peer, true, Transport::Udp, &mut out)
         };
         match outcome {
             Outcome::Reply => {
@@ -381,7 +384,14 @@ async fn tcp_conn(
             Err(_) => return Ok(()),
         };
         state.busy.store(true, Relaxed);
-        let outcome = resolver.handle(&resolver.arrival(), &buf, peer, false, &mut out);
+        let outcome = resolver.handle(
+            &resolver.arrival(),
+            &buf,
+            peer,
+            false,
+            Transport::Tcp,
+            &mut out,
+        );
         let send = match outcome {
             Outcome::Reply => true,
             Outcome::Drop => false,

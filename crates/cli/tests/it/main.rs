@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod dashboard;
+mod dot;
 mod export;
 mod feed_garbage;
 mod garbage;

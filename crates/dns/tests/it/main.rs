@@ -15,7 +15,9 @@ use parapet_core::policy::{
 };
 use parapet_core::tenant::TenantMap;
 use parapet_dns::resolver::Outcome;
-use parapet_dns::{BlockMode, BlockResponse, Metrics, Resolver, Settings, Snapshot, server};
+use parapet_dns::{
+    BlockMode, BlockResponse, Metrics, Resolver, Settings, Snapshot, Transport, server,
+};
 
 struct Running {
     addr: SocketAddr,
@@ -178,7 +180,7 @@ fn the_queries_of_one_arrival_share_its_snapshot_and_time() {
     // a reload lands while the batch is being answered
     resolver.swap(snapshot(&metrics, true));
     for name in ["evil.test.", "www.evil.test."] {
-        let outcome = resolver.handle(&at, &query(name), client, true, &mut out);
+        let outcome = resolver.handle(&at, &query(name), client, true, Transport::Udp, &mut out);
         assert!(matches!(outcome, Outcome::Reply), "{name}");
         let m = Message::from_vec(&out).unwrap();
         assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
@@ -193,7 +195,14 @@ fn the_queries_of_one_arrival_share_its_snapshot_and_time() {
     // the next arrival sees the reload: nothing blocks evil.test, so it
     // goes upstream
     let next = resolver.arrival();
-    let outcome = resolver.handle(&next, &query("evil.test."), client, true, &mut out);
+    let outcome = resolver.handle(
+        &next,
+        &query("evil.test."),
+        client,
+        true,
+        Transport::Udp,
+        &mut out,
+    );
     assert!(matches!(outcome, Outcome::Forward(_)));
     assert!(
         rx.try_recv().is_err(),
@@ -230,14 +239,28 @@ fn a_delta_put_in_force_with_the_same_tenants_and_names() {
         .expect("an RPZ delta patches");
     resolver.swap(old.with_policy(policy));
     let at = resolver.arrival();
-    let outcome = resolver.handle(&at, &query("www.new.test."), client, true, &mut out);
+    let outcome = resolver.handle(
+        &at,
+        &query("www.new.test."),
+        client,
+        true,
+        Transport::Udp,
+        &mut out,
+    );
     assert!(matches!(outcome, Outcome::Reply));
     let m = Message::from_vec(&out).unwrap();
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     let ev = rx.try_recv().unwrap();
     assert_eq!(ev.action, EventAction::Blocked);
     assert_eq!(&*ev.tenant, "council-a", "tenants carried over");
-    let outcome = resolver.handle(&at, &query("drop.test."), client, true, &mut out);
+    let outcome = resolver.handle(
+        &at,
+        &query("drop.test."),
+        client,
+        true,
+        Transport::Udp,
+        &mut out,
+    );
     assert!(
         matches!(outcome, Outcome::Forward(_)),
         "drop.test no longer dropped"
