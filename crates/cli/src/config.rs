@@ -25,6 +25,20 @@ pub const DEFAULT_EVENT_QUEUE: usize = 16_384;
 pub const DEFAULT_WATCH_INTERVAL_MS: u64 = 1000;
 pub const DEFAULT_TCP_IDLE_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 1024;
+/// `[dns.rate_limit]`: UDP answers per second per client prefix.
+pub const DEFAULT_RRL_RESPONSES_PER_SECOND: u32 = 200;
+pub const DEFAULT_RRL_SLIP: u8 = 2;
+pub const DEFAULT_RRL_IPV4_PREFIX: u8 = 24;
+pub const DEFAULT_RRL_IPV6_PREFIX: u8 = 56;
+/// Largest `responses_per_second` accepted.
+pub const MAX_RRL_RESPONSES_PER_SECOND: u32 = 1_000_000;
+/// Largest `slip` accepted (BIND's limit too).
+pub const MAX_RRL_SLIP: u8 = 10;
+/// RFC 8767's recommended stale-answer TTL, stale window (1 day) and client
+/// response timer (1.8 s).
+pub const DEFAULT_STALE_ANSWER_TTL: u32 = 30;
+pub const DEFAULT_MAX_STALE_SECONDS: u32 = 86_400;
+pub const DEFAULT_STALE_CLIENT_TIMEOUT_MS: u64 = 1800;
 /// Environment variable that overrides `[store] url` (it may hold a password).
 pub const ENV_DATABASE_URL: &str = "PARAPET_DATABASE_URL";
 /// Environment variable that overrides `[privacy] pseudonym_key`.
@@ -83,8 +97,17 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     pub listen: Vec<SocketAddr>,
-    /// Empty: the nameservers of /etc/resolv.conf.
-    pub upstreams: Vec<SocketAddr>,
+    /// Empty: the nameservers of /etc/resolv.conf. `IP:PORT`, or
+    /// `tls://IP:PORT#name` for DNS over TLS.
+    #[serde(deserialize_with = "upstream_list")]
+    pub upstreams: Vec<parapet_dns::UpstreamAddr>,
+    /// Extra CA certificates (PEM) trusted for `tls://` upstreams, beside
+    /// the webpki roots.
+    pub upstream_ca_file: Option<PathBuf>,
+    /// `[dns.tls]`: DNS over TLS.
+    pub tls: Option<EncryptedListen>,
+    /// `[dns.https]`: DNS over HTTPS.
+    pub https: Option<EncryptedListen>,
     pub allowlist: Vec<Spanned<String>>,
     pub block_response: BlockResponseKind,
     pub sinkhole_ipv4: Option<Ipv4Addr>,
@@ -103,6 +126,45 @@ pub struct DnsConfig {
     pub event_queue: usize,
     /// How often feed files and the config file are checked for changes; 0 disables.
     pub watch_interval_ms: u64,
+    /// Serve expired answers when upstreams fail (RFC 8767).
+    pub serve_stale: bool,
+    /// TTL of the records of a stale answer.
+    pub stale_answer_ttl: u32,
+    /// How long past expiry an answer may still be served stale.
+    pub max_stale_seconds: u32,
+    /// How long a query for an expired answer waits for upstream before
+    /// the stale answer is sent; 0 sends it at once.
+    pub stale_answer_client_timeout_ms: u64,
+    /// Networks answered besides the tenants' networks (default: loopback).
+    #[serde(deserialize_with = "cidrs")]
+    pub allow: Vec<IpNet>,
+    /// Networks refused even when in `allow` or a tenant's networks.
+    #[serde(deserialize_with = "cidrs")]
+    pub deny: Vec<IpNet>,
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `[dns.rate_limit]`: response rate limiting of UDP answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Per client prefix; 0 disables.
+    pub responses_per_second: u32,
+    /// Every `slip`-th limited answer is sent truncated, the rest dropped.
+    pub slip: u8,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            responses_per_second: DEFAULT_RRL_RESPONSES_PER_SECOND,
+            slip: DEFAULT_RRL_SLIP,
+            ipv4_prefix: DEFAULT_RRL_IPV4_PREFIX,
+            ipv6_prefix: DEFAULT_RRL_IPV6_PREFIX,
+        }
+    }
 }
 
 impl Default for DnsConfig {
@@ -110,6 +172,9 @@ impl Default for DnsConfig {
         Self {
             listen: vec![DEFAULT_DNS_LISTEN.parse().expect("valid default")],
             upstreams: Vec::new(),
+            upstream_ca_file: None,
+            tls: None,
+            https: None,
             allowlist: Vec::new(),
             block_response: BlockResponseKind::Nxdomain,
             sinkhole_ipv4: None,
@@ -126,8 +191,58 @@ impl Default for DnsConfig {
             tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
             event_queue: DEFAULT_EVENT_QUEUE,
             watch_interval_ms: DEFAULT_WATCH_INTERVAL_MS,
+            allow: parapet_dns::access::LOOPBACK
+                .iter()
+                .map(|n| n.parse().expect("valid default"))
+                .collect(),
+            deny: Vec::new(),
+            rate_limit: RateLimitConfig::default(),
+            serve_stale: true,
+            stale_answer_ttl: DEFAULT_STALE_ANSWER_TTL,
+            max_stale_seconds: DEFAULT_MAX_STALE_SECONDS,
+            stale_answer_client_timeout_ms: DEFAULT_STALE_CLIENT_TIMEOUT_MS,
         }
     }
+}
+
+/// `[dns.tls]` or `[dns.https]`: an encrypted DNS listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptedListen {
+    pub listen: Vec<SocketAddr>,
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// DoH only: the path queries are taken on.
+    #[serde(default = "default_doh_path")]
+    pub path: String,
+    #[serde(default = "default_encrypted_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_encrypted_idle_ms")]
+    pub idle_timeout_ms: u64,
+}
+
+fn default_doh_path() -> String {
+    "/dns-query".into()
+}
+
+fn default_encrypted_max_connections() -> usize {
+    DEFAULT_TCP_MAX_CONNECTIONS
+}
+
+fn default_encrypted_idle_ms() -> u64 {
+    DEFAULT_TCP_IDLE_TIMEOUT_MS
+}
+
+/// `[dns] upstreams`: each `IP:PORT` or `tls://IP:PORT#name`.
+fn upstream_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<parapet_dns::UpstreamAddr>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -278,6 +393,13 @@ pub struct TenantConfig {
     /// The council's mail domains, summarised in its committee report.
     #[serde(default)]
     pub mail_domains: Vec<String>,
+    /// Whether `[dns.rate_limit]` applies to its clients.
+    #[serde(default = "yes")]
+    pub rate_limit: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Longest `[store] flush_interval_ms`: detection observes each batch's
@@ -749,6 +871,15 @@ impl Config {
                 file.display()
             );
         }
+        if let Some(h) = &self.dns.https
+            && !h.path.starts_with('/')
+        {
+            bail!(
+                "{}: [dns.https] path: must start with /, not {:?}",
+                file.display(),
+                h.path
+            );
+        }
         if self.dns.block_response == BlockResponseKind::Sinkhole
             && self.dns.sinkhole_ipv4.is_none()
             && self.dns.sinkhole_ipv6.is_none()
@@ -772,6 +903,24 @@ impl Config {
                 file.display(),
                 self.store.writer_nice
             );
+        }
+        let rl = &self.dns.rate_limit;
+        let rl_bad = if rl.responses_per_second > MAX_RRL_RESPONSES_PER_SECOND {
+            Some(format!(
+                "responses_per_second: at most {MAX_RRL_RESPONSES_PER_SECOND} (0 disables), not {}",
+                rl.responses_per_second
+            ))
+        } else if rl.slip > MAX_RRL_SLIP {
+            Some(format!("slip: 0 to {MAX_RRL_SLIP}, not {}", rl.slip))
+        } else if rl.ipv4_prefix > 32 {
+            Some(format!("ipv4_prefix: 0 to 32, not {}", rl.ipv4_prefix))
+        } else if rl.ipv6_prefix > 128 {
+            Some(format!("ipv6_prefix: 0 to 128, not {}", rl.ipv6_prefix))
+        } else {
+            None
+        };
+        if let Some(msg) = rl_bad {
+            bail!("{}: [dns.rate_limit] {msg}", file.display());
         }
         if self.dns.udp_payload < 512 {
             bail!(
@@ -932,12 +1081,15 @@ impl Config {
     }
 
     /// Upstreams: configured, else /etc/resolv.conf's nameservers.
-    pub fn upstreams(&self) -> Vec<SocketAddr> {
+    pub fn upstreams(&self) -> Vec<parapet_dns::UpstreamAddr> {
         if !self.dns.upstreams.is_empty() {
             return self.dns.upstreams.clone();
         }
         let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         resolv_conf_nameservers(&text)
+            .into_iter()
+            .map(parapet_dns::UpstreamAddr::plain)
+            .collect()
     }
 
     /// The detection rules' thresholds.
@@ -1053,6 +1205,47 @@ mod tests {
     }
 
     #[test]
+    fn access_lists_and_rate_limits() {
+        let c = Config::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(c.dns.allow.len(), 2, "loopback by default");
+        assert!(c.dns.deny.is_empty());
+        assert_eq!(c.dns.rate_limit, RateLimitConfig::default());
+        let text = "[dns]\nallow = [\"10.0.0.0/8\"]\ndeny = [\"10.9.0.0/16\"]\n\
+                    [dns.rate_limit]\nresponses_per_second = 0\n\
+                    [[tenants]]\nname = \"a\"\nrate_limit = false\n";
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.dns.allow, ["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+        assert_eq!(c.dns.rate_limit.responses_per_second, 0);
+        assert_eq!(c.dns.rate_limit.slip, DEFAULT_RRL_SLIP);
+        assert!(!c.tenants[0].rate_limit);
+        let err = Config::parse("[dns]\ndeny = [\"10.0.0.1/40\"]\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("c.toml:2") && err.contains("`10.0.0.1/40`"),
+            "{err}"
+        );
+        for (bad, says) in [
+            ("slip = 11", "slip: 0 to 10"),
+            (
+                "responses_per_second = 2000000",
+                "responses_per_second: at most",
+            ),
+            ("ipv4_prefix = 33", "ipv4_prefix"),
+            ("ipv6_prefix = 129", "ipv6_prefix"),
+        ] {
+            let text = format!("[dns.rate_limit]\n{bad}\n");
+            let err = Config::parse(&text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("[dns.rate_limit]") && err.contains(says),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_cidr_names_the_value_and_line() {
         let text = "[[tenants]]\nname = \"a\"\nnetworks = [\"10.0.0.0/8\", \"10.1.0.0/33\"]\n";
         let err = Config::parse(text, Path::new("c.toml"))
@@ -1147,6 +1340,25 @@ mod tests {
             key.replace("hmac-sha512", "md5")
         )));
         assert!(e.contains("[[tsig]] algorithm"), "{e}");
+    }
+
+    #[test]
+    fn encrypted_dns_settings_are_checked() {
+        let text = "[dns]\nupstreams = [\"192.0.2.1:53\", \"tls://192.0.2.2:853#dns.example\"]\n\
+                    [dns.https]\nlisten = [\"127.0.0.1:443\"]\ncert = \"s.pem\"\nkey = \"s.key\"\n";
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert!(c.dns.upstreams[1].tls_name.is_some());
+        assert_eq!(c.dns.https.as_ref().unwrap().path, "/dns-query");
+        let text = "[dns]\nupstreams = [\"tls://192.0.2.2:853\"]\n";
+        let e = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:2") && e.contains("#name"), "{e}");
+        let text = "[dns.https]\nlisten = []\ncert = \"a\"\nkey = \"b\"\npath = \"dns\"\n";
+        let e = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[dns.https] path"), "{e}");
     }
 
     #[test]

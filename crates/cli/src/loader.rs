@@ -497,6 +497,11 @@ impl Loader {
             ttl: cfg.dns.sinkhole_ttl,
         };
         let feed_names: Vec<String> = self.defs.iter().map(|d| d.name.clone()).collect();
+        // tenant i of the config is TenantId i + 1 (0 is the default)
+        let exempt: Vec<TenantId> = (cfg.tenants.iter().enumerate())
+            .filter(|(_, t)| !t.rate_limit)
+            .map(|(i, _)| (i + 1) as TenantId)
+            .collect();
         Snapshot::new(
             policy,
             tenants,
@@ -505,6 +510,8 @@ impl Loader {
             block,
             &self.metrics,
         )
+        .with_access(parapet_dns::Access::new(&cfg.dns.allow, &cfg.dns.deny))
+        .with_rate_limit_exempt(&exempt)
     }
 }
 
@@ -516,10 +523,13 @@ fn warn_restart_needed(old: &Config, new: &Config) {
         || o.cache_size != n.cache_size
         || o.threads != n.threads
         || o.udp_payload != n.udp_payload
+        || o.rate_limit != n.rate_limit
+        || o.tls.as_ref().map(|t| &t.listen) != n.tls.as_ref().map(|t| &t.listen)
+        || o.https.as_ref().map(|t| &t.listen) != n.https.as_ref().map(|t| &t.listen)
         || old.web.listen != new.web.listen
     {
         tracing::warn!(
-            "listen addresses, upstreams, cache size, threads and [web] take effect at restart; feeds, tenants, allowlist and block response were reloaded"
+            "listen addresses, upstreams, cache size, threads, [dns.rate_limit] and [web] take effect at restart; feeds, tenants, allowlist, allow/deny and block response were reloaded"
         );
     }
     let xfr = |c: &Config| -> Vec<String> {

@@ -11,6 +11,7 @@ mod config;
 mod dashboard;
 mod dmarc_cmd;
 mod dmarc_senders;
+mod encrypted;
 mod feeds_cmd;
 mod generate_cmd;
 mod loader;

@@ -1,7 +1,6 @@
 //! `parapet serve`: wires the resolver, the feed loader, the event pipeline
 //! and the web endpoint together and runs them until SIGINT/SIGTERM.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use parapet_core::event::QueryEvent;
 use parapet_core::pseudonym::Pseudonymiser;
-use parapet_dns::{CacheConfig, Metrics, Resolver, Settings};
+use parapet_dns::{CacheConfig, Metrics, Resolver, Settings, StaleSettings};
 use parapet_pipeline::{Parts, Pipeline};
 
 use crate::BadInput;
@@ -55,7 +54,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "no upstream resolvers configured or found in /etc/resolv.conf: every name outside the feeds will get SERVFAIL"
         );
     }
-    let settings = dns_settings(&config.dns, &upstreams, threads);
+    let mut settings = dns_settings(&config.dns, &upstreams, threads);
+    settings.upstream_tls = crate::encrypted::upstream_tls(&config)?;
 
     let (key, key_source) = config.pseudonym_key()?;
     let pseudonymiser =
@@ -147,7 +147,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::info!("DNS listening on {} (UDP and TCP)", b.addr);
     }
     let dns_addrs: Vec<String> = bound.iter().map(|b| b.addr.to_string()).collect();
-    tracing::info!(?upstreams, "forwarding to upstreams");
+    let encrypted = crate::encrypted::Encrypted::bind(&config)?;
+    let upstream_names: Vec<String> = upstreams.iter().map(|u| u.to_string()).collect();
+    tracing::info!(upstreams = ?upstream_names, "forwarding to upstreams");
     let web_listen = config.web.listen;
     let web_listener = std::net::TcpListener::bind(web_listen)
         .with_context(|| format!("cannot listen on {web_listen} for the web endpoint"))?;
@@ -184,6 +186,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let label_node = config.store.database_url().is_some();
     rt.block_on(async move {
         let _dns = parapet_dns::server::spawn(resolver.clone(), bound)?;
+        let certs = encrypted.spawn(
+            &resolver,
+            Duration::from_millis(config.dns.watch_interval_ms),
+        )?;
         let listener = tokio::net::TcpListener::from_std(web_listener)?;
         tracing::info!("web listening on http://{}", listener.local_addr()?);
         let state = parapet_web::AppState {
@@ -212,7 +218,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
         tokio::spawn(crate::mailcheck_cmd::schedule(
             config.clone(),
-            upstreams.first().copied(),
+            // Mail Check's stub resolver speaks plain DNS
+            upstreams
+                .iter()
+                .find(|u| u.tls_name.is_none())
+                .map(|u| u.addr),
             mailcheck_alerts,
         ));
         // every listener is bound and served: systemd may start what
@@ -232,6 +242,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     // READY=1 follows from the reload thread once it is done
                     crate::sdnotify::notify("RELOADING=1\nSTATUS=reloading the configuration and feeds");
                     let _ = trigger_tx.send(Trigger::Reload);
+                    certs.reload();
                 }
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
@@ -250,21 +261,42 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The resolver's settings from `[dns]`; each listen address gets one
 /// SO_REUSEPORT UDP socket per worker thread.
-fn dns_settings(d: &DnsConfig, upstreams: &[SocketAddr], threads: usize) -> Settings {
+fn dns_settings(
+    d: &DnsConfig,
+    upstreams: &[parapet_dns::UpstreamAddr],
+    threads: usize,
+) -> Settings {
     Settings {
         listen: d.listen.clone(),
         upstreams: upstreams.to_vec(),
+        upstream_tls: None,
         upstream_timeout: Duration::from_millis(d.upstream_timeout_ms),
         attempt_timeout: Duration::from_millis(d.attempt_timeout_ms),
         cache: CacheConfig {
             capacity: d.cache_size,
             max_ttl: d.max_ttl,
             max_negative_ttl: d.max_negative_ttl,
+            max_stale: if d.serve_stale {
+                d.max_stale_seconds
+            } else {
+                0
+            },
         },
         udp_payload: d.udp_payload,
         tcp_idle_timeout: Duration::from_millis(d.tcp_idle_timeout_ms),
         tcp_max_connections: d.tcp_max_connections,
         udp_sockets_per_listener: threads,
+        rate_limit: parapet_dns::RateLimit {
+            responses_per_second: d.rate_limit.responses_per_second,
+            slip: d.rate_limit.slip,
+            ipv4_prefix: d.rate_limit.ipv4_prefix,
+            ipv6_prefix: d.rate_limit.ipv6_prefix,
+        },
+        stale: StaleSettings {
+            enabled: d.serve_stale,
+            answer_ttl: d.stale_answer_ttl,
+            client_timeout: Duration::from_millis(d.stale_answer_client_timeout_ms),
+        },
     }
 }
 

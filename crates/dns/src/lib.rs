@@ -6,14 +6,20 @@
 //! It hands query events to whoever listens on a bounded channel and never
 //! waits for them.
 
+pub mod access;
 pub mod cache;
+pub mod conns;
+pub mod dot;
+mod dot_client;
 pub mod metrics;
 #[cfg(target_os = "linux")]
 mod mmsg;
 pub mod notify;
 pub mod resolver;
 pub mod respip;
+pub mod rrl;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 pub mod wire;
 
@@ -24,10 +30,13 @@ use std::time::Duration;
 use parapet_core::policy::{FeedId, PolicySet};
 use parapet_core::tenant::{TenantId, TenantMap};
 
+pub use access::Access;
 pub use cache::CacheConfig;
-pub use metrics::{FeedStatus, Metrics, TenantCounters};
+pub use metrics::{FeedStatus, Metrics, TenantCounters, Transport};
 pub use notify::{NotifyHook, NotifyZone};
 pub use resolver::Resolver;
+pub use rrl::RateLimit;
+pub use upstream::UpstreamAddr;
 
 /// Resolver settings fixed for the life of the process.
 #[derive(Debug, Clone)]
@@ -35,7 +44,9 @@ pub struct Settings {
     /// Addresses to answer on, UDP and TCP on each.
     pub listen: Vec<SocketAddr>,
     /// Upstream resolvers, tried in order.
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Vec<UpstreamAddr>,
+    /// Verifies `tls://` upstreams; `None`: the webpki roots.
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// After this long without an upstream answer the client gets SERVFAIL.
     pub upstream_timeout: Duration,
     /// How long one upstream gets before the next is tried.
@@ -48,6 +59,22 @@ pub struct Settings {
     /// UDP sockets (SO_REUSEPORT) per listen address; usually the number of
     /// worker threads.
     pub udp_sockets_per_listener: usize,
+    /// Response rate limiting of UDP answers per client prefix.
+    pub rate_limit: RateLimit,
+    /// Serve-stale (RFC 8767); how long expired answers are kept is
+    /// [`CacheConfig::max_stale`].
+    pub stale: StaleSettings,
+}
+
+/// When and how expired answers are served (RFC 8767).
+#[derive(Debug, Clone, Copy)]
+pub struct StaleSettings {
+    pub enabled: bool,
+    /// TTL of the records of a stale answer.
+    pub answer_ttl: u32,
+    /// How long a query for an expired answer waits for its refresh before
+    /// it gets the stale answer.
+    pub client_timeout: Duration,
 }
 
 impl Settings {
@@ -55,18 +82,26 @@ impl Settings {
     pub fn new(listen: Vec<SocketAddr>, upstreams: Vec<SocketAddr>) -> Self {
         Self {
             listen,
-            upstreams,
+            upstreams: upstreams.into_iter().map(UpstreamAddr::plain).collect(),
+            upstream_tls: None,
             upstream_timeout: Duration::from_millis(2000),
             attempt_timeout: Duration::from_millis(800),
             cache: CacheConfig {
                 capacity: 100_000,
                 max_ttl: 86_400,
                 max_negative_ttl: 3_600,
+                max_stale: 86_400,
             },
             udp_payload: wire::DEFAULT_UDP_PAYLOAD,
             tcp_idle_timeout: Duration::from_secs(10),
             tcp_max_connections: 1024,
             udp_sockets_per_listener: 1,
+            rate_limit: RateLimit::OFF,
+            stale: StaleSettings {
+                enabled: true,
+                answer_ttl: 30,
+                client_timeout: Duration::from_millis(1800),
+            },
         }
     }
 }
@@ -101,6 +136,10 @@ pub struct Snapshot {
     /// once here rather than per answer.
     block_texts: Vec<Box<str>>,
     pub block: BlockResponse,
+    /// Who may be answered at all.
+    pub access: Access,
+    /// By tenant: whether its UDP answers are rate limited.
+    rate_limited: Vec<bool>,
 }
 
 impl Snapshot {
@@ -123,7 +162,34 @@ impl Snapshot {
             feed_names: feed_names.iter().map(|n| Arc::from(n.as_str())).collect(),
             block_texts: feed_names.iter().map(|n| block_text(n)).collect(),
             block,
+            access: Access::default(),
+            rate_limited: Vec::new(),
         }
+    }
+
+    /// This snapshot with these allow and deny lists (loopback only
+    /// without).
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// This snapshot with the tenants (by [`TenantId`]) whose answers are
+    /// not rate limited.
+    pub fn with_rate_limit_exempt(mut self, exempt: &[TenantId]) -> Self {
+        self.rate_limited = vec![true; self.tenant_names.len()];
+        for &t in exempt {
+            if let Some(l) = self.rate_limited.get_mut(t as usize) {
+                *l = false;
+            }
+        }
+        self
+    }
+
+    /// Whether `[dns.rate_limit]` applies to tenant `t`'s clients.
+    #[inline]
+    pub fn rate_limited(&self, t: TenantId) -> bool {
+        self.rate_limited.get(t as usize).copied().unwrap_or(true)
     }
 
     /// This snapshot with another policy: tenants, names, counters and block
@@ -138,6 +204,8 @@ impl Snapshot {
             feed_names: self.feed_names.clone(),
             block_texts: self.block_texts.clone(),
             block: self.block,
+            access: self.access.clone(),
+            rate_limited: self.rate_limited.clone(),
         }
     }
 

@@ -21,16 +21,95 @@ const RCODES: usize = 17;
 /// Slot for "no response sent".
 const NO_RESPONSE: usize = 16;
 
-/// Queries of one tenant by action and response code.
+/// How a query reached Parapet: the `transport` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+    /// DNS over TLS (RFC 7858).
+    Dot,
+    /// DNS over HTTPS (RFC 8484).
+    Doh,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 4] = [Self::Udp, Self::Tcp, Self::Dot, Self::Doh];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Dot => "dot",
+            Self::Doh => "doh",
+        }
+    }
+}
+
+/// Query types counted by name; every other type is `other`, so the
+/// `qtype` label has a fixed, small set of values whatever clients send.
+const QTYPES: [(u16, &str); 14] = [
+    (1, "A"),
+    (28, "AAAA"),
+    (5, "CNAME"),
+    (15, "MX"),
+    (16, "TXT"),
+    (2, "NS"),
+    (6, "SOA"),
+    (12, "PTR"),
+    (33, "SRV"),
+    (65, "HTTPS"),
+    (64, "SVCB"),
+    (43, "DS"),
+    (48, "DNSKEY"),
+    (255, "ANY"),
+];
+const QTYPE_OTHER: usize = QTYPES.len();
+
+/// The counter slot of a query type: a match the compiler turns into a
+/// jump table, no lookup.
+#[inline]
+fn qtype_slot(qtype: u16) -> usize {
+    match qtype {
+        1 => 0,
+        28 => 1,
+        5 => 2,
+        15 => 3,
+        16 => 4,
+        2 => 5,
+        6 => 6,
+        12 => 7,
+        33 => 8,
+        65 => 9,
+        64 => 10,
+        43 => 11,
+        48 => 12,
+        255 => 13,
+        _ => QTYPE_OTHER,
+    }
+}
+
+/// Queries of one tenant by action and response code, and by transport
+/// and query type.
 #[derive(Debug)]
 pub struct TenantCounters {
     by_action_rcode: [[AtomicU64; RCODES]; EventAction::ALL.len()],
+    /// UDP answers response rate limiting dropped.
+    pub rrl_dropped: AtomicU64,
+    /// UDP answers response rate limiting sent truncated instead.
+    pub rrl_slipped: AtomicU64,
+    /// Answers served stale (RFC 8767) because no upstream answered.
+    stale: AtomicU64,
+    by_transport_qtype: [[AtomicU64; QTYPES.len() + 1]; Transport::ALL.len()],
 }
 
 impl Default for TenantCounters {
     fn default() -> Self {
         Self {
             by_action_rcode: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            rrl_dropped: AtomicU64::new(0),
+            rrl_slipped: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            by_transport_qtype: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
         }
     }
 }
@@ -40,6 +119,25 @@ impl TenantCounters {
     pub fn count(&self, action: EventAction, rcode: Option<u8>) {
         let rc = rcode.map_or(NO_RESPONSE, |r| (r as usize).min(NO_RESPONSE - 1));
         self.by_action_rcode[action.index()][rc].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_stale(&self) {
+        self.stale.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stale(&self) -> u64 {
+        self.stale.load(Ordering::Relaxed)
+    }
+
+    /// Counts a query received on `transport` for `qtype`.
+    #[inline]
+    pub fn received(&self, transport: Transport, qtype: u16) {
+        self.by_transport_qtype[transport as usize][qtype_slot(qtype)]
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn received_count(&self, transport: Transport, qtype: u16) -> u64 {
+        self.by_transport_qtype[transport as usize][qtype_slot(qtype)].load(Ordering::Relaxed)
     }
 
     pub fn get(&self, action: EventAction, rcode: Option<u8>) -> u64 {
@@ -106,6 +204,11 @@ pub struct Metrics {
     pub upstream_servfail: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
+    /// Queries refused because the client is outside `[dns] allow` and
+    /// every tenant's networks, or inside `[dns] deny`.
+    pub refused_acl: AtomicU64,
+    /// Idle TCP connections closed to admit a new one.
+    pub tcp_evicted: AtomicU64,
     feeds: Mutex<Vec<FeedStatus>>,
 }
 
@@ -171,7 +274,59 @@ impl Metrics {
                 }
             }
         }
-        let simple: [(&str, &str, &str, u64); 9] = [
+        o.push_str("# HELP parapet_dns_stale_answers_total Expired answers served because no upstream answered in time (RFC 8767), by tenant.\n");
+        o.push_str("# TYPE parapet_dns_stale_answers_total counter\n");
+        for (name, c) in lock(&self.tenants).iter() {
+            let _ = writeln!(
+                o,
+                "parapet_dns_stale_answers_total{{tenant=\"{}\"}} {}",
+                escape(name),
+                c.stale()
+            );
+        }
+        o.push_str("# HELP parapet_rrl_responses_total UDP answers limited by [dns.rate_limit], by tenant and action (dropped, or slipped: sent truncated).\n");
+        o.push_str("# TYPE parapet_rrl_responses_total counter\n");
+        for (name, c) in lock(&self.tenants).iter() {
+            for (action, v) in [("dropped", &c.rrl_dropped), ("slipped", &c.rrl_slipped)] {
+                let v = ld(v);
+                if v > 0 {
+                    let _ = writeln!(
+                        o,
+                        "parapet_rrl_responses_total{{tenant=\"{}\",action=\"{action}\"}} {v}",
+                        escape(name)
+                    );
+                }
+            }
+        }
+        o.push_str(
+            "# HELP parapet_dns_queries_received_total DNS queries by tenant, transport and query type.\n",
+        );
+        o.push_str("# TYPE parapet_dns_queries_received_total counter\n");
+        for (name, c) in lock(&self.tenants).iter() {
+            for t in Transport::ALL {
+                for (slot, counter) in c.by_transport_qtype[t as usize].iter().enumerate() {
+                    let v = ld(counter);
+                    if v == 0 {
+                        continue;
+                    }
+                    let qtype = QTYPES.get(slot).map_or("other", |q| q.1);
+                    let _ = writeln!(
+                        o,
+                        "parapet_dns_queries_received_total{{tenant=\"{}\",transport=\"{}\",qtype=\"{qtype}\"}} {v}",
+                        escape(name),
+                        t.as_str(),
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            o,
+            "# HELP parapet_dns_refused_total Queries answered REFUSED, by reason (acl: the client is outside [dns] allow and every tenant's networks, or in [dns] deny).\n\
+             # TYPE parapet_dns_refused_total counter\n\
+             parapet_dns_refused_total{{reason=\"acl\"}} {}",
+            ld(&self.refused_acl)
+        );
+        let simple: [(&str, &str, &str, u64); 10] = [
             (
                 "parapet_dns_cache_hits_total",
                 "counter",
@@ -213,6 +368,12 @@ impl Metrics {
                 "counter",
                 "Queries answered SERVFAIL because no upstream answered in time.",
                 ld(&self.upstream_servfail),
+            ),
+            (
+                "parapet_dns_tcp_evicted_total",
+                "counter",
+                "Idle TCP connections closed to admit a new one at tcp_max_connections.",
+                ld(&self.tcp_evicted),
             ),
             (
                 "parapet_events_dropped_total",
@@ -353,4 +514,35 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_qtype_has_its_own_slot() {
+        for (i, (code, _)) in QTYPES.iter().enumerate() {
+            assert_eq!(qtype_slot(*code), i, "qtype {code}");
+        }
+        assert_eq!(qtype_slot(99), QTYPE_OTHER);
+        assert_eq!(qtype_slot(0), QTYPE_OTHER);
+    }
+
+    #[test]
+    fn received_queries_render_by_transport_and_qtype() {
+        let m = Metrics::default();
+        let (_, c) = m.tenant("council-a");
+        c.received(Transport::Dot, 1);
+        c.received(Transport::Dot, 1);
+        c.received(Transport::Doh, 4242);
+        let text = m.render(&[], 0);
+        assert!(text.contains(
+            "parapet_dns_queries_received_total{tenant=\"council-a\",transport=\"dot\",qtype=\"A\"} 2"
+        ));
+        assert!(text.contains(
+            "parapet_dns_queries_received_total{tenant=\"council-a\",transport=\"doh\",qtype=\"other\"} 1"
+        ));
+        assert!(!text.contains("transport=\"udp\""));
+    }
 }

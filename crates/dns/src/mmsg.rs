@@ -48,6 +48,12 @@ impl RecvBatch {
         (!self.truncated[i]).then(|| &self.bufs[i][..self.lens[i]])
     }
 
+    /// What was kept of datagram `i` when it did not fit: its first
+    /// [`BUF`] bytes.
+    pub fn head(&self, i: usize) -> &[u8] {
+        &self.bufs[i][..self.lens[i]]
+    }
+
     /// Sender of datagram `i`.
     pub fn peer(&self, i: usize) -> Option<SocketAddr> {
         to_socket_addr(&self.addrs[i], self.addr_lens[i])
@@ -197,5 +203,6 @@ mod tests {
         let mut b = RecvBatch::default();
         assert_eq!(b.recv(server.as_raw_fd()).unwrap(), 1);
         assert_eq!(b.packet(0), None);
+        assert_eq!(b.head(0).len(), BUF);
     }
 }

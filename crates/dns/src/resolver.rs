@@ -1,29 +1,81 @@
-//! Deciding and answering one query: tenant attribution, policy, cache,
-//! upstream, and the query event. Transport-independent: the listeners in
+//! Deciding and answering one query: tenant attribution, access lists,
+//! rate limiting, policy, cache, upstream, and the query event. Transport-independent: the listeners in
 //! [`crate::server`] call [`Resolver::handle`] with a packet and get either a
-//! finished answer in their buffer, nothing (drop), or a [`Pending`] query
+//! finished answer in their buffer (each naming its [`Transport`]), nothing (drop), or a [`Pending`] query
 //! to complete upstream off the receive loop.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Sender, TrySendError};
+use hashbrown::HashMap;
 use parapet_core::event::{EventAction, QueryEvent};
 use parapet_core::ippolicy::with_client_ip;
 use parapet_core::name::{EventName, InlineName};
 use parapet_core::policy::{Action, Decision, FeedId, LocalRecord, Rule, rtype};
-use parapet_core::tenant::TenantId;
+use parapet_core::tenant::{DEFAULT_TENANT, TenantId};
+use tokio::sync::watch;
 
-use crate::cache::{Cache, Key, Stored};
-use crate::metrics::{Metrics, TenantCounters};
+use crate::cache::{Cache, Key, Stale, Stored};
+use crate::metrics::{Metrics, TenantCounters, Transport};
 use crate::notify::NotifyZone;
 use crate::respip;
-use crate::upstream::Upstreams;
+use crate::rrl::{RateLimiter, Verdict};
+use crate::upstream::{UpstreamError, Upstreams};
 use crate::wire::{self, OwnedQuery, Query, Reject, ede, flag, rcode};
 use crate::{BlockMode, Settings, Snapshot};
+
+/// How long after a failed refresh an expired answer is served at once,
+/// without asking upstream. Unbound's serve-expired "norec" time; RFC 8767
+/// suggests a failure recheck timer of up to 30 s.
+const STALE_RECHECK_SECS: u32 = 5;
+
+/// The Extended DNS Error text of a stale answer.
+const STALE_TEXT: &str = "no upstream answered in time; stale answer";
+
+/// What the refresh of an expired answer gave, as the queries waiting on it
+/// see it: `None` while it runs; then the upstream's answer, or `None`
+/// inside when no upstream gave a usable one.
+type Refresh = Option<Option<Arc<[u8]>>>;
+
+/// Refreshes in flight, by cache key: one per name, however many queries
+/// wait on it.
+type Refreshing = Arc<Mutex<HashMap<Box<[u8]>, watch::Receiver<Refresh>>>>;
+
+/// A refresh's place in [`Refreshing`], given up when dropped.
+struct Listed {
+    refreshing: Refreshing,
+    key: Key,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(self.key.as_bytes());
+    }
+}
+
+/// How a query was answered upstream-side: the rcode, and whether the
+/// answer was served stale.
+#[derive(Debug, Clone, Copy)]
+struct Resolved {
+    rc: u8,
+    stale: bool,
+}
+
+impl Resolved {
+    fn of(out: &[u8], stale: bool) -> Self {
+        Self {
+            rc: out[3] & 0xf,
+            stale,
+        }
+    }
+}
 
 /// What to do after [`Resolver::handle`].
 pub enum Outcome {
@@ -64,17 +116,28 @@ pub struct Pending {
 pub struct Arrival {
     snap: Arc<Snapshot>,
     time: SystemTime,
+    /// `time` in Unix seconds, the clock of rate limiting.
+    secs: u64,
 }
+
+/// At most one log line per this many seconds about refused clients.
+const REFUSED_LOG_EVERY: u64 = 60;
 
 pub struct Resolver {
     snapshot: ArcSwap<Snapshot>,
     cache: Cache,
-    upstreams: Upstreams,
+    upstreams: Arc<Upstreams>,
+    refreshing: Refreshing,
     metrics: Arc<Metrics>,
     events: Option<Sender<QueryEvent>>,
     settings: Settings,
     /// Zones whose primaries may send NOTIFY; set once at start.
     notify: std::sync::OnceLock<Vec<NotifyZone>>,
+    /// `None` when `[dns.rate_limit]` is off.
+    rrl: Option<RateLimiter>,
+    /// When refused clients were last logged (Unix seconds), and the
+    /// refused count then.
+    refused_logged: (AtomicU64, AtomicU64),
 }
 
 impl Resolver {
@@ -87,15 +150,19 @@ impl Resolver {
         Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             cache: Cache::new(settings.cache),
-            upstreams: Upstreams::new(
+            upstreams: Arc::new(Upstreams::new(
                 &settings.upstreams,
+                settings.upstream_tls.clone(),
                 settings.upstream_timeout,
                 settings.attempt_timeout,
-            ),
+            )),
+            refreshing: Default::default(),
             metrics,
             events,
+            rrl: RateLimiter::new(settings.rate_limit, crate::rrl::TABLE_SIZE),
             settings,
             notify: std::sync::OnceLock::new(),
+            refused_logged: (AtomicU64::new(0), AtomicU64::new(0)),
         }
     }
 
@@ -131,9 +198,13 @@ impl Resolver {
 
     /// The snapshot in force and the time, for queries received now.
     pub fn arrival(&self) -> Arrival {
+        let time = SystemTime::now();
         Arrival {
             snap: self.snapshot.load_full(),
-            time: SystemTime::now(),
+            time,
+            secs: time
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         }
     }
 
@@ -156,17 +227,33 @@ impl Resolver {
         self.metrics.render(&upstreams, self.cache.len())
     }
 
-    /// Answers what can be answered at once: policy, cache, errors.
+    /// Answers what can be answered at once: policy, cache, errors. A
+    /// client the access lists refuse gets REFUSED, and a UDP client over
+    /// its rate limit a truncated answer or none, before anything else.
     pub fn handle(
         &self,
         at: &Arrival,
         packet: &[u8],
         client: SocketAddr,
         udp: bool,
+        transport: Transport,
         out: &mut Vec<u8>,
     ) -> Outcome {
         let snap = &*at.snap;
         let tenant = snap.tenants.lookup(client.ip());
+        if !snap.access.allows(client.ip(), tenant) {
+            return self.refuse(at, packet, client.ip(), udp, out);
+        }
+        // TCP proves the source address: only UDP answers are limited
+        if udp
+            && let Some(rrl) = &self.rrl
+            && snap.rate_limited(tenant)
+        {
+            let v = rrl.check(client.ip(), at.secs);
+            if v != Verdict::Pass {
+                return self.limited(snap, tenant, packet, v, out);
+            }
+        }
         let payload = self.settings.udp_payload;
         let q = match wire::parse_query(packet) {
             Ok(q) => q,
@@ -200,6 +287,7 @@ impl Resolver {
                 return Outcome::Reply;
             }
         };
+        snap.tenant_counters(tenant).received(transport, q.qtype);
         if matches!(q.qtype, 251 | 252) {
             // IXFR/AXFR: a resolver does not proxy zone transfers
             wire::error_response(
@@ -272,6 +360,148 @@ impl Resolver {
         }
         let respip = respip.then(|| (at.snap.clone(), tenant));
         Outcome::Forward(self.pending(snap, tenant, client.ip(), &q, action, feed, None, respip))
+    }
+
+    /// A client the access lists refuse: REFUSED (within the rate limit),
+    /// counted and logged at most once a minute. A NOTIFY from a feed's
+    /// primary goes to the NOTIFY handler, which checks the sender itself:
+    /// primaries need not be in `[dns] allow`.
+    #[cold]
+    #[inline(never)]
+    fn refuse(
+        &self,
+        at: &Arrival,
+        packet: &[u8],
+        client: IpAddr,
+        udp: bool,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let primary = || {
+            self.notify
+                .get()
+                .is_some_and(|zs| zs.iter().any(|z| z.primaries.contains(&client)))
+        };
+        if crate::notify::opcode(packet) == crate::notify::OPCODE_NOTIFY
+            && primary()
+            && let Some(o) = self.other_opcode(packet, client, out)
+        {
+            return o;
+        }
+        // a response is never answered (no reflection loops)
+        if packet.len() < wire::HEADER_LEN || packet[2] & 0x80 != 0 {
+            self.metrics.malformed.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Drop;
+        }
+        if udp
+            && let Some(rrl) = &self.rrl
+            && rrl.check(client, at.secs) != Verdict::Pass
+        {
+            let c = at.snap.tenant_counters(DEFAULT_TENANT);
+            c.rrl_dropped.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Drop;
+        }
+        let refused = self.metrics.refused_acl.fetch_add(1, Ordering::Relaxed) + 1;
+        let (last, logged) = &self.refused_logged;
+        let then = last.load(Ordering::Relaxed);
+        if at.secs >= then + REFUSED_LOG_EVERY
+            && last
+                .compare_exchange(then, at.secs, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let since = refused - logged.swap(refused, Ordering::Relaxed);
+            tracing::warn!(
+                refused = since,
+                latest = %client,
+                "refused queries from clients outside [dns] allow and every tenant's networks, or in [dns] deny (at most one such line per {REFUSED_LOG_EVERY} s)"
+            );
+        }
+        let (question_end, edns) = match wire::parse_query(packet) {
+            Ok(q) => (Some(wire::HEADER_LEN + q.question.len()), q.edns),
+            Err(_) => (None, None),
+        };
+        let payload = self.settings.udp_payload;
+        wire::error_response(
+            out,
+            packet,
+            rcode::REFUSED as u16,
+            question_end,
+            edns,
+            payload,
+            None,
+        );
+        Outcome::Reply
+    }
+
+    /// A query over the rate limit: a truncated answer (TC=1, no records)
+    /// when it slips, else nothing.
+    #[inline(never)]
+    fn limited(
+        &self,
+        snap: &Snapshot,
+        tenant: TenantId,
+        packet: &[u8],
+        v: Verdict,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let c = snap.tenant_counters(tenant);
+        if v == Verdict::Slip
+            && let Ok(q) = wire::parse_query(packet)
+        {
+            wire::begin_response(out, &q, rcode::NOERROR, flag::TC);
+            if q.edns.is_some() {
+                wire::push_opt(out, self.settings.udp_payload, 0, None);
+            }
+            c.rrl_slipped.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Reply;
+        }
+        c.rrl_dropped.fetch_add(1, Ordering::Relaxed);
+        Outcome::Drop
+    }
+
+    /// A UDP datagram longer than the receive buffer, of which `head` was
+    /// kept: FORMERR (header only: the rest was cut) to a client that may
+    /// be answered, nothing otherwise. No real query comes near the limit;
+    /// the answer tells a broken client at once rather than after its
+    /// timeout, and it is smaller than what was sent.
+    #[cold]
+    #[inline(never)]
+    pub fn oversize(
+        &self,
+        at: &Arrival,
+        head: &[u8],
+        client: SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        self.metrics.malformed.fetch_add(1, Ordering::Relaxed);
+        let snap = &*at.snap;
+        let tenant = snap.tenants.lookup(client.ip());
+        if head.len() < wire::HEADER_LEN
+            || head[2] & 0x80 != 0
+            || !snap.access.allows(client.ip(), tenant)
+        {
+            return Outcome::Drop;
+        }
+        if let Some(rrl) = &self.rrl
+            && snap.rate_limited(tenant)
+            && rrl.check(client.ip(), at.secs) != Verdict::Pass
+        {
+            let c = snap.tenant_counters(tenant);
+            c.rrl_dropped.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Drop;
+        }
+        let payload = self.settings.udp_payload;
+        wire::error_response(out, head, rcode::FORMERR as u16, None, None, payload, None);
+        self.finish(
+            at,
+            tenant,
+            client.ip(),
+            &InlineName::default(),
+            0,
+            Some(rcode::FORMERR),
+            EventAction::Rejected,
+            None,
+        );
+        Outcome::Reply
     }
 
     /// Whether a response-IP trigger matches an address of `answer`.
@@ -422,22 +652,29 @@ impl Resolver {
     pub async fn complete(&self, p: Box<Pending>, udp: bool, out: &mut Vec<u8>) -> bool {
         let q = p.query.as_query();
         let payload = self.settings.udp_payload;
-        let mut rc = match &p.cname {
-            None => Some(self.resolve_into(&q, out).await),
+        let (mut rc, stale) = match &p.cname {
+            None => {
+                let r = self.resolve_into(&q, out).await;
+                (Some(r.rc), r.stale)
+            }
             Some((target, ttl)) => {
                 let mut target_answer = Vec::new();
-                let rc = self.resolve_target(&q, target, &mut target_answer).await;
-                wire::begin_response(out, &q, rc, 0);
+                let r = self.resolve_target(&q, target, &mut target_answer).await;
+                wire::begin_response(out, &q, r.rc, 0);
                 wire::push_answer(out, rtype::CNAME, *ttl, target);
-                if rc != rcode::SERVFAIL {
+                if r.rc != rcode::SERVFAIL {
                     append_answers(out, &target_answer);
                 }
                 if q.edns.is_some() {
-                    wire::push_opt(out, payload, 0, None);
+                    let ede = r.stale.then_some((ede::STALE_ANSWER, STALE_TEXT));
+                    wire::push_opt(out, payload, 0, ede);
                 }
-                Some(rc)
+                (Some(r.rc), r.stale)
             }
         };
+        if stale {
+            p.counters.count_stale();
+        }
         let (mut action, mut feed) = (p.action, p.feed.clone());
         if let Some((snap, tenant)) = &p.respip
             && rc != Some(rcode::SERVFAIL)
@@ -470,7 +707,7 @@ impl Resolver {
 
     /// Resolves the CNAME `target` (uncompressed wire name) for the type and
     /// class of `q` into `answer`; returns the rcode.
-    async fn resolve_target(&self, q: &Query<'_>, target: &[u8], answer: &mut Vec<u8>) -> u8 {
+    async fn resolve_target(&self, q: &Query<'_>, target: &[u8], answer: &mut Vec<u8>) -> Resolved {
         let mut tq_bytes = Vec::with_capacity(target.len() + 4);
         tq_bytes.extend_from_slice(target);
         tq_bytes.extend_from_slice(&q.qtype.to_be_bytes());
@@ -549,7 +786,7 @@ impl Resolver {
                     // Unbound follows the CNAME, and strips the target's
                     // answer when a response-IP trigger matches it too
                     let mut target = Vec::new();
-                    let trc = self.resolve_target(q, &c.rdata, &mut target).await;
+                    let trc = self.resolve_target(q, &c.rdata, &mut target).await.rc;
                     let touched = || Self::answer_triggers(snap, tenant, &target);
                     if matches!(trc, rcode::NOERROR | rcode::NXDOMAIN) && !touched() {
                         append_answers(out, &target);
@@ -567,12 +804,24 @@ impl Resolver {
         Some((action, rule.feed, Some(rc)))
     }
 
-    /// Answers `q` from the cache or upstream into `out`; SERVFAIL when no
-    /// upstream answers in time. Returns the rcode.
-    async fn resolve_into(&self, q: &Query<'_>, out: &mut Vec<u8>) -> u8 {
+    /// Answers `q` from the cache or upstream into `out`; an expired answer
+    /// when upstream fails and serve-stale allows; else SERVFAIL when no
+    /// upstream answers in time.
+    async fn resolve_into(&self, q: &Query<'_>, out: &mut Vec<u8>) -> Resolved {
         let key = Key::of(q);
         if self.cache.get(&key, q, out) {
-            return out[3] & 0xf;
+            return Resolved::of(out, false);
+        }
+        if self.settings.stale.enabled {
+            match self.cache.stale(&key) {
+                Stale::None => {}
+                Stale::Failing => {
+                    if let Some(r) = self.serve_stale(&key, q, out) {
+                        return r;
+                    }
+                }
+                Stale::Refreshable => return self.refresh_or_stale(&key, q, out).await,
+            }
         }
         let id: u16 = rand::random();
         let mut upq = Vec::with_capacity(q.question.len() + 32);
@@ -583,32 +832,131 @@ impl Resolver {
             .await
         {
             Ok(mut msg) => {
-                if let Some(info) = wire::scan_response(&msg)
-                    && let Stored::Yes { evicted: true } = self.cache.insert(&key, &msg, &info)
-                {
-                    self.metrics.cache_evictions.fetch_add(1, Ordering::Relaxed);
-                }
+                store(&self.cache, &self.metrics, &key, &msg);
                 wire::adapt_response(&mut msg, q, &[], 0);
                 *out = msg;
-                out[3] & 0xf
+                Resolved::of(out, false)
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "answering SERVFAIL");
-                self.metrics
-                    .upstream_servfail
-                    .fetch_add(1, Ordering::Relaxed);
-                wire::begin_response(out, q, rcode::SERVFAIL, 0);
-                if q.edns.is_some() {
-                    wire::push_opt(
-                        out,
-                        self.settings.udp_payload,
-                        0,
-                        Some((ede::NO_REACHABLE_AUTHORITY, "no upstream resolver answered")),
-                    );
-                }
-                rcode::SERVFAIL
-            }
+            Err(e) => self.servfail(q, out, &e),
         }
+    }
+
+    /// An expired answer is cached for `q`: its refresh (one per name,
+    /// started here if none runs) answers if it succeeds within the client
+    /// timeout; otherwise the stale answer goes out and the refresh, if
+    /// still running, carries on and stores what it gets. As RFC 8767 and
+    /// Unbound's serve-expired-client-timeout have it, an upstream that
+    /// answers in time is always preferred to the stale answer.
+    #[inline(never)]
+    async fn refresh_or_stale(&self, key: &Key, q: &Query<'_>, out: &mut Vec<u8>) -> Resolved {
+        let mut rx = self.refresh(key, q);
+        let waited = tokio::time::timeout(
+            self.settings.stale.client_timeout,
+            rx.wait_for(Option::is_some),
+        )
+        .await;
+        let answer = match waited {
+            Ok(Ok(r)) => r.clone().flatten(),
+            _ => None,
+        };
+        if let Some(msg) = answer {
+            out.clear();
+            out.extend_from_slice(&msg);
+            wire::adapt_response(out, q, &[], 0);
+            return Resolved::of(out, false);
+        }
+        // failed or still running: a live answer another refresh stored,
+        // else the stale one (gone only if evicted meanwhile)
+        if self.cache.get(key, q, out) {
+            return Resolved::of(out, false);
+        }
+        if let Some(r) = self.serve_stale(key, q, out) {
+            return r;
+        }
+        self.servfail(
+            q,
+            out,
+            &UpstreamError::Timeout(self.settings.stale.client_timeout),
+        )
+    }
+
+    /// The refresh of the expired answer for `key`: the one in flight, or
+    /// a new one spawned so that it outlives the query that started it.
+    fn refresh(&self, key: &Key, q: &Query<'_>) -> watch::Receiver<Refresh> {
+        let mut running = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rx) = running.get(key.as_bytes()) {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(None);
+        running.insert(key.as_bytes().into(), rx.clone());
+        drop(running);
+        let id: u16 = rand::random();
+        let mut upq = Vec::with_capacity(q.question.len() + 32);
+        wire::upstream_query(&mut upq, id, q, self.settings.udp_payload);
+        let name = q.qname.as_key().to_vec();
+        let (qtype, qclass) = (q.qtype, q.qclass);
+        let (cache, upstreams) = (self.cache.clone(), self.upstreams.clone());
+        let (metrics, key) = (self.metrics.clone(), key.clone());
+        // off the list however the task ends (or if it never runs), so
+        // that a name is never left waiting on a refresh that will not come
+        let listed = Listed {
+            refreshing: self.refreshing.clone(),
+            key: key.clone(),
+        };
+        tokio::spawn(async move {
+            let _listed = listed;
+            let answer = match upstreams.resolve(&upq, id, &name, qtype, qclass).await {
+                Ok(msg) if !matches!(msg[3] & 0xf, rcode::SERVFAIL | rcode::REFUSED) => {
+                    // an answer that may not be cached still answers, and
+                    // the stale one must not outlive it
+                    if !store(&cache, &metrics, &key, &msg) {
+                        cache.remove(&key);
+                    }
+                    Some(Arc::from(msg))
+                }
+                other => {
+                    if let Err(e) = other {
+                        tracing::debug!(error = %e, "refresh of an expired answer failed");
+                    }
+                    cache.refresh_failed(&key, STALE_RECHECK_SECS);
+                    None
+                }
+            };
+            let _ = tx.send(Some(answer));
+        });
+        rx
+    }
+
+    /// The expired answer for `key` into `out`, marked stale: TTLs set to
+    /// the stale-answer TTL and, for an EDNS client, EDE 3 (Stale Answer).
+    fn serve_stale(&self, key: &Key, q: &Query<'_>, out: &mut Vec<u8>) -> Option<Resolved> {
+        let ttl = self.settings.stale.answer_ttl;
+        if !self.cache.get_stale(key, q, out, ttl) {
+            return None;
+        }
+        if q.edns.is_some() {
+            let payload = self.settings.udp_payload;
+            wire::add_ede(out, payload, ede::STALE_ANSWER, STALE_TEXT);
+        }
+        Some(Resolved::of(out, true))
+    }
+
+    #[cold]
+    fn servfail(&self, q: &Query<'_>, out: &mut Vec<u8>, e: &UpstreamError) -> Resolved {
+        tracing::debug!(error = %e, "answering SERVFAIL");
+        self.metrics
+            .upstream_servfail
+            .fetch_add(1, Ordering::Relaxed);
+        wire::begin_response(out, q, rcode::SERVFAIL, 0);
+        if q.edns.is_some() {
+            wire::push_opt(
+                out,
+                self.settings.udp_payload,
+                0,
+                Some((ede::NO_REACHABLE_AUTHORITY, "no upstream resolver answered")),
+            );
+        }
+        Resolved::of(out, false)
     }
 
     fn fit_udp(&self, out: &mut Vec<u8>, q: &Query<'_>) {
@@ -658,6 +1006,22 @@ impl Resolver {
         {
             self.metrics.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Caches an upstream answer if it may be; returns whether it was.
+fn store(cache: &Cache, metrics: &Metrics, key: &Key, msg: &[u8]) -> bool {
+    let Some(info) = wire::scan_response(msg) else {
+        return false;
+    };
+    match cache.insert(key, msg, &info) {
+        Stored::Yes { evicted } => {
+            if evicted {
+                metrics.cache_evictions.fetch_add(1, Ordering::Relaxed);
+            }
+            true
+        }
+        Stored::No => false,
     }
 }
 

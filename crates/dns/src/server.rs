@@ -10,11 +10,11 @@ use std::sync::Arc;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::timeout;
 
 use crate::Resolver;
+use crate::metrics::Transport;
 use crate::resolver::Outcome;
 
 /// Sockets bound for one listen address.
@@ -91,7 +91,7 @@ fn try_bind(addr: SocketAddr, n: usize) -> io::Result<Bound> {
 /// until the runtime stops.
 pub fn spawn(resolver: Arc<Resolver>, bound: Vec<Bound>) -> io::Result<JoinSet<()>> {
     let mut set = JoinSet::new();
-    let tcp_slots = Arc::new(Semaphore::new(resolver.settings().tcp_max_connections));
+    let tcp_slots = Arc::new(TcpSlots::new(resolver.settings().tcp_max_connections));
     for b in bound {
         for s in b.udp {
             let sock = Arc::new(UdpSocket::from_std(s)?);
@@ -132,14 +132,20 @@ async fn udp_loop(resolver: Arc<Resolver>, sock: Arc<UdpSocket>) {
         let at = resolver.arrival();
         let mut ready = 0;
         for i in 0..n {
-            let (Some(packet), Some(peer)) = (batch.packet(i), batch.peer(i)) else {
+            let Some(peer) = batch.peer(i) else {
                 resolver
                     .metrics()
                     .malformed
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 continue;
             };
-            match resolver.handle(&at, packet, peer, true, &mut replies[ready]) {
+            let outcome = match batch.packet(i) {
+                Some(packet) => {
+                    resolver.handle(&at, packet, peer, true, Transport::Udp, &mut replies[ready])
+                }
+                None => resolver.oversize(&at, batch.head(i), peer, &mut replies[ready]),
+            };
+            match outcome {
                 Outcome::Reply => {
                     to[ready] = i;
                     ready += 1;
@@ -188,7 +194,13 @@ async fn udp_loop(resolver: Arc<Resolver>, sock: Arc<UdpSocket>) {
                 continue;
             }
         };
-        let outcome = resolver.handle(&resolver.arrival(), &buf[..n], peer, true, &mut out);
+        // as the batched receive does: longer datagrams are cut to their head
+        let at = resolver.arrival();
+        let outcome = if n > 4096 {
+            resolver.oversize(&at, &buf[..4096], peer, &mut out)
+        } else {
+            resolver.handle(&at, &buf[..n], peer, true, Transport::Udp, &mut out)
+        };
         match outcome {
             Outcome::Reply => {
                 if let Err(e) = sock.send_to(&out, peer).await {
@@ -220,7 +232,82 @@ fn forward(
     });
 }
 
-async fn tcp_accept(resolver: Arc<Resolver>, listener: TcpListener, slots: Arc<Semaphore>) {
+/// The open TCP connections, so that a new one can take the place of the
+/// one idle longest when `tcp_max_connections` are open: idle or slow
+/// clients then cannot lock new ones out until their idle timeout. A
+/// connection counts as busy only while one of its queries is answered;
+/// one waiting for (or trickling in) its next query can be evicted.
+struct TcpSlots {
+    max: usize,
+    open: std::sync::Mutex<Open>,
+    start: std::time::Instant,
+}
+
+#[derive(Default)]
+struct Open {
+    next_id: u64,
+    conns: std::collections::HashMap<u64, (Arc<ConnState>, AbortHandle)>,
+}
+
+/// What a connection shares with [`TcpSlots`]: written by the connection
+/// alone, read only when a slot is wanted.
+#[derive(Default)]
+struct ConnState {
+    busy: std::sync::atomic::AtomicBool,
+    /// Milliseconds since [`TcpSlots::start`] of its last answer (or of its
+    /// accept).
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl TcpSlots {
+    fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            open: Default::default(),
+            start: std::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Room for one more connection: the idle one least recently active is
+    /// removed when all slots are taken and returned for the caller to
+    /// abort. `Err` when every connection is busy.
+    fn make_room(&self, open: &mut Open) -> Result<Option<AbortHandle>, ()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if open.conns.len() < self.max {
+            return Ok(None);
+        }
+        let victim = open
+            .conns
+            .iter()
+            .filter(|(_, (st, _))| !st.busy.load(Relaxed))
+            .min_by_key(|(_, (st, _))| st.last.load(Relaxed))
+            .map(|(&id, _)| id)
+            .ok_or(())?;
+        Ok(open.conns.remove(&victim).map(|(_, h)| h))
+    }
+}
+
+/// Frees a connection's slot when its task ends or is aborted.
+struct SlotGuard {
+    slots: Arc<TcpSlots>,
+    id: u64,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.slots.lock().conns.remove(&self.id);
+    }
+}
+
+async fn tcp_accept(resolver: Arc<Resolver>, listener: TcpListener, slots: Arc<TcpSlots>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -230,23 +317,56 @@ async fn tcp_accept(resolver: Arc<Resolver>, listener: TcpListener, slots: Arc<S
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "too many TCP connections; closing");
-            continue;
+        let mut open = slots.lock();
+        let victim = match slots.make_room(&mut open) {
+            Ok(v) => v,
+            Err(()) => {
+                drop(open);
+                tracing::debug!(%peer, "every TCP connection is busy; closing the new one");
+                continue;
+            }
         };
-        let resolver = resolver.clone();
-        tokio::spawn(async move {
-            if let Err(e) = tcp_conn(&resolver, stream, peer).await {
+        let id = open.next_id;
+        open.next_id += 1;
+        let state = Arc::new(ConnState::default());
+        state
+            .last
+            .store(slots.now(), std::sync::atomic::Ordering::Relaxed);
+        let guard = SlotGuard {
+            slots: slots.clone(),
+            id,
+        };
+        let (r, st) = (resolver.clone(), state.clone());
+        let task = tokio::spawn(async move {
+            let guard = guard;
+            if let Err(e) = tcp_conn(&r, stream, peer, &st, &guard.slots).await {
                 tracing::debug!(%peer, error = %e, "TCP connection ended");
             }
-            drop(permit);
         });
+        // the task's guard takes the lock to leave, so it cannot remove
+        // its entry before it is in
+        open.conns.insert(id, (state, task.abort_handle()));
+        drop(open);
+        if let Some(v) = victim {
+            v.abort();
+            resolver
+                .metrics()
+                .tcp_evicted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
 /// Serves length-prefixed queries on one connection, in order, until the
-/// client closes it or stays idle too long.
-async fn tcp_conn(resolver: &Resolver, mut stream: TcpStream, peer: SocketAddr) -> io::Result<()> {
+/// client closes it, stays idle too long, or is evicted for a new one.
+async fn tcp_conn(
+    resolver: &Resolver,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    state: &ConnState,
+    slots: &TcpSlots,
+) -> io::Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
     stream.set_nodelay(true)?;
     let idle = resolver.settings().tcp_idle_timeout;
     let mut buf = Vec::new();
@@ -263,7 +383,15 @@ async fn tcp_conn(resolver: &Resolver, mut stream: TcpStream, peer: SocketAddr) 
             Ok(r) => r?,
             Err(_) => return Ok(()),
         };
-        let outcome = resolver.handle(&resolver.arrival(), &buf, peer, false, &mut out);
+        state.busy.store(true, Relaxed);
+        let outcome = resolver.handle(
+            &resolver.arrival(),
+            &buf,
+            peer,
+            false,
+            Transport::Tcp,
+            &mut out,
+        );
         let send = match outcome {
             Outcome::Reply => true,
             Outcome::Drop => false,
@@ -275,5 +403,7 @@ async fn tcp_conn(resolver: &Resolver, mut stream: TcpStream, peer: SocketAddr) 
             msg.extend_from_slice(&out);
             stream.write_all(&msg).await?;
         }
+        state.last.store(slots.now(), Relaxed);
+        state.busy.store(false, Relaxed);
     }
 }

@@ -1,10 +1,13 @@
 //! Forwarding to upstream resolvers: tried in configured order, an upstream
 //! that keeps failing is skipped for a while, UDP first and TCP when the
-//! answer is truncated, all inside one overall deadline after which the
-//! client gets SERVFAIL.
+//! answer is truncated (or DNS over TLS for a `tls://` upstream), all
+//! inside one overall deadline after which the client gets SERVFAIL.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -12,8 +15,76 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout_at;
 
+use rustls::pki_types::ServerName;
+
+use crate::dot_client::DotUpstream;
 use crate::metrics::UpstreamMetrics;
 use crate::wire;
+
+/// An upstream as configured: `IP:PORT` (plain DNS), or
+/// `tls://IP:PORT#name` (DNS over TLS, the certificate verified for
+/// `name`; the port defaults to 853).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamAddr {
+    pub addr: SocketAddr,
+    pub tls_name: Option<ServerName<'static>>,
+}
+
+impl UpstreamAddr {
+    pub fn plain(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            tls_name: None,
+        }
+    }
+}
+
+impl FromStr for UpstreamAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let Some(rest) = s.strip_prefix("tls://") else {
+            return s
+                .parse()
+                .map(Self::plain)
+                .map_err(|_| format!("{s:?}: expected IP:PORT or tls://IP:PORT#name"));
+        };
+        let (hostport, name) = rest.split_once('#').ok_or_else(|| {
+            format!(
+                "{s:?}: a tls:// upstream needs #name, the name its certificate is verified for"
+            )
+        })?;
+        let addr = hostport
+            .parse::<SocketAddr>()
+            .or_else(|_| {
+                hostport
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .map(|ip| SocketAddr::new(ip, 853))
+            })
+            .map_err(|_| format!("{s:?}: {hostport:?} is not IP:PORT"))?;
+        let name = ServerName::try_from(name.to_string())
+            .map_err(|e| format!("{s:?}: {name:?} is not a valid TLS name: {e}"))?;
+        Ok(Self {
+            addr,
+            tls_name: Some(name),
+        })
+    }
+}
+
+impl fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.tls_name {
+            None => write!(f, "{}", self.addr),
+            Some(ServerName::DnsName(n)) => write!(f, "tls://{}#{}", self.addr, n.as_ref()),
+            Some(ServerName::IpAddress(ip)) => {
+                write!(f, "tls://{}#{}", self.addr, std::net::IpAddr::from(*ip))
+            }
+            Some(_) => write!(f, "tls://{}", self.addr),
+        }
+    }
+}
 
 /// Consecutive failures after which an upstream is set aside.
 const FAILURES_TO_SUSPEND: u32 = 3;
@@ -22,6 +93,8 @@ const SUSPEND_FOR: Duration = Duration::from_secs(5);
 
 pub struct Upstream {
     pub addr: SocketAddr,
+    /// DNS over TLS to this upstream instead of UDP/TCP.
+    tls: Option<DotUpstream>,
     failures: AtomicU32,
     suspended_until_ms: AtomicU64,
     pub metrics: UpstreamMetrics,
@@ -50,12 +123,24 @@ enum Attempt {
 }
 
 impl Upstreams {
-    pub fn new(addrs: &[SocketAddr], timeout: Duration, attempt_timeout: Duration) -> Self {
+    /// `tls` verifies `tls://` upstreams; `None`: the webpki roots.
+    pub fn new(
+        addrs: &[UpstreamAddr],
+        tls: Option<Arc<rustls::ClientConfig>>,
+        timeout: Duration,
+        attempt_timeout: Duration,
+    ) -> Self {
+        let tls = tls
+            .unwrap_or_else(|| crate::tls::client_config(&[]).expect("the webpki roots are valid"));
         Self {
             list: addrs
                 .iter()
-                .map(|&addr| Upstream {
-                    addr,
+                .map(|u| Upstream {
+                    addr: u.addr,
+                    tls: u
+                        .tls_name
+                        .clone()
+                        .map(|n| DotUpstream::new(u.addr, n, tls.clone())),
                     failures: AtomicU32::new(0),
                     suspended_until_ms: AtomicU64::new(0),
                     metrics: UpstreamMetrics::default(),
@@ -134,7 +219,7 @@ impl Upstreams {
                 let started = Instant::now();
                 let res = self
                     .exchange(
-                        up.addr,
+                        up,
                         query,
                         id,
                         key,
@@ -171,7 +256,7 @@ impl Upstreams {
     #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
-        addr: SocketAddr,
+        up: &Upstream,
         query: &[u8],
         id: u16,
         key: &[u8],
@@ -180,6 +265,23 @@ impl Upstreams {
         attempt_deadline: tokio::time::Instant,
         deadline: tokio::time::Instant,
     ) -> Attempt {
+        let addr = up.addr;
+        if let Some(dot) = &up.tls {
+            return match timeout_at(attempt_deadline, dot.exchange(query)).await {
+                Ok(Ok(msg)) if wire::matches_query(&msg, id, key, qtype, qclass) => {
+                    Attempt::Answer(msg)
+                }
+                Ok(Ok(_)) => {
+                    tracing::debug!(%addr, "DoT answer does not match the query");
+                    Attempt::Failed
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%addr, error = %e, "upstream DoT exchange failed");
+                    Attempt::Failed
+                }
+                Err(_) => Attempt::Failed,
+            };
+        }
         match timeout_at(
             attempt_deadline,
             udp_exchange(addr, query, id, key, qtype, qclass),
@@ -264,4 +366,23 @@ async fn tcp_exchange(
         ));
     }
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UpstreamAddr;
+
+    #[test]
+    fn upstream_addresses_parse_plain_and_tls() {
+        let u: UpstreamAddr = "192.0.2.1:53".parse().unwrap();
+        assert!(u.tls_name.is_none());
+        let u: UpstreamAddr = "tls://192.0.2.1:8853#dns.example".parse().unwrap();
+        assert_eq!(u.to_string(), "tls://192.0.2.1:8853#dns.example");
+        let u: UpstreamAddr = "tls://[2001:db8::1]#dns.example".parse().unwrap();
+        assert_eq!(u.addr.port(), 853);
+        let e = "tls://192.0.2.1:853".parse::<UpstreamAddr>().unwrap_err();
+        assert!(e.contains("needs #name"), "{e}");
+        assert!("tls://x:853#a".parse::<UpstreamAddr>().is_err());
+        assert!("nonsense".parse::<UpstreamAddr>().is_err());
+    }
 }

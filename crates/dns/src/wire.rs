@@ -41,6 +41,8 @@ pub mod flag {
 
 /// Extended DNS Error info codes (RFC 8914) Parapet sends.
 pub mod ede {
+    /// RFC 8767 serve-stale.
+    pub const STALE_ANSWER: u16 = 3;
     pub const BLOCKED: u16 = 15;
     pub const FILTERED: u16 = 17;
     pub const NO_REACHABLE_AUTHORITY: u16 = 22;
@@ -586,6 +588,68 @@ pub fn adapt_response(out: &mut [u8], q: &Query<'_>, ttl_offsets: &[u16], age: u
             }
         }
     }
+}
+
+/// Sets every TTL at `ttl_offsets` to `ttl`.
+pub fn set_ttls(out: &mut [u8], ttl_offsets: &[u16], ttl: u32) {
+    for &off in ttl_offsets {
+        if let Some(field) = out.get_mut(off as usize..off as usize + 4) {
+            field.copy_from_slice(&ttl.to_be_bytes());
+        }
+    }
+}
+
+/// Adds an Extended DNS Error option to the OPT record of the response in
+/// `out`, or appends an OPT carrying it (our payload size) when the
+/// response has none. False when the message does not walk.
+pub fn add_ede(out: &mut Vec<u8>, udp_payload: u16, code: u16, text: &str) -> bool {
+    let Some(opt) = find_opt(out) else {
+        return false;
+    };
+    let Some(rdlen_at) = opt else {
+        push_opt(out, udp_payload, 0, Some((code, text)));
+        return true;
+    };
+    let text = &text.as_bytes()[..text.len().min(200)];
+    let Some(rdlen) = u16_at(out, rdlen_at) else {
+        return false;
+    };
+    let optlen = 2 + text.len() as u16;
+    let end = rdlen_at + 2 + rdlen as usize;
+    let mut option = Vec::with_capacity(4 + optlen as usize);
+    option.extend_from_slice(&15u16.to_be_bytes());
+    option.extend_from_slice(&optlen.to_be_bytes());
+    option.extend_from_slice(&code.to_be_bytes());
+    option.extend_from_slice(text);
+    let Some(new_len) = rdlen.checked_add(option.len() as u16) else {
+        return false;
+    };
+    out.splice(end..end, option);
+    out[rdlen_at..rdlen_at + 2].copy_from_slice(&new_len.to_be_bytes());
+    true
+}
+
+/// Where the OPT record of a response keeps its RDLENGTH: `Some(None)`
+/// when it has no OPT, `None` when the message does not walk.
+fn find_opt(msg: &[u8]) -> Option<Option<usize>> {
+    let mut pos = HEADER_LEN;
+    for _ in 0..count(msg, 0) {
+        pos = skip_name(msg, pos)? + 4;
+    }
+    let records = count(msg, AN) as usize + count(msg, NS) as usize + count(msg, AR) as usize;
+    let additional_from = records - count(msg, AR) as usize;
+    for i in 0..records {
+        let name_end = skip_name(msg, pos)?;
+        let rdlen = u16_at(msg, name_end + 8)? as usize;
+        if i >= additional_from && u16_at(msg, name_end)? == rtype::OPT {
+            return Some(Some(name_end + 8));
+        }
+        pos = name_end + 10 + rdlen;
+        if pos > msg.len() {
+            return None;
+        }
+    }
+    Some(None)
 }
 
 /// Appends the answer-section records of `msg` to `out` with every name

@@ -195,8 +195,13 @@ impl Drop for Peer {
 
 /// Starts NSD authoritative for `zones` (name, zone file text).
 pub fn start_nsd(zones: &[(&str, &str)]) -> Peer {
+    start_nsd_on(free_port(), zones)
+}
+
+/// As [`start_nsd`], on a given port (an NSD restarted where the last one
+/// was).
+pub fn start_nsd_on(port: u16, zones: &[(&str, &str)]) -> Peer {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let d = dir.path().display();
     let mut conf = format!(
         "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  server-count: 1\n  username: \"\"\n  \
@@ -317,10 +322,18 @@ impl Parapet {
         let port = free_port();
         let web_port = free_port();
         let config = dir.path().join("parapet.toml");
+        // every test client shares 127.0.0.0/24, and several tests load the
+        // server from it: response rate limiting is off unless the test
+        // configures it
+        let rate_limit = if dns_extra.contains("[dns.rate_limit]") {
+            ""
+        } else {
+            "[dns.rate_limit]\nresponses_per_second = 0\n"
+        };
         std::fs::write(
             &config,
             format!(
-                "[dns]\nlisten = [\"127.0.0.1:{port}\"{}]\nthreads = 2\nwatch_interval_ms = 200\n{dns_extra}\n\
+                "[dns]\nlisten = [\"127.0.0.1:{port}\"{}]\nthreads = 2\nwatch_interval_ms = 200\n{dns_extra}\n{rate_limit}\
                  [web]\nlisten = \"127.0.0.1:{web_port}\"\n\n{body}\n",
                 extra_listen.iter().map(|a| format!(", \"{a}\"")).collect::<String>()
             ),

@@ -3,12 +3,14 @@
 
 mod harness;
 
+mod acl;
 mod assets;
 mod browser;
 mod cli;
 mod cluster;
 mod dashboard;
 mod dmarc_senders;
+mod dot;
 mod export;
 mod feed_garbage;
 mod garbage;
@@ -23,6 +25,7 @@ mod resolver;
 mod rpz_diff;
 mod service;
 mod spool;
+mod stale;
 mod store;
 mod tenants;
 mod url_feeds;

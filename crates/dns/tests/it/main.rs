@@ -15,7 +15,9 @@ use parapet_core::policy::{
 };
 use parapet_core::tenant::TenantMap;
 use parapet_dns::resolver::Outcome;
-use parapet_dns::{BlockMode, BlockResponse, Metrics, Resolver, Settings, Snapshot, server};
+use parapet_dns::{
+    BlockMode, BlockResponse, Metrics, Resolver, Settings, Snapshot, Transport, server,
+};
 
 struct Running {
     addr: SocketAddr,
@@ -178,7 +180,7 @@ fn the_queries_of_one_arrival_share_its_snapshot_and_time() {
     // a reload lands while the batch is being answered
     resolver.swap(snapshot(&metrics, true));
     for name in ["evil.test.", "www.evil.test."] {
-        let outcome = resolver.handle(&at, &query(name), client, true, &mut out);
+        let outcome = resolver.handle(&at, &query(name), client, true, Transport::Udp, &mut out);
         assert!(matches!(outcome, Outcome::Reply), "{name}");
         let m = Message::from_vec(&out).unwrap();
         assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
@@ -193,7 +195,14 @@ fn the_queries_of_one_arrival_share_its_snapshot_and_time() {
     // the next arrival sees the reload: nothing blocks evil.test, so it
     // goes upstream
     let next = resolver.arrival();
-    let outcome = resolver.handle(&next, &query("evil.test."), client, true, &mut out);
+    let outcome = resolver.handle(
+        &next,
+        &query("evil.test."),
+        client,
+        true,
+        Transport::Udp,
+        &mut out,
+    );
     assert!(matches!(outcome, Outcome::Forward(_)));
     assert!(
         rx.try_recv().is_err(),
@@ -230,16 +239,106 @@ fn a_delta_put_in_force_with_the_same_tenants_and_names() {
         .expect("an RPZ delta patches");
     resolver.swap(old.with_policy(policy));
     let at = resolver.arrival();
-    let outcome = resolver.handle(&at, &query("www.new.test."), client, true, &mut out);
+    let outcome = resolver.handle(
+        &at,
+        &query("www.new.test."),
+        client,
+        true,
+        Transport::Udp,
+        &mut out,
+    );
     assert!(matches!(outcome, Outcome::Reply));
     let m = Message::from_vec(&out).unwrap();
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     let ev = rx.try_recv().unwrap();
     assert_eq!(ev.action, EventAction::Blocked);
     assert_eq!(&*ev.tenant, "council-a", "tenants carried over");
-    let outcome = resolver.handle(&at, &query("drop.test."), client, true, &mut out);
+    let outcome = resolver.handle(
+        &at,
+        &query("drop.test."),
+        client,
+        true,
+        Transport::Udp,
+        &mut out,
+    );
     assert!(
         matches!(outcome, Outcome::Forward(_)),
         "drop.test no longer dropped"
+    );
+}
+
+#[test]
+fn the_access_lists_refuse_strangers_but_not_a_feeds_primary_notify() {
+    let metrics = Arc::new(Metrics::default());
+    let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let access = parapet_dns::Access::new(&["127.0.0.1/32".parse().unwrap()], &[]);
+    let resolver = Resolver::new(
+        Settings::new(vec![listen], vec![]),
+        snapshot(&metrics, false).with_access(access),
+        metrics.clone(),
+        None,
+    );
+    let notified = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = notified.clone();
+    resolver.set_notify(vec![parapet_dns::NotifyZone {
+        zone: text_to_key("feed.test").unwrap(),
+        primaries: vec!["192.0.2.53".parse().unwrap()],
+        on_notify: Arc::new(move |_, _| {
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }),
+    }]);
+    let mut notify = Message::new(9, MessageType::Query, OpCode::Notify);
+    notify.add_query(Query::query(
+        Name::from_ascii("feed.test.").unwrap(),
+        RecordType::SOA,
+    ));
+    let notify = notify.to_vec().unwrap();
+    let rcode = |packet: &[u8], from: &str| {
+        let mut out = Vec::new();
+        let at = resolver.arrival();
+        let client: SocketAddr = format!("{from}:5300").parse().unwrap();
+        match resolver.handle(&at, packet, client, true, &mut out) {
+            Outcome::Reply => Message::from_vec(&out).unwrap().metadata.response_code,
+            _ => panic!("answered at once"),
+        }
+    };
+    // the primary is outside allow: its NOTIFY is still taken
+    assert_eq!(rcode(&notify, "192.0.2.53"), ResponseCode::NoError);
+    assert_eq!(notified.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // anyone else outside allow is refused, NOTIFY or query
+    assert_eq!(rcode(&notify, "198.51.100.1"), ResponseCode::Refused);
+    assert_eq!(
+        rcode(&query("evil.test."), "198.51.100.1"),
+        ResponseCode::Refused
+    );
+    assert_eq!(
+        rcode(&query("evil.test."), "192.0.2.53"),
+        ResponseCode::Refused
+    );
+    assert_eq!(notified.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // the tenant's client and allowed loopback are answered
+    assert_eq!(
+        rcode(&query("evil.test."), "127.0.0.7"),
+        ResponseCode::NXDomain
+    );
+    assert_eq!(
+        rcode(&query("evil.test."), "127.0.0.1"),
+        ResponseCode::NXDomain
+    );
+    assert_eq!(
+        rcode(&query("evil.test."), "127.0.0.2"),
+        ResponseCode::Refused
+    );
+    let text = metrics.render(&[], 0);
+    assert!(
+        text.contains("parapet_dns_refused_total{reason=\"acl\"} 4"),
+        "{text}"
+    );
+    // a delta put in force keeps the lists
+    let old = resolver.snapshot();
+    resolver.swap(old.with_policy(old.policy.clone()));
+    assert_eq!(
+        rcode(&query("evil.test."), "127.0.0.2"),
+        ResponseCode::Refused
     );
 }
