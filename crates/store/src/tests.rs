@@ -106,7 +106,7 @@ on_both_backends!(
     raised_alerts_wait_in_the_outbox_until_delivered,
 );
 
-const KNOWN_VERSION: u32 = 11;
+const KNOWN_VERSION: u32 = 15;
 
 /// Two nodes write batches while two folders fold at the same time: every
 /// event is counted in its hour exactly once, before and after the last
@@ -1178,8 +1178,52 @@ fn users_sessions_tokens_and_audit(fx: &Fx) {
     s.delete_session("abc").unwrap();
     assert!(s.session("abc", 150).unwrap().is_none());
     s.add_api_token(id, "tok", 100).unwrap();
-    assert_eq!(s.api_token_user("tok").unwrap().unwrap().name, "ann");
+    s.add_api_token(id, "tok2", 110).unwrap();
+    let (u, t) = s.api_token_user("tok").unwrap().unwrap();
+    assert_eq!(
+        (u.name.as_str(), t.created_at, t.last_used_at),
+        ("ann", 100, None)
+    );
     assert!(s.api_token_user("other").unwrap().is_none());
+    s.touch_api_token(t.id, 150).unwrap();
+    let listed = s.api_tokens(id).unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|t| (t.created_at, t.last_used_at))
+            .collect::<Vec<_>>(),
+        [(100, Some(150)), (110, None)]
+    );
+    assert_eq!(s.revoke_api_token(t.id).unwrap().unwrap().name, "ann");
+    assert!(
+        s.api_token_user("tok").unwrap().is_none(),
+        "revoked at once"
+    );
+    assert!(s.revoke_api_token(t.id).unwrap().is_none());
+
+    // TOTP: a secret, and each time step claimed once, in order
+    assert_eq!(u.totp_secret, None);
+    assert!(s.set_totp("ann", Some("00ff")).unwrap());
+    assert!(!s.set_totp("nobody", Some("00ff")).unwrap());
+    assert_eq!(
+        s.user("ann").unwrap().unwrap().totp_secret.as_deref(),
+        Some("00ff")
+    );
+    assert!(s.claim_totp_step(id, 1000).unwrap());
+    assert!(!s.claim_totp_step(id, 1000).unwrap(), "replayed");
+    assert!(!s.claim_totp_step(id, 999).unwrap(), "older");
+    assert!(s.claim_totp_step(id, 1001).unwrap());
+
+    // a session ends with end_sessions, and everything with the account
+    s.create_session("s1", id, "c", 100, 200).unwrap();
+    s.end_sessions(id).unwrap();
+    assert!(s.session("s1", 150).unwrap().is_none());
+    s.create_session("s2", id, "c", 100, 200).unwrap();
+    assert!(s.remove_user("ann").unwrap());
+    assert!(!s.remove_user("ann").unwrap());
+    assert!(s.session("s2", 150).unwrap().is_none());
+    assert!(s.api_token_user("tok2").unwrap().is_none());
+    assert!(s.user("ann").unwrap().is_none());
     for (t, tenant) in [(1, Some("north")), (2, None), (3, Some("south"))] {
         s.audit(&AuditEntry {
             time: t,
