@@ -166,7 +166,7 @@ pub struct SummaryArgs {
 }
 
 pub fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
-    let mut store = open(args.config.as_deref())?;
+    let mut store = Config::load_or_embedded(args.config.as_deref())?.open_existing_store()?;
     let s = store.dmarc_summary(&args.domain.to_ascii_lowercase())?;
     let pct = |n: u64| {
         if s.messages == 0 {

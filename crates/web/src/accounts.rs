@@ -61,7 +61,7 @@ pub async fn page(
     show(&state, &viewer, None).await
 }
 
-/// Records an account action in the audit log.
+/// The audit entry of an account action.
 fn audit(
     viewer: &Viewer,
     client: &str,

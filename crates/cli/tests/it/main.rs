@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod accounts;
 mod assets;
 mod browser;
 mod cli;
