@@ -107,6 +107,8 @@ on_both_backends!(
 );
 
 const KNOWN_VERSION: u32 = 15;
+/// How many steps lead there (the numbers may have gaps between branches).
+const KNOWN_STEPS: usize = 12;
 
 /// Two nodes write batches while two folders fold at the same time: every
 /// event is counted in its hour exactly once, before and after the last
@@ -453,7 +455,7 @@ fn reopening_migrates_once_and_a_newer_schema_is_refused(fx: &Fx) {
     let mut s = fx.open();
     assert_eq!(
         s.texts("SELECT CAST(COUNT(*) AS TEXT) FROM schema_migrations"),
-        [KNOWN_VERSION.to_string()]
+        [KNOWN_STEPS.to_string()]
     );
     s.exec("INSERT INTO schema_migrations VALUES (999, 0)");
     drop(s);
@@ -473,6 +475,15 @@ fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     // and the steps after 9
     s.exec("DROP TABLE applied_batches");
     s.exec("DROP TABLE notify_outbox");
+    // step 15's account columns (SQLite rebuilds api_tokens in that step,
+    // and cannot drop its key column)
+    s.exec("ALTER TABLE users DROP COLUMN totp_secret");
+    s.exec("ALTER TABLE users DROP COLUMN totp_last_step");
+    s.exec("DROP INDEX api_tokens_user");
+    s.exec("ALTER TABLE api_tokens DROP COLUMN last_used_at");
+    if let Fx::Pg(_) = fx {
+        s.exec("ALTER TABLE api_tokens DROP COLUMN id");
+    }
     s.exec("DELETE FROM schema_migrations WHERE version >= 9");
     for (t, name) in [
         (1_000, "old-a.test"),
@@ -535,7 +546,7 @@ fn concurrent_opens_migrate_once(fx: &Fx) {
     assert_eq!(
         fx.open()
             .texts("SELECT CAST(COUNT(*) AS TEXT) FROM schema_migrations"),
-        [KNOWN_VERSION.to_string()]
+        [KNOWN_STEPS.to_string()]
     );
 }
 
