@@ -113,3 +113,125 @@ fn users_commands_find_the_store_and_end_access_at_once() {
         "nothing created here"
     );
 }
+
+/// `(status, head, body)` of one HTTP/1.1 request.
+fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    form: &str,
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_string(), body.to_string())
+}
+
+/// The value of cookie `name` set in a response head.
+fn set_cookie(head: &str, name: &str) -> String {
+    head.lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: "))
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no {name} cookie in {head}"))
+        .to_string()
+}
+
+/// Signs in over HTTP; the session cookie header value.
+fn sign_in(addr: std::net::SocketAddr, user: &str, password: &str) -> String {
+    let (_, head, _) = http(addr, "GET", "/login", "", "");
+    let csrf = set_cookie(&head, "parapet_login_csrf");
+    let (status, head, body) = http(
+        addr,
+        "POST",
+        "/login",
+        &format!("parapet_login_csrf={csrf}"),
+        &format!("username={user}&password={password}&csrf={csrf}"),
+    );
+    assert_eq!(status, 303, "{body}");
+    format!("parapet_session={}", set_cookie(&head, "parapet_session"))
+}
+
+/// The per-session CSRF token a page's forms carry.
+fn page_csrf(body: &str) -> String {
+    let at = body.find("name=\"csrf\" value=\"").unwrap() + 19;
+    body[at..at + 64].to_string()
+}
+
+#[test]
+fn the_accounts_page_creates_and_removes_over_http_and_old_cookies_fail() {
+    let p = Parapet::start("", "", &[]);
+    let dir = p.dir.path();
+    let cfg = p.config.as_path();
+    ok(
+        dir,
+        cfg,
+        &["users", "add", "boss", "--role", "supplier-admin"],
+    );
+    ok(
+        dir,
+        cfg,
+        &["users", "add", "ana", "--role", "supplier-analyst"],
+    );
+    let pw = "a-long-enough-password";
+    let boss = sign_in(p.web, "boss", pw);
+    let ana = sign_in(p.web, "ana", pw);
+    let (status, _, _) = http(p.web, "GET", "/accounts", &ana, "");
+    assert_eq!(status, 403, "an analyst manages no accounts");
+    let (status, _, page) = http(p.web, "GET", "/accounts", &boss, "");
+    assert_eq!(status, 200);
+    let csrf = page_csrf(&page);
+    // a form without the session's CSRF token is refused
+    let (status, _, _) = http(
+        p.web,
+        "POST",
+        "/accounts",
+        &boss,
+        "csrf=guess&name=kit&role=supplier-analyst&password=kit-password-1",
+    );
+    assert_eq!(status, 403);
+    let (status, _, page) = http(
+        p.web,
+        "POST",
+        "/accounts",
+        &boss,
+        &format!("csrf={csrf}&name=kit&role=supplier-analyst&password=kit-password-1"),
+    );
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("id=\"account-kit\""), "{page}");
+    let kit = sign_in(p.web, "kit", "kit-password-1");
+    let (status, _, _) = http(p.web, "GET", "/api/v1/alerts", &kit, "");
+    assert_eq!(status, 200);
+    let (status, _, page) = http(
+        p.web,
+        "POST",
+        "/accounts/kit/remove",
+        &boss,
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(status, 200, "{page}");
+    let (status, _, _) = http(p.web, "GET", "/api/v1/alerts", &kit, "");
+    assert_eq!(status, 401, "the removed account's cookie, at once");
+    // removal on the command line: the same for the analyst's cookie
+    ok(dir, cfg, &["users", "remove", "ana"]);
+    let (status, _, _) = http(p.web, "GET", "/api/v1/alerts", &ana, "");
+    assert_eq!(status, 401);
+    let (_, _, audit) = http(p.web, "GET", "/api/v1/audit", &boss, "");
+    for action in ["user.added", "user.removed"] {
+        assert!(audit.contains(action), "{audit}");
+    }
+}
