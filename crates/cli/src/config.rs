@@ -1012,6 +1012,20 @@ mod tests {
     }
 
     #[test]
+    fn require_totp_names_roles() {
+        use parapet_store::accounts::Role;
+        let text = "[web]\nrequire_totp = [\"supplier-admin\", \"council\"]\n";
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.web.require_totp, [Role::SupplierAdmin, Role::Council]);
+        let text = "[web]\nrequire_totp = [\"admin\"]\n";
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:2"), "{err}");
+        assert!(err.contains("`admin` is not a role"), "{err}");
+    }
+
+    #[test]
     fn bad_values_name_line() {
         let text = "[dns]\nupstreams = [\"not-an-address\"]\n";
         let err = Config::parse(text, Path::new("c.toml"))
