@@ -13,7 +13,7 @@ use crate::BadInput;
 use crate::config::Config;
 
 fn open(config_path: Option<&Path>) -> anyhow::Result<Box<dyn Db>> {
-    Config::load_or_embedded(config_path)?.open_store()
+    Config::load_or_embedded(config_path)?.open_existing_store()
 }
 
 /// List alerts, most recently seen first.

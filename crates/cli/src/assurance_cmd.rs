@@ -276,7 +276,7 @@ pub struct IncidentListArgs {
 }
 
 pub fn incident_list(args: IncidentListArgs) -> anyhow::Result<ExitCode> {
-    let mut store = args.config.open_store()?;
+    let mut store = args.config.open_existing_store()?;
     let list = store.incidents(args.tenant.as_deref())?;
     if args.format == "json" {
         let rows: Vec<serde_json::Value> = list
@@ -332,7 +332,7 @@ pub fn incident_close(args: IncidentCloseArgs) -> anyhow::Result<ExitCode> {
         .map(|d| date_arg("--date", d))
         .transpose()?
         .unwrap_or_else(now);
-    let mut store = args.config.open_store()?;
+    let mut store = args.config.open_existing_store()?;
     let inc = store.close_incident(args.id, at).map_err(|e| match e {
         parapet_store::StoreError::NoSuchIncident(_) => {
             anyhow::Error::from(BadInput(e.to_string()))

@@ -616,6 +616,20 @@ pub struct WebConfig {
     /// from any other peer the header is ignored.
     #[serde(deserialize_with = "cidrs")]
     pub trusted_proxies: Vec<IpNet>,
+    /// Roles that must sign in to the dashboard with a TOTP code.
+    #[serde(deserialize_with = "roles")]
+    pub require_totp: Vec<parapet_store::accounts::Role>,
+}
+
+/// A list of dashboard roles, each error naming the bad value and the roles.
+fn roles<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<parapet_store::accounts::Role>, D::Error> {
+    use serde::de::Error;
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|r| r.parse().map_err(D::Error::custom))
+        .collect()
 }
 
 impl Default for WebConfig {
@@ -624,6 +638,7 @@ impl Default for WebConfig {
             listen: DEFAULT_WEB_LISTEN.parse().expect("valid default"),
             secure_cookies: false,
             trusted_proxies: Vec::new(),
+            require_totp: Vec::new(),
         }
     }
 }
@@ -702,6 +717,11 @@ impl ConfigArg {
     pub fn open_store(&self) -> anyhow::Result<Box<dyn parapet_store::Db>> {
         self.load()?.open_store()
     }
+
+    /// The store the configuration names, which must exist already.
+    pub fn open_existing_store(&self) -> anyhow::Result<Box<dyn parapet_store::Db>> {
+        self.load()?.open_existing_store()
+    }
 }
 
 impl Config {
@@ -726,6 +746,32 @@ impl Config {
         };
         store.set_node(&self.node.name());
         Ok(store)
+    }
+
+    /// Opens the store this configuration names when it exists: commands
+    /// that act on what is stored (accounts, alerts) must not leave an
+    /// empty store behind when run from the wrong folder or without the
+    /// configuration. Only `serve`, `users add` and imports create one.
+    pub fn open_existing_store(&self) -> anyhow::Result<Box<dyn parapet_store::Db>> {
+        if self.store.database_url().is_none() {
+            let dir = self.resolve(&self.store.path);
+            if !dir.join(parapet_store::DB_FILE).is_file() {
+                let how = match &self.source {
+                    Some(file) => format!("the store that {} names", file.display()),
+                    None => {
+                        "no configuration given (--config or PARAPET_CONFIG), so the default store"
+                            .into()
+                    }
+                };
+                anyhow::bail!(
+                    "no store at {}: {how} does not exist. Point PARAPET_CONFIG or --config at \
+                     the configuration `parapet serve` uses; `parapet serve` or `parapet users add` \
+                     creates a new store",
+                    dir.display()
+                );
+            }
+        }
+        self.open_store()
     }
 
     /// The embedded defaults: DNS on 127.0.0.1:5353, web on 127.0.0.1:8080,
@@ -1265,6 +1311,20 @@ mod tests {
             c.web.trusted_proxies,
             vec!["10.0.0.0/24".parse::<IpNet>().unwrap()]
         );
+    }
+
+    #[test]
+    fn require_totp_names_roles() {
+        use parapet_store::accounts::Role;
+        let text = "[web]\nrequire_totp = [\"supplier-admin\", \"council\"]\n";
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.web.require_totp, [Role::SupplierAdmin, Role::Council]);
+        let text = "[web]\nrequire_totp = [\"admin\"]\n";
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:2"), "{err}");
+        assert!(err.contains("`admin` is not a role"), "{err}");
     }
 
     #[test]

@@ -132,6 +132,7 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
     d.secure_cookies = config.web.secure_cookies;
     d.unknown_sender_threshold = config.dmarc.unknown_sender_threshold;
     d.trusted_proxies = config.web.trusted_proxies.clone();
+    d.require_totp = config.web.require_totp.clone();
     d.feeds = if config.source.is_none() && config.feeds.is_empty() {
         vec![FeedInfo {
             name: crate::config::EMBEDDED_FEED_NAME.into(),
@@ -576,10 +577,15 @@ pub fn users_passwd(args: UsersPasswdArgs) -> anyhow::Result<ExitCode> {
         Ok(_) => return Err(BadInput("PARAPET_PASSWORD: at least 10 characters".into()).into()),
         Err(_) => parapet_web::auth::new_token()[..20].to_string(),
     };
-    let mut db = args.config.open_store()?;
-    if !db.set_password(name, &parapet_web::auth::hash_password(&password))? {
-        return Err(BadInput(format!("no account named {name}")).into());
-    }
+    let mut db = args.config.open_existing_store()?;
+    let user = db.user(name)?.ok_or_else(|| no_account(name))?;
+    db.set_password(name, &parapet_web::auth::hash_password(&password))?;
+    db.end_sessions(user.id)?;
+    db.audit(&cli_audit(
+        "user.password",
+        user.tenant.clone(),
+        format!("{name}: password reset, sessions ended"),
+    ))?;
     println!("{name}: password {password}");
     Ok(ExitCode::SUCCESS)
 }
@@ -595,20 +601,15 @@ pub struct UsersTokenArgs {
 /// `parapet users token NAME`: a new API token, printed once.
 pub fn users_token(args: UsersTokenArgs) -> anyhow::Result<ExitCode> {
     let name = &args.name;
-    let mut db = args.config.open_store()?;
-    let user = db
-        .user(name)?
-        .ok_or_else(|| BadInput(format!("no account named {name}")))?;
+    let mut db = args.config.open_existing_store()?;
+    let user = db.user(name)?.ok_or_else(|| no_account(name))?;
     let token = parapet_web::auth::new_token();
     db.add_api_token(user.id, &parapet_web::auth::token_digest(&token), now())?;
-    db.audit(&AuditEntry {
-        time: now(),
-        actor: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
-        action: "token.created".into(),
-        tenant: user.tenant.clone(),
-        detail: format!("API token for {name}"),
-        client: None,
-    })?;
+    db.audit(&cli_audit(
+        "token.created",
+        user.tenant.clone(),
+        format!("API token for {name}"),
+    ))?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)
 }
@@ -622,14 +623,149 @@ pub struct UsersListArgs {
 
 /// `parapet users list`.
 pub fn users_list(args: UsersListArgs) -> anyhow::Result<ExitCode> {
-    let mut db = args.config.open_store()?;
+    let mut db = args.config.open_existing_store()?;
     for u in db.users()? {
         println!(
-            "{:<20} {:<17} {}",
+            "{:<20} {:<17} {:<16} {}",
             u.name,
             u.role.as_str(),
-            u.tenant.as_deref().unwrap_or("(all tenants)")
+            u.tenant.as_deref().unwrap_or("(all tenants)"),
+            if u.totp_secret.is_some() { "totp" } else { "" }
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn no_account(name: &str) -> anyhow::Error {
+    BadInput(format!("no account named {name}")).into()
+}
+
+/// An audit entry for a command run on the server, by the login user.
+fn cli_audit(action: &str, tenant: Option<String>, detail: String) -> AuditEntry {
+    AuditEntry {
+        time: now(),
+        actor: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+        action: action.into(),
+        tenant,
+        detail,
+        client: None,
+    }
+}
+
+/// Remove an account; its sessions and API tokens stop working at once.
+#[derive(clap::Args)]
+pub struct UsersRemoveArgs {
+    name: String,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+/// `parapet users remove NAME`.
+pub fn users_remove(args: UsersRemoveArgs) -> anyhow::Result<ExitCode> {
+    let name = &args.name;
+    let mut db = args.config.open_existing_store()?;
+    let user = db.user(name)?.ok_or_else(|| no_account(name))?;
+    db.remove_user(name)?;
+    db.audit(&cli_audit(
+        "user.removed",
+        user.tenant.clone(),
+        format!("{name} ({})", user.role.as_str()),
+    ))?;
+    println!("{name}: removed, with its sessions and API tokens");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// List an account's API tokens: id, created, last used (never the token).
+#[derive(clap::Args)]
+pub struct UsersTokensArgs {
+    name: String,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+/// `parapet users tokens NAME`.
+pub fn users_tokens(args: UsersTokensArgs) -> anyhow::Result<ExitCode> {
+    let name = &args.name;
+    let mut db = args.config.open_existing_store()?;
+    let user = db.user(name)?.ok_or_else(|| no_account(name))?;
+    let fmt = parapet_core::calendar::format_datetime;
+    println!("{:<8} {:<22} last used", "id", "created");
+    for t in db.api_tokens(user.id)? {
+        println!(
+            "{:<8} {:<22} {}",
+            t.id,
+            fmt(t.created_at),
+            t.last_used_at.map_or_else(|| "never".to_string(), fmt)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Revoke an API token by its id (from `parapet users tokens NAME`).
+#[derive(clap::Args)]
+pub struct UsersRevokeTokenArgs {
+    id: i64,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+/// `parapet users revoke-token ID`.
+pub fn users_revoke_token(args: UsersRevokeTokenArgs) -> anyhow::Result<ExitCode> {
+    let id = args.id;
+    let mut db = args.config.open_existing_store()?;
+    let user = db
+        .revoke_api_token(id)?
+        .ok_or_else(|| BadInput(format!("no API token with id {id}")))?;
+    db.audit(&cli_audit(
+        "token.revoked",
+        user.tenant.clone(),
+        format!("API token {id} of {}", user.name),
+    ))?;
+    println!("token {id} of {}: revoked", user.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Enrol an account in TOTP (RFC 6238) and print the otpauth:// URI to add
+/// to an authenticator app; enrolling again replaces the secret.
+#[derive(clap::Args)]
+pub struct UsersTotpArgs {
+    name: String,
+    /// Remove the second factor instead.
+    #[arg(long)]
+    disable: bool,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+/// `parapet users totp NAME [--disable]`. The account's sessions end, so
+/// the next sign-in uses the new factor.
+pub fn users_totp(args: UsersTotpArgs) -> anyhow::Result<ExitCode> {
+    let name = &args.name;
+    let mut db = args.config.open_existing_store()?;
+    let user = db.user(name)?.ok_or_else(|| no_account(name))?;
+    if args.disable {
+        db.set_totp(name, None)?;
+        db.end_sessions(user.id)?;
+        db.audit(&cli_audit(
+            "user.totp",
+            user.tenant,
+            format!("{name}: second factor removed"),
+        ))?;
+        println!("{name}: second factor removed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let secret = parapet_web::totp::new_secret();
+    db.set_totp(name, Some(&hex::encode(&secret)))?;
+    db.end_sessions(user.id)?;
+    db.audit(&cli_audit(
+        "user.totp",
+        user.tenant,
+        format!("{name}: second factor enrolled"),
+    ))?;
+    println!("{}", parapet_web::totp::uri("Parapet", name, &secret));
+    eprintln!(
+        "{name}: add this URI to an authenticator app (it holds the secret: do not keep it); \
+         the dashboard now asks for its 6-digit code"
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -205,7 +205,7 @@ pub struct SummaryArgs {
 pub fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load_or_embedded(args.config.as_deref())?;
     let threshold = config.dmarc.unknown_sender_threshold;
-    let mut store = config.open_store()?;
+    let mut store = config.open_existing_store()?;
     let s = store.dmarc_summary(&args.domain.to_ascii_lowercase())?;
     let groups = s.by_service();
     let pct = |n: u64| {

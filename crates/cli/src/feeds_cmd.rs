@@ -148,7 +148,7 @@ pub struct NodesArgs {
 
 /// Lists the nodes that share the store, with the feed versions they serve.
 pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
-    let mut store = args.config.open_store()?;
+    let mut store = args.config.open_existing_store()?;
     for n in store.nodes()? {
         println!(
             "{}\tstarted {}\tseen {}\t{}",

@@ -78,6 +78,10 @@ enum UsersCommand {
     Passwd(dashboard::UsersPasswdArgs),
     Token(dashboard::UsersTokenArgs),
     List(dashboard::UsersListArgs),
+    Remove(dashboard::UsersRemoveArgs),
+    Tokens(dashboard::UsersTokensArgs),
+    RevokeToken(dashboard::UsersRevokeTokenArgs),
+    Totp(dashboard::UsersTotpArgs),
 }
 
 #[derive(Subcommand)]
@@ -179,6 +183,10 @@ fn main() -> ExitCode {
         Command::Users(UsersCommand::Passwd(a)) => dashboard::users_passwd(a),
         Command::Users(UsersCommand::Token(a)) => dashboard::users_token(a),
         Command::Users(UsersCommand::List(a)) => dashboard::users_list(a),
+        Command::Users(UsersCommand::Remove(a)) => dashboard::users_remove(a),
+        Command::Users(UsersCommand::Tokens(a)) => dashboard::users_tokens(a),
+        Command::Users(UsersCommand::RevokeToken(a)) => dashboard::users_revoke_token(a),
+        Command::Users(UsersCommand::Totp(a)) => dashboard::users_totp(a),
         Command::Privacy(a) => privacy::run(a),
         Command::Alerts(AlertsCommand::List(a)) => alerts_cmd::list(a),
         Command::Alerts(AlertsCommand::Set(a)) => alerts_cmd::set(a),

@@ -57,7 +57,24 @@ pub struct User {
     pub password_hash: String,
     /// Unix seconds.
     pub created_at: i64,
+    /// The TOTP (RFC 6238) secret, hex, when the account has a second factor.
+    pub totp_secret: Option<String>,
 }
+
+/// An API token as listed: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: i64,
+    pub user_id: i64,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last recorded use, at most [`TOKEN_USE_GRANULARITY`] stale.
+    pub last_used_at: Option<i64>,
+}
+
+/// A token's last use is written at most once this many seconds, so a
+/// busy script does not turn every read into a write.
+pub const TOKEN_USE_GRANULARITY: i64 = 60;
 
 /// A logged-in browser session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +92,8 @@ pub struct AuditEntry {
     pub time: i64,
     /// The account name given (also for failed logins).
     pub actor: String,
-    /// `login.ok`, `login.failed`, `logout`, `alert.status`, `token.created`, `user.added`.
+    /// `login.ok`, `login.failed`, `logout`, `alert.status`, `token.created`,
+    /// `token.revoked`, `user.added`, `user.removed`, `user.password`, `user.totp`.
     pub action: String,
     /// The tenant the object belongs to, when there is one.
     pub tenant: Option<String>,
@@ -127,8 +145,39 @@ pub trait AccountStore: Send {
         now: i64,
     ) -> Result<(), StoreError>;
 
-    /// The user an API token belongs to.
-    fn api_token_user(&mut self, token_sha256: &str) -> Result<Option<User>, StoreError>;
+    /// The user an API token belongs to, and the token.
+    fn api_token_user(
+        &mut self,
+        token_sha256: &str,
+    ) -> Result<Option<(User, ApiToken)>, StoreError>;
+
+    /// Records that token `id` was used at `now` (callers skip it while the
+    /// last recorded use is younger than [`TOKEN_USE_GRANULARITY`]).
+    fn touch_api_token(&mut self, id: i64, now: i64) -> Result<(), StoreError>;
+
+    /// A user's API tokens, oldest first.
+    fn api_tokens(&mut self, user_id: i64) -> Result<Vec<ApiToken>, StoreError>;
+
+    /// Deletes API token `id`; the account it belonged to, `None` when
+    /// there is no such token. The next request with it is refused: every
+    /// request looks its token up here.
+    fn revoke_api_token(&mut self, id: i64) -> Result<Option<User>, StoreError>;
+
+    /// Removes an account with its sessions and API tokens; `false` when
+    /// there is no such account.
+    fn remove_user(&mut self, name: &str) -> Result<bool, StoreError>;
+
+    /// Ends every session of a user (a password reset, a TOTP change).
+    fn end_sessions(&mut self, user_id: i64) -> Result<(), StoreError>;
+
+    /// Sets (`Some`, hex) or clears an account's TOTP secret; `false` when
+    /// there is no such account. The replay guard starts afresh.
+    fn set_totp(&mut self, name: &str, secret_hex: Option<&str>) -> Result<bool, StoreError>;
+
+    /// Claims TOTP time step `step` for a user: `true` only when it is
+    /// later than every step claimed before, so a code is accepted once
+    /// (RFC 6238 §5.2), on every node sharing the store.
+    fn claim_totp_step(&mut self, user_id: i64, step: i64) -> Result<bool, StoreError>;
 
     fn audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError>;
 

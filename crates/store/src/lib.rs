@@ -41,7 +41,7 @@ pub use mail::{
 };
 pub use pg::{PgStore, redact};
 pub use rules::{cutoff, unix_millis};
-pub use sqlite::{SqliteStore, private_dir};
+pub use sqlite::{DB_FILE, SqliteStore, private_dir};
 
 /// Everything a command or the server needs from storage, as one object:
 /// the backend (SQLite or PostgreSQL) is chosen once, where the store is

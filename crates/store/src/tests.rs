@@ -108,7 +108,7 @@ on_both_backends!(
     export_cursors_start_at_the_newest_and_read_by_id,
 );
 
-const KNOWN_VERSION: u32 = 13;
+const KNOWN_VERSION: u32 = 14;
 
 /// Two nodes write batches while two folders fold at the same time: every
 /// event is counted in its hour exactly once, before and after the last
@@ -483,6 +483,15 @@ fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     s.exec("DROP TABLE notify_outbox");
     s.exec("DROP TABLE dmarc_senders");
     s.exec("DROP TABLE export_cursors");
+    // step 14's account columns (SQLite rebuilds api_tokens in that step,
+    // and cannot drop its key column)
+    s.exec("ALTER TABLE users DROP COLUMN totp_secret");
+    s.exec("ALTER TABLE users DROP COLUMN totp_last_step");
+    s.exec("DROP INDEX api_tokens_user");
+    s.exec("ALTER TABLE api_tokens DROP COLUMN last_used_at");
+    if let Fx::Pg(_) = fx {
+        s.exec("ALTER TABLE api_tokens DROP COLUMN id");
+    }
     s.exec("DELETE FROM schema_migrations WHERE version >= 9");
     for (t, name) in [
         (1_000, "old-a.test"),
@@ -1259,8 +1268,52 @@ fn users_sessions_tokens_and_audit(fx: &Fx) {
     s.delete_session("abc").unwrap();
     assert!(s.session("abc", 150).unwrap().is_none());
     s.add_api_token(id, "tok", 100).unwrap();
-    assert_eq!(s.api_token_user("tok").unwrap().unwrap().name, "ann");
+    s.add_api_token(id, "tok2", 110).unwrap();
+    let (u, t) = s.api_token_user("tok").unwrap().unwrap();
+    assert_eq!(
+        (u.name.as_str(), t.created_at, t.last_used_at),
+        ("ann", 100, None)
+    );
     assert!(s.api_token_user("other").unwrap().is_none());
+    s.touch_api_token(t.id, 150).unwrap();
+    let listed = s.api_tokens(id).unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|t| (t.created_at, t.last_used_at))
+            .collect::<Vec<_>>(),
+        [(100, Some(150)), (110, None)]
+    );
+    assert_eq!(s.revoke_api_token(t.id).unwrap().unwrap().name, "ann");
+    assert!(
+        s.api_token_user("tok").unwrap().is_none(),
+        "revoked at once"
+    );
+    assert!(s.revoke_api_token(t.id).unwrap().is_none());
+
+    // TOTP: a secret, and each time step claimed once, in order
+    assert_eq!(u.totp_secret, None);
+    assert!(s.set_totp("ann", Some("00ff")).unwrap());
+    assert!(!s.set_totp("nobody", Some("00ff")).unwrap());
+    assert_eq!(
+        s.user("ann").unwrap().unwrap().totp_secret.as_deref(),
+        Some("00ff")
+    );
+    assert!(s.claim_totp_step(id, 1000).unwrap());
+    assert!(!s.claim_totp_step(id, 1000).unwrap(), "replayed");
+    assert!(!s.claim_totp_step(id, 999).unwrap(), "older");
+    assert!(s.claim_totp_step(id, 1001).unwrap());
+
+    // a session ends with end_sessions, and everything with the account
+    s.create_session("s1", id, "c", 100, 200).unwrap();
+    s.end_sessions(id).unwrap();
+    assert!(s.session("s1", 150).unwrap().is_none());
+    s.create_session("s2", id, "c", 100, 200).unwrap();
+    assert!(s.remove_user("ann").unwrap());
+    assert!(!s.remove_user("ann").unwrap());
+    assert!(s.session("s2", 150).unwrap().is_none());
+    assert!(s.api_token_user("tok2").unwrap().is_none());
+    assert!(s.user("ann").unwrap().is_none());
     for (t, tenant) in [(1, Some("north")), (2, None), (3, Some("south"))] {
         s.audit(&AuditEntry {
             time: t,

@@ -13,7 +13,7 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use ipnet::IpNet;
-use parapet_store::accounts::{Role, User};
+use parapet_store::accounts::{Role, TOKEN_USE_GRANULARITY, User};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -298,11 +298,24 @@ impl FromRequestParts<AppState> for Viewer {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| token_digest(t.trim()));
         let session = cookie(&parts.headers, SESSION_COOKIE).map(token_digest);
-        let now = crate::app::now();
+        let now = crate::app::dashboard(state)?.now();
+        // every request looks its token or session up in the store (no
+        // cache), so a removal or revocation refuses the very next request,
+        // on every node sharing the store
         if let Some(digest) = bearer {
-            let user = with_db(state, move |db| Ok(db.api_token_user(&digest)?)).await?;
-            return user
-                .map(|user| Viewer {
+            let found = with_db(state, move |db| {
+                let found = db.api_token_user(&digest)?;
+                if let Some((_, t)) = &found
+                    && t.last_used_at
+                        .is_none_or(|at| now - at >= TOKEN_USE_GRANULARITY)
+                {
+                    db.touch_api_token(t.id, now)?;
+                }
+                Ok(found)
+            })
+            .await?;
+            return found
+                .map(|(user, _)| Viewer {
                     user,
                     via: Via::Token,
                 })
@@ -321,6 +334,24 @@ impl FromRequestParts<AppState> for Viewer {
             },
         })
         .ok_or_else(unauth)
+    }
+}
+
+/// A signed-in `supplier-admin`: the extractor of account management
+/// routes ([`crate::Access::Admin`]). Anyone else signed in gets 403.
+#[derive(Debug, Clone)]
+pub struct AdminViewer(pub Viewer);
+
+impl FromRequestParts<AppState> for AdminViewer {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let v = Viewer::from_request_parts(parts, state).await?;
+        if crate::Access::Admin.allows(v.user.role) {
+            Ok(AdminViewer(v))
+        } else {
+            Err(AppError::Forbidden)
+        }
     }
 }
 

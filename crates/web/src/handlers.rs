@@ -38,6 +38,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("privacy.html", include_str!("../templates/privacy.html")),
     ("audit.html", include_str!("../templates/audit.html")),
     ("tenants.html", include_str!("../templates/tenants.html")),
+    ("accounts.html", include_str!("../templates/accounts.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -55,7 +56,7 @@ fn env() -> &'static Environment<'static> {
     })
 }
 
-fn render(name: &str, ctx: Value) -> Result<Html<String>, AppError> {
+pub(crate) fn render(name: &str, ctx: Value) -> Result<Html<String>, AppError> {
     let t = env()
         .get_template(name)
         .map_err(|e| AppError::Internal(format!("template {name}: {e}")))?;
@@ -65,7 +66,7 @@ fn render(name: &str, ctx: Value) -> Result<Html<String>, AppError> {
 }
 
 /// A page: the view plus who is signed in.
-fn page(name: &str, viewer: &Viewer, mut ctx: Value) -> Result<Html<String>, AppError> {
+pub(crate) fn page(name: &str, viewer: &Viewer, mut ctx: Value) -> Result<Html<String>, AppError> {
     ctx["me"] = json!({
         "name": viewer.user.name,
         "role": viewer.user.role.as_str(),
@@ -130,6 +131,25 @@ pub struct LoginForm {
     pub password: String,
     #[serde(default)]
     pub csrf: String,
+    /// The TOTP code, for an account with a second factor.
+    #[serde(default)]
+    pub code: String,
+}
+
+/// The login form again, for the same login attempt (its CSRF cookie is
+/// still set): the name kept, a message, and the code field when asked.
+fn login_again(
+    name: &str,
+    csrf: &str,
+    message: &str,
+    ask_code: bool,
+    status: StatusCode,
+) -> Result<Response, AppError> {
+    let body = render(
+        "login.html",
+        json!({"csrf": csrf, "error": message, "username": name, "ask_code": ask_code}),
+    )?;
+    Ok((status, body).into_response())
 }
 
 pub async fn login(
@@ -154,7 +174,7 @@ pub async fn login(
         )));
     }
     let audit = |ok: &str, tenant: Option<String>| AuditEntry {
-        time: now(),
+        time: d.now(),
         actor: name.clone(),
         action: ok.into(),
         tenant,
@@ -185,12 +205,15 @@ pub async fn login(
         with_db(&state, move |db| Ok(db.audit(&e)?)).await?;
         return Ok(Redirect::to("/login?error=1").into_response());
     };
+    if let Some(r) = second_factor(&state, &d, &user, &f.code, &f.csrf, &client).await? {
+        return Ok(r);
+    }
     d.limiter.succeeded(&name);
     let token = auth::new_token();
     let digest = auth::token_digest(&token);
     let csrf = auth::new_token();
     let e = audit("login.ok", user.tenant.clone());
-    let now = now();
+    let now = d.now();
     with_db(&state, move |db| {
         db.create_session(&digest, user.id, &csrf, now, now + auth::SESSION_SECONDS)?;
         Ok(db.audit(&e)?)
@@ -214,6 +237,66 @@ pub async fn login(
             .map_err(|e| AppError::Internal(e.to_string()))?,
     );
     Ok(r)
+}
+
+/// The second factor of a login whose password was right: `None` when the
+/// login may go on; otherwise the answer (the form again, asking for the
+/// code, refusing a wrong or replayed one, or an account its role says
+/// must enrol first).
+async fn second_factor(
+    state: &AppState,
+    d: &crate::Dashboard,
+    user: &parapet_store::accounts::User,
+    code: &str,
+    csrf: &str,
+    client: &str,
+) -> Result<Option<Response>, AppError> {
+    let audit = |action: &str| AuditEntry {
+        time: d.now(),
+        actor: user.name.clone(),
+        action: action.into(),
+        tenant: user.tenant.clone(),
+        detail: String::new(),
+        client: Some(client.to_string()),
+    };
+    let Some(hex_secret) = &user.totp_secret else {
+        if !d.require_totp.contains(&user.role) {
+            return Ok(None);
+        }
+        let e = audit("login.totp_required");
+        with_db(state, move |db| Ok(db.audit(&e)?)).await?;
+        let msg = format!(
+            "Accounts with the {} role must sign in with a second factor, and this one has none yet. \
+             Ask an administrator to run `parapet users totp {}`, add the account to your \
+             authenticator app, then sign in with its code.",
+            user.role.as_str(),
+            user.name
+        );
+        return login_again(&user.name, csrf, &msg, false, StatusCode::FORBIDDEN).map(Some);
+    };
+    if code.trim().is_empty() {
+        let msg = "Enter the 6-digit code from your authenticator app, and your password again.";
+        return login_again(&user.name, csrf, msg, true, StatusCode::OK).map(Some);
+    }
+    let secret = hex::decode(hex_secret).map_err(|_| {
+        AppError::Internal(format!("{}: the stored TOTP secret is not hex", user.name))
+    })?;
+    let accepted = match crate::totp::verify(&secret, code, d.now()) {
+        Some(step) => {
+            let id = user.id;
+            with_db(state, move |db| Ok(db.claim_totp_step(id, step)?)).await?
+        }
+        None => false,
+    };
+    if accepted {
+        return Ok(None);
+    }
+    // a wrong code counts like a wrong password: 5 tries per 15 minutes
+    d.limiter.failed(&user.name, client);
+    let e = audit("login.totp_failed");
+    with_db(state, move |db| Ok(db.audit(&e)?)).await?;
+    let msg = "Wrong code, or a code already used: wait for the next one and try again.";
+    login_again(&user.name, csrf, msg, true, StatusCode::UNAUTHORIZED).map(Some)
 }
 
 #[derive(Debug, Default, Deserialize)]

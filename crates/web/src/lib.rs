@@ -15,10 +15,12 @@
 //! see comes from the signed-in user ([`auth::Viewer`]), never from the
 //! request alone.
 
+mod accounts;
 mod app;
 pub mod auth;
 mod handlers;
 mod openapi;
+pub mod totp;
 mod views;
 
 pub use app::MAX_FILTER;
@@ -34,8 +36,12 @@ use axum::routing::{MethodRouter, get, post};
 use parapet_assurance::quarter::QuarterStyle;
 use parapet_report::Council;
 use parapet_store::Db;
+use parapet_store::accounts::Role;
 
 pub use app::AppError;
+
+/// Unix seconds now: the system clock, or a test's clock.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// Produces the Prometheus text exposition on demand.
 pub type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
@@ -162,6 +168,10 @@ pub struct Dashboard {
     /// `[dmarc] unknown_sender_threshold`: messages failing DMARC from an
     /// unidentified source before the mail page flags it.
     pub unknown_sender_threshold: u64,
+    /// Roles that must sign in with a TOTP code (`[web] require_totp`).
+    pub require_totp: Vec<Role>,
+    /// The time logins, sessions and TOTP codes are checked against.
+    pub clock: Clock,
     pub(crate) limiter: auth::LoginLimiter,
 }
 
@@ -183,8 +193,15 @@ impl Dashboard {
             secure_cookies: false,
             trusted_proxies: Vec::new(),
             unknown_sender_threshold: 50,
+            require_totp: Vec::new(),
+            clock: Arc::new(app::now),
             limiter: auth::LoginLimiter::default(),
         }
+    }
+
+    /// Unix seconds by [`Dashboard::clock`].
+    pub fn now(&self) -> i64 {
+        (self.clock)()
     }
 }
 
@@ -215,6 +232,19 @@ pub enum Access {
     Public,
     /// A signed-in user (session cookie) or an API token.
     User,
+    /// A signed-in `supplier-admin` only: account management.
+    Admin,
+}
+
+impl Access {
+    /// Whether a signed-in user of `role` may call a route of this access
+    /// (the role matrix in the README; tested over [`ROUTES`]).
+    pub fn allows(self, role: Role) -> bool {
+        match self {
+            Access::Public | Access::User => true,
+            Access::Admin => role == Role::SupplierAdmin,
+        }
+    }
 }
 
 /// What tenant's data a route shows: how the isolation test aims at
@@ -233,6 +263,8 @@ pub enum Target {
     Domain,
     /// `{tenant}` is in the path.
     Tenant,
+    /// `{name}` is an account, `{id}` an API token (supplier-admin only).
+    Account,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,7 +297,7 @@ const TENANT_Q: &[&str] = &["tenant"];
 const KPI_Q: &[&str] = &["tenant", "quarter"];
 const ASSET_Q: &[&str] = &["tenant", "quarter", "q", "class", "source", "status"];
 
-use Access::{Public, User};
+use Access::{Admin, Public, User};
 use Method::{Get, Post};
 
 /// Every route. The router, the OpenAPI document and the isolation tests
@@ -423,6 +455,51 @@ pub const ROUTES: &[RouteSpec] = &[
         summary: "audit log",
         query: TENANT_Q,
         handler: || get(handlers::audit_page),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/accounts",
+        access: Admin,
+        target: Target::None,
+        summary: "accounts: users, roles, second factor, API tokens",
+        query: &[],
+        handler: || get(accounts::page),
+    },
+    RouteSpec {
+        method: Post,
+        path: "/accounts",
+        access: Admin,
+        target: Target::None,
+        summary: "create an account",
+        query: &[],
+        handler: || post(accounts::create),
+    },
+    RouteSpec {
+        method: Post,
+        path: "/accounts/{name}/remove",
+        access: Admin,
+        target: Target::Account,
+        summary: "remove an account, ending its sessions and tokens",
+        query: &[],
+        handler: || post(accounts::remove),
+    },
+    RouteSpec {
+        method: Post,
+        path: "/accounts/{name}/password",
+        access: Admin,
+        target: Target::Account,
+        summary: "reset an account's password, ending its sessions",
+        query: &[],
+        handler: || post(accounts::reset_password),
+    },
+    RouteSpec {
+        method: Post,
+        path: "/accounts/tokens/{id}/revoke",
+        access: Admin,
+        target: Target::Account,
+        summary: "revoke an API token",
+        query: &[],
+        handler: || post(accounts::revoke_token),
     },
     RouteSpec {
         method: Get,

@@ -56,7 +56,7 @@ pub fn spec() -> Value {
             "200".into(),
             json!({"description": "OK", "content": ok_content}),
         );
-        if r.access == Access::User {
+        if r.access != Access::Public {
             for code in ["400", "401", "403", "404"] {
                 responses.insert(code.into(), error.clone());
             }

@@ -53,6 +53,8 @@ struct World {
     dash: Arc<Dashboard>,
     /// (north, south) alert ids, incident ids.
     alerts: (i64, i64),
+    /// The API token of `dave`, the account the account routes act on.
+    dave_token: i64,
     incidents: (i64, i64),
     _dir: tempfile::TempDir,
 }
@@ -83,9 +85,22 @@ fn world_with(configure: impl FnOnce(&mut Dashboard)) -> World {
     let bob = db
         .add_user("bob", Role::Council, Some("south"), &h, 0)
         .unwrap();
+    let carol = db
+        .add_user("carol", Role::SupplierAnalyst, None, &h, 0)
+        .unwrap();
+    let dave = db
+        .add_user("dave", Role::Council, Some("north"), &h, 0)
+        .unwrap();
     session(&mut db, admin, "admin-session");
     session(&mut db, ann, "ann-session");
     session(&mut db, bob, "bob-session");
+    session(&mut db, carol, "carol-session");
+    session(&mut db, dave, "dave-session");
+    db.add_api_token(carol, &token_digest("carol-token"), 0)
+        .unwrap();
+    db.add_api_token(dave, &token_digest("dave-token"), 0)
+        .unwrap();
+    let dave_token = db.api_tokens(dave).unwrap()[0].id;
     db.add_api_token(ann, &token_digest("ann-token"), 0)
         .unwrap();
     db.add_api_token(admin, &token_digest("admin-token"), 0)
@@ -192,6 +207,7 @@ fn world_with(configure: impl FnOnce(&mut Dashboard)) -> World {
         app,
         dash,
         alerts: (ids[0].0, ids[1].0),
+        dave_token,
         incidents: (i_north, i_south),
         _dir: dir,
     }
@@ -224,7 +240,10 @@ async fn call(app: &Router, method: Method, uri: &str, who: As<'_>) -> Resp {
         As::Nobody => String::new(),
         As::Session(t) => {
             b = b.header(header::COOKIE, format!("parapet_session={t}"));
-            format!("csrf=csrf-{t}&status=investigating&note=checked")
+            // the alert status form's fields and the account form's
+            format!(
+                "csrf=csrf-{t}&status=investigating&note=checked&name=erin&role=supplier-analyst"
+            )
         }
         As::Token(t) => {
             b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
@@ -273,6 +292,9 @@ fn aim(w: &World, path: &str, target: Target, south: bool) -> String {
             .replace("{quarter}", "2021-22-Q2")
             .replace("{file}", "public-report.html"),
         Target::List => format!("{path}?tenant={tenant}"),
+        Target::Account => path
+            .replace("{name}", "dave")
+            .replace("{id}", &w.dave_token.to_string()),
         Target::None => path.to_string(),
     }
 }
@@ -289,7 +311,7 @@ fn who(route_is_api: bool, session: &'static str, token: &'static str) -> As<'st
 async fn every_user_route_requires_a_login_or_token() {
     let w = world();
     let mut checked = 0;
-    for r in ROUTES.iter().filter(|r| r.access == Access::User) {
+    for r in ROUTES.iter().filter(|r| r.access != Access::Public) {
         let uri = aim(&w, r.path, r.target, false);
         let resp = call(&w.app, r.method, &uri, As::Nobody).await;
         if r.is_api() {
@@ -978,4 +1000,362 @@ async fn failing_notifications_show_on_the_alert_and_the_overview() {
     )
     .await;
     assert!(!o.body.contains("notifications"), "{}", o.body);
+}
+
+/// The role matrix (README, "Roles"), generated over the route table: each
+/// route × role gets the status its `access` says: a refused role exactly
+/// 403, an allowed one anything but 401/403 or the login page. Each route
+/// starts from a fresh world, and the admin goes last, so an account
+/// action cannot change what the other roles meet.
+#[tokio::test]
+async fn the_role_matrix_holds_on_every_route() {
+    let roles = [
+        (Role::Council, "ann-session", "ann-token"),
+        (Role::SupplierAnalyst, "carol-session", "carol-token"),
+        (Role::SupplierAdmin, "admin-session", "admin-token"),
+    ];
+    let mut refused = 0;
+    for r in ROUTES {
+        let w = world();
+        let uri = aim(&w, r.path, r.target, false);
+        for (role, session, token) in roles {
+            let resp = call(&w.app, r.method, &uri, who(r.is_api(), session, token)).await;
+            let to_login = resp
+                .headers
+                .get(header::LOCATION)
+                .is_some_and(|l| l == "/login");
+            if r.access.allows(role) {
+                assert!(
+                    resp.status != StatusCode::UNAUTHORIZED
+                        && resp.status != StatusCode::FORBIDDEN
+                        && (!to_login || r.path == "/logout"),
+                    "{:?} {uri} as {}: {} {}",
+                    r.method,
+                    role.as_str(),
+                    resp.status,
+                    resp.body
+                );
+                if r.access == Access::Admin {
+                    assert_eq!(resp.status, StatusCode::OK, "{uri}: {}", resp.body);
+                }
+            } else {
+                assert_eq!(
+                    resp.status,
+                    StatusCode::FORBIDDEN,
+                    "{:?} {uri} as {}",
+                    r.method,
+                    role.as_str()
+                );
+                refused += 1;
+            }
+        }
+        // account management is admin-only wherever it is routed
+        if r.path.starts_with("/accounts") {
+            assert_eq!(r.access, Access::Admin, "{}", r.path);
+        }
+    }
+    assert!(refused >= 10, "refusals checked: {refused}");
+}
+
+/// `POST` a form as a signed-in session (the CSRF token is `csrf-TOKEN`
+/// unless `csrf` overrides it).
+async fn post_form(
+    app: &Router,
+    uri: &str,
+    session: &str,
+    csrf: Option<&str>,
+    fields: &str,
+) -> Resp {
+    let csrf = csrf.map_or_else(|| format!("csrf-{session}"), str::to_string);
+    let req = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header(header::COOKIE, format!("parapet_session={session}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("csrf={csrf}&{fields}")))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+fn audit_actions(w: &World) -> Vec<(String, String, String)> {
+    let mut db = w.dash.db.get();
+    db.audit_log(None, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.actor, e.action, e.detail))
+        .collect()
+}
+
+#[tokio::test]
+async fn removing_an_account_refuses_its_old_cookie_and_token_at_once() {
+    let w = world();
+    let ok = call(
+        &w.app,
+        Method::Get,
+        "/api/v1/alerts",
+        As::Token("dave-token"),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let ok = call(
+        &w.app,
+        Method::Get,
+        "/api/v1/alerts",
+        As::Session("dave-session"),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    // a forged form is refused and removes nothing
+    let r = post_form(
+        &w.app,
+        "/accounts/dave/remove",
+        "admin-session",
+        Some("guess"),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = post_form(&w.app, "/accounts/dave/remove", "admin-session", None, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("dave removed"), "{}", r.body);
+    assert!(!r.body.contains("id=\"account-dave\""), "{}", r.body);
+    let r = call(
+        &w.app,
+        Method::Get,
+        "/api/v1/alerts",
+        As::Token("dave-token"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = call(
+        &w.app,
+        Method::Get,
+        "/api/v1/alerts",
+        As::Session("dave-session"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = call(&w.app, Method::Get, "/", As::Session("dave-session")).await;
+    assert_eq!(r.headers[header::LOCATION], "/login");
+    // the admin cannot remove itself here
+    let r = post_form(&w.app, "/accounts/admin/remove", "admin-session", None, "").await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = post_form(&w.app, "/accounts/nobody/remove", "admin-session", None, "").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(audit_actions(&w).contains(&(
+        "admin".into(),
+        "user.removed".into(),
+        "dave (council)".into()
+    )));
+}
+
+#[tokio::test]
+async fn a_revoked_token_and_a_reset_password_work_no_more() {
+    let w = world();
+    let page = call(
+        &w.app,
+        Method::Get,
+        "/accounts",
+        As::Session("admin-session"),
+    )
+    .await;
+    let form = format!("/accounts/tokens/{}/revoke", w.dave_token);
+    assert!(page.body.contains(&form), "{}", page.body);
+    assert!(page.body.contains("last used never"), "{}", page.body);
+    // a use is recorded, and shows
+    call(
+        &w.app,
+        Method::Get,
+        "/api/v1/alerts",
+        As::Token("dave-token"),
+    )
+    .await;
+    let page = call(
+        &w.app,
+        Method::Get,
+        "/accounts",
+        As::Session("admin-session"),
+    )
+    .await;
+    assert_eq!(
+        page.body.matches("last used never").count(),
+        3,
+        "ann's, admin's and carol's tokens"
+    );
+    let r = post_form(&w.app, &form, "admin-session", None, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = call(
+        &w.app,
+        Method::Get,
+        "/api/v1/alerts",
+        As::Token("dave-token"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = call(
+        &w.app,
+        Method::Get,
+        "/api/v1/alerts",
+        As::Session("dave-session"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "the session is not the token");
+    let r = post_form(&w.app, "/accounts/dave/password", "admin-session", None, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("dave: new password "), "{}", r.body);
+    let r = call(
+        &w.app,
+        Method::Get,
+        "/api/v1/alerts",
+        As::Session("dave-session"),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "a reset ends the sessions"
+    );
+    let old = login(&w.app, "dave", &PASSWORD.replace(' ', "+")).await;
+    assert_eq!(old.headers[header::LOCATION], "/login?error=1");
+    let actions: Vec<String> = audit_actions(&w).into_iter().map(|a| a.1).collect();
+    assert!(
+        actions.contains(&"token.revoked".to_string())
+            && actions.contains(&"user.password".to_string())
+    );
+}
+
+#[tokio::test]
+async fn the_accounts_page_creates_accounts_with_the_csrf_token() {
+    let w = world();
+    let fields = "name=erin&role=council&tenant=south&password=erin-password-1";
+    let r = post_form(&w.app, "/accounts", "admin-session", Some("guess"), fields).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = post_form(&w.app, "/accounts", "carol-session", None, fields).await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "an analyst manages no accounts"
+    );
+    let r = post_form(&w.app, "/accounts", "admin-session", None, fields).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("id=\"account-erin\""), "{}", r.body);
+    let ok = login(&w.app, "erin", "erin-password-1").await;
+    assert_eq!(ok.headers[header::LOCATION], "/");
+    // a generated password is shown once
+    let r = post_form(
+        &w.app,
+        "/accounts",
+        "admin-session",
+        None,
+        "name=fay&role=supplier-analyst",
+    )
+    .await;
+    assert!(r.body.contains("fay added, with password "), "{}", r.body);
+    for (bad, why) in [
+        ("name=gus&role=council", "tenant"),
+        ("name=gus&role=council&tenant=nowhere", "tenant"),
+        ("name=gus&role=supplier-admin&tenant=north", "tenant"),
+        ("name=gus&role=root", "role"),
+        ("name=g%20s&role=supplier-admin", "name"),
+        ("name=gus&role=supplier-admin&password=short", "password"),
+    ] {
+        let r = post_form(&w.app, "/accounts", "admin-session", None, bad).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(r.body.contains(why), "{bad}: {}", r.body);
+    }
+    let r = post_form(&w.app, "/accounts", "admin-session", None, fields).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "the name is taken");
+    let added: Vec<String> = audit_actions(&w)
+        .into_iter()
+        .filter(|a| a.1 == "user.added")
+        .map(|a| a.2)
+        .collect();
+    assert_eq!(added, ["fay (supplier-analyst)", "erin (council)"]);
+}
+
+/// A clock the test moves.
+fn test_clock(start: i64) -> (Arc<std::sync::atomic::AtomicI64>, parapet_web::Clock) {
+    let t = Arc::new(std::sync::atomic::AtomicI64::new(start));
+    let t2 = t.clone();
+    (
+        t,
+        Arc::new(move || t2.load(std::sync::atomic::Ordering::SeqCst)),
+    )
+}
+
+#[tokio::test]
+async fn totp_codes_are_checked_against_the_clock_and_used_once() {
+    use parapet_web::totp;
+    let (clock, c) = test_clock(1_234_567_890);
+    let w = world_with(|d| d.clock = c);
+    let secret = b"12345678901234567890";
+    w.dash
+        .db
+        .get()
+        .set_totp("ann", Some(&hex::encode(secret)))
+        .unwrap();
+    let pw = PASSWORD.replace(' ', "+");
+    // the password alone: the form asks for the code
+    let r = login(&w.app, "ann", &pw).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("name=\"code\""), "{}", r.body);
+    assert!(r.body.contains("value=\"ann\""), "{}", r.body);
+    let now = clock.load(std::sync::atomic::Ordering::SeqCst);
+    let step = totp::step_at(now);
+    // a wrong code, and a code two steps old, are refused
+    for wrong in ["000000".to_string(), totp::code(secret, step - 2)] {
+        let r = login(&w.app, "ann", &format!("{pw}&code={wrong}")).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{wrong}");
+        assert!(r.headers.get(header::SET_COOKIE).is_none());
+    }
+    // the right one signs in, and the session works at the test clock's time
+    let right = totp::code(secret, step);
+    let r = login(&w.app, "ann", &format!("{pw}&code={right}")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.headers[header::LOCATION], "/");
+    // the same code again in the same step is a replay
+    let r = login(&w.app, "ann", &format!("{pw}&code={right}")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // 30 s later the next code works; the previous step's is still refused
+    clock.fetch_add(30, std::sync::atomic::Ordering::SeqCst);
+    let next = totp::code(secret, step + 1);
+    let r = login(&w.app, "ann", &format!("{pw}&code={next}")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let actions: Vec<String> = audit_actions(&w).into_iter().map(|a| a.1).collect();
+    assert_eq!(
+        actions.iter().filter(|a| *a == "login.totp_failed").count(),
+        3
+    );
+    assert_eq!(actions.iter().filter(|a| *a == "login.ok").count(), 2);
+}
+
+#[tokio::test]
+async fn a_role_that_requires_totp_cannot_sign_in_without_it() {
+    let w = world_with(|d| d.require_totp = vec![Role::SupplierAdmin]);
+    let pw = PASSWORD.replace(' ', "+");
+    let r = login(&w.app, "admin", &pw).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("parapet users totp admin"), "{}", r.body);
+    assert!(r.headers.get(header::SET_COOKIE).is_none());
+    // other roles are not asked
+    let r = login(&w.app, "carol", &pw).await;
+    assert_eq!(r.headers[header::LOCATION], "/");
+    // once enrolled, the admin signs in with a code
+    let secret = parapet_web::totp::new_secret();
+    w.dash
+        .db
+        .get()
+        .set_totp("admin", Some(&hex::encode(&secret)))
+        .unwrap();
+    let code = parapet_web::totp::code(&secret, parapet_web::totp::step_at(w.dash.now()));
+    let r = login(&w.app, "admin", &format!("{pw}&code={code}")).await;
+    assert_eq!(r.headers[header::LOCATION], "/");
 }

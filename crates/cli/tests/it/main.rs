@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod accounts;
 mod acl;
 mod assets;
 mod browser;

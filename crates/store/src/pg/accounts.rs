@@ -5,9 +5,22 @@ use postgres::Row;
 
 use super::{PgStore, TENANT, pg_err};
 use crate::StoreError;
-use crate::accounts::{AccountStore, AuditEntry, Role, Session, User};
+use crate::accounts::{AccountStore, ApiToken, AuditEntry, Role, Session, User};
 
-const USER_COLS: &str = "u.id, u.name, u.role, u.tenant, u.password_hash, u.created_at";
+const USER_COLS: &str =
+    "u.id, u.name, u.role, u.tenant, u.password_hash, u.created_at, u.totp_secret";
+/// The columns after [`USER_COLS`].
+const NEXT: usize = 7;
+const TOKEN_COLS: &str = "t.id, t.user_id, t.created_at, t.last_used_at";
+
+fn token_from(r: &Row, at: usize) -> ApiToken {
+    ApiToken {
+        id: r.get(at),
+        user_id: r.get(at + 1),
+        created_at: r.get(at + 2),
+        last_used_at: r.get(at + 3),
+    }
+}
 
 impl PgStore {
     fn user_from(&self, r: &Row) -> Result<User, StoreError> {
@@ -21,6 +34,7 @@ impl PgStore {
             tenant: r.get(3),
             password_hash: r.get(4),
             created_at: r.get(5),
+            totp_secret: r.get(6),
         })
     }
 }
@@ -103,8 +117,8 @@ impl AccountStore for PgStore {
             None => Ok(None),
             Some(r) => Ok(Some(Session {
                 user: self.user_from(r)?,
-                csrf: r.get(6),
-                expires_at: r.get(7),
+                csrf: r.get(NEXT),
+                expires_at: r.get(NEXT + 1),
             })),
         }
     }
@@ -130,14 +144,86 @@ impl AccountStore for PgStore {
         Ok(())
     }
 
-    fn api_token_user(&mut self, token_sha256: &str) -> Result<Option<User>, StoreError> {
+    fn api_token_user(
+        &mut self,
+        token_sha256: &str,
+    ) -> Result<Option<(User, ApiToken)>, StoreError> {
         let rows = self.query_rows(
             &format!(
-                "SELECT {USER_COLS} FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_sha256 = $1"
+                "SELECT {USER_COLS}, {TOKEN_COLS} FROM api_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.token_sha256 = $1"
             ),
             &[&token_sha256],
         )?;
+        rows.first()
+            .map(|r| Ok((self.user_from(r)?, token_from(r, NEXT))))
+            .transpose()
+    }
+
+    fn touch_api_token(&mut self, id: i64, now: i64) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1",
+            &[&id, &now],
+        )?;
+        Ok(())
+    }
+
+    fn api_tokens(&mut self, user_id: i64) -> Result<Vec<ApiToken>, StoreError> {
+        let rows = self.query_rows(
+            &format!("SELECT {TOKEN_COLS} FROM api_tokens t WHERE t.user_id = $1 ORDER BY t.id"),
+            &[&user_id],
+        )?;
+        Ok(rows.iter().map(|r| token_from(r, 0)).collect())
+    }
+
+    fn revoke_api_token(&mut self, id: i64) -> Result<Option<User>, StoreError> {
+        let rows = self.query_rows(
+            &format!(
+                "WITH gone AS (DELETE FROM api_tokens WHERE id = $1 RETURNING user_id)
+                 SELECT {USER_COLS} FROM gone JOIN users u ON u.id = gone.user_id"
+            ),
+            &[&id],
+        )?;
         rows.first().map(|r| self.user_from(r)).transpose()
+    }
+
+    fn remove_user(&mut self, name: &str) -> Result<bool, StoreError> {
+        self.tx(|tx, loc, _| {
+            let err = pg_err(loc);
+            for sql in [
+                "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE name = $1)",
+                "DELETE FROM api_tokens WHERE user_id IN (SELECT id FROM users WHERE name = $1)",
+            ] {
+                tx.execute(sql, &[&name]).map_err(&err)?;
+            }
+            let n = tx
+                .execute("DELETE FROM users WHERE name = $1", &[&name])
+                .map_err(&err)?;
+            Ok(n > 0)
+        })
+    }
+
+    fn end_sessions(&mut self, user_id: i64) -> Result<(), StoreError> {
+        self.execute("DELETE FROM sessions WHERE user_id = $1", &[&user_id])?;
+        Ok(())
+    }
+
+    fn set_totp(&mut self, name: &str, secret_hex: Option<&str>) -> Result<bool, StoreError> {
+        let n = self.execute(
+            "UPDATE users SET totp_secret = $2, totp_last_step = NULL WHERE name = $1",
+            &[&name, &secret_hex],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn claim_totp_step(&mut self, user_id: i64, step: i64) -> Result<bool, StoreError> {
+        // one statement: two logins racing with the same code cannot both win
+        let n = self.execute(
+            "UPDATE users SET totp_last_step = $2
+             WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+            &[&user_id, &step],
+        )?;
+        Ok(n > 0)
     }
 
     fn audit(&mut self, e: &AuditEntry) -> Result<(), StoreError> {

@@ -4,9 +4,22 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, sql_err, tenant_clause};
 use crate::StoreError;
-use crate::accounts::{AccountStore, AuditEntry, Role, Session, User};
+use crate::accounts::{AccountStore, ApiToken, AuditEntry, Role, Session, User};
 
-const USER_COLS: &str = "u.id, u.name, u.role, u.tenant, u.password_hash, u.created_at";
+const USER_COLS: &str =
+    "u.id, u.name, u.role, u.tenant, u.password_hash, u.created_at, u.totp_secret";
+/// The columns after [`USER_COLS`].
+const NEXT: usize = 7;
+const TOKEN_COLS: &str = "t.id, t.user_id, t.created_at, t.last_used_at";
+
+fn token_row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<ApiToken> {
+    Ok(ApiToken {
+        id: r.get(at)?,
+        user_id: r.get(at + 1)?,
+        created_at: r.get(at + 2)?,
+        last_used_at: r.get(at + 3)?,
+    })
+}
 
 impl SqliteStore {
     fn user_row(&self, r: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
@@ -19,6 +32,7 @@ impl SqliteStore {
                 tenant: r.get(3)?,
                 password_hash: r.get(4)?,
                 created_at: r.get(5)?,
+                totp_secret: r.get(6)?,
             },
             role,
         ))
@@ -132,7 +146,13 @@ impl AccountStore for SqliteStore {
                      WHERE s.token_sha256 = ?1 AND s.expires_at > ?2"
                 ),
                 params![token_sha256, now],
-                |r| Ok((self.user_row(r)?, r.get::<_, String>(6)?, r.get::<_, i64>(7)?)),
+                |r| {
+                    Ok((
+                        self.user_row(r)?,
+                        r.get::<_, String>(NEXT)?,
+                        r.get::<_, i64>(NEXT + 1)?,
+                    ))
+                },
             )
             .optional()
             .map_err(sql_err(&self.path))?;
@@ -171,19 +191,117 @@ impl AccountStore for SqliteStore {
         Ok(())
     }
 
-    fn api_token_user(&mut self, token_sha256: &str) -> Result<Option<User>, StoreError> {
+    fn api_token_user(
+        &mut self,
+        token_sha256: &str,
+    ) -> Result<Option<(User, ApiToken)>, StoreError> {
         let row = self
             .conn
             .query_row(
                 &format!(
-                    "SELECT {USER_COLS} FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_sha256 = ?1"
+                    "SELECT {USER_COLS}, {TOKEN_COLS} FROM api_tokens t JOIN users u ON u.id = t.user_id
+                     WHERE t.token_sha256 = ?1"
                 ),
                 [token_sha256],
-                |r| self.user_row(r),
+                |r| Ok((self.user_row(r)?, token_row(r, NEXT)?)),
             )
             .optional()
             .map_err(sql_err(&self.path))?;
+        row.map(|(u, t)| Ok((self.fix_role(u)?, t))).transpose()
+    }
+
+    fn touch_api_token(&mut self, id: i64, now: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )
+            .map_err(sql_err(&self.path))?;
+        Ok(())
+    }
+
+    fn api_tokens(&mut self, user_id: i64) -> Result<Vec<ApiToken>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "SELECT {TOKEN_COLS} FROM api_tokens t WHERE t.user_id = ?1 ORDER BY t.id"
+            ))
+            .map_err(err)?;
+        let rows = q
+            .query_map([user_id], |r| token_row(r, 0))
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
+    }
+
+    fn revoke_api_token(&mut self, id: i64) -> Result<Option<User>, StoreError> {
+        let err = sql_err(&self.path);
+        let row = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {USER_COLS} FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id = ?1"
+                ),
+                [id],
+                |r| self.user_row(r),
+            )
+            .optional()
+            .map_err(err)?;
+        self.conn
+            .execute("DELETE FROM api_tokens WHERE id = ?1", [id])
+            .map_err(err)?;
         row.map(|r| self.fix_role(r)).transpose()
+    }
+
+    fn remove_user(&mut self, name: &str) -> Result<bool, StoreError> {
+        let err = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(err)?;
+        // explicit, not only ON DELETE CASCADE: a connection opened without
+        // foreign keys would leave the rows behind
+        for sql in [
+            "DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE name = ?1)",
+            "DELETE FROM api_tokens WHERE user_id IN (SELECT id FROM users WHERE name = ?1)",
+        ] {
+            tx.execute(sql, [name]).map_err(err)?;
+        }
+        let n = tx
+            .execute("DELETE FROM users WHERE name = ?1", [name])
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(n > 0)
+    }
+
+    fn end_sessions(&mut self, user_id: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])
+            .map_err(sql_err(&self.path))?;
+        Ok(())
+    }
+
+    fn set_totp(&mut self, name: &str, secret_hex: Option<&str>) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE users SET totp_secret = ?2, totp_last_step = NULL WHERE name = ?1",
+                params![name, secret_hex],
+            )
+            .map_err(sql_err(&self.path))?;
+        Ok(n > 0)
+    }
+
+    fn claim_totp_step(&mut self, user_id: i64, step: i64) -> Result<bool, StoreError> {
+        // one statement: two logins racing with the same code cannot both win
+        let n = self
+            .conn
+            .execute(
+                "UPDATE users SET totp_last_step = ?2
+                 WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+                params![user_id, step],
+            )
+            .map_err(sql_err(&self.path))?;
+        Ok(n > 0)
     }
 
     fn audit(&mut self, e: &AuditEntry) -> Result<(), StoreError> {

@@ -362,6 +362,26 @@ const MIGRATIONS: &[(u32, &str)] = &[
         checked_at   INTEGER NOT NULL   -- unix milliseconds
     ) WITHOUT ROWID;",
     ),
+    (
+        14,
+        // account management: a TOTP secret and the last time step used
+        // (replay guard); API tokens get an id to list and revoke them by,
+        // and their last use (a new table: SQLite cannot add a key column)
+        "ALTER TABLE users ADD COLUMN totp_secret TEXT;
+    ALTER TABLE users ADD COLUMN totp_last_step INTEGER;
+    CREATE TABLE api_tokens_v14 (
+        id           INTEGER PRIMARY KEY,
+        token_sha256 TEXT    NOT NULL UNIQUE,
+        user_id      INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_at   INTEGER NOT NULL,
+        last_used_at INTEGER
+    );
+    INSERT INTO api_tokens_v14 (token_sha256, user_id, created_at)
+        SELECT token_sha256, user_id, created_at FROM api_tokens ORDER BY created_at;
+    DROP TABLE api_tokens;
+    ALTER TABLE api_tokens_v14 RENAME TO api_tokens;
+    CREATE INDEX api_tokens_user ON api_tokens (user_id);",
+    ),
 ];
 
 impl SqliteStore {
