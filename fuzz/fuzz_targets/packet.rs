@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let client: SocketAddr = "127.0.0.1:5000".parse().unwrap();
     let mut out = Vec::new();
     let r = resolver();
-    let _ = r.handle(&r.arrival(), data, client, true, &mut out);
+    let _ = r.handle(&r.arrival(), data, client, true, parapet_dns::Transport::Udp, &mut out);
     if !out.is_empty() {
         assert!(out.len() >= wire::HEADER_LEN);
     }

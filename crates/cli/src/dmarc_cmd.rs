@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use parapet_mailcheck::report::{self, AuthResult, Parsed};
-use parapet_store::{DmarcRecordRow, DmarcReportRow, Imported, TlsReportRow, TlsResultRow};
+use parapet_store::{Db, DmarcRecordRow, DmarcReportRow, Imported, TlsReportRow, TlsResultRow};
 
 use crate::BadInput;
 use crate::config::Config;

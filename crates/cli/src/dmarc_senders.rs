@@ -34,14 +34,23 @@ pub fn service_map(config: &Config) -> ServiceMap {
 }
 
 /// The nameserver Mail Check asks: `[mailcheck] nameserver`, else the
-/// first of `[dns] upstreams`, else the system's.
+/// first plain (not `tls://`) `[dns] upstreams`, else the system's.
 fn dns_client(config: &Config) -> Option<Dns> {
     let configured = config.mailcheck.nameserver.as_deref().and_then(|ns| {
         ns.parse::<SocketAddr>()
             .ok()
             .or_else(|| ns.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
     });
-    match configured.or_else(|| config.dns.upstreams.first().copied()) {
+    // Mail Check's stub resolver speaks plain DNS: the first plain upstream
+    let plain = || {
+        config
+            .dns
+            .upstreams
+            .iter()
+            .find(|u| u.tls_name.is_none())
+            .map(|u| u.addr)
+    };
+    match configured.or_else(plain) {
         Some(server) => Some(Dns::new(server)),
         None => Dns::system(),
     }

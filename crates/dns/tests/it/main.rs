@@ -297,7 +297,7 @@ fn the_access_lists_refuse_strangers_but_not_a_feeds_primary_notify() {
         let mut out = Vec::new();
         let at = resolver.arrival();
         let client: SocketAddr = format!("{from}:5300").parse().unwrap();
-        match resolver.handle(&at, packet, client, true, &mut out) {
+        match resolver.handle(&at, packet, client, true, Transport::Udp, &mut out) {
             Outcome::Reply => Message::from_vec(&out).unwrap().metadata.response_code,
             _ => panic!("answered at once"),
         }
