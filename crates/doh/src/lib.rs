@@ -9,6 +9,8 @@
 //! HTTP; it depends on `parapet-dns` and nothing of storage, the web
 //! dashboard or the pipeline.
 
+mod records;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +28,8 @@ use parapet_dns::resolver::Outcome;
 use parapet_dns::{Resolver, Transport, wire};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+
+use crate::records::AnswerRecords;
 
 /// The media type of DNS messages over HTTP (RFC 8484 §6).
 pub const DNS_MESSAGE: &str = "application/dns-message";
@@ -112,11 +116,12 @@ pub async fn serve(
                 .max_header_list_size(16 * 1024)
                 .keep_alive_interval(Some(idle))
                 .keep_alive_timeout(idle);
-            // hyper writes a response's HEADERS and DATA frames separately
-            // and then flushes: buffered, they leave as one TLS record, and
-            // a client that reads one record per wake-up (dnsperf does)
-            // does not sit on the second
-            let io = tokio::io::BufWriter::with_capacity(16 * 1024, tls);
+            // one TLS record per answer on HTTP/2: see records.rs
+            let io = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                AnswerRecords::h2(tls)
+            } else {
+                AnswerRecords::http1(tls)
+            };
             let served = http.serve_connection(TokioIo::new(io), svc);
             tokio::select! {
                 r = served => {
