@@ -6,21 +6,13 @@ use std::process::{Command, Output};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{Client, repo_root};
+use crate::harness::{Client, output_text as text, repo_root};
 
 fn parapet(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_parapet"))
         .args(args)
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 use std::process::{Command, Output};
 
-use crate::harness::{Parapet, http_get_bearer as get, repo_root, start_nsd};
+use crate::harness::{Parapet, http_get_bearer as get, output_text as text, repo_root, start_nsd};
 
 const REVERSE: &str = "$ORIGIN 0.0.127.in-addr.arpa.
 $TTL 300
@@ -34,14 +34,6 @@ fn parapet(p: &Parapet, args: &[&str]) -> Output {
         .arg(&p.config)
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]

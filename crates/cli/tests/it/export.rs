@@ -7,7 +7,7 @@
 //! dashboard naming only metrics `/metrics` has.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{Parapet, Peer, free_port, repo_root, wait_for};
+use crate::harness::{Parapet, Peer, free_port, read_http_request, repo_root, wait_for};
 
 /// A CA and a server certificate for 127.0.0.1 made with `openssl`.
 fn make_certs(dir: &Path) {
@@ -331,28 +331,10 @@ fn http_receiver() -> (SocketAddr, Arc<Mutex<Vec<Request>>>) {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
+            let Some((line, headers, body)) = read_http_request(&mut reader) else {
                 continue;
-            }
+            };
             let path = line.split(' ').nth(1).unwrap_or("").to_string();
-            let mut headers = Vec::new();
-            loop {
-                line.clear();
-                reader.read_line(&mut line).unwrap();
-                let l = line.trim_end();
-                if l.is_empty() {
-                    break;
-                }
-                let (k, v) = l.split_once(':').unwrap();
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-            let len: usize = headers
-                .iter()
-                .find(|(k, _)| k == "content-length")
-                .map_or(0, |(_, v)| v.parse().unwrap());
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
             let first_hec = {
                 let mut g = got2.lock().unwrap();
                 let hec = |p: &str| p.starts_with("/services/collector");

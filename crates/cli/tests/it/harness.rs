@@ -2,10 +2,10 @@
 //! processes on free loopback ports, and a DNS client built on hickory-proto
 //! (an implementation independent of Parapet's own wire code).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -648,4 +648,44 @@ impl Answer {
 /// The repository root.
 pub fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// One HTTP request: its request line, headers (names lower-cased), body.
+pub type HttpRequest = (String, Vec<(String, String)>, Vec<u8>);
+
+/// Reads one HTTP/1.1 request from `reader`, with a body of
+/// `content-length` bytes. `None` when the peer sent nothing.
+pub fn read_http_request(reader: &mut impl BufRead) -> Option<HttpRequest> {
+    let mut request = String::new();
+    if reader.read_line(&mut request).ok()? == 0 {
+        return None;
+    }
+    let mut headers = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (k, v) = l.split_once(':').unwrap();
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).unwrap();
+    Some((request, headers, body))
+}
+
+/// A command's stdout then stderr, as text.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }

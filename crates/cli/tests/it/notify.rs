@@ -2,14 +2,14 @@
 //! in this test that fails the first delivery with 500, or is not there at
 //! all across a restart) and e-mail through a real SMTP server (aiosmtpd).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{Parapet, free_port, shared_nsd, start_smtp};
+use crate::harness::{Parapet, free_port, read_http_request, shared_nsd, start_smtp};
 
 /// One HTTP request as received: its headers (lower-cased names) and body.
 type Received = (Vec<(String, String)>, Vec<u8>);
@@ -30,27 +30,12 @@ fn webhook_receiver_on(listener: TcpListener, fail_first: bool) -> Arc<Mutex<Vec
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() || !line.starts_with("POST /hooks/parapet ") {
+            let Some((line, headers, body)) = read_http_request(&mut reader) else {
+                continue;
+            };
+            if !line.starts_with("POST /hooks/parapet ") {
                 continue;
             }
-            let mut headers = Vec::new();
-            loop {
-                line.clear();
-                reader.read_line(&mut line).unwrap();
-                let l = line.trim_end();
-                if l.is_empty() {
-                    break;
-                }
-                let (k, v) = l.split_once(':').unwrap();
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-            let len: usize = headers
-                .iter()
-                .find(|(k, _)| k == "content-length")
-                .map_or(0, |(_, v)| v.parse().unwrap());
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
             let n = {
                 let mut g = got2.lock().unwrap();
                 g.push((headers, body));
