@@ -12,6 +12,8 @@ use toml::Spanned;
 
 use parapet_pipeline::notify::NotifyConfig;
 
+pub mod mailbox;
+
 pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:5353";
 pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_STORE_PATH: &str = "parapet-data";
@@ -545,7 +547,7 @@ pub struct DmarcSection {
     /// Services added to (or overriding) the bundled map.
     pub senders: Vec<SenderConfig>,
     /// `[[dmarc.mailboxes]]`: IMAP mailboxes that receive reports.
-    pub mailboxes: Vec<crate::mailbox::MailboxConfig>,
+    pub mailboxes: Vec<mailbox::MailboxConfig>,
 }
 
 impl Default for DmarcSection {
@@ -1015,7 +1017,7 @@ impl Config {
                         "a feed comes from a url or by zone transfer (primary), not both",
                     ));
                 }
-                crate::url_feeds::validate(f, url)
+                validate_url_feed(f, url)
                     .map_err(|msg| at(text, file, url.span(), "[[feeds]] url", &msg))?;
             } else if f.source == FeedSourceConfig::File
                 && f.path.as_os_str().is_empty()
@@ -1046,7 +1048,7 @@ impl Config {
         }
         let mut mailboxes: Vec<&str> = Vec::new();
         for m in &self.dmarc.mailboxes {
-            crate::mailbox::validate(m, &mailboxes, &names).map_err(|(span, key, msg)| {
+            mailbox::validate(m, &mailboxes, &names).map_err(|(span, key, msg)| {
                 at(
                     text,
                     file,
@@ -1234,6 +1236,43 @@ fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
         .filter_map(|rest| rest.trim().split('%').next()?.parse().ok())
         .map(|ip| SocketAddr::new(ip, 53))
         .collect()
+}
+
+/// Checks a URL feed's entry; the message says what to change.
+fn validate_url_feed(f: &FeedConfig, url: &Spanned<String>) -> Result<(), String> {
+    let name = f.name.get_ref();
+    let u = url.get_ref();
+    let lower = u.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) || u.len() < 10 {
+        return Err(format!(
+            "feed `{name}`: `{u}` is not an http:// or https:// URL"
+        ));
+    }
+    if !f.path.as_os_str().is_empty() || f.source != FeedSourceConfig::File {
+        return Err(format!(
+            "feed `{name}`: a url feed has no path or source (its copy is kept under [store] path)"
+        ));
+    }
+    if !parapet_feeds::http::copy::valid_name(name) {
+        return Err(format!(
+            "feed `{name}`: the name of a url feed names its copy on disk: use letters, digits, `-`, `_` and `.`"
+        ));
+    }
+    if f.ca_file.is_some() && !lower.starts_with("https://") {
+        return Err(format!("feed `{name}`: ca_file needs an https:// URL"));
+    }
+    let positive = [
+        ("refresh_seconds", f.refresh_seconds),
+        ("max_bytes", f.max_bytes),
+        ("connect_timeout_seconds", f.connect_timeout_seconds),
+        ("read_timeout_seconds", f.read_timeout_seconds),
+    ];
+    for (key, v) in positive {
+        if v == Some(0) {
+            return Err(format!("feed `{name}`: {key} must be at least 1"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -21,11 +21,10 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 use parapet_core::alert::{Severity, Signal};
 use parapet_core::pseudonym::ClientPseudonym;
 use parapet_detect::feed::{self, FeedFormat};
-use parapet_feeds::http::copy::{Copy, FetchState, sha256_hex, valid_name};
+use parapet_feeds::http::copy::{Copy, FetchState, sha256_hex};
 use parapet_feeds::http::{self, Fetched, UrlSource};
-use toml::Spanned;
 
-use crate::config::{Config, FeedConfig, FeedSourceConfig};
+use crate::config::Config;
 use crate::loader::{SUPPLIER_TENANT, Trigger};
 
 pub const DEFAULT_REFRESH_SECONDS: u64 = 3600;
@@ -41,43 +40,6 @@ pub struct UrlFeed {
     pub source: UrlSource,
     pub format: FeedFormat,
     pub refresh: Duration,
-}
-
-/// Checks a URL feed's entry; the message says what to change.
-pub fn validate(f: &FeedConfig, url: &Spanned<String>) -> Result<(), String> {
-    let name = f.name.get_ref();
-    let u = url.get_ref();
-    let lower = u.to_ascii_lowercase();
-    if !(lower.starts_with("http://") || lower.starts_with("https://")) || u.len() < 10 {
-        return Err(format!(
-            "feed `{name}`: `{u}` is not an http:// or https:// URL"
-        ));
-    }
-    if !f.path.as_os_str().is_empty() || f.source != FeedSourceConfig::File {
-        return Err(format!(
-            "feed `{name}`: a url feed has no path or source (its copy is kept under [store] path)"
-        ));
-    }
-    if !valid_name(name) {
-        return Err(format!(
-            "feed `{name}`: the name of a url feed names its copy on disk: use letters, digits, `-`, `_` and `.`"
-        ));
-    }
-    if f.ca_file.is_some() && !lower.starts_with("https://") {
-        return Err(format!("feed `{name}`: ca_file needs an https:// URL"));
-    }
-    let positive = [
-        ("refresh_seconds", f.refresh_seconds),
-        ("max_bytes", f.max_bytes),
-        ("connect_timeout_seconds", f.connect_timeout_seconds),
-        ("read_timeout_seconds", f.read_timeout_seconds),
-    ];
-    for (key, v) in positive {
-        if v == Some(0) {
-            return Err(format!("feed `{name}`: {key} must be at least 1"));
-        }
-    }
-    Ok(())
 }
 
 /// The URL feeds of `config`, by name.
