@@ -1,4 +1,4 @@
-//! A limit on open connections of one encrypted listener (DoT or DoH)
+//! A limit on open connections of one stream listener (TCP, DoT or DoH)
 //! that idle clients cannot use to lock others out: when the table is
 //! full, the connection idle the longest is told to close and the new one
 //! takes its place; only when every connection is busy is the new one

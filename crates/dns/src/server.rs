@@ -10,10 +10,11 @@ use std::sync::Arc;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::timeout;
 
 use crate::Resolver;
+use crate::conns::{Conn, ConnTable};
 use crate::metrics::Transport;
 use crate::resolver::Outcome;
 
@@ -91,14 +92,14 @@ fn try_bind(addr: SocketAddr, n: usize) -> io::Result<Bound> {
 /// until the runtime stops.
 pub fn spawn(resolver: Arc<Resolver>, bound: Vec<Bound>) -> io::Result<JoinSet<()>> {
     let mut set = JoinSet::new();
-    let tcp_slots = Arc::new(TcpSlots::new(resolver.settings().tcp_max_connections));
+    let tcp_table = ConnTable::new(resolver.settings().tcp_max_connections);
     for b in bound {
         for s in b.udp {
             let sock = Arc::new(UdpSocket::from_std(s)?);
             set.spawn(udp_loop(resolver.clone(), sock));
         }
         let l = TcpListener::from_std(b.tcp)?;
-        set.spawn(tcp_accept(resolver.clone(), l, tcp_slots.clone()));
+        set.spawn(tcp_accept(resolver.clone(), l, tcp_table.clone()));
     }
     Ok(set)
 }
@@ -232,82 +233,13 @@ fn forward(
     });
 }
 
-/// The open TCP connections, so that a new one can take the place of the
-/// one idle longest when `tcp_max_connections` are open: idle or slow
-/// clients then cannot lock new ones out until their idle timeout. A
-/// connection counts as busy only while one of its queries is answered;
-/// one waiting for (or trickling in) its next query can be evicted.
-struct TcpSlots {
-    max: usize,
-    open: std::sync::Mutex<Open>,
-    start: std::time::Instant,
-}
-
-#[derive(Default)]
-struct Open {
-    next_id: u64,
-    conns: std::collections::HashMap<u64, (Arc<ConnState>, AbortHandle)>,
-}
-
-/// What a connection shares with [`TcpSlots`]: written by the connection
-/// alone, read only when a slot is wanted.
-#[derive(Default)]
-struct ConnState {
-    busy: std::sync::atomic::AtomicBool,
-    /// Milliseconds since [`TcpSlots::start`] of its last answer (or of its
-    /// accept).
-    last: std::sync::atomic::AtomicU64,
-}
-
-impl TcpSlots {
-    fn new(max: usize) -> Self {
-        Self {
-            max: max.max(1),
-            open: Default::default(),
-            start: std::time::Instant::now(),
-        }
-    }
-
-    fn now(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
-        self.open.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Room for one more connection: the idle one least recently active is
-    /// removed when all slots are taken and returned for the caller to
-    /// abort. `Err` when every connection is busy.
-    fn make_room(&self, open: &mut Open) -> Result<Option<AbortHandle>, ()> {
-        use std::sync::atomic::Ordering::Relaxed;
-        if open.conns.len() < self.max {
-            return Ok(None);
-        }
-        let victim = open
-            .conns
-            .iter()
-            .filter(|(_, (st, _))| !st.busy.load(Relaxed))
-            .min_by_key(|(_, (st, _))| st.last.load(Relaxed))
-            .map(|(&id, _)| id)
-            .ok_or(())?;
-        Ok(open.conns.remove(&victim).map(|(_, h)| h))
-    }
-}
-
-/// Frees a connection's slot when its task ends or is aborted.
-struct SlotGuard {
-    slots: Arc<TcpSlots>,
-    id: u64,
-}
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        self.slots.lock().conns.remove(&self.id);
-    }
-}
-
-async fn tcp_accept(resolver: Arc<Resolver>, listener: TcpListener, slots: Arc<TcpSlots>) {
+/// Accepts TCP connections within `tcp_max_connections`: at the limit a new
+/// one takes the place of the one idle longest ([`ConnTable`], as the
+/// encrypted listeners do), so idle or slow clients cannot lock new ones out
+/// until their idle timeout. A connection counts as busy only while one of
+/// its queries is answered; one waiting for (or trickling in) its next query
+/// can be evicted.
+async fn tcp_accept(resolver: Arc<Resolver>, listener: TcpListener, table: Arc<ConnTable>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -317,43 +249,25 @@ async fn tcp_accept(resolver: Arc<Resolver>, listener: TcpListener, slots: Arc<T
                 continue;
             }
         };
-        let mut open = slots.lock();
-        let victim = match slots.make_room(&mut open) {
-            Ok(v) => v,
-            Err(()) => {
-                drop(open);
-                tracing::debug!(%peer, "every TCP connection is busy; closing the new one");
-                continue;
-            }
+        let Some(conn) = table.admit() else {
+            tracing::debug!(%peer, "every TCP connection is busy; closing the new one");
+            continue;
         };
-        let id = open.next_id;
-        open.next_id += 1;
-        let state = Arc::new(ConnState::default());
-        state
-            .last
-            .store(slots.now(), std::sync::atomic::Ordering::Relaxed);
-        let guard = SlotGuard {
-            slots: slots.clone(),
-            id,
-        };
-        let (r, st) = (resolver.clone(), state.clone());
-        let task = tokio::spawn(async move {
-            let guard = guard;
-            if let Err(e) = tcp_conn(&r, stream, peer, &st, &guard.slots).await {
+        let r = resolver.clone();
+        tokio::spawn(async move {
+            let res = tokio::select! {
+                res = tcp_conn(&r, stream, peer, &conn) => res,
+                () = conn.evicted() => {
+                    r.metrics()
+                        .tcp_evicted
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Ok(())
+                }
+            };
+            if let Err(e) = res {
                 tracing::debug!(%peer, error = %e, "TCP connection ended");
             }
         });
-        // the task's guard takes the lock to leave, so it cannot remove
-        // its entry before it is in
-        open.conns.insert(id, (state, task.abort_handle()));
-        drop(open);
-        if let Some(v) = victim {
-            v.abort();
-            resolver
-                .metrics()
-                .tcp_evicted
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
     }
 }
 
@@ -363,10 +277,8 @@ async fn tcp_conn(
     resolver: &Resolver,
     mut stream: TcpStream,
     peer: SocketAddr,
-    state: &ConnState,
-    slots: &TcpSlots,
+    conn: &Conn,
 ) -> io::Result<()> {
-    use std::sync::atomic::Ordering::Relaxed;
     stream.set_nodelay(true)?;
     let idle = resolver.settings().tcp_idle_timeout;
     let mut buf = Vec::new();
@@ -383,7 +295,7 @@ async fn tcp_conn(
             Ok(r) => r?,
             Err(_) => return Ok(()),
         };
-        state.busy.store(true, Relaxed);
+        let _busy = conn.busy();
         let outcome = resolver.handle(
             &resolver.arrival(),
             &buf,
@@ -403,7 +315,5 @@ async fn tcp_conn(
             msg.extend_from_slice(&out);
             stream.write_all(&msg).await?;
         }
-        state.last.store(slots.now(), Relaxed);
-        state.busy.store(false, Relaxed);
     }
 }
