@@ -97,6 +97,8 @@ pub enum StartError {
     Thread(#[from] std::io::Error),
     #[error("{0}")]
     Export(String),
+    #[error("{0}")]
+    Spool(String),
 }
 
 /// A pipeline ready to take events: detection has its memory back, and the
@@ -133,7 +135,8 @@ impl Pipeline {
             node,
             base,
         } = parts;
-        let spool = spool::Spool::open(&spool_dir, spool_max_bytes)?;
+        let spool = spool::Spool::open(&spool_dir, spool_max_bytes)
+            .map_err(|e| StartError::Spool(e.to_string()))?;
         let mut detector = Detector::new(detect);
         for seen in store.load_seen()? {
             let since = std::time::UNIX_EPOCH + Duration::from_millis(seen.since.max(0) as u64);

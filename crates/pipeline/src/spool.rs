@@ -18,11 +18,19 @@
 //! ([`encode`]). Reading checks all three: a torn or corrupt record is
 //! reported and skipped, and the rest of the log is still replayed. One
 //! record at a time is read, at most [`MAX_RECORD`] bytes.
+//!
+//! A batch the store refuses for good (a constraint, a value it cannot
+//! hold) is copied, as one record in the same format, to
+//! `quarantine/RUN-SEQ.spool` and no longer holds back the batches behind
+//! it. The folder's `lock` file is held (`flock`) while the spool is open,
+//! so a second process given the same `[store] path` stops with an error
+//! instead of interleaving its segments with ours.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -89,7 +97,29 @@ struct Index {
     current: Option<u64>,
     next_seg: u64,
     bytes: u64,
+    /// Bytes in the quarantine folder (held to the same limit).
+    quarantine_bytes: u64,
 }
+
+/// Why the spool could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpenError {
+    #[error("cannot open the spool {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the spool {path} is in use by another process (it holds {path}/{LOCK_FILE}): each running node needs a [store] path of its own"
+    )]
+    Locked { path: String },
+}
+
+/// The file a running node holds locked in its spool folder.
+const LOCK_FILE: &str = "lock";
+/// The folder under the spool that batches the store refused go to.
+const QUARANTINE: &str = "quarantine";
 
 /// The spool of one node, shared by the collector (appends) and the writer
 /// (reads and releases).
@@ -99,16 +129,47 @@ pub(crate) struct Spool {
     max: u64,
     segment_bytes: u64,
     index: Mutex<Index>,
+    /// Batches set aside in the quarantine by this process.
+    quarantined: AtomicU64,
+    /// Locked while this process uses the folder; unlocked when closed,
+    /// however the process ends.
+    _lock: File,
 }
 
 impl Spool {
     /// Opens (creating it 0700) the spool folder `dir`, holding at most
     /// `max_bytes`, with the segments an earlier run left.
-    pub(crate) fn open(dir: &Path, max_bytes: u64) -> Result<Arc<Self>, StoreError> {
-        parapet_store::private_dir(dir)?;
-        let io = |source| StoreError::Io {
+    pub(crate) fn open(dir: &Path, max_bytes: u64) -> Result<Arc<Self>, OpenError> {
+        let io = |source| OpenError::Io {
             path: dir.display().to_string(),
             source,
+        };
+        parapet_store::private_dir(dir).map_err(|e| match e {
+            StoreError::Io { source, .. } => io(source),
+            other => io(std::io::Error::other(other.to_string())),
+        })?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode_0600()
+            .open(dir.join(LOCK_FILE))
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(OpenError::Locked {
+                    path: dir.display().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let quarantine_bytes = match std::fs::read_dir(dir.join(QUARANTINE)) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum(),
+            Err(_) => 0,
         };
         let mut segs = BTreeMap::new();
         let mut bytes = 0;
@@ -136,7 +197,10 @@ impl Spool {
                 current: None,
                 next_seg,
                 bytes,
+                quarantine_bytes,
             }),
+            quarantined: AtomicU64::new(0),
+            _lock: lock,
         }))
     }
 
@@ -179,12 +243,7 @@ impl Spool {
     /// Appends one batch and syncs it to disk; returns where its record
     /// starts and ends. Called by the collector only.
     pub(crate) fn append(&self, id: BatchId, runs: &[OwnedRun]) -> Result<(Pos, Pos), AppendError> {
-        let payload = encode(id, runs);
-        let mut record = Vec::with_capacity(payload.len() + HEADER as usize);
-        record.extend_from_slice(&MAGIC);
-        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        record.extend_from_slice(&Sha256::digest(&payload)[..8]);
-        record.extend_from_slice(&payload);
+        let record = record(id, runs);
         let len = record.len() as u64;
         let mut ix = self.index();
         if ix.bytes + len > self.max {
@@ -240,6 +299,46 @@ impl Spool {
                 })
             }
         }
+    }
+
+    /// Copies a batch the store refused to `quarantine/RUN-SEQ.spool` (one
+    /// record, synced), within the spool's limit; returns the file.
+    pub(crate) fn quarantine(
+        &self,
+        id: BatchId,
+        runs: &[OwnedRun],
+    ) -> Result<PathBuf, AppendError> {
+        let record = record(id, runs);
+        let mut ix = self.index();
+        if ix.quarantine_bytes + record.len() as u64 > self.max {
+            return Err(AppendError::Full { max: self.max });
+        }
+        let dir = self.dir.join(QUARANTINE);
+        let path = dir.join(format!("{}-{}.spool", id.run, id.seq));
+        let written = (|| {
+            parapet_store::private_dir(&dir).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let mut f = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .mode_0600()
+                .open(&path)?;
+            f.write_all(&record)?;
+            f.sync_data()?;
+            File::open(&dir)?.sync_all()
+        })();
+        written.map_err(|source| AppendError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        ix.quarantine_bytes += record.len() as u64;
+        self.quarantined.fetch_add(1, Ordering::Relaxed);
+        Ok(path)
+    }
+
+    /// Batches this process set aside in the quarantine.
+    pub(crate) fn quarantined(&self) -> u64 {
+        self.quarantined.load(Ordering::Relaxed)
     }
 
     /// Reads the record at `at` (bounded: one record, at most
@@ -363,6 +462,17 @@ impl Mode0600 for OpenOptions {
         std::os::unix::fs::OpenOptionsExt::mode(self, 0o600);
         self
     }
+}
+
+/// A batch's whole record: header, then [`encode`]'s payload.
+fn record(id: BatchId, runs: &[OwnedRun]) -> Vec<u8> {
+    let payload = encode(id, runs);
+    let mut record = Vec::with_capacity(payload.len() + HEADER as usize);
+    record.extend_from_slice(&MAGIC);
+    record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    record.extend_from_slice(&Sha256::digest(&payload)[..8]);
+    record.extend_from_slice(&payload);
+    record
 }
 
 /// The payload of a batch's record: its id, the number of runs, then each
@@ -587,7 +697,72 @@ mod tests {
             assert_eq!(a, b);
             assert!(same(ra, rb), "{ra:?} != {rb:?}");
         }
-        assert_eq!(std::fs::read_dir(&path).unwrap().count(), 2);
+        let segments = std::fs::read_dir(&path)
+            .unwrap()
+            .filter(|f| f.as_ref().unwrap().path().extension() == Some("spool".as_ref()))
+            .count();
+        assert_eq!(segments, 2);
+    }
+
+    #[test]
+    fn a_second_process_cannot_open_a_spool_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool");
+        let spool = Spool::open(&path, 1 << 20).unwrap();
+        // flock locks belong to an open file: a second open in this process
+        // meets the lock as another process would
+        let err = Spool::open(&path, 1 << 20).unwrap_err();
+        assert!(matches!(err, OpenError::Locked { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&path.display().to_string()) && text.contains("another process"),
+            "{text}"
+        );
+        // the lock goes with the spool (and with the process, however it ends)
+        drop(spool);
+        Spool::open(&path, 1 << 20).unwrap();
+    }
+
+    #[test]
+    fn a_quarantined_batch_is_kept_whole_and_counted_within_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool");
+        let spool = Spool::open(&path, 256 << 10).unwrap();
+        let (id, runs) = batch(7);
+        let file = spool.quarantine(id, &runs).unwrap();
+        assert_eq!(file, path.join("quarantine").join("42-7.spool"));
+        assert_eq!(spool.quarantined(), 1);
+        // the same record format as a segment: it reads back as the batch
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(bytes[..4], MAGIC);
+        let (read, rruns) = decode(&bytes[HEADER as usize..]).unwrap();
+        assert_eq!(read, id);
+        assert!(same(&rruns, &runs));
+        // quarantined batches are never replayed as segments
+        let (good, bad) = read_all(&spool, spool.start());
+        assert!(good.is_empty() && bad.is_empty(), "{good:?} {bad:?}");
+        // and they are held to the spool's limit too
+        let big: Vec<OwnedRun> = (0..800)
+            .map(|i| run(&format!("name-{i}.a-rather-long-domain.example"), 1, None))
+            .collect();
+        let mut n = 0;
+        let full = loop {
+            match spool.quarantine(
+                BatchId {
+                    run: 42,
+                    seq: 100 + n,
+                },
+                &big,
+            ) {
+                Ok(_) => n += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(full, AppendError::Full { .. }), "{full}");
+        drop(spool);
+        // a restart counts what the folder already holds
+        let spool = Spool::open(&path, 256 << 10).unwrap();
+        assert!(spool.quarantine(BatchId { run: 43, seq: 1 }, &big).is_err());
     }
 
     #[test]

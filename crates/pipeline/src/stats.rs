@@ -73,6 +73,12 @@ impl PipelineStats {
              # TYPE parapet_spool_bytes gauge\nparapet_spool_bytes {}",
             self.spool.bytes()
         );
+        let _ = writeln!(
+            text,
+            "# HELP parapet_spool_quarantined_total Batches of query events the store refused for good, set aside under the spool's quarantine folder.\n\
+             # TYPE parapet_spool_quarantined_total counter\nparapet_spool_quarantined_total {}",
+            self.spool.quarantined()
+        );
         self.alerts.render(text);
         self.exports.render(text);
     }

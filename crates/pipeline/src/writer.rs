@@ -3,7 +3,7 @@
 //! raised ones' notifications in the same transaction); between batches,
 //! the heartbeat and the retention job. Also the aggregate fold for backends that defer it.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -12,7 +12,7 @@ use parapet_core::alert::{Severity, Signal};
 use parapet_core::event::{OwnedRun, QueryEvent};
 use parapet_core::pseudonym::{ClientPseudonym, Pseudonymiser};
 use parapet_detect::rules::{Detector, Observed};
-use parapet_store::{BatchId, Db, Retention};
+use parapet_store::{BatchId, Db, Findings, Retention, StoreError};
 
 use crate::collect::{Batch, EVENT_POLL, collect};
 use crate::sched::{Backlog, Mode, StorageSched, storage_priority};
@@ -78,13 +78,16 @@ pub(crate) struct Replay {
     acked: Pos,
     /// The store failed: no write is tried before `retry_at`.
     down: Option<Down>,
-    /// The highest batch number of this run detection has seen, and the
-    /// lower ones it has not (their hand-over was skipped: they are read
-    /// back from the spool).
-    observed: i64,
-    missed: BTreeSet<i64>,
-    /// The `store.unavailable` alert, until the store has recorded it.
-    held: Option<Signal>,
+    /// What detection found in batches it ran over whose transaction
+    /// failed after that (so a retry does not run detection twice over
+    /// them); a batch's entry goes when it is stored, found already
+    /// stored, quarantined or dropped. Holds a batch or two.
+    pending: BTreeMap<BatchId, Findings>,
+    /// Findings no stored batch carries yet: alerts about Parapet itself
+    /// (`store.unavailable`, feeds or config failing), and what detection
+    /// found in batches that were dropped or quarantined. They go in with
+    /// the next batch stored, or on their own when there is no traffic.
+    held: Findings,
     alerted: bool,
 }
 
@@ -100,9 +103,8 @@ impl Replay {
         Self {
             acked: spool.start(),
             down: None,
-            observed: 0,
-            missed: BTreeSet::new(),
-            held: None,
+            pending: BTreeMap::new(),
+            held: Findings::default(),
             alerted: false,
         }
     }
@@ -125,6 +127,19 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 /// past them the collector hands over nothing (each batch is in the
 /// spool already, and the writer reads it back from there).
 const BATCHES_IN_FLIGHT: usize = 2;
+/// The most signals (and, apart, seen domains) held in memory for a store
+/// that is down when no batch carries them; past it the oldest go, logged.
+const HELD_MAX: usize = 10_000;
+
+/// Why a batch was not stored.
+enum Failed {
+    /// The store did not answer, or failed in a way that may pass: the
+    /// batch waits in the spool for the next try.
+    Down,
+    /// The store refused the batch's data itself; trying again would fail
+    /// the same way.
+    Rejected(StoreError),
+}
 
 impl EventWriter {
     /// Runs the pipeline until `stop` is set and the queue is drained: a
@@ -228,12 +243,12 @@ impl EventWriter {
                         down.retry_at = Instant::now();
                     }
                     self.catch_up();
-                    self.record(Observed::default());
+                    self.record_held();
                     sched.writing(false);
                     return;
                 }
             }
-            self.record(Observed::default());
+            self.record_held();
             sched.writing(false);
         }
     }
@@ -282,19 +297,22 @@ impl EventWriter {
         }
     }
 
-    /// Takes one batch from the collector: detection sees it at once, and
-    /// it is stored now when the store is up and nothing older waits in
-    /// the spool, or replayed from the spool in its turn.
+    /// Takes one batch from the collector: it is stored now (and run
+    /// through detection in the same step) when the store is up and
+    /// nothing older waits in the spool, or replayed from the spool in its
+    /// turn.
     fn take(&mut self, batch: Batch) {
         let Batch { id, runs, spooled } = batch;
-        let seen = self.observe(id, &runs);
-        self.record(seen);
         match spooled {
             Some((_, end)) if end <= self.replay.acked => {}
             Some((start, end)) if start == self.replay.acked && self.replay.down.is_none() => {
-                if self.store_batch(id, &runs).is_ok() {
-                    self.replay.acked = end;
-                    self.spool.release(end);
+                match self.store_batch(id, &runs) {
+                    Ok(()) => self.advance(end),
+                    Err(Failed::Rejected(e)) => {
+                        self.quarantine(id, &runs, &e);
+                        self.advance(end);
+                    }
+                    Err(Failed::Down) => {}
                 }
             }
             Some(_) => self.catch_up(),
@@ -305,44 +323,85 @@ impl EventWriter {
                     .down
                     .as_ref()
                     .is_none_or(|d| Instant::now() >= d.retry_at);
-                if !(due && self.store_batch(id, &runs).is_ok()) {
-                    self.drop_batch(&runs);
+                match due.then(|| self.store_batch(id, &runs)) {
+                    Some(Ok(())) => {}
+                    Some(Err(Failed::Rejected(e))) => self.quarantine(id, &runs, &e),
+                    Some(Err(Failed::Down)) | None => self.drop_batch(id, &runs),
                 }
             }
         }
     }
 
-    /// Stores one batch exactly once; on failure the store counts as down
-    /// until its next try (backing off up to [`RETRY_MAX`]).
-    fn store_batch(&mut self, id: BatchId, runs: &[OwnedRun]) -> Result<(), ()> {
-        let runs: Vec<_> = runs.iter().map(OwnedRun::as_run).collect();
+    /// Every batch before `next` is stored (or set aside): the spool may
+    /// let go of it.
+    fn advance(&mut self, next: Pos) {
+        self.replay.acked = next;
+        self.spool.release(next);
+    }
+
+    /// Stores one batch exactly once, with what detection finds in it and
+    /// the held findings, in one transaction. Detection runs only over a
+    /// batch the store does not hold yet, and once per batch however often
+    /// its transaction is tried. On a failure that may pass, the store
+    /// counts as down until its next try (backing off up to
+    /// [`RETRY_MAX`]).
+    fn store_batch(&mut self, id: BatchId, runs: &[OwnedRun]) -> Result<(), Failed> {
+        let as_runs: Vec<_> = runs.iter().map(OwnedRun::as_run).collect();
         let started = Instant::now();
-        match self.store.insert_batch(id, &runs) {
-            Ok(_) => {
-                self.batch_latency.observe(started.elapsed());
+        let Self {
+            store,
+            detector,
+            replay,
+            ..
+        } = self;
+        let Replay { pending, held, .. } = replay;
+        let mut detect = || {
+            let mut found = pending
+                .entry(id)
+                .or_insert_with(|| observe(detector, runs))
+                .clone();
+            found.extend(held.clone());
+            found
+        };
+        let result = store.insert_batch_found(id, &as_runs, &mut detect);
+        match result {
+            Ok(stored) => {
+                self.replay.pending.remove(&id);
+                if let Some(stored) = stored {
+                    self.batch_latency.observe(started.elapsed());
+                    // detection ran: the held findings went in with it
+                    self.replay.held = Findings::default();
+                    self.log_raised(&stored.alerts);
+                }
                 Ok(())
             }
+            Err(e) if e.rejects_data() => Err(Failed::Rejected(e)),
             Err(e) => {
-                let now = Instant::now();
-                match &mut self.replay.down {
-                    Some(d) => {
-                        d.backoff = (d.backoff * 2).min(RETRY_MAX);
-                        d.retry_at = now + d.backoff;
-                    }
-                    None => {
-                        tracing::error!(
-                            runs = runs.len(),
-                            "could not store query events, keeping them in the spool until the store answers: {e}"
-                        );
-                        let backoff = self.flush_every.min(RETRY_MAX);
-                        self.replay.down = Some(Down {
-                            retry_at: now + backoff,
-                            backoff,
-                            since: now,
-                        });
-                    }
-                }
-                Err(())
+                self.mark_down(&e, runs.len());
+                Err(Failed::Down)
+            }
+        }
+    }
+
+    /// Counts the store as down from now until its next try.
+    fn mark_down(&mut self, e: &StoreError, runs: usize) {
+        let now = Instant::now();
+        match &mut self.replay.down {
+            Some(d) => {
+                d.backoff = (d.backoff * 2).min(RETRY_MAX);
+                d.retry_at = now + d.backoff;
+            }
+            None => {
+                tracing::error!(
+                    runs,
+                    "could not store query events, keeping them in the spool until the store answers: {e}"
+                );
+                let backoff = self.flush_every.min(RETRY_MAX);
+                self.replay.down = Some(Down {
+                    retry_at: now + backoff,
+                    backoff,
+                    since: now,
+                });
             }
         }
     }
@@ -364,19 +423,16 @@ impl EventWriter {
         while started.elapsed() < REPLAY_SLICE {
             match self.spool.read(self.replay.acked) {
                 Found::Batch { id, runs, next } => {
-                    let seen = self.observe(id, &runs);
-                    self.record(seen);
-                    if self.store_batch(id, &runs).is_err() {
-                        return;
+                    match self.store_batch(id, &runs) {
+                        Ok(()) => replayed += 1,
+                        Err(Failed::Rejected(e)) => self.quarantine(id, &runs, &e),
+                        Err(Failed::Down) => return,
                     }
-                    replayed += 1;
-                    self.replay.acked = next;
-                    self.spool.release(next);
+                    self.advance(next);
                 }
                 Found::Bad { why, next } => {
                     tracing::error!("spool: skipping an unreadable record: {why}");
-                    self.replay.acked = next;
-                    self.spool.release(next);
+                    self.advance(next);
                 }
                 Found::End => {
                     if let Some(d) = self.replay.down.take() {
@@ -393,30 +449,36 @@ impl EventWriter {
         }
     }
 
-    /// Runs detection over a batch the first time this run sees it (a
-    /// batch of an earlier run was observed by that run, or lost with it).
-    fn observe(&mut self, id: BatchId, runs: &[OwnedRun]) -> Observed {
-        let r = &mut self.replay;
-        let first_time =
-            id.run == self.started_at && (id.seq > r.observed || r.missed.remove(&id.seq));
-        let mut seen = Observed::default();
-        if !first_time {
-            return seen;
+    /// Sets aside a batch the store refused for good, so that it no longer
+    /// holds back the batches behind it: a copy goes to the spool's
+    /// quarantine folder (for the operator to inspect), and what detection
+    /// found in it is kept, to be recorded with the next batch.
+    fn quarantine(&mut self, id: BatchId, runs: &[OwnedRun], e: &StoreError) {
+        match self.spool.quarantine(id, runs) {
+            Ok(path) => tracing::error!(
+                run = id.run,
+                seq = id.seq,
+                file = %path.display(),
+                "the store refused a batch of query events; it is set aside in the spool's quarantine: {e}"
+            ),
+            Err(q) => tracing::error!(
+                run = id.run,
+                seq = id.seq,
+                "the store refused a batch of query events, and it cannot be set aside ({q}): its events are lost: {e}"
+            ),
         }
-        if id.seq > r.observed {
-            r.missed.extend(r.observed + 1..id.seq);
-            r.observed = id.seq;
-        }
-        // the repeats of a query are one row and one step of detection
-        for run in runs {
-            self.detector.observe_run(&run.as_run(), &mut seen);
-        }
-        seen
+        let found = self
+            .replay
+            .pending
+            .remove(&id)
+            .unwrap_or_else(|| observe(&mut self.detector, runs));
+        self.hold(found);
     }
 
-    /// Counts a batch lost to a full spool and a store that is down, and
-    /// raises `store.unavailable` once per outage.
-    fn drop_batch(&mut self, runs: &[OwnedRun]) {
+    /// Counts a batch lost to a full spool and a store that is down, keeps
+    /// what detection finds in it (its alerts are not lost with its
+    /// events), and raises `store.unavailable` once per outage.
+    fn drop_batch(&mut self, id: BatchId, runs: &[OwnedRun]) {
         let queries: u64 = runs.iter().map(|r| u64::from(r.queries)).sum();
         self.dropped.fetch_add(queries, Ordering::Relaxed);
         tracing::error!(
@@ -424,69 +486,117 @@ impl EventWriter {
             spool_bytes = self.spool.bytes(),
             "query events dropped: the store is unavailable and the spool is full"
         );
+        let found = self
+            .replay
+            .pending
+            .remove(&id)
+            .unwrap_or_else(|| observe(&mut self.detector, runs));
+        self.hold(found);
         if !self.replay.alerted {
             self.replay.alerted = true;
             let location = self.store.location();
-            self.replay.held = Some(Signal {
-                time: SystemTime::now(),
-                tenant: self.supplier.clone(),
-                rule: "store.unavailable",
-                severity: Severity::High,
-                domain: location.clone(),
-                client: ClientPseudonym([0; 8]),
-                feed: None,
-                reason: format!(
-                    "the store {location} did not answer and the spool reached [store] spool_max_mb: query events are being dropped (parapet_events_dropped_total{{reason=\"spool_full\"}})"
-                ),
-                evidence: String::new(),
-                folded: None,
+            self.hold(Findings {
+                signals: vec![Signal {
+                    time: SystemTime::now(),
+                    tenant: self.supplier.clone(),
+                    rule: "store.unavailable",
+                    severity: Severity::High,
+                    domain: location.clone(),
+                    client: ClientPseudonym([0; 8]),
+                    feed: None,
+                    reason: format!(
+                        "the store {location} did not answer and the spool reached [store] spool_max_mb: query events are being dropped (parapet_events_dropped_total{{reason=\"spool_full\"}})"
+                    ),
+                    evidence: String::new(),
+                    folded: None,
+                }],
+                ..Findings::default()
             });
         }
     }
 
-    /// Stores what detection learnt and the signals (with alerts about
-    /// Parapet itself), and hands raised alerts to the notifier.
-    fn record(&mut self, mut seen: Observed) {
-        seen.signals.extend(self.system_signals.try_iter());
-        let held = self.replay.held.is_some();
-        seen.signals.extend(self.replay.held.clone());
-        if seen.signals.is_empty()
-            && seen.learning_started.is_empty()
-            && seen.new_domains.is_empty()
-        {
+    /// Keeps `found` until a batch (or [`EventWriter::record_held`])
+    /// stores it; past [`HELD_MAX`] the oldest go.
+    fn hold(&mut self, found: Findings) {
+        let held = &mut self.replay.held;
+        held.extend(found);
+        let over = held.signals.len().saturating_sub(HELD_MAX);
+        if over > 0 {
+            held.signals.drain(..over);
+            tracing::error!(
+                signals = over,
+                "the store has been unavailable too long: the oldest detection signals held for it are lost"
+            );
+        }
+        let over = held.new_domains.len().saturating_sub(HELD_MAX);
+        held.new_domains.drain(..over);
+    }
+
+    /// Records the held findings (with the alerts about Parapet itself that
+    /// came meanwhile) when no batch has carried them: when there is no
+    /// traffic, or every batch was dropped. Kept for the next try when the
+    /// store fails.
+    fn record_held(&mut self) {
+        let system: Vec<Signal> = self.system_signals.try_iter().collect();
+        if !system.is_empty() {
+            self.hold(Findings {
+                signals: system,
+                ..Findings::default()
+            });
+        }
+        if self.replay.held.is_empty() || self.replay.down.is_some() {
             return;
         }
-        if let Err(e) = self
+        let held = &self.replay.held;
+        let result = self
             .store
-            .save_seen(&seen.learning_started, &seen.new_domains)
-        {
-            tracing::error!("could not store the domains detection has seen: {e}");
-        }
-        if seen.signals.is_empty() {
-            return;
-        }
-        match self.store.record_signals(&seen.signals) {
+            .save_seen(&held.learning_started, &held.new_domains)
+            .and_then(|()| self.store.record_signals(&held.signals));
+        match result {
             Ok(touched) => {
-                if held {
-                    self.replay.held = None;
-                }
-                for (id, _) in touched.iter().filter(|(_, raised)| *raised) {
-                    if let Ok(a) = self.store.alert(*id) {
-                        tracing::warn!(
-                            target: "parapet::alert",
-                            id = a.id,
-                            tenant = %a.tenant,
-                            rule = %a.rule,
-                            domain = %a.domain,
-                            severity = %a.severity,
-                            "new alert: {}",
-                            a.reason
-                        );
-                    }
-                }
+                self.replay.held = Findings::default();
+                self.log_raised(&touched);
             }
-            Err(e) => tracing::error!(signals = seen.signals.len(), "could not store alerts: {e}"),
+            Err(e) => {
+                tracing::error!(
+                    signals = self.replay.held.signals.len(),
+                    "could not store alerts, keeping them until the store answers: {e}"
+                );
+                self.mark_down(&e, 0);
+            }
         }
+    }
+
+    /// Logs each alert raised (new, or reopened).
+    fn log_raised(&mut self, touched: &[(i64, bool)]) {
+        for (id, _) in touched.iter().filter(|(_, raised)| *raised) {
+            if let Ok(a) = self.store.alert(*id) {
+                tracing::warn!(
+                    target: "parapet::alert",
+                    id = a.id,
+                    tenant = %a.tenant,
+                    rule = %a.rule,
+                    domain = %a.domain,
+                    severity = %a.severity,
+                    "new alert: {}",
+                    a.reason
+                );
+            }
+        }
+    }
+}
+
+/// Runs detection over a batch's runs (the repeats of a query are one row
+/// and one step of detection).
+fn observe(detector: &mut Detector, runs: &[OwnedRun]) -> Findings {
+    let mut seen = Observed::default();
+    for run in runs {
+        detector.observe_run(&run.as_run(), &mut seen);
+    }
+    Findings {
+        signals: std::mem::take(&mut seen.signals),
+        learning_started: std::mem::take(&mut seen.learning_started),
+        new_domains: std::mem::take(&mut seen.new_domains),
     }
 }
 

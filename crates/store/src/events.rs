@@ -2,8 +2,10 @@
 //! hourly aggregates, retention, and the totals the dashboard reads. One
 //! trait for the data the resolver produces, whichever page or job reads it.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use parapet_core::alert::Signal;
 use parapet_core::event::{EventRun, OwnedRun, PrivateEvent, fold_events};
 
 use crate::StoreError;
@@ -114,6 +116,44 @@ pub struct BatchId {
     pub seq: i64,
 }
 
+/// What detection found in one batch of query events. It is stored in the
+/// batch's own transaction ([`EventStore::insert_batch_found`]), so the
+/// alerts of a batch are recorded exactly when its events are: a batch
+/// replayed from the spool after an outage or a crash raises its alerts
+/// then, and a batch already stored raises none again.
+#[derive(Debug, Clone, Default)]
+pub struct Findings {
+    /// Folded into alerts, as [`AlertStore::record_signals`](crate::AlertStore::record_signals) does.
+    pub signals: Vec<Signal>,
+    /// As [`AlertStore::save_seen`](crate::AlertStore::save_seen) takes them.
+    pub learning_started: Vec<(Arc<str>, SystemTime)>,
+    pub new_domains: Vec<(Arc<str>, String, SystemTime)>,
+}
+
+impl Findings {
+    pub fn is_empty(&self) -> bool {
+        self.signals.is_empty() && self.learning_started.is_empty() && self.new_domains.is_empty()
+    }
+
+    /// Adds `other`'s findings to these.
+    pub fn extend(&mut self, other: Findings) {
+        self.signals.extend(other.signals);
+        self.learning_started.extend(other.learning_started);
+        self.new_domains.extend(other.new_domains);
+    }
+}
+
+/// What [`EventStore::insert_batch_found`] stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchStored {
+    /// Queries (not rows) written.
+    pub queries: usize,
+    /// The alerts the findings touched, `true` for those raised, as
+    /// [`AlertStore::record_signals`](crate::AlertStore::record_signals)
+    /// returns them.
+    pub alerts: Vec<(i64, bool)>,
+}
+
 /// Query events and their hourly aggregates. Each call is one transaction:
 /// a crash loses the call in progress, never half of it. In the reads,
 /// `tenant: None` means every tenant (supplier views); callers derive it
@@ -142,7 +182,23 @@ pub trait EventStore: Send {
         &mut self,
         id: BatchId,
         runs: &[EventRun<'_>],
-    ) -> Result<Option<usize>, StoreError>;
+    ) -> Result<Option<usize>, StoreError> {
+        Ok(self
+            .insert_batch_found(id, runs, &mut Findings::default)?
+            .map(|s| s.queries))
+    }
+
+    /// [`EventStore::insert_batch`] with what detection finds in the batch,
+    /// in the same transaction: `detect` is called only once the store
+    /// knows the batch is new (so a batch already stored is never run
+    /// through detection again), and may be called again when the
+    /// transaction is retried (it must return the same findings).
+    fn insert_batch_found(
+        &mut self,
+        id: BatchId,
+        runs: &[EventRun<'_>],
+        detect: &mut dyn FnMut() -> Findings,
+    ) -> Result<Option<BatchStored>, StoreError>;
 
     /// Whether [`EventStore::insert_events`] leaves hourly counts for
     /// [`EventStore::fold_aggregates`] to fold (PostgreSQL: many nodes

@@ -30,8 +30,8 @@ pub use accounts::AccountStore;
 pub use alerts::{AlertFilter, AlertStore, Notification, OutboxCounts, SeenDomains};
 pub use cluster::{ClusterStore, FeedVersion, NodeStatus, sha256_hex};
 pub use events::{
-    AGGREGATE_FIELDS, BatchId, EVENT_FIELDS, EventStore, HourlyTraffic, Purged, Retention,
-    TenantTraffic,
+    AGGREGATE_FIELDS, BatchId, BatchStored, EVENT_FIELDS, EventStore, Findings, HourlyTraffic,
+    Purged, Retention, TenantTraffic,
 };
 pub use exports::{ExportCursor, ExportStore, StoredEvent};
 pub use mail::{
@@ -39,7 +39,7 @@ pub use mail::{
     MailCheckRow, MailFinding, MailStore, ServiceGroup, SourceSummary, TlsReportRow, TlsResultRow,
     UNIDENTIFIED,
 };
-pub use pg::{PgStore, redact};
+pub use pg::{CONNECT_TIMEOUT, PgStore, redact};
 pub use rules::{cutoff, unix_millis};
 pub use sqlite::{DB_FILE, SqliteStore, private_dir};
 
@@ -121,4 +121,30 @@ pub enum StoreError {
         found: u32,
         known: u32,
     },
+}
+
+impl StoreError {
+    /// The database refused the data itself (a constraint, a value it
+    /// cannot hold, a limit), so the same write will fail again however
+    /// often it is tried; anything else (no connection, a lock, a full
+    /// disk, a server shutting down) may pass. Unknown errors count as
+    /// passing: a write is only given up on when the store says why.
+    pub fn rejects_data(&self) -> bool {
+        match self {
+            StoreError::Postgres { source, .. } => source.code().is_some_and(|c| {
+                // SQLSTATE classes 22 (data exception), 23 (integrity
+                // constraint violation), 54 (program limit exceeded)
+                matches!(&c.code()[..2], "22" | "23" | "54")
+            }),
+            StoreError::Sqlite { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(
+                    rusqlite::ErrorCode::ConstraintViolation
+                        | rusqlite::ErrorCode::TypeMismatch
+                        | rusqlite::ErrorCode::TooBig
+                )
+            ),
+            _ => false,
+        }
+    }
 }

@@ -83,6 +83,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     events_and_hourly_aggregates,
     a_batch_is_stored_once_however_often_it_is_replayed,
+    a_batch_raises_its_alerts_once_in_its_own_transaction,
     every_event_of_a_large_batch_is_stored_as_it_was,
     repeats_of_a_query_in_one_batch_are_one_row_that_counts_them,
     purge_removes_exactly_what_is_past_retention,
@@ -270,6 +271,58 @@ fn a_batch_is_stored_once_however_often_it_is_replayed(fx: &Fx) {
     assert_eq!(s.insert_batch(id, &runs).unwrap(), Some(3));
     assert_eq!(s.event_count().unwrap(), 12);
     assert_eq!(totals(&mut s), [(12, 4)]);
+}
+
+/// What detection finds in a batch is stored with it: its alerts (with
+/// their outbox rows) and seen domains commit with the events, and a batch
+/// already stored is not run through detection again, so a replay raises
+/// nothing twice.
+fn a_batch_raises_its_alerts_once_in_its_own_transaction(fx: &Fx) {
+    use crate::{BatchId, Findings};
+    use parapet_core::event::{OwnedRun, fold_events};
+    let mut s = fx.open();
+    s.set_node("node-a");
+    let events = [event(7202, "bad.example", EventAction::Blocked)];
+    let runs = fold_events(&events);
+    let runs: Vec<_> = runs.iter().map(OwnedRun::as_run).collect();
+    let id = BatchId { run: 1_000, seq: 1 };
+    let mut calls = 0;
+    let mut detect = || {
+        calls += 1;
+        Findings {
+            signals: vec![signal(
+                7202,
+                "feed.block",
+                "bad.example",
+                1,
+                Some("malware"),
+            )],
+            learning_started: vec![(
+                Arc::from("council-a"),
+                UNIX_EPOCH + Duration::from_secs(7200),
+            )],
+            new_domains: vec![(
+                Arc::from("council-a"),
+                "bad.example".into(),
+                UNIX_EPOCH + Duration::from_secs(7202),
+            )],
+        }
+    };
+    let stored = s
+        .insert_batch_found(id, &runs, &mut detect)
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.queries, 1);
+    assert_eq!(stored.alerts, [(1, true)]);
+    assert_eq!(s.insert_batch_found(id, &runs, &mut detect).unwrap(), None);
+    assert_eq!(calls, 1, "a stored batch is not detected again");
+    let alerts = s.list_alerts(&AlertFilter::default()).unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].count, 1);
+    assert_eq!(s.outbox_counts().unwrap().pending, 1);
+    let seen = s.load_seen().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].domains, ["bad.example"]);
 }
 
 fn events_and_hourly_aggregates(fx: &Fx) {

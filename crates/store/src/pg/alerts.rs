@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use parapet_core::alert::{Alert, AlertStatus, Signal};
+use postgres::Transaction;
 
 use super::{PgStore, pg_err};
 use crate::rules::alerts::{
-    AlertRow, HistoryRow, REOPENED_BY, REOPENED_NOTE, StoredAlert, group_signals, parse_status,
+    AlertRow, HistoryRow, REOPENED_BY, REOPENED_NOTE, SignalGroup, StoredAlert, group_signals,
+    parse_status,
 };
 use crate::{
     AlertFilter, AlertStore, Notification, OutboxCounts, SeenDomains, StoreError, unix_millis,
@@ -23,104 +25,7 @@ impl AlertStore for PgStore {
             return Ok(Vec::new());
         }
         let groups = group_signals(signals);
-        self.tx(|tx, loc, node| {
-            let err = pg_err(loc);
-            let mut touched: Vec<(i64, bool)> = Vec::with_capacity(groups.len());
-            let select = "SELECT id, status, feeds, evidence, severity, nodes FROM alerts
-                          WHERE tenant = $1 AND rule = $2 AND domain = $3 FOR UPDATE";
-            for g in &groups {
-                let key: [&(dyn postgres::types::ToSql + Sync); 3] = [&g.tenant, &g.rule, &g.domain];
-                let mut existing = tx.query_opt(select, &key).map_err(&err)?;
-                let mut id = None;
-                if existing.is_none() {
-                    // another node may insert the same alert at this moment:
-                    // the unique key makes one of us wait and then find it
-                    let inserted = tx
-                        .query_opt(
-                            "INSERT INTO alerts (tenant, rule, domain, severity, first_seen, last_seen, count, feeds, reason, evidence, nodes)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                             ON CONFLICT (tenant, rule, domain) DO NOTHING RETURNING id",
-                            &[
-                                &g.tenant,
-                                &g.rule,
-                                &g.domain,
-                                &g.severity.as_str(),
-                                &g.first_seen,
-                                &g.last_seen,
-                                &g.count,
-                                &g.feeds_text(),
-                                &g.reason,
-                                &g.evidence_text(),
-                                &node,
-                            ],
-                        )
-                        .map_err(&err)?;
-                    match inserted {
-                        Some(row) => {
-                            id = Some(row.get::<_, i64>(0));
-                            touched.push((row.get(0), true));
-                        }
-                        None => existing = tx.query_opt(select, &key).map_err(&err)?,
-                    }
-                }
-                let id = match (id, existing) {
-                    (Some(id), _) => id,
-                    (None, None) => return Err(StoreError::NoSuchAlert(0)),
-                    (None, Some(row)) => {
-                        let id: i64 = row.get(0);
-                        let stored = StoredAlert {
-                            status: row.get(1),
-                            feeds: row.get(2),
-                            evidence: row.get(3),
-                            severity: row.get(4),
-                            nodes: row.get(5),
-                        };
-                        let up = g.fold_into(&stored, node);
-                        tx.execute(
-                            "UPDATE alerts SET count = count + $8, last_seen = GREATEST(last_seen, $3), first_seen = LEAST(first_seen, $2),
-                             feeds = $4, evidence = $5, reason = $6, severity = $7, nodes = $9, status = $10 WHERE id = $1",
-                            &[
-                                &id,
-                                &g.first_seen,
-                                &g.last_seen,
-                                &up.feeds,
-                                &up.evidence,
-                                &g.reason,
-                                &up.severity,
-                                &g.count,
-                                &up.nodes,
-                                &up.status,
-                            ],
-                        )
-                        .map_err(&err)?;
-                        if up.reopened {
-                            tx.execute(
-                                "INSERT INTO alert_history (alert_id, time, from_status, to_status, by, note)
-                                 VALUES ($1, $2, $3, $4, $5, $6)",
-                                &[&id, &g.time, &stored.status, &up.status, &REOPENED_BY, &REOPENED_NOTE],
-                            )
-                            .map_err(&err)?;
-                        }
-                        touched.push((id, up.reopened));
-                        id
-                    }
-                };
-                tx.execute(
-                    "INSERT INTO alert_clients (alert_id, client) SELECT $1, c FROM unnest($2::bytea[]) AS c
-                     ON CONFLICT DO NOTHING",
-                    &[&id, &g.clients],
-                )
-                .map_err(&err)?;
-            }
-            let raised: Vec<i64> = touched.iter().filter(|t| t.1).map(|t| t.0).collect();
-            tx.execute(
-                "INSERT INTO notify_outbox (alert_id, created_at, next_at)
-                 SELECT a, $2, $2 FROM unnest($1::bigint[]) AS a",
-                &[&raised, &unix_millis(SystemTime::now())],
-            )
-            .map_err(&err)?;
-            Ok(touched)
-        })
+        self.tx(|tx, loc, node| fold_signals(tx, loc, node, &groups))
     }
 
     fn pending_notifications(&mut self, limit: usize) -> Result<Vec<Notification>, StoreError> {
@@ -360,36 +265,7 @@ impl AlertStore for PgStore {
         if learning_started.is_empty() && domains.is_empty() {
             return Ok(());
         }
-        let mut learn: Vec<(&str, i64)> = learning_started
-            .iter()
-            .map(|(t, s)| (&**t, unix_millis(*s)))
-            .collect();
-        learn.sort();
-        let mut seen: Vec<(&str, &str, i64)> = domains
-            .iter()
-            .map(|(t, d, s)| (&**t, d.as_str(), unix_millis(*s)))
-            .collect();
-        seen.sort();
-        let (lt, ls): (Vec<&str>, Vec<i64>) = learn.into_iter().unzip();
-        let st: Vec<&str> = seen.iter().map(|s| s.0).collect();
-        let sd: Vec<&str> = seen.iter().map(|s| s.1).collect();
-        let sf: Vec<i64> = seen.iter().map(|s| s.2).collect();
-        self.tx(|tx, loc, _| {
-            let err = pg_err(loc);
-            tx.execute(
-                "INSERT INTO tenant_learning (tenant, since) SELECT * FROM unnest($1::text[], $2::bigint[])
-                 ON CONFLICT DO NOTHING",
-                &[&lt, &ls],
-            )
-            .map_err(&err)?;
-            tx.execute(
-                "INSERT INTO tenant_domains (tenant, domain, first_seen)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING",
-                &[&st, &sd, &sf],
-            )
-            .map_err(&err)?;
-            Ok(())
-        })
+        self.tx(|tx, loc, _| put_seen(tx, loc, learning_started, domains))
     }
 }
 
@@ -421,4 +297,150 @@ impl PgStore {
             })
             .collect())
     }
+}
+
+/// Folds signal groups into alerts inside `tx` (see
+/// [`AlertStore::record_signals`]), with an outbox row per alert raised.
+pub(super) fn fold_signals(
+    tx: &mut Transaction<'_>,
+    loc: &str,
+    node: &str,
+    groups: &[SignalGroup<'_>],
+) -> Result<Vec<(i64, bool)>, StoreError> {
+    let err = pg_err(loc);
+    let mut touched: Vec<(i64, bool)> = Vec::with_capacity(groups.len());
+    let select = "SELECT id, status, feeds, evidence, severity, nodes FROM alerts
+                  WHERE tenant = $1 AND rule = $2 AND domain = $3 FOR UPDATE";
+    for g in groups {
+        let key: [&(dyn postgres::types::ToSql + Sync); 3] = [&g.tenant, &g.rule, &g.domain];
+        let mut existing = tx.query_opt(select, &key).map_err(&err)?;
+        let mut id = None;
+        if existing.is_none() {
+            // another node may insert the same alert at this moment:
+            // the unique key makes one of us wait and then find it
+            let inserted = tx
+                .query_opt(
+                    "INSERT INTO alerts (tenant, rule, domain, severity, first_seen, last_seen, count, feeds, reason, evidence, nodes)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                     ON CONFLICT (tenant, rule, domain) DO NOTHING RETURNING id",
+                    &[
+                        &g.tenant,
+                        &g.rule,
+                        &g.domain,
+                        &g.severity.as_str(),
+                        &g.first_seen,
+                        &g.last_seen,
+                        &g.count,
+                        &g.feeds_text(),
+                        &g.reason,
+                        &g.evidence_text(),
+                        &node,
+                    ],
+                )
+                .map_err(&err)?;
+            match inserted {
+                Some(row) => {
+                    id = Some(row.get::<_, i64>(0));
+                    touched.push((row.get(0), true));
+                }
+                None => existing = tx.query_opt(select, &key).map_err(&err)?,
+            }
+        }
+        let id = match (id, existing) {
+            (Some(id), _) => id,
+            (None, None) => return Err(StoreError::NoSuchAlert(0)),
+            (None, Some(row)) => {
+                let id: i64 = row.get(0);
+                let stored = StoredAlert {
+                    status: row.get(1),
+                    feeds: row.get(2),
+                    evidence: row.get(3),
+                    severity: row.get(4),
+                    nodes: row.get(5),
+                };
+                let up = g.fold_into(&stored, node);
+                tx.execute(
+                    "UPDATE alerts SET count = count + $8, last_seen = GREATEST(last_seen, $3), first_seen = LEAST(first_seen, $2),
+                     feeds = $4, evidence = $5, reason = $6, severity = $7, nodes = $9, status = $10 WHERE id = $1",
+                    &[
+                        &id,
+                        &g.first_seen,
+                        &g.last_seen,
+                        &up.feeds,
+                        &up.evidence,
+                        &g.reason,
+                        &up.severity,
+                        &g.count,
+                        &up.nodes,
+                        &up.status,
+                    ],
+                )
+                .map_err(&err)?;
+                if up.reopened {
+                    tx.execute(
+                        "INSERT INTO alert_history (alert_id, time, from_status, to_status, by, note)
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        &[&id, &g.time, &stored.status, &up.status, &REOPENED_BY, &REOPENED_NOTE],
+                    )
+                    .map_err(&err)?;
+                }
+                touched.push((id, up.reopened));
+                id
+            }
+        };
+        tx.execute(
+            "INSERT INTO alert_clients (alert_id, client) SELECT $1, c FROM unnest($2::bytea[]) AS c
+             ON CONFLICT DO NOTHING",
+            &[&id, &g.clients],
+        )
+        .map_err(&err)?;
+    }
+    let raised: Vec<i64> = touched.iter().filter(|t| t.1).map(|t| t.0).collect();
+    tx.execute(
+        "INSERT INTO notify_outbox (alert_id, created_at, next_at)
+         SELECT a, $2, $2 FROM unnest($1::bigint[]) AS a",
+        &[&raised, &unix_millis(SystemTime::now())],
+    )
+    .map_err(&err)?;
+    Ok(touched)
+}
+
+/// Stores the detector's learning starts and new domains inside `tx`.
+pub(super) fn put_seen(
+    tx: &mut Transaction<'_>,
+    loc: &str,
+    learning_started: &[(Arc<str>, SystemTime)],
+    domains: &[(Arc<str>, String, SystemTime)],
+) -> Result<(), StoreError> {
+    if learning_started.is_empty() && domains.is_empty() {
+        return Ok(());
+    }
+    let err = pg_err(loc);
+    let mut learn: Vec<(&str, i64)> = learning_started
+        .iter()
+        .map(|(t, s)| (&**t, unix_millis(*s)))
+        .collect();
+    learn.sort();
+    let mut seen: Vec<(&str, &str, i64)> = domains
+        .iter()
+        .map(|(t, d, s)| (&**t, d.as_str(), unix_millis(*s)))
+        .collect();
+    seen.sort();
+    let (lt, ls): (Vec<&str>, Vec<i64>) = learn.into_iter().unzip();
+    let st: Vec<&str> = seen.iter().map(|s| s.0).collect();
+    let sd: Vec<&str> = seen.iter().map(|s| s.1).collect();
+    let sf: Vec<i64> = seen.iter().map(|s| s.2).collect();
+    tx.execute(
+        "INSERT INTO tenant_learning (tenant, since) SELECT * FROM unnest($1::text[], $2::bigint[])
+         ON CONFLICT DO NOTHING",
+        &[&lt, &ls],
+    )
+    .map_err(&err)?;
+    tx.execute(
+        "INSERT INTO tenant_domains (tenant, domain, first_seen)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING",
+        &[&st, &sd, &sf],
+    )
+    .map_err(&err)?;
+    Ok(())
 }

@@ -16,11 +16,13 @@ use parapet_core::name::write_key_as_text;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 
+use super::alerts::{fold_signals, put_seen};
 use super::{PgStore, TENANT, pg_err};
+use crate::rules::alerts::group_signals;
 use crate::rules::events::{BLOCKED_ACTIONS, hourly_counts, last_time, queries};
 use crate::{
-    BatchId, EventStore, HourlyTraffic, Purged, Retention, StoreError, TenantTraffic, cutoff,
-    unix_millis,
+    BatchId, BatchStored, EventStore, Findings, HourlyTraffic, Purged, Retention, StoreError,
+    TenantTraffic, cutoff, unix_millis,
 };
 
 /// The advisory lock key of the aggregate fold ("pfold"): one node folds at
@@ -29,15 +31,16 @@ const FOLD_LOCK: i64 = 0x0070_666f_6c64;
 
 impl EventStore for PgStore {
     fn insert_runs(&mut self, runs: &[EventRun<'_>]) -> Result<usize, StoreError> {
-        Ok(self.write_runs(None, runs)?.unwrap_or(0))
+        Ok(self.write_runs(None, runs)?.map_or(0, |s| s.queries))
     }
 
-    fn insert_batch(
+    fn insert_batch_found(
         &mut self,
         id: BatchId,
         runs: &[EventRun<'_>],
-    ) -> Result<Option<usize>, StoreError> {
-        self.write_runs(Some(id), runs)
+        detect: &mut dyn FnMut() -> Findings,
+    ) -> Result<Option<BatchStored>, StoreError> {
+        self.write_runs(Some((id, detect)), runs)
     }
 
     fn purge(&mut self, now: SystemTime, retention: Retention) -> Result<Purged, StoreError> {
@@ -181,12 +184,12 @@ impl PgStore {
     /// (see [`EventStore::insert_batch`]).
     fn write_runs(
         &mut self,
-        id: Option<BatchId>,
+        mut batch: Option<(BatchId, &mut dyn FnMut() -> Findings)>,
         runs: &[EventRun<'_>],
-    ) -> Result<Option<usize>, StoreError> {
+    ) -> Result<Option<BatchStored>, StoreError> {
         self.ensure()?;
-        if runs.is_empty() && id.is_none() {
-            return Ok(Some(0));
+        if runs.is_empty() && batch.is_none() {
+            return Ok(Some(BatchStored::default()));
         }
         let n = queries(runs);
         // one delta row per key and batch
@@ -201,7 +204,8 @@ impl PgStore {
             .collect();
         self.tx(|tx, loc, node| {
             let err = pg_err(loc);
-            if let Some(id) = id {
+            let mut alerts = Vec::new();
+            if let Some((id, detect)) = &mut batch {
                 let new = tx
                     .execute(
                         "INSERT INTO applied_batches (node, run, seq, applied_at) VALUES ($1, $2, $3, $4)
@@ -211,6 +215,11 @@ impl PgStore {
                     .map_err(&err)?;
                 if new == 0 {
                     return Ok(None);
+                }
+                let found = detect();
+                put_seen(tx, loc, &found.learning_started, &found.new_domains)?;
+                if !found.signals.is_empty() {
+                    alerts = fold_signals(tx, loc, node, &group_signals(&found.signals))?;
                 }
             }
             // COPY BINARY: the fastest way into PostgreSQL, one stream per batch
@@ -270,7 +279,7 @@ impl PgStore {
                 w.write(&[t, &q, h, a, c]).map_err(&err)?;
             }
             w.finish().map_err(&err)?;
-            Ok(Some(n))
+            Ok(Some(BatchStored { queries: n, alerts }))
         })
     }
 }

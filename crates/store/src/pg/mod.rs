@@ -36,12 +36,16 @@ const TENANT: &str = "($2::text IS NULL OR tenant = $2)";
 struct OwnedClient(Option<Client>);
 
 impl OwnedClient {
-    fn connect(url: &str, location: &str) -> Result<Self, StoreError> {
-        Ok(Self(Some(
-            Client::connect(url, NoTls).map_err(pg_err(location))?,
-        )))
+    fn connect(config: &postgres::Config, location: &str) -> Result<Self, StoreError> {
+        Ok(Self(Some(config.connect(NoTls).map_err(pg_err(location))?)))
     }
 }
+
+/// How long connecting to the server may take when neither the URL
+/// (`connect_timeout`) nor `[store] connect_timeout_ms` says: without a
+/// limit, a server that drops packets holds the caller for the kernel's
+/// TCP timeout (minutes), and with it the writer and every page.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl std::ops::Deref for OwnedClient {
     type Target = Client;
@@ -73,7 +77,7 @@ pub struct PgStore {
     client: OwnedClient,
     /// To reconnect after the server closed the connection (a restart, a
     /// fail-over); holds the password, never printed.
-    url: String,
+    config: postgres::Config,
     /// The URL without its password, for messages.
     location: String,
     node: String,
@@ -159,11 +163,21 @@ impl PgStore {
     /// Connects to `url` (`postgres://user:pass@host:port/db`) and brings the
     /// schema up to date.
     pub fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with_timeout(url, CONNECT_TIMEOUT)
+    }
+
+    /// [`PgStore::open`], giving up on each connection attempt after
+    /// `timeout` unless the URL sets its own `connect_timeout`.
+    pub fn open_with_timeout(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         let location = redact(url);
-        let client = OwnedClient::connect(url, &location)?;
+        let mut config: postgres::Config = url.parse().map_err(pg_err(&location))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(timeout);
+        }
+        let client = OwnedClient::connect(&config, &location)?;
         let mut store = Self {
             client,
-            url: url.to_string(),
+            config,
             location,
             node: String::new(),
         };
@@ -176,7 +190,7 @@ impl PgStore {
     /// node.
     fn ensure(&mut self) -> Result<(), StoreError> {
         if self.client.is_closed() {
-            self.client = OwnedClient::connect(&self.url, &self.location)?;
+            self.client = OwnedClient::connect(&self.config, &self.location)?;
         }
         Ok(())
     }
@@ -208,7 +222,7 @@ impl PgStore {
                     if !reconnected && (self.client.is_closed() || connection_lost(&source)) =>
                 {
                     reconnected = true;
-                    self.client = OwnedClient::connect(&self.url, &self.location)?;
+                    self.client = OwnedClient::connect(&self.config, &self.location)?;
                 }
                 other => return other,
             }

@@ -19,8 +19,6 @@ use crate::{
 impl AlertStore for SqliteStore {
     fn record_signals(&mut self, signals: &[Signal]) -> Result<Vec<(i64, bool)>, StoreError> {
         let err = sql_err(&self.path);
-        let groups = group_signals(signals);
-        let mut touched: Vec<(i64, bool)> = Vec::with_capacity(groups.len());
         // IMMEDIATE: it reads then writes, and a deferred transaction that
         // must upgrade to a writer while another connection writes fails
         // with SQLITE_BUSY at once instead of waiting (busy_timeout)
@@ -28,101 +26,7 @@ impl AlertStore for SqliteStore {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        for g in &groups {
-            let existing: Option<(i64, String, String, String, String, String)> = tx
-                .query_row(
-                    "SELECT id, status, feeds, evidence, severity, nodes FROM alerts WHERE tenant = ?1 AND rule = ?2 AND domain = ?3",
-                    params![g.tenant, g.rule, g.domain],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-                )
-                .optional()
-                .map_err(err)?;
-            let id = match existing {
-                None => {
-                    tx.execute(
-                        "INSERT INTO alerts (tenant, rule, domain, severity, first_seen, last_seen, count, feeds, reason, evidence, nodes)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                        params![
-                            g.tenant,
-                            g.rule,
-                            g.domain,
-                            g.severity.as_str(),
-                            g.first_seen,
-                            g.last_seen,
-                            g.count,
-                            g.feeds_text(),
-                            g.reason,
-                            g.evidence_text(),
-                            self.node
-                        ],
-                    )
-                    .map_err(err)?;
-                    let id = tx.last_insert_rowid();
-                    touched.push((id, true));
-                    id
-                }
-                Some((id, status, feeds, evidence, severity, nodes)) => {
-                    let stored = StoredAlert {
-                        status: &status,
-                        feeds: &feeds,
-                        evidence: &evidence,
-                        severity: &severity,
-                        nodes: &nodes,
-                    };
-                    let up = g.fold_into(&stored, &self.node);
-                    tx.execute(
-                        "UPDATE alerts SET count = count + ?8, last_seen = MAX(last_seen, ?3), first_seen = MIN(first_seen, ?2),
-                         feeds = ?4, evidence = ?5, reason = ?6, severity = ?7, nodes = ?9, status = ?10 WHERE id = ?1",
-                        params![
-                            id,
-                            g.first_seen,
-                            g.last_seen,
-                            up.feeds,
-                            up.evidence,
-                            g.reason,
-                            up.severity,
-                            g.count,
-                            up.nodes,
-                            up.status
-                        ],
-                    )
-                    .map_err(err)?;
-                    if up.reopened {
-                        tx.execute(
-                            "INSERT INTO alert_history (alert_id, time, from_status, to_status, by, note)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                            params![
-                                id,
-                                g.time,
-                                status,
-                                up.status,
-                                REOPENED_BY,
-                                REOPENED_NOTE
-                            ],
-                        )
-                        .map_err(err)?;
-                    }
-                    touched.push((id, up.reopened));
-                    id
-                }
-            };
-            let mut add = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO alert_clients (alert_id, client) VALUES (?1, ?2)",
-                )
-                .map_err(err)?;
-            for c in &g.clients {
-                add.execute(params![id, c]).map_err(err)?;
-            }
-        }
-        let now = unix_millis(SystemTime::now());
-        for (id, _) in touched.iter().filter(|(_, raised)| *raised) {
-            tx.execute(
-                "INSERT INTO notify_outbox (alert_id, created_at, next_at) VALUES (?1, ?2, ?2)",
-                params![id, now],
-            )
-            .map_err(err)?;
-        }
+        let touched = fold_signals(&tx, &self.path, &self.node, signals)?;
         tx.commit().map_err(err)?;
         Ok(touched)
     }
@@ -365,20 +269,7 @@ impl AlertStore for SqliteStore {
         }
         let err = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
-        for (tenant, since) in learning_started {
-            tx.execute(
-                "INSERT OR IGNORE INTO tenant_learning (tenant, since) VALUES (?1, ?2)",
-                params![&**tenant, unix_millis(*since)],
-            )
-            .map_err(err)?;
-        }
-        for (tenant, domain, first) in domains {
-            tx.execute(
-                "INSERT OR IGNORE INTO tenant_domains (tenant, domain, first_seen) VALUES (?1, ?2, ?3)",
-                params![&**tenant, domain, unix_millis(*first)],
-            )
-            .map_err(err)?;
-        }
+        put_seen(&tx, &self.path, learning_started, domains)?;
         tx.commit().map_err(err)
     }
 }
@@ -408,4 +299,138 @@ impl SqliteStore {
             .and_then(|rows| rows.collect())
             .map_err(err)
     }
+}
+
+/// Folds `signals` into alerts inside `tx` (see
+/// [`AlertStore::record_signals`]), with an outbox row per alert raised.
+pub(super) fn fold_signals(
+    tx: &rusqlite::Connection,
+    path: &std::path::Path,
+    node: &str,
+    signals: &[Signal],
+) -> Result<Vec<(i64, bool)>, StoreError> {
+    let err = sql_err(path);
+    let groups = group_signals(signals);
+    let mut touched: Vec<(i64, bool)> = Vec::with_capacity(groups.len());
+    for g in &groups {
+        let existing: Option<(i64, String, String, String, String, String)> = tx
+            .query_row(
+                "SELECT id, status, feeds, evidence, severity, nodes FROM alerts WHERE tenant = ?1 AND rule = ?2 AND domain = ?3",
+                params![g.tenant, g.rule, g.domain],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )
+            .optional()
+            .map_err(err)?;
+        let id = match existing {
+            None => {
+                tx.execute(
+                    "INSERT INTO alerts (tenant, rule, domain, severity, first_seen, last_seen, count, feeds, reason, evidence, nodes)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    params![
+                        g.tenant,
+                        g.rule,
+                        g.domain,
+                        g.severity.as_str(),
+                        g.first_seen,
+                        g.last_seen,
+                        g.count,
+                        g.feeds_text(),
+                        g.reason,
+                        g.evidence_text(),
+                        node
+                    ],
+                )
+                .map_err(err)?;
+                let id = tx.last_insert_rowid();
+                touched.push((id, true));
+                id
+            }
+            Some((id, status, feeds, evidence, severity, nodes)) => {
+                let stored = StoredAlert {
+                    status: &status,
+                    feeds: &feeds,
+                    evidence: &evidence,
+                    severity: &severity,
+                    nodes: &nodes,
+                };
+                let up = g.fold_into(&stored, node);
+                tx.execute(
+                    "UPDATE alerts SET count = count + ?8, last_seen = MAX(last_seen, ?3), first_seen = MIN(first_seen, ?2),
+                     feeds = ?4, evidence = ?5, reason = ?6, severity = ?7, nodes = ?9, status = ?10 WHERE id = ?1",
+                    params![
+                        id,
+                        g.first_seen,
+                        g.last_seen,
+                        up.feeds,
+                        up.evidence,
+                        g.reason,
+                        up.severity,
+                        g.count,
+                        up.nodes,
+                        up.status
+                    ],
+                )
+                .map_err(err)?;
+                if up.reopened {
+                    tx.execute(
+                        "INSERT INTO alert_history (alert_id, time, from_status, to_status, by, note)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![
+                            id,
+                            g.time,
+                            status,
+                            up.status,
+                            REOPENED_BY,
+                            REOPENED_NOTE
+                        ],
+                    )
+                    .map_err(err)?;
+                }
+                touched.push((id, up.reopened));
+                id
+            }
+        };
+        let mut add = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO alert_clients (alert_id, client) VALUES (?1, ?2)",
+            )
+            .map_err(err)?;
+        for c in &g.clients {
+            add.execute(params![id, c]).map_err(err)?;
+        }
+    }
+    let now = unix_millis(SystemTime::now());
+    for (id, _) in touched.iter().filter(|(_, raised)| *raised) {
+        tx.execute(
+            "INSERT INTO notify_outbox (alert_id, created_at, next_at) VALUES (?1, ?2, ?2)",
+            params![id, now],
+        )
+        .map_err(err)?;
+    }
+    Ok(touched)
+}
+
+/// Stores the detector's learning starts and new domains inside `tx`.
+pub(super) fn put_seen(
+    tx: &rusqlite::Connection,
+    path: &std::path::Path,
+    learning_started: &[(Arc<str>, SystemTime)],
+    domains: &[(Arc<str>, String, SystemTime)],
+) -> Result<(), StoreError> {
+    let err = sql_err(path);
+    for (tenant, since) in learning_started {
+        tx.execute(
+            "INSERT OR IGNORE INTO tenant_learning (tenant, since) VALUES (?1, ?2)",
+            params![&**tenant, unix_millis(*since)],
+        )
+        .map_err(err)?;
+    }
+    for (tenant, domain, first) in domains {
+        tx.execute(
+            "INSERT OR IGNORE INTO tenant_domains (tenant, domain, first_seen) VALUES (?1, ?2, ?3)",
+            params![&**tenant, domain, unix_millis(*first)],
+        )
+        .map_err(err)?;
+    }
+    Ok(())
 }

@@ -8,11 +8,12 @@ use parapet_core::event::{EventRun, RCODE_NO_RESPONSE};
 use parapet_core::name::write_key_as_text;
 use rusqlite::params;
 
+use super::alerts::{fold_signals, put_seen};
 use super::{SqliteStore, sql_err, tenant_clause};
 use crate::rules::events::{BLOCKED_ACTIONS, hourly_counts, last_time, queries};
 use crate::{
-    BatchId, EventStore, HourlyTraffic, Purged, Retention, StoreError, TenantTraffic, cutoff,
-    unix_millis,
+    BatchId, BatchStored, EventStore, Findings, HourlyTraffic, Purged, Retention, StoreError,
+    TenantTraffic, cutoff, unix_millis,
 };
 
 /// Rows per multi-row `INSERT` of query events.
@@ -80,15 +81,16 @@ fn insert_events_sql(rows: usize) -> String {
 
 impl EventStore for SqliteStore {
     fn insert_runs(&mut self, runs: &[EventRun<'_>]) -> Result<usize, StoreError> {
-        Ok(self.write_runs(None, runs)?.unwrap_or(0))
+        Ok(self.write_runs(None, runs)?.map_or(0, |s| s.queries))
     }
 
-    fn insert_batch(
+    fn insert_batch_found(
         &mut self,
         id: BatchId,
         runs: &[EventRun<'_>],
-    ) -> Result<Option<usize>, StoreError> {
-        self.write_runs(Some(id), runs)
+        detect: &mut dyn FnMut() -> Findings,
+    ) -> Result<Option<BatchStored>, StoreError> {
+        self.write_runs(Some((id, detect)), runs)
     }
 
     fn purge(&mut self, now: SystemTime, retention: Retention) -> Result<Purged, StoreError> {
@@ -221,15 +223,21 @@ impl SqliteStore {
     /// (see [`EventStore::insert_batch`]).
     fn write_runs(
         &mut self,
-        id: Option<BatchId>,
+        batch: Option<(BatchId, &mut dyn FnMut() -> Findings)>,
         runs: &[EventRun<'_>],
-    ) -> Result<Option<usize>, StoreError> {
-        if runs.is_empty() && id.is_none() {
-            return Ok(Some(0));
+    ) -> Result<Option<BatchStored>, StoreError> {
+        if runs.is_empty() && batch.is_none() {
+            return Ok(Some(BatchStored::default()));
         }
         let err = sql_err(&self.path);
-        let tx = self.conn.transaction().map_err(err)?;
-        if let Some(id) = id {
+        // IMMEDIATE: the alerts folded below read then write (see
+        // `record_signals`)
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let mut alerts = Vec::new();
+        if let Some((id, detect)) = batch {
             let new = tx
                 .execute(
                     "INSERT INTO applied_batches (node, run, seq, applied_at) VALUES (?1, ?2, ?3, ?4)
@@ -239,6 +247,11 @@ impl SqliteStore {
                 .map_err(err)?;
             if new == 0 {
                 return Ok(None);
+            }
+            let found = detect();
+            put_seen(&tx, &self.path, &found.learning_started, &found.new_domains)?;
+            if !found.signals.is_empty() {
+                alerts = fold_signals(&tx, &self.path, &self.node, &found.signals)?;
             }
         }
         {
@@ -303,6 +316,9 @@ impl SqliteStore {
             }
         }
         tx.commit().map_err(err)?;
-        Ok(Some(queries(runs)))
+        Ok(Some(BatchStored {
+            queries: queries(runs),
+            alerts,
+        }))
     }
 }
