@@ -281,3 +281,33 @@ impl PgStore {
         self.client.batch_execute(sql).unwrap();
     }
 }
+
+/// A server that never completes the TCP handshake (its accept queue is
+/// full, so the kernel drops our SYNs, as a firewall or a dead host would)
+/// fails the open after the connect timeout instead of holding the caller
+/// for the kernel's retries (minutes).
+#[cfg(test)]
+#[test]
+fn connecting_gives_up_after_the_connect_timeout() {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // never accepted: fill the accept queue until a handshake stalls
+    let mut held = Vec::new();
+    while let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+        held.push(s);
+        assert!(held.len() < 10_000, "the accept queue never filled");
+    }
+    let url = format!("postgres://parapet@{addr}/parapet");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(PgStore::open_with_timeout(&url, Duration::from_millis(200)).map(|_| ()));
+    });
+    // the kernel alone would retry the SYN for about two minutes
+    let got = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the open did not give up");
+    let err = got.expect_err("nothing answers");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    drop(listener);
+}
