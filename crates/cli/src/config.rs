@@ -431,6 +431,11 @@ pub struct StoreConfig {
     /// Most megabytes of query events kept in `path/spool` while the store
     /// cannot take them; past it they are dropped and counted.
     pub spool_max_mb: u64,
+    /// How long connecting to PostgreSQL may take before the call fails
+    /// (unless the URL sets `connect_timeout`).
+    pub connect_timeout_ms: u64,
+    /// Most store connections the dashboard opens.
+    pub pool_size: usize,
 }
 
 impl Default for StoreConfig {
@@ -444,6 +449,8 @@ impl Default for StoreConfig {
             flush_interval_ms: 1000,
             writer_nice: 0,
             spool_max_mb: 1024,
+            connect_timeout_ms: parapet_store::CONNECT_TIMEOUT.as_millis() as u64,
+            pool_size: 4,
         }
     }
 }
@@ -740,8 +747,17 @@ impl Config {
     /// PostgreSQL when `PARAPET_DATABASE_URL` or `[store] url` is set, the
     /// SQLite file under `[store] path` otherwise.
     pub fn open_store(&self) -> anyhow::Result<Box<dyn parapet_store::Db>> {
+        Ok(self.connect_store()?)
+    }
+
+    /// [`Config::open_store`] with the store's own error (the dashboard's
+    /// pool opens connections with it).
+    pub fn connect_store(&self) -> Result<Box<dyn parapet_store::Db>, parapet_store::StoreError> {
         let mut store: Box<dyn parapet_store::Db> = match self.store.database_url() {
-            Some(url) => Box::new(parapet_store::PgStore::open(&url)?),
+            Some(url) => Box::new(parapet_store::PgStore::open_with_timeout(
+                &url,
+                std::time::Duration::from_millis(self.store.connect_timeout_ms.max(1)),
+            )?),
             None => Box::new(parapet_store::SqliteStore::open(
                 &self.resolve(&self.store.path),
             )?),
@@ -950,6 +966,20 @@ impl Config {
                 "{}: [store] writer_nice: must be 0 to 19, not {}",
                 file.display(),
                 self.store.writer_nice
+            );
+        }
+        if !(1..=256).contains(&self.store.pool_size) {
+            bail!(
+                "{}: [store] pool_size: must be 1 to 256, not {}",
+                file.display(),
+                self.store.pool_size
+            );
+        }
+        if !(1..=600_000).contains(&self.store.connect_timeout_ms) {
+            bail!(
+                "{}: [store] connect_timeout_ms: must be 1 to 600000, not {}",
+                file.display(),
+                self.store.connect_timeout_ms
             );
         }
         let rl = &self.dns.rate_limit;

@@ -23,8 +23,6 @@ pub const DEMO_TENANTS: [(&str, &str, &str); 2] = [
     ("south", "South Vale District Council", "southvale.test"),
 ];
 pub const DEMO_QUARTER: &str = "2021-22-Q2";
-/// Store connections the dashboard keeps.
-const DASHBOARD_CONNECTIONS: usize = 4;
 
 fn now() -> i64 {
     parapet_store::unix_millis(SystemTime::now()) / 1000
@@ -108,17 +106,17 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
         committee: "Audit and Governance Committee".into(),
     };
     let r = config.store.retention();
-    // a few connections, so a long KPI computation does not hold up the other pages
-    let mut conns = vec![db];
-    for _ in 1..DASHBOARD_CONNECTIONS {
-        conns.push(
-            config
-                .open_store()
-                .context("cannot open the store for the dashboard")?,
-        );
-    }
-    let mut d = Dashboard::new(
-        conns,
+    // a few connections, so a long KPI computation does not hold up the
+    // other pages; opened as requests need them, so a store that is down
+    // when the node starts is reached once it is back
+    let reopen = config.clone();
+    let pool = parapet_web::DbPool::growing(
+        db,
+        config.store.pool_size,
+        Box::new(move || reopen.connect_store()),
+    );
+    let mut d = Dashboard::with_pool(
+        pool,
         tenants,
         assurance,
         PrivacyFacts {

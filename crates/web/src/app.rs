@@ -29,6 +29,8 @@ pub enum AppError {
     BadRequest(String),
     Conflict(String),
     TooManyAttempts,
+    /// The store is busy or unreachable: try again shortly (503).
+    Unavailable(String),
     Internal(String),
 }
 
@@ -74,6 +76,13 @@ impl IntoResponse for AppError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many failed logins: wait 15 minutes".into(),
             ),
+            AppError::Unavailable(m) => {
+                tracing::warn!("dashboard: {m}");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the store is busy or unreachable: try again shortly".into(),
+                )
+            }
             AppError::Internal(m) => {
                 tracing::error!("dashboard: {m}");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
@@ -95,7 +104,9 @@ where
 {
     let d = dashboard(state)?;
     tokio::task::spawn_blocking(move || {
-        let mut db = d.db.get();
+        let mut db =
+            d.db.get()
+                .map_err(|e| AppError::Unavailable(e.to_string()))?;
         f(&mut **db)
     })
     .await

@@ -46,33 +46,167 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 /// Produces the Prometheus text exposition on demand.
 pub type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// A few store connections the handlers share, from `spawn_blocking`: a
-/// long KPI computation on one does not hold up the other pages.
+/// Opens one more connection to the dashboard's store.
+pub type OpenDb = Box<dyn Fn() -> Result<Box<dyn Db>, parapet_store::StoreError> + Send + Sync>;
+
+/// How long a request waits for a free store connection before it is
+/// answered 503: long enough for a slow KPI page to finish, short enough
+/// that a stuck store does not pile up requests for ever.
+pub const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The store connections the handlers share, taken from `spawn_blocking`
+/// (never on an async worker: the store's clients are synchronous). At
+/// most `size` exist; one is opened when a request finds none idle and
+/// the pool is below its size, so a store that was down when the node
+/// started is reached once it is up (a PostgreSQL connection the server
+/// closed reconnects itself on its next call). A request that finds all
+/// `size` busy waits up to its `wait`, then gets
+/// [`PoolError::Busy`] (503) rather than queueing for ever.
 pub struct DbPool {
-    conns: Vec<Mutex<Box<dyn Db>>>,
-    next: std::sync::atomic::AtomicUsize,
+    state: Mutex<PoolState>,
+    freed: std::sync::Condvar,
+    open: Option<OpenDb>,
+    size: usize,
+    wait: std::time::Duration,
 }
 
+struct PoolState {
+    idle: Vec<Box<dyn Db>>,
+    /// Connections in existence (idle, lent, or being opened).
+    made: usize,
+}
+
+/// Why no connection was handed out.
+#[derive(Debug)]
+pub enum PoolError {
+    Busy { size: usize, waited_ms: u128 },
+    Open(parapet_store::StoreError),
+}
+
+impl std::fmt::Display for PoolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PoolError::Busy { size, waited_ms } => write!(
+                f,
+                "every store connection ({size}, [store] pool_size) stayed busy for {waited_ms} ms"
+            ),
+            PoolError::Open(e) => write!(f, "cannot connect to the store: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}
+
 impl DbPool {
+    /// A pool of exactly these connections, never more.
+    ///
     /// # Panics
     /// With no connection.
     pub fn new(conns: Vec<Box<dyn Db>>) -> Self {
         assert!(!conns.is_empty(), "a pool needs a connection");
+        let size = conns.len();
         Self {
-            conns: conns.into_iter().map(Mutex::new).collect(),
-            next: std::sync::atomic::AtomicUsize::new(0),
+            state: Mutex::new(PoolState {
+                made: size,
+                idle: conns,
+            }),
+            freed: std::sync::Condvar::new(),
+            open: None,
+            size,
+            wait: POOL_WAIT,
         }
     }
 
-    /// A free connection, or the next one in turn when all are busy.
-    pub fn get(&self) -> std::sync::MutexGuard<'_, Box<dyn Db>> {
-        for c in &self.conns {
-            if let Ok(g) = c.try_lock() {
-                return g;
+    /// A pool of up to `size` connections: `first` (the one `serve` opened
+    /// at start), then more from `open` as requests need them.
+    pub fn growing(first: Box<dyn Db>, size: usize, open: OpenDb) -> Self {
+        let mut pool = Self::new(vec![first]);
+        pool.size = size.max(1);
+        pool.open = Some(open);
+        pool
+    }
+
+    /// How long [`DbPool::get`] waits for a busy pool (default [`POOL_WAIT`]).
+    pub fn wait(mut self, wait: std::time::Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An idle connection, a new one while the pool is below its size, or
+    /// the first one freed within the pool's wait. Blocks: call it from
+    /// `spawn_blocking` or a thread of its own.
+    pub fn get(&self) -> Result<PooledDb<'_>, PoolError> {
+        let deadline = std::time::Instant::now() + self.wait;
+        let mut st = self.state();
+        loop {
+            if let Some(db) = st.idle.pop() {
+                return Ok(PooledDb {
+                    pool: self,
+                    db: Some(db),
+                });
             }
+            if let Some(open) = self.open.as_ref().filter(|_| st.made < self.size) {
+                st.made += 1;
+                drop(st);
+                // connecting takes up to the store's connect timeout: not
+                // under the lock, so other requests can take freed ones
+                return match open() {
+                    Ok(db) => Ok(PooledDb {
+                        pool: self,
+                        db: Some(db),
+                    }),
+                    Err(e) => {
+                        self.state().made -= 1;
+                        self.freed.notify_one();
+                        Err(PoolError::Open(e))
+                    }
+                };
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(PoolError::Busy {
+                    size: self.size,
+                    waited_ms: self.wait.as_millis(),
+                });
+            }
+            st = self
+                .freed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
-        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.conns.len();
-        self.conns[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A connection lent by a [`DbPool`], given back when dropped.
+pub struct PooledDb<'a> {
+    pool: &'a DbPool,
+    db: Option<Box<dyn Db>>,
+}
+
+impl std::ops::Deref for PooledDb<'_> {
+    type Target = Box<dyn Db>;
+    fn deref(&self) -> &Box<dyn Db> {
+        self.db.as_ref().expect("lent until dropped")
+    }
+}
+
+impl std::ops::DerefMut for PooledDb<'_> {
+    fn deref_mut(&mut self) -> &mut Box<dyn Db> {
+        self.db.as_mut().expect("lent until dropped")
+    }
+}
+
+impl Drop for PooledDb<'_> {
+    fn drop(&mut self) {
+        if let Some(db) = self.db.take() {
+            self.pool.state().idle.push(db);
+            self.pool.freed.notify_one();
+        }
     }
 }
 
@@ -183,8 +317,18 @@ impl Dashboard {
         assurance: AssuranceSettings,
         privacy: PrivacyFacts,
     ) -> Self {
+        Self::with_pool(DbPool::new(db), tenants, assurance, privacy)
+    }
+
+    /// [`Dashboard::new`] on a pool made beforehand.
+    pub fn with_pool(
+        db: DbPool,
+        tenants: Vec<TenantInfo>,
+        assurance: AssuranceSettings,
+        privacy: PrivacyFacts,
+    ) -> Self {
         Self {
-            db: DbPool::new(db),
+            db,
             tenants,
             feeds: Vec::new(),
             feed_load: std::sync::OnceLock::new(),

@@ -492,7 +492,7 @@ async fn status_changes_need_the_csrf_token_and_are_audited() {
         StatusCode::CONFLICT,
         "investigating → investigating is not a move"
     );
-    let mut db = w.dash.db.get();
+    let mut db = w.dash.db.get().unwrap();
     let log = db.audit_log(Some("north"), 10).unwrap();
     assert_eq!(log.len(), 1, "{log:?}");
     assert_eq!(log[0].action, "alert.status");
@@ -609,7 +609,7 @@ async fn login_sets_a_strict_http_only_cookie_and_failures_are_throttled() {
         StatusCode::SEE_OTHER,
         "other accounts are unaffected"
     );
-    let mut db = w.dash.db.get();
+    let mut db = w.dash.db.get().unwrap();
     let actions: Vec<String> = db
         .audit_log(None, 50)
         .unwrap()
@@ -731,9 +731,9 @@ fn a_busy_connection_does_not_block_the_pool() {
         .map(|_| Box::new(SqliteStore::open(dir.path()).unwrap()) as Box<dyn Db>)
         .collect();
     let pool = parapet_web::DbPool::new(conns);
-    let mut held = pool.get();
+    let mut held = pool.get().unwrap();
     // with the first connection held, the second is handed out at once
-    let mut other = pool.get();
+    let mut other = pool.get().unwrap();
     other
         .add_user("carol", Role::SupplierAnalyst, None, "h", 0)
         .unwrap();
@@ -744,6 +744,48 @@ fn a_busy_connection_does_not_block_the_pool() {
     );
 }
 
+/// A pool at its size lends nothing more: a request waits its turn for
+/// the pool's wait, then is refused (503) instead of queueing for ever;
+/// a connection given back is lent again, and a growing pool opens its
+/// connections only as requests need them.
+#[test]
+fn a_full_pool_refuses_after_its_wait_and_grows_only_to_its_size() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let opened = Arc::new(AtomicUsize::new(0));
+    let counter = opened.clone();
+    let pool = parapet_web::DbPool::growing(
+        Box::new(SqliteStore::open(&path).unwrap()),
+        2,
+        Box::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+            Ok(Box::new(SqliteStore::open(&path)?) as Box<dyn Db>)
+        }),
+    )
+    .wait(std::time::Duration::from_millis(50));
+    let first = pool.get().unwrap();
+    assert_eq!(opened.load(Ordering::Relaxed), 0, "the idle one first");
+    let second = pool.get().unwrap();
+    assert_eq!(opened.load(Ordering::Relaxed), 1);
+    let err = pool.get().err().expect("the pool is at its size");
+    assert!(
+        matches!(err, parapet_web::PoolError::Busy { size: 2, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("pool_size"), "{err}");
+    drop(first);
+    let mut again = pool.get().unwrap();
+    assert!(again.user("nobody").unwrap().is_none());
+    drop(second);
+    drop(again);
+    assert_eq!(
+        opened.load(Ordering::Relaxed),
+        1,
+        "never more than it needs"
+    );
+}
+
 #[tokio::test]
 async fn long_user_names_are_refused_without_a_trace() {
     let w = world();
@@ -751,7 +793,7 @@ async fn long_user_names_are_refused_without_a_trace() {
     let r = login(&w.app, &name, "wrong").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
     assert!(r.body.contains("username"), "{}", r.body);
-    let mut db = w.dash.db.get();
+    let mut db = w.dash.db.get().unwrap();
     assert!(
         db.audit_log(None, 10).unwrap().is_empty(),
         "nothing stored for a name no account can have"
@@ -774,7 +816,7 @@ async fn status_notes_over_4_kb_are_refused() {
         .unwrap();
     let r = w.app.clone().oneshot(req).await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let mut db = w.dash.db.get();
+    let mut db = w.dash.db.get().unwrap();
     assert_eq!(db.alert(id).unwrap().status.as_str(), "new");
     assert!(db.audit_log(Some("north"), 10).unwrap().is_empty());
 }
@@ -793,7 +835,7 @@ async fn report_downloads_for_unknown_tenants_are_404_and_freeze_nothing() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert!(r.headers.get(header::CONTENT_DISPOSITION).is_none());
     {
-        let mut db = w.dash.db.get();
+        let mut db = w.dash.db.get().unwrap();
         let tenant = "x\"; filename*=UTF-8''evil.exe; a=\"";
         assert_eq!(db.kpi_snapshot(tenant, "2021-22-Q2").unwrap(), None);
     }
@@ -807,7 +849,7 @@ async fn report_downloads_for_unknown_tenants_are_404_and_freeze_nothing() {
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     {
-        let mut db = w.dash.db.get();
+        let mut db = w.dash.db.get().unwrap();
         assert_eq!(db.kpi_snapshot("nosuch", "2021-22-Q2").unwrap(), None);
     }
     let ok = call(
@@ -862,7 +904,7 @@ async fn forwarded_for_names_the_client_only_behind_a_trusted_proxy() {
         Some("203.0.113.77"),
     )
     .await;
-    let mut db = w.dash.db.get();
+    let mut db = w.dash.db.get().unwrap();
     let log = db.audit_log(None, 100).unwrap();
     let client_of = |action: &str, actor: &str| {
         log.iter()
@@ -934,7 +976,7 @@ async fn failing_notifications_show_on_the_alert_and_the_overview() {
     let w = world();
     let north = w.alerts.0;
     {
-        let mut db = w.dash.db.get();
+        let mut db = w.dash.db.get().unwrap();
         let n = db
             .pending_notifications(10)
             .unwrap()
@@ -1086,7 +1128,7 @@ async fn post_form(
 }
 
 fn audit_actions(w: &World) -> Vec<(String, String, String)> {
-    let mut db = w.dash.db.get();
+    let mut db = w.dash.db.get().unwrap();
     db.audit_log(None, 100)
         .unwrap()
         .into_iter()
@@ -1300,6 +1342,7 @@ async fn totp_codes_are_checked_against_the_clock_and_used_once() {
     w.dash
         .db
         .get()
+        .unwrap()
         .set_totp("ann", Some(&hex::encode(secret)))
         .unwrap();
     let pw = PASSWORD.replace(' ', "+");
@@ -1353,6 +1396,7 @@ async fn a_role_that_requires_totp_cannot_sign_in_without_it() {
     w.dash
         .db
         .get()
+        .unwrap()
         .set_totp("admin", Some(&hex::encode(&secret)))
         .unwrap();
     let code = parapet_web::totp::code(&secret, parapet_web::totp::step_at(w.dash.now()));
