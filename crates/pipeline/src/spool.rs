@@ -131,6 +131,9 @@ pub(crate) struct Spool {
     index: Mutex<Index>,
     /// Batches set aside in the quarantine by this process.
     quarantined: AtomicU64,
+    /// How long each append takes, its `fdatasync` included: the price of
+    /// the spool on the collector (bench/store/RESULTS.md).
+    pub(crate) append_latency: crate::stats::Histogram,
     /// Locked while this process uses the folder; unlocked when closed,
     /// however the process ends.
     _lock: File,
@@ -200,6 +203,7 @@ impl Spool {
                 quarantine_bytes,
             }),
             quarantined: AtomicU64::new(0),
+            append_latency: crate::stats::Histogram::default(),
             _lock: lock,
         }))
     }
@@ -261,6 +265,7 @@ impl Spool {
         };
         let off = ix.segs.get(&seg).copied().unwrap_or(0);
         let path = self.path(seg);
+        let started = std::time::Instant::now();
         let written = (|| {
             let mut f = OpenOptions::new()
                 .create(true)
@@ -274,6 +279,7 @@ impl Spool {
             f.write_all(&record)?;
             f.sync_data()
         })();
+        self.append_latency.observe(started.elapsed());
         match written {
             Ok(()) => {
                 ix.segs.insert(seg, off + len);

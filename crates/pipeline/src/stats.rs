@@ -73,6 +73,11 @@ impl PipelineStats {
              # TYPE parapet_spool_bytes gauge\nparapet_spool_bytes {}",
             self.spool.bytes()
         );
+        self.spool.append_latency.render(
+            text,
+            "parapet_spool_append_duration_seconds",
+            "Time to append one batch to the spool, its fdatasync included.",
+        );
         let _ = writeln!(
             text,
             "# HELP parapet_spool_quarantined_total Batches of query events the store refused for good, set aside under the spool's quarantine folder.\n\
