@@ -1458,3 +1458,5 @@ fn export_cursors_start_at_the_newest_and_read_by_id(fx: &Fx) {
         [("council-a".into(), "feed.block".into(), "new".into(), 3)]
     );
 }
+
+mod workbench;
