@@ -153,6 +153,26 @@ pub struct Incident {
     pub closed_at: Option<i64>,
 }
 
+impl Incident {
+    /// An open incident promoted from a detection alert: its tenant, the
+    /// reference `ALERT-{id}`, detected when the alert was first seen, the
+    /// category `detection:{rule}` and a summary from its domain and
+    /// reason. The command line and the alert page promote alike.
+    pub fn from_alert(alert: &parapet_core::alert::Alert, outcome: &str) -> Self {
+        Incident {
+            tenant: alert.tenant.clone(),
+            reference: format!("ALERT-{}", alert.id),
+            detected_at: alert.first_seen.div_euclid(1000),
+            category: format!("detection:{}", alert.rule),
+            outcome: outcome.to_string(),
+            status: "open".into(),
+            summary: format!("{} — {} ({})", alert.domain, alert.reason, alert.rule),
+            alert_id: Some(alert.id),
+            ..Incident::default()
+        }
+    }
+}
+
 /// An entry in the exceptions register: risk accepted or a compensating
 /// control, for one device or one finding on it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -231,15 +231,19 @@ pub fn incident_add(a: IncidentAddArgs) -> anyhow::Result<ExitCode> {
         ..Incident::default()
     };
     if let Some(id) = a.from_alert {
-        let alert = store.alert(id)?;
-        inc.tenant = a.tenant.unwrap_or(alert.tenant.clone());
-        inc.alert_id = Some(id);
-        inc.detected_at = alert.first_seen / 1000;
-        inc.category = format!("detection:{}", alert.rule);
-        inc.reference = format!("ALERT-{id}");
-        if inc.summary.is_empty() {
-            inc.summary = format!("{} — {} ({})", alert.domain, alert.reason, alert.rule);
-        }
+        let promoted = Incident::from_alert(&store.alert(id)?, &inc.outcome);
+        inc = Incident {
+            tenant: a.tenant.unwrap_or(promoted.tenant),
+            impact: inc.impact,
+            ico_reference: inc.ico_reference,
+            status: inc.status,
+            summary: if inc.summary.is_empty() {
+                promoted.summary
+            } else {
+                inc.summary
+            },
+            ..promoted
+        };
     }
     if let Some(r) = a.reference {
         inc.reference = r;

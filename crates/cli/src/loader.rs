@@ -89,6 +89,17 @@ pub struct Loader {
     /// The URL feeds' fetch threads, once started.
     fetchers: Option<crate::url_feeds::Fetchers>,
     fetch_statuses: crate::url_feeds::Statuses,
+    /// The database allowlist (`parapet_store::AllowlistStore`), when this
+    /// loader applies it: each entry's name and expiry (unix ms), as last
+    /// polled, and the names in force in the snapshot.
+    db_allows: Option<DbAllows>,
+}
+
+/// The database allowlist as the loader last saw it.
+#[derive(Default)]
+struct DbAllows {
+    entries: Vec<(String, i64)>,
+    in_force: Vec<String>,
 }
 
 /// The tenant of alerts about Parapet itself rather than a council's traffic.
@@ -182,7 +193,60 @@ impl Loader {
             served: Arc::default(),
             fetchers: None,
             fetch_statuses: Arc::default(),
+            db_allows: None,
         }
+    }
+
+    /// Adds the store's allowlist entries in force to `[dns] allowlist`,
+    /// polled with the feeds (`serve` only: other commands build no
+    /// snapshot worth a store).
+    pub fn allowlist_from_store(&mut self) {
+        self.db_allows = Some(DbAllows::default());
+    }
+
+    /// Polls the database allowlist; true when the names in force changed
+    /// (an entry added, removed, or expired). While the store cannot be
+    /// read, the entries last read stay, each until its own expiry.
+    fn refresh_db_allows(&mut self) -> bool {
+        let Some(allows) = self.db_allows.as_mut() else {
+            return false;
+        };
+        let now = SystemTime::now();
+        match open_db(&mut self.db, &self.config)
+            .and_then(|db| db.active_allows(now).map_err(|e| e.to_string()))
+        {
+            Ok(entries) => {
+                allows.entries = entries
+                    .into_iter()
+                    .map(|e| (e.name, e.expires_at))
+                    .collect();
+            }
+            Err(e) => {
+                tracing::warn!("database allowlist not read, keeping the entries in force: {e}");
+                self.db = None;
+            }
+        }
+        let now_ms = parapet_store::unix_millis(now);
+        let mut names: Vec<String> = (allows.entries.iter())
+            .filter(|(_, expires)| *expires > now_ms)
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        if names == allows.in_force {
+            return false;
+        }
+        tracing::info!(
+            names = names.len(),
+            "database allowlist changed: {}",
+            if names.is_empty() {
+                "-".to_string()
+            } else {
+                names.join(" ")
+            }
+        );
+        allows.in_force = names;
+        true
     }
 
     /// Starts fetching the URL feeds, each on a thread of its own that
@@ -429,7 +493,7 @@ impl Loader {
             }
         }
         self.publish_status();
-        changed
+        changed | self.refresh_db_allows()
     }
 
     fn publish_status(&self) {
@@ -477,11 +541,10 @@ impl Loader {
                 tenants: scoped[i].as_deref(),
             })
             .collect();
-        let allow_keys: Vec<Vec<u8>> = cfg
-            .dns
-            .allowlist
-            .iter()
-            .filter_map(|a| text_to_key(a.get_ref()).ok())
+        let db_allows = self.db_allows.iter().flat_map(|a| &a.in_force);
+        let allow_keys: Vec<Vec<u8>> = (cfg.dns.allowlist.iter().map(|a| a.get_ref()))
+            .chain(db_allows)
+            .filter_map(|a| text_to_key(a).ok())
             .collect();
         let allow = NameSet::new(allow_keys.iter().map(Vec::as_slice));
         let policy = PolicySet::compile(allow, &specs, tenant_names.len());

@@ -6,6 +6,7 @@
 //! it; the enums here only name the commands and group them.
 
 mod alerts_cmd;
+mod allowlist_cmd;
 mod assurance_cmd;
 mod config;
 mod dashboard;
@@ -49,6 +50,9 @@ enum Command {
     /// Alerts raised by detection: list them, move them through the workflow.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Names allowed on every node until an expiry (the alert page's false positives).
+    #[command(subcommand)]
+    Allowlist(AllowlistCommand),
     Mailcheck(mailcheck_cmd::Args),
     /// DMARC aggregate and TLS-RPT reports.
     #[command(subcommand)]
@@ -96,6 +100,13 @@ enum FeedsCommand {
 enum AlertsCommand {
     List(alerts_cmd::ListArgs),
     Set(alerts_cmd::SetArgs),
+}
+
+#[derive(Subcommand)]
+enum AllowlistCommand {
+    List(allowlist_cmd::ListArgs),
+    Add(allowlist_cmd::AddArgs),
+    Remove(allowlist_cmd::RemoveArgs),
 }
 
 #[derive(Subcommand)]
@@ -190,6 +201,9 @@ fn main() -> ExitCode {
         Command::Privacy(a) => privacy::run(a),
         Command::Alerts(AlertsCommand::List(a)) => alerts_cmd::list(a),
         Command::Alerts(AlertsCommand::Set(a)) => alerts_cmd::set(a),
+        Command::Allowlist(AllowlistCommand::List(a)) => allowlist_cmd::list(a),
+        Command::Allowlist(AllowlistCommand::Add(a)) => allowlist_cmd::add(a),
+        Command::Allowlist(AllowlistCommand::Remove(a)) => allowlist_cmd::remove(a),
         Command::Mailcheck(a) => mailcheck_cmd::run(a),
         Command::Dmarc(DmarcCommand::Import(a)) => dmarc_cmd::import(a),
         Command::Dmarc(DmarcCommand::Summary(a)) => dmarc_cmd::summary(a),

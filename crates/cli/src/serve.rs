@@ -106,6 +106,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }));
     }
     let mut loader = Loader::new(config.clone(), metrics.clone());
+    loader.allowlist_from_store();
     let served = loader.served_versions();
     let fetch_statuses = loader.fetch_statuses();
     let spool_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));

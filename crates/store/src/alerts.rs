@@ -115,6 +115,14 @@ pub trait AlertStore: Send {
         now: SystemTime,
     ) -> Result<Alert, StoreError>;
 
+    /// The distinct client pseudonyms behind an alert, in byte order, at
+    /// most `limit` (the alert's `clients` counts them all).
+    fn alert_pseudonyms(
+        &mut self,
+        id: i64,
+        limit: usize,
+    ) -> Result<Vec<parapet_core::pseudonym::ClientPseudonym>, StoreError>;
+
     /// What the detector learnt before, per tenant.
     fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError>;
 

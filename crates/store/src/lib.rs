@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod allowlist;
 pub mod cluster;
 pub mod events;
 pub mod exports;
@@ -28,6 +29,7 @@ use parapet_core::alert::AlertStatus;
 
 pub use accounts::AccountStore;
 pub use alerts::{AlertFilter, AlertStore, Notification, OutboxCounts, SeenDomains};
+pub use allowlist::{AllowEntry, AllowlistStore, NewAllow};
 pub use cluster::{ClusterStore, FeedVersion, NodeStatus, sha256_hex};
 pub use events::{
     AGGREGATE_FIELDS, BatchId, BatchStored, EVENT_FIELDS, EventStore, Findings, HourlyTraffic,
@@ -54,6 +56,7 @@ pub trait Db:
     + AccountStore
     + ClusterStore
     + ExportStore
+    + AllowlistStore
     + ReportSources<Error = StoreError>
 {
 }
@@ -65,6 +68,7 @@ impl<T> Db for T where
         + AccountStore
         + ClusterStore
         + ExportStore
+        + AllowlistStore
         + ReportSources<Error = StoreError>
 {
 }
@@ -77,6 +81,8 @@ pub enum StoreError {
     DuplicateUser(String),
     #[error("no incident with id {0}")]
     NoSuchIncident(i64),
+    #[error("no allowlist entry with id {0}")]
+    NoSuchAllow(i64),
     #[error("no asset import with id {0}")]
     NoSuchImport(i64),
     #[error("an incident with reference {0} already exists for this tenant")]

@@ -109,7 +109,7 @@ on_both_backends!(
     export_cursors_start_at_the_newest_and_read_by_id,
 );
 
-const KNOWN_VERSION: u32 = 14;
+const KNOWN_VERSION: u32 = 18;
 
 /// Two nodes write batches while two folders fold at the same time: every
 /// event is counted in its hour exactly once, before and after the last
@@ -536,6 +536,7 @@ fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     s.exec("DROP TABLE notify_outbox");
     s.exec("DROP TABLE dmarc_senders");
     s.exec("DROP TABLE export_cursors");
+    s.exec("DROP TABLE allowlist"); // step 18
     // step 14's account columns (SQLite rebuilds api_tokens in that step,
     // and cannot drop its key column)
     s.exec("ALTER TABLE users DROP COLUMN totp_secret");
@@ -1511,3 +1512,5 @@ fn export_cursors_start_at_the_newest_and_read_by_id(fx: &Fx) {
         [("council-a".into(), "feed.block".into(), "new".into(), 3)]
     );
 }
+
+mod workbench;

@@ -355,6 +355,24 @@ impl FromRequestParts<AppState> for AdminViewer {
     }
 }
 
+/// A signed-in supplier (admin or analyst), the only roles allowed the
+/// alert workbench's actions ([`crate::Access::Supplier`]). Anyone else
+/// signed in gets 403.
+pub struct SupplierViewer(pub Viewer);
+
+impl FromRequestParts<AppState> for SupplierViewer {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let v = Viewer::from_request_parts(parts, state).await?;
+        if crate::Access::Supplier.allows(v.user.role) {
+            Ok(SupplierViewer(v))
+        } else {
+            Err(AppError::Forbidden)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

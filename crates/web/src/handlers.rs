@@ -420,8 +420,10 @@ pub async fn alerts_api(
 async fn alert_view(state: &AppState, viewer: &Viewer, id: i64) -> Result<Value, AppError> {
     let vw = viewer.clone();
     with_db(state, move |db| {
-        let mut v = views::alert(db, &vw, id)?.to_json();
+        let a = views::alert(db, &vw, id)?;
+        let mut v = a.to_json();
         v["deliveries"] = views::deliveries(db, &vw, id)?;
+        crate::workbench::extend(db, &vw, &a, &mut v)?;
         Ok(v)
     })
     .await
@@ -619,7 +621,7 @@ pub async fn assets_api(
     ))
 }
 
-fn incident_json(i: &parapet_assurance::model::Incident) -> Value {
+pub(crate) fn incident_json(i: &parapet_assurance::model::Incident) -> Value {
     use parapet_core::calendar::format_date;
     json!({
         "id": i.id, "tenant": i.tenant, "reference": i.reference, "detected": format_date(i.detected_at),

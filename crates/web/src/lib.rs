@@ -22,6 +22,7 @@ mod handlers;
 mod openapi;
 pub mod totp;
 mod views;
+mod workbench;
 
 pub use app::MAX_FILTER;
 pub use views::MAX_NOTE;
@@ -378,6 +379,9 @@ pub enum Access {
     User,
     /// A signed-in `supplier-admin` only: account management.
     Admin,
+    /// A signed-in `supplier-admin` or `supplier-analyst`: the alert
+    /// workbench's actions (promote, allow).
+    Supplier,
 }
 
 impl Access {
@@ -387,6 +391,7 @@ impl Access {
         match self {
             Access::Public | Access::User => true,
             Access::Admin => role == Role::SupplierAdmin,
+            Access::Supplier => matches!(role, Role::SupplierAdmin | Role::SupplierAnalyst),
         }
     }
 }
@@ -441,7 +446,7 @@ const TENANT_Q: &[&str] = &["tenant"];
 const KPI_Q: &[&str] = &["tenant", "quarter"];
 const ASSET_Q: &[&str] = &["tenant", "quarter", "q", "class", "source", "status"];
 
-use Access::{Admin, Public, User};
+use Access::{Admin, Public, Supplier, User};
 use Method::{Get, Post};
 
 /// Every route. The router, the OpenAPI document and the isolation tests
@@ -536,6 +541,24 @@ pub const ROUTES: &[RouteSpec] = &[
         summary: "move an alert through the workflow",
         query: &[],
         handler: || post(handlers::alert_status_form),
+    },
+    RouteSpec {
+        method: Post,
+        path: "/alerts/{id}/incident",
+        access: Supplier,
+        target: Target::Alert,
+        summary: "promote an alert to an incident",
+        query: &[],
+        handler: || post(workbench::alert_promote_form),
+    },
+    RouteSpec {
+        method: Post,
+        path: "/alerts/{id}/allow",
+        access: Supplier,
+        target: Target::Alert,
+        summary: "false positive: allow the alert's name until an expiry",
+        query: &[],
+        handler: || post(workbench::alert_allow_form),
     },
     RouteSpec {
         method: Get,
@@ -689,6 +712,24 @@ pub const ROUTES: &[RouteSpec] = &[
         summary: "change an alert's status",
         query: &[],
         handler: || post(handlers::alert_status_api),
+    },
+    RouteSpec {
+        method: Post,
+        path: "/api/v1/alerts/{id}/incident",
+        access: Supplier,
+        target: Target::Alert,
+        summary: "promote an alert to an incident",
+        query: &[],
+        handler: || post(workbench::alert_promote_api),
+    },
+    RouteSpec {
+        method: Post,
+        path: "/api/v1/alerts/{id}/allow",
+        access: Supplier,
+        target: Target::Alert,
+        summary: "false positive: allow the alert's name until an expiry",
+        query: &[],
+        handler: || post(workbench::alert_allow_api),
     },
     RouteSpec {
         method: Get,

@@ -71,16 +71,36 @@ pub fn spec() -> Value {
             op["security"] = json!([]);
         }
         if r.method == Method::Post {
-            op["requestBody"] = json!({
-                "required": true,
-                "content": {"application/json": {"schema": {
+            let schema = if r.path.ends_with("/allow") {
+                json!({
+                    "type": "object",
+                    "required": ["note"],
+                    "properties": {
+                        "name": {"type": "string", "description": "the alert's domain (default) or a name under it"},
+                        "days": {"type": "integer", "minimum": 1, "maximum": 365, "default": 30},
+                        "note": {"type": "string", "minLength": 1},
+                    },
+                })
+            } else if r.path.ends_with("/incident") {
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "outcome": {"type": "string", "enum": ["attempted", "successful"], "default": "attempted"},
+                    },
+                })
+            } else {
+                json!({
                     "type": "object",
                     "required": ["status", "note"],
                     "properties": {
                         "status": {"type": "string", "enum": ["investigating", "resolved", "false_positive"]},
                         "note": {"type": "string", "minLength": 1},
                     },
-                }}},
+                })
+            };
+            op["requestBody"] = json!({
+                "required": true,
+                "content": {"application/json": {"schema": schema}},
             });
             op["responses"]["409"] =
                 json!({"description": "the workflow does not allow this change"});

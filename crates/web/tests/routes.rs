@@ -1403,3 +1403,167 @@ async fn a_role_that_requires_totp_cannot_sign_in_without_it() {
     let r = login(&w.app, "admin", &format!("{pw}&code={code}")).await;
     assert_eq!(r.headers[header::LOCATION], "/");
 }
+
+/// The alert page as a workbench: guidance, the pseudonyms with their
+/// timeline links and the reveal command for everyone who may see the
+/// alert; the promote and allow actions for supplier staff only, each
+/// audited, the allow one marking the alert and adding a store entry that
+/// expires by the dashboard's clock.
+#[tokio::test]
+async fn the_alert_workbench_promotes_and_allows_for_supplier_staff_only() {
+    const NOW: i64 = 1_700_000_000;
+    let w = world_with(|d| d.clock = Arc::new(|| NOW));
+    let id = w.alerts.0;
+    let page = call(
+        &w.app,
+        Method::Get,
+        &format!("/alerts/{id}"),
+        As::Session("carol-session"),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for want in [
+        "Blocked by a threat feed",
+        "what to do next",
+        "<code>0101010101010101</code>",
+        // minijinja escapes the slash too
+        "&#x2f;queries?tenant=north&amp;pseudonym=0101010101010101&amp;since=",
+        &format!("parapet investigate reveal --alert {id} --key investigation.key --reason"),
+        "id=\"promote-button\"",
+        "id=\"allow-button\"",
+        "value=\"north-secret.test\"",
+    ] {
+        assert!(page.body.contains(want), "{want} missing: {}", page.body);
+    }
+    let council = call(
+        &w.app,
+        Method::Get,
+        &format!("/alerts/{id}"),
+        As::Session("ann-session"),
+    )
+    .await;
+    assert!(council.body.contains("<code>0101010101010101</code>"));
+    assert!(!council.body.contains("promote-button") && !council.body.contains("allow-button"));
+    let api = call(
+        &w.app,
+        Method::Get,
+        &format!("/api/v1/alerts/{id}"),
+        As::Token("ann-token"),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(v["pseudonyms"][0]["pseudonym"], "0101010101010101");
+    assert_eq!(v["rule_title"], "Blocked by a threat feed");
+
+    // a council user may do neither
+    let fields = "name=north-secret.test&days=7&note=ours";
+    let r = post_form(
+        &w.app,
+        &format!("/alerts/{id}/allow"),
+        "ann-session",
+        None,
+        fields,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = post_form(
+        &w.app,
+        &format!("/alerts/{id}/incident"),
+        "ann-session",
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // nor a name outside the alert's domain, nor a year and a day
+    for bad in [
+        "name=other.test&days=7&note=x",
+        "days=366&note=x",
+        "days=7&note=",
+    ] {
+        let r = post_form(
+            &w.app,
+            &format!("/alerts/{id}/allow"),
+            "carol-session",
+            None,
+            bad,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.body);
+    }
+
+    let r = post_form(
+        &w.app,
+        &format!("/alerts/{id}/allow"),
+        "carol-session",
+        None,
+        "name=www.north-secret.test&days=7&note=the+council%27s+own+portal",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    {
+        let mut db = w.dash.db.get();
+        let in_force = db
+            .active_allows(SystemTime::UNIX_EPOCH + Duration::from_secs(NOW as u64))
+            .unwrap();
+        assert_eq!(in_force.len(), 1);
+        let e = &in_force[0];
+        assert_eq!(
+            (e.name.as_str(), e.alert_id, e.added_by.as_str()),
+            ("www.north-secret.test", Some(id), "carol")
+        );
+        assert_eq!(e.expires_at, (NOW + 7 * 86_400) * 1000);
+        let later = SystemTime::UNIX_EPOCH + Duration::from_secs((NOW + 7 * 86_400) as u64);
+        assert!(db.active_allows(later).unwrap().is_empty(), "expired");
+        assert_eq!(
+            db.alert(id).unwrap().status,
+            parapet_core::alert::AlertStatus::FalsePositive
+        );
+    }
+
+    let r = post_form(
+        &w.app,
+        &format!("/alerts/{id}/incident"),
+        "carol-session",
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = call(
+        &w.app,
+        Method::Get,
+        &format!("/alerts/{id}"),
+        As::Session("carol-session"),
+    )
+    .await;
+    assert!(page.body.contains(&format!("ALERT-{id}")), "{}", page.body);
+    assert!(!page.body.contains("promote-button"), "promoted once");
+    // the API twin gives the same incident again rather than a second one
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("/api/v1/alerts/{id}/incident"))
+        .header(header::AUTHORIZATION, "Bearer carol-token")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    let resp = w.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let inc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(inc["reference"], format!("ALERT-{id}"));
+    assert_eq!(inc["outcome"], "attempted");
+    let incidents = w.dash.db.get().incidents(Some("north")).unwrap();
+    assert_eq!(
+        incidents.iter().filter(|i| i.alert_id == Some(id)).count(),
+        1
+    );
+
+    let audit = audit_actions(&w);
+    let actions: Vec<&str> = audit.iter().map(|(_, a, _)| a.as_str()).collect();
+    assert!(
+        actions.contains(&"allowlist.add") && actions.contains(&"alert.promote"),
+        "{audit:?}"
+    );
+    assert!(audit.iter().all(|(who, _, _)| who == "carol"), "{audit:?}");
+}

@@ -198,6 +198,46 @@ fn log_in_see_the_overview_change_an_alert_and_download_the_report() {
         assert!(text(&c, "#history").await.contains("looking into it"));
         shot(&c, "3-alert").await;
 
+        // the workbench: guidance, the client behind the alert with its
+        // timeline link, the reveal command, and the two actions
+        assert!(text(&c, "#guidance").await.contains("Next:"));
+        let timeline = c
+            .find(Locator::Css("#pseudonyms a.timeline"))
+            .await
+            .unwrap()
+            .attr("href")
+            .await
+            .unwrap()
+            .unwrap();
+        let pseudonym = text(&c, "#pseudonyms code").await;
+        assert!(
+            timeline.starts_with("/queries?tenant=")
+                && timeline.contains(&format!("pseudonym={pseudonym}"))
+                && timeline.contains("since="),
+            "{timeline}"
+        );
+        assert!(
+            text(&c, "#reveal-command")
+                .await
+                .contains("investigate reveal --alert")
+        );
+        c.find(Locator::Id("allow-button")).await.unwrap();
+        c.find(Locator::Id("promote-button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !text(&c, "#history").await.contains("promoted to incident")
+            && c.find(Locator::Id("incident")).await.is_err()
+        {
+            assert!(Instant::now() < deadline, "the promotion did not land");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(text(&c, "#incident").await.contains("ALERT-"));
+        shot(&c, "3b-alert-workbench").await;
+
         // mail posture and KPIs
         c.goto(&format!("{base}/mail")).await.unwrap();
         assert!(text(&c, "#mail").await.contains("northshire.test"));

@@ -30,4 +30,5 @@ mod stale;
 mod store;
 mod tenants;
 mod url_feeds;
+mod workbench;
 mod xfr;

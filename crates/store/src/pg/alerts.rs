@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use parapet_core::alert::{Alert, AlertStatus, Signal};
+use parapet_core::pseudonym::ClientPseudonym;
 use postgres::Transaction;
 
 use super::{PgStore, pg_err};
 use crate::rules::alerts::{
     AlertRow, HistoryRow, REOPENED_BY, REOPENED_NOTE, SignalGroup, StoredAlert, group_signals,
-    parse_status,
+    parse_status, pseudonyms,
 };
 use crate::{
     AlertFilter, AlertStore, Notification, OutboxCounts, SeenDomains, StoreError, unix_millis,
@@ -221,6 +222,18 @@ impl AlertStore for PgStore {
             Ok(())
         })?;
         self.alert(id)
+    }
+
+    fn alert_pseudonyms(
+        &mut self,
+        id: i64,
+        limit: usize,
+    ) -> Result<Vec<ClientPseudonym>, StoreError> {
+        let rows = self.query_rows(
+            "SELECT client FROM alert_clients WHERE alert_id = $1 ORDER BY client LIMIT $2",
+            &[&id, &i64::try_from(limit).unwrap_or(i64::MAX)],
+        )?;
+        pseudonyms(rows.iter().map(|r| r.get(0)).collect(), &self.location)
     }
 
     fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError> {

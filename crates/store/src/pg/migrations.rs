@@ -385,6 +385,25 @@ const MIGRATIONS: &[(u32, &str)] = &[
         ADD COLUMN last_used_at BIGINT;
     CREATE INDEX api_tokens_user ON api_tokens (user_id);",
     ),
+    (
+        18,
+        // names allowed for a while from the dashboard (an alert found to be
+        // a false positive): every node's loader adds the entries in force
+        // to the allowlist; expired and removed ones stay as the record
+        "CREATE TABLE allowlist (
+        id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name       TEXT   NOT NULL, -- text form, lower case, no final dot
+        tenant     TEXT,            -- the tenant of the alert it came from
+        alert_id   BIGINT,          -- the alert it answers
+        added_by   TEXT   NOT NULL,
+        reason     TEXT   NOT NULL,
+        created_at BIGINT NOT NULL, -- unix milliseconds
+        expires_at BIGINT NOT NULL, -- unix milliseconds
+        removed_at BIGINT,
+        removed_by TEXT
+    );
+    CREATE INDEX allowlist_expires ON allowlist (expires_at);",
+    ),
 ];
 
 impl PgStore {

@@ -13,6 +13,7 @@
 
 mod accounts;
 mod alerts;
+mod allowlist;
 mod assurance;
 mod cluster;
 mod events;

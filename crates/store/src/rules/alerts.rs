@@ -11,6 +11,7 @@ use hashbrown::{HashMap, HashSet};
 use std::str::FromStr;
 
 use parapet_core::alert::{Alert, AlertStatus, EVIDENCE_SAMPLES, Severity, Signal, StatusChange};
+use parapet_core::pseudonym::{ClientPseudonym, PSEUDONYM_BYTES};
 
 use crate::rules::unix_millis;
 use crate::{AlertFilter, AlertStore, StoreError};
@@ -255,6 +256,26 @@ impl AlertRow {
 }
 
 /// A stored status, or [`StoreError::Corrupt`] naming the database.
+/// Stored pseudonyms (8 bytes each) as pseudonyms; another length is a
+/// corrupt row.
+pub(crate) fn pseudonyms(
+    blobs: Vec<Vec<u8>>,
+    location: &str,
+) -> Result<Vec<ClientPseudonym>, StoreError> {
+    blobs
+        .into_iter()
+        .map(|b| {
+            <[u8; PSEUDONYM_BYTES]>::try_from(b.as_slice())
+                .map(ClientPseudonym)
+                .map_err(|_| StoreError::Corrupt {
+                    path: location.to_string(),
+                    field: "alert_clients.client",
+                    value: hex::encode(&b),
+                })
+        })
+        .collect()
+}
+
 pub(crate) fn parse_status(s: &str, location: &str) -> Result<AlertStatus, StoreError> {
     AlertStatus::from_str(s).map_err(|_| StoreError::Corrupt {
         path: location.to_string(),

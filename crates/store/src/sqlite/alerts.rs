@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use parapet_core::alert::{Alert, AlertStatus, Signal};
+use parapet_core::pseudonym::ClientPseudonym;
 use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, sql_err};
 use crate::rules::alerts::{
-    AlertRow, HistoryRow, REOPENED_BY, REOPENED_NOTE, StoredAlert, group_signals,
+    AlertRow, HistoryRow, REOPENED_BY, REOPENED_NOTE, StoredAlert, group_signals, pseudonyms,
 };
 use crate::{
     AlertFilter, AlertStore, Notification, OutboxCounts, SeenDomains, StoreError, unix_millis,
@@ -225,6 +226,26 @@ impl AlertStore for SqliteStore {
         .map_err(err)?;
         tx.commit().map_err(err)?;
         self.alert(id)
+    }
+
+    fn alert_pseudonyms(
+        &mut self,
+        id: i64,
+        limit: usize,
+    ) -> Result<Vec<ClientPseudonym>, StoreError> {
+        let err = sql_err(&self.path);
+        let blobs: Vec<Vec<u8>> = self
+            .conn
+            .prepare_cached(
+                "SELECT client FROM alert_clients WHERE alert_id = ?1 ORDER BY client LIMIT ?2",
+            )
+            .map_err(err)?
+            .query_map(params![id, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                r.get(0)
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(err)?;
+        pseudonyms(blobs, &self.location_string())
     }
 
     fn load_seen(&mut self) -> Result<Vec<SeenDomains>, StoreError> {

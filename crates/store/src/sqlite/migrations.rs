@@ -382,6 +382,25 @@ const MIGRATIONS: &[(u32, &str)] = &[
     ALTER TABLE api_tokens_v14 RENAME TO api_tokens;
     CREATE INDEX api_tokens_user ON api_tokens (user_id);",
     ),
+    (
+        18,
+        // names allowed for a while from the dashboard (an alert found to be
+        // a false positive): every node's loader adds the entries in force
+        // to the allowlist; expired and removed ones stay as the record
+        "CREATE TABLE allowlist (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT    NOT NULL, -- text form, lower case, no final dot
+        tenant     TEXT,             -- the tenant of the alert it came from
+        alert_id   INTEGER,          -- the alert it answers
+        added_by   TEXT    NOT NULL,
+        reason     TEXT    NOT NULL,
+        created_at INTEGER NOT NULL, -- unix milliseconds
+        expires_at INTEGER NOT NULL, -- unix milliseconds
+        removed_at INTEGER,
+        removed_by TEXT
+    );
+    CREATE INDEX allowlist_expires ON allowlist (expires_at);",
+    ),
 ];
 
 impl SqliteStore {

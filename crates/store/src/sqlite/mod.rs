@@ -12,6 +12,7 @@
 
 mod accounts;
 mod alerts;
+mod allowlist;
 mod assurance;
 mod cluster;
 mod events;
