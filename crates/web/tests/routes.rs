@@ -1502,7 +1502,7 @@ async fn the_alert_workbench_promotes_and_allows_for_supplier_staff_only() {
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     {
-        let mut db = w.dash.db.get();
+        let mut db = w.dash.db.get().unwrap();
         let in_force = db
             .active_allows(SystemTime::UNIX_EPOCH + Duration::from_secs(NOW as u64))
             .unwrap();
@@ -1553,7 +1553,7 @@ async fn the_alert_workbench_promotes_and_allows_for_supplier_staff_only() {
     let inc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(inc["reference"], format!("ALERT-{id}"));
     assert_eq!(inc["outcome"], "attempted");
-    let incidents = w.dash.db.get().incidents(Some("north")).unwrap();
+    let incidents = w.dash.db.get().unwrap().incidents(Some("north")).unwrap();
     assert_eq!(
         incidents.iter().filter(|i| i.alert_id == Some(id)).count(),
         1
