@@ -100,6 +100,8 @@ pub struct Loader {
 struct DbAllows {
     entries: Vec<(String, i64)>,
     in_force: Vec<String>,
+    /// The last poll failed (logged once per outage, not every poll).
+    failing: bool,
 }
 
 /// The tenant of alerts about Parapet itself rather than a council's traffic.
@@ -216,13 +218,20 @@ impl Loader {
             .and_then(|db| db.active_allows(now).map_err(|e| e.to_string()))
         {
             Ok(entries) => {
+                if std::mem::take(&mut allows.failing) {
+                    tracing::info!("database allowlist read again");
+                }
                 allows.entries = entries
                     .into_iter()
                     .map(|e| (e.name, e.expires_at))
                     .collect();
             }
             Err(e) => {
-                tracing::warn!("database allowlist not read, keeping the entries in force: {e}");
+                if !std::mem::replace(&mut allows.failing, true) {
+                    tracing::warn!(
+                        "database allowlist not read, keeping the entries in force until they expire: {e}"
+                    );
+                }
                 self.db = None;
             }
         }
@@ -236,13 +245,20 @@ impl Loader {
         if names == allows.in_force {
             return false;
         }
+        // the first few names say what changed; the count says how many
+        let shown: Vec<&str> = names.iter().take(10).map(String::as_str).collect();
         tracing::info!(
             names = names.len(),
-            "database allowlist changed: {}",
-            if names.is_empty() {
+            "database allowlist changed: {}{}",
+            if shown.is_empty() {
                 "-".to_string()
             } else {
-                names.join(" ")
+                shown.join(" ")
+            },
+            if names.len() > shown.len() {
+                " ..."
+            } else {
+                ""
             }
         );
         allows.in_force = names;

@@ -454,6 +454,7 @@ impl EventWriter {
     /// quarantine folder (for the operator to inspect), and what detection
     /// found in it is kept, to be recorded with the next batch.
     fn quarantine(&mut self, id: BatchId, runs: &[OwnedRun], e: &StoreError) {
+        let e = with_sources(e);
         match self.spool.quarantine(id, runs) {
             Ok(path) => tracing::error!(
                 run = id.run,
@@ -584,6 +585,22 @@ impl EventWriter {
             }
         }
     }
+}
+
+/// An error with its sources: the database's own words (a PostgreSQL
+/// error displays as "db error" and keeps them in its source).
+fn with_sources(e: &StoreError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// Runs detection over a batch's runs (the repeats of a query are one row

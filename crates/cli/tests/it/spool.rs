@@ -285,3 +285,224 @@ fn every_query_answered_while_sqlite_is_locked_is_stored_once_when_it_frees() {
     assert_eq!(queue_drops(&p), 0.0);
     assert!(p.log().contains("keeping them in the spool"), "{}", p.log());
 }
+
+/// A node on `pg` with a blocking feed listing `*.zone.test` names, whose
+/// clients at 127.0.0.2 are council-a.
+fn start_blocking_node(pg: &OwnServer) -> Parapet {
+    let nsd = shared_nsd();
+    let p = Parapet::start(
+        &format!("upstreams = [\"{nsd}\"]"),
+        &format!(
+            "[[feeds]]\nname = \"listed\"\npath = \"listed.txt\"\nformat = \"domains\"\n\
+             [[tenants]]\nname = \"council-a\"\nnetworks = [\"127.0.0.2/32\"]\n\
+             [store]\npath = \"data\"\nurl = \"{}\"\nflush_interval_ms = 100\n",
+            pg.url()
+        ),
+        &[("listed.txt", "listed.zone.test\nlisted.other.test\n")],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !p.log().contains("retention") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p
+}
+
+/// `(domain, count)` of every feed.block alert, `None` while the server
+/// is down.
+fn block_alerts(pg: &OwnServer) -> Option<Vec<(String, i64)>> {
+    let mut db = postgres::Client::connect(&pg.url(), postgres::NoTls).ok()?;
+    let rows = db
+        .query(
+            "SELECT domain, count::bigint FROM alerts WHERE rule = 'feed.block' ORDER BY domain",
+            &[],
+        )
+        .ok()?;
+    Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Waits (up to 90 s, the writer's backoff included) until `want` alerts
+/// exist, then a little longer in case one is recorded twice.
+fn block_alerts_when_settled(pg: &OwnServer, want: usize) -> Vec<(String, i64)> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while block_alerts(pg).unwrap_or_default().len() < want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    block_alerts(pg).unwrap_or_default()
+}
+
+/// Alerts are stored with the batch they come from: a blocked query
+/// answered while PostgreSQL is stopped raises its alert once the server
+/// is back, and one answered before a `kill -9` (the store down, the batch
+/// only in the spool) raises it when the restarted node replays the
+/// spool; each exactly once.
+#[test]
+fn alerts_raised_while_postgres_is_down_are_stored_once_across_an_outage_and_a_kill_9() {
+    let mut pg = OwnServer::start();
+    let mut p = start_blocking_node(&pg);
+    let client = p.client().from("127.0.0.2");
+
+    // an outage: the alert waits with its batch in the spool
+    pg.stop();
+    for _ in 0..3 {
+        client.query("listed.zone.test.", RecordType::A).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    pg.resume();
+    let alerts = block_alerts_when_settled(&pg, 1);
+    assert_eq!(alerts.len(), 1, "{alerts:?}\n{}", p.log());
+    assert_eq!(alerts[0].0, "zone.test");
+    let zone_count = alerts[0].1;
+    assert!((1..=3).contains(&zone_count), "{alerts:?}");
+
+    // a crash while the store is down: the batch is in the spool only
+    pg.stop();
+    client.query("listed.other.test.", RecordType::A).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    p.kill9();
+    pg.resume();
+    p.restart();
+    let alerts = block_alerts_when_settled(&pg, 2);
+    assert_eq!(
+        alerts,
+        [
+            ("other.test".to_string(), 1),
+            ("zone.test".to_string(), zone_count)
+        ],
+        "{}",
+        p.log()
+    );
+    // the replayed batches of the first run raise nothing twice
+    assert_eq!(stored(&pg), Some(4), "{}", p.log());
+}
+
+/// A batch the store refuses for good (here a trigger the operator added
+/// raises a check violation on one name) is set aside in the spool's
+/// quarantine, counted and logged; the batches behind it are stored.
+#[test]
+fn a_batch_postgres_refuses_is_quarantined_and_the_next_ones_are_stored() {
+    let pg = OwnServer::start();
+    let p = start_node(&pg, "");
+    let mut db = postgres::Client::connect(&pg.url(), postgres::NoTls).unwrap();
+    db.batch_execute(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.qname LIKE 'poison.%' THEN
+             RAISE EXCEPTION 'poisoned name' USING ERRCODE = 'check_violation';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON query_events
+           FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+    )
+    .unwrap();
+    let client = p.client();
+    client.query("poison.zone.test.", RecordType::A);
+    let quarantined = || p.metric("parapet_spool_quarantined_total");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while quarantined() < 1.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(quarantined(), 1.0, "{}", p.log());
+    let before = stored(&pg).unwrap();
+    for i in 0..10 {
+        client.query(&format!("n{i}.zone.test."), RecordType::A);
+    }
+    assert_eq!(
+        stored_when_settled(&pg, before + 10),
+        before + 10,
+        "{}",
+        p.log()
+    );
+    let files: Vec<_> = std::fs::read_dir(p.path("data/spool/quarantine"))
+        .unwrap()
+        .map(|f| f.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with(".spool"), "{files:?}");
+    let log = p.log();
+    assert!(log.contains("set aside in the spool's quarantine"), "{log}");
+    assert!(log.contains("poisoned name"), "{log}");
+    assert_eq!(quarantined(), 1.0);
+}
+
+/// Two processes must not share a spool: the second stops at once with an
+/// error that names the folder, and the first goes on.
+#[test]
+fn a_second_node_on_the_same_store_path_stops_with_a_clear_error() {
+    let nsd = shared_nsd();
+    let mut p = Parapet::start(
+        &format!("upstreams = [\"{nsd}\"]"),
+        "[store]\npath = \"data\"\n",
+        &[],
+    );
+    // fully started (SIGTERM is handled from then on)
+    crate::harness::wait_for("the first node's writer", || p.log().contains("retention"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args(["serve", "--config"])
+        .arg(p.path("parapet.toml"))
+        .current_dir(p.path(""))
+        .output()
+        .unwrap();
+    let text = crate::harness::output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("in use by another process"), "{text}");
+    assert!(text.contains("spool"), "{text}");
+    assert!(p.is_running());
+    assert_eq!(p.terminate().code(), Some(0), "{}", p.log());
+}
+
+/// The dashboard's store calls run off the async workers, from a bounded
+/// pool: with PostgreSQL holding every account table locked (a store that
+/// does not answer), requests that need it wait, and `/healthz` and
+/// `/metrics` still answer; with the server stopped, a store request gets
+/// an error instead of hanging, and `/healthz` still answers.
+#[test]
+fn the_web_answers_while_postgres_is_stuck_or_stopped() {
+    let mut pg = OwnServer::start();
+    let p = start_node(&pg, "pool_size = 2");
+    let web = p.web;
+    let api = move || {
+        crate::harness::http_get_with(
+            web,
+            "/api/v1/alerts",
+            "Authorization: Bearer not-a-token\r\n",
+            Duration::from_secs(60),
+        )
+    };
+    assert_eq!(api().0, 401, "the store answers: an unknown token");
+
+    let mut lock = postgres::Client::connect(&pg.url(), postgres::NoTls).unwrap();
+    let mut tx = lock.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE api_tokens, users, sessions IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    // more store requests than the pool and the runtime's workers
+    let stuck: Vec<_> = (0..6).map(|_| std::thread::spawn(api)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..5 {
+        assert!(crate::harness::http_get(web, "/healthz").contains("ok"));
+        assert!(crate::harness::http_get(web, "/metrics").contains("parapet_"));
+    }
+    assert!(
+        stuck.iter().all(|t| !t.is_finished()),
+        "the store requests wait for the lock"
+    );
+    tx.rollback().unwrap();
+    for t in stuck {
+        // the first two get the pool's connections; the rest waited their
+        // turn (401) or, past the pool's wait, were told to come back (503)
+        let (status, body) = t.join().unwrap();
+        assert!(status == 401 || status == 503, "{status} {body}");
+    }
+
+    pg.stop();
+    assert!(crate::harness::http_get(web, "/healthz").contains("ok"));
+    let (status, body) = api();
+    assert!(status == 500 || status == 503, "{status} {body}");
+    pg.resume();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while api().0 != 401 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(api().0, 401, "the dashboard reconnects: {}", p.log());
+}
