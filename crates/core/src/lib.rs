@@ -14,4 +14,5 @@ pub mod ippolicy;
 pub mod name;
 pub mod policy;
 pub mod pseudonym;
+pub mod rules_text;
 pub mod tenant;
