@@ -518,14 +518,19 @@ pub struct BulkNotice {
 pub async fn alerts_page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<AlertQuery>,
+    Query(mut q): Query<AlertQuery>,
     Query(n): Query<BulkNotice>,
 ) -> Result<Html<String>, AppError> {
+    // a screenful at a time; the pagination links carry the filters
+    q.limit = Some(q.limit.unwrap_or(ALERTS_PER_PAGE));
     let mut v = alerts_view(&state, &viewer, q).await?;
     v["done"] = json!(n.done);
     v["skipped"] = json!(n.skipped.unwrap_or(0));
     page("alerts.html", &viewer, v)
 }
+
+/// Alerts per page of the alert list.
+const ALERTS_PER_PAGE: usize = 100;
 
 /// The most alerts one bulk change may name.
 pub const MAX_BULK: usize = 500;

@@ -297,7 +297,9 @@ impl RouteSpec {
     }
 }
 
-const ALERT_Q: &[&str] = &["tenant", "status", "rule", "severity", "since", "limit"];
+const ALERT_Q: &[&str] = &[
+    "tenant", "status", "rule", "severity", "since", "limit", "page",
+];
 const TENANT_Q: &[&str] = &["tenant"];
 const MAIL_Q: &[&str] = &["tenant", "show"];
 const KPI_Q: &[&str] = &["tenant", "quarter"];

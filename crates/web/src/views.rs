@@ -371,7 +371,10 @@ pub struct AlertQuery {
     pub severity: Option<String>,
     /// A date (`2026-11-30`) or date and time.
     pub since: Option<String>,
+    /// Alerts per page (500 unless given; the page asks for 100).
     pub limit: Option<usize>,
+    /// Which page of `limit` alerts, from 1.
+    pub page: Option<usize>,
 }
 
 const SEVERITIES: [&str; 4] = ["high", "medium", "low", "info"];
@@ -403,6 +406,10 @@ pub fn alerts(db: &mut dyn Db, scope: Option<&str>, q: &AlertQuery) -> Result<Va
         None => None,
     };
     let limit = q.limit.unwrap_or(500).min(5000);
+    // page K (from 1) shows alerts (K-1)*limit.. of the matches; one more
+    // is read to know whether a next page exists
+    let page = q.page.unwrap_or(1).clamp(1, 5000 / limit.max(1));
+    let skip = (page - 1) * limit;
     let mut list = db.list_alerts(&AlertFilter {
         tenant: scope.map(str::to_string),
         status,
@@ -412,20 +419,24 @@ pub fn alerts(db: &mut dyn Db, scope: Option<&str>, q: &AlertQuery) -> Result<Va
         limit: if severity.is_some() {
             None
         } else {
-            Some(limit)
+            Some(skip + limit + 1)
         },
     })?;
     if let Some(sev) = severity {
         list.retain(|a| a.severity.as_str() == sev);
-        list.truncate(limit);
     }
+    let has_next = list.len() > skip + limit;
+    list.truncate(skip + limit);
+    list.drain(..skip.min(list.len()));
     let rules: Vec<Value> = parapet_core::rules_text::RULE_CODES
         .iter()
         .map(|c| json!({"code": c, "title": parapet_core::rules_text::rule_title(c)}))
         .collect();
     Ok(json!({
         "alerts": list.iter().map(Alert::to_json).collect::<Vec<_>>(),
-        "filter": {"tenant": scope, "status": q.status, "rule": q.rule, "severity": q.severity, "since": q.since},
+        "filter": {"tenant": scope, "status": q.status, "rule": q.rule, "severity": q.severity, "since": q.since, "limit": limit},
+        "page": page,
+        "has_next": has_next,
         "statuses": STATUSES.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         "severities": SEVERITIES,
         "rules": rules,

@@ -1656,3 +1656,47 @@ async fn the_feeds_page_lists_shared_and_own_feeds_with_their_source() {
         ann.body
     );
 }
+
+#[tokio::test]
+async fn the_alert_list_pages_through_the_matches_keeping_the_filters() {
+    let w = world();
+    let first = call(
+        &w.app,
+        Method::Get,
+        "/alerts?limit=1&status=new",
+        As::Session("admin-session"),
+    )
+    .await;
+    assert!(
+        first.body.contains(r#"rel="next""#) && !first.body.contains(r#"rel="prev""#),
+        "{}",
+        first.body
+    );
+    assert!(
+        first
+            .body
+            .contains("status=new&amp;severity=&amp;rule=&amp;since=&amp;limit=1&amp;page=2"),
+        "{}",
+        first.body
+    );
+    let v: serde_json::Value = serde_json::from_str(
+        &call(
+            &w.app,
+            Method::Get,
+            "/api/v1/alerts?limit=1&page=2",
+            As::Token("admin-token"),
+        )
+        .await
+        .body,
+    )
+    .unwrap();
+    assert_eq!(v["alerts"].as_array().unwrap().len(), 1);
+    let second = call(
+        &w.app,
+        Method::Get,
+        "/alerts?limit=1&status=new&page=2",
+        As::Session("admin-session"),
+    )
+    .await;
+    assert!(second.body.contains(r#"rel="prev""#) && !second.body.contains(r#"rel="next""#));
+}
