@@ -137,6 +137,7 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
             category: "malware".into(),
             mode: "block".into(),
             tenants: None,
+            source: "built in (test names only)".into(),
         }]
     } else {
         config
@@ -154,10 +155,48 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
                     .tenants
                     .as_ref()
                     .map(|ts| ts.iter().map(|t| t.get_ref().clone()).collect()),
+                source: feed_source(f),
             })
             .collect()
     };
     Ok(Arc::new(d))
+}
+
+/// A feed's source as the tenants page shows it to every viewer: no
+/// server paths (a file's name only) and no URL query (it may carry a key).
+fn feed_source(f: &crate::config::FeedConfig) -> String {
+    if let Some(zone) = &f.zone {
+        let primaries: Vec<String> = f
+            .primary
+            .iter()
+            .chain(&f.primaries)
+            .map(|p| p.to_string())
+            .collect();
+        return format!("zone transfer of {zone} from {}", primaries.join(", "));
+    }
+    if let Some(url) = &f.url {
+        let u = url.get_ref();
+        let bare = u.split(['?', '#']).next().unwrap_or(u);
+        // user:password@ in a URL is a secret too
+        let bare = match bare.split_once("://") {
+            Some((scheme, rest)) => match rest.split_once('@') {
+                Some((_, host)) if !host.contains('/') || rest.find('@') < rest.find('/') => {
+                    format!("{scheme}://{host}")
+                }
+                _ => bare.to_string(),
+            },
+            None => bare.to_string(),
+        };
+        return format!("URL {bare}");
+    }
+    if matches!(f.source, crate::config::FeedSourceConfig::Database) {
+        return "published to the store (parapet feeds publish)".into();
+    }
+    let name = f
+        .path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    format!("file {name}")
 }
 
 /// Loads the bundled demo data once (a store that already has the demo's

@@ -100,6 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     entries: f.entries,
                     serial: f.serial,
                     last_transfer: f.last_transfer,
+                    last_load: f.last_load,
                     last_error: f.last_error,
                 })
                 .collect()

@@ -169,6 +169,33 @@ pub fn format_local_ms(ms: i64) -> String {
     format_local(ms.div_euclid(1000))
 }
 
+/// How far unix second `t` is from `now`, as a person says it ("just
+/// now", "5 minutes ago", "3 hours ago", "2 days ago", "in 4 hours");
+/// `None` beyond 30 days, where the date alone says enough.
+pub fn relative(t: i64, now: i64) -> Option<String> {
+    let d = now.saturating_sub(t);
+    let a = d.unsigned_abs();
+    if a > 30 * 86_400 {
+        return None;
+    }
+    if a < 60 {
+        return Some("just now".into());
+    }
+    let (n, unit) = if a < 3600 {
+        (a / 60, "minute")
+    } else if a < 86_400 {
+        (a / 3600, "hour")
+    } else {
+        (a / 86_400, "day")
+    };
+    let s = if n == 1 { "" } else { "s" };
+    Some(if d > 0 {
+        format!("{n} {unit}{s} ago")
+    } else {
+        format!("in {n} {unit}{s}")
+    })
+}
+
 /// A time in a machine form (RFC 3339, as the API gives it) shown in UK
 /// local time; anything else is returned as it is.
 pub fn local_from_rfc3339(s: &str) -> String {
@@ -272,6 +299,23 @@ fn parse_asctime(s: &str) -> Option<i64> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn relative_times_read_as_a_person_says_them() {
+        let now = 1_800_000_000;
+        assert_eq!(relative(now - 5, now).as_deref(), Some("just now"));
+        assert_eq!(relative(now - 60, now).as_deref(), Some("1 minute ago"));
+        assert_eq!(
+            relative(now - 3 * 3600 - 59, now).as_deref(),
+            Some("3 hours ago")
+        );
+        assert_eq!(
+            relative(now - 2 * 86_400, now).as_deref(),
+            Some("2 days ago")
+        );
+        assert_eq!(relative(now + 4 * 3600, now).as_deref(), Some("in 4 hours"));
+        assert_eq!(relative(now - 31 * 86_400, now), None);
+    }
 
     #[test]
     fn export_date_forms() {

@@ -253,6 +253,12 @@ fn write(dir: &Path, name: &str, bytes: &[u8], out: &mut Written) -> Result<(), 
     Ok(())
 }
 
+/// The trend chart the public report draws (the earlier quarters and this
+/// one), for the dashboard's assurance page: the same SVG in both places.
+pub fn trend_chart(input: &ReportInput) -> Option<String> {
+    chart::trend_svg(&PublicView::new(input).history)
+}
+
 /// Whether PDFs are produced by this build.
 pub const PDF: bool = cfg!(feature = "pdf");
 

@@ -37,9 +37,9 @@ pub use events::{
 };
 pub use exports::{ExportCursor, ExportStore, StoredEvent};
 pub use mail::{
-    DmarcRecordRow, DmarcReportRow, DmarcSenderRow, DmarcSummary, Imported, MailCheckDiff,
-    MailCheckRow, MailFinding, MailStore, ServiceGroup, SourceSummary, TlsReportRow, TlsResultRow,
-    UNIDENTIFIED,
+    DmarcDay, DmarcRecordRow, DmarcReportRow, DmarcSenderRow, DmarcSummary, Imported,
+    MailCheckDiff, MailCheckRow, MailFinding, MailStore, ServiceGroup, SourceSummary, TlsReportRow,
+    TlsResultRow, UNIDENTIFIED,
 };
 pub use pg::{CONNECT_TIMEOUT, PgStore, redact};
 pub use rules::{cutoff, unix_millis};

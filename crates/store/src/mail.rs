@@ -112,6 +112,15 @@ pub struct DmarcSummary {
     pub sources: Vec<SourceSummary>,
 }
 
+/// One day of a domain's DMARC reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DmarcDay {
+    /// Unix seconds of the UTC midnight starting the day.
+    pub day: i64,
+    pub messages: u64,
+    pub dmarc_pass: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SourceSummary {
     pub source_ip: String,
@@ -238,6 +247,10 @@ pub trait MailStore: Send {
 
     /// Sources, volumes and alignment from a domain's stored reports.
     fn dmarc_summary(&mut self, domain: &str) -> Result<DmarcSummary, StoreError>;
+
+    /// A domain's DMARC results per UTC day of the reports' start, oldest
+    /// first: the mail page's pass-rate chart.
+    fn dmarc_daily(&mut self, domain: &str) -> Result<Vec<DmarcDay>, StoreError>;
 
     /// The stored identities of those of `ips` that have one.
     fn dmarc_senders(&mut self, ips: &[String]) -> Result<Vec<DmarcSenderRow>, StoreError>;

@@ -12,7 +12,7 @@ use parapet_core::pseudonym::ClientPseudonym;
 
 use crate::accounts::{AuditEntry, Role};
 use crate::{
-    AlertFilter, Db, DmarcReportRow, DmarcSenderRow, EventStore, Imported, MailCheckDiff,
+    AlertFilter, Db, DmarcDay, DmarcReportRow, DmarcSenderRow, EventStore, Imported, MailCheckDiff,
     MailCheckRow, MailFinding, PgStore, Purged, Retention, SqliteStore, StoreError, TlsReportRow,
 };
 use parapet_assurance::model::{
@@ -948,6 +948,25 @@ fn dmarc_reports_deduplicate_and_summarise(fx: &Fx) {
         (3, 19, 16, 11)
     );
     assert_eq!((sum.first, sum.last), (Some(100), Some(200)));
+    let day = |day, messages, dmarc_pass| DmarcDay {
+        day,
+        messages,
+        dmarc_pass,
+    };
+    let late = report("4", vec![record("192.0.2.1", 4, true, false, "none")]);
+    s.import_dmarc(
+        &DmarcReportRow {
+            begin: 2 * 86_400 + 5,
+            end: 3 * 86_400,
+            ..late
+        },
+        now,
+    )
+    .unwrap();
+    assert_eq!(
+        s.dmarc_daily("example.gov.uk").unwrap(),
+        [day(0, 19, 16), day(2 * 86_400, 4, 4)]
+    );
     assert_eq!(sum.sources[0].source_ip, "192.0.2.1");
     assert_eq!(sum.sources[1].rejected, 3);
     assert_eq!(sum.sources[1].dmarc_pass, 0);

@@ -39,16 +39,33 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("audit.html", include_str!("../templates/audit.html")),
     ("tenants.html", include_str!("../templates/tenants.html")),
     ("accounts.html", include_str!("../templates/accounts.html")),
+    ("error.html", include_str!("../templates/error.html")),
+    ("macros.html", include_str!("../templates/macros.html")),
 ];
+
+/// The GOV.UK Frontend stylesheet's path: versioned, so it can be cached
+/// for a year and a new release is a new address.
+pub const GOVUK_CSS: &str = "/static/govuk-frontend-5.14.0.min.css";
 
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut e = Environment::new();
-        // the API gives times as RFC 3339 UTC; a page shows them in UK local time
-        e.add_filter("local", |t: String| {
-            parapet_core::calendar::local_from_rfc3339(&t)
+        // the API gives times as RFC 3339 UTC; a page shows them in UK local
+        // time, with how long ago when that helps (the one time helper)
+        e.add_filter("local", local_time);
+        e.add_filter("rule_title", |code: String| {
+            // empty for a code without a title: the page then shows the code alone
+            let known = parapet_core::rules_text::known_rules().any(|c| c == code);
+            if known {
+                parapet_core::rules_text::rule_title(&code).to_string()
+            } else {
+                String::new()
+            }
         });
+        e.add_filter("code_spans", code_spans);
+        e.add_filter("yesno", |b: bool| if b { "Yes" } else { "No" });
+        e.add_filter("urlencode", |s: String| views::urlencode(&s));
         for (name, src) in TEMPLATES {
             e.add_template(name, src).expect("templates parse");
         }
@@ -56,7 +73,61 @@ fn env() -> &'static Environment<'static> {
     })
 }
 
-pub(crate) fn render(name: &str, ctx: Value) -> Result<Html<String>, AppError> {
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A time from a view as a page shows it: `<time>` in UK local time, and
+/// "(3 hours ago)" within a month of the page's `now`. Anything that is
+/// not an RFC 3339 time is shown as it is.
+fn local_time(state: &minijinja::State, t: String) -> minijinja::Value {
+    use parapet_core::calendar::{format_datetime, format_local, parse_rfc3339, relative};
+    let Some(secs) = parse_rfc3339(&t) else {
+        return minijinja::Value::from(t);
+    };
+    let now = state
+        .lookup("now")
+        .and_then(|v| i64::try_from(v).ok())
+        .and_then(|n| relative(secs, n));
+    let ago = now.map_or_else(String::new, |a| {
+        format!(r#" <span class="parapet-ago">({a})</span>"#)
+    });
+    minijinja::Value::from_safe_string(format!(
+        r#"<time datetime="{}">{}</time>{ago}"#,
+        esc(&format_datetime(secs)),
+        esc(&format_local(secs))
+    ))
+}
+
+/// Text whose `backticked` parts are code (Mail Check's advice): escaped,
+/// with each pair of backticks turned into a `<code>` span.
+fn code_spans(text: String) -> minijinja::Value {
+    let mut out = String::with_capacity(text.len() + 16);
+    for (i, part) in text.split('`').enumerate() {
+        if i % 2 == 1 {
+            out.push_str("<code>");
+            out.push_str(&esc(part));
+            out.push_str("</code>");
+        } else {
+            out.push_str(&esc(part));
+        }
+    }
+    // an odd backtick left a code span open: close it
+    if text.split('`').count().is_multiple_of(2) {
+        out.push_str("</code>");
+    }
+    minijinja::Value::from_safe_string(out)
+}
+
+pub(crate) fn render(name: &str, mut ctx: Value) -> Result<Html<String>, AppError> {
+    ctx["govuk_css"] = json!(GOVUK_CSS);
+    ctx["version"] = json!(env!("CARGO_PKG_VERSION"));
+    if ctx.get("now").is_none() {
+        ctx["now"] = json!(now());
+    }
     let t = env()
         .get_template(name)
         .map_err(|e| AppError::Internal(format!("template {name}: {e}")))?;
@@ -74,7 +145,47 @@ pub(crate) fn page(name: &str, viewer: &Viewer, mut ctx: Value) -> Result<Html<S
         "supplier": viewer.is_supplier(),
     });
     ctx["csrf"] = json!(viewer.csrf());
+    ctx["section"] = json!(section(name));
     render(name, ctx)
+}
+
+/// The navigation entry a page belongs to: `/` for the overview, the
+/// list's path for a detail page, else `/` and the template's stem (so a
+/// new page `queries.html` lights up a `/queries` entry).
+fn section(template: &str) -> String {
+    let stem = template.trim_end_matches(".html");
+    match stem {
+        "overview" => "/".into(),
+        "alert" => "/alerts".into(),
+        "mail_domain" => "/mail".into(),
+        s => format!("/{s}"),
+    }
+}
+
+/// An error as a page in the dashboard's design (the API keeps JSON).
+pub(crate) fn error_page(status: StatusCode, message: &str) -> Html<String> {
+    let heading = match status.as_u16() {
+        404 => "Page not found",
+        401 | 403 => "You cannot see this page",
+        409 => "That change could not be made",
+        429 => "Too many attempts",
+        400..=499 => "There is a problem with your request",
+        _ => "Sorry, there is a problem with the service",
+    };
+    let ctx = json!({"status": status.as_u16(), "heading": heading, "message": message});
+    render("error.html", ctx).unwrap_or_else(|_| Html(esc(message)))
+}
+
+/// The vendored GOV.UK Frontend stylesheet, cached for a year: its path
+/// names its version.
+pub async fn govuk_css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        include_str!("../assets/govuk/govuk-frontend-5.14.0.min.css"),
+    )
 }
 
 pub async fn style() -> impl IntoResponse {
@@ -349,8 +460,11 @@ async fn overview_view(
 ) -> Result<Value, AppError> {
     let scope = viewer.scope(q.tenant.as_deref())?;
     let supplier = viewer.is_supplier();
+    let d = dashboard(state)?;
     let mut v = with_db(state, move |db| {
-        let mut v = views::overview(db, scope.as_deref(), now())?;
+        let now = d.now();
+        let mut v = views::overview(db, scope.as_deref(), now)?;
+        v["attention"] = views::attention(&d, db, scope.as_deref(), now)?;
         if supplier {
             v["notifications"] = views::outbox(db)?;
         }
@@ -387,6 +501,7 @@ pub async fn overview_api(
     let mut v = overview_view(&state, &viewer, &q).await?;
     if let Some(o) = v.as_object_mut() {
         o.remove("chart_svg");
+        o.remove("legend");
         o.remove("tenant_choices");
     }
     Ok(Json(v))
@@ -399,13 +514,86 @@ async fn alerts_view(state: &AppState, viewer: &Viewer, q: AlertQuery) -> Result
     Ok(v)
 }
 
+/// What a bulk status change did, shown above the list it returns to.
+#[derive(Debug, Default, Deserialize)]
+pub struct BulkNotice {
+    pub done: Option<usize>,
+    pub skipped: Option<usize>,
+}
+
 pub async fn alerts_page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<AlertQuery>,
+    Query(mut q): Query<AlertQuery>,
+    Query(n): Query<BulkNotice>,
 ) -> Result<Html<String>, AppError> {
-    let v = alerts_view(&state, &viewer, q).await?;
+    // a screenful at a time; the pagination links carry the filters
+    q.limit = Some(q.limit.unwrap_or(ALERTS_PER_PAGE));
+    let mut v = alerts_view(&state, &viewer, q).await?;
+    v["done"] = json!(n.done);
+    v["skipped"] = json!(n.skipped.unwrap_or(0));
     page("alerts.html", &viewer, v)
+}
+
+/// Alerts per page of the alert list.
+const ALERTS_PER_PAGE: usize = 100;
+
+/// The most alerts one bulk change may name.
+pub const MAX_BULK: usize = 500;
+
+/// Moves every selected alert to one status with one note. Each change is
+/// checked and audited as a single one would be; an alert the viewer may
+/// not see is refused (404) before anything changes, and one whose
+/// workflow forbids the move keeps its status and is counted as skipped.
+pub async fn alerts_bulk_status(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    ClientAddr(client): ClientAddr,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, AppError> {
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    viewer.check_csrf(Some(&field("csrf")))?;
+    let ids: Vec<i64> = fields
+        .iter()
+        .filter(|(k, _)| k == "id")
+        .map(|(_, v)| {
+            v.parse()
+                .map_err(|_| AppError::BadRequest(format!("id: `{v}` is not an alert number")))
+        })
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Err(AppError::BadRequest("select at least one alert".into()));
+    }
+    if ids.len() > MAX_BULK {
+        return Err(AppError::BadRequest(format!(
+            "{} alerts selected, more than {MAX_BULK}",
+            ids.len()
+        )));
+    }
+    let (status, note) = (field("status"), field("note"));
+    let vw = viewer.clone();
+    let (done, skipped) = with_db(&state, move |db| {
+        for id in &ids {
+            views::alert(db, &vw, *id)?;
+        }
+        let (mut done, mut skipped) = (0, 0);
+        for id in ids {
+            match views::set_status(db, &vw, id, &status, &note, &client) {
+                Ok(_) => done += 1,
+                Err(AppError::Conflict(_)) => skipped += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((done, skipped))
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/alerts?done={done}&skipped={skipped}")).into_response())
 }
 
 pub async fn alerts_api(
@@ -494,16 +682,40 @@ pub async fn alert_status_api(
     Ok(Json(a.to_json()))
 }
 
-async fn mail_view(state: &AppState, viewer: &Viewer, q: &TenantQuery) -> Result<Value, AppError> {
+/// Query parameters of the mail list.
+#[derive(Debug, Default, Deserialize)]
+pub struct MailQuery {
+    pub tenant: Option<String>,
+    /// `regressed`: only domains whose latest check is worse than the one
+    /// before (the overview's count links here).
+    pub show: Option<String>,
+}
+
+async fn mail_view(state: &AppState, viewer: &Viewer, q: &MailQuery) -> Result<Value, AppError> {
     let scope = viewer.scope(q.tenant.as_deref())?;
+    crate::app::check_filter("show", q.show.as_deref())?;
+    let regressed_only = match q.show.as_deref().unwrap_or("") {
+        "" | "all" => false,
+        "regressed" => true,
+        other => {
+            return Err(AppError::BadRequest(format!(
+                "show: `{other}` is not `all` or `regressed`"
+            )));
+        }
+    };
     let d = dashboard(state)?;
-    with_db(state, move |db| views::mail(&d, db, scope.as_deref())).await
+    let mut v = with_db(state, move |db| views::mail(&d, db, scope.as_deref())).await?;
+    if regressed_only && let Some(rows) = v["domains"].as_array_mut() {
+        rows.retain(|r| r["regressed"] == json!(true));
+    }
+    v["show"] = json!(if regressed_only { "regressed" } else { "all" });
+    Ok(v)
 }
 
 pub async fn mail_page(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<TenantQuery>,
+    Query(q): Query<MailQuery>,
 ) -> Result<Html<String>, AppError> {
     let v = mail_view(&state, &viewer, &q).await?;
     page("mail.html", &viewer, v)
@@ -512,7 +724,7 @@ pub async fn mail_page(
 pub async fn mail_api(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(q): Query<TenantQuery>,
+    Query(q): Query<MailQuery>,
 ) -> Result<Json<Value>, AppError> {
     Ok(Json(mail_view(&state, &viewer, &q).await?))
 }
@@ -541,7 +753,11 @@ pub async fn mail_domain_api(
     viewer: Viewer,
     Path(domain): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    Ok(Json(mail_domain_view(&state, &viewer, domain).await?))
+    let mut v = mail_domain_view(&state, &viewer, domain).await?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("dmarc_chart");
+    }
+    Ok(Json(v))
 }
 
 async fn kpi_report(
@@ -550,6 +766,22 @@ async fn kpi_report(
     q: &AssuranceQuery,
 ) -> Result<(String, String, parapet_assurance::kpi::KpiReport), AppError> {
     let d = dashboard(state)?;
+    let (tenant, quarter, q) = assurance_args(&d, viewer, q)?;
+    let t = tenant.clone();
+    let r = with_db(state, move |db| {
+        Ok(quarter_kpis(db, &t, q, &d.assurance.kpi, now())?)
+    })
+    .await?;
+    Ok((tenant, quarter, r))
+}
+
+/// The tenant and quarter an assurance request is about, its search
+/// fields checked.
+fn assurance_args(
+    d: &crate::Dashboard,
+    viewer: &Viewer,
+    q: &AssuranceQuery,
+) -> Result<(String, String, parapet_assurance::quarter::Quarter), AppError> {
     for (field, value) in [
         ("q", &q.q),
         ("class", &q.class),
@@ -559,19 +791,14 @@ async fn kpi_report(
     ] {
         crate::app::check_filter(field, value.as_deref())?;
     }
-    let tenant = views::assurance_tenant(&d, viewer, q.tenant.as_deref())?;
+    let tenant = views::assurance_tenant(d, viewer, q.tenant.as_deref())?;
     let quarter = q
         .quarter
         .clone()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| views::current_quarter(&d.assurance));
-    let q = views::quarter(&d.assurance, &quarter)?;
-    let t = tenant.clone();
-    let r = with_db(state, move |db| {
-        Ok(quarter_kpis(db, &t, q, &d.assurance.kpi, now())?)
-    })
-    .await?;
-    Ok((tenant, quarter, r))
+    let parsed = views::quarter(&d.assurance, &quarter)?;
+    Ok((tenant, quarter, parsed))
 }
 
 pub async fn assurance_page(
@@ -579,17 +806,40 @@ pub async fn assurance_page(
     viewer: Viewer,
     Query(q): Query<AssuranceQuery>,
 ) -> Result<Html<String>, AppError> {
-    let (tenant, quarter, r) = kpi_report(&state, &viewer, &q).await?;
+    let d = dashboard(&state)?;
+    // the tenant and quarter checks of the API twin, then the report's own
+    // inputs: the KPIs and the trend the committee report draws
+    let (tenant, quarter, quarter_arg) = assurance_args(&d, &viewer, &q)?;
+    let t = tenant.clone();
+    let (input, incidents) = with_db(&state, move |db| {
+        let a = &d.assurance;
+        let text = ReportText {
+            committee: a.committee.clone(),
+            exemption: None,
+        };
+        let input = report_input(db, &t, quarter_arg, &a.kpi, a.council(&t), text, now())?;
+        Ok((input, db.incidents(Some(&t))?))
+    })
+    .await?;
+    let trend = parapet_report::trend_chart(&input);
+    let r = input.kpi;
     let register = views::register(&r, &q);
     let files: Vec<&str> = parapet_report::files()
         .iter()
         .copied()
         .filter(|f| viewer.is_supplier() || !f.starts_with("exempt-appendix"))
         .collect();
+    // the register's status now, beside the status at the quarter's end
+    let status_now: serde_json::Map<String, Value> = incidents
+        .iter()
+        .map(|i| (i.reference.clone(), json!(i.status)))
+        .collect();
     let v = json!({
         "tenant": tenant,
         "quarter": quarter,
         "report": r,
+        "trend_svg": trend,
+        "status_now": status_now,
         "register": register,
         "filter": {"q": q.q, "class": q.class, "source": q.source, "status": q.status},
         "files": files,
@@ -752,15 +1002,19 @@ pub async fn privacy_page(
     viewer: Viewer,
 ) -> Result<Html<String>, AppError> {
     let d = dashboard(&state)?;
-    page("privacy.html", &viewer, views::privacy(&d))
+    page(
+        "privacy.html",
+        &viewer,
+        views::privacy(&d, viewer.is_supplier()),
+    )
 }
 
 pub async fn privacy_api(
     State(state): State<AppState>,
-    _viewer: Viewer,
+    viewer: Viewer,
 ) -> Result<Json<Value>, AppError> {
     let d = dashboard(&state)?;
-    Ok(Json(views::privacy(&d)))
+    Ok(Json(views::privacy(&d, viewer.is_supplier())))
 }
 
 pub async fn audit_page(

@@ -258,6 +258,9 @@ pub struct FeedInfo {
     pub mode: String,
     /// `None`: shared by every tenant.
     pub tenants: Option<Vec<String>>,
+    /// Where it comes from, as every viewer may read it: a file's name
+    /// (not its path), a URL without its query, a zone and its primary.
+    pub source: String,
 }
 
 /// A feed's load state as the loader last published it: what the
@@ -270,6 +273,8 @@ pub struct FeedLoad {
     pub serial: Option<u32>,
     /// Unix seconds of the last transfer that changed the feed (0: none).
     pub last_transfer: u64,
+    /// Unix seconds of the last successful load (0: none).
+    pub last_load: u64,
     pub last_error: Option<String>,
 }
 
@@ -441,8 +446,11 @@ impl RouteSpec {
     }
 }
 
-const ALERT_Q: &[&str] = &["tenant", "status", "rule", "since", "limit"];
+const ALERT_Q: &[&str] = &[
+    "tenant", "status", "rule", "severity", "since", "limit", "page",
+];
 const TENANT_Q: &[&str] = &["tenant"];
+const MAIL_Q: &[&str] = &["tenant", "show"];
 const KPI_Q: &[&str] = &["tenant", "quarter"];
 const ASSET_Q: &[&str] = &["tenant", "quarter", "q", "class", "source", "status"];
 
@@ -478,6 +486,15 @@ pub const ROUTES: &[RouteSpec] = &[
         summary: "stylesheet",
         query: &[],
         handler: || get(handlers::style),
+    },
+    RouteSpec {
+        method: Get,
+        path: handlers::GOVUK_CSS,
+        access: Public,
+        target: Target::None,
+        summary: "GOV.UK Frontend stylesheet",
+        query: &[],
+        handler: || get(handlers::govuk_css),
     },
     RouteSpec {
         method: Get,
@@ -525,6 +542,15 @@ pub const ROUTES: &[RouteSpec] = &[
         handler: || get(handlers::alerts_page),
     },
     RouteSpec {
+        method: Post,
+        path: "/alerts/status",
+        access: User,
+        target: Target::None,
+        summary: "move the selected alerts through the workflow at once",
+        query: &[],
+        handler: || post(handlers::alerts_bulk_status),
+    },
+    RouteSpec {
         method: Get,
         path: "/alerts/{id}",
         access: User,
@@ -566,7 +592,7 @@ pub const ROUTES: &[RouteSpec] = &[
         access: User,
         target: Target::List,
         summary: "mail domains' posture",
-        query: TENANT_Q,
+        query: MAIL_Q,
         handler: || get(handlers::mail_page),
     },
     RouteSpec {
@@ -857,6 +883,7 @@ pub fn router(state: AppState) -> Router {
         // forms and JSON bodies are small; the longest field kept is a 4 KB note
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_request(limit_uri))
+        .layer(axum::middleware::from_fn(html_errors))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -879,6 +906,41 @@ async fn limit_uri(
             .into_response());
     }
     Ok(r)
+}
+
+/// A page's error (404, 403, 500...) as a page in the dashboard's design;
+/// the API (`/api/`) and non-HTML answers keep their JSON or text.
+async fn html_errors(
+    r: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let page = !r.uri().path().starts_with("/api/");
+    let resp = next.run(r).await;
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !page || !json || resp.status().as_u16() < 400 {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    // an error body is one short JSON object
+    let message = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(b) => serde_json::from_slice::<serde_json::Value>(&b)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let html = handlers::error_page(parts.status, &message);
+    let mut out = html.into_response();
+    *out.status_mut() = parts.status;
+    for (k, v) in &parts.headers {
+        out.headers_mut().insert(k.clone(), v.clone());
+    }
+    out
 }
 
 /// Headers on every answer: no framing, no sniffing, no scripts, nothing

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use parapet_assurance::quarter::Quarter;
 use parapet_core::alert::Alert;
 use parapet_core::alert::AlertStatus;
-use parapet_core::calendar::{format_datetime, format_datetime_ms};
+use parapet_core::calendar::{format_date, format_datetime, format_datetime_ms};
 use parapet_store::accounts::AuditEntry;
 use parapet_store::{AlertFilter, Db, HourlyTraffic};
 use serde_json::{Value, json};
@@ -64,6 +64,7 @@ pub fn overview(db: &mut dyn Db, scope: Option<&str>, now: i64) -> Result<Value,
         "top_blocked": top.iter().map(|(t, q, n)| json!({"tenant": t, "name": q, "queries": n})).collect::<Vec<_>>(),
         "hourly": hourly.iter().map(|h| json!({"tenant": h.tenant, "hour": format_datetime(h.hour), "queries": h.queries, "blocked": h.blocked})).collect::<Vec<_>>(),
         "chart_svg": traffic_svg(&hourly),
+        "legend": traffic_legend(&hourly, &totals),
     }))
 }
 
@@ -74,13 +75,47 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+const COLOURS: [&str; 6] = [
+    "#1d70b8", "#d4351c", "#00703c", "#f47738", "#4c2c92", "#505a5f",
+];
+const DASHES: [&str; 3] = ["", "8 4", "2 3"];
+
+/// The line style of the `i`th tenant: colour and dash together, so the
+/// 7th tenant is not drawn like the 1st.
+fn line_style(i: usize) -> (&'static str, &'static str) {
+    (
+        COLOURS[i % COLOURS.len()],
+        DASHES[(i / COLOURS.len()) % DASHES.len()],
+    )
+}
+
+/// The chart's legend: one row per tenant in the chart's order, with its
+/// line style and totals, shown as a table beside the chart (labels drawn
+/// inside the chart overlapped the lines and ran out of room).
+pub fn traffic_legend(
+    hourly: &[HourlyTraffic],
+    totals: &[parapet_store::TenantTraffic],
+) -> Vec<Value> {
+    let names: std::collections::BTreeSet<&str> =
+        hourly.iter().map(|h| h.tenant.as_str()).collect();
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let (colour, dash) = line_style(i);
+            let tot = totals.iter().find(|x| x.tenant == *t);
+            json!({
+                "tenant": t, "colour": colour, "dash": dash,
+                "queries": tot.map_or(0, |x| x.queries), "blocked": tot.map_or(0, |x| x.blocked),
+            })
+        })
+        .collect()
+}
+
 /// Queries per hour, one line per tenant, as inline SVG (no JavaScript).
 pub fn traffic_svg(hourly: &[HourlyTraffic]) -> String {
     const W: f64 = 720.0;
-    const H: f64 = 200.0;
-    const COLOURS: [&str; 6] = [
-        "#1b6ac9", "#d4351c", "#00703c", "#f47738", "#4c2c92", "#505a5f",
-    ];
+    const H: f64 = 220.0;
     if hourly.is_empty() {
         return "<p>No traffic recorded in this period.</p>".to_string();
     }
@@ -96,32 +131,234 @@ pub fn traffic_svg(hourly: &[HourlyTraffic]) -> String {
     for h in hourly {
         per.entry(&h.tenant).or_default().push(h);
     }
-    let x = |hour: i64| 40.0 + (hour - min_h) as f64 / (max_h - min_h) as f64 * (W - 50.0);
-    let y = |q: u64| H - 20.0 - q as f64 / max_q * (H - 40.0);
+    let x = |hour: i64| 50.0 + (hour - min_h) as f64 / (max_h - min_h) as f64 * (W - 60.0);
+    let y = |q: u64| H - 24.0 - q as f64 / max_q * (H - 44.0);
     let mut svg = format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" role="img" aria-label="queries per hour by tenant" class="chart"><line x1="40" y1="{b}" x2="{W}" y2="{b}" stroke="#999"/><text x="0" y="24" font-size="11">{max_q}</text><text x="0" y="{b}" font-size="11">0</text><text x="40" y="{H}" font-size="11">{from}</text><text x="{r}" y="{H}" font-size="11" text-anchor="end">{to}</text>"##,
-        b = H - 20.0,
-        from = format_datetime(min_h),
-        to = format_datetime(max_h),
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" role="img" aria-labelledby="traffic-title" class="chart" font-family="arial, sans-serif"><title id="traffic-title">Queries per hour by tenant; the table beside it gives each tenant's totals</title><line x1="50" y1="{b}" x2="{W}" y2="{b}" stroke="#505a5f"/><text x="44" y="24" font-size="12" text-anchor="end">{max_q}</text><text x="44" y="{b}" font-size="12" text-anchor="end">0</text><text x="50" y="{bt}" font-size="12">{from}</text><text x="{r}" y="{bt}" font-size="12" text-anchor="end">{to}</text>"##,
+        b = H - 24.0,
+        bt = H - 6.0,
+        from = esc(&parapet_core::calendar::format_local(min_h)),
+        to = esc(&parapet_core::calendar::format_local(max_h)),
         r = W - 10.0,
     );
     for (i, (tenant, points)) in per.iter().enumerate() {
-        let c = COLOURS[i % COLOURS.len()];
+        let (c, dash) = line_style(i);
         let pts: Vec<String> = points
             .iter()
             .map(|h| format!("{:.1},{:.1}", x(h.hour), y(h.queries)))
             .collect();
+        let dash = if dash.is_empty() {
+            String::new()
+        } else {
+            format!(r#" stroke-dasharray="{dash}""#)
+        };
         svg.push_str(&format!(
-            r##"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"><title>{}</title></polyline><text x="{}" y="{}" font-size="11" fill="{c}">{}</text>"##,
+            r##"<polyline fill="none" stroke="{c}" stroke-width="2"{dash} points="{}"><title>{}</title></polyline>"##,
             pts.join(" "),
             esc(tenant),
-            W - 150.0,
-            14.0 + 14.0 * i as f64,
-            esc(tenant)
         ));
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// A link to the alert list filtered to `status` (and `severity`), in
+/// `scope`.
+fn alerts_link(scope: Option<&str>, status: &str, severity: Option<&str>) -> String {
+    let mut l = format!("/alerts?status={status}");
+    if let Some(s) = severity {
+        l.push_str(&format!("&severity={s}"));
+    }
+    if let Some(t) = scope {
+        l.push_str(&format!("&tenant={}", urlencode(t)));
+    }
+    l
+}
+
+/// Percent-encodes a query value (tenant names are plain, but a link must
+/// not break on one that is not).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// What needs attention now, for the top of the overview: new alerts by
+/// severity, feeds failing, Mail Check regressions and KPIs red or without
+/// data; each with the link to the list it counts.
+pub fn attention(
+    d: &Dashboard,
+    db: &mut dyn Db,
+    scope: Option<&str>,
+    now: i64,
+) -> Result<Value, AppError> {
+    let new = db.list_alerts(&AlertFilter {
+        tenant: scope.map(str::to_string),
+        status: Some(AlertStatus::New),
+        ..AlertFilter::default()
+    })?;
+    let by_severity: Vec<Value> = SEVERITIES
+        .iter()
+        .map(|s| {
+            json!({
+                "severity": s,
+                "count": new.iter().filter(|a| a.severity.as_str() == *s).count(),
+                "link": alerts_link(scope, "new", Some(s)),
+            })
+        })
+        .collect();
+    let loads = d.feed_load.get().map(|f| f()).unwrap_or_default();
+    let failing: Vec<Value> = d
+        .feeds
+        .iter()
+        .filter(|f| {
+            scope.is_none_or(|t| {
+                f.tenants
+                    .as_ref()
+                    .is_none_or(|ts| ts.iter().any(|x| x == t))
+            })
+        })
+        .filter_map(|f| {
+            let l = loads.iter().find(|l| l.name == f.name)?;
+            l.last_error
+                .as_ref()
+                .map(|e| json!({"name": f.name, "error": e}))
+        })
+        .collect();
+    let regressed: Vec<Value> = mail(d, db, scope)?["domains"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter(|r| r["regressed"] == json!(true))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let kpis = kpis_needing_attention(d, db, scope, now);
+    Ok(json!({
+        "new_alerts": new.len(),
+        "new_alerts_link": alerts_link(scope, "new", None),
+        "new_by_severity": by_severity,
+        "feeds_failing": failing,
+        "mail_regressed": regressed,
+        "mail_regressed_link": "/mail?show=regressed",
+        "kpis": kpis,
+    }))
+}
+
+/// Each tenant in scope whose current-quarter KPIs have a red figure or
+/// no data (no devices to count), with a link to its assurance page. A
+/// tenant whose KPIs cannot be computed is listed with the reason.
+fn kpis_needing_attention(
+    d: &Dashboard,
+    db: &mut dyn Db,
+    scope: Option<&str>,
+    now: i64,
+) -> Vec<Value> {
+    let quarter = current_quarter(&d.assurance);
+    let Ok(q) = Quarter::parse_in(&quarter, d.assurance.quarters) else {
+        return Vec::new();
+    };
+    let tenants: Vec<String> = match scope {
+        Some(t) => vec![t.to_string()],
+        None if d.tenants.is_empty() => vec!["default".to_string()],
+        None => d.tenants.iter().map(|t| t.name.clone()).collect(),
+    };
+    let mut out = Vec::new();
+    for t in tenants {
+        let link = format!(
+            "/assurance?tenant={}&quarter={}",
+            urlencode(&t),
+            urlencode(&quarter)
+        );
+        match parapet_assurance::frozen::quarter_kpis(db, &t, q, &d.assurance.kpi, now) {
+            Ok(r) => {
+                let red: Vec<Value> = r
+                    .kpis
+                    .iter()
+                    .filter(|k| k.rag.as_str() == "red")
+                    .map(|k| json!({"id": k.id, "name": k.name}))
+                    .collect();
+                let no_data: Vec<Value> = r
+                    .kpis
+                    .iter()
+                    .filter(|k| k.id != 1 && k.denominator == 0)
+                    .map(|k| json!({"id": k.id, "name": k.name}))
+                    .collect();
+                if !red.is_empty() || !no_data.is_empty() {
+                    out.push(json!({"tenant": t, "quarter": quarter, "red": red, "no_data": no_data, "link": link}));
+                }
+            }
+            Err(e) => out.push(
+                json!({"tenant": t, "quarter": quarter, "error": e.to_string(), "link": link}),
+            ),
+        }
+    }
+    out
+}
+
+/// The share of a domain's mail passing DMARC per day, as inline SVG: a
+/// line with a dot per day (each dot's title gives the day's figures).
+/// `None` with no reports.
+pub fn dmarc_svg(days: &[parapet_store::DmarcDay]) -> Option<String> {
+    const W: f64 = 720.0;
+    const H: f64 = 220.0;
+    let (first, last) = (days.first()?.day, days.last()?.day);
+    let span = (last - first).max(86_400) as f64;
+    let x = |d: i64| 60.0 + (d - first) as f64 / span * (W - 80.0);
+    let pct = |d: &parapet_store::DmarcDay| {
+        if d.messages == 0 {
+            0.0
+        } else {
+            100.0 * d.dmarc_pass as f64 / d.messages as f64
+        }
+    };
+    let y = |p: f64| 16.0 + (100.0 - p) / 100.0 * (H - 50.0);
+    let mut svg = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" role="img" aria-labelledby="dmarc-title" class="chart" font-family="arial, sans-serif" font-size="12"><title id="dmarc-title">Share of messages passing DMARC per day, from {} to {}</title>"##,
+        format_date(first),
+        format_date(last)
+    );
+    for p in [0.0, 50.0, 100.0] {
+        let yy = y(p);
+        svg.push_str(&format!(
+            r##"<line x1="60" y1="{yy:.1}" x2="{W}" y2="{yy:.1}" stroke="#b1b4b6"/><text x="52" y="{:.1}" text-anchor="end">{p}%</text>"##,
+            yy + 4.0,
+        ));
+    }
+    svg.push_str(&format!(
+        r##"<text x="60" y="{b}">{}</text><text x="{r}" y="{b}" text-anchor="end">{}</text>"##,
+        format_date(first),
+        format_date(last),
+        b = H - 8.0,
+        r = W - 20.0
+    ));
+    let pts: Vec<String> = days
+        .iter()
+        .map(|d| format!("{:.1},{:.1}", x(d.day), y(pct(d))))
+        .collect();
+    svg.push_str(&format!(
+        r##"<polyline fill="none" stroke="#1d70b8" stroke-width="2" points="{}"/>"##,
+        pts.join(" ")
+    ));
+    for d in days {
+        svg.push_str(&format!(
+            r##"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{}"><title>{}: {:.0}% of {} messages passed</title></circle>"##,
+            x(d.day),
+            y(pct(d)),
+            if d.dmarc_pass == 0 { "#d4351c" } else { "#1d70b8" },
+            format_date(d.day),
+            pct(d),
+            d.messages
+        ));
+    }
+    svg.push_str("</svg>");
+    Some(svg)
 }
 
 /// Query parameters of the alert list.
@@ -130,15 +367,32 @@ pub struct AlertQuery {
     pub tenant: Option<String>,
     pub status: Option<String>,
     pub rule: Option<String>,
+    /// `info`, `low`, `medium` or `high`.
+    pub severity: Option<String>,
     /// A date (`2026-11-30`) or date and time.
     pub since: Option<String>,
+    /// Alerts per page (500 unless given; the page asks for 100).
     pub limit: Option<usize>,
+    /// Which page of `limit` alerts, from 1.
+    pub page: Option<usize>,
 }
+
+const SEVERITIES: [&str; 4] = ["high", "medium", "low", "info"];
 
 pub fn alerts(db: &mut dyn Db, scope: Option<&str>, q: &AlertQuery) -> Result<Value, AppError> {
     check_filter("status", q.status.as_deref())?;
     check_filter("rule", q.rule.as_deref())?;
     check_filter("since", q.since.as_deref())?;
+    check_filter("severity", q.severity.as_deref())?;
+    let severity = q.severity.as_deref().filter(|s| !s.is_empty());
+    if let Some(s) = severity
+        && !SEVERITIES.contains(&s)
+    {
+        return Err(AppError::BadRequest(format!(
+            "severity: `{s}` is not one of {}",
+            SEVERITIES.join(", ")
+        )));
+    }
     let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => Some(s.parse::<AlertStatus>().map_err(AppError::BadRequest)?),
         None => None,
@@ -151,17 +405,40 @@ pub fn alerts(db: &mut dyn Db, scope: Option<&str>, q: &AlertQuery) -> Result<Va
         ),
         None => None,
     };
-    let list = db.list_alerts(&AlertFilter {
+    let limit = q.limit.unwrap_or(500).min(5000);
+    // page K (from 1) shows alerts (K-1)*limit.. of the matches; one more
+    // is read to know whether a next page exists
+    let page = q.page.unwrap_or(1).clamp(1, 5000 / limit.max(1));
+    let skip = (page - 1) * limit;
+    let mut list = db.list_alerts(&AlertFilter {
         tenant: scope.map(str::to_string),
         status,
         rule: q.rule.clone().filter(|r| !r.is_empty()),
         since,
-        limit: Some(q.limit.unwrap_or(500).min(5000)),
+        // the store does not filter by severity: take every match, then cut
+        limit: if severity.is_some() {
+            None
+        } else {
+            Some(skip + limit + 1)
+        },
     })?;
+    if let Some(sev) = severity {
+        list.retain(|a| a.severity.as_str() == sev);
+    }
+    let has_next = list.len() > skip + limit;
+    list.truncate(skip + limit);
+    list.drain(..skip.min(list.len()));
+    let rules: Vec<Value> = parapet_core::rules_text::known_rules()
+        .map(|c| json!({"code": c, "title": parapet_core::rules_text::rule_title(c)}))
+        .collect();
     Ok(json!({
         "alerts": list.iter().map(Alert::to_json).collect::<Vec<_>>(),
-        "filter": {"tenant": scope, "status": q.status, "rule": q.rule, "since": q.since},
+        "filter": {"tenant": scope, "status": q.status, "rule": q.rule, "severity": q.severity, "since": q.since, "limit": limit},
+        "page": page,
+        "has_next": has_next,
         "statuses": STATUSES.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "severities": SEVERITIES,
+        "rules": rules,
     }))
 }
 
@@ -303,21 +580,54 @@ fn worst_rank(w: Option<&str>) -> u8 {
     }
 }
 
+fn finding_json(f: &parapet_store::MailFinding) -> Value {
+    json!({"severity": f.severity, "code": f.code, "message": f.message})
+}
+
+/// A check's findings, worst first (error, warning, info), in the order
+/// found within a severity.
+fn worst_first(findings: &[parapet_store::MailFinding]) -> Vec<&parapet_store::MailFinding> {
+    let mut v: Vec<_> = findings.iter().collect();
+    v.sort_by_key(|f| std::cmp::Reverse(worst_rank(Some(&f.severity))));
+    v
+}
+
+/// Whether the newer of two checks is worse: a worse top severity, or an
+/// error or warning the older check did not have.
+fn regressed(newer: &parapet_store::MailCheckRow, older: &parapet_store::MailCheckRow) -> bool {
+    worst_rank(newer.worst.as_deref()) > worst_rank(older.worst.as_deref())
+        || newer
+            .findings
+            .iter()
+            .any(|f| worst_rank(Some(&f.severity)) >= 2 && !older.findings.contains(f))
+}
+
 pub fn mail(d: &Dashboard, db: &mut dyn Db, scope: Option<&str>) -> Result<Value, AppError> {
     let mut rows = Vec::new();
     for domain in mail_domains(d, db, scope)? {
-        let latest = db.mailcheck_history(&domain, 1)?.into_iter().next();
+        let last_two = db.mailcheck_history(&domain, 2)?;
+        let latest = last_two.first();
         let dmarc = db.dmarc_summary(&domain)?;
+        let worst_finding =
+            latest.and_then(|l| worst_first(&l.findings).first().map(|f| finding_json(f)));
+        let failing_sources = dmarc
+            .sources
+            .iter()
+            .filter(|s| s.messages > 0 && s.dmarc_pass == 0)
+            .count();
         rows.push(json!({
             "domain": domain,
             "tenant": tenant_of_domain(d, &domain),
-            "checked_at": latest.as_ref().map(|l| format_datetime_ms(l.checked_at)),
-            "worst": latest.as_ref().and_then(|l| l.worst.clone()).unwrap_or_else(|| if latest.is_some() { "none".into() } else { "unchecked".into() }),
-            "rank": worst_rank(latest.as_ref().and_then(|l| l.worst.as_deref())),
-            "findings": latest.as_ref().map_or(0, |l| l.findings.len()),
+            "checked_at": latest.map(|l| format_datetime_ms(l.checked_at)),
+            "worst": latest.and_then(|l| l.worst.clone()).unwrap_or_else(|| if latest.is_some() { "none".into() } else { "unchecked".into() }),
+            "worst_finding": worst_finding,
+            "rank": worst_rank(latest.and_then(|l| l.worst.as_deref())),
+            "findings": latest.map_or(0, |l| l.findings.len()),
+            "regressed": matches!(&last_two[..], [n, o] if regressed(n, o)),
             "dmarc_reports": dmarc.reports,
             "dmarc_messages": dmarc.messages,
             "dmarc_pass": dmarc.dmarc_pass,
+            "dmarc_failing_sources": failing_sources,
         }));
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r["rank"].as_u64().unwrap_or(0)));
@@ -358,6 +668,7 @@ pub fn mail_domain(
     }
     let latest = history.first();
     let dmarc = db.dmarc_summary(&domain)?;
+    let daily = db.dmarc_daily(&domain)?;
     let threshold = d.unknown_sender_threshold;
     let source = |s: &parapet_store::SourceSummary| {
         let who = s.sender.as_ref();
@@ -370,6 +681,8 @@ pub fn mail_domain(
             "base_domain": who.and_then(|w| w.base_domain.clone()),
             "service": s.service(),
             "unknown_sender": s.unknown_sender(threshold),
+            // every message from this source failed DMARC
+            "failing": s.messages > 0 && s.dmarc_pass == 0,
         })
     };
     let services: Vec<Value> = dmarc
@@ -388,10 +701,12 @@ pub fn mail_domain(
         "tenant": tenant_of_domain(d, &domain),
         "checked_at": latest.map(|l| format_datetime_ms(l.checked_at)),
         "worst": latest.and_then(|l| l.worst.clone()),
-        "findings": latest.map(|l| l.findings.iter().map(|f| json!({"severity": f.severity, "code": f.code, "message": f.message})).collect::<Vec<_>>()).unwrap_or_default(),
+        "findings": latest.map(|l| worst_first(&l.findings).into_iter().map(finding_json).collect::<Vec<_>>()).unwrap_or_default(),
         "report": latest.and_then(|l| serde_json::from_str::<Value>(&l.report).ok()),
         "history": history.iter().map(|h| json!({"checked_at": format_datetime_ms(h.checked_at), "worst": h.worst, "findings": h.findings.len()})).collect::<Vec<_>>(),
         "changes": changes,
+        "dmarc_daily": daily.iter().map(|d| json!({"day": format_date(d.day), "messages": d.messages, "dmarc_pass": d.dmarc_pass})).collect::<Vec<_>>(),
+        "dmarc_chart": dmarc_svg(&daily),
         "dmarc": {
             "reports": dmarc.reports, "messages": dmarc.messages, "dmarc_pass": dmarc.dmarc_pass,
             "dkim_aligned": dmarc.dkim_aligned, "spf_aligned": dmarc.spf_aligned,
@@ -484,8 +799,22 @@ pub fn audit(db: &mut dyn Db, scope: Option<&str>) -> Result<Value, AppError> {
     })).collect::<Vec<_>>() }))
 }
 
-pub fn privacy(d: &Dashboard) -> Value {
+/// What is stored. A council's staff see where the key and the store are
+/// kept only in general terms: server file paths are the supplier's.
+pub fn privacy(d: &Dashboard, supplier: bool) -> Value {
     let p = &d.privacy;
+    let (key_source, store) = if supplier {
+        (p.key_source.clone(), p.store.clone())
+    } else {
+        (
+            "held by the supplier on the server, never shown on the dashboard".to_string(),
+            if p.store.starts_with("postgres") {
+                "a PostgreSQL database run by the supplier".to_string()
+            } else {
+                "a SQLite database on the supplier's server".to_string()
+            },
+        )
+    };
     json!({
         "events_days": p.events_days,
         "aggregates_days": p.aggregates_days,
@@ -493,8 +822,8 @@ pub fn privacy(d: &Dashboard) -> Value {
         "aggregate_fields": parapet_store::AGGREGATE_FIELDS.iter().map(|(n, w)| json!({"name": n, "what": w})).collect::<Vec<_>>(),
         "not_stored": "No client IP address, port or query ID, no answer records, no other part of the packet. The client address is replaced by its pseudonym in memory, before an event is written anywhere.",
         "pseudonymisation": "HMAC-SHA256 of the client address under the operator's key, first 64 bits, hex. The same client gets the same pseudonym while the key is unchanged; without the key the address cannot be recovered from it.",
-        "key_source": p.key_source,
-        "store": p.store,
+        "key_source": key_source,
+        "store": store,
         "flush_interval_ms": p.flush_interval_ms,
         "retention_enforced": "at start and every hour",
     })
@@ -519,22 +848,47 @@ pub fn tenants(
     names.sort();
     names.dedup();
     let loads = d.feed_load.get().map(|f| f()).unwrap_or_default();
+    let feed_json = |f: &crate::FeedInfo| {
+        let load = loads.iter().find(|l| l.name == f.name);
+        json!({
+            "name": f.name, "category": f.category, "mode": f.mode, "shared": f.tenants.is_none(),
+            "tenants": f.tenants, "source": f.source,
+            "entries": load.map(|l| l.entries),
+            "serial": load.and_then(|l| l.serial),
+            "last_transfer": load.filter(|l| l.last_transfer > 0).map(|l| format_datetime(l.last_transfer as i64)),
+            "last_load": load.filter(|l| l.last_load > 0).map(|l| format_datetime(l.last_load as i64)),
+            "last_error": load.and_then(|l| l.last_error.clone()),
+        })
+    };
     let feeds_for = |t: &str| -> Vec<Value> {
         d.feeds
             .iter()
-            .filter(|f| f.tenants.as_ref().is_none_or(|ts| ts.iter().any(|x| x == t)))
-            .map(|f| {
-                let load = loads.iter().find(|l| l.name == f.name);
-                json!({
-                    "name": f.name, "category": f.category, "mode": f.mode, "shared": f.tenants.is_none(),
-                    "entries": load.map(|l| l.entries),
-                    "serial": load.and_then(|l| l.serial),
-                    "last_transfer": load.filter(|l| l.last_transfer > 0).map(|l| format_datetime(l.last_transfer as i64)),
-                    "last_error": load.and_then(|l| l.last_error.clone()),
-                })
+            .filter(|f| {
+                f.tenants
+                    .as_ref()
+                    .is_none_or(|ts| ts.iter().any(|x| x == t))
             })
+            .map(feed_json)
             .collect()
     };
+    // every feed the viewer's tenants get: the shared ones and each
+    // tenant's own (a council sees only its own besides the shared)
+    let feeds: Vec<Value> = d
+        .feeds
+        .iter()
+        .filter(|f| {
+            f.tenants
+                .as_ref()
+                .is_none_or(|ts| scope.is_none_or(|s| ts.iter().any(|x| x == s)))
+        })
+        .map(|f| {
+            let mut v = feed_json(f);
+            if let (Some(s), Some(ts)) = (scope, &f.tenants) {
+                v["tenants"] = json!(ts.iter().filter(|t| *t == s).collect::<Vec<_>>());
+            }
+            v
+        })
+        .collect();
     let rows: Vec<Value> = names
         .iter()
         .map(|n| {
@@ -551,5 +905,5 @@ pub fn tenants(
             })
         })
         .collect();
-    Ok(json!({ "tenants": rows }))
+    Ok(json!({ "tenants": rows, "feeds": feeds }))
 }

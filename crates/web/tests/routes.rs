@@ -189,12 +189,14 @@ fn world_with(configure: impl FnOnce(&mut Dashboard)) -> World {
             category: "malware".into(),
             mode: "block".into(),
             tenants: None,
+            source: "file shared.rpz".into(),
         },
         FeedInfo {
             name: "south-only-feed".into(),
             category: "phishing".into(),
             mode: "block".into(),
             tenants: Some(vec!["south".into()]),
+            source: "file south.txt".into(),
         },
     ];
     configure(&mut d);
@@ -475,7 +477,9 @@ async fn status_changes_need_the_csrf_token_and_are_audited() {
     )
     .await;
     assert!(
-        page.body.contains(r#"<td id="status">investigating</td>"#),
+        page.body.contains(
+            r#"id="status"><strong class="govuk-tag govuk-tag--light-blue">Investigating</strong>"#
+        ),
         "{}",
         page.body
     );
@@ -1566,4 +1570,341 @@ async fn the_alert_workbench_promotes_and_allows_for_supplier_staff_only() {
         "{audit:?}"
     );
     assert!(audit.iter().all(|(who, _, _)| who == "carol"), "{audit:?}");
+}
+
+#[tokio::test]
+async fn pages_answer_errors_in_the_design_and_the_api_keeps_json() {
+    let w = world();
+    let r = call(
+        &w.app,
+        Method::Get,
+        "/no-such-page",
+        As::Session("ann-session"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(
+        r.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        r.body.contains("Page not found") && r.body.contains("govuk-header"),
+        "{}",
+        r.body
+    );
+    // another tenant's alert does not exist for a council
+    let r = call(
+        &w.app,
+        Method::Get,
+        &format!("/alerts/{}", w.alerts.1),
+        As::Session("ann-session"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.body.contains("Page not found"));
+    let r = call(&w.app, Method::Get, "/accounts", As::Session("ann-session")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("You cannot see this page"), "{}", r.body);
+    let r = call(
+        &w.app,
+        Method::Get,
+        "/api/v1/no-such",
+        As::Token("ann-token"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.body, r#"{"error":"not found"}"#);
+}
+
+#[tokio::test]
+async fn the_govuk_stylesheet_is_served_for_a_year_without_the_restricted_font() {
+    let w = world();
+    let r = call(&w.app, Method::Get, "/login", As::Nobody).await;
+    assert!(
+        r.body.contains("govuk-frontend-5.14.0.min.css"),
+        "{}",
+        r.body
+    );
+    let css = call(
+        &w.app,
+        Method::Get,
+        "/static/govuk-frontend-5.14.0.min.css",
+        As::Nobody,
+    )
+    .await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert_eq!(
+        css.headers[header::CACHE_CONTROL],
+        "public, max-age=31536000, immutable"
+    );
+    assert!(css.body.contains(".govuk-header") && css.body.contains("arial,sans-serif"));
+    assert!(!css.body.contains("GDS Transport") && !css.body.contains("@font-face"));
+}
+
+#[tokio::test]
+async fn bulk_status_changes_check_csrf_and_tenant_and_audit_each_alert() {
+    let w = world();
+    let (north, south) = w.alerts;
+    let forged = post_form(
+        &w.app,
+        "/alerts/status",
+        "ann-session",
+        Some("guess"),
+        &format!("id={north}&status=investigating&note=x"),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    // a council cannot reach another tenant's alert, and nothing changes
+    let r = post_form(
+        &w.app,
+        "/alerts/status",
+        "ann-session",
+        None,
+        &format!("id={north}&id={south}&status=investigating&note=x"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(
+        audit_actions(&w)
+            .iter()
+            .all(|(_, a, _)| a != "alert.status")
+    );
+    let r = post_form(
+        &w.app,
+        "/alerts/status",
+        "admin-session",
+        None,
+        &format!("id={north}&id={south}&status=investigating&note=triaged+together"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers[header::LOCATION], "/alerts?done=2&skipped=0");
+    let changed: Vec<_> = audit_actions(&w)
+        .into_iter()
+        .filter(|(who, a, d)| {
+            who == "admin" && a == "alert.status" && d.contains("triaged together")
+        })
+        .collect();
+    assert_eq!(changed.len(), 2, "{changed:?}");
+    let page = call(
+        &w.app,
+        Method::Get,
+        "/alerts?done=2&skipped=0",
+        As::Session("admin-session"),
+    )
+    .await;
+    assert!(page.body.contains("2 alerts changed"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn the_overview_says_what_needs_attention_with_links_to_the_lists() {
+    let w = world();
+    let r = call(&w.app, Method::Get, "/", As::Session("ann-session")).await;
+    // the seeded north alert is new and high; each figure links to its list
+    assert!(
+        r.body.contains(r#"id="new-high" href="&#x2f;alerts?status=new&amp;severity=high&amp;tenant=north"><span class="parapet-card__figure">1<"#),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains(r#"href="/alerts?status=new&amp;tenant=north""#)
+    );
+    let v: serde_json::Value = serde_json::from_str(
+        &call(
+            &w.app,
+            Method::Get,
+            "/api/v1/overview",
+            As::Token("ann-token"),
+        )
+        .await
+        .body,
+    )
+    .unwrap();
+    assert_eq!(v["attention"]["new_alerts"], 1);
+    assert_eq!(v["attention"]["new_by_severity"][0]["count"], 1);
+    let list = call(
+        &w.app,
+        Method::Get,
+        "/alerts?status=new&severity=low",
+        As::Session("ann-session"),
+    )
+    .await;
+    assert!(list.body.contains("No alerts match"), "{}", list.body);
+    let list = call(
+        &w.app,
+        Method::Get,
+        "/alerts?status=new&severity=high",
+        As::Session("ann-session"),
+    )
+    .await;
+    assert!(
+        list.body.contains("Blocked by a threat feed")
+            && list.body.contains("blocked north-secret.test"),
+        "rule title and reason"
+    );
+}
+
+#[tokio::test]
+async fn mail_names_the_worst_finding_and_lists_regressions_only_when_asked() {
+    let w = world();
+    {
+        let mut db = w.dash.db.get().unwrap();
+        db.save_mailcheck(&MailCheckRow {
+            domain: "north-mail.test".into(),
+            checked_at: 2_000,
+            worst: Some("error".into()),
+            findings: vec![
+                MailFinding {
+                    severity: "info".into(),
+                    code: "dmarc.testing".into(),
+                    message: "a note".into(),
+                },
+                MailFinding {
+                    severity: "error".into(),
+                    code: "dmarc.missing".into(),
+                    message: "north-mail.test: publish a DMARC record".into(),
+                },
+                MailFinding {
+                    severity: "warning".into(),
+                    code: "spf.softfail".into(),
+                    message: "end `~all` with `-all`".into(),
+                },
+            ],
+            report: "{}".into(),
+        })
+        .unwrap();
+    }
+    let r = call(
+        &w.app,
+        Method::Get,
+        "/mail?show=regressed",
+        As::Session("admin-session"),
+    )
+    .await;
+    assert!(
+        r.body.contains("north-mail.test") && !r.body.contains("south-mail.test"),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("publish a DMARC record"),
+        "the worst finding named"
+    );
+    let r = call(
+        &w.app,
+        Method::Get,
+        "/mail/north-mail.test",
+        As::Session("admin-session"),
+    )
+    .await;
+    let (e, wn, i) = (
+        r.body.find("dmarc.missing").unwrap(),
+        r.body.find("spf.softfail").unwrap(),
+        r.body.find("dmarc.testing").unwrap(),
+    );
+    assert!(e < wn && wn < i, "worst first");
+    assert!(
+        r.body
+            .contains("end <code>~all</code> with <code>-all</code>")
+            && !r.body.contains('`')
+    );
+    let r = call(
+        &w.app,
+        Method::Get,
+        "/mail?show=nonsense",
+        As::Session("admin-session"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_council_sees_no_server_paths_on_the_privacy_page() {
+    let w = world_with(|d| {
+        d.privacy.key_source = "key file /var/lib/parapet/pseudonym.key".into();
+        d.privacy.store = "/var/lib/parapet/events.db".into();
+    });
+    let ann = call(&w.app, Method::Get, "/privacy", As::Session("ann-session")).await;
+    assert!(
+        !ann.body.contains("pseudonym.key") && !ann.body.contains("events.db"),
+        "{}",
+        ann.body
+    );
+    let api = call(
+        &w.app,
+        Method::Get,
+        "/api/v1/privacy",
+        As::Token("ann-token"),
+    )
+    .await;
+    assert!(!api.body.contains("/var/lib"), "{}", api.body);
+    let admin = call(
+        &w.app,
+        Method::Get,
+        "/privacy",
+        As::Session("admin-session"),
+    )
+    .await;
+    assert!(admin.body.contains("pseudonym.key") && admin.body.contains("events.db"));
+}
+
+#[tokio::test]
+async fn the_feeds_page_lists_shared_and_own_feeds_with_their_source() {
+    let w = world();
+    let bob = call(&w.app, Method::Get, "/tenants", As::Session("bob-session")).await;
+    assert!(bob.body.contains(r#"id="feed-shared-feed""#) && bob.body.contains("file shared.rpz"));
+    assert!(bob.body.contains(r#"id="feed-south-only-feed""#) && bob.body.contains("south only"));
+    let ann = call(&w.app, Method::Get, "/tenants", As::Session("ann-session")).await;
+    assert!(
+        ann.body.contains("shared-feed") && !ann.body.contains("south-only-feed"),
+        "{}",
+        ann.body
+    );
+}
+
+#[tokio::test]
+async fn the_alert_list_pages_through_the_matches_keeping_the_filters() {
+    let w = world();
+    let first = call(
+        &w.app,
+        Method::Get,
+        "/alerts?limit=1&status=new",
+        As::Session("admin-session"),
+    )
+    .await;
+    assert!(
+        first.body.contains(r#"rel="next""#) && !first.body.contains(r#"rel="prev""#),
+        "{}",
+        first.body
+    );
+    assert!(
+        first
+            .body
+            .contains("status=new&amp;severity=&amp;rule=&amp;since=&amp;limit=1&amp;page=2"),
+        "{}",
+        first.body
+    );
+    let v: serde_json::Value = serde_json::from_str(
+        &call(
+            &w.app,
+            Method::Get,
+            "/api/v1/alerts?limit=1&page=2",
+            As::Token("admin-token"),
+        )
+        .await
+        .body,
+    )
+    .unwrap();
+    assert_eq!(v["alerts"].as_array().unwrap().len(), 1);
+    let second = call(
+        &w.app,
+        Method::Get,
+        "/alerts?limit=1&status=new&page=2",
+        As::Session("admin-session"),
+    )
+    .await;
+    assert!(second.body.contains(r#"rel="prev""#) && !second.body.contains(r#"rel="next""#));
 }

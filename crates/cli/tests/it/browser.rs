@@ -1,14 +1,18 @@
 //! The dashboard in a real browser: Debian's chromium, headless, driven
 //! through chromedriver (WebDriver) by fantoccini. Logs in with the account
 //! `serve --demo` creates, sees the overview, changes an alert's status and
-//! downloads the committee report. Screenshots go to
-//! `target/browser-screenshots/` as test artefacts.
+//! downloads the committee report; logs in and changes a status with the
+//! keyboard alone, the focus visible at each step; and runs axe-core on
+//! every page as a supplier admin and as a council. Screenshots go to
+//! `target/screenshots/` as test artefacts.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::harness::{Parapet, free_port};
@@ -46,7 +50,7 @@ fn start_chromedriver() -> (Driver, u16) {
 }
 
 fn screenshots() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-screenshots");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -89,6 +93,31 @@ async fn text(c: &Client, css: &str) -> String {
     }
 }
 
+/// A WebDriver session with headless chromium, downloading into
+/// `downloads`.
+async fn session(port: u16, downloads: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-background-networking", "--disable-dev-shm-usage",
+                     "--window-size=1280,2000"],
+            "prefs": {
+                "download.default_directory": downloads,
+                "download.prompt_for_download": false,
+            },
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session with chromium")
+}
+
 #[test]
 fn log_in_see_the_overview_change_an_alert_and_download_the_report() {
     let parapet = Parapet::start_demo();
@@ -101,26 +130,7 @@ fn log_in_see_the_overview_change_an_alert_and_download_the_report() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-background-networking", "--disable-dev-shm-usage",
-                         "--window-size=1280,1024"],
-                "prefs": {
-                    "download.default_directory": downloads.path(),
-                    "download.prompt_for_download": false,
-                },
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let c = ClientBuilder::new(connector)
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("a WebDriver session with chromium");
+        let c = session(port, downloads.path()).await;
 
         // log in
         c.goto(&format!("{base}/")).await.unwrap();
@@ -168,7 +178,7 @@ fn log_in_see_the_overview_change_an_alert_and_download_the_report() {
         let link = c.find(Locator::Css("#alerts td a")).await.unwrap();
         let href = link.attr("href").await.unwrap().unwrap();
         link.click().await.unwrap();
-        assert_eq!(text(&c, "#status").await, "new");
+        assert_eq!(text(&c, "#status").await, "New");
         c.find(Locator::Css("#new-status option[value=investigating]"))
             .await
             .unwrap()
@@ -194,7 +204,7 @@ fn log_in_see_the_overview_change_an_alert_and_download_the_report() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(c.current_url().await.unwrap().path(), href);
-        assert_eq!(text(&c, "#status").await, "investigating");
+        assert_eq!(text(&c, "#status").await, "Investigating");
         assert!(text(&c, "#history").await.contains("looking into it"));
         shot(&c, "3-alert").await;
 
@@ -280,5 +290,257 @@ fn log_in_see_the_overview_change_an_alert_and_download_the_report() {
             "the demo council's name"
         );
         c.close().await.unwrap();
+    });
+}
+
+/// axe-core, vendored with its licence (see `axe/README.md`).
+const AXE: &str = include_str!("axe/axe.min.js");
+
+/// The WCAG 2.2 AA rule sets (axe tags) a page must pass.
+const WCAG_TAGS: [&str; 5] = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"];
+
+/// Runs axe on the page `c` shows and returns its serious and critical
+/// violations, one line each (rule, impact, help, the first elements).
+async fn axe_violations(c: &Client) -> Vec<String> {
+    // not subject to the page's CSP (script-src 'none'): WebDriver runs it
+    c.execute(AXE, vec![]).await.expect("inject axe");
+    let r = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, {runOnly: {type: 'tag', values: arguments[0]}})
+                .then(r => done({passes: r.passes.length, violations: r.violations.map(v => ({
+                     id: v.id, impact: v.impact, help: v.help,
+                     nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))}))
+                .catch(e => done({passes: 0, violations: [{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]}));",
+            vec![serde_json::json!(WCAG_TAGS)],
+        )
+        .await
+        .expect("run axe");
+    // a run that checked nothing would pass anything
+    assert!(
+        r["passes"].as_u64().unwrap_or(0) > 0,
+        "axe checked nothing: {r}"
+    );
+    r["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+        .map(|v| {
+            format!(
+                "{} ({}): {} at {}",
+                v["id"], v["impact"], v["help"], v["nodes"]
+            )
+        })
+        .collect()
+}
+
+/// Visits `path`, saves a screenshot as `NAME.png` and returns axe's
+/// serious and critical violations, each prefixed with who saw which page.
+async fn audit_page(c: &Client, base: &str, path: &str, name: &str) -> Vec<String> {
+    c.goto(&format!("{base}{path}")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("main h1"))
+        .await
+        .unwrap_or_else(|e| panic!("{path}: no heading: {e}"));
+    shot(c, name).await;
+    axe_violations(c)
+        .await
+        .into_iter()
+        .map(|v| format!("{name} {path}: {v}"))
+        .collect()
+}
+
+/// Presses one key (a character or a [`Key`]) on whatever has the focus.
+async fn press(c: &Client, key: impl Into<char>) {
+    let k = key.into();
+    let a = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: k })
+        .then(KeyAction::Up { value: k });
+    c.perform_actions(a).await.unwrap();
+}
+
+/// Types `s` into whatever has the focus, key by key.
+async fn type_keys(c: &Client, s: &str) {
+    for ch in s.chars() {
+        press(c, ch).await;
+    }
+}
+
+/// Presses Tab until the element `id` has the focus (at most 25 times),
+/// then checks that the focus is visible: an outline that is drawn, or a
+/// box shadow (the GOV.UK focus state).
+async fn tab_to(c: &Client, id: &str) {
+    for _ in 0..25 {
+        press(c, Key::Tab).await;
+        let focus = c
+            .execute(
+                "const e = document.activeElement; const s = getComputedStyle(e);
+                 const outline = s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0
+                     && s.outlineColor !== 'transparent' && s.outlineColor !== 'rgba(0, 0, 0, 0)';
+                 return {id: e.id, outline: outline, shadow: s.boxShadow};",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if focus["id"] == id {
+            assert!(
+                focus["outline"] == true || focus["shadow"] != "none",
+                "#{id} has the focus but it is not visible: {focus}"
+            );
+            return;
+        }
+    }
+    panic!("#{id} never got the focus by Tab");
+}
+
+#[test]
+fn every_page_passes_axe_and_works_by_keyboard_for_admin_and_council() {
+    let parapet = Parapet::start_demo();
+    let password = admin_password(&parapet);
+    // a council account, added as an operator would, beside the server
+    let add = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .args([
+            "users", "add", "clare", "--role", "council", "--tenant", "north",
+        ])
+        .env("PARAPET_CONFIG", &parapet.config)
+        .env("PARAPET_PASSWORD", "clare-long-password")
+        .output()
+        .unwrap();
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let (_driver, port) = start_chromedriver();
+    let downloads = tempfile::tempdir().unwrap();
+    let base = format!("http://{}", parapet.web);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = session(port, downloads.path()).await;
+        let mut violations = Vec::new();
+
+        // a wrong password first: the error summary must pass too
+        c.goto(&format!("{base}/login")).await.unwrap();
+        tab_to(&c, "username").await;
+        type_keys(&c, "admin").await;
+        tab_to(&c, "password").await;
+        type_keys(&c, "not-the-password").await;
+        press(&c, Key::Enter).await;
+        c.wait()
+            .for_element(Locator::Id("login-error"))
+            .await
+            .unwrap();
+        shot(&c, "anon-login-error").await;
+        violations.extend(
+            axe_violations(&c)
+                .await
+                .into_iter()
+                .map(|v| format!("login error: {v}")),
+        );
+
+        // keyboard only: log in, then change an alert's status
+        c.goto(&format!("{base}/login")).await.unwrap();
+        tab_to(&c, "username").await;
+        type_keys(&c, "admin").await;
+        tab_to(&c, "password").await;
+        type_keys(&c, &password).await;
+        tab_to(&c, "login-button").await;
+        press(&c, Key::Enter).await;
+        c.wait()
+            .for_element(Locator::Id("attention"))
+            .await
+            .unwrap();
+        c.goto(&format!("{base}/alerts?status=new&tenant=north"))
+            .await
+            .unwrap();
+        let href = c
+            .find(Locator::Css("#alerts tbody td a"))
+            .await
+            .unwrap()
+            .attr("href")
+            .await
+            .unwrap()
+            .unwrap();
+        c.goto(&format!("{base}{href}")).await.unwrap();
+        tab_to(&c, "new-status").await;
+        // typing selects the option that starts with it
+        press(&c, 'r').await;
+        tab_to(&c, "note").await;
+        type_keys(&c, "fixed by keyboard").await;
+        tab_to(&c, "status-button").await;
+        shot(&c, "admin-keyboard-focus").await;
+        press(&c, Key::Enter).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !text(&c, "#history").await.contains("fixed by keyboard") {
+            assert!(
+                Instant::now() < deadline,
+                "the keyboard status change did not land"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(text(&c, "#status").await, "Resolved");
+
+        let pages = [
+            ("/", "overview"),
+            ("/alerts", "alerts"),
+            (href.as_str(), "alert"),
+            ("/mail", "mail"),
+            ("/mail/northshire.test", "mail-domain"),
+            ("/assurance", "assurance"),
+            ("/tenants", "tenants"),
+            ("/privacy", "privacy"),
+            ("/audit", "audit"),
+            ("/no-such-page", "not-found"),
+        ];
+        for (path, name) in pages {
+            violations.extend(audit_page(&c, &base, path, &format!("admin-{name}")).await);
+        }
+        violations.extend(audit_page(&c, &base, "/accounts", "admin-accounts").await);
+        c.find(Locator::Css(".parapet-logout button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait().for_element(Locator::Id("login")).await.unwrap();
+
+        // the council sees its own pages, and a 403 for the accounts page
+        c.find(Locator::Id("username"))
+            .await
+            .unwrap()
+            .send_keys("clare")
+            .await
+            .unwrap();
+        c.find(Locator::Id("password"))
+            .await
+            .unwrap()
+            .send_keys("clare-long-password")
+            .await
+            .unwrap();
+        c.find(Locator::Id("login-button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .for_element(Locator::Id("attention"))
+            .await
+            .unwrap();
+        for (path, name) in pages {
+            violations.extend(audit_page(&c, &base, path, &format!("council-{name}")).await);
+        }
+        violations.extend(audit_page(&c, &base, "/accounts", "council-forbidden").await);
+        assert!(text(&c, "main").await.contains("You cannot see this page"));
+        c.close().await.unwrap();
+        assert!(
+            violations.is_empty(),
+            "axe found:\n{}",
+            violations.join("\n")
+        );
     });
 }

@@ -10,8 +10,8 @@ use crate::rules::mail::{
     add_selectors, add_source, attach_senders, diff_findings, finding_lines, findings_from_lines,
 };
 use crate::{
-    DmarcReportRow, DmarcSenderRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow, MailStore,
-    SourceSummary, StoreError, TlsReportRow, unix_millis,
+    DmarcDay, DmarcReportRow, DmarcSenderRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow,
+    MailStore, SourceSummary, StoreError, TlsReportRow, unix_millis,
 };
 
 impl MailStore for PgStore {
@@ -116,6 +116,30 @@ impl MailStore for PgStore {
             }
             Ok(Imported::New)
         })
+    }
+
+    fn dmarc_daily(&mut self, domain: &str) -> Result<Vec<DmarcDay>, StoreError> {
+        self.ensure()?;
+        let err = pg_err(&self.location);
+        let rows = self
+            .client
+            .query(
+                "SELECT (begin_time / 86400) * 86400 AS day, SUM(count)::bigint,
+                        SUM(CASE WHEN dkim_aligned OR spf_aligned THEN count ELSE 0 END)::bigint
+                 FROM dmarc_records JOIN dmarc_reports ON dmarc_reports.id = dmarc_records.report
+                 WHERE dmarc_reports.domain = $1
+                 GROUP BY day ORDER BY day",
+                &[&domain],
+            )
+            .map_err(&err)?;
+        Ok(rows
+            .iter()
+            .map(|r| DmarcDay {
+                day: r.get(0),
+                messages: r.get::<_, i64>(1) as u64,
+                dmarc_pass: r.get::<_, i64>(2) as u64,
+            })
+            .collect())
     }
 
     fn dmarc_summary(&mut self, domain: &str) -> Result<DmarcSummary, StoreError> {

@@ -10,8 +10,8 @@ use crate::rules::mail::{
     add_selectors, add_source, attach_senders, diff_findings, finding_lines, findings_from_lines,
 };
 use crate::{
-    DmarcReportRow, DmarcSenderRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow, MailStore,
-    SourceSummary, StoreError, TlsReportRow, unix_millis,
+    DmarcDay, DmarcReportRow, DmarcSenderRow, DmarcSummary, Imported, MailCheckDiff, MailCheckRow,
+    MailStore, SourceSummary, StoreError, TlsReportRow, unix_millis,
 };
 
 impl MailStore for SqliteStore {
@@ -104,6 +104,31 @@ impl MailStore for SqliteStore {
         }
         tx.commit().map_err(err)?;
         Ok(Imported::New)
+    }
+
+    fn dmarc_daily(&mut self, domain: &str) -> Result<Vec<DmarcDay>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT (begin_time / 86400) * 86400 AS day, SUM(count),
+                        SUM(CASE WHEN dkim_aligned OR spf_aligned THEN count ELSE 0 END)
+                 FROM dmarc_records JOIN dmarc_reports ON dmarc_reports.id = dmarc_records.report
+                 WHERE dmarc_reports.domain = ?1
+                 GROUP BY day ORDER BY day",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![domain], |r| {
+                Ok(DmarcDay {
+                    day: r.get(0)?,
+                    messages: r.get::<_, i64>(1)? as u64,
+                    dmarc_pass: r.get::<_, i64>(2)? as u64,
+                })
+            })
+            .map_err(sql_err(&self.path))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(sql_err(&self.path))
     }
 
     fn dmarc_summary(&mut self, domain: &str) -> Result<DmarcSummary, StoreError> {
