@@ -650,6 +650,18 @@ pub fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
+/// A configuration naming only the store, `dir/parapet-data`, written once
+/// (`dir/store.toml`): what a command run in `dir` gets as
+/// `PARAPET_CONFIG`, so an import there creates that store (imports create
+/// one only where a configuration says).
+pub fn store_config(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("store.toml");
+    if !p.exists() {
+        std::fs::write(&p, "[store]\npath = \"parapet-data\"\n").unwrap();
+    }
+    p
+}
+
 /// One HTTP request: its request line, headers (names lower-cased), body.
 pub type HttpRequest = (String, Vec<(String, String)>, Vec<u8>);
 
