@@ -9,6 +9,7 @@ mod alerts_cmd;
 mod assurance_cmd;
 mod config;
 mod dashboard;
+mod demo;
 mod dmarc_cmd;
 mod dmarc_senders;
 mod encrypted;
