@@ -63,7 +63,7 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         .map(|v| date_arg("--as-of", v))
         .transpose()?;
     let cfg = Config::load_or_embedded(args.config.as_deref())?;
-    let mut store = cfg.open_store()?;
+    let mut store = cfg.open_store_for_import()?;
     let mut failed = 0;
     for path in &args.files {
         let name = path.display().to_string();
@@ -162,7 +162,7 @@ pub fn except(a: ExceptArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
-    let mut store = a.config.open_store()?;
+    let mut store = a.config.open_existing_store()?;
     let id = store.add_exception(
         &AssetException {
             tenant: a.tenant,
@@ -220,7 +220,7 @@ pub struct IncidentAddArgs {
 
 /// `parapet incidents add`, optionally promoting a detection alert.
 pub fn incident_add(a: IncidentAddArgs) -> anyhow::Result<ExitCode> {
-    let mut store = a.config.open_store()?;
+    let mut store = a.config.open_existing_store()?;
     let mut inc = Incident {
         tenant: a.tenant.clone().unwrap_or_else(|| "default".into()),
         impact: a.impact,
@@ -418,7 +418,7 @@ pub struct KpiArgs {
 pub fn kpi(args: KpiArgs) -> anyhow::Result<ExitCode> {
     let cfg = Config::load_or_embedded(args.config.as_deref())?;
     let quarter = parse_quarter(&cfg, &args.quarter)?;
-    let mut store = cfg.open_store()?;
+    let mut store = cfg.open_existing_store()?;
     let tenant = report_tenant(&cfg, &mut *store, args.tenant.as_deref())?;
     let r = quarter_kpis(&mut *store, &tenant, quarter, &cfg.assurance.kpi, now())?;
     if args.format == "json" {
@@ -554,7 +554,7 @@ pub struct ReportArgs {
 pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let cfg = a.config.load()?;
     let quarter = parse_quarter(&cfg, &a.quarter)?;
-    let mut store = cfg.open_store()?;
+    let mut store = cfg.open_existing_store()?;
     let tenant = report_tenant(&cfg, &mut *store, a.tenant.as_deref())?;
     let council = cfg.council(&tenant, a.council);
     let text = ReportText {

@@ -722,11 +722,6 @@ impl ConfigArg {
         Config::load_or_embedded(self.config.as_deref())
     }
 
-    /// The store the configuration names.
-    pub fn open_store(&self) -> anyhow::Result<Box<dyn parapet_store::Db>> {
-        self.load()?.open_store()
-    }
-
     /// The store the configuration names, which must exist already.
     pub fn open_existing_store(&self) -> anyhow::Result<Box<dyn parapet_store::Db>> {
         self.load()?.open_existing_store()
@@ -771,6 +766,25 @@ impl Config {
     /// empty store behind when run from the wrong folder or without the
     /// configuration. Only `serve`, `users add` and imports create one.
     pub fn open_existing_store(&self) -> anyhow::Result<Box<dyn parapet_store::Db>> {
+        self.check_store_exists()?;
+        self.open_store()
+    }
+
+    /// Opens the store an import writes to: created when a configuration
+    /// file names it (the operator chose where), but never the default
+    /// `./parapet-data` of a command run without one, which would hide
+    /// the imported data from `parapet serve` in another folder.
+    pub fn open_store_for_import(&self) -> anyhow::Result<Box<dyn parapet_store::Db>> {
+        if self.source.is_none() {
+            self.check_store_exists()?;
+        }
+        self.open_store()
+    }
+
+    /// An error saying where the store was looked for, when the SQLite
+    /// store this configuration names does not exist (PostgreSQL: the
+    /// server answers for itself).
+    fn check_store_exists(&self) -> anyhow::Result<()> {
         if self.store.database_url().is_none() {
             let dir = self.resolve(&self.store.path);
             if !dir.join(parapet_store::DB_FILE).is_file() {
@@ -783,13 +797,13 @@ impl Config {
                 };
                 anyhow::bail!(
                     "no store at {}: {how} does not exist. Point PARAPET_CONFIG or --config at \
-                     the configuration `parapet serve` uses; `parapet serve` or `parapet users add` \
-                     creates a new store",
+                     the configuration `parapet serve` uses; `parapet serve`, `parapet users add` \
+                     or an import given a configuration creates a new store",
                     dir.display()
                 );
             }
         }
-        self.open_store()
+        Ok(())
     }
 
     /// The embedded defaults: DNS on 127.0.0.1:5353, web on 127.0.0.1:8080,

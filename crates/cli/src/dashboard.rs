@@ -3,26 +3,14 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use anyhow::Context;
-use parapet_core::alert::{Severity, Signal};
-use parapet_core::event::{EventAction, PrivateEvent};
-use parapet_core::name::{EventName, text_to_key};
-use parapet_core::pseudonym::ClientPseudonym;
 use parapet_store::accounts::{AuditEntry, Role};
-use parapet_store::{Db, DmarcRecordRow, DmarcReportRow, MailCheckRow, MailFinding};
 use parapet_web::{AssuranceSettings, Dashboard, FeedInfo, PrivacyFacts, TenantInfo};
 
 use crate::BadInput;
 use crate::config::{Config, ConfigArg, FeedModeConfig};
-
-/// The demo's councils, their mail domains, and the quarter of the bundled estate.
-pub const DEMO_TENANTS: [(&str, &str, &str); 2] = [
-    ("north", "Northshire Council", "northshire.test"),
-    ("south", "South Vale District Council", "southvale.test"),
-];
-pub const DEMO_QUARTER: &str = "2021-22-Q2";
 
 fn now() -> i64 {
     parapet_store::unix_millis(SystemTime::now()) / 1000
@@ -76,7 +64,7 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
         })
         .collect();
     if demo {
-        for (name, display, domain) in DEMO_TENANTS {
+        for (name, display, domain) in crate::demo::DEMO_TENANTS {
             if !tenants.iter().any(|t| t.name == name) {
                 tenants.push(TenantInfo {
                     name: name.into(),
@@ -86,13 +74,19 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
                 });
             }
         }
-        load_demo(&mut *db)?;
     }
+    let demo_quarter = if demo {
+        let loaded = crate::demo::load(&mut *db, now(), config.assurance.quarters)?;
+        tracing::info!("{}", loaded.summary());
+        Some(loaded.quarter.to_string())
+    } else {
+        None
+    };
     let location = db.location();
     let assurance = AssuranceSettings {
         quarters: config.assurance.quarters,
         kpi: config.assurance.kpi.clone(),
-        default_quarter: demo.then(|| DEMO_QUARTER.to_string()),
+        default_quarter: demo_quarter,
         councils: tenants
             .iter()
             .map(|t| {
@@ -197,322 +191,6 @@ fn feed_source(f: &crate::config::FeedConfig) -> String {
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     format!("file {name}")
-}
-
-/// Loads the bundled demo data once (a store that already has the demo's
-/// alerts is left alone): two councils' DNS traffic and alerts over the
-/// last two days, Mail Check results and DMARC reports for their domains,
-/// and the Northshire fixture estate for the assurance pages.
-pub fn load_demo(db: &mut dyn Db) -> anyhow::Result<()> {
-    let has_demo = !db
-        .list_alerts(&parapet_store::AlertFilter {
-            tenant: Some("north".into()),
-            limit: Some(1),
-            ..Default::default()
-        })?
-        .is_empty();
-    if has_demo {
-        return Ok(());
-    }
-    let now_s = now();
-    demo_traffic(db, now_s)?;
-    demo_alerts(db, now_s)?;
-    demo_mail(db, now_s)?;
-    demo_estate(db, now_s)?;
-    db.audit(&AuditEntry {
-        time: now_s,
-        actor: "parapet".into(),
-        action: "demo.loaded".into(),
-        tenant: None,
-        detail: "bundled demo data".into(),
-        client: None,
-    })?;
-    Ok(())
-}
-
-/// Unix seconds as a time (the epoch for anything before it).
-fn at(s: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(s.max(0) as u64)
-}
-
-/// Two days of both councils' queries, busier in office hours, with a few
-/// blocked names every third hour.
-fn demo_traffic(db: &mut dyn Db, now_s: i64) -> anyhow::Result<()> {
-    let start = now_s - 48 * 3600;
-    let ok_names = [
-        "www.gov.uk",
-        "login.microsoftonline.com",
-        "outlook.office365.com",
-        "www.bbc.co.uk",
-    ];
-    let bad = [
-        ("north", "malware.testing.google.test", "parapet-example"),
-        ("north", "phish.example-login.test", "parapet-example"),
-        ("south", "c2.badness.test", "parapet-example"),
-    ];
-    for h in 0..48 {
-        // one batch per hour: the writer folds repeats within a batch only
-        let mut events = Vec::new();
-        let hour = start + h * 3600;
-        for (ti, (tenant, _, _)) in DEMO_TENANTS.iter().enumerate() {
-            let busy = if (8..18).contains(&((hour / 3600) % 24)) {
-                12
-            } else {
-                3
-            };
-            for i in 0..busy * (ti as i64 + 1) {
-                let name = ok_names[(i as usize) % ok_names.len()];
-                events.push(event(
-                    at(hour + i * 60),
-                    tenant,
-                    name,
-                    EventAction::Resolved,
-                    None,
-                    i as u8,
-                ));
-            }
-            for (t, name, feed) in bad.iter().filter(|b| b.0 == *tenant) {
-                if h % 3 == 0 {
-                    events.push(event(
-                        at(hour + 120),
-                        t,
-                        name,
-                        EventAction::Blocked,
-                        Some(feed),
-                        9,
-                    ));
-                }
-            }
-        }
-        db.insert_events(&events)?;
-    }
-    Ok(())
-}
-
-/// One alert per council and rule, as the detector would raise them.
-fn demo_alerts(db: &mut dyn Db, now_s: i64) -> anyhow::Result<()> {
-    let signal =
-        |tenant: &str, rule: &'static str, sev, domain: &str, reason: &str, ev: &str| Signal {
-            time: at(now_s - 3600),
-            tenant: Arc::from(tenant),
-            rule,
-            severity: sev,
-            domain: domain.into(),
-            client: ClientPseudonym([9; 8]),
-            feed: (rule == "feed.block").then(|| Arc::from("parapet-example")),
-            reason: reason.into(),
-            evidence: ev.into(),
-            folded: None,
-        };
-    db.record_signals(&[
-        signal(
-            "north",
-            "feed.block",
-            Severity::High,
-            "testing.google.test",
-            "blocked by feed parapet-example (malware)",
-            "malware.testing.google.test A blocked",
-        ),
-        signal(
-            "north",
-            "dga",
-            Severity::Medium,
-            "xkqjzvbrt.test",
-            "name looks machine-generated (score 0.93)",
-            "xkqjzvbrtwpl.xkqjzvbrt.test A resolved",
-        ),
-        signal(
-            "south",
-            "feed.block",
-            Severity::High,
-            "badness.test",
-            "blocked by feed parapet-example (c2)",
-            "c2.badness.test A blocked",
-        ),
-        signal(
-            "south",
-            "tunnel",
-            Severity::High,
-            "exfil.test",
-            "long high-entropy labels: 62 characters, entropy 4.9",
-            "aGVsbG8gd29ybGQ.exfil.test TXT resolved",
-        ),
-    ])?;
-    Ok(())
-}
-
-/// Mail Check results (Northshire's improving between two checks) and a
-/// DMARC report per sending source.
-fn demo_mail(db: &mut dyn Db, now_s: i64) -> anyhow::Result<()> {
-    let f = |sev: &str, code: &str, msg: &str| MailFinding {
-        severity: sev.into(),
-        code: code.into(),
-        message: msg.into(),
-    };
-    let checks = [
-        (
-            "northshire.test",
-            now_s - 86_400,
-            vec![
-                f(
-                    "error",
-                    "dmarc.missing",
-                    "No DMARC record at _dmarc.northshire.test: publish \"v=DMARC1; p=none; rua=mailto:dmarc@northshire.test\", then move to p=quarantine and p=reject.",
-                ),
-                f(
-                    "warning",
-                    "spf.soft_all",
-                    "SPF ends in ~all: once every sender is listed, end it with -all.",
-                ),
-            ],
-        ),
-        (
-            "northshire.test",
-            now_s - 3600,
-            vec![
-                f(
-                    "warning",
-                    "spf.soft_all",
-                    "SPF ends in ~all: once every sender is listed, end it with -all.",
-                ),
-                f(
-                    "info",
-                    "dmarc.policy_none",
-                    "DMARC policy is p=none: monitor the reports, then move to p=quarantine.",
-                ),
-            ],
-        ),
-        (
-            "southvale.test",
-            now_s - 3600,
-            vec![f(
-                "error",
-                "tls.certificate_expired",
-                "The certificate of mx1.southvale.test expired: renew it.",
-            )],
-        ),
-    ];
-    for (domain, t, findings) in checks {
-        let worst = ["error", "warning", "info"]
-            .into_iter()
-            .find(|s| findings.iter().any(|x| x.severity == *s))
-            .map(str::to_string);
-        db.save_mailcheck(&MailCheckRow {
-            domain: domain.into(),
-            checked_at: t * 1000,
-            worst,
-            findings,
-            report: "{\"demo\": true}".into(),
-        })?;
-    }
-    for (domain, ip, pass) in [
-        ("northshire.test", "192.0.2.10", true),
-        ("northshire.test", "198.51.100.7", false),
-        ("southvale.test", "192.0.2.20", true),
-    ] {
-        db.import_dmarc(
-            &DmarcReportRow {
-                org_name: "demo-receiver.test".into(),
-                report_id: format!("demo-{domain}-{ip}"),
-                domain: domain.into(),
-                begin: now_s - 2 * 86_400,
-                end: now_s - 86_400,
-                policy: "none".into(),
-                source: "demo".into(),
-                records: vec![DmarcRecordRow {
-                    source_ip: ip.into(),
-                    count: if pass { 120 } else { 7 },
-                    disposition: "none".into(),
-                    dkim_aligned: pass,
-                    spf_aligned: pass,
-                    header_from: domain.into(),
-                    envelope_from: Some(domain.into()),
-                    dkim: format!("{domain}/s1={}", if pass { "pass" } else { "fail" }),
-                    spf: format!("{domain}/mfrom={}", if pass { "pass" } else { "fail" }),
-                }],
-            },
-            SystemTime::now(),
-        )?;
-    }
-    Ok(())
-}
-
-/// Northshire's fixture estate (the assurance pages' quarter) and one
-/// closed incident.
-fn demo_estate(db: &mut dyn Db, now_s: i64) -> anyhow::Result<()> {
-    use parapet_assurance::parse::{Source, build_import};
-    let estate: [(&str, Source, &[u8]); 6] = [
-        (
-            "inventory.csv",
-            Source::InventoryCsv,
-            include_bytes!("../../../testdata/assets/estate/inventory.csv"),
-        ),
-        (
-            "defender.csv",
-            Source::DefenderCsv,
-            include_bytes!("../../../testdata/assets/estate/defender.csv"),
-        ),
-        (
-            "osquery.json",
-            Source::Osquery,
-            include_bytes!("../../../testdata/assets/estate/osquery.json"),
-        ),
-        (
-            "scan-2021-06.nessus",
-            Source::Nessus,
-            include_bytes!("../../../testdata/assets/estate/scan-2021-06.nessus"),
-        ),
-        (
-            "scan-2021-09.nessus",
-            Source::Nessus,
-            include_bytes!("../../../testdata/assets/estate/scan-2021-09.nessus"),
-        ),
-        (
-            "openvas-2021-09.xml",
-            Source::Openvas,
-            include_bytes!("../../../testdata/assets/estate/openvas-2021-09.xml"),
-        ),
-    ];
-    for (name, source, bytes) in estate {
-        let imp = build_import("north", source, &format!("demo/{name}"), bytes, None)
-            .map_err(|e| anyhow::anyhow!("demo estate {name}: {e}"))?;
-        db.import_assets(&imp, now_s)?;
-    }
-    db.add_incident(
-        &parapet_assurance::model::Incident {
-            tenant: "north".into(),
-            reference: "INC-2021-014".into(),
-            detected_at: parapet_core::calendar::parse_datetime("2021-08-12").unwrap_or(0),
-            category: "phishing".into(),
-            impact: "one mailbox".into(),
-            outcome: "attempted".into(),
-            status: "closed".into(),
-            summary: "credential phishing e-mail reported by staff; no credentials entered".into(),
-            ..Default::default()
-        },
-        now_s,
-    )?;
-    Ok(())
-}
-
-fn event(
-    time: SystemTime,
-    tenant: &str,
-    name: &str,
-    action: EventAction,
-    feed: Option<&str>,
-    client: u8,
-) -> PrivateEvent {
-    PrivateEvent {
-        time,
-        tenant: Arc::from(tenant),
-        client: ClientPseudonym([client; 8]),
-        qname: EventName::new(&text_to_key(name).unwrap_or_default()),
-        qtype: 1,
-        rcode: if action == EventAction::Blocked { 3 } else { 0 },
-        action,
-        feed: feed.map(Arc::from),
-    }
 }
 
 /// Add an account. The password comes from PARAPET_PASSWORD (at least

@@ -49,7 +49,7 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         return Err(BadInput("give at least one report file".into()).into());
     }
     let config = Config::load_or_embedded(args.config.as_deref())?;
-    let mut store = config.open_store()?;
+    let mut store = config.open_store_for_import()?;
     let (mut new, mut dup, mut failed) = (0u64, 0u64, 0u64);
     // domain → source IPs of the reports stored by this run
     let mut fresh: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

@@ -127,7 +127,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut selectors = args.dkim_selector;
     // --config only matters with --store: a plain check reads no config file
     let mut store = if args.store {
-        Some(crate::config::Config::load_or_embedded(args.config.as_deref())?.open_store()?)
+        Some(
+            crate::config::Config::load_or_embedded(args.config.as_deref())?
+                .open_store_for_import()?,
+        )
     } else {
         None
     };

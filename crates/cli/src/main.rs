@@ -10,6 +10,7 @@ mod allowlist_cmd;
 mod assurance_cmd;
 mod config;
 mod dashboard;
+mod demo;
 mod dmarc_cmd;
 mod dmarc_senders;
 mod encrypted;

@@ -109,7 +109,7 @@ on_both_backends!(
     export_cursors_start_at_the_newest_and_read_by_id,
 );
 
-const KNOWN_VERSION: u32 = 18;
+const KNOWN_VERSION: u32 = 21;
 
 /// Two nodes write batches while two folders fold at the same time: every
 /// event is counted in its hour exactly once, before and after the last
@@ -537,6 +537,12 @@ fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     s.exec("DROP TABLE dmarc_senders");
     s.exec("DROP TABLE export_cursors");
     s.exec("DROP TABLE allowlist"); // step 18
+    // step 21's per-tenant totals and blocked-rows index
+    if let Fx::Pg(_) = fx {
+        s.exec("DROP VIEW query_tenant_hourly_all");
+    }
+    s.exec("DROP TABLE query_tenant_hourly");
+    s.exec("DROP INDEX query_hourly_blocked");
     // step 14's account columns (SQLite rebuilds api_tokens in that step,
     // and cannot drop its key column)
     s.exec("ALTER TABLE users DROP COLUMN totp_secret");

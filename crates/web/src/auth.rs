@@ -73,6 +73,73 @@ pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// How long the code step of a two-factor login may follow its password.
+pub const PENDING_LOGIN_SECONDS: i64 = 300;
+
+/// The key that signs an account's pending logins: derived from its
+/// password hash (salted, server-side, the same on every node sharing the
+/// store) and TOTP secret, so a new password or a new enrolment voids
+/// every pending login at once, and no key needs sharing between nodes.
+fn pending_key(user: &User) -> ring::hmac::Key {
+    let mut h = Sha256::new();
+    h.update(b"parapet pending login\0");
+    h.update(user.password_hash.as_bytes());
+    h.update(b"\0");
+    h.update(user.totp_secret.as_deref().unwrap_or("").as_bytes());
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &h.finalize())
+}
+
+fn pending_message(name_hex: &str, expires: i64, login_csrf: &str) -> String {
+    format!("{name_hex}.{expires}.{login_csrf}")
+}
+
+/// A signed token saying that `user` gave the right password at `now`:
+/// the login form's code step carries it instead of asking for the
+/// password again. It names the account, expires after
+/// [`PENDING_LOGIN_SECONDS`] and is bound to the browser's login CSRF
+/// cookie. Form: `hex(name).expires.hex(hmac)`.
+pub fn pending_login_token(user: &User, login_csrf: &str, now: i64) -> String {
+    let name_hex = hex::encode(&user.name);
+    let expires = now + PENDING_LOGIN_SECONDS;
+    let tag = ring::hmac::sign(
+        &pending_key(user),
+        pending_message(&name_hex, expires, login_csrf).as_bytes(),
+    );
+    format!("{name_hex}.{expires}.{}", hex::encode(tag.as_ref()))
+}
+
+/// The account a pending-login token names, unchecked (the name is read
+/// to look the account up; [`pending_login_valid`] then checks it).
+pub fn pending_login_name(token: &str) -> Option<String> {
+    let name_hex = token.split('.').next()?;
+    if name_hex.len() > 2 * MAX_USER_NAME {
+        return None;
+    }
+    String::from_utf8(hex::decode(name_hex).ok()?).ok()
+}
+
+/// Whether `token` was made by [`pending_login_token`] for `user` with
+/// this login CSRF cookie, and has not expired at `now`.
+pub fn pending_login_valid(token: &str, user: &User, login_csrf: &str, now: i64) -> bool {
+    let mut parts = token.split('.');
+    let (Some(name_hex), Some(expires), Some(tag), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let (Ok(expires), Ok(tag)) = (expires.parse::<i64>(), hex::decode(tag)) else {
+        return false;
+    };
+    name_hex == hex::encode(&user.name)
+        && now <= expires
+        && ring::hmac::verify(
+            &pending_key(user),
+            pending_message(name_hex, expires, login_csrf).as_bytes(),
+            &tag,
+        )
+        .is_ok()
+}
+
 /// Compares secrets without an early exit.
 pub fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -385,6 +452,59 @@ mod tests {
         assert!(!verify_password("wrong horse", &h));
         assert!(!verify_password("correct horse", "not a hash"));
         assert_ne!(h, hash_password("correct horse"), "salted");
+    }
+
+    #[test]
+    fn pending_login_tokens_bind_account_cookie_and_time() {
+        let user = User {
+            id: 7,
+            name: "ann.o".into(),
+            role: Role::SupplierAdmin,
+            tenant: None,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            created_at: 0,
+            totp_secret: Some("3132".into()),
+        };
+        let t = pending_login_token(&user, "csrf-1", 1_000);
+        assert_eq!(pending_login_name(&t).as_deref(), Some("ann.o"));
+        assert!(pending_login_valid(&t, &user, "csrf-1", 1_000));
+        assert!(pending_login_valid(
+            &t,
+            &user,
+            "csrf-1",
+            1_000 + PENDING_LOGIN_SECONDS
+        ));
+        assert!(!pending_login_valid(
+            &t,
+            &user,
+            "csrf-1",
+            1_001 + PENDING_LOGIN_SECONDS
+        ));
+        assert!(
+            !pending_login_valid(&t, &user, "csrf-2", 1_000),
+            "another browser"
+        );
+        let other = User {
+            name: "bob".into(),
+            ..user.clone()
+        };
+        assert!(!pending_login_valid(&t, &other, "csrf-1", 1_000));
+        let new_password = User {
+            password_hash: "$argon2id$other".into(),
+            ..user.clone()
+        };
+        assert!(!pending_login_valid(&t, &new_password, "csrf-1", 1_000));
+        // a later expiry, or a flipped tag, does not verify
+        let parts: Vec<&str> = t.split('.').collect();
+        let later = format!("{}.{}.{}", parts[0], 9_999_999, parts[2]);
+        assert!(!pending_login_valid(&later, &user, "csrf-1", 1_000));
+        let mut flipped = t.clone();
+        let last = flipped.pop().unwrap();
+        flipped.push(if last == '0' { '1' } else { '0' });
+        assert!(!pending_login_valid(&flipped, &user, "csrf-1", 1_000));
+        for junk in ["", "zz", "61.1", "61.x.00", "61.1.00.00"] {
+            assert!(!pending_login_valid(junk, &user, "csrf-1", 0), "{junk}");
+        }
     }
 
     #[test]

@@ -238,27 +238,35 @@ pub async fn login_form(
 
 #[derive(Debug, Deserialize)]
 pub struct LoginForm {
+    #[serde(default)]
     pub username: String,
+    #[serde(default)]
     pub password: String,
     #[serde(default)]
     pub csrf: String,
     /// The TOTP code, for an account with a second factor.
     #[serde(default)]
     pub code: String,
+    /// The code step's pending-login token
+    /// ([`auth::pending_login_token`]): the password was right.
+    #[serde(default)]
+    pub pending: String,
 }
 
 /// The login form again, for the same login attempt (its CSRF cookie is
-/// still set): the name kept, a message, and the code field when asked.
+/// still set): the name kept and a message; with a pending-login token,
+/// the code step, which asks for the code only.
 fn login_again(
     name: &str,
     csrf: &str,
     message: &str,
-    ask_code: bool,
+    pending: Option<&str>,
     status: StatusCode,
 ) -> Result<Response, AppError> {
     let body = render(
         "login.html",
-        json!({"csrf": csrf, "error": message, "username": name, "ask_code": ask_code}),
+        json!({"csrf": csrf, "error": message, "username": name,
+               "ask_code": pending.is_some(), "pending": pending}),
     )?;
     Ok((status, body).into_response())
 }
@@ -297,6 +305,9 @@ pub async fn login(
         with_db(&state, move |db| Ok(db.audit(&e)?)).await?;
         return Err(AppError::TooManyAttempts);
     }
+    if !f.pending.is_empty() {
+        return login_code_step(&state, &d, &client, &name, cookie_csrf, &f).await;
+    }
     let n2 = name.clone();
     let user = with_db(&state, move |db| Ok(db.user(&n2)?)).await?;
     let password = f.password;
@@ -319,15 +330,66 @@ pub async fn login(
     if let Some(r) = second_factor(&state, &d, &user, &f.code, &f.csrf, &client).await? {
         return Ok(r);
     }
-    d.limiter.succeeded(&name);
+    let e = audit("login.ok", user.tenant.clone());
+    start_session(&state, &d, user, e).await
+}
+
+/// The code step of a two-factor login: the pending-login token stands for
+/// the password given a moment ago, so only the code is asked for. A token
+/// that is expired, forged, for another browser, or outdated by a new
+/// password sends the user back to the start.
+async fn login_code_step(
+    state: &AppState,
+    d: &crate::Dashboard,
+    client: &str,
+    name: &str,
+    login_csrf: &str,
+    f: &LoginForm,
+) -> Result<Response, AppError> {
+    let who = auth::pending_login_name(&f.pending).unwrap_or_default();
+    let user = if who.is_empty() || (!name.is_empty() && name != who) {
+        None
+    } else {
+        with_db(state, move |db| Ok(db.user(&who)?)).await?
+    };
+    let Some(user) = user.filter(|u| auth::pending_login_valid(&f.pending, u, login_csrf, d.now()))
+    else {
+        let msg = "Your sign-in timed out or is no longer valid: enter your user name and password again.";
+        return login_again("", &f.csrf, msg, None, StatusCode::UNAUTHORIZED);
+    };
+    if !d.limiter.allowed(&user.name, client) {
+        return Err(AppError::TooManyAttempts);
+    }
+    if let Some(r) = second_factor(state, d, &user, &f.code, &f.csrf, client).await? {
+        return Ok(r);
+    }
+    let e = AuditEntry {
+        time: d.now(),
+        actor: user.name.clone(),
+        action: "login.ok".into(),
+        tenant: user.tenant.clone(),
+        detail: String::new(),
+        client: Some(client.to_string()),
+    };
+    start_session(state, d, user, e).await
+}
+
+/// A new session for `user`, whose login passed every check: the session
+/// cookie set, the login CSRF cookie cleared, `ok` audited.
+async fn start_session(
+    state: &AppState,
+    d: &crate::Dashboard,
+    user: parapet_store::accounts::User,
+    ok: AuditEntry,
+) -> Result<Response, AppError> {
+    d.limiter.succeeded(&user.name);
     let token = auth::new_token();
     let digest = auth::token_digest(&token);
     let csrf = auth::new_token();
-    let e = audit("login.ok", user.tenant.clone());
     let now = d.now();
-    with_db(&state, move |db| {
+    with_db(state, move |db| {
         db.create_session(&digest, user.id, &csrf, now, now + auth::SESSION_SECONDS)?;
-        Ok(db.audit(&e)?)
+        Ok(db.audit(&ok)?)
     })
     .await?;
     let mut r = Redirect::to("/").into_response();
@@ -335,7 +397,7 @@ pub async fn login(
     h.append(
         header::SET_COOKIE,
         HeaderValue::from_str(&auth::set_cookie(
-            &d,
+            d,
             auth::SESSION_COOKIE,
             &token,
             auth::SESSION_SECONDS,
@@ -344,7 +406,7 @@ pub async fn login(
     );
     h.append(
         header::SET_COOKIE,
-        HeaderValue::from_str(&auth::set_cookie(&d, auth::LOGIN_CSRF_COOKIE, "", 0))
+        HeaderValue::from_str(&auth::set_cookie(d, auth::LOGIN_CSRF_COOKIE, "", 0))
             .map_err(|e| AppError::Internal(e.to_string()))?,
     );
     Ok(r)
@@ -383,11 +445,13 @@ async fn second_factor(
             user.role.as_str(),
             user.name
         );
-        return login_again(&user.name, csrf, &msg, false, StatusCode::FORBIDDEN).map(Some);
+        return login_again(&user.name, csrf, &msg, None, StatusCode::FORBIDDEN).map(Some);
     };
+    // the code step carries this instead of the password
+    let pending = auth::pending_login_token(user, csrf, d.now());
     if code.trim().is_empty() {
-        let msg = "Enter the 6-digit code from your authenticator app, and your password again.";
-        return login_again(&user.name, csrf, msg, true, StatusCode::OK).map(Some);
+        let msg = "Enter the 6-digit code from your authenticator app.";
+        return login_again(&user.name, csrf, msg, Some(&pending), StatusCode::OK).map(Some);
     }
     let secret = hex::decode(hex_secret).map_err(|_| {
         AppError::Internal(format!("{}: the stored TOTP secret is not hex", user.name))
@@ -407,7 +471,14 @@ async fn second_factor(
     let e = audit("login.totp_failed");
     with_db(state, move |db| Ok(db.audit(&e)?)).await?;
     let msg = "Wrong code, or a code already used: wait for the next one and try again.";
-    login_again(&user.name, csrf, msg, true, StatusCode::UNAUTHORIZED).map(Some)
+    login_again(
+        &user.name,
+        csrf,
+        msg,
+        Some(&pending),
+        StatusCode::UNAUTHORIZED,
+    )
+    .map(Some)
 }
 
 #[derive(Debug, Default, Deserialize)]

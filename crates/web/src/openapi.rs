@@ -22,6 +22,12 @@ fn param_schema(name: &str) -> Value {
 /// The document as a value (also used by tests).
 pub fn spec() -> Value {
     let mut paths = Map::new();
+    // the demo lies in the quarter it is loaded in: today's
+    let demo_quarter = parapet_assurance::quarter::Quarter::containing(
+        crate::app::now(),
+        parapet_assurance::quarter::QuarterStyle::Financial,
+    )
+    .to_string();
     for r in ROUTES.iter().filter(|r| r.is_api()) {
         let mut params = Vec::new();
         for seg in r.path.split('/') {
@@ -30,7 +36,7 @@ pub fn spec() -> Value {
                 // values that exist in `serve --demo`, so generated requests reach past the 404s
                 if let Some(e) = match name {
                     "tenant" => Some("north"),
-                    "quarter" => Some("2021-22-Q2"),
+                    "quarter" => Some(demo_quarter.as_str()),
                     "domain" => Some("northshire.test"),
                     "file" => Some("public-report.html"),
                     _ => None,

@@ -1354,7 +1354,7 @@ async fn totp_codes_are_checked_against_the_clock_and_used_once() {
     let r = login(&w.app, "ann", &pw).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("name=\"code\""), "{}", r.body);
-    assert!(r.body.contains("value=\"ann\""), "{}", r.body);
+    assert!(r.body.contains("id=\"pending-user\">ann<"), "{}", r.body);
     let now = clock.load(std::sync::atomic::Ordering::SeqCst);
     let step = totp::step_at(now);
     // a wrong code, and a code two steps old, are refused
@@ -1382,6 +1382,112 @@ async fn totp_codes_are_checked_against_the_clock_and_used_once() {
         3
     );
     assert_eq!(actions.iter().filter(|a| *a == "login.ok").count(), 2);
+}
+
+/// A login form's CSRF token: from `GET /login`'s cookie.
+async fn login_csrf(app: &Router) -> String {
+    let form = call(app, Method::Get, "/login", As::Nobody).await;
+    let cookie = form.headers[header::SET_COOKIE].to_str().unwrap();
+    let kv = cookie.split(';').next().unwrap();
+    kv.split_once('=').unwrap().1.to_string()
+}
+
+/// `POST /login` with `body` (the CSRF field added) from the browser
+/// holding login CSRF cookie `csrf`.
+async fn post_login(app: &Router, csrf: &str, body: &str) -> Resp {
+    let req = Request::builder()
+        .method("POST")
+        .uri("/login")
+        .header(header::COOKIE, format!("parapet_login_csrf={csrf}"))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("{body}&csrf={csrf}")))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// The pending-login token of a code-step form.
+fn pending_of(body: &str) -> String {
+    let field = "name=\"pending\" value=\"";
+    let at = body
+        .find(field)
+        .unwrap_or_else(|| panic!("no pending token in {body}"))
+        + field.len();
+    body[at..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_code_step_asks_for_the_code_only() {
+    use parapet_web::totp;
+    let (clock, c) = test_clock(1_234_567_890);
+    let w = world_with(|d| d.clock = c);
+    let secret = b"12345678901234567890";
+    w.dash
+        .db
+        .get()
+        .unwrap()
+        .set_totp("ann", Some(&hex::encode(secret)))
+        .unwrap();
+    let pw = PASSWORD.replace(' ', "+");
+    let csrf = login_csrf(&w.app).await;
+    let r = post_login(&w.app, &csrf, &format!("username=ann&password={pw}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("name=\"code\""), "{}", r.body);
+    assert!(!r.body.contains("name=\"password\""), "{}", r.body);
+    assert!(r.headers.get(header::SET_COOKIE).is_none());
+    let pending = pending_of(&r.body);
+    let step = totp::step_at(clock.load(std::sync::atomic::Ordering::SeqCst));
+    // a wrong code: the code step again, still without the password
+    let r = post_login(&w.app, &csrf, &format!("pending={pending}&code=000000")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(!r.body.contains("name=\"password\""), "{}", r.body);
+    let pending = pending_of(&r.body);
+    // the token is bound to the browser's login cookie
+    let other = login_csrf(&w.app).await;
+    let code = totp::code(secret, step);
+    let r = post_login(&w.app, &other, &format!("pending={pending}&code={code}")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        r.body.contains("name=\"password\""),
+        "back to the start: {}",
+        r.body
+    );
+    // a forged token for another account is refused
+    let forged = pending.replacen(&hex::encode("ann"), &hex::encode("admin"), 1);
+    let r = post_login(&w.app, &csrf, &format!("pending={forged}&code={code}")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // the code alone, with the token, signs in
+    let r = post_login(&w.app, &csrf, &format!("pending={pending}&code={code}")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.headers[header::LOCATION], "/");
+    // a token outlives neither its 5 minutes nor a new password
+    let r = post_login(&w.app, &csrf, &format!("username=ann&password={pw}")).await;
+    let pending = pending_of(&r.body);
+    clock.fetch_add(
+        parapet_web::auth::PENDING_LOGIN_SECONDS + 1,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    let code = totp::code(secret, totp::step_at(w.dash.now()));
+    let r = post_login(&w.app, &csrf, &format!("pending={pending}&code={code}")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("timed out"), "{}", r.body);
+    let r = post_login(&w.app, &csrf, &format!("username=ann&password={pw}")).await;
+    let pending = pending_of(&r.body);
+    w.dash
+        .db
+        .get()
+        .unwrap()
+        .set_password("ann", &parapet_web::auth::hash_password("another password"))
+        .unwrap();
+    let r = post_login(&w.app, &csrf, &format!("pending={pending}&code={code}")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

@@ -235,3 +235,81 @@ fn the_accounts_page_creates_and_removes_over_http_and_old_cookies_fail() {
         assert!(audit.contains(action), "{audit}");
     }
 }
+
+/// `kpi`, `report`, the importers and `incidents add` run from another
+/// folder: without a configuration they say where they looked and make no
+/// store; with `PARAPET_CONFIG` an import creates the configured store and
+/// the others use it.
+#[test]
+fn assurance_commands_find_the_store_or_say_where_they_looked() {
+    let server = tempfile::tempdir().unwrap();
+    let cfg = server.path().join("parapet.toml");
+    std::fs::write(&cfg, "[store]\npath = \"data\"\n").unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let here = elsewhere.path();
+    let inventory = crate::harness::repo_root().join("testdata/assets/estate/inventory.csv");
+    let inventory = inventory.to_str().unwrap();
+    let dmarc =
+        crate::harness::repo_root().join("testdata/dmarc-senders/council.test!report-1.xml");
+    let dmarc = dmarc.to_str().unwrap();
+    let out = server.path().join("report");
+    let out = out.to_str().unwrap();
+    let commands: [&[&str]; 6] = [
+        &["kpi", "--quarter", "2021-22-Q2"],
+        &["report", "--quarter", "2021-22-Q2", "--out", out],
+        &[
+            "incidents",
+            "add",
+            "--reference",
+            "INC-1",
+            "--date",
+            "2021-08-12",
+            "--category",
+            "phishing",
+        ],
+        &["assets", "import", "--source", "inventory-csv", inventory],
+        &["dmarc", "import", dmarc],
+        &[
+            "assets",
+            "except",
+            "--device",
+            "pc-1",
+            "--scope",
+            "av",
+            "--reason",
+            "kiosk",
+            "--owner",
+            "it",
+            "--approver",
+            "ciso",
+            "--from",
+            "2030-01-01",
+            "--expires",
+            "2030-03-01",
+        ],
+    ];
+    for args in commands {
+        let o = parapet(here, None, args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("no store at") && err.contains("PARAPET_CONFIG"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(here).unwrap().count(),
+        0,
+        "nothing created"
+    );
+    assert!(!server.path().join("data").exists());
+    // the configured store: the import creates it, the others use it
+    ok(here, &cfg, commands[3]);
+    ok(here, &cfg, commands[2]);
+    let listed = ok(here, &cfg, &["incidents", "list"]);
+    assert!(listed.contains("INC-1"), "{listed}");
+    ok(here, &cfg, commands[0]);
+    ok(here, &cfg, commands[1]);
+    assert_eq!(std::fs::read_dir(here).unwrap().count(), 0);
+    assert!(server.path().join("data/parapet.sqlite").is_file());
+}

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::harness::repo_root;
+use crate::harness::{repo_root, store_config};
 
 fn estate(name: &str) -> PathBuf {
     repo_root().join("testdata/assets/estate").join(name)
@@ -17,6 +17,7 @@ fn run(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_parapet"))
         .current_dir(dir)
         .args(args)
+        .env("PARAPET_CONFIG", store_config(dir))
         .output()
         .unwrap()
 }

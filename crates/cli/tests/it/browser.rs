@@ -271,7 +271,10 @@ fn log_in_see_the_overview_change_an_alert_and_download_the_report() {
             .click()
             .await
             .unwrap();
-        let want = downloads.path().join("north-2021-22-Q2-public-report.html");
+        let want = downloads.path().join(format!(
+            "north-{}-public-report.html",
+            crate::harness::demo_quarter()
+        ));
         let deadline = Instant::now() + Duration::from_secs(20);
         while !want.exists() {
             assert!(

@@ -650,6 +650,31 @@ pub fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
+/// The quarter `serve --demo` loads its data in: the current one.
+pub fn demo_quarter() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    parapet_assurance::quarter::Quarter::containing(
+        now,
+        parapet_assurance::quarter::QuarterStyle::Financial,
+    )
+    .to_string()
+}
+
+/// A configuration naming only the store, `dir/parapet-data`, written once
+/// (`dir/store.toml`): what a command run in `dir` gets as
+/// `PARAPET_CONFIG`, so an import there creates that store (imports create
+/// one only where a configuration says).
+pub fn store_config(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("store.toml");
+    if !p.exists() {
+        std::fs::write(&p, "[store]\npath = \"parapet-data\"\n").unwrap();
+    }
+    p
+}
+
 /// One HTTP request: its request line, headers (names lower-cased), body.
 pub type HttpRequest = (String, Vec<(String, String)>, Vec<u8>);
 

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::harness::repo_root;
+use crate::harness::{repo_root, store_config};
 
 const TENANT: &str = "nsh-internal-7";
 
@@ -18,6 +18,7 @@ fn run(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_parapet"))
         .current_dir(dir)
         .args(args)
+        .env("PARAPET_CONFIG", store_config(dir))
         .output()
         .unwrap()
 }
@@ -423,6 +424,26 @@ fn kpi_and_report_refuse_a_missing_or_unknown_tenant() {
          [[tenants]]\nname = \"south\"\nnetworks = [\"10.2.0.0/16\"]\n",
     )
     .unwrap();
+    // kpi and report read an existing store: none yet, so none is made
+    let o = run(
+        d,
+        &["kpi", "--quarter", "2021-22-Q2", "--config", "parapet.toml"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no store at"));
+    assert!(!d.join("data").exists(), "no store was made");
+    ok(
+        d,
+        &[
+            "users",
+            "add",
+            "officer",
+            "--role",
+            "supplier-admin",
+            "--config",
+            "parapet.toml",
+        ],
+    );
     let out = d.join("out");
     let out = out.to_str().unwrap();
     let cases: [(&[&str], &str); 4] = [

@@ -447,7 +447,7 @@ impl ReportSources for PgStore {
                 &format!(
                     "SELECT COALESCE(SUM(queries), 0)::bigint,
                             COALESCE(SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END), 0)::bigint
-                     FROM query_hourly_all WHERE tenant = $1 AND hour >= $2 AND hour < $3"
+                     FROM query_tenant_hourly_all WHERE tenant = $1 AND hour >= $2 AND hour < $3"
                 ),
                 &[&tenant, &from, &to],
             )

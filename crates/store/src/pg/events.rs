@@ -69,6 +69,11 @@ impl EventStore for PgStore {
                     &[&agg_cut],
                 )
                 .map_err(&err)?;
+            tx.execute(
+                "DELETE FROM query_tenant_hourly WHERE hour + 3600 <= $1",
+                &[&agg_cut],
+            )
+            .map_err(&err)?;
             Ok(Purged { events, aggregates })
         })
     }
@@ -90,7 +95,13 @@ impl EventStore for PgStore {
             // rows a batch commits meanwhile are not in this snapshot: they
             // stay for the next fold, so every count is folded exactly once
             tx.execute(
-                "WITH d AS (DELETE FROM query_hourly_delta RETURNING tenant, qname, hour, action, queries)
+                // the per-tenant totals are folded from the same rows
+                // (schema step 21): a CTE that modifies data always runs
+                "WITH d AS (DELETE FROM query_hourly_delta RETURNING tenant, qname, hour, action, queries),
+                 t AS (INSERT INTO query_tenant_hourly (tenant, hour, action, queries)
+                       SELECT tenant, hour, action, SUM(queries)::bigint FROM d
+                       GROUP BY tenant, hour, action ORDER BY tenant, hour, action
+                       ON CONFLICT (tenant, hour, action) DO UPDATE SET queries = query_tenant_hourly.queries + EXCLUDED.queries)
                  INSERT INTO query_hourly (tenant, qname, hour, action, queries)
                  SELECT tenant, qname, hour, action, SUM(queries)::bigint FROM d
                  GROUP BY tenant, qname, hour, action ORDER BY tenant, qname, hour, action
@@ -121,7 +132,7 @@ impl EventStore for PgStore {
         let rows = self.query_rows(
             &format!(
                 "SELECT tenant, SUM(queries)::bigint, SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)::bigint
-                 FROM query_hourly_all WHERE hour >= $1 AND {TENANT} GROUP BY tenant ORDER BY tenant"
+                 FROM query_tenant_hourly_all WHERE hour >= $1 AND {TENANT} GROUP BY tenant ORDER BY tenant"
             ),
             &[&from, &tenant],
         )?;
@@ -143,7 +154,7 @@ impl EventStore for PgStore {
         let rows = self.query_rows(
             &format!(
                 "SELECT tenant, hour, SUM(queries)::bigint, SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)::bigint
-                 FROM query_hourly_all WHERE hour >= $1 AND {TENANT} GROUP BY tenant, hour ORDER BY hour, tenant"
+                 FROM query_tenant_hourly_all WHERE hour >= $1 AND {TENANT} GROUP BY tenant, hour ORDER BY hour, tenant"
             ),
             &[&from, &tenant],
         )?;

@@ -468,7 +468,7 @@ impl ReportSources for SqliteStore {
                 &format!(
                     "SELECT COALESCE(SUM(queries), 0),
                             COALESCE(SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END), 0)
-                     FROM query_hourly WHERE tenant = ?1 AND hour >= ?2 AND hour < ?3"
+                     FROM query_tenant_hourly WHERE tenant = ?1 AND hour >= ?2 AND hour < ?3"
                 ),
                 params![tenant, from, to],
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),

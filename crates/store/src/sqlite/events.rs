@@ -4,6 +4,7 @@
 
 use std::time::SystemTime;
 
+use hashbrown::HashMap;
 use parapet_core::event::{EventRun, RCODE_NO_RESPONSE};
 use parapet_core::name::write_key_as_text;
 use rusqlite::params;
@@ -116,6 +117,11 @@ impl EventStore for SqliteStore {
                 params![agg_cut],
             )
             .map_err(err)?;
+        tx.execute(
+            "DELETE FROM query_tenant_hourly WHERE hour + 3600 <= ?1",
+            params![agg_cut],
+        )
+        .map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(Purged {
             events: events as u64,
@@ -144,7 +150,7 @@ impl EventStore for SqliteStore {
             .conn
             .prepare(&format!(
                 "SELECT tenant, SUM(queries), SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)
-                 FROM query_hourly WHERE hour >= ?1 AND {} GROUP BY tenant ORDER BY tenant",
+                 FROM query_tenant_hourly WHERE hour >= ?1 AND {} GROUP BY tenant ORDER BY tenant",
                 tenant_clause(tenant)
             ))
             .map_err(err)?;
@@ -172,7 +178,7 @@ impl EventStore for SqliteStore {
             .conn
             .prepare(&format!(
                 "SELECT tenant, hour, SUM(queries), SUM(CASE WHEN action IN {BLOCKED_ACTIONS} THEN queries ELSE 0 END)
-                 FROM query_hourly WHERE hour >= ?1 AND {} GROUP BY tenant, hour ORDER BY hour, tenant",
+                 FROM query_tenant_hourly WHERE hour >= ?1 AND {} GROUP BY tenant, hour ORDER BY hour, tenant",
                 tenant_clause(tenant)
             ))
             .map_err(err)?;
@@ -201,7 +207,9 @@ impl EventStore for SqliteStore {
         let mut q = self
             .conn
             .prepare(&format!(
-                "SELECT tenant, qname, SUM(queries) AS n FROM query_hourly
+                // the partial index holds the blocked rows only: without
+                // statistics the planner may prefer the hour index
+                "SELECT tenant, qname, SUM(queries) AS n FROM query_hourly INDEXED BY query_hourly_blocked
                  WHERE hour >= ?1 AND {} AND action IN {BLOCKED_ACTIONS}
                  GROUP BY tenant, qname ORDER BY n DESC, qname LIMIT ?3",
                 tenant_clause(tenant)
@@ -308,10 +316,24 @@ impl SqliteStore {
                 )
                 .map_err(err)?;
             let mut qname = String::with_capacity(256);
+            let mut per_tenant: HashMap<(&str, i64, &str), i64> = HashMap::new();
             for ((tenant, name, hour, action), n) in hourly {
                 qname.clear();
                 let _ = write_key_as_text(name, &mut qname);
                 agg.execute(params![tenant, qname, hour, action, n])
+                    .map_err(err)?;
+                *per_tenant.entry((tenant, hour, action)).or_default() += n;
+            }
+            // the per-tenant totals the dashboard reads (schema step 21)
+            let mut totals = tx
+                .prepare_cached(
+                    "INSERT INTO query_tenant_hourly (tenant, hour, action, queries) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (tenant, hour, action) DO UPDATE SET queries = queries + excluded.queries",
+                )
+                .map_err(err)?;
+            for ((tenant, hour, action), n) in per_tenant {
+                totals
+                    .execute(params![tenant, hour, action, n])
                     .map_err(err)?;
             }
         }

@@ -401,6 +401,26 @@ const MIGRATIONS: &[(u32, &str)] = &[
     );
     CREATE INDEX allowlist_expires ON allowlist (expires_at);",
     ),
+    (
+        21,
+        // the dashboard's traffic figures in under 100 ms with millions of
+        // aggregate rows (bench/web): per-tenant hourly totals, kept with
+        // the aggregates in the same transaction, and the blocked rows
+        // (about 2%) indexed apart for the most-blocked names; the action
+        // list is crate::rules::events::BLOCKED_ACTIONS
+        "CREATE TABLE query_tenant_hourly (
+        tenant  TEXT    NOT NULL,
+        hour    INTEGER NOT NULL, -- unix seconds at the start of the hour
+        action  TEXT    NOT NULL,
+        queries INTEGER NOT NULL,
+        PRIMARY KEY (tenant, hour, action)
+    ) WITHOUT ROWID;
+    CREATE INDEX query_tenant_hourly_hour ON query_tenant_hourly (hour);
+    INSERT INTO query_tenant_hourly (tenant, hour, action, queries)
+        SELECT tenant, hour, action, SUM(queries) FROM query_hourly GROUP BY tenant, hour, action;
+    CREATE INDEX query_hourly_blocked ON query_hourly (hour, tenant, qname, queries)
+        WHERE action IN ('blocked', 'nodata', 'dropped', 'local_data');",
+    ),
 ];
 
 impl SqliteStore {
