@@ -30,8 +30,8 @@ pub use accounts::AccountStore;
 pub use alerts::{AlertFilter, AlertStore, Notification, OutboxCounts, SeenDomains};
 pub use cluster::{ClusterStore, FeedVersion, NodeStatus, sha256_hex};
 pub use events::{
-    AGGREGATE_FIELDS, BatchId, EVENT_FIELDS, EventStore, HourlyTraffic, Purged, Retention,
-    TenantTraffic,
+    AGGREGATE_FIELDS, BatchId, EVENT_FIELDS, EventQuery, EventStore, HourlyTraffic,
+    MAX_SEARCH_DEPTH, MAX_SEARCH_LIMIT, NameMatch, Purged, Retention, TenantTraffic,
 };
 pub use exports::{ExportCursor, ExportStore, StoredEvent};
 pub use mail::{

@@ -108,7 +108,7 @@ on_both_backends!(
     export_cursors_start_at_the_newest_and_read_by_id,
 );
 
-const KNOWN_VERSION: u32 = 14;
+const KNOWN_VERSION: u32 = 17;
 
 /// Two nodes write batches while two folders fold at the same time: every
 /// event is counted in its hour exactly once, before and after the last
@@ -476,6 +476,7 @@ fn reopening_migrates_once_and_a_newer_schema_is_refused(fx: &Fx) {
 /// batches fold beside them.
 fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     let mut s = fx.open();
+    search::undo_step_17(&mut *s, fx);
     s.exec("ALTER TABLE query_events DROP COLUMN last_time");
     s.exec("ALTER TABLE query_events DROP COLUMN queries");
     // and the steps after 9
@@ -1458,3 +1459,5 @@ fn export_cursors_start_at_the_newest_and_read_by_id(fx: &Fx) {
         [("council-a".into(), "feed.block".into(), "new".into(), 3)]
     );
 }
+
+mod search;

@@ -19,6 +19,7 @@ mod events;
 mod exports;
 mod mail;
 mod migrations;
+pub(crate) mod partitions;
 
 use std::time::Duration;
 
@@ -168,6 +169,7 @@ impl PgStore {
             node: String::new(),
         };
         store.migrate()?;
+        store.ensure_partitions(std::time::SystemTime::now())?;
         Ok(store)
     }
 
