@@ -296,6 +296,18 @@ const ALERT_Q: &[&str] = &["tenant", "status", "rule", "since", "limit"];
 const TENANT_Q: &[&str] = &["tenant"];
 const KPI_Q: &[&str] = &["tenant", "quarter"];
 const ASSET_Q: &[&str] = &["tenant", "quarter", "q", "class", "source", "status"];
+const QUERIES_Q: &[&str] = &[
+    "tenant",
+    "pseudonym",
+    "name",
+    "match",
+    "domain",
+    "action",
+    "rule",
+    "since",
+    "until",
+    "page",
+];
 
 use Access::{Admin, Public, User};
 use Method::{Get, Post};
@@ -392,6 +404,15 @@ pub const ROUTES: &[RouteSpec] = &[
         summary: "move an alert through the workflow",
         query: &[],
         handler: || post(handlers::alert_status_form),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/queries",
+        access: User,
+        target: Target::List,
+        summary: "query search: stored query events, newest first",
+        query: QUERIES_Q,
+        handler: || get(handlers::queries_page),
     },
     RouteSpec {
         method: Get,
@@ -545,6 +566,15 @@ pub const ROUTES: &[RouteSpec] = &[
         summary: "change an alert's status",
         query: &[],
         handler: || post(handlers::alert_status_api),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/queries",
+        access: User,
+        target: Target::List,
+        summary: "query search: stored query events, newest first, 50 a page",
+        query: QUERIES_Q,
+        handler: || get(handlers::queries_api),
     },
     RouteSpec {
         method: Get,
