@@ -132,17 +132,6 @@ impl EventStore for SqliteStore {
         }
         let c = Conditions::new(q, |i| format!("?{i}"));
         let n = c.params.len();
-        // the ids first, from an index that holds every column the
-        // conditions name (`rname`, `tenant`, `time`; `client`, `tenant`,
-        // `time`): a suffix matching many rows sorts index entries, not rows
-        let sql = format!(
-            "SELECT {COLUMNS} FROM query_events WHERE id IN (
-                SELECT id FROM query_events WHERE {} ORDER BY time DESC, id DESC LIMIT ?{} OFFSET ?{})
-             ORDER BY time DESC, id DESC",
-            c.sql,
-            n + 1,
-            n + 2
-        );
         let mut values: Vec<rusqlite::types::Value> = c
             .params
             .into_iter()
@@ -152,9 +141,46 @@ impl EventStore for SqliteStore {
                 Param::Bytes(b) => b.into(),
             })
             .collect();
+        let err = sql_err(&self.path);
+        // Which index finds a page soonest depends on how many rows match,
+        // which SQLite cannot tell without statistics: few, and the name's
+        // or client's index (it holds every column the conditions name, so
+        // entries are sorted, not rows) finds them all; many (a popular
+        // domain), and the time index walked newest first meets a page of
+        // them within a few thousand rows. The first index counts up to
+        // DENSE matches to choose.
+        const DENSE: i64 = 10_000;
+        let by_time = if q.name.is_some() || q.domain.is_some() || q.client.is_some() {
+            let matches: i64 = self
+                .conn
+                .query_row(
+                    &format!(
+                        "SELECT COUNT(*) FROM (SELECT 1 FROM query_events WHERE {} LIMIT {DENSE})",
+                        c.sql
+                    ),
+                    rusqlite::params_from_iter(values.iter()),
+                    |r| r.get(0),
+                )
+                .map_err(err)?;
+            matches >= DENSE
+        } else {
+            false
+        };
+        let hint = if by_time {
+            "INDEXED BY query_events_time"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM query_events WHERE id IN (
+                SELECT id FROM query_events {hint} WHERE {} ORDER BY time DESC, id DESC LIMIT ?{} OFFSET ?{})
+             ORDER BY time DESC, id DESC",
+            c.sql,
+            n + 1,
+            n + 2
+        );
         values.push(limit.into());
         values.push(offset.into());
-        let err = sql_err(&self.path);
         let mut st = self.conn.prepare(&sql).map_err(err)?;
         st.query_map(rusqlite::params_from_iter(values), |r| {
             Ok(StoredEvent {

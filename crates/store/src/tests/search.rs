@@ -8,6 +8,7 @@ use crate::{EventQuery, NameMatch, StoredEvent};
 on_both_backends!(
     every_filter_finds_only_its_rows_and_only_in_the_tenant_asked,
     pages_are_newest_first_and_stable,
+    a_domain_with_many_rows_pages_like_one_with_few,
     a_version_16_database_with_events_upgrades_and_is_searchable,
 );
 
@@ -188,6 +189,42 @@ fn pages_are_newest_first_and_stable(fx: &Fx) {
     assert_eq!(all[0].qname, "h24.example.org");
     // the same page again is the same rows
     assert_eq!(page(&mut *s, 1), pages[1]);
+}
+
+/// A domain with more matching rows than SQLite's name index counts
+/// before it walks the time index instead: the same page, newest first,
+/// of the right tenant only.
+fn a_domain_with_many_rows_pages_like_one_with_few(fx: &Fx) {
+    let mut s = fx.open();
+    // distinct names: repeats within a batch would fold into one row
+    let batch: Vec<PrivateEvent> = (0..16_000u64)
+        .map(|i| {
+            let tenant = if i % 4 == 0 { "south" } else { "north" };
+            let name = format!("h{i}.popular.test");
+            PrivateEvent {
+                time: UNIX_EPOCH + Duration::from_millis(1_000_000 + i),
+                ..ev(tenant, 1, 0, &name, EventAction::Resolved)
+            }
+        })
+        .collect();
+    s.insert_events(&batch).unwrap();
+    let q = EventQuery {
+        tenant: Some("north".into()),
+        domain: Some("popular.test".into()),
+        offset: 50,
+        limit: 50,
+        ..EventQuery::default()
+    };
+    let page = s.search_events(&q).unwrap();
+    let want: Vec<i64> = (0..16_000i64)
+        .rev()
+        .filter(|i| i % 4 != 0)
+        .skip(50)
+        .take(50)
+        .map(|i| 1_000_000 + i)
+        .collect();
+    assert_eq!(page.iter().map(|e| e.time).collect::<Vec<_>>(), want);
+    assert!(page.iter().all(|e| e.tenant == "north"));
 }
 
 /// Takes the schema back to before step 17: SQLite without `rname` and its
