@@ -20,6 +20,7 @@ mod mailbox;
 mod mailcheck_cmd;
 mod privacy;
 mod process_metrics;
+mod queries_cmd;
 mod sdnotify;
 mod serve;
 mod url_feeds;
@@ -49,6 +50,9 @@ enum Command {
     /// Alerts raised by detection: list them, move them through the workflow.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Stored query events: search them by name, domain, pseudonym, time...
+    #[command(subcommand)]
+    Queries(QueriesCommand),
     Mailcheck(mailcheck_cmd::Args),
     /// DMARC aggregate and TLS-RPT reports.
     #[command(subcommand)]
@@ -96,6 +100,11 @@ enum FeedsCommand {
 enum AlertsCommand {
     List(alerts_cmd::ListArgs),
     Set(alerts_cmd::SetArgs),
+}
+
+#[derive(Subcommand)]
+enum QueriesCommand {
+    Search(queries_cmd::SearchArgs),
 }
 
 #[derive(Subcommand)]
@@ -190,6 +199,7 @@ fn main() -> ExitCode {
         Command::Privacy(a) => privacy::run(a),
         Command::Alerts(AlertsCommand::List(a)) => alerts_cmd::list(a),
         Command::Alerts(AlertsCommand::Set(a)) => alerts_cmd::set(a),
+        Command::Queries(QueriesCommand::Search(a)) => queries_cmd::search(a),
         Command::Mailcheck(a) => mailcheck_cmd::run(a),
         Command::Dmarc(DmarcCommand::Import(a)) => dmarc_cmd::import(a),
         Command::Dmarc(DmarcCommand::Summary(a)) => dmarc_cmd::summary(a),

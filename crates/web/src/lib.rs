@@ -25,6 +25,8 @@ mod views;
 
 pub use app::MAX_FILTER;
 pub use views::MAX_NOTE;
+// the query search's parameters, shared with `parapet queries search`
+pub use views::{QUERIES_PAGE, QueriesQuery, event_json, event_query};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

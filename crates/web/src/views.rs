@@ -10,7 +10,9 @@ use parapet_core::alert::AlertStatus;
 use parapet_core::calendar::{format_datetime, format_datetime_ms, parse_datetime};
 use parapet_core::event::EventAction;
 use parapet_store::accounts::AuditEntry;
-use parapet_store::{AlertFilter, Db, EventQuery, HourlyTraffic, MAX_SEARCH_DEPTH, NameMatch};
+use parapet_store::{
+    AlertFilter, Db, EventQuery, HourlyTraffic, MAX_SEARCH_DEPTH, NameMatch, StoredEvent,
+};
 use serde_json::{Value, json};
 
 use crate::app::{AppError, check_filter, now};
@@ -657,6 +659,24 @@ pub fn event_query(scope: Option<&str>, q: &QueriesQuery) -> Result<EventQuery, 
     })
 }
 
+/// One stored query event as the search shows it.
+pub fn event_json(e: &StoredEvent) -> Value {
+    json!({
+        "id": e.id,
+        "time": format_datetime_ms(e.time),
+        "tenant": e.tenant,
+        "pseudonym": e.client,
+        "name": e.qname,
+        "qtype": e.qtype,
+        "rcode": e.rcode,
+        "action": e.action,
+        "rule": e.feed,
+        "node": e.node,
+        "queries": e.queries,
+        "last_time": e.last_time.map(format_datetime_ms),
+    })
+}
+
 /// The query search: one page of stored query events, newest first.
 pub fn queries(db: &mut dyn Db, scope: Option<&str>, q: &QueriesQuery) -> Result<Value, AppError> {
     let search = event_query(scope, q)?;
@@ -686,25 +706,7 @@ pub fn queries(db: &mut dyn Db, scope: Option<&str>, q: &QueriesQuery) -> Result
             .ok()
             .map(|s| format!("/queries?{s}"))
     };
-    let events: Vec<Value> = rows
-        .iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "time": format_datetime_ms(e.time),
-                "tenant": e.tenant,
-                "pseudonym": e.client,
-                "name": e.qname,
-                "qtype": e.qtype,
-                "rcode": e.rcode,
-                "action": e.action,
-                "rule": e.feed,
-                "node": e.node,
-                "queries": e.queries,
-                "last_time": e.last_time.map(format_datetime_ms),
-            })
-        })
-        .collect();
+    let events: Vec<Value> = rows.iter().map(event_json).collect();
     Ok(json!({
         "events": events,
         "page": page,
