@@ -22,6 +22,7 @@ mod mailbox;
 mod mailcheck_cmd;
 mod privacy;
 mod process_metrics;
+mod queries_cmd;
 mod sdnotify;
 mod serve;
 mod url_feeds;
@@ -54,6 +55,9 @@ enum Command {
     /// Names allowed on every node until an expiry (the alert page's false positives).
     #[command(subcommand)]
     Allowlist(AllowlistCommand),
+    /// Stored query events: search them by name, domain, pseudonym, time...
+    #[command(subcommand)]
+    Queries(QueriesCommand),
     Mailcheck(mailcheck_cmd::Args),
     /// DMARC aggregate and TLS-RPT reports.
     #[command(subcommand)]
@@ -108,6 +112,11 @@ enum AllowlistCommand {
     List(allowlist_cmd::ListArgs),
     Add(allowlist_cmd::AddArgs),
     Remove(allowlist_cmd::RemoveArgs),
+}
+
+#[derive(Subcommand)]
+enum QueriesCommand {
+    Search(queries_cmd::SearchArgs),
 }
 
 #[derive(Subcommand)]
@@ -205,6 +214,7 @@ fn main() -> ExitCode {
         Command::Allowlist(AllowlistCommand::List(a)) => allowlist_cmd::list(a),
         Command::Allowlist(AllowlistCommand::Add(a)) => allowlist_cmd::add(a),
         Command::Allowlist(AllowlistCommand::Remove(a)) => allowlist_cmd::remove(a),
+        Command::Queries(QueriesCommand::Search(a)) => queries_cmd::search(a),
         Command::Mailcheck(a) => mailcheck_cmd::run(a),
         Command::Dmarc(DmarcCommand::Import(a)) => dmarc_cmd::import(a),
         Command::Dmarc(DmarcCommand::Summary(a)) => dmarc_cmd::summary(a),

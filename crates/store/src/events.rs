@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use parapet_core::alert::Signal;
 use parapet_core::event::{EventRun, OwnedRun, PrivateEvent, fold_events};
 
-use crate::StoreError;
+use crate::{StoreError, StoredEvent};
 
 /// What a query event keeps, field by field: the single source of
 /// `parapet privacy` and of the schema's comments.
@@ -154,6 +154,49 @@ pub struct BatchStored {
     pub alerts: Vec<(i64, bool)>,
 }
 
+/// How [`EventQuery::name`] matches a stored name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NameMatch {
+    /// The name itself.
+    #[default]
+    Exact,
+    /// The name and every name under it (`example.org` matches
+    /// `example.org` and `www.example.org`, not `badexample.org`).
+    Suffix,
+}
+
+/// The most rows one search returns.
+pub const MAX_SEARCH_LIMIT: usize = 500;
+/// How deep a search may page (offset plus limit): deeper pages cost a
+/// sort of everything before them, and a narrower filter finds them faster.
+pub const MAX_SEARCH_DEPTH: usize = 10_000;
+
+/// A search over the stored query events (the page `/queries`, its API and
+/// `parapet queries search`): every filter given must hold; newest first
+/// (by time, then by id, so pages are stable).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    /// `None`: every tenant (supplier views only).
+    pub tenant: Option<String>,
+    /// The client's pseudonym.
+    pub client: Option<[u8; 8]>,
+    /// A name in presentation form, matched as `name_match` says.
+    pub name: Option<String>,
+    pub name_match: NameMatch,
+    /// A registrable domain: the domain and every name under it.
+    pub domain: Option<String>,
+    pub action: Option<String>,
+    /// The feed (rule) that matched.
+    pub feed: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub since: Option<i64>,
+    /// Unix milliseconds, exclusive.
+    pub until: Option<i64>,
+    pub offset: usize,
+    /// At most [`MAX_SEARCH_LIMIT`] (more is cut to it).
+    pub limit: usize,
+}
+
 /// Query events and their hourly aggregates. Each call is one transaction:
 /// a crash loses the call in progress, never half of it. In the reads,
 /// `tenant: None` means every tenant (supplier views); callers derive it
@@ -219,6 +262,10 @@ pub trait EventStore: Send {
 
     /// Deletes events and aggregates older than `retention` allows at `now`.
     fn purge(&mut self, now: SystemTime, retention: Retention) -> Result<Purged, StoreError>;
+
+    /// The stored event rows `query` finds, newest first; at most
+    /// [`MAX_SEARCH_LIMIT`], and nothing past [`MAX_SEARCH_DEPTH`].
+    fn search_events(&mut self, query: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Number of raw events (queries) stored.
     fn event_count(&mut self) -> Result<u64, StoreError>;

@@ -32,8 +32,8 @@ pub use alerts::{AlertFilter, AlertStore, Notification, OutboxCounts, SeenDomain
 pub use allowlist::{AllowEntry, AllowlistStore, NewAllow};
 pub use cluster::{ClusterStore, FeedVersion, NodeStatus, sha256_hex};
 pub use events::{
-    AGGREGATE_FIELDS, BatchId, BatchStored, EVENT_FIELDS, EventStore, Findings, HourlyTraffic,
-    Purged, Retention, TenantTraffic,
+    AGGREGATE_FIELDS, BatchId, BatchStored, EVENT_FIELDS, EventQuery, EventStore, Findings,
+    HourlyTraffic, MAX_SEARCH_DEPTH, MAX_SEARCH_LIMIT, NameMatch, Purged, Retention, TenantTraffic,
 };
 pub use exports::{ExportCursor, ExportStore, StoredEvent};
 pub use mail::{

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::app::{AppError, dashboard, now, with_db};
 use crate::auth::{self, Viewer};
-use crate::views::{self, AlertQuery, AssuranceQuery};
+use crate::views::{self, AlertQuery, AssuranceQuery, QueriesQuery};
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/base.html")),
@@ -41,6 +41,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("accounts.html", include_str!("../templates/accounts.html")),
     ("error.html", include_str!("../templates/error.html")),
     ("macros.html", include_str!("../templates/macros.html")),
+    ("queries.html", include_str!("../templates/queries.html")),
 ];
 
 /// The GOV.UK Frontend stylesheet's path: versioned, so it can be cached
@@ -674,6 +675,45 @@ pub async fn alerts_api(
 ) -> Result<Json<Value>, AppError> {
     let v = alerts_view(&state, &viewer, q).await?;
     Ok(Json(json!({ "alerts": v["alerts"] })))
+}
+
+async fn queries_view(
+    state: &AppState,
+    viewer: &Viewer,
+    q: QueriesQuery,
+) -> Result<Value, AppError> {
+    let scope = viewer.scope(q.tenant.as_deref())?;
+    let mut v = with_db(state, move |db| views::queries(db, scope.as_deref(), &q)).await?;
+    v["tenant_choices"] = tenant_choices(state, viewer)?;
+    Ok(v)
+}
+
+pub async fn queries_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<QueriesQuery>,
+) -> Result<Html<String>, AppError> {
+    let v = queries_view(&state, &viewer, q).await?;
+    page("queries.html", &viewer, v)
+}
+
+pub async fn queries_api(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<QueriesQuery>,
+) -> Result<Json<Value>, AppError> {
+    let mut v = queries_view(&state, &viewer, q).await?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("tenant_choices");
+        o.remove("actions");
+        // the API pages through the same search under its own path
+        for k in ["next", "previous"] {
+            if let Some(Value::String(link)) = o.get_mut(k) {
+                *link = link.replacen("/queries?", "/api/v1/queries?", 1);
+            }
+        }
+    }
+    Ok(Json(v))
 }
 
 async fn alert_view(state: &AppState, viewer: &Viewer, id: i64) -> Result<Value, AppError> {

@@ -26,6 +26,8 @@ mod workbench;
 
 pub use app::MAX_FILTER;
 pub use views::MAX_NOTE;
+// the query search's parameters, shared with `parapet queries search`
+pub use views::{QUERIES_PAGE, QueriesQuery, event_json, event_query};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -453,6 +455,18 @@ const TENANT_Q: &[&str] = &["tenant"];
 const MAIL_Q: &[&str] = &["tenant", "show"];
 const KPI_Q: &[&str] = &["tenant", "quarter"];
 const ASSET_Q: &[&str] = &["tenant", "quarter", "q", "class", "source", "status"];
+const QUERIES_Q: &[&str] = &[
+    "tenant",
+    "pseudonym",
+    "name",
+    "match",
+    "domain",
+    "action",
+    "rule",
+    "since",
+    "until",
+    "page",
+];
 
 use Access::{Admin, Public, Supplier, User};
 use Method::{Get, Post};
@@ -585,6 +599,15 @@ pub const ROUTES: &[RouteSpec] = &[
         summary: "false positive: allow the alert's name until an expiry",
         query: &[],
         handler: || post(workbench::alert_allow_form),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/queries",
+        access: User,
+        target: Target::List,
+        summary: "query search: stored query events, newest first",
+        query: QUERIES_Q,
+        handler: || get(handlers::queries_page),
     },
     RouteSpec {
         method: Get,
@@ -756,6 +779,15 @@ pub const ROUTES: &[RouteSpec] = &[
         summary: "false positive: allow the alert's name until an expiry",
         query: &[],
         handler: || post(workbench::alert_allow_api),
+    },
+    RouteSpec {
+        method: Get,
+        path: "/api/v1/queries",
+        access: User,
+        target: Target::List,
+        summary: "query search: stored query events, newest first, 50 a page",
+        query: QUERIES_Q,
+        handler: || get(handlers::queries_api),
     },
     RouteSpec {
         method: Get,

@@ -7,9 +7,12 @@ use std::collections::BTreeMap;
 use parapet_assurance::quarter::Quarter;
 use parapet_core::alert::Alert;
 use parapet_core::alert::AlertStatus;
-use parapet_core::calendar::{format_date, format_datetime, format_datetime_ms};
+use parapet_core::calendar::{format_date, format_datetime, format_datetime_ms, parse_datetime};
+use parapet_core::event::EventAction;
 use parapet_store::accounts::AuditEntry;
-use parapet_store::{AlertFilter, Db, HourlyTraffic};
+use parapet_store::{
+    AlertFilter, Db, EventQuery, HourlyTraffic, MAX_SEARCH_DEPTH, NameMatch, StoredEvent,
+};
 use serde_json::{Value, json};
 
 use crate::app::{AppError, check_filter, now};
@@ -906,4 +909,175 @@ pub fn tenants(
         })
         .collect();
     Ok(json!({ "tenants": rows, "feeds": feeds }))
+}
+
+/// Query parameters of the query search (`/queries`, `/api/v1/queries`).
+#[derive(Debug, Default, Clone, serde::Deserialize, serde::Serialize)]
+pub struct QueriesQuery {
+    pub tenant: Option<String>,
+    /// A client's pseudonym: 16 hexadecimal digits.
+    pub pseudonym: Option<String>,
+    pub name: Option<String>,
+    /// `exact` (the default) or `suffix`.
+    #[serde(rename = "match")]
+    pub name_match: Option<String>,
+    /// A registrable domain (a longer name is cut to its registrable domain).
+    pub domain: Option<String>,
+    pub action: Option<String>,
+    /// The feed (rule) that matched.
+    pub rule: Option<String>,
+    /// RFC 3339, or a date (from its start).
+    pub since: Option<String>,
+    /// RFC 3339, or a date (to its end).
+    pub until: Option<String>,
+    /// From 1.
+    pub page: Option<String>,
+}
+
+/// Rows per page of the query search.
+pub const QUERIES_PAGE: usize = 50;
+
+/// A non-empty, length-checked field.
+fn field<'a>(name: &str, v: &'a Option<String>) -> Result<Option<&'a str>, AppError> {
+    check_filter(name, v.as_deref())?;
+    Ok(v.as_deref().map(str::trim).filter(|s| !s.is_empty()))
+}
+
+/// A search filter from the request's parameters, each refused with its
+/// name when malformed; `scope` is the tenant the viewer may see.
+pub fn event_query(scope: Option<&str>, q: &QueriesQuery) -> Result<EventQuery, AppError> {
+    let bad = |m: String| AppError::BadRequest(m);
+    let client = match field("pseudonym", &q.pseudonym)? {
+        Some(p) => {
+            let mut b = [0u8; 8];
+            hex::decode_to_slice(p, &mut b)
+                .map_err(|_| bad(format!("pseudonym: `{p}` is not 16 hexadecimal digits")))?;
+            Some(b)
+        }
+        None => None,
+    };
+    let name_match = match field("match", &q.name_match)? {
+        None | Some("exact") => NameMatch::Exact,
+        Some("suffix") => NameMatch::Suffix,
+        Some(m) => return Err(bad(format!("match: `{m}` is not exact or suffix"))),
+    };
+    let action = match field("action", &q.action)? {
+        Some(a) if !EventAction::ALL.iter().any(|x| x.as_str() == a) => {
+            return Err(bad(format!("action: `{a}` is not an action")));
+        }
+        a => a.map(str::to_string),
+    };
+    let time =
+        |name: &str, v: &Option<String>, end_of_day: bool| -> Result<Option<i64>, AppError> {
+            let Some(s) = field(name, v)? else {
+                return Ok(None);
+            };
+            let t = parse_datetime(s)
+                .ok_or_else(|| bad(format!("{name}: `{s}` is not an RFC 3339 time or a date")))?;
+            // a bare date names the whole day
+            let whole_day = end_of_day && s.len() == 10;
+            Ok(Some(
+                (t + if whole_day { 86_400 } else { 0 }).saturating_mul(1000),
+            ))
+        };
+    let page = match field("page", &q.page)? {
+        Some(p) => p
+            .parse::<usize>()
+            .ok()
+            .filter(|&p| p >= 1)
+            .ok_or_else(|| bad(format!("page: `{p}` is not a page number")))?,
+        None => 1,
+    };
+    let offset = (page - 1).saturating_mul(QUERIES_PAGE);
+    if offset >= MAX_SEARCH_DEPTH {
+        return Err(bad(format!(
+            "page: past the first {MAX_SEARCH_DEPTH} rows; narrow the search"
+        )));
+    }
+    Ok(EventQuery {
+        tenant: scope.map(str::to_string),
+        client,
+        name: field("name", &q.name)?.map(str::to_string),
+        name_match,
+        domain: field("domain", &q.domain)?.map(|d| {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            psl::domain_str(&d).unwrap_or(&d).to_string()
+        }),
+        action,
+        feed: field("rule", &q.rule)?.map(str::to_string),
+        since: time("since", &q.since, false)?,
+        until: time("until", &q.until, true)?,
+        offset,
+        // one more than a page: whether there is a next one
+        limit: QUERIES_PAGE + 1,
+    })
+}
+
+/// One stored query event as the search shows it.
+pub fn event_json(e: &StoredEvent) -> Value {
+    json!({
+        "id": e.id,
+        "time": format_datetime_ms(e.time),
+        "tenant": e.tenant,
+        "pseudonym": e.client,
+        "name": e.qname,
+        "qtype": e.qtype,
+        "rcode": e.rcode,
+        "action": e.action,
+        "rule": e.feed,
+        "node": e.node,
+        "queries": e.queries,
+        "last_time": e.last_time.map(format_datetime_ms),
+    })
+}
+
+/// The query search: one page of stored query events, newest first.
+pub fn queries(db: &mut dyn Db, scope: Option<&str>, q: &QueriesQuery) -> Result<Value, AppError> {
+    let search = event_query(scope, q)?;
+    let mut rows = db.search_events(&search)?;
+    let more = rows.len() > QUERIES_PAGE;
+    rows.truncate(QUERIES_PAGE);
+    let page = search.offset / QUERIES_PAGE + 1;
+    let link = |page: usize| -> Option<String> {
+        let mut filter = q.clone();
+        filter.page = Some(page.to_string());
+        let pairs: Vec<(&str, &str)> = [
+            ("tenant", &filter.tenant),
+            ("pseudonym", &filter.pseudonym),
+            ("name", &filter.name),
+            ("match", &filter.name_match),
+            ("domain", &filter.domain),
+            ("action", &filter.action),
+            ("rule", &filter.rule),
+            ("since", &filter.since),
+            ("until", &filter.until),
+            ("page", &filter.page),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.as_deref().filter(|v| !v.is_empty())?)))
+        .collect();
+        serde_urlencoded::to_string(pairs)
+            .ok()
+            .map(|s| format!("/queries?{s}"))
+    };
+    let events: Vec<Value> = rows.iter().map(event_json).collect();
+    Ok(json!({
+        "events": events,
+        "page": page,
+        "page_size": QUERIES_PAGE,
+        "next": if more { link(page + 1) } else { None },
+        "previous": if page > 1 { link(page - 1) } else { None },
+        "filter": {
+            "tenant": scope,
+            "pseudonym": q.pseudonym,
+            "name": q.name,
+            "match": if search.name_match == NameMatch::Suffix { "suffix" } else { "exact" },
+            "domain": search.domain,
+            "action": q.action,
+            "rule": q.rule,
+            "since": q.since,
+            "until": q.until,
+        },
+        "actions": EventAction::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+    }))
 }

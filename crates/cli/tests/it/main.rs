@@ -20,6 +20,7 @@ mod ingest;
 mod mailcheck;
 mod notify;
 mod package;
+mod queries;
 mod reload;
 mod report;
 mod resolver;

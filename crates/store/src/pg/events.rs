@@ -17,12 +17,14 @@ use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 
 use super::alerts::{fold_signals, put_seen};
+use super::partitions::DAY_MS;
 use super::{PgStore, TENANT, pg_err};
 use crate::rules::alerts::group_signals;
 use crate::rules::events::{BLOCKED_ACTIONS, hourly_counts, last_time, queries};
+use crate::rules::search::{COLUMNS, Conditions, Param, page};
 use crate::{
-    BatchId, BatchStored, EventStore, Findings, HourlyTraffic, Purged, Retention, StoreError,
-    TenantTraffic, cutoff, unix_millis,
+    BatchId, BatchStored, EventQuery, EventStore, Findings, HourlyTraffic, Purged, Retention,
+    StoreError, StoredEvent, TenantTraffic, cutoff, unix_millis,
 };
 
 /// The advisory lock key of the aggregate fold ("pfold"): one node folds at
@@ -43,14 +45,37 @@ impl EventStore for PgStore {
         self.write_runs(Some((id, detect)), runs)
     }
 
+    /// Raw events go by whole days: a day's partition is dropped once all
+    /// of it is past retention (so events are kept up to a day longer than
+    /// `events_days`); only stray rows in the default partition are
+    /// deleted one by one.
     fn purge(&mut self, now: SystemTime, retention: Retention) -> Result<Purged, StoreError> {
-        self.ensure()?;
+        self.ensure_partitions(now)?;
         let ev_cut = cutoff(now, retention.events_days);
         let agg_cut = cutoff(now, retention.aggregates_days) / 1000;
+        let past: Vec<String> = self
+            .day_partitions()?
+            .into_iter()
+            .filter(|(_, day)| (day + 1) * DAY_MS <= ev_cut)
+            .map(|(name, _)| name)
+            .collect();
         self.tx(|tx, loc, _| {
             let err = pg_err(loc);
-            let events = tx
-                .execute("DELETE FROM query_events WHERE time < $1", &[&ev_cut])
+            let mut events = 0;
+            for name in &past {
+                let n: i64 = tx
+                    .query_one(&format!("SELECT COUNT(*) FROM {name}"), &[])
+                    .map_err(&err)?
+                    .get(0);
+                tx.batch_execute(&format!("DROP TABLE {name}"))
+                    .map_err(&err)?;
+                events += n as u64;
+            }
+            events += tx
+                .execute(
+                    "DELETE FROM query_events_default WHERE time < $1",
+                    &[&ev_cut],
+                )
                 .map_err(&err)?;
             // a batch older than the events it held cannot come back
             tx.execute(
@@ -76,6 +101,71 @@ impl EventStore for PgStore {
             .map_err(&err)?;
             Ok(Purged { events, aggregates })
         })
+    }
+
+    fn search_events(&mut self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let (limit, offset) = page(q);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let c = Conditions::new(q, |i| format!("${i}"));
+        let n = c.params.len();
+        let mut values: Vec<Box<dyn postgres::types::ToSql + Sync>> = c
+            .params
+            .into_iter()
+            .map(|p| -> Box<dyn postgres::types::ToSql + Sync> {
+                match p {
+                    Param::Text(t) => Box::new(t),
+                    Param::Int(i) => Box::new(i),
+                    Param::Bytes(b) => Box::new(b),
+                }
+            })
+            .collect();
+        values.push(Box::new(limit));
+        values.push(Box::new(offset));
+        let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = values.iter().map(|v| &**v).collect();
+        // the ids and times first, from an index that holds every column
+        // the conditions name (an index-only scan of each day's partition
+        // the time range leaves), then those rows, pruned to their days
+        let keys = self.query_rows(
+            &format!(
+                "SELECT id, time FROM query_events WHERE {} ORDER BY time DESC, id DESC LIMIT ${} OFFSET ${}",
+                c.sql,
+                n + 1,
+                n + 2
+            ),
+            &refs,
+        )?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = keys.iter().map(|r| r.get(0)).collect();
+        let times = keys.iter().map(|r| r.get::<_, i64>(1));
+        let (lo, hi) = (times.clone().min(), times.max());
+        let rows = self.query_rows(
+            &format!(
+                "SELECT {COLUMNS} FROM query_events WHERE id = ANY($1) AND time >= $2 AND time <= $3
+                 ORDER BY time DESC, id DESC"
+            ),
+            &[&ids, &lo, &hi],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredEvent {
+                id: r.get(0),
+                time: r.get(1),
+                tenant: r.get(2),
+                client: hex::encode(r.get::<_, Vec<u8>>(3)),
+                qname: r.get(4),
+                qtype: r.get::<_, i32>(5) as u16,
+                rcode: r.get::<_, Option<i32>>(6).map(|v| v as u8),
+                action: r.get(7),
+                feed: r.get(8),
+                node: r.get(9),
+                queries: r.get::<_, i64>(10) as u32,
+                last_time: r.get(11),
+            })
+            .collect())
     }
 
     fn defers_aggregates(&self) -> bool {

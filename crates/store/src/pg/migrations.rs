@@ -386,6 +386,54 @@ const MIGRATIONS: &[(u32, &str)] = &[
     CREATE INDEX api_tokens_user ON api_tokens (user_id);",
     ),
     (
+        17,
+        // query_events partitioned by day (docs/scale-out.md: retention by
+        // DELETE is where 10x breaks): the rows move in this one
+        // transaction into a partition per day they fall in; new days'
+        // partitions are made ahead (PgStore::ensure_partitions) and
+        // anything outside them lands in the default partition. Ids keep
+        // counting from the old table's. For query search, the name is kept
+        // reversed (a suffix is one index range) and two covering indexes
+        // give the ids of a name's or a client's rows newest first.
+        r#"ALTER TABLE query_events RENAME TO query_events_v16;
+    CREATE SEQUENCE query_events_ids;
+    SELECT setval('query_events_ids', COALESCE((SELECT MAX(id) FROM query_events_v16), 0) + 1, false);
+    CREATE TABLE query_events (
+        id        BIGINT  NOT NULL DEFAULT nextval('query_events_ids'),
+        time      BIGINT  NOT NULL, -- unix milliseconds: the partition key
+        tenant    TEXT    NOT NULL,
+        client    BYTEA   NOT NULL, -- 8-byte keyed pseudonym, never the address
+        qname     TEXT    NOT NULL,
+        qtype     INTEGER NOT NULL,
+        rcode     INTEGER,
+        action    TEXT    NOT NULL,
+        feed      TEXT,
+        node      TEXT    NOT NULL DEFAULT '',
+        queries   BIGINT  NOT NULL DEFAULT 1,
+        last_time BIGINT,
+        rname     TEXT COLLATE "C" GENERATED ALWAYS AS (reverse(qname)) STORED
+    ) PARTITION BY RANGE (time);
+    ALTER SEQUENCE query_events_ids OWNED BY query_events.id;
+    CREATE TABLE query_events_default PARTITION OF query_events DEFAULT;
+    DO $$
+    DECLARE d BIGINT;
+    BEGIN
+        FOR d IN SELECT DISTINCT time / 86400000 FROM query_events_v16 WHERE time >= 0 LOOP
+            EXECUTE format('CREATE TABLE %I PARTITION OF query_events FOR VALUES FROM (%s) TO (%s)',
+                'query_events_' || to_char(date '1970-01-01' + d::integer, 'YYYYMMDD'),
+                d * 86400000, (d + 1) * 86400000);
+        END LOOP;
+    END $$;
+    INSERT INTO query_events (id, time, tenant, client, qname, qtype, rcode, action, feed, node, queries, last_time)
+        SELECT id, time, tenant, client, qname, qtype, rcode, action, feed, node, queries, last_time
+        FROM query_events_v16;
+    DROP TABLE query_events_v16;
+    CREATE INDEX query_events_by_id ON query_events (id);
+    CREATE INDEX query_events_by_time ON query_events (time);
+    CREATE INDEX query_events_rname ON query_events (rname, tenant, time) INCLUDE (id);
+    CREATE INDEX query_events_client ON query_events (client, tenant, time) INCLUDE (id);"#,
+    ),
+    (
         18,
         // names allowed for a while from the dashboard (an alert found to be
         // a false positive): every node's loader adds the entries in force

@@ -20,6 +20,7 @@ mod events;
 mod exports;
 mod mail;
 mod migrations;
+pub(crate) mod partitions;
 
 use std::time::Duration;
 
@@ -183,6 +184,7 @@ impl PgStore {
             node: String::new(),
         };
         store.migrate()?;
+        store.ensure_partitions(std::time::SystemTime::now())?;
         Ok(store)
     }
 

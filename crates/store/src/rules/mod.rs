@@ -11,6 +11,7 @@ pub(crate) mod alerts;
 pub(crate) mod assets;
 pub(crate) mod events;
 pub(crate) mod mail;
+pub(crate) mod search;
 
 /// Milliseconds since the Unix epoch (0 before it): how both schemas store
 /// an instant.

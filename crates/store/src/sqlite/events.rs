@@ -12,9 +12,10 @@ use rusqlite::params;
 use super::alerts::{fold_signals, put_seen};
 use super::{SqliteStore, sql_err, tenant_clause};
 use crate::rules::events::{BLOCKED_ACTIONS, hourly_counts, last_time, queries};
+use crate::rules::search::{COLUMNS, Conditions, Param, page};
 use crate::{
-    BatchId, BatchStored, EventStore, Findings, HourlyTraffic, Purged, Retention, StoreError,
-    TenantTraffic, cutoff, unix_millis,
+    BatchId, BatchStored, EventQuery, EventStore, Findings, HourlyTraffic, Purged, Retention,
+    StoreError, StoredEvent, TenantTraffic, cutoff, unix_millis,
 };
 
 /// Rows per multi-row `INSERT` of query events.
@@ -27,6 +28,8 @@ struct EventRow<'a> {
     tenant: &'a str,
     client: &'a [u8],
     qname: &'a str,
+    /// `qname` reversed, for suffix search ([`crate::rules::search`]).
+    rname: &'a str,
     qtype: u16,
     rcode: Option<u8>,
     action: &'static str,
@@ -37,7 +40,7 @@ struct EventRow<'a> {
 }
 
 /// Columns of [`EventRow`].
-const EVENT_COLUMNS: usize = 11;
+const EVENT_COLUMNS: usize = 12;
 
 impl EventRow<'_> {
     /// The row's parameters in column order.
@@ -54,6 +57,7 @@ impl EventRow<'_> {
             &self.node,
             &self.queries,
             &self.last_time,
+            &self.rname,
         ]
     }
 }
@@ -62,7 +66,7 @@ impl EventRow<'_> {
 /// numbered parameters (built once per batch; `prepare_cached` keys on it).
 fn insert_events_sql(rows: usize) -> String {
     let mut sql = String::from(
-        "INSERT INTO query_events (time, tenant, client, qname, qtype, rcode, action, feed, node, queries, last_time) VALUES ",
+        "INSERT INTO query_events (time, tenant, client, qname, qtype, rcode, action, feed, node, queries, last_time, rname) VALUES ",
     );
     for r in 0..rows {
         if r > 0 {
@@ -127,6 +131,83 @@ impl EventStore for SqliteStore {
             events: events as u64,
             aggregates: aggregates as u64,
         })
+    }
+
+    fn search_events(&mut self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let (limit, offset) = page(q);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let c = Conditions::new(q, |i| format!("?{i}"));
+        let n = c.params.len();
+        let mut values: Vec<rusqlite::types::Value> = c
+            .params
+            .into_iter()
+            .map(|p| match p {
+                Param::Text(t) => t.into(),
+                Param::Int(i) => i.into(),
+                Param::Bytes(b) => b.into(),
+            })
+            .collect();
+        let err = sql_err(&self.path);
+        // Which index finds a page soonest depends on how many rows match,
+        // which SQLite cannot tell without statistics: few, and the name's
+        // or client's index (it holds every column the conditions name, so
+        // entries are sorted, not rows) finds them all; many (a popular
+        // domain), and the time index walked newest first meets a page of
+        // them within a few thousand rows. The first index counts up to
+        // DENSE matches to choose.
+        const DENSE: i64 = 10_000;
+        let by_time = if q.name.is_some() || q.domain.is_some() || q.client.is_some() {
+            let matches: i64 = self
+                .conn
+                .query_row(
+                    &format!(
+                        "SELECT COUNT(*) FROM (SELECT 1 FROM query_events WHERE {} LIMIT {DENSE})",
+                        c.sql
+                    ),
+                    rusqlite::params_from_iter(values.iter()),
+                    |r| r.get(0),
+                )
+                .map_err(err)?;
+            matches >= DENSE
+        } else {
+            false
+        };
+        let hint = if by_time {
+            "INDEXED BY query_events_time"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM query_events WHERE id IN (
+                SELECT id FROM query_events {hint} WHERE {} ORDER BY time DESC, id DESC LIMIT ?{} OFFSET ?{})
+             ORDER BY time DESC, id DESC",
+            c.sql,
+            n + 1,
+            n + 2
+        );
+        values.push(limit.into());
+        values.push(offset.into());
+        let mut st = self.conn.prepare(&sql).map_err(err)?;
+        st.query_map(rusqlite::params_from_iter(values), |r| {
+            Ok(StoredEvent {
+                id: r.get(0)?,
+                time: r.get(1)?,
+                tenant: r.get(2)?,
+                client: hex::encode(r.get::<_, Vec<u8>>(3)?),
+                qname: r.get(4)?,
+                qtype: r.get(5)?,
+                rcode: r.get(6)?,
+                action: r.get(7)?,
+                feed: r.get(8)?,
+                node: r.get(9)?,
+                queries: r.get(10)?,
+                last_time: r.get(11)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(err)
     }
 
     fn event_count(&mut self) -> Result<u64, StoreError> {
@@ -273,22 +354,27 @@ impl SqliteStore {
             // one upsert per key and batch, not per event
             let hourly = hourly_counts(runs);
             let mut names: Vec<String> = vec![String::with_capacity(64); EVENT_ROWS];
+            let mut rnames: Vec<String> = vec![String::with_capacity(64); EVENT_ROWS];
             let node = self.node.as_str();
             for chunk in runs.chunks(EVENT_ROWS) {
-                for (r, name) in chunk.iter().zip(names.iter_mut()) {
+                for ((r, name), rname) in chunk.iter().zip(names.iter_mut()).zip(rnames.iter_mut())
+                {
                     name.clear();
                     let _ = write_key_as_text(r.event.qname.as_key(), name);
+                    rname.clear();
+                    rname.extend(name.chars().rev());
                 }
                 let rows: Vec<EventRow<'_>> = chunk
                     .iter()
-                    .zip(names.iter())
-                    .map(|(r, name)| {
+                    .zip(names.iter().zip(rnames.iter()))
+                    .map(|(r, (name, rname))| {
                         let e = r.event;
                         EventRow {
                             time: unix_millis(r.first),
                             tenant: &e.tenant,
                             client: &e.client.0[..],
                             qname: name,
+                            rname,
                             qtype: e.qtype,
                             rcode: (e.rcode != RCODE_NO_RESPONSE).then_some(e.rcode),
                             action: e.action.as_str(),

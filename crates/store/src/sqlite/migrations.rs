@@ -383,6 +383,16 @@ const MIGRATIONS: &[(u32, &str)] = &[
     CREATE INDEX api_tokens_user ON api_tokens (user_id);",
     ),
     (
+        17,
+        // query search (EventStore::search_events): each name also kept
+        // reversed, so that a suffix is one index range; the ids of a
+        // client's or a name's rows come from the index alone, newest first
+        "ALTER TABLE query_events ADD COLUMN rname TEXT;
+    UPDATE query_events SET rname = parapet_reverse(qname);
+    CREATE INDEX query_events_rname ON query_events (rname, tenant, time);
+    CREATE INDEX query_events_client ON query_events (client, tenant, time);",
+    ),
+    (
         18,
         // names allowed for a while from the dashboard (an alert found to be
         // a false positive): every node's loader adds the entries in force
@@ -435,6 +445,19 @@ impl SqliteStore {
                     version    INTEGER PRIMARY KEY,
                     applied_at INTEGER NOT NULL
                 )",
+            )
+            .map_err(err)?;
+        // a step that fills a column from others needs what SQL lacks
+        self.conn
+            .create_scalar_function(
+                "parapet_reverse",
+                1,
+                rusqlite::functions::FunctionFlags::SQLITE_UTF8
+                    | rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC,
+                |ctx| {
+                    let s: Option<String> = ctx.get(0)?;
+                    Ok(s.map(|s| crate::rules::search::reversed(&s)))
+                },
             )
             .map_err(err)?;
         let known = MIGRATIONS.last().map_or(0, |m| m.0);
