@@ -9,9 +9,9 @@ use parapet_core::alert::Alert;
 
 use crate::model::{AssetException, AssetImport, AssetImported, ImportMeta, Incident};
 
-/// A domain's latest Mail Check: `(domain, checked_at, worst severity)`,
-/// the time in unix seconds.
-pub type LatestCheck = (String, i64, Option<String>);
+/// A domain's latest Mail Check: `(domain, checked_at, worst severity,
+/// findings)`, the time in unix seconds, each finding as `(severity, code)`.
+pub type LatestCheck = (String, i64, Option<String>, Vec<(String, String)>);
 
 /// A frozen version of a quarter as stored (times in unix seconds).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -122,7 +122,7 @@ pub trait ReportSources: AssuranceStore {
     fn pdns_totals(&mut self, tenant: &str, from: i64, to: i64) -> Result<(u64, u64), Self::Error>;
 
     /// The latest Mail Check of each domain made at or before `until`
-    /// (unix seconds): `(domain, checked_at seconds, worst severity)`.
+    /// (unix seconds), with its findings.
     fn mailcheck_latest(&mut self, until: i64) -> Result<Vec<LatestCheck>, Self::Error>;
 
     /// The tenant's alerts seen during `[from, to]` (unix milliseconds:

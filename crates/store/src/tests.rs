@@ -975,7 +975,15 @@ fn mailcheck_results_report_what_changed(fx: &Fx) {
     assert!(d.new.is_empty() && d.fixed.is_empty());
     assert_eq!(
         s.mailcheck_latest(2).unwrap(),
-        [("example.gov.uk".to_string(), 2, Some("warning".to_string()))]
+        [(
+            "example.gov.uk".to_string(),
+            2,
+            Some("warning".to_string()),
+            vec![
+                ("warning".to_string(), "dmarc.policy_none".to_string()),
+                ("warning".to_string(), "tls.cert_expiring".to_string())
+            ]
+        )]
     );
 }
 

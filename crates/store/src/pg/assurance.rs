@@ -7,7 +7,7 @@ use parapet_assurance::model::{
     AssetException, AssetImport, AssetImported, AssetObs, AvObs, FindingObs, ImportMeta, Incident,
     ScanObs, VulnDef,
 };
-use parapet_assurance::store::{AssuranceStore, ReportSources, SnapshotVersion};
+use parapet_assurance::store::{AssuranceStore, LatestCheck, ReportSources, SnapshotVersion};
 use parapet_core::alert::Alert;
 use postgres::Row;
 
@@ -16,6 +16,7 @@ use crate::StoreError;
 use crate::rules::alerts::alerts_active;
 use crate::rules::assets::{join_words, words};
 use crate::rules::events::BLOCKED_ACTIONS;
+use crate::rules::mail::latest_findings;
 
 fn incident(r: &Row) -> Incident {
     Incident {
@@ -528,15 +529,12 @@ impl ReportSources for PgStore {
         Ok((r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64))
     }
 
-    fn mailcheck_latest(
-        &mut self,
-        until: i64,
-    ) -> Result<Vec<(String, i64, Option<String>)>, StoreError> {
+    fn mailcheck_latest(&mut self, until: i64) -> Result<Vec<LatestCheck>, StoreError> {
         self.ensure()?;
         Ok(self
             .client
             .query(
-                "SELECT m.domain, m.checked_at / 1000, m.worst FROM mailcheck_results m
+                "SELECT m.domain, m.checked_at / 1000, m.worst, m.findings FROM mailcheck_results m
                  JOIN (SELECT domain, MAX(checked_at) AS at FROM mailcheck_results WHERE checked_at <= $1 GROUP BY domain) l
                    ON l.domain = m.domain AND l.at = m.checked_at
                  ORDER BY m.domain",
@@ -544,7 +542,10 @@ impl ReportSources for PgStore {
             )
             .map_err(pg_err(&self.location))?
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .map(|r| {
+                let findings: String = r.get(3);
+                (r.get(0), r.get(1), r.get(2), latest_findings(&findings))
+            })
             .collect())
     }
 

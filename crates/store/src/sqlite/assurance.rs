@@ -7,7 +7,7 @@ use parapet_assurance::model::{
     AssetException, AssetImport, AssetImported, AssetObs, AvObs, FindingObs, ImportMeta, Incident,
     ScanObs, VulnDef,
 };
-use parapet_assurance::store::{AssuranceStore, ReportSources, SnapshotVersion};
+use parapet_assurance::store::{AssuranceStore, LatestCheck, ReportSources, SnapshotVersion};
 use parapet_core::alert::Alert;
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -16,6 +16,7 @@ use crate::StoreError;
 use crate::rules::alerts::alerts_active;
 use crate::rules::assets::{join_words, words};
 use crate::rules::events::BLOCKED_ACTIONS;
+use crate::rules::mail::latest_findings;
 
 fn incident_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
     Ok(Incident {
@@ -550,15 +551,12 @@ impl ReportSources for SqliteStore {
             .map_err(err)
     }
 
-    fn mailcheck_latest(
-        &mut self,
-        until: i64,
-    ) -> Result<Vec<(String, i64, Option<String>)>, StoreError> {
+    fn mailcheck_latest(&mut self, until: i64) -> Result<Vec<LatestCheck>, StoreError> {
         let err = sql_err(&self.path);
         let mut q = self
             .conn
             .prepare(
-                "SELECT m.domain, m.checked_at / 1000, m.worst FROM mailcheck_results m
+                "SELECT m.domain, m.checked_at / 1000, m.worst, m.findings FROM mailcheck_results m
                  JOIN (SELECT domain, MAX(checked_at) AS at FROM mailcheck_results WHERE checked_at <= ?1 GROUP BY domain) l
                    ON l.domain = m.domain AND l.at = m.checked_at
                  ORDER BY m.domain",
@@ -566,7 +564,8 @@ impl ReportSources for SqliteStore {
             .map_err(err)?;
         let rows = q
             .query_map([until.saturating_mul(1000)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                let findings: String = r.get(3)?;
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, latest_findings(&findings)))
             })
             .map_err(err)?
             .collect::<Result<Vec<_>, _>>()
