@@ -70,6 +70,10 @@ pub enum Rag {
     Green,
     Amber,
     Red,
+    /// Nothing to measure (no devices of the class) or no source covered
+    /// the quarter: shown grey and worded "no data", never as green.
+    #[serde(rename = "no_data")]
+    NoData,
 }
 
 impl Rag {
@@ -78,6 +82,15 @@ impl Rag {
             Rag::Green => "green",
             Rag::Amber => "amber",
             Rag::Red => "red",
+            Rag::NoData => "no_data",
+        }
+    }
+
+    /// The status in words, for people (never colour alone).
+    pub fn words(self) -> &'static str {
+        match self {
+            Rag::NoData => "no data",
+            r => r.as_str(),
         }
     }
 }
@@ -121,13 +134,16 @@ pub struct Kpi {
     /// Devices that would count but are excepted in the register.
     pub excepted: u64,
     pub rag: Rag,
+    /// With `rag` `no_data`: what data is missing, in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<String>,
     pub threshold: String,
     /// The strict Cyber Essentials figure (exceptions do not count as compliant).
     pub ce_figure: u64,
     pub ce_compliant: bool,
     pub previous: Option<u64>,
     pub change: Option<i64>,
-    /// `improving`, `worse`, `unchanged` or `first quarter`.
+    /// `improving`, `worse`, `unchanged`, `first quarter` or `no data`.
     pub direction: String,
     pub breakdown: BTreeMap<String, u64>,
     pub evidence: Vec<DeviceEvidence>,
@@ -142,9 +158,26 @@ pub struct CeRule {
     pub rule: String,
     /// `auto-fail`, `fail` or `warning` when not met.
     pub level: String,
+    /// Met. False also when the check cannot be decided (see `decided`).
     pub pass: bool,
+    /// False when the data cannot decide the check (no devices, or no
+    /// source of the kind it needs): "cannot be decided", never a pass.
+    pub decided: bool,
     pub devices: Vec<String>,
     pub detail: String,
+}
+
+impl CeRule {
+    /// The result in words.
+    pub fn result(&self) -> &'static str {
+        if !self.decided {
+            "cannot be decided"
+        } else if self.pass {
+            "pass"
+        } else {
+            "fail"
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -208,6 +241,9 @@ pub struct KpiReport {
     pub computed_at: String,
     /// Set when the figures were read from a frozen snapshot.
     pub frozen: bool,
+    /// Which frozen version, when and by whom (set with `frozen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<FreezeInfo>,
     pub settings: Settings,
     pub kpis: Vec<Kpi>,
     pub cyber_essentials: Vec<CeRule>,
@@ -215,6 +251,23 @@ pub struct KpiReport {
     pub register: Vec<RegisterEntry>,
     pub incidents: Vec<IncidentEntry>,
     pub exceptions: Vec<ExceptionEntry>,
+}
+
+/// A frozen version of a quarter: its number (1 for the first freeze, one
+/// more after each reopen), when and by whom it was frozen, and whether it
+/// was reopened since (then a later version, or live figures, replace it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreezeInfo {
+    pub version: u32,
+    /// RFC 3339, UTC.
+    pub frozen_at: String,
+    pub frozen_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopened_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopened_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopen_reason: Option<String>,
 }
 
 /// What the KPIs are computed from.
@@ -227,7 +280,18 @@ pub struct Inputs<'a> {
     pub settings: &'a Settings,
     /// Counts of the previous quarter's KPIs 1–5, when known.
     pub previous: Option<[u64; 5]>,
+    /// Protective DNS or detection data covers some of the quarter (KPI 1
+    /// is `no_data` without it when the incident register was never used).
+    pub detection_covered: bool,
     pub now: i64,
+}
+
+impl Inputs<'_> {
+    /// The snapshot time T: the quarter's end, or now while it runs (a
+    /// current quarter's figures are as they stand, never dated ahead).
+    pub fn t(&self) -> i64 {
+        self.quarter.end().min(self.now.max(self.quarter.start()))
+    }
 }
 
 fn pct(n: u64, d: u64) -> f64 {
@@ -574,6 +638,17 @@ pub const DEFINITIONS: [(&str, &str); 5] = [
     ),
 ];
 
+/// Marks a KPI as having no data: grey, worded "no data", and not a
+/// Cyber Essentials pass, with what is missing in plain words.
+fn no_data(k: &mut Kpi, missing: String) {
+    k.rag = Rag::NoData;
+    k.ce_compliant = false;
+    // no trend from a figure that measured nothing
+    k.change = None;
+    k.direction = "no data".into();
+    k.missing = Some(missing);
+}
+
 fn rag_percent(p: f64, green: f64, amber: f64) -> Rag {
     if p <= green {
         Rag::Green
@@ -609,6 +684,7 @@ fn kpi(
         percent: pct(count, denominator),
         excepted,
         rag,
+        missing: None,
         threshold,
         ce_figure: count + excepted,
         ce_compliant: count + excepted == 0,
@@ -627,7 +703,7 @@ fn kpi(
 pub fn compute(inp: &Inputs<'_>) -> KpiReport {
     let s = inp.settings;
     let q = inp.quarter;
-    let t = q.end();
+    let t = inp.t();
     let reg = reconcile(inp.imports, t);
     let index = FindingIndex::new(inp.imports);
     let mut ce = CeFailures::default();
@@ -638,7 +714,7 @@ pub fn compute(inp: &Inputs<'_>) -> KpiReport {
         ));
     }
     kpis.sort_by_key(|k| k.id);
-    let cyber_essentials = ce_rules(&reg, t, s, ce);
+    let cyber_essentials = ce_rules(&reg, t, s, ce, &kpis);
     KpiReport {
         tenant: inp.tenant.to_string(),
         quarter: q.to_string(),
@@ -646,6 +722,7 @@ pub fn compute(inp: &Inputs<'_>) -> KpiReport {
         snapshot_date: format_date(t),
         computed_at: format_datetime(inp.now),
         frozen: false,
+        freeze: None,
         settings: s.clone(),
         kpis,
         cyber_essentials,
@@ -714,7 +791,7 @@ fn breaches_kpi(inp: &Inputs<'_>, start: i64, t: i64) -> Kpi {
             identifiers: Vec::new(),
         })
         .collect();
-    kpi(
+    let mut k = kpi(
         1,
         breaches.len() as u64,
         in_quarter.len() as u64,
@@ -726,7 +803,16 @@ fn breaches_kpi(inp: &Inputs<'_>, start: i64, t: i64) -> Kpi {
         ev1,
         Vec::new(),
         Vec::new(),
-    )
+    );
+    // an empty register only says "no breaches" when something was
+    // watching: a register in use, or detection covering the quarter
+    if inp.incidents.is_empty() && !inp.detection_covered {
+        no_data(
+            &mut k,
+            "the incident register has never been used and no protective DNS or detection data covers the quarter".into(),
+        );
+    }
+    k
 }
 
 /// The devices failing each Cyber Essentials check, gathered while KPIs
@@ -762,7 +848,7 @@ fn class_kpis(
     ce: &mut CeFailures,
 ) -> [Kpi; 2] {
     let s = inp.settings;
-    let t = inp.quarter.end();
+    let t = inp.t();
     let pop: Vec<&Device<'_>> = reg
         .iter()
         .filter(|d| d.class == class && in_scope(d, t, s))
@@ -786,7 +872,13 @@ fn class_kpis(
     let (p_rag, p_thr) = patch_rag(class, p_count, pct(p_count, n), patch.worst_days, s);
     let av_excepted = av.excepted.len() as u64;
     let p_excepted = patch.excepted.len() as u64;
-    [
+    // a scanner saw some device of the class within the assessment window
+    let scanned = pop.iter().any(|d| {
+        d.sightings
+            .iter()
+            .any(|x| x.source.is_scanner() && x.at <= t && t - x.at <= s.assessed_days * DAY)
+    });
+    let mut out = [
         kpi(
             av_id,
             av_count,
@@ -813,7 +905,25 @@ fn class_kpis(
             patch.excepted,
             not_assessed,
         ),
-    ]
+    ];
+    let what = class.as_str();
+    if n == 0 {
+        for k in &mut out {
+            no_data(
+                k,
+                format!("no in-scope {what}s were in the asset register at the snapshot date"),
+            );
+        }
+    } else if p_count == 0 && !scanned {
+        no_data(
+            &mut out[1],
+            format!(
+                "no {what} had a vulnerability assessment in the {} days to the snapshot date",
+                s.assessed_days
+            ),
+        );
+    }
+    out
 }
 
 /// KPIs 2–3 for one device: counted, excepted beside the figure, or healthy.
@@ -824,7 +934,7 @@ fn count_av(
     tally: &mut Tally,
     ce: &mut CeFailures,
 ) {
-    let t = inp.quarter.end();
+    let t = inp.t();
     let v = av_check(d, t, inp.settings);
     if v.reasons.is_empty() {
         return;
@@ -887,7 +997,7 @@ fn count_patching(
     tally: &mut Tally,
     ce: &mut CeFailures,
 ) {
-    let t = inp.quarter.end();
+    let t = inp.t();
     if pv.unsupported_os.is_some() {
         ce.os.push(d.name.clone());
     }
@@ -1029,14 +1139,23 @@ fn patch_rag(
     }
 }
 
-fn ce_rule(id: &str, text: &str, level: &str, mut devices: Vec<String>, detail: String) -> CeRule {
+/// One check. `decidable`: the data has what the check needs; a check
+/// some device fails is decided either way.
+fn ce_rule(
+    (id, text, level): (&str, &str, &str),
+    mut devices: Vec<String>,
+    detail: String,
+    decidable: bool,
+) -> CeRule {
     devices.sort();
     devices.dedup();
+    let decided = decidable || !devices.is_empty();
     CeRule {
         id: id.into(),
         rule: text.into(),
         level: level.into(),
-        pass: devices.is_empty(),
+        pass: decided && devices.is_empty(),
+        decided,
         devices,
         detail,
     }
@@ -1044,7 +1163,7 @@ fn ce_rule(id: &str, text: &str, level: &str, mut devices: Vec<String>, detail: 
 
 /// The Cyber Essentials rules the data decides: the failures KPIs 2–5
 /// gathered, and the register's own data-quality checks.
-fn ce_rules(reg: &[Device<'_>], t: i64, s: &Settings, ce: CeFailures) -> Vec<CeRule> {
+fn ce_rules(reg: &[Device<'_>], t: i64, s: &Settings, ce: CeFailures, kpis: &[Kpi]) -> Vec<CeRule> {
     let in_scope_all: Vec<&Device<'_>> = reg.iter().filter(|d| in_scope(d, t, s)).collect();
     let unmanaged: Vec<String> = in_scope_all
         .iter()
@@ -1070,76 +1189,99 @@ fn ce_rules(reg: &[Device<'_>], t: i64, s: &Settings, ce: CeFailures) -> Vec<CeR
         .filter(|d| d.class == Class::Unclassified)
         .map(|d| d.name.clone())
         .collect();
+    // what each check needs: measured KPIs, or devices at all
+    let measured = |ids: [u8; 2]| {
+        kpis.iter()
+            .any(|k| ids.contains(&k.id) && k.rag != Rag::NoData)
+    };
+    let devices = kpis
+        .iter()
+        .any(|k| (k.id == 2 || k.id == 3) && k.denominator > 0);
     vec![
         ce_rule(
-            "SU-3/SU-4",
-            "High and critical updates applied within 14 days of release (servers and workstations)",
-            "auto-fail",
+            (
+                "SU-3/SU-4",
+                "High and critical updates applied within 14 days of release (servers and workstations)",
+                "auto-fail",
+            ),
             ce.patch,
             format!(
                 "findings with a fix released more than {} days before {}",
                 s.patch_days,
                 format_date(t)
             ),
+            measured([4, 5]),
         ),
         ce_rule(
-            "SU-1",
-            "No operating system past vendor support",
-            "fail",
+            ("SU-1", "No operating system past vendor support", "fail"),
             ce.os,
             "built-in end-of-support table (docs/assurance.md)".into(),
+            devices,
         ),
         ce_rule(
-            "SU-2",
-            "No unsupported software installed",
-            "fail",
+            ("SU-2", "No unsupported software installed", "fail"),
             ce.software,
             "scanner end-of-life findings and osquery software inventory".into(),
+            measured([4, 5]),
         ),
         ce_rule(
-            "MP-1..4",
-            "Malware protection installed, active, current and reporting on every server and workstation",
-            "fail",
+            (
+                "MP-1..4",
+                "Malware protection installed, active, current and reporting on every server and workstation",
+                "fail",
+            ),
             ce.av,
             format!(
                 "signatures at most {} days old; telemetry at most {} days old",
                 s.signature_days, s.av_telemetry_days
             ),
+            measured([2, 3]),
         ),
         ce_rule(
-            "AS-2",
-            "Every device seen on the network is in the managed inventory",
-            "fail",
+            (
+                "AS-2",
+                "Every device seen on the network is in the managed inventory",
+                "fail",
+            ),
             unmanaged,
             "devices seen only by vulnerability scanners".into(),
+            !in_scope_all.is_empty(),
         ),
         ce_rule(
-            "AS-3",
-            "No inventory device silent for more than 30 days",
-            "warning",
+            (
+                "AS-3",
+                "No inventory device silent for more than 30 days",
+                "warning",
+            ),
             stale,
             "stale devices are left out of the KPIs and listed here".into(),
+            !reg.is_empty(),
         ),
         ce_rule(
-            "AS-4",
-            "Sources agree on each device's class and name",
-            "warning",
+            (
+                "AS-4",
+                "Sources agree on each device's class and name",
+                "warning",
+            ),
             conflicts,
             "conflicts are listed in the register".into(),
+            !in_scope_all.is_empty(),
         ),
         ce_rule(
-            "SU-7",
-            "Every server and workstation had a credentialed vulnerability assessment in the last 30 days",
-            "warning",
+            (
+                "SU-7",
+                "Every server and workstation had a credentialed vulnerability assessment in the last 30 days",
+                "warning",
+            ),
             ce.not_assessed,
             "evidence freshness".into(),
+            devices,
         ),
         ce_rule(
-            "AS-1",
-            "Every in-scope device has a class",
-            "warning",
+            ("AS-1", "Every in-scope device has a class", "warning"),
             unclassified,
             "unclassified devices are a data-quality exception".into(),
+            !in_scope_all.is_empty(),
         ),
     ]
 }

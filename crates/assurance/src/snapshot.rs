@@ -14,18 +14,21 @@
 //! stay, so old bodies still read.
 
 pub mod v1;
+pub mod v2;
 
 use serde::{Deserialize, Serialize};
 
 use crate::kpi::KpiReport;
 
 /// The version new snapshots are written in.
-pub const CURRENT_VERSION: u64 = 1;
+pub const CURRENT_VERSION: u64 = 2;
 
 /// A frozen quarter in one of the stored versions.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FrozenQuarter {
     V1(v1::SnapshotV1),
+    /// With the "no data" state.
+    V2(v2::SnapshotV2),
 }
 
 /// Why a stored body is not a frozen quarter this build can read.
@@ -62,6 +65,7 @@ impl FrozenQuarter {
         match tag.version {
             // no key: stored before snapshots were versioned, which v1 mirrors
             None | Some(1) => Ok(Self::V1(serde_json::from_str(body)?)),
+            Some(2) => Ok(Self::V2(serde_json::from_str(body)?)),
             Some(v) => Err(SnapshotError::UnknownVersion(v)),
         }
     }
@@ -73,12 +77,17 @@ impl FrozenQuarter {
                 version: self.version(),
                 body: s,
             }),
+            Self::V2(s) => serde_json::to_string(&Tagged {
+                version: self.version(),
+                body: s,
+            }),
         }
     }
 
     pub fn version(&self) -> u64 {
         match self {
             Self::V1(_) => 1,
+            Self::V2(_) => 2,
         }
     }
 }
@@ -86,7 +95,7 @@ impl FrozenQuarter {
 /// Freezes a report in the current version.
 impl From<&KpiReport> for FrozenQuarter {
     fn from(r: &KpiReport) -> Self {
-        Self::V1(r.into())
+        Self::V2(r.into())
     }
 }
 
@@ -94,6 +103,7 @@ impl From<FrozenQuarter> for KpiReport {
     fn from(f: FrozenQuarter) -> Self {
         match f {
             FrozenQuarter::V1(s) => s.into(),
+            FrozenQuarter::V2(s) => s.into(),
         }
     }
 }

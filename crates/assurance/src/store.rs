@@ -9,9 +9,20 @@ use parapet_core::alert::Alert;
 
 use crate::model::{AssetException, AssetImport, AssetImported, ImportMeta, Incident};
 
-/// A domain's latest Mail Check: `(domain, checked_at, worst severity)`,
-/// the time in unix seconds.
-pub type LatestCheck = (String, i64, Option<String>);
+/// A domain's latest Mail Check: `(domain, checked_at, worst severity,
+/// findings)`, the time in unix seconds, each finding as `(severity, code)`.
+pub type LatestCheck = (String, i64, Option<String>, Vec<(String, String)>);
+
+/// A frozen version of a quarter as stored (times in unix seconds).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotVersion {
+    pub version: u32,
+    pub frozen_at: i64,
+    pub frozen_by: String,
+    pub reopened_at: Option<i64>,
+    pub reopened_by: Option<String>,
+    pub reopen_reason: Option<String>,
+}
 
 /// Storage of the assurance data. Each call is one transaction: an import
 /// that fails leaves nothing of its file behind.
@@ -49,22 +60,57 @@ pub trait AssuranceStore: Send {
     /// The tenant's exceptions, expired ones included (callers decide).
     fn exceptions(&mut self, tenant: &str) -> Result<Vec<AssetException>, Self::Error>;
 
-    /// A frozen KPI snapshot: `(computed_at, json)`.
+    /// The quarter's frozen version in force (the latest, unless it was
+    /// reopened): its record and stored body.
     fn kpi_snapshot(
         &mut self,
         tenant: &str,
         quarter: &str,
-    ) -> Result<Option<(i64, String)>, Self::Error>;
+    ) -> Result<Option<(SnapshotVersion, String)>, Self::Error>;
 
-    /// Freezes a quarter's figures. Returns `false`, changing nothing, when
-    /// the quarter is already frozen.
+    /// One frozen version, reopened or not.
+    fn kpi_snapshot_version(
+        &mut self,
+        tenant: &str,
+        quarter: &str,
+        version: u32,
+    ) -> Result<Option<(SnapshotVersion, String)>, Self::Error>;
+
+    /// Every frozen version of a quarter, oldest first.
+    fn kpi_versions(
+        &mut self,
+        tenant: &str,
+        quarter: &str,
+    ) -> Result<Vec<SnapshotVersion>, Self::Error>;
+
+    /// Freezes a quarter's figures as a new version (one more than the
+    /// last, reopened ones included). Returns `None`, changing nothing, when
+    /// a version is in force already.
     fn freeze_kpi(
         &mut self,
         tenant: &str,
         quarter: &str,
-        computed_at: i64,
+        frozen_at: i64,
+        frozen_by: &str,
         body: &str,
-    ) -> Result<bool, Self::Error>;
+    ) -> Result<Option<u32>, Self::Error>;
+
+    /// Reopens the version in force, keeping it (marked reopened, with who,
+    /// when and why). Returns the version reopened, `None` when the quarter
+    /// was not frozen.
+    fn reopen_kpi(
+        &mut self,
+        tenant: &str,
+        quarter: &str,
+        at: i64,
+        by: &str,
+        reason: &str,
+    ) -> Result<Option<u32>, Self::Error>;
+
+    /// Whether protective DNS figures or detection alerts of the tenant
+    /// cover any of `[from, to)` (unix seconds): then an empty incident
+    /// register means "no breach", not "not watched".
+    fn detection_covered(&mut self, tenant: &str, from: i64, to: i64) -> Result<bool, Self::Error>;
 }
 
 /// What the committee report shows besides the KPIs: the council's
@@ -76,7 +122,7 @@ pub trait ReportSources: AssuranceStore {
     fn pdns_totals(&mut self, tenant: &str, from: i64, to: i64) -> Result<(u64, u64), Self::Error>;
 
     /// The latest Mail Check of each domain made at or before `until`
-    /// (unix seconds): `(domain, checked_at seconds, worst severity)`.
+    /// (unix seconds), with its findings.
     fn mailcheck_latest(&mut self, until: i64) -> Result<Vec<LatestCheck>, Self::Error>;
 
     /// The tenant's alerts seen during `[from, to]` (unix milliseconds:

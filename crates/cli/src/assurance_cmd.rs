@@ -5,12 +5,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use parapet_assurance::frozen::quarter_kpis;
+use parapet_assurance::frozen::{
+    QuarterError, freeze_quarter, quarter_kpis, quarter_version, quarter_versions, reopen_quarter,
+};
+use parapet_assurance::kpi::{KpiReport, Rag};
 use parapet_assurance::model::{AssetException, AssetImported, Incident};
 use parapet_assurance::parse::{Source, build_import};
 use parapet_assurance::quarter::Quarter;
-use parapet_core::calendar::{format_date, parse_datetime};
-use parapet_report::{ReportText, report_input};
+use parapet_core::calendar::{format_date, format_local, parse_datetime};
+use parapet_report::{ReportText, report_input, report_input_of};
+use parapet_store::StoreError;
 
 use crate::BadInput;
 use crate::config::{Config, ConfigArg};
@@ -394,15 +398,18 @@ pub fn report_tenant(
     Ok(t.to_string())
 }
 
-/// The five committee KPIs and the Cyber Essentials checks for a quarter.
-/// A quarter that has ended is frozen on first request: its figures
-/// never change when new data arrives.
+/// The five committee KPIs and the Cyber Essentials checks for a quarter:
+/// the frozen version when the quarter is frozen, live figures otherwise.
+/// Reading never freezes: `parapet kpi freeze` does, deliberately.
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct KpiArgs {
+    #[command(subcommand)]
+    action: Option<KpiAction>,
     /// e.g. 2021-22-Q2 (financial year April–March: July–September 2021),
     /// or 2021-Q3 (calendar).
-    #[arg(long)]
-    quarter: String,
+    #[arg(long, required = true)]
+    quarter: Option<String>,
     /// The council (tenant); required when tenants are configured.
     #[arg(long)]
     tenant: Option<String>,
@@ -414,49 +421,249 @@ pub struct KpiArgs {
     config: Option<PathBuf>,
 }
 
-/// `parapet kpi --quarter Q`.
+/// What `parapet kpi` does besides showing a quarter.
+#[derive(clap::Subcommand)]
+pub enum KpiAction {
+    Freeze(FreezeArgs),
+    Reopen(ReopenArgs),
+    Versions(VersionsArgs),
+}
+
+/// The quarter and tenant a freeze, reopen or versions command is about.
+#[derive(clap::Args)]
+pub struct QuarterTenant {
+    /// e.g. 2021-22-Q2.
+    #[arg(long)]
+    quarter: String,
+    /// The council (tenant); required when tenants are configured.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// The TOML configuration file (store location, KPI settings).
+    #[arg(long, short, env = "PARAPET_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// Freeze an ended quarter: its figures become the version a committee is
+/// given, kept however later imports change the data.
+#[derive(clap::Args)]
+pub struct FreezeArgs {
+    #[command(flatten)]
+    at: QuarterTenant,
+    /// Who freezes it (recorded with the version; default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+}
+
+/// Reopen a frozen quarter to correct it (a supplier-admin's decision):
+/// the frozen version is kept, with who reopened it, when and why, and
+/// the next freeze makes a new version.
+#[derive(clap::Args)]
+pub struct ReopenArgs {
+    #[command(flatten)]
+    at: QuarterTenant,
+    /// Why it is reopened (recorded with the version and in the audit log).
+    #[arg(long)]
+    reason: String,
+    /// Who reopens it (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+}
+
+/// List a quarter's frozen versions, reopened ones included.
+#[derive(clap::Args)]
+pub struct VersionsArgs {
+    #[command(flatten)]
+    at: QuarterTenant,
+}
+
+/// A quarter error as the command line reports it: the user's mistakes
+/// (a future or running quarter, already frozen, no such version) exit 2.
+fn quarter_error(e: QuarterError<StoreError>) -> anyhow::Error {
+    match e {
+        QuarterError::Store(e) => e.into(),
+        e @ (QuarterError::Snapshot { .. } | QuarterError::UnknownVersion { .. }) => e.into(),
+        e => BadInput(e.to_string()).into(),
+    }
+}
+
+/// Who is acting: `--by`, else the login name.
+fn actor(by: Option<String>) -> String {
+    by.filter(|b| !b.trim().is_empty())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".into())
+}
+
+/// `parapet kpi --quarter Q`, or one of its actions.
 pub fn kpi(args: KpiArgs) -> anyhow::Result<ExitCode> {
+    match args.action {
+        Some(KpiAction::Freeze(a)) => return freeze(a),
+        Some(KpiAction::Reopen(a)) => return reopen(a),
+        Some(KpiAction::Versions(a)) => return versions(a),
+        None => {}
+    }
     let cfg = Config::load_or_embedded(args.config.as_deref())?;
-    let quarter = parse_quarter(&cfg, &args.quarter)?;
+    let quarter = parse_quarter(&cfg, args.quarter.as_deref().unwrap_or_default())?;
     let mut store = cfg.open_existing_store()?;
     let tenant = report_tenant(&cfg, &mut *store, args.tenant.as_deref())?;
-    let r = quarter_kpis(&mut *store, &tenant, quarter, &cfg.assurance.kpi, now())?;
+    let r = quarter_kpis(&mut *store, &tenant, quarter, &cfg.assurance.kpi, now())
+        .map_err(quarter_error)?;
     if args.format == "json" {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(ExitCode::SUCCESS);
     }
+    print_kpis(&r, quarter.end() >= now());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `parapet kpi freeze`.
+fn freeze(a: FreezeArgs) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load_or_embedded(a.at.config.as_deref())?;
+    let quarter = parse_quarter(&cfg, &a.at.quarter)?;
+    let mut store = cfg.open_store()?;
+    let tenant = report_tenant(&cfg, &mut *store, a.at.tenant.as_deref())?;
+    let by = actor(a.by);
+    let r = freeze_quarter(
+        &mut *store,
+        &tenant,
+        quarter,
+        &cfg.assurance.kpi,
+        now(),
+        &by,
+    )
+    .map_err(quarter_error)?;
+    let version = r.freeze.as_ref().map_or(0, |f| f.version);
+    store.audit(&parapet_store::accounts::AuditEntry {
+        time: now(),
+        actor: by.clone(),
+        action: "kpi.freeze".into(),
+        tenant: Some(tenant.clone()),
+        detail: format!("{quarter} version {version}"),
+        client: None,
+    })?;
+    println!("{tenant} {quarter} frozen as version {version} by {by}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `parapet kpi reopen`.
+fn reopen(a: ReopenArgs) -> anyhow::Result<ExitCode> {
+    if a.reason.trim().is_empty() {
+        return Err(BadInput("--reason: say why the quarter is reopened".into()).into());
+    }
+    let cfg = Config::load_or_embedded(a.at.config.as_deref())?;
+    let quarter = parse_quarter(&cfg, &a.at.quarter)?;
+    let mut store = cfg.open_store()?;
+    let tenant = report_tenant(&cfg, &mut *store, a.at.tenant.as_deref())?;
+    let by = actor(a.by);
+    let version = reopen_quarter(&mut *store, &tenant, quarter, now(), &by, &a.reason)
+        .map_err(quarter_error)?;
+    store.audit(&parapet_store::accounts::AuditEntry {
+        time: now(),
+        actor: by.clone(),
+        action: "kpi.reopen".into(),
+        tenant: Some(tenant.clone()),
+        detail: format!("{quarter} version {version}: {}", a.reason),
+        client: None,
+    })?;
     println!(
-        "{} — {} ({}), snapshot date {}{}",
-        r.tenant,
-        r.quarter,
-        r.period,
-        r.snapshot_date,
-        if r.frozen {
-            ", frozen"
-        } else if quarter.end() >= now() {
-            ", provisional: the quarter has not ended"
-        } else {
-            ""
-        }
+        "{tenant} {quarter} reopened (version {version} kept); freeze it again with: parapet kpi freeze --quarter {quarter} --tenant {tenant}"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `parapet kpi versions`.
+fn versions(a: VersionsArgs) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load_or_embedded(a.at.config.as_deref())?;
+    let quarter = parse_quarter(&cfg, &a.at.quarter)?;
+    let mut store = cfg.open_store()?;
+    let tenant = report_tenant(&cfg, &mut *store, a.at.tenant.as_deref())?;
+    let list = quarter_versions(&mut *store, &tenant, quarter).map_err(quarter_error)?;
+    if list.is_empty() {
+        println!("{tenant} {quarter} has never been frozen");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:>7}  {:<25} {:<16} status", "version", "frozen", "by");
+    for v in &list {
+        let status = match (&v.reopened_at, &v.reopened_by, &v.reopen_reason) {
+            (Some(at), by, why) => format!(
+                "reopened {} by {}: {}",
+                format_local(*at),
+                by.as_deref().unwrap_or("?"),
+                why.as_deref().unwrap_or("")
+            ),
+            (None, _, _) => "in force".to_string(),
+        };
+        println!(
+            "{:>7}  {:<25} {:<16} {status}",
+            v.version,
+            format_local(v.frozen_at),
+            v.frozen_by
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The KPI table, evidence, checks and evidence files, as text.
+fn print_kpis(r: &KpiReport, running: bool) {
+    let state = match &r.freeze {
+        Some(f) => format!(
+            ", frozen (version {}, {}{})",
+            f.version,
+            f.frozen_at,
+            if f.frozen_by.is_empty() {
+                String::new()
+            } else {
+                format!(" by {}", f.frozen_by)
+            }
+        ),
+        None if running => ", provisional: the quarter has not ended".into(),
+        None => ", not frozen (parapet kpi freeze)".into(),
+    };
+    println!(
+        "{} — {} ({}), snapshot date {}{state}",
+        r.tenant, r.quarter, r.period, r.snapshot_date,
     );
     println!();
     println!(
-        "{:<2} {:<44} {:>6} {:>6} {:>7} {:>9} {:<6} {:<5} {:>9}",
+        "{:<2} {:<44} {:>6} {:>6} {:>7} {:>9} {:<7} {:<5} {:>9}",
         "#", "KPI", "count", "of", "%", "excepted", "RAG", "CE", "previous"
     );
     for k in &r.kpis {
+        if k.rag == Rag::NoData {
+            // no "0 of 0" beside a status: there is no figure
+            println!(
+                "{:<2} {:<44} {:>6} {:>6} {:>7} {:>9} {:<7} {:<5} {:>9}",
+                k.id,
+                k.name,
+                "—",
+                "—",
+                "—",
+                "—",
+                k.rag.words(),
+                "—",
+                k.previous
+                    .map_or_else(|| "—".to_string(), |p| p.to_string()),
+            );
+            continue;
+        }
         println!(
-            "{:<2} {:<44} {:>6} {:>6} {:>6.1}% {:>9} {:<6} {:<5} {:>9}",
+            "{:<2} {:<44} {:>6} {:>6} {:>6.1}% {:>9} {:<7} {:<5} {:>9}",
             k.id,
             k.name,
             k.count,
             k.denominator,
             k.percent,
             k.excepted,
-            k.rag.as_str(),
+            k.rag.words(),
             if k.ce_compliant { "yes" } else { "no" },
             k.previous
                 .map_or_else(|| "—".to_string(), |p| format!("{p} ({})", k.direction)),
+        );
+    }
+    for k in r.kpis.iter().filter(|k| k.rag == Rag::NoData) {
+        println!(
+            "KPI {}: no data: {}",
+            k.id,
+            k.missing.as_deref().unwrap_or("")
         );
     }
     println!();
@@ -492,11 +699,15 @@ pub fn kpi(args: KpiArgs) -> anyhow::Result<ExitCode> {
     println!("Cyber Essentials checks:");
     for c in &r.cyber_essentials {
         println!(
-            "  {:<10} {:<5} {}{}",
+            "  {:<10} {:<17} {}{}",
             c.id,
-            if c.pass { "pass" } else { "FAIL" },
+            if c.decided && !c.pass {
+                "FAIL"
+            } else {
+                c.result()
+            },
             c.rule,
-            if c.pass {
+            if c.devices.is_empty() {
                 String::new()
             } else {
                 format!(": {}", c.devices.join(", "))
@@ -519,7 +730,6 @@ pub fn kpi(args: KpiArgs) -> anyhow::Result<ExitCode> {
             }
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The quarterly committee report: public-report.{html,pdf},
@@ -545,6 +755,17 @@ pub struct ReportArgs {
     /// The council (tenant); required when tenants are configured.
     #[arg(long)]
     tenant: Option<String>,
+    /// Freeze the ended quarter first (as `parapet kpi freeze`), when it is
+    /// not frozen yet.
+    #[arg(long, conflicts_with = "version")]
+    freeze: bool,
+    /// Who freezes it, with --freeze (default: $USER).
+    #[arg(long, requires = "freeze")]
+    by: Option<String>,
+    /// Reproduce this frozen version (`parapet kpi versions` lists them),
+    /// reopened or not: the report as it was tabled.
+    #[arg(long)]
+    version: Option<u32>,
     #[command(flatten)]
     config: ConfigArg,
 }
@@ -561,21 +782,74 @@ pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
         committee: a.committee,
         exemption: a.exemption,
     };
-    let input = report_input(
-        &mut *store,
-        &tenant,
-        quarter,
-        &cfg.assurance.kpi,
-        &council,
-        text,
-        now(),
-    )?;
+    let settings = &cfg.assurance.kpi;
+    if a.freeze && quarter.end() >= now() {
+        return Err(BadInput(format!(
+            "--freeze: {quarter} has not ended, so it cannot be frozen (its report is PROVISIONAL)"
+        ))
+        .into());
+    }
+    let frozen = store.kpi_snapshot(&tenant, &quarter.to_string())?.is_some();
+    let input = if let Some(n) = a.version {
+        let kpi = quarter_version(&mut *store, &tenant, quarter, n).map_err(quarter_error)?;
+        report_input_of(
+            &mut *store,
+            kpi,
+            &tenant,
+            quarter,
+            settings,
+            &council,
+            text,
+            now(),
+        )
+    } else if quarter.end() < now() && !frozen {
+        // a report of an ended quarter goes to a committee: freeze first,
+        // deliberately, so what is tabled can always be reproduced
+        if !a.freeze {
+            return Err(BadInput(format!(
+                "{quarter} has ended but {tenant}'s figures for it are not frozen: a committee report must be of frozen figures. \
+                 Check them with `parapet kpi --quarter {quarter} --tenant {tenant}`, then freeze with \
+                 `parapet kpi freeze --quarter {quarter} --tenant {tenant} --by NAME`, or run this again with --freeze"
+            ))
+            .into());
+        }
+        let by = actor(a.by);
+        let kpi = freeze_quarter(&mut *store, &tenant, quarter, settings, now(), &by)
+            .map_err(quarter_error)?;
+        store.audit(&parapet_store::accounts::AuditEntry {
+            time: now(),
+            actor: by,
+            action: "kpi.freeze".into(),
+            tenant: Some(tenant.clone()),
+            detail: format!(
+                "{quarter} version {}",
+                kpi.freeze.as_ref().map_or(0, |f| f.version)
+            ),
+            client: None,
+        })?;
+        report_input_of(
+            &mut *store,
+            kpi,
+            &tenant,
+            quarter,
+            settings,
+            &council,
+            text,
+            now(),
+        )
+    } else {
+        report_input(&mut *store, &tenant, quarter, settings, &council, text, now())
+    }
+    .map_err(quarter_error)?;
     let written = parapet_report::write_all(&input, &a.out)?;
     for f in &written.files {
         println!("{}", a.out.join(f).display());
     }
     if !parapet_report::PDF {
         eprintln!("note: this parapet was built without the `pdf` feature: HTML and kpi.json only");
+    }
+    if let Some(why) = &input.provisional {
+        eprintln!("note: PROVISIONAL report: {why}");
     }
     Ok(ExitCode::SUCCESS)
 }

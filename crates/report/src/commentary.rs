@@ -26,6 +26,7 @@ fn rag_phrase(r: Rag) -> &'static str {
         Rag::Green => "within the target (green)",
         Rag::Amber => "outside the target but within tolerance (amber)",
         Rag::Red => "outside tolerance (red)",
+        Rag::NoData => "not measured (no data)",
     }
 }
 
@@ -34,7 +35,9 @@ pub fn commentary(v: &PublicView) -> Vec<String> {
     let mut out = Vec::new();
     let k = |id: u8| v.kpis.iter().find(|k| k.id == id);
     if let Some(b) = k(1) {
-        out.push(if b.count == 0 {
+        out.push(if !b.assessed {
+            "Measure 1 could not be assessed (no data): the incident register has not been used and no protective DNS or detection data covers the quarter, so the absence of recorded breaches is not evidence that there were none.".to_string()
+        } else if b.count == 0 {
             let mut s = "There were no successful cyber-attacks or data breaches this quarter".to_string();
             if b.rag == Rag::Amber {
                 s.push_str(", but at least one incident was still under investigation at the quarter end (amber)");
@@ -68,6 +71,13 @@ pub fn commentary(v: &PublicView) -> Vec<String> {
             format!(
                 "No {what} were in the data for this quarter, so measure {id} could not be assessed."
             )
+        } else if !x.assessed {
+            format!(
+                "Measure {id} could not be assessed (no data): {}.",
+                x.missing
+                    .as_deref()
+                    .unwrap_or("its sources did not cover the quarter")
+            )
         } else if x.count == 0 {
             format!(
                 "All {} in scope were protected on measure {id} ({})",
@@ -84,7 +94,7 @@ pub fn commentary(v: &PublicView) -> Vec<String> {
                 rag_phrase(x.rag)
             )
         };
-        if x.denominator > 0 && x.count == 0 {
+        if x.assessed && x.count == 0 {
             s.push_str(&versus(x));
             s.push('.');
         }
@@ -113,6 +123,19 @@ pub fn commentary(v: &PublicView) -> Vec<String> {
             String::new()
         }
     ));
+    // what is missing, once, in plain words
+    let mut missing: Vec<&str> = Vec::new();
+    for m in v.kpis.iter().filter_map(|k| k.missing.as_deref()) {
+        if !missing.contains(&m) {
+            missing.push(m);
+        }
+    }
+    if !missing.is_empty() {
+        out.push(format!(
+            "Data missing this quarter: {}. Until it is provided, these measures show \"no data\", not green.",
+            missing.join("; ")
+        ));
+    }
     if v.not_assessed > 0 {
         out.push(format!(
             "{} had no credentialed vulnerability scan in the 30 days to the quarter end, so the patching measures may understate the position.",
@@ -120,15 +143,34 @@ pub fn commentary(v: &PublicView) -> Vec<String> {
         ));
     }
     let passed = v.checks.iter().filter(|c| c.pass).count();
-    out.push(format!(
-        "Of the {} Cyber Essentials checks that can be decided from this data, {passed} pass{}.",
-        v.checks.len(),
-        if v.checks.iter().any(|c| !c.pass && c.level == "auto-fail") {
-            "; the 14-day patching rule is not met, which would fail a Cyber Essentials assessment today"
-        } else {
-            ""
-        }
-    ));
+    let decided = v.checks.iter().filter(|c| c.decided).count();
+    out.push(if decided == 0 {
+        format!(
+            "None of the {} Cyber Essentials checks can be decided: there is no device data for the quarter.",
+            v.checks.len()
+        )
+    } else {
+        format!(
+            "Of the {decided} Cyber Essentials checks that can be decided from this data, {passed} pass{}{}.",
+            if decided < v.checks.len() {
+                format!(
+                    "; {} cannot be decided without the data they need",
+                    v.checks.len() - decided
+                )
+            } else {
+                String::new()
+            },
+            if v
+                .checks
+                .iter()
+                .any(|c| c.decided && !c.pass && c.level == "auto-fail")
+            {
+                "; the 14-day patching rule is not met, which would fail a Cyber Essentials assessment today"
+            } else {
+                ""
+            }
+        )
+    });
     if v.history.len() < 2 {
         out.push("This is the first quarter reported, so no trend is shown yet.".into());
     }

@@ -1,12 +1,14 @@
 //! What a council's report for a quarter is made from, read from storage:
-//! the quarter's KPIs (frozen once it has ended) and up to seven earlier
+//! the quarter's KPIs (its frozen version, or live and provisional) and up to seven earlier
 //! quarters for the trend, the protective DNS figures, the alerts and the
 //! latest Mail Checks of the council's domains.
 
 use parapet_assurance::frozen::{QuarterError, has_data, quarter_kpis};
-use parapet_assurance::kpi::Settings;
+use std::collections::BTreeMap;
+
+use parapet_assurance::kpi::{KpiReport, Settings};
 use parapet_assurance::quarter::Quarter;
-use parapet_assurance::store::ReportSources;
+use parapet_assurance::store::{LatestCheck, ReportSources};
 use parapet_core::calendar::{format_date, format_local_date};
 
 use crate::{AlertLine, DEFAULT_EXEMPTION, HistoryPoint, MailSummary, PdnsSummary, ReportInput};
@@ -32,7 +34,8 @@ pub struct ReportText {
 }
 
 /// Everything the committee report of `tenant` for `quarter` shows (used
-/// by `parapet report` and the dashboard's downloads).
+/// by `parapet report` and the dashboard's downloads): the frozen version
+/// in force, or live figures marked provisional.
 pub fn report_input<S: ReportSources + ?Sized>(
     store: &mut S,
     tenant: &str,
@@ -43,6 +46,37 @@ pub fn report_input<S: ReportSources + ?Sized>(
     now: i64,
 ) -> Result<ReportInput, QuarterError<S::Error>> {
     let kpi = quarter_kpis(store, tenant, quarter, settings, now)?;
+    report_input_of(store, kpi, tenant, quarter, settings, council, text, now)
+}
+
+/// Why a report of `quarter` with these figures is provisional: `None`
+/// once it is frozen, the only state a committee should be given.
+pub fn provisional(quarter: Quarter, kpi: &KpiReport, now: i64) -> Option<String> {
+    if kpi.frozen {
+        None
+    } else if quarter.end() >= now {
+        Some(format!(
+            "the quarter has not ended: figures as at {}, and they will change",
+            kpi.snapshot_date
+        ))
+    } else {
+        Some("the quarter has not been frozen, so the figures may still change".into())
+    }
+}
+
+/// As [`report_input`], with the quarter's figures already had (e.g. one
+/// frozen version, to reproduce a tabled report).
+#[allow(clippy::too_many_arguments)]
+pub fn report_input_of<S: ReportSources + ?Sized>(
+    store: &mut S,
+    kpi: KpiReport,
+    tenant: &str,
+    quarter: Quarter,
+    settings: &Settings,
+    council: &Council,
+    text: ReportText,
+    now: i64,
+) -> Result<ReportInput, QuarterError<S::Error>> {
     let history = history(store, tenant, quarter, settings, now)?;
     let (start, end) = (quarter.start(), quarter.end());
     let (queries, blocked) = store
@@ -71,7 +105,7 @@ pub fn report_input<S: ReportSources + ?Sized>(
         .mailcheck_latest(end)
         .map_err(QuarterError::Store)?
         .into_iter()
-        .filter(|(d, _, _)| {
+        .filter(|(d, _, _, _)| {
             council
                 .mail_domains
                 .iter()
@@ -79,6 +113,7 @@ pub fn report_input<S: ReportSources + ?Sized>(
         })
         .collect();
     Ok(ReportInput {
+        provisional: provisional(quarter, &kpi, now),
         council: council.name.clone(),
         committee: text.committee,
         date: format_local_date(now),
@@ -124,26 +159,48 @@ fn history<S: ReportSources + ?Sized>(
     Ok(history)
 }
 
-/// The latest check of each domain, `(domain, checked_at, worst)`, as the
-/// report summarises it; `None` when no domain has been checked.
-fn mail_summary(latest: &[(String, i64, Option<String>)]) -> Option<MailSummary> {
+/// The latest check of each domain as the report summarises it; `None`
+/// when no domain has been checked. The standard is `parapet mailcheck`'s:
+/// a domain meets it when no finding is an error (the command's exit 1).
+fn mail_summary(latest: &[LatestCheck]) -> Option<MailSummary> {
     if latest.is_empty() {
         return None;
     }
-    let worst_is = |w: &str| {
-        latest
-            .iter()
-            .filter(|(_, _, x)| x.as_deref() == Some(w))
-            .count() as u64
-    };
+    let has = |f: &[(String, String)], sev: &str| f.iter().any(|(s, _)| s == sev);
+    let with_errors = latest.iter().filter(|l| has(&l.3, "error")).count() as u64;
+    let with_warnings = latest
+        .iter()
+        .filter(|l| !has(&l.3, "error") && has(&l.3, "warning"))
+        .count() as u64;
+    // domains per finding, each domain once per code
+    let mut by_code: BTreeMap<(u8, String, String), u64> = BTreeMap::new();
+    for (_, _, _, findings) in latest {
+        let mut seen: Vec<&(String, String)> = findings.iter().collect();
+        seen.sort();
+        seen.dedup();
+        for (sev, code) in seen {
+            let rank = match sev.as_str() {
+                "error" => 0,
+                "warning" => 1,
+                _ => 2,
+            };
+            *by_code
+                .entry((rank, sev.clone(), code.clone()))
+                .or_insert(0) += 1;
+        }
+    }
     Some(MailSummary {
         domains: latest.len() as u64,
-        compliant: latest.len() as u64 - worst_is("error"),
-        with_errors: worst_is("error"),
-        with_warnings: worst_is("warning"),
+        compliant: latest.len() as u64 - with_errors,
+        with_errors,
+        with_warnings,
+        findings: by_code
+            .into_iter()
+            .map(|((_, sev, code), n)| (sev, code, n))
+            .collect(),
         detail: latest
             .iter()
-            .map(|(d, at, w)| {
+            .map(|(d, at, w, _)| {
                 (
                     d.clone(),
                     w.clone().unwrap_or_else(|| "none".into()),

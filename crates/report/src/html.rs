@@ -30,6 +30,7 @@ th { background: #eee; } td.num { text-align: right; }
 .meta dt { font-weight: bold; float: left; clear: left; width: 9rem; } .meta dd { margin-left: 9rem; }
 .council { font-size: 1.1rem; margin: 0; }
 .banner { border: 3px solid #b00020; color: #b00020; font-weight: bold; padding: 0.5rem; text-align: center; }
+.watermark { position: fixed; top: 40%; left: 0; right: 0; text-align: center; font-size: 6rem; font-weight: bold; color: rgba(176, 0, 32, 0.15); transform: rotate(-30deg); pointer-events: none; margin: 0; }
 .small { font-size: 0.85rem; } .mono { font-family: "DejaVu Sans Mono", monospace; font-size: 0.85rem; word-break: break-all; }
 svg { max-width: 100%; height: auto; }
 @media print { body { margin: 0; max-width: none; } h2 { break-after: avoid; } tr, .chart { break-inside: avoid; } @page { size: A4; margin: 18mm; } }
@@ -53,6 +54,10 @@ fn banner(o: &mut String, reason: &str) {
 /// A document from its outline.
 pub fn render(d: &Document) -> String {
     let mut o = head(&d.title);
+    if let Some(w) = d.watermark {
+        // fixed: on every printed page, behind the text
+        let _ = writeln!(o, "<p class=\"watermark\" aria-hidden=\"true\">{w}</p>");
+    }
     if let Some(x) = &d.exemption {
         banner(&mut o, x);
     }

@@ -25,7 +25,7 @@ use parapet_assurance::kpi::{KpiReport, Rag};
 use serde::Serialize;
 
 pub use commentary::commentary;
-pub use gather::{Council, ReportText, report_input};
+pub use gather::{Council, ReportText, provisional, report_input, report_input_of};
 
 /// Default exemption: Local Government Act 1972, Schedule 12A, paragraph 7.
 pub const DEFAULT_EXEMPTION: &str = "Schedule 12A Local Government Act 1972, paragraph 7 — information relating to any action taken or to be taken in connection with the prevention, investigation or prosecution of crime";
@@ -47,6 +47,9 @@ pub struct MailSummary {
     /// Domains with at least one finding code per worst severity.
     pub with_errors: u64,
     pub with_warnings: u64,
+    /// How many domains have each finding: `(severity, code, domains)`,
+    /// errors first, as `parapet mailcheck` words them.
+    pub findings: Vec<(String, String, u64)>,
     /// (domain, worst severity, checked) — exempt appendix only.
     pub detail: Vec<(String, String, String)>,
 }
@@ -85,6 +88,10 @@ pub struct ReportInput {
     pub pdns: Option<PdnsSummary>,
     pub mail: Option<MailSummary>,
     pub alerts: Vec<AlertLine>,
+    /// Why the figures are provisional (the quarter has not ended, or has
+    /// not been frozen): the documents are then marked PROVISIONAL and
+    /// never "For publication". `None` for a frozen quarter.
+    pub provisional: Option<String>,
 }
 
 /// A KPI as the public sees it.
@@ -103,8 +110,11 @@ pub struct PublicKpi {
     pub ce_compliant: bool,
     pub previous: Option<u64>,
     pub direction: String,
-    /// False when there was nothing to measure (no devices of the class).
+    /// False when there was no data to measure (`rag` is `no_data`).
     pub assessed: bool,
+    /// With no data: what data is missing, in plain words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<String>,
 }
 
 impl PublicKpi {
@@ -113,7 +123,7 @@ impl PublicKpi {
         if self.assessed {
             (rag_word(self.rag), self.rag.as_str())
         } else {
-            ("No data", "none")
+            (rag_word(Rag::NoData), "none")
         }
     }
 }
@@ -125,6 +135,8 @@ pub struct PublicCheck {
     pub rule: String,
     pub level: String,
     pub pass: bool,
+    /// False: the data cannot decide it ("cannot be decided", not a pass).
+    pub decided: bool,
     pub devices: usize,
 }
 
@@ -142,10 +154,16 @@ pub struct PublicView {
     pub history: Vec<HistoryPoint>,
     pub pdns: Option<PdnsSummary>,
     pub mail: Option<(u64, u64, u64, u64)>,
+    /// Domains per Mail Check finding: `(severity, code, domains)`.
+    pub mail_findings: Vec<(String, String, u64)>,
     /// Servers and workstations without a recent credentialed scan.
     pub not_assessed: usize,
     pub commentary: Vec<String>,
     pub exemption: String,
+    /// Why the figures are provisional; `None` when frozen.
+    pub provisional: Option<String>,
+    /// The frozen version shown: `(version, frozen at, by)`.
+    pub version: Option<(u32, String, String)>,
 }
 
 impl PublicView {
@@ -168,7 +186,8 @@ impl PublicView {
                 ce_compliant: x.ce_compliant,
                 previous: x.previous,
                 direction: x.direction.clone(),
-                assessed: x.id == 1 || x.denominator > 0,
+                assessed: x.rag != Rag::NoData,
+                missing: x.missing.clone(),
             })
             .collect();
         let mut history = input.history.clone();
@@ -203,6 +222,7 @@ impl PublicView {
                     rule: c.rule.clone(),
                     level: c.level.clone(),
                     pass: c.pass,
+                    decided: c.decided,
                     devices: c.devices.len(),
                 })
                 .collect(),
@@ -212,9 +232,22 @@ impl PublicView {
                 .mail
                 .as_ref()
                 .map(|m| (m.domains, m.compliant, m.with_errors, m.with_warnings)),
+            mail_findings: input
+                .mail
+                .as_ref()
+                .map(|m| m.findings.clone())
+                .unwrap_or_default(),
             not_assessed,
             commentary: Vec::new(),
             exemption: input.exemption.clone(),
+            provisional: input.provisional.clone(),
+            version: k.freeze.as_ref().map(|f| {
+                (
+                    f.version,
+                    f.frozen_at.get(..10).unwrap_or(&f.frozen_at).to_string(),
+                    f.frozen_by.clone(),
+                )
+            }),
         };
         v.commentary = commentary(&v);
         v
@@ -321,6 +354,7 @@ pub(crate) fn rag_word(r: Rag) -> &'static str {
         Rag::Green => "Green",
         Rag::Amber => "Amber",
         Rag::Red => "Red",
+        Rag::NoData => "No data",
     }
 }
 
@@ -329,6 +363,7 @@ pub(crate) fn arrow(direction: &str) -> &'static str {
         "improving" => "▼ improving",
         "worse" => "▲ worse",
         "unchanged" => "▶ unchanged",
+        "no data" => "— no data",
         _ => "— first quarter",
     }
 }
@@ -408,6 +443,7 @@ mod tests {
             exceptions: &[],
             settings: &settings,
             previous,
+            detection_covered: false,
             now: 1_633_046_400,
         });
         ReportInput {
@@ -424,6 +460,7 @@ mod tests {
             }),
             mail: None,
             alerts: Vec::new(),
+            provisional: None,
         }
     }
 
@@ -458,6 +495,25 @@ mod tests {
             "escaped"
         );
         insta::assert_snapshot!("public_report_html", html);
+    }
+
+    #[test]
+    fn a_provisional_report_is_watermarked_and_never_for_publication() {
+        let mut i = input(None, Vec::new());
+        assert!(
+            html::render(&outline::public(&PublicView::new(&i), None)).contains("For publication")
+        );
+        i.provisional = Some("the quarter has not ended".into());
+        let v = PublicView::new(&i);
+        for doc in [outline::public(&v, None), outline::exempt(&i, &v)] {
+            let h = html::render(&doc);
+            assert!(h.contains("<p class=\"watermark\" aria-hidden=\"true\">PROVISIONAL</p>"));
+            assert!(h.contains("PROVISIONAL: the quarter has not ended"), "{h}");
+            assert!(!h.contains("For publication"));
+            let t = typ::render(&doc);
+            assert!(t.contains("#set page(background: rotate(-35deg"), "{t}");
+            assert!(!t.contains("For publication"));
+        }
     }
 
     #[test]

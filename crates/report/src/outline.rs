@@ -34,6 +34,8 @@ pub(crate) struct Document {
     /// The exemption an exempt document is withheld under; its banner
     /// cites it.
     pub exemption: Option<String>,
+    /// Marked across every page (PROVISIONAL figures).
+    pub watermark: Option<&'static str>,
     pub sections: Vec<Section>,
 }
 
@@ -216,19 +218,49 @@ fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-fn pass_fail(b: bool) -> &'static str {
-    if b { "Pass" } else { "Fail" }
+/// A Cyber Essentials check's result in words: never a pass the data
+/// cannot support.
+fn check_result(decided: bool, pass: bool) -> &'static str {
+    match (decided, pass) {
+        (false, _) => "Cannot be decided",
+        (true, true) => "Pass",
+        (true, false) => "Fail",
+    }
 }
 
-/// The committee, date, period and status lines of the front matter.
+/// The watermark on every page of a report whose figures are not frozen.
+pub(crate) const PROVISIONAL: &str = "PROVISIONAL";
+
+/// The committee, date, period and status lines of the front matter. A
+/// provisional report says why instead of `status` ("For publication").
 fn facts(v: &PublicView, status: &str) -> Vec<(&'static str, String)> {
-    vec![
+    let mut f = vec![
         ("Committee", v.committee.clone()),
         ("Date", v.date.clone()),
         ("Period", format!("{} ({})", v.period, v.quarter)),
         ("Snapshot date", v.snapshot_date.clone()),
-        ("Status", status.to_string()),
-    ]
+    ];
+    if let Some((n, at, by)) = &v.version {
+        let by = if by.is_empty() {
+            String::new()
+        } else {
+            format!(" by {by}")
+        };
+        f.push(("Frozen", format!("version {n}, {at}{by}")));
+    }
+    f.push((
+        "Status",
+        match (&v.provisional, status == EXEMPT_MARKING) {
+            (Some(why), false) => format!("{PROVISIONAL}: {why}"),
+            (Some(why), true) => format!("{status}; {PROVISIONAL}: {why}"),
+            (None, _) => status.to_string(),
+        },
+    ));
+    f
+}
+
+fn watermark(v: &PublicView) -> Option<&'static str> {
+    v.provisional.as_ref().map(|_| PROVISIONAL)
 }
 
 /// The five measures at a glance, as the public sees them.
@@ -249,10 +281,18 @@ pub(crate) fn figures(v: &PublicView) -> Table {
         .iter()
         .map(|k| {
             let (word, rag) = k.status();
+            // no figure at all rather than a "0 of 0" beside "No data"
+            let figure = |n: u64| {
+                if k.assessed {
+                    n.to_string()
+                } else {
+                    "—".to_string()
+                }
+            };
             vec![
                 Cell::label(format!("{}. {}", k.id, k.name)),
-                Cell::number(k.count.to_string()),
-                Cell::number(k.denominator.to_string()),
+                Cell::number(figure(k.count)),
+                Cell::number(figure(k.denominator)),
                 Cell::new(CellKind::Status(rag), word),
                 Cell::number(
                     k.previous
@@ -287,6 +327,7 @@ pub(crate) fn public(v: &PublicView, trend: Option<&str>) -> Document {
         heading: "Cyber security assurance report",
         facts: facts(v, "For publication"),
         exemption: None,
+        watermark: watermark(v),
         sections: vec![
             Section {
                 id: "purpose",
@@ -406,7 +447,9 @@ fn progress(v: &PublicView) -> Section {
                     .checks
                     .iter()
                     .map(|c| {
-                        let rag = if c.pass {
+                        let rag = if !c.decided {
+                            "none"
+                        } else if c.pass {
                             "green"
                         } else if c.level == "warning" {
                             "amber"
@@ -415,8 +458,12 @@ fn progress(v: &PublicView) -> Section {
                         };
                         vec![
                             Cell::label(&c.rule),
-                            Cell::new(CellKind::Status(rag), pass_fail(c.pass)),
-                            Cell::number(c.devices.to_string()),
+                            Cell::new(CellKind::Status(rag), check_result(c.decided, c.pass)),
+                            Cell::number(if c.decided {
+                                c.devices.to_string()
+                            } else {
+                                "—".to_string()
+                            }),
                             Cell::plain(&c.level),
                         ]
                     })
@@ -455,10 +502,29 @@ fn services(v: &PublicView) -> Section {
             "No Mail Check results are held for the council's domains at the quarter end.",
         )],
     };
+    let mut blocks = vec![Block::Paragraph(pdns), Block::Paragraph(mail)];
+    if !v.mail_findings.is_empty() {
+        // the counts by finding, as `parapet mailcheck` codes them
+        blocks.push(Block::Table(Table {
+            layout: Layout::Even,
+            columns: columns(&["Mail Check finding", "Severity", "Domains"]),
+            rows: v
+                .mail_findings
+                .iter()
+                .map(|(sev, code, n)| {
+                    vec![
+                        Cell::code(code),
+                        Cell::plain(sev),
+                        Cell::number(n.to_string()),
+                    ]
+                })
+                .collect(),
+        }));
+    }
     Section {
         id: "services",
         heading: "6. Protective DNS and Mail Check",
-        blocks: vec![Block::Paragraph(pdns), Block::Paragraph(mail)],
+        blocks,
     }
 }
 
@@ -475,6 +541,7 @@ pub(crate) fn exempt(input: &ReportInput, v: &PublicView) -> Document {
         heading: "Cyber security assurance report: exempt appendix",
         facts: facts(v, EXEMPT_MARKING),
         exemption: Some(input.exemption.clone()),
+        watermark: watermark(v),
         sections: vec![
             Section {
                 id: "figures",
@@ -499,10 +566,13 @@ pub(crate) fn exempt(input: &ReportInput, v: &PublicView) -> Document {
 /// One measure's counted devices (or incidents), their findings, the
 /// excepted ones beside them and the devices not assessed.
 fn measure_detail(kp: &Kpi) -> Vec<Block> {
-    let mut b = vec![Block::Heading(vec![Run::Data(format!(
-        "{}. {} — {} of {}",
-        kp.id, kp.name, kp.count, kp.denominator
-    ))])];
+    let mut b = vec![Block::Heading(vec![Run::Data(match &kp.missing {
+        Some(missing) => format!("{}. {} — no data: {missing}", kp.id, kp.name),
+        None => format!(
+            "{}. {} — {} of {}",
+            kp.id, kp.name, kp.count, kp.denominator
+        ),
+    })])];
     if kp.evidence.is_empty() {
         b.push(Block::Paragraph(vec![Run::Text("Nothing counted.")]));
     } else {
@@ -706,7 +776,7 @@ fn checks(k: &KpiReport) -> Section {
                 .map(|c| {
                     vec![
                         Cell::label(format!("{} {}", c.id, c.rule)),
-                        Cell::plain(pass_fail(c.pass)),
+                        Cell::plain(check_result(c.decided, c.pass)),
                         Cell::plain(c.devices.join(", ")),
                     ]
                 })

@@ -143,6 +143,15 @@ pub fn render(d: &Document) -> String {
         &d.quarter,
         d.exemption.as_ref().map(|_| EXEMPT_MARKING),
     );
+    if let Some(w) = d.watermark {
+        // across every page, behind the text: a provisional report cannot
+        // be mistaken for the tabled one, whichever page is copied
+        let _ = writeln!(
+            o,
+            "#set page(background: rotate(-35deg, text(size: 80pt, weight: \"bold\", fill: rgb(\"#b0002030\"), {})))\n",
+            &s(w)[1..]
+        );
+    }
     if let Some(x) = &d.exemption {
         let _ = writeln!(
             o,

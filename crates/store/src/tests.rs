@@ -553,6 +553,13 @@ fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     if let Fx::Pg(_) = fx {
         s.exec("ALTER TABLE api_tokens DROP COLUMN id");
     }
+    // step 19's versioned snapshots: back to step 5's table
+    s.exec("DROP TABLE kpi_snapshots");
+    s.exec(
+        "CREATE TABLE kpi_snapshots (tenant TEXT NOT NULL, quarter TEXT NOT NULL,
+         computed_at BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant, quarter))",
+    );
+    s.exec("INSERT INTO kpi_snapshots VALUES ('council-a', '2021-22-Q2', 7, '{}')");
     s.exec("DELETE FROM schema_migrations WHERE version >= 9");
     for (t, name) in [
         (1_000, "old-a.test"),
@@ -571,6 +578,9 @@ fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     drop(s);
     let mut s = fx.open();
     assert_eq!(s.schema_version().unwrap(), KNOWN_VERSION);
+    // a quarter frozen before versions is version 1, in force
+    let (v, body) = s.kpi_snapshot("council-a", "2021-22-Q2").unwrap().unwrap();
+    assert_eq!((v.version, v.frozen_at, body.as_str()), (1, 7, "{}"));
     assert_eq!(
         s.texts(
             "SELECT qname || '|' || CAST(time AS TEXT) || '|' || CAST(queries AS TEXT) || '|'
@@ -1045,7 +1055,15 @@ fn mailcheck_results_report_what_changed(fx: &Fx) {
     assert!(d.new.is_empty() && d.fixed.is_empty());
     assert_eq!(
         s.mailcheck_latest(2).unwrap(),
-        [("example.gov.uk".to_string(), 2, Some("warning".to_string()))]
+        [(
+            "example.gov.uk".to_string(),
+            2,
+            Some("warning".to_string()),
+            vec![
+                ("warning".to_string(), "dmarc.policy_none".to_string()),
+                ("warning".to_string(), "tls.cert_expiring".to_string())
+            ]
+        )]
     );
 }
 
@@ -1198,12 +1216,51 @@ fn incidents_exceptions_and_frozen_snapshots(fx: &Fx) {
     let got = s.exceptions("north").unwrap();
     assert_eq!((got[0].id, got[0].created_at), (eid, 10));
 
-    assert!(s.freeze_kpi("north", "2021-22-Q2", 1, "{\"a\":1}").unwrap());
-    assert!(!s.freeze_kpi("north", "2021-22-Q2", 2, "{\"a\":2}").unwrap());
+    // versioned freezing: one version in force; a reopened one is kept
+    let q = "2021-22-Q2";
+    assert_eq!(s.reopen_kpi("north", q, 1, "admin", "why").unwrap(), None);
     assert_eq!(
-        s.kpi_snapshot("north", "2021-22-Q2").unwrap(),
-        Some((1, "{\"a\":1}".to_string()))
+        s.freeze_kpi("north", q, 1, "clerk", "{\"a\":1}").unwrap(),
+        Some(1)
     );
+    assert_eq!(
+        s.freeze_kpi("north", q, 2, "clerk", "{\"a\":2}").unwrap(),
+        None
+    );
+    let (v, body) = s.kpi_snapshot("north", q).unwrap().unwrap();
+    assert_eq!(
+        (v.version, v.frozen_at, v.frozen_by.as_str()),
+        (1, 1, "clerk")
+    );
+    assert_eq!(body, "{\"a\":1}");
+    assert_eq!(
+        s.reopen_kpi("north", q, 5, "admin", "late export").unwrap(),
+        Some(1)
+    );
+    assert_eq!(s.kpi_snapshot("north", q).unwrap(), None);
+    assert_eq!(
+        s.freeze_kpi("north", q, 6, "clerk", "{\"a\":2}").unwrap(),
+        Some(2)
+    );
+    let versions = s.kpi_versions("north", q).unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(
+        (
+            versions[0].reopened_at,
+            versions[0].reopened_by.as_deref(),
+            versions[0].reopen_reason.as_deref()
+        ),
+        (Some(5), Some("admin"), Some("late export"))
+    );
+    assert_eq!(versions[1].reopened_at, None);
+    assert_eq!(s.kpi_snapshot("north", q).unwrap().unwrap().1, "{\"a\":2}");
+    assert_eq!(
+        s.kpi_snapshot_version("north", q, 1).unwrap().unwrap().1,
+        "{\"a\":1}"
+    );
+    assert_eq!(s.kpi_snapshot_version("north", q, 3).unwrap(), None);
+    assert!(s.kpi_versions("south", q).unwrap().is_empty());
+    assert!(!s.detection_covered("council-a", 0, 10_000).unwrap());
     s.insert_events(&[
         event(7200, "a.test", EventAction::Resolved),
         event(7300, "b.test", EventAction::Blocked),
@@ -1211,6 +1268,8 @@ fn incidents_exceptions_and_frozen_snapshots(fx: &Fx) {
     .unwrap();
     assert_eq!(s.pdns_totals("council-a", 0, 10_000).unwrap(), (2, 1));
     assert_eq!(s.pdns_totals("council-a", 7201, 10_000).unwrap(), (0, 0));
+    assert!(s.detection_covered("council-a", 0, 10_000).unwrap());
+    assert!(!s.detection_covered("council-a", 7201, 10_000).unwrap());
 }
 
 fn two_nodes_fold_the_same_domain_into_one_alert(fx: &Fx) {

@@ -50,7 +50,13 @@ impl From<QuarterError<StoreError>> for AppError {
     fn from(e: QuarterError<StoreError>) -> Self {
         match e {
             QuarterError::Store(e) => e.into(),
-            e @ QuarterError::Future { .. } => AppError::BadRequest(e.to_string()),
+            e @ (QuarterError::Future { .. } | QuarterError::NotEnded { .. }) => {
+                AppError::BadRequest(e.to_string())
+            }
+            e @ (QuarterError::AlreadyFrozen { .. } | QuarterError::NotFrozen { .. }) => {
+                AppError::Conflict(e.to_string())
+            }
+            QuarterError::NoSuchVersion { .. } => AppError::NotFound,
             e => AppError::Internal(e.to_string()),
         }
     }

@@ -917,12 +917,22 @@ pub async fn assurance_page(
     viewer: Viewer,
     Query(q): Query<AssuranceQuery>,
 ) -> Result<Html<String>, AppError> {
-    let d = dashboard(&state)?;
+    assurance_html(&state, &viewer, q, None).await
+}
+
+/// The assurance page, with what a freeze or reopen form did.
+pub(crate) async fn assurance_html(
+    state: &AppState,
+    viewer: &Viewer,
+    q: AssuranceQuery,
+    message: Option<String>,
+) -> Result<Html<String>, AppError> {
+    let d = dashboard(state)?;
     // the tenant and quarter checks of the API twin, then the report's own
     // inputs: the KPIs and the trend the committee report draws
-    let (tenant, quarter, quarter_arg) = assurance_args(&d, &viewer, &q)?;
+    let (tenant, quarter, quarter_arg) = assurance_args(&d, viewer, &q)?;
     let t = tenant.clone();
-    let (input, incidents) = with_db(&state, move |db| {
+    let (input, incidents) = with_db(state, move |db| {
         let a = &d.assurance;
         let text = ReportText {
             committee: a.committee.clone(),
@@ -954,9 +964,12 @@ pub async fn assurance_page(
         "register": register,
         "filter": {"q": q.q, "class": q.class, "source": q.source, "status": q.status},
         "files": files,
-        "tenant_choices": tenant_choices(&state, &viewer)?,
+        "tenant_choices": tenant_choices(state, viewer)?,
+        "message": message,
+        "may_freeze": viewer.user.role == parapet_store::accounts::Role::SupplierAdmin,
+        "ended": views::quarter(&dashboard(state)?.assurance, &quarter)?.end() < now(),
     });
-    page("assurance.html", &viewer, v)
+    page("assurance.html", viewer, v)
 }
 
 pub async fn kpis_api(
@@ -967,7 +980,7 @@ pub async fn kpis_api(
     let (tenant, quarter, r) = kpi_report(&state, &viewer, &q).await?;
     Ok(Json(json!({
         "tenant": tenant, "quarter": quarter, "period": r.period, "frozen": r.frozen,
-        "kpis": r.kpis, "cyber_essentials": r.cyber_essentials, "evidence_files": r.evidence_files,
+        "freeze": r.freeze, "snapshot_date": r.snapshot_date, "kpis": r.kpis, "cyber_essentials": r.cyber_essentials, "evidence_files": r.evidence_files,
     })))
 }
 

@@ -18,6 +18,7 @@
 mod accounts;
 mod app;
 pub mod auth;
+mod freeze;
 mod handlers;
 mod openapi;
 pub mod totp;
@@ -644,6 +645,24 @@ pub const ROUTES: &[RouteSpec] = &[
         summary: "a committee report file",
         query: &[],
         handler: || get(handlers::report_file),
+    },
+    RouteSpec {
+        method: Post,
+        path: "/reports/{tenant}/{quarter}/freeze",
+        access: Admin,
+        target: Target::Tenant,
+        summary: "freeze an ended quarter's figures as a new version",
+        query: &[],
+        handler: || post(freeze::freeze),
+    },
+    RouteSpec {
+        method: Post,
+        path: "/reports/{tenant}/{quarter}/reopen",
+        access: Admin,
+        target: Target::Tenant,
+        summary: "reopen a frozen quarter, keeping its version (with a reason)",
+        query: &[],
+        handler: || post(freeze::reopen),
     },
     RouteSpec {
         method: Get,

@@ -553,7 +553,7 @@ pub fn mail_domains(
             v.extend(
                 db.mailcheck_latest(i64::MAX / 1000)?
                     .into_iter()
-                    .map(|(dm, _, _)| dm),
+                    .map(|(dm, _, _, _)| dm),
             );
             v
         }

@@ -2141,3 +2141,215 @@ async fn query_search_filters_pages_and_refuses_bad_fields() {
     }
     assert!(!page.body.contains("south-"));
 }
+
+/// Every frozen version of `tenant` over the quarters a test visits.
+fn frozen_versions(w: &World, tenant: &str, quarters: &[&str]) -> usize {
+    let mut db = w.dash.db.get().unwrap();
+    quarters
+        .iter()
+        .map(|q| db.kpi_versions(tenant, q).unwrap().len())
+        .sum()
+}
+
+const QUARTERS: [&str; 6] = [
+    "2020-21-Q4",
+    "2021-22-Q1",
+    "2021-22-Q2",
+    "2021-22-Q3",
+    "2021-22-Q4",
+    "2099-00-Q2",
+];
+
+#[tokio::test]
+async fn reading_any_quarter_as_a_council_freezes_nothing() {
+    let w = world();
+    for q in QUARTERS {
+        for uri in [
+            format!("/assurance?quarter={q}"),
+            format!("/api/v1/kpis?quarter={q}"),
+            format!("/api/v1/assets?quarter={q}"),
+            format!("/reports/north/{q}/public-report.html"),
+            format!("/reports/north/{q}/kpi.json"),
+            format!("/api/v1/reports/north/{q}/kpi.json"),
+        ] {
+            let me = who(uri.starts_with("/api/"), "ann-session", "ann-token");
+            let r = call(&w.app, Method::Get, &uri, me).await;
+            let want = if q == "2099-00-Q2" {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::OK
+            };
+            assert_eq!(r.status, want, "{uri}: {}", r.body);
+        }
+    }
+    assert_eq!(frozen_versions(&w, "north", &QUARTERS), 0);
+    // nor does a supplier's read
+    let r = call(
+        &w.app,
+        Method::Get,
+        "/api/v1/reports/north/2021-22-Q2/public-report.html",
+        As::Token("admin-token"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body
+            .contains("PROVISIONAL: the quarter has not been frozen")
+    );
+    assert!(!r.body.contains("For publication"));
+    assert_eq!(frozen_versions(&w, "north", &QUARTERS), 0);
+}
+
+#[tokio::test]
+async fn an_empty_tenant_shows_no_data_in_grey_never_green() {
+    let w = world();
+    let r = call(
+        &w.app,
+        Method::Get,
+        "/api/v1/kpis?quarter=2021-22-Q2",
+        As::Token("ann-token"),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let rags: Vec<&str> = v["kpis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["rag"].as_str().unwrap())
+        .collect();
+    // KPI 1: the register is in use (an open incident under investigation)
+    assert_eq!(rags, ["amber", "no_data", "no_data", "no_data", "no_data"]);
+    assert!(
+        v["cyber_essentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["decided"] == false && c["pass"] == false)
+    );
+    let page = call(
+        &w.app,
+        Method::Get,
+        "/assurance?quarter=2021-22-Q2",
+        As::Session("ann-session"),
+    )
+    .await;
+    assert_eq!(
+        page.body.matches("<tr class=\"rag-no_data\">").count(),
+        4 + 9
+    );
+    assert!(!page.body.contains("rag-green"), "{}", page.body);
+    assert!(page.body.contains("cannot be decided"));
+    for file in ["public-report.html", "kpi.json"] {
+        let r = call(
+            &w.app,
+            Method::Get,
+            &format!("/reports/north/2021-22-Q2/{file}"),
+            As::Session("ann-session"),
+        )
+        .await;
+        assert!(!r.body.contains("class=\"rag-green\""), "{file}");
+        assert!(!r.body.contains(">Pass<"), "{file}");
+    }
+}
+
+#[tokio::test]
+async fn a_supplier_admin_freezes_and_reopens_with_a_reason_and_an_analyst_cannot() {
+    let w = world();
+    let base = "/reports/north/2021-22-Q2";
+    // a council account and a supplier analyst are refused both
+    for session in ["ann-session", "carol-session"] {
+        for action in ["freeze", "reopen"] {
+            let r = post_form(
+                &w.app,
+                &format!("{base}/{action}"),
+                session,
+                None,
+                "reason=x",
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{session} {action}");
+        }
+    }
+    let r = post_form(
+        &w.app,
+        &format!("{base}/freeze"),
+        "admin-session",
+        Some("wrong"),
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "CSRF");
+    assert_eq!(frozen_versions(&w, "north", &QUARTERS), 0);
+
+    let r = post_form(&w.app, &format!("{base}/freeze"), "admin-session", None, "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body.contains("2021-22-Q2 frozen as version 1."),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("id=\"reopen\""));
+    let again = post_form(&w.app, &format!("{base}/freeze"), "admin-session", None, "").await;
+    assert!(
+        again.body.contains("already frozen (version 1)"),
+        "{}",
+        again.body
+    );
+    let no_reason = post_form(
+        &w.app,
+        &format!("{base}/reopen"),
+        "admin-session",
+        None,
+        "reason=+",
+    )
+    .await;
+    assert!(no_reason.body.contains("Give a reason"));
+    let r = post_form(
+        &w.app,
+        &format!("{base}/reopen"),
+        "admin-session",
+        None,
+        "reason=late+AV+export",
+    )
+    .await;
+    assert!(r.body.contains("version 1 is kept"), "{}", r.body);
+    post_form(&w.app, &format!("{base}/freeze"), "admin-session", None, "").await;
+    let versions = w
+        .dash
+        .db
+        .get()
+        .unwrap()
+        .kpi_versions("north", "2021-22-Q2")
+        .unwrap();
+    assert_eq!(versions.len(), 2, "reopen then re-freeze keeps both");
+    assert_eq!(versions[0].reopen_reason.as_deref(), Some("late AV export"));
+    assert_eq!(versions[0].reopened_by.as_deref(), Some("admin"));
+    assert_eq!(versions[1].frozen_by, "admin");
+    let actions: Vec<(String, String)> = audit_actions(&w)
+        .into_iter()
+        .filter(|(_, a, _)| a.starts_with("kpi."))
+        .map(|(_, a, d)| (a, d))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("kpi.freeze".into(), "2021-22-Q2 version 2".into()),
+            (
+                "kpi.reopen".into(),
+                "2021-22-Q2 version 1: late AV export".into()
+            ),
+            ("kpi.freeze".into(), "2021-22-Q2 version 1".into()),
+        ]
+    );
+    // a council now reads the frozen version, marked as such
+    let r = call(
+        &w.app,
+        Method::Get,
+        &format!("{base}/public-report.html"),
+        As::Session("ann-session"),
+    )
+    .await;
+    assert!(r.body.contains("For publication"));
+    assert!(r.body.contains("version 2"), "{}", r.body);
+    assert!(!r.body.contains("PROVISIONAL"));
+}

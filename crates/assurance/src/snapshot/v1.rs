@@ -8,8 +8,9 @@
 //! fails to compile here until someone decides whether it is stored.
 //!
 //! v1 keeps every key of the unversioned bodies, `frozen` included, and
-//! adds only `version`, which older builds ignore: a build from before
-//! versioning can still read quarters frozen by this one.
+//! adds only `version`. New quarters are frozen as [`super::v2`]; this
+//! module only reads (a v1 quarter has no "no data" state: its figures
+//! read back exactly as they were tabled).
 
 use std::collections::BTreeMap;
 
@@ -177,47 +178,12 @@ pub struct ExceptionEntryV1 {
 }
 
 /// Converts every element of a list.
-fn all<'a, A: 'a, B: From<&'a A>>(v: &'a [A]) -> Vec<B> {
+pub(super) fn all<'a, A: 'a, B: From<&'a A>>(v: &'a [A]) -> Vec<B> {
     v.iter().map(B::from).collect()
 }
 
-fn into_all<A, B: From<A>>(v: Vec<A>) -> Vec<B> {
+pub(super) fn into_all<A, B: From<A>>(v: Vec<A>) -> Vec<B> {
     v.into_iter().map(B::from).collect()
-}
-
-impl From<&KpiReport> for SnapshotV1 {
-    fn from(r: &KpiReport) -> Self {
-        let KpiReport {
-            tenant,
-            quarter,
-            period,
-            snapshot_date,
-            computed_at,
-            frozen,
-            settings,
-            kpis,
-            cyber_essentials,
-            evidence_files,
-            register,
-            incidents,
-            exceptions,
-        } = r;
-        Self {
-            tenant: tenant.clone(),
-            quarter: quarter.clone(),
-            period: period.clone(),
-            snapshot_date: snapshot_date.clone(),
-            computed_at: computed_at.clone(),
-            frozen: *frozen,
-            settings: settings.into(),
-            kpis: all(kpis),
-            cyber_essentials: all(cyber_essentials),
-            evidence_files: all(evidence_files),
-            register: all(register),
-            incidents: all(incidents),
-            exceptions: all(exceptions),
-        }
-    }
 }
 
 impl From<SnapshotV1> for KpiReport {
@@ -244,6 +210,7 @@ impl From<SnapshotV1> for KpiReport {
             snapshot_date,
             computed_at,
             frozen,
+            freeze: None,
             settings: settings.into(),
             kpis: into_all(kpis),
             cyber_essentials: into_all(cyber_essentials),
@@ -329,67 +296,12 @@ impl From<SettingsV1> for Settings {
     }
 }
 
-impl From<Rag> for RagV1 {
-    fn from(r: Rag) -> Self {
-        match r {
-            Rag::Green => Self::Green,
-            Rag::Amber => Self::Amber,
-            Rag::Red => Self::Red,
-        }
-    }
-}
-
 impl From<RagV1> for Rag {
     fn from(r: RagV1) -> Self {
         match r {
             RagV1::Green => Self::Green,
             RagV1::Amber => Self::Amber,
             RagV1::Red => Self::Red,
-        }
-    }
-}
-
-impl From<&Kpi> for KpiV1 {
-    fn from(k: &Kpi) -> Self {
-        let Kpi {
-            id,
-            name,
-            definition,
-            count,
-            denominator,
-            percent,
-            excepted,
-            rag,
-            threshold,
-            ce_figure,
-            ce_compliant,
-            previous,
-            change,
-            direction,
-            breakdown,
-            evidence,
-            excepted_evidence,
-            not_assessed,
-        } = k;
-        Self {
-            id: *id,
-            name: name.clone(),
-            definition: definition.clone(),
-            count: *count,
-            denominator: *denominator,
-            percent: *percent,
-            excepted: *excepted,
-            rag: (*rag).into(),
-            threshold: threshold.clone(),
-            ce_figure: *ce_figure,
-            ce_compliant: *ce_compliant,
-            previous: *previous,
-            change: *change,
-            direction: direction.clone(),
-            breakdown: breakdown.clone(),
-            evidence: all(evidence),
-            excepted_evidence: all(excepted_evidence),
-            not_assessed: not_assessed.clone(),
         }
     }
 }
@@ -425,6 +337,7 @@ impl From<KpiV1> for Kpi {
             percent,
             excepted,
             rag: rag.into(),
+            missing: None,
             threshold,
             ce_figure,
             ce_compliant,
@@ -535,27 +448,6 @@ impl From<FindingEvidenceV1> for FindingEvidence {
     }
 }
 
-impl From<&CeRule> for CeRuleV1 {
-    fn from(c: &CeRule) -> Self {
-        let CeRule {
-            id,
-            rule,
-            level,
-            pass,
-            devices,
-            detail,
-        } = c;
-        Self {
-            id: id.clone(),
-            rule: rule.clone(),
-            level: level.clone(),
-            pass: *pass,
-            devices: devices.clone(),
-            detail: detail.clone(),
-        }
-    }
-}
-
 impl From<CeRuleV1> for CeRule {
     fn from(c: CeRuleV1) -> Self {
         let CeRuleV1 {
@@ -571,6 +463,7 @@ impl From<CeRuleV1> for CeRule {
             rule,
             level,
             pass,
+            decided: true,
             devices,
             detail,
         }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use parapet_assurance::model::{AssetException, AssetImport, AssetImported, ImportMeta, Incident};
 use parapet_assurance::parse::{Source, build_import};
-use parapet_assurance::store::AssuranceStore;
+use parapet_assurance::store::{AssuranceStore, SnapshotVersion};
 use parapet_core::calendar::{parse_datetime, ymd_hms};
 
 pub const TENANT: &str = "northshire";
@@ -37,8 +37,8 @@ pub struct MemStore {
     imports: Vec<(ImportMeta, AssetImport)>,
     incidents: Vec<Incident>,
     exceptions: Vec<AssetException>,
-    /// `(tenant, quarter)` to `(computed_at, body)`.
-    pub snapshots: BTreeMap<(String, String), (i64, String)>,
+    /// `(tenant, quarter)` to its frozen versions, oldest first.
+    pub snapshots: BTreeMap<(String, String), Vec<(SnapshotVersion, String)>>,
 }
 
 impl AssuranceStore for MemStore {
@@ -148,26 +148,96 @@ impl AssuranceStore for MemStore {
         &mut self,
         tenant: &str,
         quarter: &str,
-    ) -> Result<Option<(i64, String)>, Infallible> {
+    ) -> Result<Option<(SnapshotVersion, String)>, Infallible> {
         Ok(self
             .snapshots
             .get(&(tenant.to_string(), quarter.to_string()))
+            .and_then(|v| v.last())
+            .filter(|(v, _)| v.reopened_at.is_none())
             .cloned())
+    }
+
+    fn kpi_snapshot_version(
+        &mut self,
+        tenant: &str,
+        quarter: &str,
+        version: u32,
+    ) -> Result<Option<(SnapshotVersion, String)>, Infallible> {
+        Ok(self
+            .snapshots
+            .get(&(tenant.to_string(), quarter.to_string()))
+            .and_then(|v| v.iter().find(|(v, _)| v.version == version))
+            .cloned())
+    }
+
+    fn kpi_versions(
+        &mut self,
+        tenant: &str,
+        quarter: &str,
+    ) -> Result<Vec<SnapshotVersion>, Infallible> {
+        Ok(self
+            .snapshots
+            .get(&(tenant.to_string(), quarter.to_string()))
+            .map(|v| v.iter().map(|(v, _)| v.clone()).collect())
+            .unwrap_or_default())
     }
 
     fn freeze_kpi(
         &mut self,
         tenant: &str,
         quarter: &str,
-        computed_at: i64,
+        frozen_at: i64,
+        frozen_by: &str,
         body: &str,
-    ) -> Result<bool, Infallible> {
-        let key = (tenant.to_string(), quarter.to_string());
-        if self.snapshots.contains_key(&key) {
-            return Ok(false);
+    ) -> Result<Option<u32>, Infallible> {
+        let versions = self
+            .snapshots
+            .entry((tenant.to_string(), quarter.to_string()))
+            .or_default();
+        if versions
+            .last()
+            .is_some_and(|(v, _)| v.reopened_at.is_none())
+        {
+            return Ok(None);
         }
-        self.snapshots.insert(key, (computed_at, body.to_string()));
-        Ok(true)
+        let version = versions.len() as u32 + 1;
+        versions.push((
+            SnapshotVersion {
+                version,
+                frozen_at,
+                frozen_by: frozen_by.to_string(),
+                ..SnapshotVersion::default()
+            },
+            body.to_string(),
+        ));
+        Ok(Some(version))
+    }
+
+    fn reopen_kpi(
+        &mut self,
+        tenant: &str,
+        quarter: &str,
+        at: i64,
+        by: &str,
+        reason: &str,
+    ) -> Result<Option<u32>, Infallible> {
+        let Some((v, _)) = self
+            .snapshots
+            .get_mut(&(tenant.to_string(), quarter.to_string()))
+            .and_then(|v| v.last_mut())
+            .filter(|(v, _)| v.reopened_at.is_none())
+        else {
+            return Ok(None);
+        };
+        v.reopened_at = Some(at);
+        v.reopened_by = Some(by.to_string());
+        v.reopen_reason = Some(reason.to_string());
+        Ok(Some(v.version))
+    }
+
+    /// No DNS or alert data is kept here.
+    fn detection_covered(&mut self, _: &str, _: i64, _: i64) -> Result<bool, Infallible> {
+        Ok(false)
     }
 }
 

@@ -2,10 +2,13 @@
 //! stay readable by every later build, and a body this build does not know
 //! must be refused, never read as something else.
 
-use parapet_assurance::frozen::{QuarterError, quarter_kpis};
+use parapet_assurance::frozen::{
+    QuarterError, freeze_quarter, quarter_kpis, quarter_version, quarter_versions, reopen_quarter,
+};
 use parapet_assurance::kpi::{KpiReport, Rag, Settings};
 use parapet_assurance::quarter::Quarter;
 use parapet_assurance::snapshot::{FrozenQuarter, SnapshotError};
+use parapet_assurance::store::SnapshotVersion;
 use serde_json::Value;
 
 use crate::estate::{self, MemStore, QUARTER, TENANT};
@@ -38,15 +41,21 @@ fn kpis(
 /// A store holding only `body` as the tenant's frozen `q`.
 fn store_with(q: &str, body: String) -> MemStore {
     let mut store = MemStore::default();
+    let v = SnapshotVersion {
+        version: 1,
+        frozen_at: estate::now(),
+        ..SnapshotVersion::default()
+    };
     store
         .snapshots
-        .insert((TENANT.into(), q.into()), (estate::now(), body));
+        .insert((TENANT.into(), q.into()), vec![(v, body)]);
     store
 }
 
 /// The body that today's build stores for `q`.
 fn stored<'a>(store: &'a MemStore, q: &str) -> &'a str {
-    &store.snapshots[&(TENANT.to_string(), q.to_string())].1
+    let versions = &store.snapshots[&(TENANT.to_string(), q.to_string())];
+    &versions.last().expect("a version").1
 }
 
 /// The figures of the estate's 2021-22-Q2 with the cli tests' exceptions,
@@ -200,22 +209,33 @@ fn a_quarter_frozen_before_snapshots_had_a_version_reads_as_version_1() {
 }
 
 #[test]
-fn a_quarter_frozen_before_versioning_round_trips_through_version_1() {
+fn a_quarter_frozen_before_versioning_round_trips_through_the_current_version() {
     let v0 = frozen_v0();
     let r = KpiReport::from(FrozenQuarter::parse(&v0).unwrap());
-    let v1 = FrozenQuarter::from(&r).to_json().unwrap();
-    assert!(v1.starts_with("{\"version\":1,"), "{v1}");
-    let again = FrozenQuarter::parse(&v1).unwrap();
-    assert_eq!(again.version(), 1);
+    let v2 = FrozenQuarter::from(&r).to_json().unwrap();
+    assert!(v2.starts_with("{\"version\":2,"), "{v2}");
+    let again = FrozenQuarter::parse(&v2).unwrap();
+    assert_eq!(again.version(), 2);
     assert_eq!(KpiReport::from(again), r);
-    // version 1 is the unversioned body plus its version: the same keys and
-    // values, so a build from before versioning still reads it
-    let mut v1: Value = serde_json::from_str(&v1).unwrap();
-    assert_eq!(
-        v1.as_object_mut().unwrap().remove("version"),
-        Some(1.into())
-    );
-    assert_eq!(v1, serde_json::from_str::<Value>(&v0).unwrap());
+    // v2 is v1 less `frozen`, with each KPI's `missing` and each check's
+    // `decided`: the figures of a v1 quarter keep their meaning
+    let mut v2: Value = serde_json::from_str(&v2).unwrap();
+    let mut v0: Value = serde_json::from_str(&v0).unwrap();
+    v0.as_object_mut().unwrap().remove("frozen");
+    v2.as_object_mut().unwrap().remove("version");
+    for k in v2["kpis"].as_array_mut().unwrap() {
+        assert_eq!(
+            k.as_object_mut().unwrap().remove("missing"),
+            Some(Value::Null)
+        );
+    }
+    for c in v2["cyber_essentials"].as_array_mut().unwrap() {
+        assert_eq!(
+            c.as_object_mut().unwrap().remove("decided"),
+            Some(true.into())
+        );
+    }
+    assert_eq!(v2, v0);
 }
 
 #[test]
@@ -236,36 +256,128 @@ fn quarter_kpis_reads_a_quarter_frozen_before_versioning() {
 }
 
 #[test]
-fn an_ended_quarter_is_frozen_as_version_1_and_read_back_unchanged() {
+fn reading_never_freezes_and_a_reopened_quarter_keeps_its_versions() {
     let mut store = estate::northshire();
-    let first = kpis(&mut store, QUARTER).unwrap();
-    assert!(!first.frozen);
-    // the previous quarter was frozen on the way
-    for q in ["2021-22-Q1", QUARTER] {
-        let body: Value = serde_json::from_str(stored(&store, q)).unwrap();
-        assert_eq!(body["version"], 1, "{q}");
-        assert_eq!(body["quarter"], q);
-    }
-    let again = kpis(&mut store, QUARTER).unwrap();
-    assert!(again.frozen);
+    let live = kpis(&mut store, QUARTER).unwrap();
+    assert!(!live.frozen);
+    assert!(store.snapshots.is_empty(), "a read froze something");
+    let q = quarter(QUARTER);
+    let first = freeze_quarter(
+        &mut store,
+        TENANT,
+        q,
+        &Settings::default(),
+        estate::now(),
+        "clerk",
+    )
+    .unwrap();
+    assert!(first.frozen);
+    let info = first.freeze.clone().unwrap();
+    assert_eq!((info.version, info.frozen_by.as_str()), (1, "clerk"));
+    let body: Value = serde_json::from_str(stored(&store, QUARTER)).unwrap();
+    assert_eq!(body["version"], 2);
     assert_eq!(
         KpiReport {
             frozen: false,
-            ..again
+            freeze: None,
+            ..first.clone()
         },
-        first
+        live
     );
     assert_northshire_q2(&first);
+    assert_eq!(kpis(&mut store, QUARTER).unwrap(), first);
+    // only the quarter asked for: the previous one stays open
+    assert_eq!(store.snapshots.len(), 1);
+    let again = freeze_quarter(
+        &mut store,
+        TENANT,
+        q,
+        &Settings::default(),
+        estate::now(),
+        "x",
+    );
+    assert!(
+        matches!(again, Err(QuarterError::AlreadyFrozen { version: 1, .. })),
+        "{again:?}"
+    );
+
+    let later = estate::now() + 86_400;
+    assert_eq!(
+        reopen_quarter(&mut store, TENANT, q, later, "admin", "late AV export").unwrap(),
+        1
+    );
+    assert!(
+        !kpis(&mut store, QUARTER).unwrap().frozen,
+        "reopened reads live"
+    );
+    assert!(matches!(
+        reopen_quarter(&mut store, TENANT, q, later, "admin", "again"),
+        Err(QuarterError::NotFrozen { .. })
+    ));
+    let second =
+        freeze_quarter(&mut store, TENANT, q, &Settings::default(), later, "clerk").unwrap();
+    assert_eq!(second.freeze.as_ref().unwrap().version, 2);
+    let versions = quarter_versions(&mut store, TENANT, q).unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0].reopen_reason.as_deref(), Some("late AV export"));
+    assert_eq!(versions[0].reopened_by.as_deref(), Some("admin"));
+    assert_eq!(versions[1].reopened_at, None);
+    // the tabled version reads back as it was tabled
+    let tabled = quarter_version(&mut store, TENANT, q, 1).unwrap();
+    assert_eq!(tabled.kpis, first.kpis);
+    assert_eq!(tabled.freeze.unwrap().reopened_by.as_deref(), Some("admin"));
+    assert!(matches!(
+        quarter_version(&mut store, TENANT, q, 3),
+        Err(QuarterError::NoSuchVersion { version: 3, .. })
+    ));
+}
+
+#[test]
+fn a_quarter_that_has_not_ended_cannot_be_frozen() {
+    let mut store = estate::northshire();
+    let running = quarter("2021-22-Q3");
+    let e = freeze_quarter(
+        &mut store,
+        TENANT,
+        running,
+        &Settings::default(),
+        estate::now(),
+        "clerk",
+    )
+    .unwrap_err();
+    assert!(matches!(e, QuarterError::NotEnded { .. }), "{e}");
+    let r = kpis(&mut store, "2021-22-Q3").unwrap();
+    // a running quarter's figures are as they stand now, never dated ahead
+    assert_eq!(r.snapshot_date, "2021-10-15");
+    assert!(store.snapshots.is_empty());
+}
+
+/// A tenant with no data at all: nothing is green.
+#[test]
+fn an_empty_tenant_has_no_data_and_decides_no_check() {
+    let mut store = MemStore::default();
+    let r = kpis(&mut store, QUARTER).unwrap();
+    for k in &r.kpis {
+        assert_eq!(k.rag, Rag::NoData, "KPI {}", k.id);
+        assert!(!k.ce_compliant);
+        assert!(k.missing.as_deref().is_some_and(|m| !m.is_empty()));
+    }
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["kpis"][1]["rag"], "no_data");
+    for c in &r.cyber_essentials {
+        assert!(!c.pass && !c.decided, "{}", c.id);
+        assert_eq!(c.result(), "cannot be decided");
+    }
 }
 
 #[test]
 fn an_unknown_snapshot_version_is_refused_naming_tenant_quarter_and_version() {
     let mut v2: Value = serde_json::from_str(&frozen_v0()).unwrap();
-    v2["version"] = 2.into();
+    v2["version"] = 3.into();
     let v2 = v2.to_string();
     assert!(matches!(
         FrozenQuarter::parse(&v2),
-        Err(SnapshotError::UnknownVersion(2))
+        Err(SnapshotError::UnknownVersion(3))
     ));
 
     let mut store = store_with(QUARTER, v2.clone());
@@ -277,12 +389,12 @@ fn an_unknown_snapshot_version_is_refused_naming_tenant_quarter_and_version() {
             version,
         } => assert_eq!(
             (tenant.as_str(), quarter.as_str(), *version),
-            (TENANT, QUARTER, 2)
+            (TENANT, QUARTER, 3)
         ),
         e => panic!("{e}"),
     }
     let msg = err.to_string();
-    for want in [TENANT, QUARTER, "snapshot version 2"] {
+    for want in [TENANT, QUARTER, "snapshot version 3"] {
         assert!(msg.contains(want), "`{want}` not in: {msg}");
     }
     // also when it is only the previous quarter, read for the comparison
@@ -290,7 +402,7 @@ fn an_unknown_snapshot_version_is_refused_naming_tenant_quarter_and_version() {
     match kpis(&mut store, "2021-22-Q3").unwrap_err() {
         QuarterError::UnknownVersion {
             quarter, version, ..
-        } => assert_eq!((quarter.as_str(), version), (QUARTER, 2)),
+        } => assert_eq!((quarter.as_str(), version), (QUARTER, 3)),
         e => panic!("{e}"),
     }
     assert!(

@@ -321,13 +321,26 @@ fn the_fixture_estate_gives_the_hand_computed_kpis() {
     );
 }
 
+/// Freezing is deliberate: reading never freezes; a frozen quarter keeps
+/// its figures under a late import; reopening keeps the frozen version,
+/// a re-freeze makes the next one, and `report --version` reproduces the
+/// one that was tabled.
 #[test]
-fn a_past_quarter_is_frozen_and_new_data_does_not_change_it() {
+fn a_past_quarter_is_frozen_on_request_and_new_data_does_not_change_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     import_estate(d);
     let first = kpi(d, "2021-22-Q2");
-    assert_eq!(first["frozen"], false, "computed now, frozen from now on");
+    assert_eq!(first["frozen"], false, "reading never freezes");
+    assert_eq!(kpi(d, "2021-22-Q2")["frozen"], false);
+    let frozen = ok(
+        d,
+        &["kpi", "freeze", "--quarter", "2021-22-Q2", "--by", "clerk"],
+    );
+    assert!(frozen.contains("frozen as version 1 by clerk"), "{frozen}");
+    let twice = run(d, &["kpi", "freeze", "--quarter", "2021-22-Q2"]);
+    assert_eq!(twice.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("already frozen (version 1)"));
     // a late, back-dated Defender export that would clear srv-fs01's AV case
     let late = d.join("defender-late.csv");
     std::fs::write(&late, "Device Name,Onboarding Status,AV mode,AV signature update time,Last device update\nsrv-fs01,Onboarded,0,2021-09-30,2021-09-30\n").unwrap();
@@ -343,12 +356,85 @@ fn a_past_quarter_is_frozen_and_new_data_does_not_change_it() {
     );
     let again = kpi(d, "2021-22-Q2");
     assert_eq!(again["frozen"], true);
+    assert_eq!(again["freeze"]["version"], 1);
+    assert_eq!(again["freeze"]["frozen_by"], "clerk");
     assert_eq!(k(&again, 2)["count"], k(&first, 2)["count"]);
     assert_eq!(again["kpis"], first["kpis"]);
     // the table shows it too
     let table = ok(d, &["kpi", "--quarter", "2021-22-Q2"]);
-    assert!(table.contains("frozen"), "{table}");
+    assert!(table.contains("frozen (version 1"), "{table}");
     assert!(table.contains("Servers with unpatched vulnerabilities"));
+
+    // reopened with a reason: live figures (the late export counts), and
+    // the tabled version is kept
+    let r = run(
+        d,
+        &["kpi", "reopen", "--quarter", "2021-22-Q2", "--reason", " "],
+    );
+    assert_eq!(r.status.code(), Some(2), "a reason is required");
+    ok(
+        d,
+        &[
+            "kpi",
+            "reopen",
+            "--quarter",
+            "2021-22-Q2",
+            "--reason",
+            "late Defender export",
+            "--by",
+            "admin",
+        ],
+    );
+    let live = kpi(d, "2021-22-Q2");
+    assert_eq!(live["frozen"], false);
+    assert!(live["freeze"].is_null());
+    ok(
+        d,
+        &["kpi", "freeze", "--quarter", "2021-22-Q2", "--by", "clerk"],
+    );
+    let versions = ok(d, &["kpi", "versions", "--quarter", "2021-22-Q2"]);
+    let lines: Vec<&str> = versions.lines().skip(1).collect();
+    assert_eq!(lines.len(), 2, "{versions}");
+    assert!(
+        lines[0].contains("reopened") && lines[0].contains("by admin: late Defender export"),
+        "{versions}"
+    );
+    assert!(
+        lines[1].trim_start().starts_with('2') && lines[1].ends_with("in force"),
+        "{versions}"
+    );
+    let audit = rusqlite::Connection::open(d.join("parapet-data/parapet.sqlite"))
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM audit_log WHERE action IN ('kpi.freeze', 'kpi.reopen')",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap();
+    assert_eq!(audit, 3);
+    // the tabled report, reproduced; the current one has the new figures
+    for (version, want) in [("1", &first), ("2", &live)] {
+        let out = d.join(format!("v{version}"));
+        ok(
+            d,
+            &[
+                "report",
+                "--quarter",
+                "2021-22-Q2",
+                "--version",
+                version,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("kpi.json")).unwrap()).unwrap();
+        assert_eq!(
+            json["kpis"][1]["count"],
+            k(want, 2)["count"],
+            "version {version}"
+        );
+    }
 }
 
 #[test]
@@ -561,14 +647,17 @@ fn incidents_register_and_alert_promotion() {
         (list[0]["status"].as_str(), list[0]["closed"].as_str()),
         (Some("closed"), Some("2021-11-01"))
     );
-    // an empty quarter: nothing counted, nothing to compare with
+    // an empty quarter: nothing counted, nothing to compare with; the
+    // register is in use, so KPI 1 is measured, the others have no data
     let empty = kpi(d, "2020-21-Q1");
+    let kpis = empty["kpis"].as_array().unwrap();
+    assert!(kpis.iter().all(|k| k["count"] == 0));
+    assert_eq!(kpis[0]["direction"], "first quarter");
     assert!(
-        empty["kpis"]
-            .as_array()
-            .unwrap()
+        kpis[1..]
             .iter()
-            .all(|k| k["count"] == 0 && k["direction"] == "first quarter")
+            .all(|k| k["rag"] == "no_data" && k["direction"] == "no data"),
+        "{empty}"
     );
 
     // promote a detection alert

@@ -255,7 +255,7 @@ fn log_in_see_the_overview_change_an_alert_and_download_the_report() {
         c.goto(&format!("{base}/assurance")).await.unwrap();
         assert_eq!(
             c.find_all(Locator::Css(
-                "#kpis tr.rag-red, #kpis tr.rag-amber, #kpis tr.rag-green"
+                "#kpis tr.rag-red, #kpis tr.rag-amber, #kpis tr.rag-green, #kpis tr.rag-no_data"
             ))
             .await
             .unwrap()

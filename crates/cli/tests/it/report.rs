@@ -97,6 +97,7 @@ fn report(d: &Path, quarter: &str, out: &str) -> PathBuf {
             dir.to_str().unwrap(),
             "--council",
             "Northshire District Council",
+            "--freeze",
         ],
     );
     dir
@@ -378,11 +379,15 @@ fn pdfs_are_a4_with_embedded_fonts_page_numbers_and_real_text() {
 fn first_empty_and_breach_quarters() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    // an empty quarter: documents are still written and say so
+    // an empty quarter: documents are still written and say so; nothing
+    // is green, and the summary says what is missing
     let empty = report(d, "2019-20-Q1", "empty");
     let html = std::fs::read_to_string(empty.join("public-report.html")).unwrap();
-    assert!(html.contains("There were no successful cyber-attacks or data breaches this quarter."));
+    assert!(html.contains("Measure 1 could not be assessed (no data)"));
     assert!(html.contains("could not be assessed"));
+    assert!(html.contains("Data missing this quarter: the incident register has never been used"));
+    assert!(!html.contains("class=\"rag-green\""), "{html}");
+    assert!(!html.contains(" 0 of 0"));
     assert!(html.contains("the trend starts next quarter"));
     assert!(!html.contains("<svg"));
 
@@ -499,4 +504,227 @@ fn kpi_and_report_refuse_a_missing_or_unknown_tenant() {
             "parapet.toml",
         ],
     );
+}
+
+/// `report` of an ended quarter that is not frozen says so and how to
+/// freeze it, writing and freezing nothing.
+#[test]
+fn a_report_of_an_unfrozen_ended_quarter_asks_for_a_freeze() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    import_estate(d);
+    let out = d.join("out");
+    let o = run(
+        d,
+        &[
+            "report",
+            "--tenant",
+            TENANT,
+            "--quarter",
+            "2021-22-Q2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("2021-22-Q2 has ended but"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "parapet kpi freeze --quarter 2021-22-Q2 --tenant {TENANT} --by NAME"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("--freeze"), "{err}");
+    assert!(!out.exists());
+    let db = rusqlite::Connection::open(d.join("parapet-data/parapet.sqlite")).unwrap();
+    let frozen: i64 = db
+        .query_row("SELECT COUNT(*) FROM kpi_snapshots", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(frozen, 0);
+}
+
+/// An empty tenant: KPIs 2–5 `no_data` in JSON, grey in the HTML, "no
+/// data" in the PDF text; and a report of the current quarter is marked
+/// PROVISIONAL in both formats, never "For publication", and dated today,
+/// not at the quarter's end.
+#[test]
+fn an_empty_current_quarter_is_provisional_and_shows_no_data() {
+    use parapet_assurance::quarter::{Quarter, QuarterStyle};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let current = Quarter::containing(now, QuarterStyle::Financial).to_string();
+    let json: Value =
+        serde_json::from_str(&ok(d, &["kpi", "--quarter", &current, "--format", "json"])).unwrap();
+    let rags: Vec<&str> = json["kpis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["rag"].as_str().unwrap())
+        .collect();
+    assert_eq!(rags, ["no_data"; 5]);
+    let table = ok(d, &["kpi", "--quarter", &current]);
+    assert!(
+        table.contains("no data") && table.contains("cannot be decided"),
+        "{table}"
+    );
+    assert!(
+        !table.contains("green") && !table.contains(" pass "),
+        "{table}"
+    );
+
+    let out = d.join("now");
+    let o = run(
+        d,
+        &[
+            "report",
+            "--quarter",
+            &current,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("PROVISIONAL"));
+    let html = std::fs::read_to_string(out.join("public-report.html")).unwrap();
+    assert!(html.contains("<p class=\"watermark\" aria-hidden=\"true\">PROVISIONAL</p>"));
+    assert!(html.contains("PROVISIONAL: the quarter has not ended"));
+    assert!(!html.contains("For publication"));
+    assert!(html.contains("<td class=\"rag-none\">No data</td>"));
+    assert!(!html.contains("class=\"rag-green\""));
+    assert!(!html.contains(">Pass<"));
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("kpi.json")).unwrap()).unwrap();
+    let today = json["date"].as_str().unwrap();
+    assert!(
+        json["snapshot_date"].as_str().unwrap() <= today,
+        "a snapshot date in the future: {json}"
+    );
+    for doc in ["public-report.pdf", "exempt-appendix.pdf"] {
+        let text = pdf_text(&out.join(doc));
+        assert!(text.contains("PROVISIONAL"), "{doc}: {text}");
+        assert!(!text.contains("For publication"), "{doc}");
+        assert!(text.to_lowercase().contains("no data"), "{doc}: {text}");
+    }
+    // and nothing was frozen
+    let db = rusqlite::Connection::open(d.join("parapet-data/parapet.sqlite")).unwrap();
+    let frozen: i64 = db
+        .query_row("SELECT COUNT(*) FROM kpi_snapshots", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(frozen, 0);
+}
+
+/// The report's Mail Check figures are `parapet mailcheck`'s: a domain
+/// with any error finding does not meet the standard, and the counts by
+/// finding are the command's own, on the same domains.
+#[test]
+fn the_reports_mail_check_agrees_with_parapet_mailcheck() {
+    use parapet_assurance::quarter::{Quarter, QuarterStyle};
+    let nsd = crate::mailcheck::fixture_nsd();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let domains = [
+        "good.test",
+        "weak.test",
+        "mixed.test",
+        "nomx.test",
+        "rpt.test",
+    ];
+    std::fs::write(
+        d.join("p.toml"),
+        format!(
+            "[store]\npath = \"data\"\n[dmarc]\nidentify_senders = false\n\
+             [[tenants]]\nname = \"north\"\nnetworks = [\"10.1.0.0/16\"]\nmail_domains = {domains:?}\n"
+        ),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_parapet"))
+        .current_dir(d)
+        .arg("mailcheck")
+        .args(domains)
+        .args([
+            "--no-tls", "--format", "json", "--store", "--config", "p.toml",
+        ])
+        .args(["--nameserver", &nsd.addr.to_string()])
+        .output()
+        .unwrap();
+    let checks: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut failing = 0;
+    let mut by_code = std::collections::BTreeMap::<(String, String), u64>::new();
+    for r in checks.as_array().unwrap() {
+        let mut seen = BTreeSet::new();
+        for f in r["findings"].as_array().unwrap() {
+            let key = (
+                f["severity"].as_str().unwrap().to_string(),
+                f["code"].as_str().unwrap().to_string(),
+            );
+            if seen.insert(key.clone()) {
+                *by_code.entry(key).or_insert(0) += 1;
+            }
+        }
+        if seen.iter().any(|(sev, _)| sev == "error") {
+            failing += 1;
+        }
+    }
+    assert!(failing > 0 && failing < domains.len(), "a mix: {failing}");
+    assert_eq!(o.status.code(), Some(1), "mailcheck exits 1 on an error");
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let current = Quarter::containing(now, QuarterStyle::Financial).to_string();
+    let out = d.join("out");
+    ok(
+        d,
+        &[
+            "report",
+            "--tenant",
+            "north",
+            "--quarter",
+            &current,
+            "--out",
+            out.to_str().unwrap(),
+            "--config",
+            "p.toml",
+        ],
+    );
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("kpi.json")).unwrap()).unwrap();
+    let n = domains.len() as u64;
+    assert_eq!(json["mail"][0], n);
+    assert_eq!(
+        json["mail"][1],
+        n - failing as u64,
+        "domains meeting the standard"
+    );
+    assert_eq!(json["mail"][2], failing as u64);
+    let listed: std::collections::BTreeMap<(String, String), u64> = json["mail_findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                (
+                    f[0].as_str().unwrap().to_string(),
+                    f[1].as_str().unwrap().to_string(),
+                ),
+                f[2].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, by_code);
+    let html = std::fs::read_to_string(out.join("public-report.html")).unwrap();
+    let sentence = format!(
+        "Mail Check: {} of {n} e-mail domains meet the required standard",
+        n - failing as u64
+    );
+    assert!(html.contains(&sentence), "{html}");
+    for (_, code) in by_code.keys() {
+        assert!(html.contains(code.as_str()), "{code} not listed");
+    }
 }

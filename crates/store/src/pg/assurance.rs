@@ -7,7 +7,7 @@ use parapet_assurance::model::{
     AssetException, AssetImport, AssetImported, AssetObs, AvObs, FindingObs, ImportMeta, Incident,
     ScanObs, VulnDef,
 };
-use parapet_assurance::store::{AssuranceStore, ReportSources};
+use parapet_assurance::store::{AssuranceStore, LatestCheck, ReportSources, SnapshotVersion};
 use parapet_core::alert::Alert;
 use postgres::Row;
 
@@ -16,6 +16,7 @@ use crate::StoreError;
 use crate::rules::alerts::alerts_active;
 use crate::rules::assets::{join_words, words};
 use crate::rules::events::BLOCKED_ACTIONS;
+use crate::rules::mail::latest_findings;
 
 fn incident(r: &Row) -> Incident {
     Incident {
@@ -406,35 +407,108 @@ impl AssuranceStore for PgStore {
         &mut self,
         tenant: &str,
         quarter: &str,
-    ) -> Result<Option<(i64, String)>, StoreError> {
+    ) -> Result<Option<(SnapshotVersion, String)>, StoreError> {
         self.ensure()?;
         Ok(self
             .client
             .query_opt(
-                "SELECT computed_at, body FROM kpi_snapshots WHERE tenant = $1 AND quarter = $2",
+                &format!(
+                    "{SNAPSHOT_COLUMNS} WHERE tenant = $1 AND quarter = $2 AND reopened_at IS NULL
+                     ORDER BY version DESC LIMIT 1"
+                ),
                 &[&tenant, &quarter],
             )
             .map_err(pg_err(&self.location))?
-            .map(|r| (r.get(0), r.get(1))))
+            .map(|r| snapshot_row(&r)))
+    }
+
+    fn kpi_snapshot_version(
+        &mut self,
+        tenant: &str,
+        quarter: &str,
+        version: u32,
+    ) -> Result<Option<(SnapshotVersion, String)>, StoreError> {
+        self.ensure()?;
+        Ok(self
+            .client
+            .query_opt(
+                &format!("{SNAPSHOT_COLUMNS} WHERE tenant = $1 AND quarter = $2 AND version = $3"),
+                &[&tenant, &quarter, &(version as i32)],
+            )
+            .map_err(pg_err(&self.location))?
+            .map(|r| snapshot_row(&r)))
+    }
+
+    fn kpi_versions(
+        &mut self,
+        tenant: &str,
+        quarter: &str,
+    ) -> Result<Vec<SnapshotVersion>, StoreError> {
+        self.ensure()?;
+        Ok(self
+            .client
+            .query(
+                &format!("{SNAPSHOT_COLUMNS} WHERE tenant = $1 AND quarter = $2 ORDER BY version"),
+                &[&tenant, &quarter],
+            )
+            .map_err(pg_err(&self.location))?
+            .iter()
+            .map(|r| snapshot_row(r).0)
+            .collect())
     }
 
     fn freeze_kpi(
         &mut self,
         tenant: &str,
         quarter: &str,
-        computed_at: i64,
+        frozen_at: i64,
+        frozen_by: &str,
         body: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u32>, StoreError> {
         self.ensure()?;
-        let n = self
+        // one statement: the next version, only while none is in force (two
+        // at once: one gets the version, the other a key conflict, ignored)
+        Ok(self
             .client
-            .execute(
-                "INSERT INTO kpi_snapshots (tenant, quarter, computed_at, body) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT DO NOTHING",
-                &[&tenant, &quarter, &computed_at, &body],
+            .query_opt(
+                "INSERT INTO kpi_snapshots (tenant, quarter, version, computed_at, frozen_by, body)
+                 SELECT $1, $2, COALESCE(MAX(version), 0) + 1, $3, $4, $5
+                 FROM kpi_snapshots WHERE tenant = $1 AND quarter = $2
+                 HAVING COUNT(*) FILTER (WHERE reopened_at IS NULL) = 0
+                 ON CONFLICT DO NOTHING
+                 RETURNING version",
+                &[&tenant, &quarter, &frozen_at, &frozen_by, &body],
             )
-            .map_err(pg_err(&self.location))?;
-        Ok(n == 1)
+            .map_err(pg_err(&self.location))?
+            .map(|r| r.get::<_, i32>(0) as u32))
+    }
+
+    fn reopen_kpi(
+        &mut self,
+        tenant: &str,
+        quarter: &str,
+        at: i64,
+        by: &str,
+        reason: &str,
+    ) -> Result<Option<u32>, StoreError> {
+        self.ensure()?;
+        Ok(self
+            .client
+            .query_opt(
+                "UPDATE kpi_snapshots SET reopened_at = $3, reopened_by = $4, reopen_reason = $5
+                 WHERE tenant = $1 AND quarter = $2 AND reopened_at IS NULL
+                 RETURNING version",
+                &[&tenant, &quarter, &at, &by, &reason],
+            )
+            .map_err(pg_err(&self.location))?
+            .map(|r| r.get::<_, i32>(0) as u32))
+    }
+
+    fn detection_covered(&mut self, tenant: &str, from: i64, to: i64) -> Result<bool, StoreError> {
+        Ok(self.pdns_totals(tenant, from, to)?.0 > 0
+            || !self
+                .alerts_active(tenant, from * 1000, to * 1000 - 1)?
+                .is_empty())
     }
 }
 
@@ -455,15 +529,12 @@ impl ReportSources for PgStore {
         Ok((r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64))
     }
 
-    fn mailcheck_latest(
-        &mut self,
-        until: i64,
-    ) -> Result<Vec<(String, i64, Option<String>)>, StoreError> {
+    fn mailcheck_latest(&mut self, until: i64) -> Result<Vec<LatestCheck>, StoreError> {
         self.ensure()?;
         Ok(self
             .client
             .query(
-                "SELECT m.domain, m.checked_at / 1000, m.worst FROM mailcheck_results m
+                "SELECT m.domain, m.checked_at / 1000, m.worst, m.findings FROM mailcheck_results m
                  JOIN (SELECT domain, MAX(checked_at) AS at FROM mailcheck_results WHERE checked_at <= $1 GROUP BY domain) l
                    ON l.domain = m.domain AND l.at = m.checked_at
                  ORDER BY m.domain",
@@ -471,7 +542,10 @@ impl ReportSources for PgStore {
             )
             .map_err(pg_err(&self.location))?
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .map(|r| {
+                let findings: String = r.get(3);
+                (r.get(0), r.get(1), r.get(2), latest_findings(&findings))
+            })
             .collect())
     }
 
@@ -483,4 +557,21 @@ impl ReportSources for PgStore {
     ) -> Result<Vec<Alert>, StoreError> {
         alerts_active(self, tenant, from, to)
     }
+}
+
+/// The columns of a frozen version, then its body ([`snapshot_row`]).
+const SNAPSHOT_COLUMNS: &str = "SELECT version, computed_at, frozen_by, reopened_at, reopened_by, reopen_reason, body FROM kpi_snapshots";
+
+fn snapshot_row(r: &Row) -> (SnapshotVersion, String) {
+    (
+        SnapshotVersion {
+            version: r.get::<_, i32>(0) as u32,
+            frozen_at: r.get(1),
+            frozen_by: r.get(2),
+            reopened_at: r.get(3),
+            reopened_by: r.get(4),
+            reopen_reason: r.get(5),
+        },
+        r.get(6),
+    )
 }

@@ -477,6 +477,19 @@ const MIGRATIONS: &[(u32, &str)] = &[
     CREATE INDEX query_hourly_blocked ON query_hourly (hour) INCLUDE (tenant, qname, queries)
         WHERE action IN ('blocked', 'nodata', 'dropped', 'local_data');",
     ),
+    (
+        19,
+        // versioned frozen quarters (parapet_assurance::frozen): a reopened
+        // version is kept with who reopened it, when and why, so a tabled
+        // report can be reproduced; computed_at is when it was frozen
+        "ALTER TABLE kpi_snapshots ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE kpi_snapshots ADD COLUMN frozen_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE kpi_snapshots ADD COLUMN reopened_at BIGINT;
+    ALTER TABLE kpi_snapshots ADD COLUMN reopened_by TEXT;
+    ALTER TABLE kpi_snapshots ADD COLUMN reopen_reason TEXT;
+    ALTER TABLE kpi_snapshots DROP CONSTRAINT kpi_snapshots_pkey;
+    ALTER TABLE kpi_snapshots ADD PRIMARY KEY (tenant, quarter, version);",
+    ),
 ];
 
 impl PgStore {

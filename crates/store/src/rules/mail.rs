@@ -25,6 +25,15 @@ pub(crate) fn findings_from_lines(text: &str) -> Vec<MailFinding> {
     text.lines().map(finding_from_line).collect()
 }
 
+/// A stored findings column as `(severity, code)` pairs, for the
+/// committee report's counts by finding.
+pub(crate) fn latest_findings(text: &str) -> Vec<(String, String)> {
+    findings_from_lines(text)
+        .into_iter()
+        .map(|f| (f.severity, f.code))
+        .collect()
+}
+
 fn finding_from_line(line: &str) -> MailFinding {
     let mut it = line.splitn(3, '\t');
     MailFinding {

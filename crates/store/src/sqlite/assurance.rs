@@ -7,7 +7,7 @@ use parapet_assurance::model::{
     AssetException, AssetImport, AssetImported, AssetObs, AvObs, FindingObs, ImportMeta, Incident,
     ScanObs, VulnDef,
 };
-use parapet_assurance::store::{AssuranceStore, ReportSources};
+use parapet_assurance::store::{AssuranceStore, LatestCheck, ReportSources, SnapshotVersion};
 use parapet_core::alert::Alert;
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -16,6 +16,7 @@ use crate::StoreError;
 use crate::rules::alerts::alerts_active;
 use crate::rules::assets::{join_words, words};
 use crate::rules::events::BLOCKED_ACTIONS;
+use crate::rules::mail::latest_findings;
 
 fn incident_row(r: &Row<'_>) -> rusqlite::Result<Incident> {
     Ok(Incident {
@@ -429,34 +430,108 @@ impl AssuranceStore for SqliteStore {
         &mut self,
         tenant: &str,
         quarter: &str,
-    ) -> Result<Option<(i64, String)>, StoreError> {
+    ) -> Result<Option<(SnapshotVersion, String)>, StoreError> {
         let err = sql_err(&self.path);
         self.conn
             .query_row(
-                "SELECT computed_at, body FROM kpi_snapshots WHERE tenant = ?1 AND quarter = ?2",
+                &format!(
+                    "{SNAPSHOT_COLUMNS} WHERE tenant = ?1 AND quarter = ?2 AND reopened_at IS NULL
+                     ORDER BY version DESC LIMIT 1"
+                ),
                 params![tenant, quarter],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                snapshot_row,
             )
             .optional()
             .map_err(err)
+    }
+
+    fn kpi_snapshot_version(
+        &mut self,
+        tenant: &str,
+        quarter: &str,
+        version: u32,
+    ) -> Result<Option<(SnapshotVersion, String)>, StoreError> {
+        let err = sql_err(&self.path);
+        self.conn
+            .query_row(
+                &format!("{SNAPSHOT_COLUMNS} WHERE tenant = ?1 AND quarter = ?2 AND version = ?3"),
+                params![tenant, quarter, version],
+                snapshot_row,
+            )
+            .optional()
+            .map_err(err)
+    }
+
+    fn kpi_versions(
+        &mut self,
+        tenant: &str,
+        quarter: &str,
+    ) -> Result<Vec<SnapshotVersion>, StoreError> {
+        let err = sql_err(&self.path);
+        let mut q = self
+            .conn
+            .prepare(&format!(
+                "{SNAPSHOT_COLUMNS} WHERE tenant = ?1 AND quarter = ?2 ORDER BY version"
+            ))
+            .map_err(err)?;
+        let rows = q
+            .query_map(params![tenant, quarter], |r| Ok(snapshot_row(r)?.0))
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        Ok(rows)
     }
 
     fn freeze_kpi(
         &mut self,
         tenant: &str,
         quarter: &str,
-        computed_at: i64,
+        frozen_at: i64,
+        frozen_by: &str,
         body: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u32>, StoreError> {
         let err = sql_err(&self.path);
-        let n = self
-            .conn
-            .execute(
-                "INSERT OR IGNORE INTO kpi_snapshots (tenant, quarter, computed_at, body) VALUES (?1, ?2, ?3, ?4)",
-                params![tenant, quarter, computed_at, body],
+        // one statement: the next version, only while none is in force
+        self.conn
+            .query_row(
+                "INSERT OR IGNORE INTO kpi_snapshots (tenant, quarter, version, computed_at, frozen_by, body)
+                 SELECT ?1, ?2, COALESCE(MAX(version), 0) + 1, ?3, ?4, ?5
+                 FROM kpi_snapshots WHERE tenant = ?1 AND quarter = ?2
+                 HAVING COUNT(*) FILTER (WHERE reopened_at IS NULL) = 0
+                 RETURNING version",
+                params![tenant, quarter, frozen_at, frozen_by, body],
+                |r| r.get(0),
             )
-            .map_err(err)?;
-        Ok(n == 1)
+            .optional()
+            .map_err(err)
+    }
+
+    fn reopen_kpi(
+        &mut self,
+        tenant: &str,
+        quarter: &str,
+        at: i64,
+        by: &str,
+        reason: &str,
+    ) -> Result<Option<u32>, StoreError> {
+        let err = sql_err(&self.path);
+        self.conn
+            .query_row(
+                "UPDATE kpi_snapshots SET reopened_at = ?3, reopened_by = ?4, reopen_reason = ?5
+                 WHERE tenant = ?1 AND quarter = ?2 AND reopened_at IS NULL
+                 RETURNING version",
+                params![tenant, quarter, at, by, reason],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)
+    }
+
+    fn detection_covered(&mut self, tenant: &str, from: i64, to: i64) -> Result<bool, StoreError> {
+        Ok(self.pdns_totals(tenant, from, to)?.0 > 0
+            || !self
+                .alerts_active(tenant, from * 1000, to * 1000 - 1)?
+                .is_empty())
     }
 }
 
@@ -476,15 +551,12 @@ impl ReportSources for SqliteStore {
             .map_err(err)
     }
 
-    fn mailcheck_latest(
-        &mut self,
-        until: i64,
-    ) -> Result<Vec<(String, i64, Option<String>)>, StoreError> {
+    fn mailcheck_latest(&mut self, until: i64) -> Result<Vec<LatestCheck>, StoreError> {
         let err = sql_err(&self.path);
         let mut q = self
             .conn
             .prepare(
-                "SELECT m.domain, m.checked_at / 1000, m.worst FROM mailcheck_results m
+                "SELECT m.domain, m.checked_at / 1000, m.worst, m.findings FROM mailcheck_results m
                  JOIN (SELECT domain, MAX(checked_at) AS at FROM mailcheck_results WHERE checked_at <= ?1 GROUP BY domain) l
                    ON l.domain = m.domain AND l.at = m.checked_at
                  ORDER BY m.domain",
@@ -492,7 +564,8 @@ impl ReportSources for SqliteStore {
             .map_err(err)?;
         let rows = q
             .query_map([until.saturating_mul(1000)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                let findings: String = r.get(3)?;
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, latest_findings(&findings)))
             })
             .map_err(err)?
             .collect::<Result<Vec<_>, _>>()
@@ -508,4 +581,21 @@ impl ReportSources for SqliteStore {
     ) -> Result<Vec<Alert>, StoreError> {
         alerts_active(self, tenant, from, to)
     }
+}
+
+/// The columns of a frozen version, then its body ([`snapshot_row`]).
+const SNAPSHOT_COLUMNS: &str = "SELECT version, computed_at, frozen_by, reopened_at, reopened_by, reopen_reason, body FROM kpi_snapshots";
+
+fn snapshot_row(r: &Row<'_>) -> rusqlite::Result<(SnapshotVersion, String)> {
+    Ok((
+        SnapshotVersion {
+            version: r.get(0)?,
+            frozen_at: r.get(1)?,
+            frozen_by: r.get(2)?,
+            reopened_at: r.get(3)?,
+            reopened_by: r.get(4)?,
+            reopen_reason: r.get(5)?,
+        },
+        r.get(6)?,
+    ))
 }

@@ -431,6 +431,28 @@ const MIGRATIONS: &[(u32, &str)] = &[
     CREATE INDEX query_hourly_blocked ON query_hourly (hour, tenant, qname, queries)
         WHERE action IN ('blocked', 'nodata', 'dropped', 'local_data');",
     ),
+    (
+        19,
+        // versioned frozen quarters (parapet_assurance::frozen): a reopened
+        // version is kept with who reopened it, when and why, so a tabled
+        // report can be reproduced; computed_at is when it was frozen
+        "CREATE TABLE kpi_snapshots_v19 (
+        tenant        TEXT    NOT NULL,
+        quarter       TEXT    NOT NULL,
+        version       INTEGER NOT NULL,
+        computed_at   INTEGER NOT NULL,
+        frozen_by     TEXT    NOT NULL,
+        reopened_at   INTEGER,
+        reopened_by   TEXT,
+        reopen_reason TEXT,
+        body          TEXT    NOT NULL, -- the frozen quarter, JSON
+        PRIMARY KEY (tenant, quarter, version)
+    );
+    INSERT INTO kpi_snapshots_v19 (tenant, quarter, version, computed_at, frozen_by, body)
+        SELECT tenant, quarter, 1, computed_at, '', body FROM kpi_snapshots;
+    DROP TABLE kpi_snapshots;
+    ALTER TABLE kpi_snapshots_v19 RENAME TO kpi_snapshots;",
+    ),
 ];
 
 impl SqliteStore {
