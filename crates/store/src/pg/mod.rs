@@ -15,6 +15,7 @@ mod accounts;
 mod alerts;
 mod assurance;
 mod cluster;
+mod commentary;
 mod events;
 mod exports;
 mod mail;

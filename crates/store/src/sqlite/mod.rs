@@ -14,6 +14,7 @@ mod accounts;
 mod alerts;
 mod assurance;
 mod cluster;
+mod commentary;
 mod events;
 mod exports;
 mod mail;
