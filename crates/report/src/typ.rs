@@ -129,8 +129,37 @@ fn table(o: &mut String, t: &Table) {
 fn cell(x: &Cell) -> String {
     match x.kind {
         CellKind::Status(rag) => format!("table.cell(fill: {})[{}]", rag_fill(rag), s(&x.text)),
+        // hashes and identifiers: a smaller fixed-width face that may break
+        // anywhere, so a SHA-256 wraps inside its column, never off the page
+        CellKind::Code => format!(
+            "[#text(font: \"DejaVu Sans Mono\", size: 7pt, {})]",
+            &s(&breakable(&x.text))[1..]
+        ),
         _ => c(&x.text),
     }
+}
+
+/// Runs of more than 24 characters without a space (hashes) with a
+/// zero-width space every 8: places Typst may break a line that has no
+/// other. Shorter identifiers (addresses, MACs) stay whole.
+fn breakable(x: &str) -> String {
+    let mut o = String::with_capacity(x.len() + x.len() / 8 * 3);
+    for (i, word) in x.split(' ').enumerate() {
+        if i > 0 {
+            o.push(' ');
+        }
+        if word.chars().count() <= 24 {
+            o.push_str(word);
+            continue;
+        }
+        for (j, ch) in word.chars().enumerate() {
+            if j > 0 && j % 8 == 0 {
+                o.push('\u{200b}');
+            }
+            o.push(ch);
+        }
+    }
+    o
 }
 
 /// A document from its outline.
@@ -293,5 +322,13 @@ mod tests {
     fn data_cannot_become_markup() {
         assert_eq!(s(r#"a "b" \ #c [d] *e*"#), r##"#"a \"b\" \\ #c [d] *e*""##);
         assert_eq!(c("x\ny"), "[#\"x\\ny\"]");
+        assert_eq!(
+            breakable("10.10.0.10, 00:50:56:00:00:11"),
+            "10.10.0.10, 00:50:56:00:00:11"
+        );
+        assert_eq!(
+            breakable(&"ab".repeat(13)),
+            "abababab\u{200b}abababab\u{200b}abababab\u{200b}ab"
+        );
     }
 }

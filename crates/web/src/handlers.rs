@@ -35,6 +35,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "assurance.html",
         include_str!("../templates/assurance.html"),
     ),
+    (
+        "assurance_commentary.html",
+        include_str!("../templates/assurance_commentary.html"),
+    ),
     ("privacy.html", include_str!("../templates/privacy.html")),
     ("audit.html", include_str!("../templates/audit.html")),
     ("tenants.html", include_str!("../templates/tenants.html")),
@@ -579,11 +583,18 @@ pub async fn assurance_page(
 ) -> Result<Html<String>, AppError> {
     let (tenant, quarter, r) = kpi_report(&state, &viewer, &q).await?;
     let register = views::register(&r, &q);
+    let exempt = viewer.may_see_exempt(&tenant);
     let files: Vec<&str> = parapet_report::files()
         .iter()
         .copied()
-        .filter(|f| viewer.is_supplier() || !f.starts_with("exempt-appendix"))
+        .filter(|f| exempt || !f.starts_with("exempt-appendix"))
         .collect();
+    let editable = viewer.may_edit_commentary(&tenant) && !r.frozen;
+    let (t, qs) = (tenant.clone(), quarter.clone());
+    let commentary = with_db(&state, move |db| {
+        crate::commentary::view(db, &t, &qs, editable)
+    })
+    .await?;
     let v = json!({
         "tenant": tenant,
         "quarter": quarter,
@@ -592,6 +603,7 @@ pub async fn assurance_page(
         "filter": {"q": q.q, "class": q.class, "source": q.source, "status": q.status},
         "files": files,
         "tenant_choices": tenant_choices(&state, &viewer)?,
+        "commentary": commentary,
     });
     page("assurance.html", &viewer, v)
 }
@@ -684,7 +696,7 @@ pub async fn report_file(
     {
         return Err(AppError::NotFound);
     }
-    if file.starts_with("exempt-appendix") && !viewer.is_supplier() {
+    if file.starts_with("exempt-appendix") && !viewer.may_see_exempt(&tenant) {
         return Err(AppError::Forbidden);
     }
     let quarter_arg = views::quarter(&d.assurance, &quarter)?;
@@ -693,7 +705,7 @@ pub async fn report_file(
     let bytes = with_db(&state, move |db| {
         let a = &d.assurance;
         let text = ReportText {
-            committee: a.committee.clone(),
+            committee: a.council(&t).committee(&a.committee),
             exemption: None,
         };
         let input = report_input(db, &t, quarter_arg, &a.kpi, a.council(&t), text, now())?;

@@ -18,6 +18,7 @@
 mod accounts;
 mod app;
 pub mod auth;
+mod commentary;
 mod handlers;
 mod openapi;
 pub mod totp;
@@ -234,6 +235,9 @@ pub enum Access {
     User,
     /// A signed-in `supplier-admin` only: account management.
     Admin,
+    /// A signed-in `council-officer` (its own tenant, checked by the
+    /// handler) or `supplier-admin`: a council's report commentary.
+    Officer,
 }
 
 impl Access {
@@ -243,6 +247,7 @@ impl Access {
         match self {
             Access::Public | Access::User => true,
             Access::Admin => role == Role::SupplierAdmin,
+            Access::Officer => matches!(role, Role::SupplierAdmin | Role::CouncilOfficer),
         }
     }
 }
@@ -297,7 +302,7 @@ const TENANT_Q: &[&str] = &["tenant"];
 const KPI_Q: &[&str] = &["tenant", "quarter"];
 const ASSET_Q: &[&str] = &["tenant", "quarter", "q", "class", "source", "status"];
 
-use Access::{Admin, Public, User};
+use Access::{Admin, Officer, Public, User};
 use Method::{Get, Post};
 
 /// Every route. The router, the OpenAPI document and the isolation tests
@@ -428,6 +433,15 @@ pub const ROUTES: &[RouteSpec] = &[
         summary: "a committee report file",
         query: &[],
         handler: || get(handlers::report_file),
+    },
+    RouteSpec {
+        method: Post,
+        path: "/assurance/{tenant}/{quarter}/commentary",
+        access: Officer,
+        target: Target::Tenant,
+        summary: "save the officer commentary of a council's quarterly report",
+        query: &[],
+        handler: || post(commentary::save),
     },
     RouteSpec {
         method: Get,
