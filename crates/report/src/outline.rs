@@ -90,6 +90,10 @@ pub(crate) enum Layout {
     Trend,
     /// Cyber Essentials progress: a wide check column, narrow results.
     Checks,
+    /// Evidence files: the SHA-256 column as wide as a hash in the small
+    /// fixed-width face, so it stays whole on one line (copied, it
+    /// verifies).
+    Evidence,
 }
 
 pub(crate) struct Column {
@@ -907,7 +911,7 @@ fn evidence_files(k: &KpiReport) -> Section {
         id: "evidence",
         heading: "H. Evidence files",
         blocks: vec![Block::Table(Table {
-            layout: Layout::Even,
+            layout: Layout::Evidence,
             columns: columns(&["File", "Source", "Taken", "SHA-256"]),
             rows: k
                 .evidence_files
