@@ -365,6 +365,8 @@ fn slot_field(s: Slot) -> String {
 pub fn parse_markdown(text: &str) -> Result<Parsed, ParseError> {
     let mut c = OfficerCommentary::default();
     let mut current: Option<Slot> = None;
+    // under `# Implications`, before its first subheading
+    let mut grouping = false;
     let mut first_line = std::collections::HashMap::<String, usize>::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
@@ -382,11 +384,8 @@ pub fn parse_markdown(text: &str) -> Result<Parsed, ParseError> {
                 )
             })?;
             // `# Implications` only groups its subheadings
-            current = if h.trim().eq_ignore_ascii_case("implications") {
-                None
-            } else {
-                Some(s)
-            };
+            grouping = h.trim().eq_ignore_ascii_case("implications");
+            current = if grouping { None } else { Some(s) };
             if let Some(s) = current {
                 first_line.entry(slot_field(s)).or_insert(line);
             }
@@ -399,11 +398,12 @@ pub fn parse_markdown(text: &str) -> Result<Parsed, ParseError> {
             continue;
         }
         let Some(s) = current else {
-            return Err((
-                line,
-                "text".into(),
-                "text before any heading: start with a heading such as `# KPI 1`".into(),
-            ));
+            let message = if grouping {
+                "text under `Implications`: put it under `## Financial implications`, `## Legal implications`, `## Risk implications` or `## Equalities implications`"
+            } else {
+                "text before any heading: start with a heading such as `# KPI 1`"
+            };
+            return Err((line, "text".into(), message.into()));
         };
         let item = l
             .trim_start()
@@ -530,6 +530,9 @@ mod tests {
         assert_eq!((e.0, e.1.as_str()), (3, "heading"));
         let e = md("# Options considered\n## Actions\n").unwrap_err();
         assert_eq!(e.0, 2);
+        let e = md("# Implications\nSome text\n").unwrap_err();
+        assert_eq!(e.0, 2);
+        assert!(e.2.contains("## Financial implications"), "{}", e.2);
     }
 
     #[test]

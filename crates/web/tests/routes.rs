@@ -465,6 +465,27 @@ async fn the_exempt_appendix_is_for_supplier_roles_only() {
 #[tokio::test]
 async fn a_council_officer_gets_its_own_appendix_and_writes_its_commentary() {
     let w = world();
+    // the form is on the assurance page of a quarter still open (no data
+    // before its end, so reading it froze nothing), for the officer only
+    let form = "action=\"/assurance/north/2021-22-Q1/commentary\"";
+    let page = call(
+        &w.app,
+        Method::Get,
+        "/assurance?quarter=2021-22-Q1",
+        As::Session("olive-session"),
+    )
+    .await;
+    assert!(page.body.contains(form), "{}", page.body);
+    assert!(page.body.contains("<label for=\"kpi2\">"), "{}", page.body);
+    let page = call(
+        &w.app,
+        Method::Get,
+        "/assurance?quarter=2021-22-Q1",
+        As::Session("ann-session"),
+    )
+    .await;
+    assert!(!page.body.contains("/commentary\""), "{}", page.body);
+
     let uri = |t: &str| format!("/assurance/{t}/2021-22-Q2/commentary");
     let fields = "kpi2=Two+servers+are+being+rebuilt.&actions2=Replace+the+agent%0D%0AReview+in+March&options=None+other.&legal=No+legal+implications.&papers=Cyber+strategy+2021";
     let r = post_form(&w.app, &uri("north"), "ann-session", None, fields).await;
