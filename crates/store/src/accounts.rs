@@ -104,7 +104,8 @@ pub struct AuditEntry {
     /// The account name given (also for failed logins).
     pub actor: String,
     /// `login.ok`, `login.failed`, `logout`, `alert.status`, `token.created`,
-    /// `token.revoked`, `user.added`, `user.removed`, `user.password`, `user.totp`.
+    /// `token.revoked`, `user.added`, `user.removed`, `user.password`, `user.totp`,
+    /// `report.download`, `report.commentary`.
     pub action: String,
     /// The tenant the object belongs to, when there is one.
     pub tenant: Option<String>,
