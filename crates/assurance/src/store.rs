@@ -115,7 +115,7 @@ pub trait AssuranceStore: Send {
 
 /// What the committee report shows besides the KPIs: the council's
 /// protective DNS figures, its alerts and its latest Mail Checks.
-pub trait ReportSources: AssuranceStore {
+pub trait ReportSources: AssuranceStore + CommentaryStore {
     /// Protective DNS over `[from, to)` (unix seconds) for a tenant, from
     /// the hourly aggregates: `(queries, blocked)`, where blocked counts
     /// every policy action (blocked, nodata, dropped, local data).
@@ -134,4 +134,38 @@ pub trait ReportSources: AssuranceStore {
         from: i64,
         to: i64,
     ) -> Result<Vec<Alert>, Self::Error>;
+}
+
+/// One saved version of a council's officer commentary for a quarter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedCommentary {
+    /// Unix seconds.
+    pub saved_at: i64,
+    /// The account (or `--by` name) that saved it.
+    pub author: String,
+    /// The commentary as the report crate writes it (JSON).
+    pub body: String,
+}
+
+/// Officer commentary, kept append-only per (tenant, quarter): a saved
+/// version is never changed, so the words of a tabled report can always
+/// be found again (the latest saved at or before the quarter's freeze).
+pub trait CommentaryStore: AssuranceStore {
+    /// Appends a version.
+    fn save_commentary(
+        &mut self,
+        tenant: &str,
+        quarter: &str,
+        saved_at: i64,
+        author: &str,
+        body: &str,
+    ) -> Result<(), Self::Error>;
+
+    /// The latest version saved at or before `until` (unix seconds).
+    fn commentary(
+        &mut self,
+        tenant: &str,
+        quarter: &str,
+        until: i64,
+    ) -> Result<Option<SavedCommentary>, Self::Error>;
 }

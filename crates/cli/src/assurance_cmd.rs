@@ -746,12 +746,22 @@ pub struct ReportArgs {
     /// display_name, then [assurance] council).
     #[arg(long)]
     council: Option<String>,
-    /// The committee the report goes to.
-    #[arg(long, default_value = "Audit and Governance Committee")]
-    committee: String,
-    /// Why the appendix is exempt (default: Schedule 12A LGA 1972, paragraph 7).
+    /// The committee the report goes to (default: the tenant's report
+    /// profile, then "Audit and Governance Committee").
+    #[arg(long)]
+    committee: Option<String>,
+    /// Why the appendix is exempt (default: the report profile's, then
+    /// paragraph 3 of Part 1 of Schedule 12A to the LGA 1972).
     #[arg(long)]
     exemption: Option<String>,
+    /// Officer commentary, actions, options, implications and background
+    /// papers (.toml or .md), saved as a new version for the quarter
+    /// before the report is made; refused when the quarter is frozen.
+    #[arg(long, value_name = "FILE")]
+    commentary: Option<PathBuf>,
+    /// Who the commentary is saved as (default: $USER).
+    #[arg(long, value_name = "NAME", requires = "commentary")]
+    commentary_by: Option<String>,
     /// The council (tenant); required when tenants are configured.
     #[arg(long)]
     tenant: Option<String>,
@@ -778,8 +788,13 @@ pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
     let mut store = cfg.open_existing_store()?;
     let tenant = report_tenant(&cfg, &mut *store, a.tenant.as_deref())?;
     let council = cfg.council(&tenant, a.council);
+    if let Some(path) = &a.commentary {
+        save_commentary(&mut *store, &tenant, quarter, path, a.commentary_by)?;
+    }
     let text = ReportText {
-        committee: a.committee,
+        committee: a
+            .committee
+            .unwrap_or_else(|| council.committee("Audit and Governance Committee")),
         exemption: a.exemption,
     };
     let settings = &cfg.assurance.kpi;
@@ -852,4 +867,34 @@ pub fn report(a: ReportArgs) -> anyhow::Result<ExitCode> {
         eprintln!("note: PROVISIONAL report: {why}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `parapet report --commentary FILE`: the file read and checked, then
+/// saved (and audited) as the quarter's newest commentary version.
+fn save_commentary(
+    store: &mut dyn parapet_store::Db,
+    tenant: &str,
+    quarter: Quarter,
+    path: &std::path::Path,
+    by: Option<String>,
+) -> anyhow::Result<()> {
+    let c = parapet_report::read_commentary(path).map_err(|e| BadInput(e.to_string()))?;
+    let by = by
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "cli".into());
+    parapet_report::save_officer_commentary(store, tenant, quarter, &by, &c, now()).map_err(
+        |e| match e {
+            parapet_report::SaveError::Store(e) => anyhow::Error::from(e),
+            e => BadInput(format!("--commentary {}: {e}", path.display())).into(),
+        },
+    )?;
+    store.audit(&parapet_store::accounts::AuditEntry {
+        time: now(),
+        actor: by,
+        action: "report.commentary".into(),
+        tenant: Some(tenant.to_string()),
+        detail: format!("{quarter} from {}", path.display()),
+        client: None,
+    })?;
+    Ok(())
 }

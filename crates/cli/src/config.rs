@@ -398,6 +398,10 @@ pub struct TenantConfig {
     /// Whether `[dns.rate_limit]` applies to its clients.
     #[serde(default = "yes")]
     pub rate_limit: bool,
+    /// The council's report profile (`report = { author = "…", … }`):
+    /// author, contact, agenda item, recommendation, PSN, exemption.
+    #[serde(default)]
+    pub report: Option<parapet_report::ReportProfile>,
 }
 
 fn yes() -> bool {
@@ -505,6 +509,9 @@ pub struct AssuranceSection {
     /// The council name printed on reports.
     pub council: Option<String>,
     pub kpi: parapet_assurance::kpi::Settings,
+    /// The report profile of every council (`[assurance.report]`); a
+    /// tenant's own `report` overrides it field by field.
+    pub report: parapet_report::ReportProfile,
 }
 
 /// `[mailcheck]`: domains `parapet serve` re-checks on a schedule.
@@ -1142,11 +1149,17 @@ impl Config {
     /// domains`.
     pub fn council(&self, tenant: &str, name: Option<String>) -> parapet_report::Council {
         let t = self.tenants.iter().find(|t| *t.name.get_ref() == tenant);
+        let own = t.and_then(|t| t.report.clone()).unwrap_or_default();
+        let shared = &self.assurance.report;
         parapet_report::Council {
+            // the tenant's own names before the installation's
             name: name
+                .or_else(|| own.council.clone())
                 .or_else(|| t.and_then(|t| t.display_name.clone()))
+                .or_else(|| shared.council.clone())
                 .or_else(|| self.assurance.council.clone())
                 .unwrap_or_else(|| "The Council".into()),
+            profile: own.or(shared),
             mail_domains: match t {
                 Some(t) => t.mail_domains.clone(),
                 None => self.mailcheck.domains.clone(),
@@ -1331,6 +1344,40 @@ mod tests {
             .to_string();
         assert!(err.contains("/etc/p.toml:3"), "{err}");
         assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn report_profiles_fall_back_to_the_installations_and_name_bad_lines() {
+        let text = "[assurance]\ncouncil = \"Shared\"\n[assurance.report]\nauthor = \"Head of ICT\"\ncommittee = \"Audit\"\n\
+                    [[tenants]]\nname = \"a\"\ndisplay_name = \"A Council\"\n\
+                    report = { committee = \"Finance\", agenda_item = \"Item 7\", psn = \"not applicable\" }\n\
+                    [[tenants]]\nname = \"b\"\n";
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        let a = c.council("a", None);
+        assert_eq!(a.name, "A Council");
+        assert_eq!(a.committee("x"), "Finance");
+        assert_eq!(a.profile.author.as_deref(), Some("Head of ICT"));
+        assert_eq!(a.profile.agenda_item.as_deref(), Some("Item 7"));
+        assert_eq!(a.profile.psn, Some(parapet_report::Psn::NotApplicable));
+        let b = c.council("b", None);
+        assert_eq!(
+            (b.name.as_str(), b.committee("x").as_str()),
+            ("Shared", "Audit")
+        );
+        for (bad, says) in [
+            ("psn = \"maybe\"", "`maybe`"),
+            (
+                "psn = { certified = \"2026-13-01\", expires = \"2027-01-01\" }",
+                "not a date",
+            ),
+            ("auther = \"x\"", "auther"),
+        ] {
+            let text = format!("[[tenants]]\nname = \"a\"\nreport = {{ {bad} }}\n");
+            let err = Config::parse(&text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("c.toml:3") && err.contains(says), "{err}");
+        }
     }
 
     #[test]

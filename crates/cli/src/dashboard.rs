@@ -198,9 +198,10 @@ fn feed_source(f: &crate::config::FeedConfig) -> String {
 #[derive(clap::Args)]
 pub struct UsersAddArgs {
     name: String,
-    #[arg(long, value_parser = ["supplier-admin", "supplier-analyst", "council"])]
+    #[arg(long, value_parser = ["supplier-admin", "supplier-analyst", "council", "council-officer"])]
     role: String,
-    /// The council of a `council` account (it sees this tenant only).
+    /// The council of a `council` or `council-officer` account (it sees
+    /// this tenant only).
     #[arg(long)]
     tenant: Option<String>,
     #[command(flatten)]
@@ -217,10 +218,10 @@ pub fn users_add(args: UsersAddArgs) -> anyhow::Result<ExitCode> {
         config,
     } = args;
     let role: Role = role.parse().map_err(BadInput)?;
-    if role == Role::Council && tenant.is_none() {
+    if role.is_council() && tenant.is_none() {
         return Err(BadInput("a council account needs --tenant".into()).into());
     }
-    if role != Role::Council && tenant.is_some() {
+    if !role.is_council() && tenant.is_some() {
         return Err(BadInput(
             "--tenant is for council accounts only (supplier roles see every tenant)".into(),
         )

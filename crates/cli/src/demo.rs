@@ -623,6 +623,7 @@ mod tests {
             &Council {
                 name: "Northshire Council".into(),
                 mail_domains: vec!["northshire.test".into()],
+                profile: Default::default(),
             },
             ReportText {
                 committee: "Audit Committee".into(),

@@ -2,14 +2,10 @@
 
 use parapet_assurance::kpi::Rag;
 
-use crate::{PublicKpi, PublicView};
+use crate::{PublicKpi, PublicView, words};
 
 fn plural(n: u64, one: &str, many: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {many}")
-    }
+    words::count(n, one, many)
 }
 
 fn versus(k: &PublicKpi) -> String {
@@ -52,19 +48,20 @@ pub fn commentary(v: &PublicView) -> Vec<String> {
             )
         });
     }
+    // what a failing device did, as one device and as several
+    const AV: [&str; 2] = [
+        "was without working anti-virus protection",
+        "were without working anti-virus protection",
+    ];
+    const PATCH: [&str; 2] = [
+        "had security updates outstanding beyond 14 days or was running unsupported software",
+        "had security updates outstanding beyond 14 days or were running unsupported software",
+    ];
     for (id, what, failing) in [
-        (2u8, "servers", "without working anti-virus protection"),
-        (3, "workstations", "without working anti-virus protection"),
-        (
-            4,
-            "servers",
-            "with security updates outstanding beyond 14 days or running unsupported software",
-        ),
-        (
-            5,
-            "workstations",
-            "with security updates outstanding beyond 14 days or running unsupported software",
-        ),
+        (2u8, "servers", AV),
+        (3, "workstations", AV),
+        (4, "servers", PATCH),
+        (5, "workstations", PATCH),
     ] {
         let Some(x) = k(id) else { continue };
         let mut s = if x.denominator == 0 {
@@ -80,16 +77,22 @@ pub fn commentary(v: &PublicView) -> Vec<String> {
             )
         } else if x.count == 0 {
             format!(
-                "All {} in scope were protected on measure {id} ({})",
-                plural(x.denominator, what.trim_end_matches('s'), what),
+                "{} in scope {} protected on measure {id} ({})",
+                if x.denominator == 1 {
+                    format!("The 1 {}", what.trim_end_matches('s'))
+                } else {
+                    format!("All {} {what}", x.denominator)
+                },
+                words::was(x.denominator),
                 rag_phrase(x.rag)
             )
         } else {
             format!(
-                "{} of {} {what} ({:.1}%) were {failing} at the quarter end{}; this is {}.",
+                "{} of the {} {what} ({:.1}%) {} at the quarter end{}; this is {}.",
                 x.count,
                 x.denominator,
                 x.percent,
+                words::noun(x.count, failing[0], failing[1]),
                 versus(x),
                 rag_phrase(x.rag)
             )
@@ -116,7 +119,9 @@ pub fn commentary(v: &PublicView) -> Vec<String> {
     let green = assessed.iter().filter(|k| k.rag == Rag::Green).count();
     let missing = v.kpis.len() - assessed.len();
     out.push(format!(
-        "Overall, {red} of the five measures are red, {amber} amber and {green} green{}.",
+        "Overall, {red} of the {} measures {} red, {amber} amber and {green} green{}.",
+        v.kpis.len(),
+        words::is(red as u64),
         if missing > 0 {
             format!("; {missing} could not be assessed for lack of data")
         } else {
@@ -151,11 +156,13 @@ pub fn commentary(v: &PublicView) -> Vec<String> {
         )
     } else {
         format!(
-            "Of the {decided} Cyber Essentials checks that can be decided from this data, {passed} pass{}{}.",
+            "Of the {decided} Cyber Essentials checks that can be decided from this data, {passed} {}{}{}.",
+            words::verb(passed as u64, "passes", "pass"),
             if decided < v.checks.len() {
+                let undecided = v.checks.len() - decided;
                 format!(
-                    "; {} cannot be decided without the data they need",
-                    v.checks.len() - decided
+                    "; {undecided} cannot be decided without the data {}",
+                    words::verb(undecided as u64, "it needs", "they need")
                 )
             } else {
                 String::new()

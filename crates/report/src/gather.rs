@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use parapet_assurance::kpi::{KpiReport, Settings};
 use parapet_assurance::quarter::Quarter;
 use parapet_assurance::store::{LatestCheck, ReportSources};
-use parapet_core::calendar::{format_date, format_local_date};
+use parapet_core::calendar::format_local_date;
 
 use crate::{AlertLine, DEFAULT_EXEMPTION, HistoryPoint, MailSummary, PdnsSummary, ReportInput};
 
@@ -23,13 +23,26 @@ pub struct Council {
     pub name: String,
     /// The mail domains whose Mail Checks the report summarises.
     pub mail_domains: Vec<String>,
+    /// The council's report profile.
+    pub profile: crate::ReportProfile,
+}
+
+impl Council {
+    /// The committee the report goes to: the profile's, else `fallback`.
+    pub fn committee(&self, fallback: &str) -> String {
+        self.profile
+            .committee
+            .clone()
+            .unwrap_or_else(|| fallback.to_string())
+    }
 }
 
 /// The words on a report that are not computed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportText {
     pub committee: String,
-    /// The exemption paragraph; [`DEFAULT_EXEMPTION`] when `None`.
+    /// The exemption paragraph; the profile's, else [`DEFAULT_EXEMPTION`],
+    /// when `None`.
     pub exemption: Option<String>,
 }
 
@@ -92,7 +105,7 @@ pub fn report_input_of<S: ReportSources + ?Sized>(
             domain: al.domain,
             severity: al.severity.as_str().to_string(),
             status: al.status.as_str().to_string(),
-            first_seen: format_date(al.first_seen / 1000),
+            first_seen: format_local_date(al.first_seen / 1000),
             count: al.count,
         })
         .collect();
@@ -112,6 +125,10 @@ pub fn report_input_of<S: ReportSources + ?Sized>(
                 .any(|x| x.eq_ignore_ascii_case(d))
         })
         .collect();
+    let officer = crate::commentary_in_force(store, tenant, &quarter.to_string())
+        .map_err(QuarterError::Store)?
+        .map(|(_, c)| c)
+        .unwrap_or_default();
     Ok(ReportInput {
         provisional: provisional(quarter, &kpi, now),
         council: council.name.clone(),
@@ -119,7 +136,10 @@ pub fn report_input_of<S: ReportSources + ?Sized>(
         date: format_local_date(now),
         exemption: text
             .exemption
+            .or_else(|| council.profile.exemption.clone())
             .unwrap_or_else(|| DEFAULT_EXEMPTION.to_string()),
+        profile: council.profile.clone(),
+        officer,
         kpi,
         history,
         pdns,
@@ -204,7 +224,7 @@ fn mail_summary(latest: &[LatestCheck]) -> Option<MailSummary> {
                 (
                     d.clone(),
                     w.clone().unwrap_or_else(|| "none".into()),
-                    format_date(*at),
+                    format_local_date(*at),
                 )
             })
             .collect(),

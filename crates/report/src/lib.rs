@@ -13,11 +13,14 @@ mod chart;
 mod commentary;
 mod gather;
 mod html;
+mod officer;
 mod outline;
 #[cfg(feature = "pdf")]
 mod pdf;
+mod profile;
 #[cfg(any(feature = "pdf", test))]
 mod typ;
+mod words;
 
 use std::path::Path;
 
@@ -26,9 +29,16 @@ use serde::Serialize;
 
 pub use commentary::commentary;
 pub use gather::{Council, ReportText, provisional, report_input, report_input_of};
+pub use officer::{
+    CommentaryError, Implications, KpiNote, OfficerCommentary, SaveError, commentary_in_force,
+    read_commentary, save_officer_commentary,
+};
+pub use profile::{DEFAULT_PUBLIC_INTEREST, DEFAULT_RECOMMENDATION, Psn, ReportProfile};
 
-/// Default exemption: Local Government Act 1972, Schedule 12A, paragraph 7.
-pub const DEFAULT_EXEMPTION: &str = "Schedule 12A Local Government Act 1972, paragraph 7 — information relating to any action taken or to be taken in connection with the prevention, investigation or prosecution of crime";
+/// Default exemption: paragraph 3 of Part 1 of Schedule 12A to the Local
+/// Government Act 1972 (the council's own business affairs: here, the
+/// security of its systems).
+pub const DEFAULT_EXEMPTION: &str = "paragraph 3 of Part 1 of Schedule 12A to the Local Government Act 1972 — information relating to the financial or business affairs of any particular person (including the authority holding that information)";
 
 /// Protective DNS over the quarter, aggregate numbers only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -82,6 +92,10 @@ pub struct ReportInput {
     /// The date printed on the report (`YYYY-MM-DD`).
     pub date: String,
     pub exemption: String,
+    /// The council's report profile (author, agenda item, PSN...).
+    pub profile: ReportProfile,
+    /// The officer's commentary in force for the quarter (empty: none).
+    pub officer: OfficerCommentary,
     pub kpi: KpiReport,
     /// Earlier quarters, oldest first (the current one is added from `kpi`).
     pub history: Vec<HistoryPoint>,
@@ -164,6 +178,12 @@ pub struct PublicView {
     pub provisional: Option<String>,
     /// The frozen version shown: `(version, frozen at, by)`.
     pub version: Option<(u32, String, String)>,
+    /// The profile and the officer's commentary: public text by design,
+    /// printed in the public report (not part of `kpi.json`).
+    #[serde(skip)]
+    pub profile: ReportProfile,
+    #[serde(skip)]
+    pub officer: OfficerCommentary,
 }
 
 impl PublicView {
@@ -248,6 +268,8 @@ impl PublicView {
                     f.frozen_by.clone(),
                 )
             }),
+            profile: input.profile.clone(),
+            officer: input.officer.clone(),
         };
         v.commentary = commentary(&v);
         v
@@ -451,6 +473,8 @@ mod tests {
             committee: "Audit & Governance Committee".into(),
             date: "2021-10-14".into(),
             exemption: DEFAULT_EXEMPTION.into(),
+            profile: ReportProfile::default(),
+            officer: OfficerCommentary::default(),
             kpi,
             history,
             pdns: Some(PdnsSummary {
@@ -527,8 +551,57 @@ mod tests {
             ),
             "{c}"
         );
-        assert!(c.contains("Overall, 1 of the five measures are red, 0 amber and 0 green; 4 could not be assessed for lack of data."), "{c}");
+        assert!(c.contains("Overall, 1 of the 5 measures is red, 0 amber and 0 green; 4 could not be assessed for lack of data."), "{c}");
         assert!(c.contains("This is the first quarter reported"), "{c}");
+    }
+
+    #[test]
+    fn the_profile_and_commentary_are_in_both_formats() {
+        let mut i = input(None, Vec::new());
+        i.profile = ReportProfile {
+            author: Some("Pat Officer, Head of ICT".into()),
+            contact: Some("ict@northshire.test".into()),
+            agenda_item: Some("Item 7".into()),
+            recommendation: Some("That the committee notes the report.".into()),
+            psn: Some(Psn::Certified {
+                certified: "2021-03-01".into(),
+                expires: "2022-02-28".into(),
+            }),
+            public_interest: Some("Withheld to protect systems.".into()),
+            ..ReportProfile::default()
+        };
+        i.officer.kpis[0] = KpiNote {
+            commentary: "The breach was contained.\n\nTraining follows.".into(),
+            actions: vec!["Phishing drill in October".into()],
+        };
+        i.officer.options = "No other option.".into();
+        i.officer.implications.legal = "Reported to the ICO.".into();
+        i.officer.background_papers = vec!["Cyber strategy 2021".into()];
+        let v = PublicView::new(&i);
+        let html = html::render(&outline::public(&v, None));
+        let typ = typ::render(&outline::public(&v, None));
+        for want in [
+            "Pat Officer, Head of ICT",
+            "ict@northshire.test",
+            "Item 7",
+            "That the committee notes the report.",
+            "issued 1 March 2021, valid until 28 February 2022",
+            "The breach was contained.",
+            "Training follows.",
+            "Phishing drill in October",
+            "No other option.",
+            "Reported to the ICO.",
+            "Cyber strategy 2021",
+            "Withheld to protect systems.",
+            "paragraph 3 of Part 1 of Schedule 12A",
+        ] {
+            assert!(html.contains(want), "HTML lacks {want}");
+            assert!(typ.contains(want), "Typst lacks {want}");
+        }
+        // the PSN status is in the Purpose and the Summary
+        assert_eq!(html.matches("valid until 28 February 2022").count(), 2);
+        let appendix = html::render(&outline::exempt(&i, &v));
+        assert!(appendix.contains("Withheld to protect systems."));
     }
 
     #[test]

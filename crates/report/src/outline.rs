@@ -15,7 +15,7 @@
 
 use parapet_assurance::kpi::{FindingEvidence, Kpi, KpiReport};
 
-use crate::{PublicView, ReportInput, arrow};
+use crate::{PublicView, ReportInput, arrow, words};
 
 /// The marking on every page of an exempt document.
 pub(crate) const EXEMPT_MARKING: &str = "NOT FOR PUBLICATION — exempt information";
@@ -92,6 +92,10 @@ pub(crate) enum Layout {
     Trend,
     /// Cyber Essentials progress: a wide check column, narrow results.
     Checks,
+    /// Evidence files: the SHA-256 column as wide as a hash in the small
+    /// fixed-width face, so it stays whole on one line (copied, it
+    /// verifies).
+    Evidence,
 }
 
 pub(crate) struct Column {
@@ -231,15 +235,25 @@ fn check_result(decided: bool, pass: bool) -> &'static str {
 /// The watermark on every page of a report whose figures are not frozen.
 pub(crate) const PROVISIONAL: &str = "PROVISIONAL";
 
-/// The committee, date, period and status lines of the front matter. A
-/// provisional report says why instead of `status` ("For publication").
+/// The committee, date, agenda item, author, contact, period and status
+/// lines of the front matter. A provisional report says why instead of
+/// `status` ("For publication").
 fn facts(v: &PublicView, status: &str) -> Vec<(&'static str, String)> {
-    let mut f = vec![
-        ("Committee", v.committee.clone()),
-        ("Date", v.date.clone()),
+    let p = &v.profile;
+    let mut f = vec![("Committee", v.committee.clone()), ("Date", v.date.clone())];
+    for (label, value) in [
+        ("Agenda item", &p.agenda_item),
+        ("Report author", &p.author),
+        ("Contact", &p.contact),
+    ] {
+        if let Some(x) = value {
+            f.push((label, x.clone()));
+        }
+    }
+    f.extend([
         ("Period", format!("{} ({})", v.period, v.quarter)),
         ("Snapshot date", v.snapshot_date.clone()),
-    ];
+    ]);
     if let Some((n, at, by)) = &v.version {
         let by = if by.is_empty() {
             String::new()
@@ -332,32 +346,157 @@ pub(crate) fn public(v: &PublicView, trend: Option<&str>) -> Document {
             Section {
                 id: "purpose",
                 heading: "1. Purpose",
-                blocks: vec![Block::Paragraph(vec![Run::Text(
-                    "This report gives the committee the council's cyber-security position at the end of the quarter: five measures with their thresholds and status, the trend, progress against Cyber Essentials, and the protective DNS and e-mail security services. Detail that could help an attacker is in a separate exempt appendix.",
+                blocks: std::iter::once(Block::Paragraph(vec![Run::Text(
+                    "This report gives the committee the council's cyber-security position at the end of the quarter: five measures with their thresholds and status, the trend, progress against Cyber Essentials, the protective DNS and e-mail security services, and the council's Public Services Network (PSN) compliance. Detail that could help an attacker is in a separate exempt appendix.",
+                )]))
+                .chain(psn(v))
+                .collect(),
+            },
+            Section {
+                id: "recommendation",
+                heading: "2. Recommendation",
+                blocks: vec![Block::Paragraph(vec![Run::Data(
+                    v.profile.recommendation().to_string(),
                 )])],
             },
             Section {
                 id: "summary",
-                heading: "2. Summary",
-                blocks: v
-                    .commentary
-                    .iter()
-                    .map(|p| Block::Paragraph(vec![Run::Data(p.clone())]))
+                heading: "3. Summary",
+                blocks: psn(v)
+                    .into_iter()
+                    .chain(
+                        v.commentary
+                            .iter()
+                            .map(|p| Block::Paragraph(vec![Run::Data(p.clone())])),
+                    )
                     .collect(),
             },
             kpis(v),
             trend_section(v, trend),
             progress(v),
             services(v),
+            officer(v),
+            options(v),
+            implications(v),
+            background_papers(v),
             Section {
                 id: "appendix",
-                heading: "7. Exempt appendix",
-                blocks: vec![Block::Paragraph(filled(
-                    "The device-level and incident detail behind every figure is in the exempt appendix, which is not for publication by virtue of {}.",
-                    [v.exemption.clone()],
-                ))],
+                heading: "12. Exempt appendix",
+                blocks: vec![
+                    Block::Paragraph(filled(
+                        "The device-level and incident detail behind every figure is in the exempt appendix, which is not for publication by virtue of {}.",
+                        [v.exemption.clone()],
+                    )),
+                    public_interest(v),
+                ],
             },
         ],
+    }
+}
+
+/// The PSN status sentence, when the profile gives one.
+fn psn(v: &PublicView) -> Option<Block> {
+    v.profile
+        .psn
+        .as_ref()
+        .map(|p| Block::Paragraph(vec![Run::Data(p.sentence(&v.date))]))
+}
+
+/// The public-interest test of the appendix's exemption.
+fn public_interest(v: &PublicView) -> Block {
+    Block::Paragraph(vec![
+        Run::Strong("Public interest test:"),
+        Run::Text(" "),
+        Run::Data(v.profile.public_interest().to_string()),
+    ])
+}
+
+/// Paragraphs of an officer's text, or `none` when there is none.
+fn written(text: &str, none: &'static str) -> Vec<Block> {
+    let ps = crate::officer::paragraphs(text);
+    if ps.is_empty() {
+        return vec![Block::Paragraph(vec![Run::Text(none)])];
+    }
+    ps.into_iter()
+        .map(|p| Block::Paragraph(vec![Run::Data(p)]))
+        .collect()
+}
+
+/// The officer's commentary and actions on each measure.
+fn officer(v: &PublicView) -> Section {
+    let mut blocks = Vec::new();
+    for (k, note) in v.kpis.iter().zip(&v.officer.kpis) {
+        if note.commentary.trim().is_empty() && note.actions.is_empty() {
+            continue;
+        }
+        blocks.push(Block::Heading(vec![Run::Data(format!(
+            "{}. {}",
+            k.id, k.name
+        ))]));
+        blocks.extend(
+            crate::officer::paragraphs(&note.commentary)
+                .into_iter()
+                .map(|p| Block::Paragraph(vec![Run::Data(p)])),
+        );
+        if !note.actions.is_empty() {
+            blocks.push(Block::Paragraph(vec![Run::Strong("Actions:")]));
+            blocks.push(Block::List(note.actions.clone()));
+        }
+    }
+    if blocks.is_empty() {
+        blocks.push(Block::Paragraph(vec![Run::Text(
+            "No officer commentary has been recorded for this quarter.",
+        )]));
+    }
+    Section {
+        id: "officer-commentary",
+        heading: "8. Officer commentary and actions",
+        blocks,
+    }
+}
+
+fn options(v: &PublicView) -> Section {
+    Section {
+        id: "options",
+        heading: "9. Options considered",
+        blocks: written(&v.officer.options, "None recorded."),
+    }
+}
+
+fn implications(v: &PublicView) -> Section {
+    let i = &v.officer.implications;
+    let term = |name: &'static str, text: &str| {
+        let p = crate::officer::paragraphs(text);
+        (
+            vec![Run::Text(name)],
+            if p.is_empty() {
+                vec![Run::Text("None recorded.")]
+            } else {
+                vec![Run::Data(p.join(" "))]
+            },
+        )
+    };
+    Section {
+        id: "implications",
+        heading: "10. Implications",
+        blocks: vec![Block::Terms(vec![
+            term("Financial", &i.financial),
+            term("Legal", &i.legal),
+            term("Risk", &i.risk),
+            term("Equalities", &i.equalities),
+        ])],
+    }
+}
+
+fn background_papers(v: &PublicView) -> Section {
+    Section {
+        id: "background-papers",
+        heading: "11. Background papers",
+        blocks: if v.officer.background_papers.is_empty() {
+            vec![Block::Paragraph(vec![Run::Text("None.")])]
+        } else {
+            vec![Block::List(v.officer.background_papers.clone())]
+        },
     }
 }
 
@@ -382,7 +521,7 @@ fn kpis(v: &PublicView) -> Section {
         .collect();
     Section {
         id: "kpis",
-        heading: "3. Key performance indicators",
+        heading: "4. Key performance indicators",
         blocks: vec![
             Block::Table(figures(v)),
             Block::Heading(vec![Run::Text("Definitions and thresholds")]),
@@ -425,7 +564,7 @@ fn trend_section(v: &PublicView, trend: Option<&str>) -> Section {
     };
     Section {
         id: "trend",
-        heading: "4. Trend",
+        heading: "5. Trend",
         blocks,
     }
 }
@@ -435,7 +574,7 @@ fn trend_section(v: &PublicView, trend: Option<&str>) -> Section {
 fn progress(v: &PublicView) -> Section {
     Section {
         id: "cyber-essentials",
-        heading: "5. Cyber Essentials progress",
+        heading: "6. Cyber Essentials progress",
         blocks: vec![
             Block::Paragraph(vec![Run::Text(
                 "Checks from the Cyber Essentials requirements that the council's own data can decide. A check fails when any device fails it; the number of devices is given, the devices are listed in the exempt appendix.",
@@ -476,28 +615,29 @@ fn progress(v: &PublicView) -> Section {
 /// Protective DNS and Mail Check in a sentence each.
 fn services(v: &PublicView) -> Section {
     let pdns = match &v.pdns {
-        Some(p) => filled(
-            "Protective DNS answered {} queries from the council's networks this quarter and blocked {} attempts to reach sites that threat intelligence lists as malicious; {} suspicious-activity alerts were raised for investigation.",
-            [
-                crate::thousands(p.queries),
-                crate::thousands(p.blocked),
-                p.alerts.to_string(),
-            ],
-        ),
+        Some(p) => vec![Run::Data(format!(
+            "Protective DNS answered {} queries from the council's networks this quarter and blocked {} attempts to reach sites that threat intelligence lists as malicious; {} {} raised for investigation.",
+            crate::thousands(p.queries),
+            crate::thousands(p.blocked),
+            words::count(
+                p.alerts,
+                "suspicious-activity alert",
+                "suspicious-activity alerts"
+            ),
+            words::was(p.alerts),
+        ))],
         None => vec![Run::Text(
             "No protective DNS data is held for this quarter.",
         )],
     };
     let mail = match v.mail {
-        Some((domains, compliant, errors, warnings)) if domains > 0 => filled(
-            "Mail Check: {} of {} e-mail domains meet the required standard (no error findings); {} have errors to fix and {} have warnings only.",
-            [
-                compliant.to_string(),
-                domains.to_string(),
-                errors.to_string(),
-                warnings.to_string(),
-            ],
-        ),
+        Some((domains, compliant, errors, warnings)) if domains > 0 => vec![Run::Data(format!(
+            "Mail Check: {compliant} of {} {} the required standard (no error findings); {errors} {} errors to fix and {warnings} {} warnings only.",
+            words::count(domains, "e-mail domain", "e-mail domains"),
+            words::verb(compliant, "meets", "meet"),
+            words::has(errors),
+            words::has(warnings),
+        ))],
         _ => vec![Run::Text(
             "No Mail Check results are held for the council's domains at the quarter end.",
         )],
@@ -523,7 +663,7 @@ fn services(v: &PublicView) -> Section {
     }
     Section {
         id: "services",
-        heading: "6. Protective DNS and Mail Check",
+        heading: "7. Protective DNS and Mail Check",
         blocks,
     }
 }
@@ -546,7 +686,7 @@ pub(crate) fn exempt(input: &ReportInput, v: &PublicView) -> Document {
             Section {
                 id: "figures",
                 heading: "A. The figures",
-                blocks: vec![Block::Table(figures(v))],
+                blocks: vec![public_interest(v), Block::Table(figures(v))],
             },
             Section {
                 id: "detail",
@@ -840,7 +980,7 @@ fn evidence_files(k: &KpiReport) -> Section {
         id: "evidence",
         heading: "H. Evidence files",
         blocks: vec![Block::Table(Table {
-            layout: Layout::Even,
+            layout: Layout::Evidence,
             columns: columns(&["File", "Source", "Taken", "SHA-256"]),
             rows: k
                 .evidence_files

@@ -69,6 +69,9 @@ const FIGURES_COLUMNS: &str = "(2.6fr, auto, auto, auto, auto, 1.1fr, auto, 1fr)
 /// Column widths of the Cyber Essentials progress table: the check wide.
 const CHECKS_COLUMNS: &str = "(3fr, auto, auto, auto)";
 
+/// Column widths of the evidence files: the hash as wide as it is.
+const EVIDENCE_COLUMNS: &str = "(1fr, auto, 1fr, auto)";
+
 fn table(o: &mut String, t: &Table) {
     let cols: Vec<usize> = (0..t.columns.len())
         .filter(|&i| t.columns[i].on_paper)
@@ -112,6 +115,11 @@ fn table(o: &mut String, t: &Table) {
             "#table(columns: {CHECKS_COLUMNS}, table.header({}),",
             headings(false)
         ),
+        Layout::Evidence => writeln!(
+            o,
+            "#table(columns: {EVIDENCE_COLUMNS}, table.header({}),",
+            headings(true)
+        ),
     };
     for row in &t.rows {
         let _ = writeln!(
@@ -129,8 +137,38 @@ fn table(o: &mut String, t: &Table) {
 fn cell(x: &Cell) -> String {
     match x.kind {
         CellKind::Status(rag) => format!("table.cell(fill: {})[{}]", rag_fill(rag), s(&x.text)),
+        // hashes and identifiers: a smaller fixed-width face that may break
+        // anywhere, so a SHA-256 wraps inside its column, never off the page
+        CellKind::Code => format!(
+            "[#text(font: \"DejaVu Sans Mono\", size: 7pt, {})]",
+            &s(&breakable(&x.text))[1..]
+        ),
         _ => c(&x.text),
     }
+}
+
+/// Runs of more than 64 characters without a space (long names) with a
+/// zero-width space every 8: places Typst may break a line that has no
+/// other. Identifiers and SHA-256 hashes (64) stay whole, so that text
+/// copied from the PDF still matches.
+fn breakable(x: &str) -> String {
+    let mut o = String::with_capacity(x.len() + x.len() / 8 * 3);
+    for (i, word) in x.split(' ').enumerate() {
+        if i > 0 {
+            o.push(' ');
+        }
+        if word.chars().count() <= 64 {
+            o.push_str(word);
+            continue;
+        }
+        for (j, ch) in word.chars().enumerate() {
+            if j > 0 && j % 8 == 0 {
+                o.push('\u{200b}');
+            }
+            o.push(ch);
+        }
+    }
+    o
 }
 
 /// A document from its outline.
@@ -302,5 +340,14 @@ mod tests {
     fn data_cannot_become_markup() {
         assert_eq!(s(r#"a "b" \ #c [d] *e*"#), r##"#"a \"b\" \\ #c [d] *e*""##);
         assert_eq!(c("x\ny"), "[#\"x\\ny\"]");
+        assert_eq!(
+            breakable("10.10.0.10, 00:50:56:00:00:11"),
+            "10.10.0.10, 00:50:56:00:00:11"
+        );
+        assert_eq!(breakable(&"a".repeat(64)), "a".repeat(64));
+        assert_eq!(
+            breakable(&"ab".repeat(33)),
+            format!("{}ab", "abababab\u{200b}".repeat(8))
+        );
     }
 }

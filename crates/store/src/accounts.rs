@@ -14,6 +14,9 @@ pub enum Role {
     SupplierAdmin,
     SupplierAnalyst,
     Council,
+    /// A council's officer: a council account that may also download its
+    /// own tenant's exempt appendix and edit its report commentary.
+    CouncilOfficer,
 }
 
 impl Role {
@@ -22,12 +25,18 @@ impl Role {
             Role::SupplierAdmin => "supplier-admin",
             Role::SupplierAnalyst => "supplier-analyst",
             Role::Council => "council",
+            Role::CouncilOfficer => "council-officer",
         }
     }
 
     /// Supplier roles see every tenant and the exempt appendix.
     pub fn is_supplier(self) -> bool {
-        !matches!(self, Role::Council)
+        !self.is_council()
+    }
+
+    /// Council roles see their own tenant only.
+    pub fn is_council(self) -> bool {
+        matches!(self, Role::Council | Role::CouncilOfficer)
     }
 }
 
@@ -38,8 +47,9 @@ impl std::str::FromStr for Role {
             "supplier-admin" => Ok(Role::SupplierAdmin),
             "supplier-analyst" => Ok(Role::SupplierAnalyst),
             "council" => Ok(Role::Council),
+            "council-officer" => Ok(Role::CouncilOfficer),
             _ => Err(format!(
-                "`{s}` is not a role (supplier-admin, supplier-analyst, council)"
+                "`{s}` is not a role (supplier-admin, supplier-analyst, council, council-officer)"
             )),
         }
     }
@@ -51,7 +61,8 @@ pub struct User {
     pub id: i64,
     pub name: String,
     pub role: Role,
-    /// The council a `council` user belongs to; `None` for supplier roles.
+    /// The council a `council` or `council-officer` user belongs to; `None`
+    /// for supplier roles.
     pub tenant: Option<String>,
     /// Argon2 PHC string.
     pub password_hash: String,
@@ -93,7 +104,8 @@ pub struct AuditEntry {
     /// The account name given (also for failed logins).
     pub actor: String,
     /// `login.ok`, `login.failed`, `logout`, `alert.status`, `token.created`,
-    /// `token.revoked`, `user.added`, `user.removed`, `user.password`, `user.totp`.
+    /// `token.revoked`, `user.added`, `user.removed`, `user.password`, `user.totp`,
+    /// `report.download`, `report.commentary`.
     pub action: String,
     /// The tenant the object belongs to, when there is one.
     pub tenant: Option<String>,

@@ -107,7 +107,38 @@ on_both_backends!(
     aggregates_stay_exact_while_nodes_write_and_fold,
     raised_alerts_wait_in_the_outbox_until_delivered,
     export_cursors_start_at_the_newest_and_read_by_id,
+    officer_commentary_is_append_only_and_read_as_of_a_time,
 );
+
+/// Every save is a new version; a read as of a time (a freeze) gets the
+/// latest saved at or before it, and tenants and quarters stay apart.
+fn officer_commentary_is_append_only_and_read_as_of_a_time(fx: &Fx) {
+    let mut s = fx.open();
+    assert_eq!(s.commentary("north", "2021-22-Q2", i64::MAX).unwrap(), None);
+    s.save_commentary("north", "2021-22-Q2", 100, "ann", "{\"v\":1}")
+        .unwrap();
+    s.save_commentary("north", "2021-22-Q2", 200, "ann", "{\"v\":2}")
+        .unwrap();
+    s.save_commentary("south", "2021-22-Q2", 150, "bob", "{\"v\":9}")
+        .unwrap();
+    let at = |s: &mut Box<dyn TestDb>, until| {
+        s.commentary("north", "2021-22-Q2", until)
+            .unwrap()
+            .map(|c| (c.saved_at, c.author, c.body))
+    };
+    assert_eq!(at(&mut s, 99), None);
+    assert_eq!(
+        at(&mut s, 150),
+        Some((100, "ann".into(), "{\"v\":1}".into()))
+    );
+    assert_eq!(at(&mut s, 200).unwrap().0, 200);
+    assert_eq!(at(&mut s, i64::MAX).unwrap().2, "{\"v\":2}");
+    assert_eq!(s.commentary("north", "2021-22-Q3", i64::MAX).unwrap(), None);
+    // reopened, the versions are all still there
+    drop(s);
+    let mut s = fx.open();
+    assert_eq!(at(&mut s, 150).unwrap().0, 100);
+}
 
 const KNOWN_VERSION: u32 = 21;
 
@@ -544,6 +575,8 @@ fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     }
     s.exec("DROP TABLE query_tenant_hourly");
     s.exec("DROP INDEX query_hourly_blocked");
+    // step 20's officer commentary
+    s.exec("DROP TABLE report_commentary");
     // step 14's account columns (SQLite rebuilds api_tokens in that step,
     // and cannot drop its key column)
     s.exec("ALTER TABLE users DROP COLUMN totp_secret");

@@ -38,7 +38,12 @@ async fn view(state: &AppState) -> Result<Value, AppError> {
         Ok(json!({ "users": users }))
     })
     .await?;
-    v["roles"] = json!(["council", "supplier-analyst", "supplier-admin"]);
+    v["roles"] = json!([
+        "council",
+        "council-officer",
+        "supplier-analyst",
+        "supplier-admin"
+    ]);
     v["tenant_choices"] = json!(d.tenants.iter().map(|t| &t.name).collect::<Vec<_>>());
     Ok(v)
 }
@@ -128,12 +133,12 @@ pub async fn create(
     let role: Role = f.role.parse().map_err(AppError::BadRequest)?;
     let tenant = Some(f.tenant.trim().to_string()).filter(|t| !t.is_empty());
     match (role, &tenant) {
-        (Role::Council, None) => {
+        (Role::Council | Role::CouncilOfficer, None) => {
             return Err(AppError::BadRequest(
                 "tenant: a council account needs one".into(),
             ));
         }
-        (Role::Council, Some(t)) if !d.knows_tenant(t) => {
+        (Role::Council | Role::CouncilOfficer, Some(t)) if !d.knows_tenant(t) => {
             return Err(AppError::BadRequest(format!(
                 "tenant: `{t}` is not a configured tenant"
             )));

@@ -311,15 +311,36 @@ impl Viewer {
     pub fn scope(&self, requested: Option<&str>) -> Result<Option<String>, AppError> {
         crate::app::check_filter("tenant", requested)?;
         let requested = requested.filter(|t| !t.is_empty());
-        match (self.user.role, &self.user.tenant) {
-            (Role::Council, Some(own)) => match requested {
+        match (self.user.role.is_council(), &self.user.tenant) {
+            (true, Some(own)) => match requested {
                 Some(t) if t != own => Err(AppError::Forbidden),
                 _ => Ok(Some(own.clone())),
             },
             // a council account without a tenant sees nothing
-            (Role::Council, None) => Err(AppError::Forbidden),
+            (true, None) => Err(AppError::Forbidden),
             _ => Ok(requested.map(str::to_string)),
         }
+    }
+
+    /// Whether this user may read `tenant`'s exempt appendix and edit its
+    /// report commentary: a supplier-admin, or that council's own officer
+    /// (the appendix is exempt from the public, not from the council).
+    /// Analysts read the appendix ([`Viewer::may_see_exempt`]) but do not
+    /// write a council's words.
+    pub fn may_edit_commentary(&self, tenant: &str) -> bool {
+        match self.user.role {
+            Role::SupplierAdmin => true,
+            Role::CouncilOfficer => self.user.tenant.as_deref() == Some(tenant),
+            _ => false,
+        }
+    }
+
+    /// Whether this user may download `tenant`'s exempt appendix: supplier
+    /// roles, and that council's own officer.
+    pub fn may_see_exempt(&self, tenant: &str) -> bool {
+        self.is_supplier()
+            || (self.user.role == Role::CouncilOfficer
+                && self.user.tenant.as_deref() == Some(tenant))
     }
 
     /// Whether this user may see `tenant`'s objects.
@@ -434,6 +455,26 @@ impl FromRequestParts<AppState> for SupplierViewer {
         let v = Viewer::from_request_parts(parts, state).await?;
         if crate::Access::Supplier.allows(v.user.role) {
             Ok(SupplierViewer(v))
+        } else {
+            Err(AppError::Forbidden)
+        }
+    }
+}
+
+/// A signed-in `council-officer` or `supplier-admin`: the extractor of
+/// the report-commentary routes ([`crate::Access::Officer`]). Anyone else
+/// signed in gets 403; which tenant an officer may edit is the handler's
+/// check ([`Viewer::may_edit_commentary`]).
+#[derive(Debug, Clone)]
+pub struct OfficerViewer(pub Viewer);
+
+impl FromRequestParts<AppState> for OfficerViewer {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let v = Viewer::from_request_parts(parts, state).await?;
+        if crate::Access::Officer.allows(v.user.role) {
+            Ok(OfficerViewer(v))
         } else {
             Err(AppError::Forbidden)
         }

@@ -35,6 +35,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "assurance.html",
         include_str!("../templates/assurance.html"),
     ),
+    (
+        "assurance_commentary.html",
+        include_str!("../templates/assurance_commentary.html"),
+    ),
     ("privacy.html", include_str!("../templates/privacy.html")),
     ("audit.html", include_str!("../templates/audit.html")),
     ("tenants.html", include_str!("../templates/tenants.html")),
@@ -945,16 +949,23 @@ pub(crate) async fn assurance_html(
     let trend = parapet_report::trend_chart(&input);
     let r = input.kpi;
     let register = views::register(&r, &q);
+    let exempt = viewer.may_see_exempt(&tenant);
     let files: Vec<&str> = parapet_report::files()
         .iter()
         .copied()
-        .filter(|f| viewer.is_supplier() || !f.starts_with("exempt-appendix"))
+        .filter(|f| exempt || !f.starts_with("exempt-appendix"))
         .collect();
     // the register's status now, beside the status at the quarter's end
     let status_now: serde_json::Map<String, Value> = incidents
         .iter()
         .map(|i| (i.reference.clone(), json!(i.status)))
         .collect();
+    let editable = viewer.may_edit_commentary(&tenant) && !r.frozen;
+    let (t, qs) = (tenant.clone(), quarter.clone());
+    let commentary = with_db(state, move |db| {
+        crate::commentary::view(db, &t, &qs, editable)
+    })
+    .await?;
     let v = json!({
         "tenant": tenant,
         "quarter": quarter,
@@ -968,6 +979,7 @@ pub(crate) async fn assurance_html(
         "message": message,
         "may_freeze": viewer.user.role == parapet_store::accounts::Role::SupplierAdmin,
         "ended": views::quarter(&dashboard(state)?.assurance, &quarter)?.end() < now(),
+        "commentary": commentary,
     });
     page("assurance.html", viewer, v)
 }
@@ -1060,7 +1072,7 @@ pub async fn report_file(
     {
         return Err(AppError::NotFound);
     }
-    if file.starts_with("exempt-appendix") && !viewer.is_supplier() {
+    if file.starts_with("exempt-appendix") && !viewer.may_see_exempt(&tenant) {
         return Err(AppError::Forbidden);
     }
     let quarter_arg = views::quarter(&d.assurance, &quarter)?;
@@ -1069,7 +1081,7 @@ pub async fn report_file(
     let bytes = with_db(&state, move |db| {
         let a = &d.assurance;
         let text = ReportText {
-            committee: a.committee.clone(),
+            committee: a.council(&t).committee(&a.committee),
             exemption: None,
         };
         let input = report_input(db, &t, quarter_arg, &a.kpi, a.council(&t), text, now())?;

@@ -18,6 +18,7 @@
 mod accounts;
 mod app;
 pub mod auth;
+mod commentary;
 mod freeze;
 mod handlers;
 mod openapi;
@@ -390,6 +391,9 @@ pub enum Access {
     /// A signed-in `supplier-admin` or `supplier-analyst`: the alert
     /// workbench's actions (promote, allow).
     Supplier,
+    /// A signed-in `council-officer` (its own tenant, checked by the
+    /// handler) or `supplier-admin`: a council's report commentary.
+    Officer,
 }
 
 impl Access {
@@ -400,6 +404,7 @@ impl Access {
             Access::Public | Access::User => true,
             Access::Admin => role == Role::SupplierAdmin,
             Access::Supplier => matches!(role, Role::SupplierAdmin | Role::SupplierAnalyst),
+            Access::Officer => matches!(role, Role::SupplierAdmin | Role::CouncilOfficer),
         }
     }
 }
@@ -469,7 +474,7 @@ const QUERIES_Q: &[&str] = &[
     "page",
 ];
 
-use Access::{Admin, Public, Supplier, User};
+use Access::{Admin, Officer, Public, Supplier, User};
 use Method::{Get, Post};
 
 /// Every route. The router, the OpenAPI document and the isolation tests
@@ -663,6 +668,15 @@ pub const ROUTES: &[RouteSpec] = &[
         summary: "reopen a frozen quarter, keeping its version (with a reason)",
         query: &[],
         handler: || post(freeze::reopen),
+    },
+    RouteSpec {
+        method: Post,
+        path: "/assurance/{tenant}/{quarter}/commentary",
+        access: Officer,
+        target: Target::Tenant,
+        summary: "save the officer commentary of a council's quarterly report",
+        query: &[],
+        handler: || post(commentary::save),
     },
     RouteSpec {
         method: Get,

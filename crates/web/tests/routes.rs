@@ -34,6 +34,7 @@ fn assurance() -> AssuranceSettings {
     let council = |t: &str| Council {
         name: format!("{t} council"),
         mail_domains: vec![format!("{t}-mail.test")],
+        ..Council::default()
     };
     AssuranceSettings {
         default_quarter: Some("2021-22-Q2".into()),
@@ -90,6 +91,12 @@ fn world_with(configure: impl FnOnce(&mut Dashboard)) -> World {
         .unwrap();
     let dave = db
         .add_user("dave", Role::Council, Some("north"), &h, 0)
+        .unwrap();
+    let olive = db
+        .add_user("olive", Role::CouncilOfficer, Some("north"), &h, 0)
+        .unwrap();
+    session(&mut db, olive, "olive-session");
+    db.add_api_token(olive, &token_digest("olive-token"), 0)
         .unwrap();
     session(&mut db, admin, "admin-session");
     session(&mut db, ann, "ann-session");
@@ -452,6 +459,144 @@ async fn the_exempt_appendix_is_for_supplier_roles_only() {
     )
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+/// A council officer downloads its own council's exempt appendix, not
+/// another's, and writes its commentary (CSRF, audited) into the public
+/// report until the quarter is frozen; a plain council account does
+/// neither.
+#[tokio::test]
+async fn a_council_officer_gets_its_own_appendix_and_writes_its_commentary() {
+    let w = world();
+    // the form is on the assurance page of a quarter still open (no data
+    // before its end, so reading it froze nothing), for the officer only
+    let form = "action=\"/assurance/north/2021-22-Q1/commentary\"";
+    let page = call(
+        &w.app,
+        Method::Get,
+        "/assurance?quarter=2021-22-Q1",
+        As::Session("olive-session"),
+    )
+    .await;
+    assert!(page.body.contains(form), "{}", page.body);
+    assert!(page.body.contains("<label for=\"kpi2\">"), "{}", page.body);
+    let page = call(
+        &w.app,
+        Method::Get,
+        "/assurance?quarter=2021-22-Q1",
+        As::Session("ann-session"),
+    )
+    .await;
+    assert!(!page.body.contains("/commentary\""), "{}", page.body);
+
+    let uri = |t: &str| format!("/assurance/{t}/2021-22-Q2/commentary");
+    let fields = "kpi2=Two+servers+are+being+rebuilt.&actions2=Replace+the+agent%0D%0AReview+in+March&options=None+other.&legal=No+legal+implications.&papers=Cyber+strategy+2021";
+    let r = post_form(&w.app, &uri("north"), "ann-session", None, fields).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "a council account");
+    let r = post_form(
+        &w.app,
+        &uri("north"),
+        "olive-session",
+        Some("forged"),
+        fields,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "no CSRF token");
+    let r = post_form(&w.app, &uri("south"), "olive-session", None, fields).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "another council");
+    let r = post_form(&w.app, &uri("north"), "olive-session", None, fields).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(audit_actions(&w).contains(&(
+        "olive".into(),
+        "report.commentary".into(),
+        "2021-22-Q2".into()
+    )));
+    // public text: every account of the council reads it in the report
+    let r = call(
+        &w.app,
+        Method::Get,
+        "/reports/north/2021-22-Q2/public-report.html",
+        As::Session("ann-session"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    for want in [
+        "Two servers are being rebuilt.",
+        "<li>Replace the agent</li>",
+        "<li>Review in March</li>",
+        "None other.",
+        "No legal implications.",
+        "Cyber strategy 2021",
+    ] {
+        assert!(r.body.contains(want), "{want}: {}", r.body);
+    }
+    let south = call(
+        &w.app,
+        Method::Get,
+        "/reports/south/2021-22-Q2/public-report.html",
+        As::Session("admin-session"),
+    )
+    .await;
+    assert!(!south.body.contains("Two servers are being rebuilt."));
+    let appendix = |t: &str| format!("/reports/{t}/2021-22-Q2/exempt-appendix.html");
+    let r = call(
+        &w.app,
+        Method::Get,
+        &appendix("north"),
+        As::Session("olive-session"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("NOT FOR PUBLICATION"), "{}", r.body);
+    let r = call(
+        &w.app,
+        Method::Get,
+        &appendix("south"),
+        As::Token("olive-token"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = call(
+        &w.app,
+        Method::Get,
+        &appendix("north"),
+        As::Token("ann-token"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let page = call(
+        &w.app,
+        Method::Get,
+        "/assurance?tenant=north&quarter=2021-22-Q3",
+        As::Session("ann-session"),
+    )
+    .await;
+    assert!(!page.body.contains("exempt-appendix"), "{}", page.body);
+
+    // reading the ended quarter froze it: its commentary is what was tabled
+    let r = post_form(
+        &w.app,
+        &uri("north"),
+        "olive-session",
+        None,
+        "options=Changed.",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    let page = call(
+        &w.app,
+        Method::Get,
+        "/assurance?quarter=2021-22-Q2",
+        As::Session("olive-session"),
+    )
+    .await;
+    assert!(
+        page.body.contains("Two servers are being rebuilt."),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("is frozen"), "{}", page.body);
+    assert!(page.body.contains("exempt-appendix.html"), "{}", page.body);
 }
 
 #[tokio::test]
@@ -1058,6 +1203,7 @@ async fn failing_notifications_show_on_the_alert_and_the_overview() {
 async fn the_role_matrix_holds_on_every_route() {
     let roles = [
         (Role::Council, "ann-session", "ann-token"),
+        (Role::CouncilOfficer, "olive-session", "olive-token"),
         (Role::SupplierAnalyst, "carol-session", "carol-token"),
         (Role::SupplierAdmin, "admin-session", "admin-token"),
     ];
@@ -1234,8 +1380,8 @@ async fn a_revoked_token_and_a_reset_password_work_no_more() {
     .await;
     assert_eq!(
         page.body.matches("last used never").count(),
-        3,
-        "ann's, admin's and carol's tokens"
+        4,
+        "ann's, olive's, admin's and carol's tokens"
     );
     let r = post_form(&w.app, &form, "admin-session", None, "").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);

@@ -103,6 +103,51 @@ fn a_council_account_made_on_the_command_line_sees_its_tenant_only() {
     let (status, _) = get(p.web, "/api/v1/alerts", "not-a-token");
     assert_eq!(status, 401);
 
+    // the council's own officer downloads its appendix, and no other's
+    let out = parapet(
+        &p,
+        &[
+            "users",
+            "add",
+            "olga",
+            "--role",
+            "council-officer",
+            "--tenant",
+            "south",
+        ],
+        Some("south-password-2"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = parapet(&p, &["users", "token", "olga"], None);
+    let officer = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (status, body) = get(
+        p.web,
+        "/reports/south/2021-22-Q2/exempt-appendix.html",
+        &officer,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("NOT FOR PUBLICATION"), "{body}");
+    let (status, _) = get(
+        p.web,
+        "/reports/north/2021-22-Q2/exempt-appendix.html",
+        &officer,
+    );
+    assert_eq!(status, 404);
+    let out = parapet(
+        &p,
+        &["users", "add", "olive", "--role", "council-officer"],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an officer account needs a tenant"
+    );
+
     // the supplier's token sees both councils and the appendix
     let out = parapet(&p, &["users", "token", "admin"], None);
     let admin = String::from_utf8(out.stdout).unwrap().trim().to_string();

@@ -84,23 +84,64 @@ fn import_estate(d: &Path) {
 }
 
 fn report(d: &Path, quarter: &str, out: &str) -> PathBuf {
+    report_with(d, quarter, out, &[])
+}
+
+fn report_with(d: &Path, quarter: &str, out: &str, extra: &[&str]) -> PathBuf {
     let dir = d.join(out);
-    ok(
-        d,
-        &[
-            "report",
-            "--tenant",
-            TENANT,
-            "--quarter",
-            quarter,
-            "--out",
-            dir.to_str().unwrap(),
-            "--council",
-            "Northshire District Council",
-            "--freeze",
-        ],
-    );
+    let mut args = vec![
+        "report",
+        "--tenant",
+        TENANT,
+        "--quarter",
+        quarter,
+        "--out",
+        dir.to_str().unwrap(),
+        "--council",
+        "Northshire District Council",
+        "--freeze",
+    ];
+    args.extend_from_slice(extra);
+    ok(d, &args);
     dir
+}
+
+/// The tenant's report profile, in a config over the same store as the
+/// commands without one (`parapet-data` beside it).
+const PROFILE: &str = r#"[[tenants]]
+name = "nsh-internal-7"
+networks = ["10.99.0.0/16"]
+report = { author = "Pat Example, Head of Digital Services", contact = "digital@northshire.example", agenda_item = "Item 9", recommendation = "That the committee notes the report and the actions in section 8.", psn = { certified = "2021-03-15", expires = "2099-03-14" } }
+"#;
+
+/// Officer commentary in the Markdown form: public words only.
+const COMMENTARY: &str = "# KPI 2: servers without anti-virus\nThe servers are being rebuilt with the new agent.\n## Actions\n- Rebuild the remaining servers by November\n# Options considered\nDoing nothing was considered and rejected.\n# Implications\n## Financial implications\nMet from the existing ICT budget.\n## Legal implications\nNone beyond the council's data protection duties.\n## Risk implications\nThe risk falls once the rebuild ends.\n## Equalities implications\nNone arising.\n# Background papers\n- Cyber security strategy 2021 to 2024\n";
+
+/// What the profile and the commentary put in the public report.
+const PROFILED: &[&str] = &[
+    "Pat Example, Head of Digital Services",
+    "digital@northshire.example",
+    "Item 9",
+    "That the committee notes the report and the actions in section 8.",
+    "issued 15 March 2021, valid until 14 March 2099",
+    "The servers are being rebuilt with the new agent.",
+    "Rebuild the remaining servers by November",
+    "Doing nothing was considered and rejected.",
+    "Met from the existing ICT budget.",
+    "The risk falls once the rebuild ends.",
+    "Cyber security strategy 2021 to 2024",
+    "Public interest test:",
+    "paragraph 3 of Part 1 of Schedule 12A",
+];
+
+/// Writes the profile's config and the commentary file; the arguments
+/// that use them.
+fn profiled(d: &Path) -> Vec<String> {
+    std::fs::write(d.join("parapet.toml"), PROFILE).unwrap();
+    std::fs::write(d.join("commentary.md"), COMMENTARY).unwrap();
+    ["--config", "parapet.toml", "--commentary", "commentary.md"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn tool(cmd: &str, args: &[&str]) -> String {
@@ -190,7 +231,10 @@ fn the_public_report_leaks_nothing_and_the_appendix_holds_it_all() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     import_estate(d);
-    let out = report(d, "2021-22-Q2", "q2");
+    // with a profile and commentary in place: public words by design
+    let extra = profiled(d);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let out = report_with(d, "2021-22-Q2", "q2", &extra);
     let mut names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -256,6 +300,15 @@ fn the_public_report_leaks_nothing_and_the_appendix_holds_it_all() {
             "public PDF lacks {want}: {public_pdf}"
         );
     }
+    // the profile and the commentary, in both formats (the HTML escapes
+    // the apostrophe)
+    for want in PROFILED {
+        assert!(public_html.contains(want), "public HTML lacks {want}");
+        assert!(
+            public_pdf.contains(want),
+            "public PDF lacks {want}: {public_pdf}"
+        );
+    }
 
     let exempt_html = std::fs::read_to_string(out.join("exempt-appendix.html")).unwrap();
     let exempt_pdf = pdf_text(&out.join("exempt-appendix.pdf"));
@@ -265,7 +318,7 @@ fn the_public_report_leaks_nothing_and_the_appendix_holds_it_all() {
             "{what}"
         );
         assert!(
-            text.contains("Schedule 12A Local Government Act 1972, paragraph 7"),
+            text.contains("paragraph 3 of Part 1 of Schedule 12A to the Local Government Act 1972"),
             "{what}"
         );
         for s in &both {
@@ -727,4 +780,130 @@ fn the_reports_mail_check_agrees_with_parapet_mailcheck() {
     for (_, code) in by_code.keys() {
         assert!(html.contains(code.as_str()), "{code} not listed");
     }
+}
+
+/// Each word's box from `pdftotext -bbox`, against its page's size: no
+/// text of the public report or the appendix (hashes, long names, the
+/// profile's long lines) runs off the page.
+#[test]
+fn every_word_of_both_pdfs_stays_inside_its_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    import_estate(d);
+    let extra = profiled(d);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let out = report_with(d, "2021-22-Q2", "q2", &extra);
+    for doc in ["public-report.pdf", "exempt-appendix.pdf"] {
+        let xml = tool(
+            "pdftotext",
+            &["-bbox", out.join(doc).to_str().unwrap(), "-"],
+        );
+        let attr = |tag: &str, name: &str| -> f64 {
+            let i = tag.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+            tag[i..].split('"').next().unwrap().parse().unwrap()
+        };
+        let (mut pages, mut words) = (0, 0);
+        for page in xml.split("<page ").skip(1) {
+            pages += 1;
+            let (w, h) = (attr(page, "width"), attr(page, "height"));
+            for word in page.split("<word ").skip(1) {
+                words += 1;
+                let text = word.split('>').nth(1).unwrap().split('<').next().unwrap();
+                let (x0, y0, x1, y1) = (
+                    attr(word, "xMin"),
+                    attr(word, "yMin"),
+                    attr(word, "xMax"),
+                    attr(word, "yMax"),
+                );
+                assert!(
+                    x0 >= 0.0 && y0 >= 0.0 && x1 <= w && y1 <= h,
+                    "{doc} page {pages}: `{text}` at ({x0}, {y0})–({x1}, {y1}) of {w}×{h}"
+                );
+            }
+        }
+        assert!(
+            pages >= 2 && words > 300,
+            "{doc}: {pages} pages, {words} words"
+        );
+    }
+    // the appendix's SHA-256 column holds each hash whole (copied from the
+    // PDF, it still verifies the file), inside the page as checked above
+    let appendix = pdf_text(&out.join("exempt-appendix.pdf"));
+    let sum = tool("sha256sum", &[estate("inventory.csv").to_str().unwrap()]);
+    let hash = sum.split_whitespace().next().unwrap();
+    assert!(appendix.contains(hash), "{hash}: {appendix}");
+}
+
+/// A commentary file with a mistake is refused with its file, line and
+/// field, and nothing is written; once the quarter is frozen its
+/// commentary is what was tabled and a new file is refused.
+#[test]
+fn commentary_files_are_checked_and_a_frozen_quarter_keeps_its_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    import_estate(d);
+    let out = d.join("out");
+    let args = |file: &str| {
+        vec![
+            "report".to_string(),
+            "--tenant".into(),
+            TENANT.into(),
+            "--quarter".into(),
+            "2021-22-Q2".into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+            "--commentary".into(),
+            file.into(),
+            "--freeze".into(),
+        ]
+    };
+    for (name, text, says) in [
+        (
+            "bad.toml",
+            "options = \"x\"\n[kpi.6]\ncommentary = \"y\"\n",
+            "bad.toml:2: kpi.6: the KPIs are 1 to 5",
+        ),
+        (
+            "bad.md",
+            "# KPI 1\nfine\n# Budget\n",
+            "bad.md:3: heading: `Budget` is not a section",
+        ),
+        (
+            "bad.txt",
+            "x",
+            "bad.txt:0: file: the commentary must be a .toml or .md file",
+        ),
+    ] {
+        std::fs::write(d.join(name), text).unwrap();
+        let a = args(name);
+        let o = run(d, &a.iter().map(String::as_str).collect::<Vec<_>>());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(says), "{name}: {err}");
+        assert!(!out.exists(), "{name}: nothing written");
+    }
+    std::fs::write(d.join("c.toml"), "[kpi.1]\ncommentary = \"The breach was contained within a day.\"\nactions = [\"Phishing exercise in October\"]\n").unwrap();
+    let a = args("c.toml");
+    ok(d, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    let html = std::fs::read_to_string(out.join("public-report.html")).unwrap();
+    assert!(
+        html.contains("The breach was contained within a day."),
+        "{html}"
+    );
+    assert!(
+        html.contains("<li>Phishing exercise in October</li>"),
+        "{html}"
+    );
+    // the report froze the ended quarter: new words are refused, the
+    // tabled ones stay
+    std::fs::write(d.join("later.toml"), "options = \"Rewritten later.\"\n").unwrap();
+    let a = args("later.toml");
+    let o = run(d, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("is frozen"), "{err}");
+    let again = report(d, "2021-22-Q2", "again");
+    let html = std::fs::read_to_string(again.join("public-report.html")).unwrap();
+    assert!(html.contains("The breach was contained within a day."));
+    assert!(!html.contains("Rewritten later."));
 }

@@ -453,6 +453,21 @@ const MIGRATIONS: &[(u32, &str)] = &[
     DROP TABLE kpi_snapshots;
     ALTER TABLE kpi_snapshots_v19 RENAME TO kpi_snapshots;",
     ),
+    (
+        20,
+        // officer commentary of a council's committee report, append-only
+        // per (tenant, quarter): a frozen quarter's is the latest saved at
+        // or before its freeze, so what was tabled is never rewritten
+        "CREATE TABLE report_commentary (
+        id       INTEGER PRIMARY KEY,
+        tenant   TEXT    NOT NULL,
+        quarter  TEXT    NOT NULL,
+        saved_at INTEGER NOT NULL, -- unix seconds
+        author   TEXT    NOT NULL,
+        body     TEXT    NOT NULL  -- JSON (parapet_report::OfficerCommentary)
+    );
+    CREATE INDEX report_commentary_quarter ON report_commentary (tenant, quarter, saved_at);",
+    ),
 ];
 
 impl SqliteStore {

@@ -15,6 +15,7 @@ mod alerts;
 mod allowlist;
 mod assurance;
 mod cluster;
+mod commentary;
 mod events;
 mod exports;
 mod mail;
