@@ -1381,6 +1381,31 @@ mod tests {
     }
 
     #[test]
+    fn store_pool_size_and_connect_timeout_default_and_name_a_bad_value() {
+        let c = Config::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(c.store.pool_size, 4);
+        assert_eq!(c.store.connect_timeout_ms, 5_000);
+        let c = Config::parse(
+            "[store]\npool_size = 8\nconnect_timeout_ms = 1500\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!((c.store.pool_size, c.store.connect_timeout_ms), (8, 1500));
+        for (text, field) in [
+            ("[store]\npool_size = 0\n", "[store] pool_size"),
+            (
+                "[store]\nconnect_timeout_ms = 0\n",
+                "[store] connect_timeout_ms",
+            ),
+        ] {
+            let err = Config::parse(text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field) && err.contains("not 0"), "{err}");
+        }
+    }
+
+    #[test]
     fn access_lists_and_rate_limits() {
         let c = Config::parse("", Path::new("c.toml")).unwrap();
         assert_eq!(c.dns.allow.len(), 2, "loopback by default");

@@ -39,8 +39,8 @@ pub(crate) fn fold_loop(mut store: Box<dyn Db>, nice: i32) {
 /// Drains query events into the store in two threads: the collector
 /// ([`collect`]) pseudonymises each client, cuts batches at most every
 /// `flush_every` and appends each to the [`Spool`] before handing it over
-/// (so a crash loses at most the batch it is filling: `flush_every` of
-/// traffic); this writer stores them in spool order, exactly once
+/// (so a crash loses at most the batch it is filling, `flush_every` of
+/// traffic, and the one whose sync is under way); this writer stores them in spool order, exactly once
 /// ([`BatchId`]), replays what the store missed when it was down, runs
 /// detection over every batch as it arrives, and runs the retention job
 /// at start and every hour.
