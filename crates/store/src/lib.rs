@@ -19,6 +19,7 @@ pub mod mail;
 mod pg;
 pub mod pgtest;
 mod rules;
+pub mod sealed;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -41,6 +42,7 @@ pub use mail::{
 };
 pub use pg::{PgStore, redact};
 pub use rules::{cutoff, unix_millis};
+pub use sealed::{ClientActivity, SEALED_FIELDS, SealedClient, SealedStore};
 pub use sqlite::{DB_FILE, SqliteStore, private_dir};
 
 /// Everything a command or the server needs from storage, as one object:
@@ -54,6 +56,7 @@ pub trait Db:
     + AccountStore
     + ClusterStore
     + ExportStore
+    + SealedStore
     + ReportSources<Error = StoreError>
 {
 }
@@ -65,6 +68,7 @@ impl<T> Db for T where
         + AccountStore
         + ClusterStore
         + ExportStore
+        + SealedStore
         + ReportSources<Error = StoreError>
 {
 }

@@ -55,6 +55,12 @@ impl EventStore for PgStore {
                 &[&ev_cut],
             )
             .map_err(&err)?;
+            // sealed addresses go with the events they stood beside
+            tx.execute(
+                "DELETE FROM sealed_clients WHERE first_time < $1",
+                &[&ev_cut],
+            )
+            .map_err(&err)?;
             let aggregates = tx
                 .execute(
                     "DELETE FROM query_hourly WHERE hour + 3600 <= $1",

@@ -385,6 +385,25 @@ const MIGRATIONS: &[(u32, &str)] = &[
         ADD COLUMN last_used_at BIGINT;
     CREATE INDEX api_tokens_user ON api_tokens (user_id);",
     ),
+    (
+        16,
+        // client addresses sealed to the investigation public key
+        // (crates/store/src/sealed.rs): one row per client per batch, never
+        // the address in clear; retention deletes them with the events
+        "CREATE TABLE sealed_clients (
+        node       TEXT   NOT NULL,
+        run        BIGINT NOT NULL, -- the batch (applied_batches)
+        seq        BIGINT NOT NULL,
+        tenant     TEXT   NOT NULL,
+        client     BYTEA  NOT NULL, -- the pseudonym of query_events.client
+        first_time BIGINT NOT NULL, -- unix milliseconds
+        last_time  BIGINT NOT NULL,
+        sealed     BYTEA  NOT NULL, -- HPKE to the investigation public key
+        PRIMARY KEY (node, run, seq, tenant, client)
+    );
+    CREATE INDEX sealed_clients_client ON sealed_clients (client, tenant);
+    CREATE INDEX sealed_clients_time ON sealed_clients (first_time);",
+    ),
 ];
 
 impl PgStore {

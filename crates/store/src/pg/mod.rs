@@ -19,6 +19,7 @@ mod events;
 mod exports;
 mod mail;
 mod migrations;
+mod sealed;
 
 use std::time::Duration;
 

@@ -106,6 +106,12 @@ impl EventStore for SqliteStore {
             params![cutoff(now, retention.events_days)],
         )
         .map_err(err)?;
+        // sealed addresses go with the events they stood beside
+        tx.execute(
+            "DELETE FROM sealed_clients WHERE first_time < ?1",
+            params![cutoff(now, retention.events_days)],
+        )
+        .map_err(err)?;
         // an hour is kept while any of it is within retention
         let agg_cut = cutoff(now, retention.aggregates_days) / 1000;
         let aggregates = tx

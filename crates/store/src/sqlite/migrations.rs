@@ -382,6 +382,25 @@ const MIGRATIONS: &[(u32, &str)] = &[
     ALTER TABLE api_tokens_v14 RENAME TO api_tokens;
     CREATE INDEX api_tokens_user ON api_tokens (user_id);",
     ),
+    (
+        16,
+        // client addresses sealed to the investigation public key
+        // (crates/store/src/sealed.rs): one row per client per batch, never
+        // the address in clear; retention deletes them with the events
+        "CREATE TABLE sealed_clients (
+        node       TEXT    NOT NULL,
+        run        INTEGER NOT NULL, -- the batch (applied_batches)
+        seq        INTEGER NOT NULL,
+        tenant     TEXT    NOT NULL,
+        client     BLOB    NOT NULL, -- the pseudonym of query_events.client
+        first_time INTEGER NOT NULL, -- unix milliseconds
+        last_time  INTEGER NOT NULL,
+        sealed     BLOB    NOT NULL, -- HPKE to the investigation public key
+        PRIMARY KEY (node, run, seq, tenant, client)
+    ) WITHOUT ROWID;
+    CREATE INDEX sealed_clients_client ON sealed_clients (client, tenant);
+    CREATE INDEX sealed_clients_time ON sealed_clients (first_time);",
+    ),
 ];
 
 impl SqliteStore {
