@@ -12,7 +12,7 @@ use parapet_core::alert::{Severity, Signal};
 use parapet_core::event::{OwnedRun, QueryEvent};
 use parapet_core::pseudonym::{ClientPseudonym, Pseudonymiser};
 use parapet_detect::rules::{Detector, Observed};
-use parapet_store::{BatchId, Db, Retention};
+use parapet_store::{BatchId, Db, Retention, SealedClient};
 
 use crate::collect::{Batch, EVENT_POLL, collect};
 use crate::sched::{Backlog, Mode, StorageSched, storage_priority};
@@ -69,6 +69,8 @@ pub(crate) struct EventWriter {
     pub(crate) supplier: Arc<str>,
     /// How long each batch's transaction takes.
     pub(crate) batch_latency: Arc<crate::stats::Histogram>,
+    /// The investigation public key client addresses are sealed to.
+    pub(crate) seal: Option<crate::seal::SealKey>,
 }
 
 /// Where the writer is in the spool, and what it owes the store.
@@ -141,6 +143,7 @@ impl EventWriter {
         let spool = self.spool.clone();
         let run = self.started_at;
         let written = AtomicBool::new(false);
+        let seal = self.seal.clone();
         std::thread::scope(|s| {
             let (rx, sched, written) = (&rx, &sched, &written);
             // the watcher stops when this thread leaves the scope, even by
@@ -176,7 +179,7 @@ impl EventWriter {
                         spool: &spool,
                         run,
                     };
-                    collect(rx, stop, &pseudonymiser, flush_every, &out, sched)
+                    collect(rx, stop, &pseudonymiser, flush_every, &out, sched, seal)
                 });
             if let Err(e) = collector {
                 tracing::error!("cannot start the event collector: {e}");
@@ -286,13 +289,18 @@ impl EventWriter {
     /// it is stored now when the store is up and nothing older waits in
     /// the spool, or replayed from the spool in its turn.
     fn take(&mut self, batch: Batch) {
-        let Batch { id, runs, spooled } = batch;
+        let Batch {
+            id,
+            runs,
+            sealed,
+            spooled,
+        } = batch;
         let seen = self.observe(id, &runs);
         self.record(seen);
         match spooled {
             Some((_, end)) if end <= self.replay.acked => {}
             Some((start, end)) if start == self.replay.acked && self.replay.down.is_none() => {
-                if self.store_batch(id, &runs).is_ok() {
+                if self.store_batch(id, &runs, &sealed).is_ok() {
                     self.replay.acked = end;
                     self.spool.release(end);
                 }
@@ -305,19 +313,31 @@ impl EventWriter {
                     .down
                     .as_ref()
                     .is_none_or(|d| Instant::now() >= d.retry_at);
-                if !(due && self.store_batch(id, &runs).is_ok()) {
+                if !(due && self.store_batch(id, &runs, &sealed).is_ok()) {
                     self.drop_batch(&runs);
                 }
             }
         }
     }
 
-    /// Stores one batch exactly once; on failure the store counts as down
-    /// until its next try (backing off up to [`RETRY_MAX`]).
-    fn store_batch(&mut self, id: BatchId, runs: &[OwnedRun]) -> Result<(), ()> {
+    /// Stores one batch exactly once, then its sealed addresses (also once
+    /// per batch: after a failure between the two, the replay finds the
+    /// batch stored and writes only the addresses); on failure the store
+    /// counts as down until its next try (backing off up to
+    /// [`RETRY_MAX`]).
+    fn store_batch(
+        &mut self,
+        id: BatchId,
+        runs: &[OwnedRun],
+        sealed: &[SealedClient],
+    ) -> Result<(), ()> {
         let runs: Vec<_> = runs.iter().map(OwnedRun::as_run).collect();
         let started = Instant::now();
-        match self.store.insert_batch(id, &runs) {
+        let stored = self
+            .store
+            .insert_batch(id, &runs)
+            .and_then(|_| self.store.insert_sealed(id, sealed));
+        match stored {
             Ok(_) => {
                 self.batch_latency.observe(started.elapsed());
                 Ok(())
@@ -363,10 +383,15 @@ impl EventWriter {
         let mut replayed = 0u64;
         while started.elapsed() < REPLAY_SLICE {
             match self.spool.read(self.replay.acked) {
-                Found::Batch { id, runs, next } => {
+                Found::Batch {
+                    id,
+                    runs,
+                    sealed,
+                    next,
+                } => {
                     let seen = self.observe(id, &runs);
                     self.record(seen);
-                    if self.store_batch(id, &runs).is_err() {
+                    if self.store_batch(id, &runs, &sealed).is_err() {
                         return;
                     }
                     replayed += 1;

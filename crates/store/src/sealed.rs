@@ -104,3 +104,21 @@ pub(crate) fn pseudonym(b: &[u8]) -> Option<ClientPseudonym> {
 pub(crate) fn under(domain: &str) -> String {
     format!(".{domain}")
 }
+
+/// The sealing mode in force, and what it means, given the investigation
+/// public key's fingerprint (`None`: no key): `parapet privacy` and
+/// `/privacy` both say it in these words.
+pub fn privacy_mode(fingerprint: Option<&str>) -> (&'static str, String) {
+    match fingerprint {
+        Some(f) => (
+            "sealed",
+            format!(
+                "Client addresses are sealed to the investigation public key {f}: each storage batch keeps, per client, its address encrypted to that key beside the pseudonym. Nodes, the dashboard and the database cannot open it; only the holder of the offline private key can, with `parapet investigate reveal`, and every reveal is written to the audit log with who, when, why and how many addresses."
+            ),
+        ),
+        None => (
+            "not sealed",
+            "No investigation public key is configured: client addresses are not kept in any form, only their pseudonyms, and no reveal is possible. A council's machine is found from the pseudonym only by whoever can recompute it (see docs/privacy.md).".to_string(),
+        ),
+    }
+}

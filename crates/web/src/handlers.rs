@@ -419,9 +419,15 @@ pub async fn alerts_api(
 
 async fn alert_view(state: &AppState, viewer: &Viewer, id: i64) -> Result<Value, AppError> {
     let vw = viewer.clone();
+    let d = dashboard(state)?;
     with_db(state, move |db| {
-        let mut v = views::alert(db, &vw, id)?.to_json();
+        let a = views::alert(db, &vw, id)?;
+        let mut v = a.to_json();
         v["deliveries"] = views::deliveries(db, &vw, id)?;
+        v["pseudonyms"] = views::alert_pseudonyms(db, &d, &a.tenant, id)?;
+        v["reveal_command"] = json!(format!(
+            "parapet investigate reveal --alert {id} --key investigation.key --reason \"...\""
+        ));
         Ok(v)
     })
     .await
@@ -750,15 +756,19 @@ pub async fn privacy_page(
     viewer: Viewer,
 ) -> Result<Html<String>, AppError> {
     let d = dashboard(&state)?;
-    page("privacy.html", &viewer, views::privacy(&d))
+    page(
+        "privacy.html",
+        &viewer,
+        views::privacy(&d, viewer.is_supplier()),
+    )
 }
 
 pub async fn privacy_api(
     State(state): State<AppState>,
-    _viewer: Viewer,
+    viewer: Viewer,
 ) -> Result<Json<Value>, AppError> {
     let d = dashboard(&state)?;
-    Ok(Json(views::privacy(&d)))
+    Ok(Json(views::privacy(&d, viewer.is_supplier())))
 }
 
 pub async fn audit_page(

@@ -484,21 +484,70 @@ pub fn audit(db: &mut dyn Db, scope: Option<&str>) -> Result<Value, AppError> {
     })).collect::<Vec<_>>() }))
 }
 
-pub fn privacy(d: &Dashboard) -> Value {
+/// The privacy statement. A council's copy names no server path (the key
+/// file, the store): those are the supplier's.
+pub fn privacy(d: &Dashboard, supplier: bool) -> Value {
     let p = &d.privacy;
-    json!({
+    let (mode, meaning) = parapet_store::sealed::privacy_mode(p.sealed.as_deref());
+    let mut v = json!({
         "events_days": p.events_days,
         "aggregates_days": p.aggregates_days,
         "event_fields": parapet_store::EVENT_FIELDS.iter().map(|(n, w)| json!({"name": n, "what": w})).collect::<Vec<_>>(),
         "aggregate_fields": parapet_store::AGGREGATE_FIELDS.iter().map(|(n, w)| json!({"name": n, "what": w})).collect::<Vec<_>>(),
-        "not_stored": "No client IP address, port or query ID, no answer records, no other part of the packet. The client address is replaced by its pseudonym in memory, before an event is written anywhere.",
-        "pseudonymisation": "HMAC-SHA256 of the client address under the operator's key, first 64 bits, hex. The same client gets the same pseudonym while the key is unchanged; without the key the address cannot be recovered from it.",
+        "not_stored": if p.sealed.is_some() {
+            "No client IP address in clear (only sealed, see below), no port or query ID, no answer records, no other part of the packet. The client address is replaced by its pseudonym in memory, before an event is written anywhere."
+        } else {
+            "No client IP address, port or query ID, no answer records, no other part of the packet. The client address is replaced by its pseudonym in memory, before an event is written anywhere."
+        },
+        "pseudonymisation": "HMAC-SHA256 of the client address under the operator's key, first 64 bits, hex. The same client gets the same pseudonym while the key is unchanged. Whoever holds that key can test every IPv4 address against a pseudonym and so recover it: the supplier protects it like the database. A reveal never uses it: sealed addresses open with the investigation key only.",
         "key_source": p.key_source,
         "store": p.store,
         "flush_interval_ms": p.flush_interval_ms,
         "retention_enforced": "at start and every hour",
-    })
+        "sealing": {
+            "mode": mode,
+            "fingerprint": p.sealed,
+            "meaning": meaning,
+            "fields": if p.sealed.is_some() {
+                parapet_store::SEALED_FIELDS.iter().map(|(n, w)| json!({"name": n, "what": w})).collect::<Vec<_>>()
+            } else {
+                Vec::new()
+            },
+        },
+    });
+    if !supplier {
+        v["key_source"] = json!("kept by your supplier");
+        v["store"] = json!("your supplier's database");
+    }
+    v
 }
+
+/// The pseudonyms behind an alert (at most [`ALERT_PSEUDONYMS`]), each
+/// marked when it is a configured forwarder, with the command that
+/// reveals its address (run by whoever holds the investigation key: the
+/// web never does).
+pub fn alert_pseudonyms(
+    db: &mut dyn Db,
+    d: &Dashboard,
+    tenant: &str,
+    id: i64,
+) -> Result<Value, AppError> {
+    let list = db.alert_pseudonyms(id, ALERT_PSEUDONYMS)?;
+    Ok(json!(
+        list.iter()
+            .map(|p| json!({
+                "pseudonym": p.to_string(),
+                "forwarder": d.forwarders.contains(&(tenant.to_string(), *p)),
+                "reveal_command": format!(
+                    "parapet investigate reveal --pseudonym {p} --tenant {tenant} --key investigation.key --reason \"...\""
+                ),
+            }))
+            .collect::<Vec<_>>()
+    ))
+}
+
+/// Pseudonyms listed per alert.
+pub const ALERT_PSEUDONYMS: usize = 100;
 
 /// The tenants a viewer may see, with their networks, mail domains, the
 /// last 7 days' traffic and the feeds that protect them.
