@@ -402,7 +402,23 @@ pub struct TenantConfig {
     /// author, contact, agenda item, recommendation, PSN, exemption.
     #[serde(default)]
     pub report: Option<parapet_report::ReportProfile>,
+    /// The council's own DNS servers that forward to Parapet (e.g. Windows
+    /// DNS on domain controllers): their queries' client is the forwarder,
+    /// labelled so in alerts. At most [`MAX_FORWARDER_ADDRESSES`] addresses
+    /// each.
+    #[serde(default, deserialize_with = "cidrs")]
+    pub forwarders: Vec<IpNet>,
+    /// Sources whose EDNS Client Subnet option is believed: a query from
+    /// one that carries ECS has the ECS address as its client (pseudonym,
+    /// sealed address, tenant).
+    #[serde(default, deserialize_with = "cidrs")]
+    pub trusted_ecs: Vec<IpNet>,
 }
+
+/// Most addresses one `[[tenants]] forwarders` network may hold: the
+/// dashboard computes each one's pseudonym to label forwarders, and a
+/// forwarder is a server, not a network.
+pub const MAX_FORWARDER_ADDRESSES: u32 = 4096;
 
 fn yes() -> bool {
     true
@@ -681,6 +697,9 @@ pub struct PrivacyConfig {
     /// Key for client pseudonyms (at least 16 bytes). Prefer the
     /// PARAPET_PSEUDONYM_KEY environment variable.
     pub pseudonym_key: Option<String>,
+    /// The investigation public key (a path to `investigation.pub`, or its
+    /// text): with it, client addresses are also kept sealed to it.
+    pub investigation_public_key: Option<String>,
 }
 
 /// `[log]`: how `serve` writes its log lines to stderr (the filter is
@@ -1130,7 +1149,53 @@ impl Config {
         // overlapping networks are caught here rather than at reload time
         self.tenant_map()
             .map_err(|e| anyhow::anyhow!("{}: [[tenants]] networks: {e}", file.display()))?;
+        self.validate_forwarders(text, file)?;
         Ok(())
+    }
+
+    /// `[[tenants]] forwarders` small enough to enumerate, `trusted_ecs`
+    /// claimed by one tenant each.
+    fn validate_forwarders(&self, text: &str, file: &Path) -> anyhow::Result<()> {
+        for t in &self.tenants {
+            for n in &t.forwarders {
+                let host_bits = u32::from(n.max_prefix_len() - n.prefix_len());
+                if host_bits > MAX_FORWARDER_ADDRESSES.ilog2() {
+                    return Err(at(
+                        text,
+                        file,
+                        t.name.span(),
+                        "[[tenants]] forwarders",
+                        &format!(
+                            "{n} holds more than {MAX_FORWARDER_ADDRESSES} addresses: list the forwarding DNS servers themselves"
+                        ),
+                    ));
+                }
+            }
+        }
+        self.trusted_ecs_map()
+            .map_err(|e| anyhow::anyhow!("{}: [[tenants]] trusted_ecs: {e}", file.display()))?;
+        Ok(())
+    }
+
+    /// `[[tenants]] trusted_ecs` by tenant, as the resolver looks them up.
+    pub fn trusted_ecs_map(
+        &self,
+    ) -> Result<parapet_core::tenant::TenantMap, parapet_core::tenant::TenantMapError> {
+        let nets: Vec<_> = (self.tenants.iter().enumerate())
+            .flat_map(|(i, t)| t.trusted_ecs.iter().map(move |n| (*n, (i + 1) as u16)))
+            .collect();
+        parapet_core::tenant::TenantMap::new(&nets)
+    }
+
+    /// The investigation public key `[privacy] investigation_public_key`
+    /// names (a path relative to the config's folder, or the key's text).
+    pub fn seal_key(&self) -> anyhow::Result<Option<parapet_pipeline::seal::SealKey>> {
+        let Some(v) = &self.privacy.investigation_public_key else {
+            return Ok(None);
+        };
+        parapet_pipeline::seal::SealKey::load(v, &self.base)
+            .map(Some)
+            .map_err(|e| crate::BadInput(format!("[privacy] investigation_public_key: {e}")).into())
     }
 
     /// Resolves a path from the config against the config's folder.

@@ -119,8 +119,10 @@ pub fn build(config: &Config, demo: bool) -> anyhow::Result<Arc<Dashboard>> {
             key_source: config.pseudonym_key_source(),
             store: location,
             flush_interval_ms: config.store.flush_interval_ms,
+            sealed: config.seal_key()?.map(|k| k.fingerprint()),
         },
     );
+    d.forwarders = forwarder_pseudonyms(config)?;
     d.secure_cookies = config.web.secure_cookies;
     d.unknown_sender_threshold = config.dmarc.unknown_sender_threshold;
     d.trusted_proxies = config.web.trusted_proxies.clone();
@@ -484,4 +486,27 @@ pub fn users_totp(args: UsersTotpArgs) -> anyhow::Result<ExitCode> {
          the dashboard now asks for its 6-digit code"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pseudonym of every `[[tenants]] forwarders` address, by tenant: the
+/// alert page labels those clients. The networks are small (the config
+/// check bounds them), so each address is hashed once here.
+fn forwarder_pseudonyms(
+    config: &Config,
+) -> anyhow::Result<std::collections::HashSet<(String, parapet_core::pseudonym::ClientPseudonym)>> {
+    let mut out = std::collections::HashSet::new();
+    if config.tenants.iter().all(|t| t.forwarders.is_empty()) {
+        return Ok(out);
+    }
+    let (key, source) = config.pseudonym_key()?;
+    let p = parapet_core::pseudonym::Pseudonymiser::new(&key)
+        .map_err(|e| crate::BadInput(format!("{source}: {e}")))?;
+    for t in &config.tenants {
+        for net in &t.forwarders {
+            for ip in net.hosts().chain([net.network(), net.broadcast()]) {
+                out.insert((t.name.get_ref().clone(), p.pseudonymise(ip)));
+            }
+        }
+    }
+    Ok(out)
 }

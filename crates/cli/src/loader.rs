@@ -591,6 +591,12 @@ impl Loader {
         )
         .with_access(parapet_dns::Access::new(&cfg.dns.allow, &cfg.dns.deny))
         .with_rate_limit_exempt(&exempt)
+        .with_trusted_ecs(
+            cfg.tenants
+                .iter()
+                .any(|t| !t.trusted_ecs.is_empty())
+                .then(|| cfg.trusted_ecs_map().unwrap_or_default()),
+        )
     }
 }
 

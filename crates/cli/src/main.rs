@@ -16,6 +16,7 @@ mod dmarc_senders;
 mod encrypted;
 mod feeds_cmd;
 mod generate_cmd;
+mod investigate_cmd;
 mod loader;
 mod logging;
 mod mailbox;
@@ -76,6 +77,9 @@ enum Command {
     /// The configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Sealed client addresses: the investigation key pair, audited reveals.
+    #[command(subcommand)]
+    Investigate(InvestigateCommand),
     /// Man pages and shell completions (for packaging).
     #[command(hide = true)]
     Generate(generate_cmd::Args),
@@ -138,6 +142,12 @@ enum IncidentsCommand {
     Add(assurance_cmd::IncidentAddArgs),
     List(assurance_cmd::IncidentListArgs),
     Close(assurance_cmd::IncidentCloseArgs),
+}
+
+#[derive(Subcommand)]
+enum InvestigateCommand {
+    Keygen(investigate_cmd::KeygenArgs),
+    Reveal(investigate_cmd::RevealArgs),
 }
 
 #[derive(Subcommand)]
@@ -232,6 +242,8 @@ fn main() -> ExitCode {
         Command::Feeds(FeedsCommand::Status(a)) => feeds_cmd::status(a),
         Command::Config(ConfigCommand::Check(a)) => feeds_cmd::check_config(a),
         Command::Generate(a) => generate_cmd::run(a),
+        Command::Investigate(InvestigateCommand::Keygen(a)) => investigate_cmd::keygen(a),
+        Command::Investigate(InvestigateCommand::Reveal(a)) => investigate_cmd::reveal(a),
     };
     match result {
         Ok(code) => code,

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use parapet_store::{AGGREGATE_FIELDS, EVENT_FIELDS};
+use parapet_store::{AGGREGATE_FIELDS, EVENT_FIELDS, SEALED_FIELDS};
 
 use crate::config::Config;
 
@@ -35,13 +35,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("  {name:<9} {what}");
     }
     println!();
-    println!("Nothing else: no client IP address, port or query ID, no answer records,");
+    let fingerprint = config.seal_key()?.map(|k| k.fingerprint());
+    if fingerprint.is_some() {
+        println!("Nothing else: no client IP address in clear (only sealed, below), no port or");
+        println!("query ID, no answer records,");
+    } else {
+        println!("Nothing else: no client IP address, port or query ID, no answer records,");
+    }
     println!("no other part of the packet. The client address is replaced by its");
     println!("pseudonym in memory, before an event is written anywhere.");
     println!();
+    let (mode, meaning) = parapet_store::sealed::privacy_mode(fingerprint.as_deref());
+    println!("Client addresses: {mode}.");
+    println!("{meaning}");
+    if fingerprint.is_some() {
+        println!("Each sealed-address row keeps (kept as long as the events):");
+        for (name, what) in SEALED_FIELDS {
+            println!("  {name:<21} {what}");
+        }
+    }
+    println!();
     println!("Pseudonymisation: HMAC-SHA256 of the client address under the operator's key,");
     println!("first 64 bits, hex. The same client gets the same pseudonym while the key is");
-    println!("unchanged; without the key the address cannot be recovered from it.");
+    println!("unchanged. Whoever holds this key can test every IPv4 address against a");
+    println!("pseudonym (2^32 guesses) and so recover it: protect the key like the database.");
+    println!("A reveal never needs it: sealed addresses open with the investigation key only.");
     println!("Key: {}", config.pseudonym_key_source());
     println!();
     println!(

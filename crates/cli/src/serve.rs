@@ -61,6 +61,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let pseudonymiser =
         Pseudonymiser::new(&key).map_err(|e| BadInput(format!("{key_source}: {e}")))?;
     tracing::info!("client pseudonyms: HMAC-SHA256 truncated to 64 bits, key from {key_source}");
+    let seal_key = config.seal_key()?;
+    match &seal_key {
+        Some(k) => tracing::info!(
+            "client addresses sealed to the investigation public key {}",
+            k.fingerprint()
+        ),
+        None => {
+            tracing::info!("no [privacy] investigation_public_key: client addresses are not kept")
+        }
+    }
     let store = config.open_store().context("cannot open the store")?;
     let node = config.node.name();
     tracing::info!("store: {} (node {node})", store.location());
@@ -130,6 +140,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         exports: export_stores,
         node: node.clone(),
         base: config.base.clone(),
+        seal: seal_key,
     })?;
 
     let mailcheck_alerts = system_tx.clone();

@@ -140,6 +140,9 @@ pub struct Snapshot {
     pub access: Access,
     /// By tenant: whether its UDP answers are rate limited.
     rate_limited: Vec<bool>,
+    /// Forwarders whose EDNS Client Subnet names the client, by the tenant
+    /// that trusts them (`None`: no tenant trusts any).
+    pub trusted_ecs: Option<TenantMap>,
 }
 
 impl Snapshot {
@@ -164,7 +167,16 @@ impl Snapshot {
             block,
             access: Access::default(),
             rate_limited: Vec::new(),
+            trusted_ecs: None,
         }
+    }
+
+    /// This snapshot with forwarders whose EDNS Client Subnet is believed
+    /// (`[[tenants]] trusted_ecs`, each mapped to its tenant); `None` for
+    /// none.
+    pub fn with_trusted_ecs(mut self, trusted: Option<TenantMap>) -> Self {
+        self.trusted_ecs = trusted;
+        self
     }
 
     /// This snapshot with these allow and deny lists (loopback only
@@ -206,6 +218,7 @@ impl Snapshot {
             block: self.block,
             access: self.access.clone(),
             rate_limited: self.rate_limited.clone(),
+            trusted_ecs: self.trusted_ecs.clone(),
         }
     }
 

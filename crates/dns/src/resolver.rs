@@ -16,7 +16,7 @@ use parapet_core::event::{EventAction, QueryEvent};
 use parapet_core::ippolicy::with_client_ip;
 use parapet_core::name::{EventName, InlineName};
 use parapet_core::policy::{Action, Decision, FeedId, LocalRecord, Rule, rtype};
-use parapet_core::tenant::{DEFAULT_TENANT, TenantId};
+use parapet_core::tenant::{DEFAULT_TENANT, TenantId, TenantMap};
 use tokio::sync::watch;
 
 use crate::cache::{Cache, Key, Stale, Stored};
@@ -254,6 +254,13 @@ impl Resolver {
                 return self.limited(snap, tenant, packet, v, out);
             }
         }
+        // a trusted forwarder's EDNS Client Subnet names the client; the
+        // option is looked for only when the source is listed, so other
+        // queries pay one empty-map test
+        let (tenant, client_ip) = match &snap.trusted_ecs {
+            Some(trusted) => ecs_client(snap, trusted, packet, client.ip(), tenant),
+            None => (tenant, client.ip()),
+        };
         let payload = self.settings.udp_payload;
         let q = match wire::parse_query(packet) {
             Ok(q) => q,
@@ -277,7 +284,7 @@ impl Resolver {
                 self.finish(
                     at,
                     tenant,
-                    client.ip(),
+                    client_ip,
                     &InlineName::default(),
                     0,
                     Some(rc),
@@ -302,7 +309,7 @@ impl Resolver {
             self.finish(
                 at,
                 tenant,
-                client.ip(),
+                client_ip,
                 &q.qname,
                 q.qtype,
                 Some(rcode::REFUSED),
@@ -315,7 +322,7 @@ impl Resolver {
         let mut decision = policy.decide(tenant, q.qname.as_key());
         // one test of an empty list when no feed has client-IP triggers
         if !policy.ip().client.is_empty() {
-            let by_client = policy.ip().client.decide(tenant, &[client.ip()]);
+            let by_client = policy.ip().client.decide(tenant, &[client_ip]);
             decision = with_client_ip(decision, by_client);
         }
         let (action, feed) = match decision {
@@ -324,7 +331,7 @@ impl Resolver {
             Decision::Passthru(f) => (EventAction::Passthru, Some(f)),
             Decision::Monitor(f) => (EventAction::Monitored, Some(f)),
             Decision::Enforce(rule) => {
-                return self.enforce(at, tenant, client.ip(), &q, rule, udp, out);
+                return self.enforce(at, tenant, client_ip, &q, rule, udp, out);
             }
         };
         // response-IP triggers see what resolves normally, as in Unbound:
@@ -349,7 +356,7 @@ impl Resolver {
             self.finish(
                 at,
                 tenant,
-                client.ip(),
+                client_ip,
                 &q.qname,
                 q.qtype,
                 Some(rc),
@@ -359,7 +366,7 @@ impl Resolver {
             return Outcome::Reply;
         }
         let respip = respip.then(|| (at.snap.clone(), tenant));
-        Outcome::Forward(self.pending(snap, tenant, client.ip(), &q, action, feed, None, respip))
+        Outcome::Forward(self.pending(snap, tenant, client_ip, &q, action, feed, None, respip))
     }
 
     /// A client the access lists refuse: REFUSED (within the rate limit),
@@ -1030,5 +1037,31 @@ fn append_answers(out: &mut Vec<u8>, answer: &[u8]) {
     if let Some(n) = wire::copy_answers(answer, out) {
         let an = wire::count(out, wire::AN) + n;
         wire::set_count(out, wire::AN, an);
+    }
+}
+
+/// The tenant and client of a query from `source`: the EDNS Client Subnet
+/// address when `source` is a trusted forwarder (`[[tenants]] trusted_ecs`)
+/// and the query carries the option, else the source's own. The ECS
+/// address takes the tenant whose networks hold it, or else the tenant
+/// that trusts the forwarder.
+#[inline]
+fn ecs_client(
+    snap: &Snapshot,
+    trusted: &TenantMap,
+    packet: &[u8],
+    source: IpAddr,
+    tenant: TenantId,
+) -> (TenantId, IpAddr) {
+    let listed = trusted.lookup(source);
+    if listed == DEFAULT_TENANT {
+        return (tenant, source);
+    }
+    match wire::ecs_address(packet) {
+        Some(ip) => match snap.tenants.lookup(ip) {
+            DEFAULT_TENANT => (listed, ip),
+            t => (t, ip),
+        },
+        None => (tenant, source),
     }
 }

@@ -7,6 +7,8 @@
 //! resolver makes itself (blocks, local data, errors) are written directly
 //! into the caller's buffer.
 
+use std::net::IpAddr;
+
 use parapet_core::name::{InlineName, MAX_KEY_LEN};
 use parapet_core::policy::rtype;
 
@@ -264,6 +266,60 @@ pub fn parse_query(packet: &[u8]) -> Result<Query<'_>, Reject> {
         qclass,
         edns,
     })
+}
+
+/// EDNS option code of Client Subnet (RFC 7871).
+const OPT_CLIENT_SUBNET: u16 = 8;
+
+/// The address of a query's EDNS Client Subnet option (RFC 7871), its
+/// bits past the source prefix zero; `None` without one, or when the
+/// option is malformed (a family other than 1 or 2, a prefix too long for
+/// it, an address not exactly as long as the prefix needs). Called only
+/// for queries from trusted forwarders, never on the common path.
+pub fn ecs_address(packet: &[u8]) -> Option<IpAddr> {
+    let counts = |i: usize| u16_at(packet, 4 + 2 * i);
+    let mut pos = skip_name(packet, HEADER_LEN)? + 4;
+    for _ in 0..(u32::from(counts(1)?) + u32::from(counts(2)?)) {
+        pos = skip_record(packet, pos)?;
+    }
+    for _ in 0..counts(3)? {
+        let name_end = skip_name(packet, pos)?;
+        if u16_at(packet, name_end)? == rtype::OPT {
+            let rdlen = usize::from(u16_at(packet, name_end + 8)?);
+            let rdata = packet.get(name_end + 10..name_end + 10 + rdlen)?;
+            return ecs_in_options(rdata);
+        }
+        pos = skip_record(packet, pos)?;
+    }
+    None
+}
+
+fn ecs_in_options(mut opts: &[u8]) -> Option<IpAddr> {
+    while opts.len() >= 4 {
+        let code = u16::from_be_bytes([opts[0], opts[1]]);
+        let len = usize::from(u16::from_be_bytes([opts[2], opts[3]]));
+        let data = opts.get(4..4 + len)?;
+        if code == OPT_CLIENT_SUBNET {
+            let (&[f0, f1, source, _scope], addr) = data.split_first_chunk::<4>()?;
+            let family = u16::from_be_bytes([f0, f1]);
+            let max = if family == 1 { 32 } else { 128 };
+            if !(family == 1 || family == 2)
+                || source > max
+                || addr.len() != usize::from(source).div_ceil(8)
+            {
+                return None;
+            }
+            let mut b = [0u8; 16];
+            b[..addr.len()].copy_from_slice(addr);
+            return Some(if family == 1 {
+                IpAddr::V4(std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+            } else {
+                IpAddr::V6(std::net::Ipv6Addr::from(b))
+            });
+        }
+        opts = &opts[4 + len..];
+    }
+    None
 }
 
 /// Offset just past a (possibly compressed) name starting at `pos`.
@@ -738,6 +794,57 @@ mod tests {
         assert_eq!(q.udp_limit(1232), 1232);
         let p = query(b"\x01a\x00", 1, None);
         assert_eq!(parse_query(&p).unwrap().udp_limit(1232), 512);
+    }
+
+    /// A query with an OPT record holding `options` (code, data).
+    fn query_with_options(options: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut q = query(b"\x01a\x00", 1, None);
+        q[11] = 1;
+        let rdata: Vec<u8> = options
+            .iter()
+            .flat_map(|(code, data)| {
+                let mut o = code.to_be_bytes().to_vec();
+                o.extend_from_slice(&(data.len() as u16).to_be_bytes());
+                o.extend_from_slice(data);
+                o
+            })
+            .collect();
+        q.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0, 0]);
+        q.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        q.extend_from_slice(&rdata);
+        q
+    }
+
+    #[test]
+    fn the_client_subnet_option_names_an_address_or_nothing() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // kdig +subnet=127.0.0.9/32, behind a cookie option
+        let p = query_with_options(&[(10, &[1; 8]), (8, &[0, 1, 32, 0, 127, 0, 0, 9])]);
+        assert!(parse_query(&p).is_ok());
+        assert_eq!(ecs_address(&p), ip("127.0.0.9"));
+        // a /24 names its network; IPv6 /56
+        let p = query_with_options(&[(8, &[0, 1, 24, 0, 10, 1, 2])]);
+        assert_eq!(ecs_address(&p), ip("10.1.2.0"));
+        let p = query_with_options(&[(8, &[0, 2, 56, 0, 0x20, 1, 0xd, 0xb8, 0, 0, 7])]);
+        assert_eq!(ecs_address(&p), ip("2001:db8:0:700::"));
+        // malformed: family, prefix, address length; none at all
+        for bad in [
+            &[0u8, 3, 32, 0, 1, 2, 3, 4][..],
+            &[0, 1, 33, 0, 1, 2, 3, 4, 5],
+            &[0, 1, 32, 0, 1, 2, 3],
+            &[0, 1],
+        ] {
+            assert_eq!(
+                ecs_address(&query_with_options(&[(8, bad)])),
+                None,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(ecs_address(&query_with_options(&[])), None);
+        assert_eq!(ecs_address(&query(b"\x01a\x00", 1, None)), None);
+        let mut cut = query_with_options(&[(8, &[0, 1, 32, 0, 127, 0, 0, 9])]);
+        cut.truncate(cut.len() - 2);
+        assert_eq!(ecs_address(&cut), None);
     }
 
     #[test]

@@ -2,14 +2,18 @@
 //! client before anything else sees the event, and folds the repeats of a
 //! query into runs, handing batches of runs to the writer.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use parapet_core::event::{OwnedRun, QueryEvent, RunFolder};
-use parapet_core::pseudonym::{PseudonymCache, Pseudonymiser};
-use parapet_store::BatchId;
+use parapet_core::pseudonym::{ClientPseudonym, PseudonymCache, Pseudonymiser};
+use parapet_store::{BatchId, SealedClient, unix_millis};
 
 use crate::sched::StorageSched;
+use crate::seal::{SealKey, Sealer};
 use crate::spool::{AppendError, Pos, Spool};
 
 /// A batch handed to the writer.
@@ -17,6 +21,9 @@ use crate::spool::{AppendError, Pos, Spool};
 pub(crate) struct Batch {
     pub id: BatchId,
     pub runs: Vec<OwnedRun>,
+    /// Its clients' addresses sealed to the investigation key, one per
+    /// client (none without a key).
+    pub sealed: Vec<SealedClient>,
     /// Where its record starts and ends in the spool; `None` when it could
     /// not be spooled (full, or a write error): then this is its only copy.
     pub spooled: Option<(Pos, Pos)>,
@@ -35,13 +42,13 @@ impl Out<'_> {
     /// spooled batch the writer has no room for is not waited for: the
     /// writer reads it back from the spool, and the collector goes on
     /// draining the queue (a crash loses what is drained, not more).
-    fn hand_over(&self, seq: &mut i64, runs: Vec<OwnedRun>) {
+    fn hand_over(&self, seq: &mut i64, runs: Vec<OwnedRun>, sealed: Vec<SealedClient>) {
         *seq += 1;
         let id = BatchId {
             run: self.run,
             seq: *seq,
         };
-        let spooled = match self.spool.append(id, &runs) {
+        let spooled = match self.spool.append_sealed(id, &runs, &sealed) {
             Ok(at) => Some(at),
             Err(e @ AppendError::Full { .. }) => {
                 tracing::debug!("batch {} not spooled: {e}", id.seq);
@@ -52,7 +59,12 @@ impl Out<'_> {
                 None
             }
         };
-        let batch = Batch { id, runs, spooled };
+        let batch = Batch {
+            id,
+            runs,
+            sealed,
+            spooled,
+        };
         if batch.spooled.is_some() {
             let _ = self.batches.try_send(batch);
         } else {
@@ -88,6 +100,44 @@ fn log_query(ev: &parapet_core::event::PrivateEvent) {
     );
 }
 
+/// The distinct clients of the batch being filled, with their addresses,
+/// when addresses are sealed: the raw address stays in the collector's
+/// memory until the batch is cut (at most `flush_every`), then only its
+/// sealed form goes on.
+#[derive(Default)]
+struct BatchClients {
+    seen: HashMap<(Arc<str>, ClientPseudonym), (IpAddr, SystemTime, SystemTime)>,
+}
+
+impl BatchClients {
+    fn note(&mut self, tenant: &Arc<str>, client: ClientPseudonym, ip: IpAddr, t: SystemTime) {
+        match self.seen.get_mut(&(tenant.clone(), client)) {
+            Some(e) => {
+                e.1 = e.1.min(t);
+                e.2 = e.2.max(t);
+            }
+            None => {
+                self.seen.insert((tenant.clone(), client), (ip, t, t));
+            }
+        }
+    }
+
+    /// One sealed address per client of the batch; the addresses are
+    /// forgotten.
+    fn seal(&mut self, sealer: &mut Sealer) -> Vec<SealedClient> {
+        self.seen
+            .drain()
+            .map(|((tenant, client), (ip, first, last))| SealedClient {
+                sealed: sealer.seal(&tenant, client, ip).to_vec(),
+                tenant,
+                client,
+                first: unix_millis(first),
+                last: unix_millis(last),
+            })
+            .collect()
+    }
+}
+
 /// Drains the event queue every [`EVENT_POLL`], pseudonymising each client
 /// and folding the repeats of a query into one run, and hands the runs to
 /// the writer (through the spool, [`Out::hand_over`]) when there are
@@ -101,16 +151,27 @@ pub(crate) fn collect(
     flush_every: Duration,
     out: &Out<'_>,
     sched: &StorageSched,
+    seal: Option<SealKey>,
 ) {
     let mut seq = 0;
     let mut pseudonyms = PseudonymCache::new(pseudonymiser.clone());
+    let mut sealer = seal.map(Sealer::new);
+    let sealing = sealer.is_some();
+    let mut clients = BatchClients::default();
     // repeats fold here, as they are drained: a batch holds each distinct
     // query once, however many times it was asked
     let mut batch = RunFolder::default();
     let mut last_flush = Instant::now();
-    let mut hand_over = |batch: &mut RunFolder| {
+    let mut hand_over = |batch: &mut RunFolder, clients: &mut BatchClients| {
         if !batch.is_empty() {
-            out.hand_over(&mut seq, batch.take());
+            let sealed = match &mut sealer {
+                Some(s) => {
+                    s.expire(Instant::now());
+                    clients.seal(s)
+                }
+                None => Vec::new(),
+            };
+            out.hand_over(&mut seq, batch.take(), sealed);
         }
     };
     loop {
@@ -121,6 +182,9 @@ pub(crate) fn collect(
             match rx.try_recv() {
                 Ok(ev) => {
                     let client = pseudonyms.pseudonymise(ev.client);
+                    if sealing {
+                        clients.note(&ev.tenant, client, ev.client, ev.time);
+                    }
                     let ev = ev.with_pseudonym(client);
                     log_query(&ev);
                     batch.push(ev);
@@ -132,7 +196,7 @@ pub(crate) fn collect(
                         || (batch.queries().is_multiple_of(CLOCK_EVERY)
                             && last_flush.elapsed() >= flush_every)
                     {
-                        hand_over(&mut batch);
+                        hand_over(&mut batch, &mut clients);
                         last_flush = Instant::now();
                     }
                 }
@@ -147,7 +211,7 @@ pub(crate) fn collect(
             }
         }
         if closed || last_flush.elapsed() >= flush_every {
-            hand_over(&mut batch);
+            hand_over(&mut batch, &mut clients);
             last_flush = Instant::now();
         }
         if closed {
@@ -196,7 +260,15 @@ mod tests {
         let sched = StorageSched::new(0);
         // every 1,024 events the flush interval (zero) has passed: ten batches
         // of one run each, not one batch of 10,000 queries after the drain
-        collect(&rx, &stop, &pseudonymiser, Duration::ZERO, &out, &sched);
+        collect(
+            &rx,
+            &stop,
+            &pseudonymiser,
+            Duration::ZERO,
+            &out,
+            &sched,
+            None,
+        );
         let batches: Vec<Vec<OwnedRun>> = out_rx.try_iter().map(|b: Batch| b.runs).collect();
         let sizes: Vec<(usize, u32)> = batches
             .iter()
@@ -208,5 +280,74 @@ mod tests {
             "{sizes:?}"
         );
         assert_eq!(sizes.iter().map(|s| s.1).sum::<u32>(), 10_000);
+    }
+
+    #[test]
+    fn each_client_of_a_batch_is_sealed_once_and_opens_to_its_address() {
+        use parapet_core::event::EventAction;
+        use parapet_core::name::{EventName, text_to_key};
+
+        let (tx, rx) = crossbeam_channel::bounded(100);
+        let name = EventName::new(&text_to_key("a.example").unwrap());
+        for (i, ip) in ["127.0.0.7", "127.0.0.8", "127.0.0.7"].iter().enumerate() {
+            tx.send(QueryEvent {
+                time: std::time::UNIX_EPOCH + Duration::from_millis(1000 + i as u64),
+                tenant: "council-a".into(),
+                client: ip.parse().unwrap(),
+                qname: name.clone(),
+                qtype: 1,
+                rcode: 0,
+                action: EventAction::Resolved,
+                feed: None,
+            })
+            .unwrap();
+        }
+        let (out_tx, out_rx) = crossbeam_channel::unbounded();
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("spool"), 1 << 30).unwrap();
+        let out = Out {
+            batches: &out_tx,
+            spool: &spool,
+            run: 1,
+        };
+        let (public, private) = crate::seal::keygen();
+        let p = Pseudonymiser::new(b"0123456789abcdef").unwrap();
+        let seal = Some(SealKey::parse(&public).unwrap());
+        let stop = AtomicBool::new(true);
+        collect(
+            &rx,
+            &stop,
+            &p,
+            Duration::from_secs(60),
+            &out,
+            &StorageSched::new(0),
+            seal,
+        );
+        let batch: Batch = out_rx.try_recv().unwrap();
+        let open = crate::seal::OpenKey::parse(&private).unwrap();
+        let mut got: Vec<(String, i64, i64)> = batch
+            .sealed
+            .iter()
+            .map(|c| {
+                let ip = open.open(&c.sealed, &c.tenant, c.client).unwrap();
+                assert_eq!(c.client, p.pseudonymise(ip));
+                (ip.to_string(), c.first, c.last)
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("127.0.0.7".to_string(), 1000, 1002),
+                ("127.0.0.8".to_string(), 1001, 1001)
+            ]
+        );
+        // the spool holds the blobs, never the address
+        let mut bytes = Vec::new();
+        for f in std::fs::read_dir(dir.path().join("spool")).unwrap() {
+            bytes.extend(std::fs::read(f.unwrap().path()).unwrap());
+        }
+        assert!(!bytes.windows(4).any(|w| w == [127, 0, 0, 7]));
+        assert!(!bytes.windows(9).any(|w| w == b"127.0.0.7"));
     }
 }

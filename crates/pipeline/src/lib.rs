@@ -30,6 +30,7 @@ mod collect;
 pub mod export;
 pub mod notify;
 mod sched;
+pub mod seal;
 mod spool;
 mod stats;
 mod writer;
@@ -86,6 +87,9 @@ pub struct Parts {
     pub node: String,
     /// The folder relative export paths resolve against.
     pub base: PathBuf,
+    /// `[privacy] investigation_public_key`: with it, each batch also keeps
+    /// its clients' addresses sealed to it.
+    pub seal: Option<seal::SealKey>,
 }
 
 /// Why the pipeline could not start.
@@ -134,6 +138,7 @@ impl Pipeline {
             exports,
             node,
             base,
+            seal,
         } = parts;
         let spool = spool::Spool::open(&spool_dir, spool_max_bytes)
             .map_err(|e| StartError::Spool(e.to_string()))?;
@@ -182,6 +187,7 @@ impl Pipeline {
             dropped: spool_dropped,
             supplier,
             batch_latency,
+            seal,
         };
         Ok(Self {
             writer,

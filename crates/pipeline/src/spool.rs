@@ -37,7 +37,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use parapet_core::event::{EventAction, OwnedRun, PrivateEvent};
 use parapet_core::name::EventName;
 use parapet_core::pseudonym::ClientPseudonym;
-use parapet_store::{BatchId, StoreError, unix_millis};
+use parapet_store::{BatchId, SealedClient, StoreError, unix_millis};
 use sha2::{Digest, Sha256};
 
 const MAGIC: [u8; 4] = *b"PSP1";
@@ -78,6 +78,8 @@ pub(crate) enum Found {
     Batch {
         id: BatchId,
         runs: Vec<OwnedRun>,
+        /// Its clients' sealed addresses (none without a key).
+        sealed: Vec<SealedClient>,
         next: Pos,
     },
     /// A record that failed its checks (`why`, with its file and offset),
@@ -244,10 +246,22 @@ impl Spool {
         }
     }
 
-    /// Appends one batch and syncs it to disk; returns where its record
-    /// starts and ends. Called by the collector only.
+    /// [`Spool::append_sealed`] of a batch without sealed addresses.
+    #[cfg(test)]
     pub(crate) fn append(&self, id: BatchId, runs: &[OwnedRun]) -> Result<(Pos, Pos), AppendError> {
-        let record = record(id, runs);
+        self.append_sealed(id, runs, &[])
+    }
+
+    /// Appends one batch (with its clients' sealed addresses) and syncs it
+    /// to disk; returns where its record starts and ends. Called by the
+    /// collector only.
+    pub(crate) fn append_sealed(
+        &self,
+        id: BatchId,
+        runs: &[OwnedRun],
+        sealed: &[SealedClient],
+    ) -> Result<(Pos, Pos), AppendError> {
+        let record = record(id, runs, sealed);
         let len = record.len() as u64;
         let mut ix = self.index();
         if ix.bytes + len > self.max {
@@ -314,7 +328,7 @@ impl Spool {
         id: BatchId,
         runs: &[OwnedRun],
     ) -> Result<PathBuf, AppendError> {
-        let record = record(id, runs);
+        let record = record(id, runs, &[]);
         let mut ix = self.index();
         if ix.quarantine_bytes + record.len() as u64 > self.max {
             return Err(AppendError::Full { max: self.max });
@@ -427,7 +441,12 @@ impl Spool {
             return bad("checksum mismatch".into(), next);
         }
         match decode(&payload) {
-            Ok((id, runs)) => Found::Batch { id, runs, next },
+            Ok((id, runs, sealed)) => Found::Batch {
+                id,
+                runs,
+                sealed,
+                next,
+            },
             Err(why) => bad(why.into(), next),
         }
     }
@@ -471,8 +490,9 @@ impl Mode0600 for OpenOptions {
 }
 
 /// A batch's whole record: header, then [`encode`]'s payload.
-fn record(id: BatchId, runs: &[OwnedRun]) -> Vec<u8> {
-    let payload = encode(id, runs);
+fn record(id: BatchId, runs: &[OwnedRun], sealed: &[SealedClient]) -> Vec<u8> {
+    let mut payload = encode(id, runs);
+    encode_sealed(&mut payload, sealed);
     let mut record = Vec::with_capacity(payload.len() + HEADER as usize);
     record.extend_from_slice(&MAGIC);
     record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -512,6 +532,55 @@ pub(crate) fn encode(id: BatchId, runs: &[OwnedRun]) -> Vec<u8> {
     out
 }
 
+/// Marks the sealed addresses after a batch's runs.
+const SEALED_MARK: u8 = b'S';
+
+/// Appends the sealed section to a payload [`encode`] wrote: the mark, the
+/// number of clients, then each one's tenant, pseudonym, first and last
+/// time and blob. Nothing for none, so a batch without sealed addresses
+/// is written as before.
+pub(crate) fn encode_sealed(out: &mut Vec<u8>, sealed: &[SealedClient]) {
+    if sealed.is_empty() {
+        return;
+    }
+    out.push(SEALED_MARK);
+    out.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+    for c in sealed {
+        put_str(out, &c.tenant);
+        out.extend_from_slice(&c.client.0);
+        out.extend_from_slice(&c.first.to_le_bytes());
+        out.extend_from_slice(&c.last.to_le_bytes());
+        out.extend_from_slice(&(c.sealed.len() as u16).to_le_bytes());
+        out.extend_from_slice(&c.sealed);
+    }
+}
+
+/// Reads the sealed section [`encode_sealed`] wrote.
+fn decode_sealed(r: &mut Reader<'_>) -> Result<Vec<SealedClient>, &'static str> {
+    let n = u32::from_le_bytes(r.array()?) as usize;
+    // each takes at least 28 bytes
+    if n > r.0.len() / 28 {
+        return Err("more sealed addresses announced than the record holds");
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let tenant = Arc::from(r.str()?);
+        let client = ClientPseudonym(r.array()?);
+        let first = i64::from_le_bytes(r.array()?);
+        let last = i64::from_le_bytes(r.array()?);
+        let len = usize::from(u16::from_le_bytes(r.array()?));
+        let sealed = r.take(len)?.to_vec();
+        out.push(SealedClient {
+            tenant,
+            client,
+            first,
+            last,
+            sealed,
+        });
+    }
+    Ok(out)
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     let s = &s.as_bytes()[..s.len().min(usize::from(u16::MAX))];
     out.extend_from_slice(&(s.len() as u16).to_le_bytes());
@@ -519,7 +588,9 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Reads a payload [`encode`] wrote; an error names what was wrong.
-pub(crate) fn decode(buf: &[u8]) -> Result<(BatchId, Vec<OwnedRun>), &'static str> {
+pub(crate) fn decode(
+    buf: &[u8],
+) -> Result<(BatchId, Vec<OwnedRun>, Vec<SealedClient>), &'static str> {
     let mut r = Reader(buf);
     let id = BatchId {
         run: i64::from_le_bytes(r.array()?),
@@ -575,10 +646,19 @@ pub(crate) fn decode(buf: &[u8]) -> Result<(BatchId, Vec<OwnedRun>), &'static st
             queries,
         });
     }
-    if !r.0.is_empty() {
-        return Err("bytes after the last run");
-    }
-    Ok((id, runs))
+    let sealed = match r.0.first() {
+        None => Vec::new(),
+        Some(&SEALED_MARK) => {
+            r.take(1)?;
+            let sealed = decode_sealed(&mut r)?;
+            if !r.0.is_empty() {
+                return Err("bytes after the last sealed address");
+            }
+            sealed
+        }
+        Some(_) => return Err("bytes after the last run"),
+    };
+    Ok((id, runs, sealed))
 }
 
 fn time(ms: i64) -> std::time::SystemTime {
@@ -652,7 +732,7 @@ mod tests {
         let (mut good, mut bad) = (Vec::new(), Vec::new());
         loop {
             match spool.read(at) {
-                Found::Batch { id, runs, next } => {
+                Found::Batch { id, runs, next, .. } => {
                     good.push((id, runs));
                     at = next;
                 }
@@ -741,7 +821,7 @@ mod tests {
         // the same record format as a segment: it reads back as the batch
         let bytes = std::fs::read(&file).unwrap();
         assert_eq!(bytes[..4], MAGIC);
-        let (read, rruns) = decode(&bytes[HEADER as usize..]).unwrap();
+        let (read, rruns, _) = decode(&bytes[HEADER as usize..]).unwrap();
         assert_eq!(read, id);
         assert!(same(&rruns, &runs));
         // quarantined batches are never replayed as segments
@@ -845,6 +925,37 @@ mod tests {
         let mut extra = good;
         extra.push(0);
         assert_eq!(decode(&extra).err(), Some("bytes after the last run"));
+    }
+
+    #[test]
+    fn sealed_addresses_travel_with_their_batch() {
+        let (id, runs) = batch(1);
+        let sealed = vec![SealedClient {
+            tenant: Arc::from("council-a"),
+            client: ClientPseudonym([3; 8]),
+            first: 1_700_000_000_123,
+            last: 1_700_000_000_373,
+            sealed: vec![9; 66],
+        }];
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        spool.append_sealed(id, &runs, &sealed).unwrap();
+        match spool.read(spool.start()) {
+            Found::Batch {
+                id: got, sealed: s, ..
+            } => assert_eq!((got, s), (id, sealed.clone())),
+            other => panic!("{other:?}"),
+        }
+        let mut good = encode(id, &runs);
+        encode_sealed(&mut good, &sealed);
+        for cut in encode(id, &runs).len() + 1..good.len() {
+            assert!(decode(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        good.push(0);
+        assert_eq!(
+            decode(&good).err(),
+            Some("bytes after the last sealed address")
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use parapet_core::alert::{Severity, Signal};
 use parapet_core::event::{OwnedRun, QueryEvent};
 use parapet_core::pseudonym::{ClientPseudonym, Pseudonymiser};
 use parapet_detect::rules::{Detector, Observed};
-use parapet_store::{BatchId, Db, Findings, Retention, StoreError};
+use parapet_store::{BatchId, Db, Findings, Retention, SealedClient, StoreError};
 
 use crate::collect::{Batch, EVENT_POLL, collect};
 use crate::sched::{Backlog, Mode, StorageSched, storage_priority};
@@ -69,6 +69,8 @@ pub(crate) struct EventWriter {
     pub(crate) supplier: Arc<str>,
     /// How long each batch's transaction takes.
     pub(crate) batch_latency: Arc<crate::stats::Histogram>,
+    /// The investigation public key client addresses are sealed to.
+    pub(crate) seal: Option<crate::seal::SealKey>,
 }
 
 /// Where the writer is in the spool, and what it owes the store.
@@ -156,6 +158,7 @@ impl EventWriter {
         let spool = self.spool.clone();
         let run = self.started_at;
         let written = AtomicBool::new(false);
+        let seal = self.seal.clone();
         std::thread::scope(|s| {
             let (rx, sched, written) = (&rx, &sched, &written);
             // the watcher stops when this thread leaves the scope, even by
@@ -191,7 +194,7 @@ impl EventWriter {
                         spool: &spool,
                         run,
                     };
-                    collect(rx, stop, &pseudonymiser, flush_every, &out, sched)
+                    collect(rx, stop, &pseudonymiser, flush_every, &out, sched, seal)
                 });
             if let Err(e) = collector {
                 tracing::error!("cannot start the event collector: {e}");
@@ -302,11 +305,16 @@ impl EventWriter {
     /// nothing older waits in the spool, or replayed from the spool in its
     /// turn.
     fn take(&mut self, batch: Batch) {
-        let Batch { id, runs, spooled } = batch;
+        let Batch {
+            id,
+            runs,
+            sealed,
+            spooled,
+        } = batch;
         match spooled {
             Some((_, end)) if end <= self.replay.acked => {}
             Some((start, end)) if start == self.replay.acked && self.replay.down.is_none() => {
-                match self.store_batch(id, &runs) {
+                match self.store_batch(id, &runs, &sealed) {
                     Ok(()) => self.advance(end),
                     Err(Failed::Rejected(e)) => {
                         self.quarantine(id, &runs, &e);
@@ -323,7 +331,7 @@ impl EventWriter {
                     .down
                     .as_ref()
                     .is_none_or(|d| Instant::now() >= d.retry_at);
-                match due.then(|| self.store_batch(id, &runs)) {
+                match due.then(|| self.store_batch(id, &runs, &sealed)) {
                     Some(Ok(())) => {}
                     Some(Err(Failed::Rejected(e))) => self.quarantine(id, &runs, &e),
                     Some(Err(Failed::Down)) | None => self.drop_batch(id, &runs),
@@ -345,7 +353,12 @@ impl EventWriter {
     /// its transaction is tried. On a failure that may pass, the store
     /// counts as down until its next try (backing off up to
     /// [`RETRY_MAX`]).
-    fn store_batch(&mut self, id: BatchId, runs: &[OwnedRun]) -> Result<(), Failed> {
+    fn store_batch(
+        &mut self,
+        id: BatchId,
+        runs: &[OwnedRun],
+        sealed: &[SealedClient],
+    ) -> Result<(), Failed> {
         let as_runs: Vec<_> = runs.iter().map(OwnedRun::as_run).collect();
         let started = Instant::now();
         let Self {
@@ -363,7 +376,12 @@ impl EventWriter {
             found.extend(held.clone());
             found
         };
-        let result = store.insert_batch_found(id, &as_runs, &mut detect);
+        // the sealed addresses after the batch, also once per batch: after a
+        // failure between the two, the replay finds the batch stored and
+        // writes only the addresses
+        let result = store
+            .insert_batch_found(id, &as_runs, &mut detect)
+            .and_then(|stored| store.insert_sealed(id, sealed).map(|_| stored));
         match result {
             Ok(stored) => {
                 self.replay.pending.remove(&id);
@@ -422,8 +440,13 @@ impl EventWriter {
         let mut replayed = 0u64;
         while started.elapsed() < REPLAY_SLICE {
             match self.spool.read(self.replay.acked) {
-                Found::Batch { id, runs, next } => {
-                    match self.store_batch(id, &runs) {
+                Found::Batch {
+                    id,
+                    runs,
+                    sealed,
+                    next,
+                } => {
+                    match self.store_batch(id, &runs, &sealed) {
                         Ok(()) => replayed += 1,
                         Err(Failed::Rejected(e)) => self.quarantine(id, &runs, &e),
                         Err(Failed::Down) => return,

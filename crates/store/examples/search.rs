@@ -158,7 +158,7 @@ fn load(db: &mut dyn Db, total: usize, end: SystemTime) -> Option<f64> {
 /// [`load`] for SQLite on a busy machine: the same rows (the same events
 /// folded the same way), written with one prepared statement and the
 /// search indexes made after the rows, as `CREATE INDEX` on a database
-/// that already holds events (schema step 17) does. The hourly aggregates,
+/// that already holds events (schema step 16) does. The hourly aggregates,
 /// which no search reads, are left out. `insert_events` is what `parapet
 /// serve` runs; this only makes the 10-million-row database quicker to
 /// build.

@@ -20,6 +20,7 @@ pub mod mail;
 mod pg;
 pub mod pgtest;
 mod rules;
+pub mod sealed;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -43,6 +44,7 @@ pub use mail::{
 };
 pub use pg::{CONNECT_TIMEOUT, PgStore, redact};
 pub use rules::{cutoff, unix_millis};
+pub use sealed::{ClientActivity, SEALED_FIELDS, SealedClient, SealedStore};
 pub use sqlite::{DB_FILE, SqliteStore, private_dir};
 
 /// Everything a command or the server needs from storage, as one object:
@@ -57,6 +59,7 @@ pub trait Db:
     + ClusterStore
     + ExportStore
     + AllowlistStore
+    + SealedStore
     + ReportSources<Error = StoreError>
 {
 }
@@ -69,6 +72,7 @@ impl<T> Db for T where
         + ClusterStore
         + ExportStore
         + AllowlistStore
+        + SealedStore
         + ReportSources<Error = StoreError>
 {
 }

@@ -108,6 +108,7 @@ on_both_backends!(
     raised_alerts_wait_in_the_outbox_until_delivered,
     export_cursors_start_at_the_newest_and_read_by_id,
     officer_commentary_is_append_only_and_read_as_of_a_time,
+    sealed_clients_are_kept_once_per_batch_and_read_back_for_a_reveal,
 );
 
 /// Every save is a new version; a read as of a time (a freeze) gets the
@@ -140,7 +141,7 @@ fn officer_commentary_is_append_only_and_read_as_of_a_time(fx: &Fx) {
     assert_eq!(at(&mut s, 150).unwrap().0, 100);
 }
 
-const KNOWN_VERSION: u32 = 21;
+const KNOWN_VERSION: u32 = 20;
 
 /// Two nodes write batches while two folders fold at the same time: every
 /// event is counted in its hour exactly once, before and after the last
@@ -560,7 +561,7 @@ fn reopening_migrates_once_and_a_newer_schema_is_refused(fx: &Fx) {
 /// batches fold beside them.
 fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     let mut s = fx.open();
-    search::undo_step_17(&mut *s, fx);
+    search::undo_step_16(&mut *s, fx);
     s.exec("ALTER TABLE query_events DROP COLUMN last_time");
     s.exec("ALTER TABLE query_events DROP COLUMN queries");
     // and the steps after 9
@@ -568,8 +569,8 @@ fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     s.exec("DROP TABLE notify_outbox");
     s.exec("DROP TABLE dmarc_senders");
     s.exec("DROP TABLE export_cursors");
-    s.exec("DROP TABLE allowlist"); // step 18
-    // step 21's per-tenant totals and blocked-rows index
+    s.exec("DROP TABLE allowlist"); // step 17
+    // step 18's per-tenant totals and blocked-rows index
     if let Fx::Pg(_) = fx {
         s.exec("DROP VIEW query_tenant_hourly_all");
     }
@@ -577,6 +578,7 @@ fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     s.exec("DROP INDEX query_hourly_blocked");
     // step 20's officer commentary
     s.exec("DROP TABLE report_commentary");
+    s.exec("DROP TABLE sealed_clients");
     // step 14's account columns (SQLite rebuilds api_tokens in that step,
     // and cannot drop its key column)
     s.exec("ALTER TABLE users DROP COLUMN totp_secret");
@@ -1628,6 +1630,115 @@ fn export_cursors_start_at_the_newest_and_read_by_id(fx: &Fx) {
     assert_eq!(
         counts,
         [("council-a".into(), "feed.block".into(), "new".into(), 3)]
+    );
+}
+
+/// A batch's sealed clients are written once per batch id (a replay adds
+/// nothing), read back per distinct blob with their times, and purged
+/// with the events; a reveal also reads the client's activity under the
+/// alert's domain and the pseudonyms behind the alert.
+fn sealed_clients_are_kept_once_per_batch_and_read_back_for_a_reveal(fx: &Fx) {
+    use crate::{BatchId, SealedClient};
+    let mut s = fx.open();
+    s.set_node("node-a");
+    let sealed = |client: u8, first: i64, blob: u8| SealedClient {
+        tenant: Arc::from("council-a"),
+        client: ClientPseudonym([client; 8]),
+        first,
+        last: first + 500,
+        sealed: vec![blob; 66],
+    };
+    let id = BatchId { run: 1, seq: 1 };
+    let batch = [sealed(7, 7_200_000, 1), sealed(8, 7_200_100, 2)];
+    assert_eq!(s.insert_sealed(id, &batch).unwrap(), 2);
+    assert_eq!(s.insert_sealed(id, &batch).unwrap(), 0);
+    // the same blob in a later batch is one distinct blob, spanning both
+    let later = BatchId { run: 1, seq: 2 };
+    assert_eq!(
+        s.insert_sealed(later, &[sealed(7, 7_300_000, 1)]).unwrap(),
+        1
+    );
+    let got = s
+        .sealed_for(Some("council-a"), ClientPseudonym([7; 8]), 10)
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].first, got[0].last), (7_200_000, 7_300_500));
+    assert_eq!(got[0].sealed, vec![1; 66]);
+    assert!(
+        s.sealed_for(Some("council-b"), ClientPseudonym([7; 8]), 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.sealed_for(None, ClientPseudonym([8; 8]), 10)
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // activity: every name, or the alert's domain and the names under it
+    s.insert_events(&[
+        event(7200, "www.evil.test", EventAction::Blocked),
+        event(7201, "www.evil.test", EventAction::Blocked),
+        event(7300, "evil.test", EventAction::Blocked),
+        event(7400, "notevil.test", EventAction::Resolved),
+    ])
+    .unwrap();
+    let all = s
+        .client_activity("council-a", ClientPseudonym([7; 8]), None, 10)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (all.first, all.last, all.queries),
+        (7_200_000, 7_400_000, 4)
+    );
+    let evil = s
+        .client_activity("council-a", ClientPseudonym([7; 8]), Some("evil.test"), 10)
+        .unwrap()
+        .unwrap();
+    assert_eq!(evil.queries, 3);
+    assert_eq!(
+        evil.names,
+        [
+            ("www.evil.test".to_string(), 2),
+            ("evil.test".to_string(), 1)
+        ]
+    );
+    assert!(
+        s.client_activity("council-a", ClientPseudonym([9; 8]), None, 10)
+            .unwrap()
+            .is_none()
+    );
+
+    // the pseudonyms behind an alert, bounded
+    s.record_signals(&[
+        signal(100, "feed.block", "evil.test", 3, Some("malware")),
+        signal(101, "feed.block", "evil.test", 1, Some("malware")),
+        signal(102, "feed.block", "evil.test", 2, Some("malware")),
+    ])
+    .unwrap();
+    assert_eq!(
+        s.alert_pseudonyms(1, 2).unwrap(),
+        [ClientPseudonym([1; 8]), ClientPseudonym([2; 8])]
+    );
+
+    // retention takes them with the events
+    let now = UNIX_EPOCH + Duration::from_secs(7_250 + 86_400);
+    s.purge(
+        now,
+        Retention {
+            events_days: 1,
+            aggregates_days: 400,
+        },
+    )
+    .unwrap();
+    let left = s.sealed_for(None, ClientPseudonym([7; 8]), 10).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].first, 7_300_000);
+    assert!(
+        s.sealed_for(None, ClientPseudonym([8; 8]), 10)
+            .unwrap()
+            .is_empty()
     );
 }
 

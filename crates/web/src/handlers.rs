@@ -722,11 +722,13 @@ pub async fn queries_api(
 
 async fn alert_view(state: &AppState, viewer: &Viewer, id: i64) -> Result<Value, AppError> {
     let vw = viewer.clone();
+    let d = dashboard(state)?;
     with_db(state, move |db| {
         let a = views::alert(db, &vw, id)?;
         let mut v = a.to_json();
         v["deliveries"] = views::deliveries(db, &vw, id)?;
         crate::workbench::extend(db, &vw, &a, &mut v)?;
+        views::annotate_pseudonyms(&d, &a.tenant, &mut v);
         Ok(v)
     })
     .await

@@ -293,6 +293,9 @@ pub struct PrivacyFacts {
     pub key_source: String,
     pub store: String,
     pub flush_interval_ms: u64,
+    /// The investigation public key's fingerprint when client addresses
+    /// are sealed (`[privacy] investigation_public_key`).
+    pub sealed: Option<String>,
 }
 
 /// What the dashboard needs besides the metrics.
@@ -314,6 +317,9 @@ pub struct Dashboard {
     pub unknown_sender_threshold: u64,
     /// Roles that must sign in with a TOTP code (`[web] require_totp`).
     pub require_totp: Vec<Role>,
+    /// The pseudonyms of `[[tenants]] forwarders`, by tenant: alerts label
+    /// those clients as forwarders.
+    pub forwarders: std::collections::HashSet<(String, parapet_core::pseudonym::ClientPseudonym)>,
     /// The time logins, sessions and TOTP codes are checked against.
     pub clock: Clock,
     pub(crate) limiter: auth::LoginLimiter,
@@ -348,6 +354,7 @@ impl Dashboard {
             trusted_proxies: Vec::new(),
             unknown_sender_threshold: 50,
             require_totp: Vec::new(),
+            forwarders: Default::default(),
             clock: Arc::new(app::now),
             limiter: auth::LoginLimiter::default(),
         }

@@ -802,34 +802,67 @@ pub fn audit(db: &mut dyn Db, scope: Option<&str>) -> Result<Value, AppError> {
     })).collect::<Vec<_>>() }))
 }
 
-/// What is stored. A council's staff see where the key and the store are
-/// kept only in general terms: server file paths are the supplier's.
+/// The privacy statement. A council's copy names no server path (the key
+/// file, the store): those are the supplier's.
 pub fn privacy(d: &Dashboard, supplier: bool) -> Value {
     let p = &d.privacy;
-    let (key_source, store) = if supplier {
-        (p.key_source.clone(), p.store.clone())
-    } else {
-        (
-            "held by the supplier on the server, never shown on the dashboard".to_string(),
-            if p.store.starts_with("postgres") {
-                "a PostgreSQL database run by the supplier".to_string()
-            } else {
-                "a SQLite database on the supplier's server".to_string()
-            },
-        )
-    };
-    json!({
+    let (mode, meaning) = parapet_store::sealed::privacy_mode(p.sealed.as_deref());
+    let mut v = json!({
         "events_days": p.events_days,
         "aggregates_days": p.aggregates_days,
         "event_fields": parapet_store::EVENT_FIELDS.iter().map(|(n, w)| json!({"name": n, "what": w})).collect::<Vec<_>>(),
         "aggregate_fields": parapet_store::AGGREGATE_FIELDS.iter().map(|(n, w)| json!({"name": n, "what": w})).collect::<Vec<_>>(),
-        "not_stored": "No client IP address, port or query ID, no answer records, no other part of the packet. The client address is replaced by its pseudonym in memory, before an event is written anywhere.",
-        "pseudonymisation": "HMAC-SHA256 of the client address under the operator's key, first 64 bits, hex. The same client gets the same pseudonym while the key is unchanged; without the key the address cannot be recovered from it.",
-        "key_source": key_source,
-        "store": store,
+        "not_stored": if p.sealed.is_some() {
+            "No client IP address in clear (only sealed, see below), no port or query ID, no answer records, no other part of the packet. The client address is replaced by its pseudonym in memory, before an event is written anywhere."
+        } else {
+            "No client IP address, port or query ID, no answer records, no other part of the packet. The client address is replaced by its pseudonym in memory, before an event is written anywhere."
+        },
+        "pseudonymisation": "HMAC-SHA256 of the client address under the operator's key, first 64 bits, hex. The same client gets the same pseudonym while the key is unchanged. Whoever holds that key can test every IPv4 address against a pseudonym and so recover it: the supplier protects it like the database. A reveal never uses it: sealed addresses open with the investigation key only.",
+        "key_source": p.key_source,
+        "store": p.store,
         "flush_interval_ms": p.flush_interval_ms,
         "retention_enforced": "at start and every hour",
-    })
+        "sealing": {
+            "mode": mode,
+            "fingerprint": p.sealed,
+            "meaning": meaning,
+            "fields": if p.sealed.is_some() {
+                parapet_store::SEALED_FIELDS.iter().map(|(n, w)| json!({"name": n, "what": w})).collect::<Vec<_>>()
+            } else {
+                Vec::new()
+            },
+        },
+    });
+    if !supplier {
+        v["key_source"] = json!("held by the supplier on the server, never shown on the dashboard");
+        v["store"] = json!(if p.store.starts_with("postgres") {
+            "a PostgreSQL database run by the supplier"
+        } else {
+            "a SQLite database on the supplier's server"
+        });
+    }
+    v
+}
+
+/// Marks each pseudonym of an alert's view (listed by the workbench) that
+/// is one of the tenant's forwarders, and gives it its own reveal command.
+pub fn annotate_pseudonyms(d: &Dashboard, tenant: &str, v: &mut Value) {
+    let Some(list) = v["pseudonyms"].as_array_mut() else {
+        return;
+    };
+    for p in list {
+        let Some(name) = p["pseudonym"].as_str().map(str::to_string) else {
+            continue;
+        };
+        p["forwarder"] = json!(
+            d.forwarders
+                .iter()
+                .any(|(t, f)| t == tenant && f.to_string() == name)
+        );
+        p["reveal_command"] = json!(format!(
+            "parapet investigate reveal --pseudonym {name} --tenant {tenant} --key investigation.key --reason \"...\""
+        ));
+    }
 }
 
 /// The tenants a viewer may see, with their networks, mail domains, the

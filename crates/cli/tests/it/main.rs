@@ -17,6 +17,7 @@ mod feed_garbage;
 mod garbage;
 mod imap;
 mod ingest;
+mod investigate;
 mod mailcheck;
 mod notify;
 mod package;

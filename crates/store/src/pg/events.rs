@@ -83,6 +83,12 @@ impl EventStore for PgStore {
                 &[&ev_cut],
             )
             .map_err(&err)?;
+            // sealed addresses go with the events they stood beside
+            tx.execute(
+                "DELETE FROM sealed_clients WHERE first_time < $1",
+                &[&ev_cut],
+            )
+            .map_err(&err)?;
             let aggregates = tx
                 .execute(
                     "DELETE FROM query_hourly WHERE hour + 3600 <= $1",
@@ -186,7 +192,7 @@ impl EventStore for PgStore {
             // stay for the next fold, so every count is folded exactly once
             tx.execute(
                 // the per-tenant totals are folded from the same rows
-                // (schema step 21): a CTE that modifies data always runs
+                // (schema step 18): a CTE that modifies data always runs
                 "WITH d AS (DELETE FROM query_hourly_delta RETURNING tenant, qname, hour, action, queries),
                  t AS (INSERT INTO query_tenant_hourly (tenant, hour, action, queries)
                        SELECT tenant, hour, action, SUM(queries)::bigint FROM d

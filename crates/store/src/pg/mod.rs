@@ -22,6 +22,7 @@ mod exports;
 mod mail;
 mod migrations;
 pub(crate) mod partitions;
+mod sealed;
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! `query_events`' daily partitions on PostgreSQL (schema step 17): one
+//! `query_events`' daily partitions on PostgreSQL (schema step 16): one
 //! table per UTC day, `query_events_YYYYMMDD`, made a few days ahead when a
 //! connection opens and again with every retention run, and dropped whole
 //! by retention. Rows outside every day made (events from long ago, a clock

@@ -113,6 +113,12 @@ impl EventStore for SqliteStore {
             params![cutoff(now, retention.events_days)],
         )
         .map_err(err)?;
+        // sealed addresses go with the events they stood beside
+        tx.execute(
+            "DELETE FROM sealed_clients WHERE first_time < ?1",
+            params![cutoff(now, retention.events_days)],
+        )
+        .map_err(err)?;
         // an hour is kept while any of it is within retention
         let agg_cut = cutoff(now, retention.aggregates_days) / 1000;
         let aggregates = tx
@@ -410,7 +416,7 @@ impl SqliteStore {
                     .map_err(err)?;
                 *per_tenant.entry((tenant, hour, action)).or_default() += n;
             }
-            // the per-tenant totals the dashboard reads (schema step 21)
+            // the per-tenant totals the dashboard reads (schema step 18)
             let mut totals = tx
                 .prepare_cached(
                     "INSERT INTO query_tenant_hourly (tenant, hour, action, queries) VALUES (?1, ?2, ?3, ?4)

@@ -383,7 +383,26 @@ const MIGRATIONS: &[(u32, &str)] = &[
     CREATE INDEX api_tokens_user ON api_tokens (user_id);",
     ),
     (
-        17,
+        15,
+        // client addresses sealed to the investigation public key
+        // (crates/store/src/sealed.rs): one row per client per batch, never
+        // the address in clear; retention deletes them with the events
+        "CREATE TABLE sealed_clients (
+        node       TEXT    NOT NULL,
+        run        INTEGER NOT NULL, -- the batch (applied_batches)
+        seq        INTEGER NOT NULL,
+        tenant     TEXT    NOT NULL,
+        client     BLOB    NOT NULL, -- the pseudonym of query_events.client
+        first_time INTEGER NOT NULL, -- unix milliseconds
+        last_time  INTEGER NOT NULL,
+        sealed     BLOB    NOT NULL, -- HPKE to the investigation public key
+        PRIMARY KEY (node, run, seq, tenant, client)
+    ) WITHOUT ROWID;
+    CREATE INDEX sealed_clients_client ON sealed_clients (client, tenant);
+    CREATE INDEX sealed_clients_time ON sealed_clients (first_time);",
+    ),
+    (
+        16,
         // query search (EventStore::search_events): each name also kept
         // reversed, so that a suffix is one index range; the ids of a
         // client's or a name's rows come from the index alone, newest first
@@ -393,7 +412,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     CREATE INDEX query_events_client ON query_events (client, tenant, time);",
     ),
     (
-        18,
+        17,
         // names allowed for a while from the dashboard (an alert found to be
         // a false positive): every node's loader adds the entries in force
         // to the allowlist; expired and removed ones stay as the record
@@ -412,7 +431,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     CREATE INDEX allowlist_expires ON allowlist (expires_at);",
     ),
     (
-        21,
+        18,
         // the dashboard's traffic figures in under 100 ms with millions of
         // aggregate rows (bench/web): per-tenant hourly totals, kept with
         // the aggregates in the same transaction, and the blocked rows

@@ -20,6 +20,7 @@ mod events;
 mod exports;
 mod mail;
 mod migrations;
+mod sealed;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

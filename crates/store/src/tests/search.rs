@@ -227,9 +227,9 @@ fn a_domain_with_many_rows_pages_like_one_with_few(fx: &Fx) {
     assert!(page.iter().all(|e| e.tenant == "north"));
 }
 
-/// Takes the schema back to before step 17: SQLite without `rname` and its
-/// indexes, PostgreSQL with one plain `query_events` table as step 16 had.
-pub(super) fn undo_step_17(s: &mut dyn TestDb, fx: &Fx) {
+/// Takes the schema back to before step 16: SQLite without `rname` and its
+/// indexes, PostgreSQL with one plain `query_events` table as step 15 had.
+pub(super) fn undo_step_16(s: &mut dyn TestDb, fx: &Fx) {
     match fx {
         Fx::Sqlite(_) => s.exec(
             "DROP INDEX query_events_rname;
@@ -251,12 +251,12 @@ pub(super) fn undo_step_17(s: &mut dyn TestDb, fx: &Fx) {
     s.exec("DELETE FROM schema_migrations WHERE version >= 17");
 }
 
-/// Schema step 17 on a database that holds events: on PostgreSQL the rows
+/// Schema step 16 on a database that holds events: on PostgreSQL the rows
 /// move into a partition per day (ids kept, new ids after them), on both
 /// the old rows are found by suffix and by pseudonym after the upgrade.
 fn a_version_16_database_with_events_upgrades_and_is_searchable(fx: &Fx) {
     let mut s = fx.open();
-    undo_step_17(&mut *s, fx);
+    undo_step_16(&mut *s, fx);
     let day = 86_400_000u64;
     for (t, name) in [
         (3 * day + 5, "old.example.org"),
