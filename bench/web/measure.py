@@ -59,8 +59,20 @@ def sign_in(host, port, user):
     r = c.getresponse()
     r.read()
     if r.status != 303:
-        sys.exit(f"login as {user}: HTTP {r.status}")
+        return None
     return "parapet_session=" + cookie(r, "parapet_session")
+
+
+def sign_in_retrying(host, port, user, seconds=300):
+    """Signs in, retrying while the store is busy with the jobs a start
+    runs (SQLite answers "database is locked" meanwhile)."""
+    end = time.time() + seconds
+    while time.time() < end:
+        s = sign_in(host, port, user)
+        if s:
+            return s
+        time.sleep(2)
+    sys.exit(f"login as {user} failed for {seconds} s")
 
 
 def pct(sorted_ms, p):
@@ -84,7 +96,7 @@ def main():
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
     missing = []
     for role, user in USERS:
-        session = sign_in(host, port, user)
+        session = sign_in_retrying(host, port, user)
         c = http.client.HTTPConnection(host, port, timeout=60)
         for page, path in PAGES:
             times, size = [], 0

@@ -591,6 +591,8 @@ fn corrupt_input_of_every_kind_is_refused_whole_and_keeps_what_was_stored() {
 fn incidents_register_and_alert_promotion() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    // incidents add needs a store: the first account makes one
+    ok(d, &["users", "add", "officer", "--role", "supplier-admin"]);
     ok(
         d,
         &[
