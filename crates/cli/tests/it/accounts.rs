@@ -256,7 +256,14 @@ fn assurance_commands_find_the_store_or_say_where_they_looked() {
     let out = out.to_str().unwrap();
     let commands: [&[&str]; 6] = [
         &["kpi", "--quarter", "2021-22-Q2"],
-        &["report", "--quarter", "2021-22-Q2", "--out", out],
+        &[
+            "report",
+            "--quarter",
+            "2021-22-Q2",
+            "--out",
+            out,
+            "--freeze",
+        ],
         &[
             "incidents",
             "add",

@@ -71,7 +71,7 @@ fn kdig_ecs(p: &Parapet, source: &str, subnet: &str, name: &str) {
             "-b",
             source,
             &format!("+subnet={subnet}"),
-            "+tries=1",
+            "+retry=0",
             "+time=3",
         ])
         .arg(format!("@{}", p.dns.ip()))

@@ -432,6 +432,8 @@ fn pdfs_are_a4_with_embedded_fonts_page_numbers_and_real_text() {
 fn first_empty_and_breach_quarters() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
+    // reports need a store: the first account makes one
+    ok(d, &["users", "add", "officer", "--role", "supplier-admin"]);
     // an empty quarter: documents are still written and say so; nothing
     // is green, and the summary says what is missing
     let empty = report(d, "2019-20-Q1", "empty");
@@ -611,6 +613,8 @@ fn an_empty_current_quarter_is_provisional_and_shows_no_data() {
         .unwrap()
         .as_secs() as i64;
     let current = Quarter::containing(now, QuarterStyle::Financial).to_string();
+    // the commands need a store: the first account makes one
+    ok(d, &["users", "add", "officer", "--role", "supplier-admin"]);
     let json: Value =
         serde_json::from_str(&ok(d, &["kpi", "--quarter", &current, "--format", "json"])).unwrap();
     let rags: Vec<&str> = json["kpis"]
