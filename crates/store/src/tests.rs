@@ -554,6 +554,25 @@ fn reopening_migrates_once_and_a_newer_schema_is_refused(fx: &Fx) {
     assert!(matches!(e, StoreError::TooNew { found: 999, .. }), "{e}");
 }
 
+/// Takes the schema back to step 16: without steps 17 to 20 (the
+/// allowlist, the per-tenant hourly totals, versioned KPI snapshots, now
+/// step 5's table again, and officer commentary).
+fn undo_steps_after_16(s: &mut dyn TestDb, fx: &Fx) {
+    s.exec("DROP TABLE allowlist");
+    if let Fx::Pg(_) = fx {
+        s.exec("DROP VIEW query_tenant_hourly_all");
+    }
+    s.exec("DROP TABLE query_tenant_hourly");
+    s.exec("DROP INDEX query_hourly_blocked");
+    s.exec("DROP TABLE kpi_snapshots");
+    s.exec(
+        "CREATE TABLE kpi_snapshots (tenant TEXT NOT NULL, quarter TEXT NOT NULL,
+         computed_at BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant, quarter))",
+    );
+    s.exec("DROP TABLE report_commentary");
+    s.exec("DELETE FROM schema_migrations WHERE version >= 17");
+}
+
 /// Schema step 9 (`queries`, `last_time`) on a database that already holds
 /// events: the database is taken back to version 8 (the two columns and
 /// the tables of steps 10 and 11 dropped, the steps' records removed), given rows as
@@ -561,6 +580,7 @@ fn reopening_migrates_once_and_a_newer_schema_is_refused(fx: &Fx) {
 /// batches fold beside them.
 fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     let mut s = fx.open();
+    undo_steps_after_16(&mut *s, fx);
     search::undo_step_16(&mut *s, fx);
     s.exec("ALTER TABLE query_events DROP COLUMN last_time");
     s.exec("ALTER TABLE query_events DROP COLUMN queries");
@@ -569,16 +589,7 @@ fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     s.exec("DROP TABLE notify_outbox");
     s.exec("DROP TABLE dmarc_senders");
     s.exec("DROP TABLE export_cursors");
-    s.exec("DROP TABLE allowlist"); // step 17
-    // step 18's per-tenant totals and blocked-rows index
-    if let Fx::Pg(_) = fx {
-        s.exec("DROP VIEW query_tenant_hourly_all");
-    }
-    s.exec("DROP TABLE query_tenant_hourly");
-    s.exec("DROP INDEX query_hourly_blocked");
-    // step 20's officer commentary
-    s.exec("DROP TABLE report_commentary");
-    s.exec("DROP TABLE sealed_clients");
+    s.exec("DROP TABLE sealed_clients"); // step 15
     // step 14's account columns (SQLite rebuilds api_tokens in that step,
     // and cannot drop its key column)
     s.exec("ALTER TABLE users DROP COLUMN totp_secret");
@@ -588,12 +599,6 @@ fn a_version_8_database_with_events_upgrades_in_place(fx: &Fx) {
     if let Fx::Pg(_) = fx {
         s.exec("ALTER TABLE api_tokens DROP COLUMN id");
     }
-    // step 19's versioned snapshots: back to step 5's table
-    s.exec("DROP TABLE kpi_snapshots");
-    s.exec(
-        "CREATE TABLE kpi_snapshots (tenant TEXT NOT NULL, quarter TEXT NOT NULL,
-         computed_at BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant, quarter))",
-    );
     s.exec("INSERT INTO kpi_snapshots VALUES ('council-a', '2021-22-Q2', 7, '{}')");
     s.exec("DELETE FROM schema_migrations WHERE version >= 9");
     for (t, name) in [

@@ -248,7 +248,7 @@ pub(super) fn undo_step_16(s: &mut dyn TestDb, fx: &Fx) {
              CREATE INDEX query_events_time ON query_events USING brin (time);",
         ),
     }
-    s.exec("DELETE FROM schema_migrations WHERE version >= 17");
+    s.exec("DELETE FROM schema_migrations WHERE version >= 16");
 }
 
 /// Schema step 16 on a database that holds events: on PostgreSQL the rows
@@ -256,6 +256,7 @@ pub(super) fn undo_step_16(s: &mut dyn TestDb, fx: &Fx) {
 /// the old rows are found by suffix and by pseudonym after the upgrade.
 fn a_version_16_database_with_events_upgrades_and_is_searchable(fx: &Fx) {
     let mut s = fx.open();
+    super::undo_steps_after_16(&mut *s, fx);
     undo_step_16(&mut *s, fx);
     let day = 86_400_000u64;
     for (t, name) in [
