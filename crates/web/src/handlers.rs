@@ -727,8 +727,7 @@ async fn alert_view(state: &AppState, viewer: &Viewer, id: i64) -> Result<Value,
         let a = views::alert(db, &vw, id)?;
         let mut v = a.to_json();
         v["deliveries"] = views::deliveries(db, &vw, id)?;
-        crate::workbench::extend(db, &vw, &a, &mut v)?;
-        views::annotate_pseudonyms(&d, &a.tenant, &mut v);
+        crate::workbench::extend(db, &d, &vw, &a, &mut v)?;
         Ok(v)
     })
     .await

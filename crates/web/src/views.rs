@@ -844,27 +844,6 @@ pub fn privacy(d: &Dashboard, supplier: bool) -> Value {
     v
 }
 
-/// Marks each pseudonym of an alert's view (listed by the workbench) that
-/// is one of the tenant's forwarders, and gives it its own reveal command.
-pub fn annotate_pseudonyms(d: &Dashboard, tenant: &str, v: &mut Value) {
-    let Some(list) = v["pseudonyms"].as_array_mut() else {
-        return;
-    };
-    for p in list {
-        let Some(name) = p["pseudonym"].as_str().map(str::to_string) else {
-            continue;
-        };
-        p["forwarder"] = json!(
-            d.forwarders
-                .iter()
-                .any(|(t, f)| t == tenant && f.to_string() == name)
-        );
-        p["reveal_command"] = json!(format!(
-            "parapet investigate reveal --pseudonym {name} --tenant {tenant} --key investigation.key --reason \"...\""
-        ));
-    }
-}
-
 /// The tenants a viewer may see, with their networks, mail domains, the
 /// last 7 days' traffic and the feeds that protect them.
 pub fn tenants(

@@ -64,10 +64,16 @@ fn allowable(a: &Alert) -> bool {
     a.tenant != SUPPLIER_TENANT && NAME_RULES.contains(&a.rule.as_str())
 }
 
-/// Adds the workbench to an alert's view: guidance, pseudonyms and their
-/// timelines, the reveal command, the incident it was promoted to, and
-/// what the actions need.
-pub fn extend(db: &mut dyn Db, viewer: &Viewer, a: &Alert, v: &mut Value) -> Result<(), AppError> {
+/// Adds the workbench to an alert's view: guidance, pseudonyms with their
+/// timelines, forwarder labels and reveal commands, the alert's reveal
+/// command, the incident it was promoted to, and what the actions need.
+pub fn extend(
+    db: &mut dyn Db,
+    d: &crate::Dashboard,
+    viewer: &Viewer,
+    a: &Alert,
+    v: &mut Value,
+) -> Result<(), AppError> {
     let since = a.first_seen.div_euclid(1000) - TIMELINE_MARGIN_S;
     let until = a.last_seen.div_euclid(1000) + TIMELINE_MARGIN_S;
     let listed: Vec<Value> = db
@@ -76,8 +82,17 @@ pub fn extend(db: &mut dyn Db, viewer: &Viewer, a: &Alert, v: &mut Value) -> Res
         // Parapet's own alerts carry no client
         .filter(|p| *p != ClientPseudonym([0; 8]))
         .map(|p| {
+            let forwarder = d.forwarders.contains(&(a.tenant.clone(), p));
             let p = p.to_string();
-            json!({"pseudonym": p, "timeline": timeline_link(&a.tenant, &p, since, until)})
+            json!({
+                "pseudonym": p,
+                "timeline": timeline_link(&a.tenant, &p, since, until),
+                "forwarder": forwarder,
+                "reveal_command": format!(
+                    "parapet investigate reveal --pseudonym {p} --tenant {} --key investigation.key --reason \"...\"",
+                    a.tenant
+                ),
+            })
         })
         .collect();
     let incident = db
