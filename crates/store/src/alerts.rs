@@ -60,6 +60,14 @@ pub struct OutboxCounts {
     pub failed: u64,
 }
 
+/// A count of alerts with one status and severity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertTally {
+    pub status: String,
+    pub severity: String,
+    pub count: u64,
+}
+
 /// Alerts, their history, the notification outbox and the detector's seen
 /// domains. Each call is one transaction.
 pub trait AlertStore: Send {
@@ -98,6 +106,11 @@ pub trait AlertStore: Send {
 
     /// How many notifications wait, retry and were given up.
     fn outbox_counts(&mut self) -> Result<OutboxCounts, StoreError>;
+
+    /// How many alerts there are by status and severity (strings as
+    /// stored), in `tenant` or in all: the overview counts without
+    /// loading every alert.
+    fn alert_tally(&mut self, tenant: Option<&str>) -> Result<Vec<AlertTally>, StoreError>;
 
     /// Alerts matching `filter`, most recently seen first.
     fn list_alerts(&mut self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError>;

@@ -29,7 +29,7 @@ use parapet_assurance::store::ReportSources;
 use parapet_core::alert::AlertStatus;
 
 pub use accounts::AccountStore;
-pub use alerts::{AlertFilter, AlertStore, Notification, OutboxCounts, SeenDomains};
+pub use alerts::{AlertFilter, AlertStore, AlertTally, Notification, OutboxCounts, SeenDomains};
 pub use allowlist::{AllowEntry, AllowlistStore, NewAllow};
 pub use cluster::{ClusterStore, FeedVersion, NodeStatus, sha256_hex};
 pub use events::{

@@ -12,8 +12,9 @@ use parapet_core::pseudonym::ClientPseudonym;
 
 use crate::accounts::{AuditEntry, Role};
 use crate::{
-    AlertFilter, Db, DmarcDay, DmarcReportRow, DmarcSenderRow, EventStore, Imported, MailCheckDiff,
-    MailCheckRow, MailFinding, PgStore, Purged, Retention, SqliteStore, StoreError, TlsReportRow,
+    AlertFilter, AlertTally, Db, DmarcDay, DmarcReportRow, DmarcSenderRow, EventStore, Imported,
+    MailCheckDiff, MailCheckRow, MailFinding, PgStore, Purged, Retention, SqliteStore, StoreError,
+    TlsReportRow,
 };
 use parapet_assurance::model::{
     AssetException, AssetImport, AssetImported, AssetObs, AvObs, FindingObs, Incident, ScanObs,
@@ -733,6 +734,31 @@ fn signals_fold_into_one_alert_per_tenant_rule_and_domain(fx: &Fx) {
         .unwrap()
         .is_empty()
     );
+    // the overview's tally agrees with the list, by status and severity
+    s.set_alert_status(
+        1,
+        AlertStatus::Investigating,
+        "ana",
+        "looking",
+        SystemTime::now(),
+    )
+    .unwrap();
+    let mut tally = s.alert_tally(None).unwrap();
+    tally.sort_by(|a, b| (&a.status, &a.severity).cmp(&(&b.status, &b.severity)));
+    let mut expected: Vec<AlertTally> = s
+        .list_alerts(&AlertFilter::default())
+        .unwrap()
+        .iter()
+        .map(|a| AlertTally {
+            status: a.status.as_str().into(),
+            severity: a.severity.as_str().into(),
+            count: 1,
+        })
+        .collect();
+    expected.sort_by(|a, b| (&a.status, &a.severity).cmp(&(&b.status, &b.severity)));
+    assert_eq!(tally, expected);
+    assert_eq!(s.alert_tally(Some("council-a")).unwrap().len(), 2);
+    assert!(s.alert_tally(Some("council-b")).unwrap().is_empty());
 }
 
 /// Raised alerts (new, reopened) get an outbox row in the transaction that

@@ -16,7 +16,8 @@ use crate::rules::alerts::{
     parse_status, pseudonyms,
 };
 use crate::{
-    AlertFilter, AlertStore, Notification, OutboxCounts, SeenDomains, StoreError, unix_millis,
+    AlertFilter, AlertStore, AlertTally, Notification, OutboxCounts, SeenDomains, StoreError,
+    unix_millis,
 };
 
 impl AlertStore for PgStore {
@@ -110,6 +111,26 @@ impl AlertStore for PgStore {
             retrying: row.get::<_, i64>(1) as u64,
             failed: row.get::<_, i64>(2) as u64,
         })
+    }
+
+    fn alert_tally(&mut self, tenant: Option<&str>) -> Result<Vec<AlertTally>, StoreError> {
+        self.ensure()?;
+        let rows = self
+            .client
+            .query(
+                "SELECT status, severity, COUNT(*) FROM alerts
+                 WHERE $1::text IS NULL OR tenant = $1 GROUP BY status, severity",
+                &[&tenant],
+            )
+            .map_err(pg_err(&self.location))?;
+        Ok(rows
+            .iter()
+            .map(|r| AlertTally {
+                status: r.get(0),
+                severity: r.get(1),
+                count: r.get::<_, i64>(2) as u64,
+            })
+            .collect())
     }
 
     fn list_alerts(&mut self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {

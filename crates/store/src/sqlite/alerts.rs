@@ -14,7 +14,8 @@ use crate::rules::alerts::{
     AlertRow, HistoryRow, REOPENED_BY, REOPENED_NOTE, StoredAlert, group_signals, pseudonyms,
 };
 use crate::{
-    AlertFilter, AlertStore, Notification, OutboxCounts, SeenDomains, StoreError, unix_millis,
+    AlertFilter, AlertStore, AlertTally, Notification, OutboxCounts, SeenDomains, StoreError,
+    unix_millis,
 };
 
 impl AlertStore for SqliteStore {
@@ -119,6 +120,25 @@ impl AlertStore for SqliteStore {
                 },
             )
             .map_err(sql_err(&self.path))
+    }
+
+    fn alert_tally(&mut self, tenant: Option<&str>) -> Result<Vec<AlertTally>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT status, severity, COUNT(*) FROM alerts
+                 WHERE ?1 IS NULL OR tenant = ?1 GROUP BY status, severity",
+            )
+            .map_err(sql_err(&self.path))?;
+        stmt.query_map(params![tenant], |r| {
+            Ok(AlertTally {
+                status: r.get(0)?,
+                severity: r.get(1)?,
+                count: r.get::<_, i64>(2)? as u64,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(sql_err(&self.path))
     }
 
     fn list_alerts(&mut self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
