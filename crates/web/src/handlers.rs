@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use minijinja::Environment;
 use parapet_assurance::frozen::quarter_kpis;
+use parapet_core::calendar::format_datetime;
 use parapet_report::{ReportText, report_input};
 use parapet_store::accounts::AuditEntry;
 use serde::Deserialize;
@@ -533,20 +534,55 @@ async fn overview_view(
     state: &AppState,
     viewer: &Viewer,
     q: &TenantQuery,
+    series: bool,
 ) -> Result<Value, AppError> {
     let scope = viewer.scope(q.tenant.as_deref())?;
     let supplier = viewer.is_supplier();
     let d = dashboard(state)?;
+    let now = d.now();
+    // the two slow summaries, kept a minute (memo.rs)
+    let top = d
+        .memo
+        .get(
+            &format!("top-blocked {}", scope.as_deref().unwrap_or("")),
+            now,
+            || {
+                let (state, scope) = (state.clone(), scope.clone());
+                async move {
+                    with_db(&state, move |db| {
+                        views::top_blocked(db, scope.as_deref(), now)
+                    })
+                    .await
+                }
+            },
+        )
+        .await?;
+    let kpis = d
+        .memo
+        .get("kpis", now, || {
+            let state = state.clone();
+            async move {
+                let d = dashboard(&state)?;
+                with_db(&state, move |db| {
+                    Ok(views::kpis_needing_attention(&d, db, now))
+                })
+                .await
+            }
+        })
+        .await?;
     let mut v = with_db(state, move |db| {
-        let now = d.now();
-        let mut v = views::overview(db, scope.as_deref(), now)?;
-        v["attention"] = views::attention(&d, db, scope.as_deref(), now)?;
+        let tally = db.alert_tally(scope.as_deref())?;
+        let mut v = views::overview(db, scope.as_deref(), now, series, &tally)?;
+        v["attention"] = views::attention(&d, db, scope.as_deref(), &tally, &kpis.value)?;
+        v["attention"]["kpis_as_of"] = json!(format_datetime(kpis.computed_at));
         if supplier {
             v["notifications"] = views::outbox(db)?;
         }
         Ok(v)
     })
     .await?;
+    v["top_blocked"] = (*top.value).clone();
+    v["top_blocked_as_of"] = json!(format_datetime(top.computed_at));
     v["tenant_choices"] = tenant_choices(state, viewer)?;
     Ok(v)
 }
@@ -565,7 +601,7 @@ pub async fn overview_page(
     viewer: Viewer,
     Query(q): Query<TenantQuery>,
 ) -> Result<Html<String>, AppError> {
-    let v = overview_view(&state, &viewer, &q).await?;
+    let v = overview_view(&state, &viewer, &q, false).await?;
     page("overview.html", &viewer, v)
 }
 
@@ -574,7 +610,7 @@ pub async fn overview_api(
     viewer: Viewer,
     Query(q): Query<TenantQuery>,
 ) -> Result<Json<Value>, AppError> {
-    let mut v = overview_view(&state, &viewer, &q).await?;
+    let mut v = overview_view(&state, &viewer, &q, true).await?;
     if let Some(o) = v.as_object_mut() {
         o.remove("chart_svg");
         o.remove("legend");

@@ -21,6 +21,7 @@ pub mod auth;
 mod commentary;
 mod freeze;
 mod handlers;
+mod memo;
 mod openapi;
 pub mod totp;
 mod views;
@@ -323,6 +324,8 @@ pub struct Dashboard {
     /// The time logins, sessions and TOTP codes are checked against.
     pub clock: Clock,
     pub(crate) limiter: auth::LoginLimiter,
+    /// The overview's slow summaries, kept a minute.
+    pub(crate) memo: Arc<memo::Memo>,
 }
 
 impl Dashboard {
@@ -357,6 +360,7 @@ impl Dashboard {
             forwarders: Default::default(),
             clock: Arc::new(app::now),
             limiter: auth::LoginLimiter::default(),
+            memo: Arc::default(),
         }
     }
 

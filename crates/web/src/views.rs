@@ -42,33 +42,75 @@ const STATUSES: [AlertStatus; 4] = [
     AlertStatus::FalsePositive,
 ];
 
-/// The overview: the last 7 days.
-pub fn overview(db: &mut dyn Db, scope: Option<&str>, now: i64) -> Result<Value, AppError> {
-    let since = now - 7 * 86_400;
+/// The overview's window: the last 7 days.
+pub const OVERVIEW_DAYS: i64 = 7;
+
+/// The overview: the last 7 days. `series`: with the hourly figures as
+/// data (the API's; the page draws them as a chart only). `tally`: the
+/// alerts counted by status and severity.
+pub fn overview(
+    db: &mut dyn Db,
+    scope: Option<&str>,
+    now: i64,
+    series: bool,
+    tally: &[parapet_store::AlertTally],
+) -> Result<Value, AppError> {
+    let since = now - OVERVIEW_DAYS * 86_400;
     let totals = db.traffic_totals(scope, since)?;
     let hourly = db.hourly_traffic(scope, since)?;
-    let top = db.top_blocked(scope, since, 10)?;
-    let alerts = db.list_alerts(&AlertFilter {
-        tenant: scope.map(str::to_string),
-        ..AlertFilter::default()
-    })?;
+    let count = |status: &str| -> u64 {
+        tally
+            .iter()
+            .filter(|t| t.status == status)
+            .map(|t| t.count)
+            .sum()
+    };
     // in workflow order
     let by_status: Vec<Value> = STATUSES
         .iter()
-        .map(|s| json!({"status": s.as_str(), "count": alerts.iter().filter(|a| a.status == *s).count()}))
+        .map(|s| json!({"status": s.as_str(), "count": count(s.as_str())}))
         .collect();
-    Ok(json!({
+    let mut v = json!({
         "tenant": scope,
         "since": format_datetime(since),
         "queries": totals.iter().map(|t| t.queries).sum::<u64>(),
         "blocked": totals.iter().map(|t| t.blocked).sum::<u64>(),
         "tenants": totals.iter().map(|t| json!({"tenant": t.tenant, "queries": t.queries, "blocked": t.blocked})).collect::<Vec<_>>(),
         "alerts_by_status": by_status,
-        "top_blocked": top.iter().map(|(t, q, n)| json!({"tenant": t, "name": q, "queries": n})).collect::<Vec<_>>(),
-        "hourly": hourly.iter().map(|h| json!({"tenant": h.tenant, "hour": format_datetime(h.hour), "queries": h.queries, "blocked": h.blocked})).collect::<Vec<_>>(),
         "chart_svg": traffic_svg(&hourly),
         "legend": traffic_legend(&hourly, &totals),
-    }))
+    });
+    if series {
+        v["hourly"] = json!(hourly.iter().map(|h| json!({"tenant": h.tenant, "hour": format_datetime(h.hour), "queries": h.queries, "blocked": h.blocked})).collect::<Vec<_>>());
+    }
+    Ok(v)
+}
+
+/// The most-blocked names of the overview's window (the handler keeps
+/// them a minute: they group every blocked aggregate row of the week).
+pub fn top_blocked(db: &mut dyn Db, scope: Option<&str>, now: i64) -> Result<Value, AppError> {
+    let top = db.top_blocked(scope, now - OVERVIEW_DAYS * 86_400, 10)?;
+    Ok(json!(
+        top.iter()
+            .map(|(t, q, n)| json!({"tenant": t, "name": q, "queries": n}))
+            .collect::<Vec<_>>()
+    ))
+}
+
+/// New alerts by severity, each with the link to its list, from the
+/// store's tally.
+fn new_by_severity(tally: &[parapet_store::AlertTally], scope: Option<&str>) -> Value {
+    let new = AlertStatus::New.as_str();
+    json!(SEVERITIES
+        .iter()
+        .map(|s| {
+            json!({
+                "severity": s,
+                "count": tally.iter().filter(|t| t.status == new && t.severity == *s).map(|t| t.count).sum::<u64>(),
+                "link": alerts_link(scope, "new", Some(s)),
+            })
+        })
+        .collect::<Vec<_>>())
 }
 
 fn esc(s: &str) -> String {
@@ -193,28 +235,21 @@ pub fn urlencode(s: &str) -> String {
 
 /// What needs attention now, for the top of the overview: new alerts by
 /// severity, feeds failing, Mail Check regressions and KPIs red or without
-/// data; each with the link to the list it counts.
+/// data; each with the link to the list it counts. `tally`: the alerts
+/// counted by status and severity; `kpis`: every tenant's from
+/// [`kpis_needing_attention`].
 pub fn attention(
     d: &Dashboard,
     db: &mut dyn Db,
     scope: Option<&str>,
-    now: i64,
+    tally: &[parapet_store::AlertTally],
+    kpis: &Value,
 ) -> Result<Value, AppError> {
-    let new = db.list_alerts(&AlertFilter {
-        tenant: scope.map(str::to_string),
-        status: Some(AlertStatus::New),
-        ..AlertFilter::default()
-    })?;
-    let by_severity: Vec<Value> = SEVERITIES
+    let new_alerts: u64 = tally
         .iter()
-        .map(|s| {
-            json!({
-                "severity": s,
-                "count": new.iter().filter(|a| a.severity.as_str() == *s).count(),
-                "link": alerts_link(scope, "new", Some(s)),
-            })
-        })
-        .collect();
+        .filter(|t| t.status == AlertStatus::New.as_str())
+        .map(|t| t.count)
+        .sum();
     let loads = d.feed_load.get().map(|f| f()).unwrap_or_default();
     let failing: Vec<Value> = d
         .feeds
@@ -242,11 +277,18 @@ pub fn attention(
                 .collect()
         })
         .unwrap_or_default();
-    let kpis = kpis_needing_attention(d, db, scope, now);
+    let kpis: Vec<&Value> = kpis
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter(|k| scope.is_none_or(|t| k["tenant"] == t))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(json!({
-        "new_alerts": new.len(),
+        "new_alerts": new_alerts,
         "new_alerts_link": alerts_link(scope, "new", None),
-        "new_by_severity": by_severity,
+        "new_by_severity": new_by_severity(tally, scope),
         "feeds_failing": failing,
         "mail_regressed": regressed,
         "mail_regressed_link": "/mail?show=regressed",
@@ -254,23 +296,18 @@ pub fn attention(
     }))
 }
 
-/// Each tenant in scope whose current-quarter KPIs have a red figure or
-/// no data (no devices to count), with a link to its assurance page. A
-/// tenant whose KPIs cannot be computed is listed with the reason.
-fn kpis_needing_attention(
-    d: &Dashboard,
-    db: &mut dyn Db,
-    scope: Option<&str>,
-    now: i64,
-) -> Vec<Value> {
+/// Each tenant whose current-quarter KPIs have a red figure or no data
+/// (no devices to count), with a link to its assurance page. A tenant
+/// whose KPIs cannot be computed is listed with the reason.
+pub fn kpis_needing_attention(d: &Dashboard, db: &mut dyn Db, now: i64) -> Value {
     let quarter = current_quarter(&d.assurance);
     let Ok(q) = Quarter::parse_in(&quarter, d.assurance.quarters) else {
-        return Vec::new();
+        return json!([]);
     };
-    let tenants: Vec<String> = match scope {
-        Some(t) => vec![t.to_string()],
-        None if d.tenants.is_empty() => vec!["default".to_string()],
-        None => d.tenants.iter().map(|t| t.name.clone()).collect(),
+    let tenants: Vec<String> = if d.tenants.is_empty() {
+        vec!["default".to_string()]
+    } else {
+        d.tenants.iter().map(|t| t.name.clone()).collect()
     };
     let mut out = Vec::new();
     for t in tenants {
@@ -302,7 +339,7 @@ fn kpis_needing_attention(
             ),
         }
     }
-    out
+    json!(out)
 }
 
 /// The share of a domain's mail passing DMARC per day, as inline SVG: a

@@ -292,11 +292,14 @@ pub async fn alert_promote_form(
     Form(f): Form<PromoteForm>,
 ) -> Result<Response, AppError> {
     viewer.check_csrf(Some(&f.csrf))?;
-    let now = dashboard(&state)?.now();
+    let d = dashboard(&state)?;
+    let now = d.now();
     with_db(&state, move |db| {
         promote(db, &viewer, id, &f.outcome, &client, now)
     })
     .await?;
+    // a new incident counts in the current quarter's KPI 1
+    d.memo.clear();
     Ok(Redirect::to(&format!("/alerts/{id}")).into_response())
 }
 
@@ -315,11 +318,14 @@ pub async fn alert_promote_api(
     Json(b): Json<PromoteBody>,
 ) -> Result<Json<Value>, AppError> {
     viewer.check_csrf(headers.get("x-csrf-token").and_then(|v| v.to_str().ok()))?;
-    let now = dashboard(&state)?.now();
+    let d = dashboard(&state)?;
+    let now = d.now();
     let i = with_db(&state, move |db| {
         promote(db, &viewer, id, &b.outcome, &client, now)
     })
     .await?;
+    // a new incident counts in the current quarter's KPI 1
+    d.memo.clear();
     Ok(Json(incident_json(&i)))
 }
 
