@@ -6,6 +6,7 @@
 //! store on every request).
 
 use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parapet_store::accounts::{AuditEntry, Role};
 use serde::Deserialize;
@@ -87,13 +88,13 @@ fn audit(
 
 /// A password from the form (at least 10 characters), or a generated one
 /// and `true`.
-fn password_or_generated(given: &str) -> Result<(String, bool), AppError> {
+fn password_or_generated(given: &str) -> Result<(String, bool), String> {
     match given {
         "" => Ok((auth::new_token()[..20].to_string(), true)),
-        p if p.chars().count() < 10 => Err(AppError::BadRequest(
-            "password: at least 10 characters (or leave it empty to generate one)".into(),
-        )),
-        p if p.len() > 1024 => Err(AppError::BadRequest("password: at most 1024 bytes".into())),
+        p if p.chars().count() < 10 => Err(
+            "Enter a password of at least 10 characters, or leave it empty to generate one".into(),
+        ),
+        p if p.len() > 1024 => Err("Enter a password of at most 1024 bytes".into()),
         p => Ok((p.to_string(), false)),
     }
 }
@@ -110,6 +111,105 @@ pub struct CreateForm {
     pub password: String,
 }
 
+/// A form problem: the id of its field (the error summary links to it)
+/// and what to do, in the GOV.UK pattern.
+type Problem = (&'static str, String);
+
+/// An account the create form asks for, checked.
+struct NewAccount {
+    name: String,
+    role: Role,
+    tenant: Option<String>,
+    password: String,
+    generated: bool,
+}
+
+/// Every problem with the create form at once, or the account it asks for.
+fn check_create(d: &crate::Dashboard, f: &CreateForm) -> Result<NewAccount, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let name = f.name.trim().to_string();
+    if name.is_empty()
+        || name.len() > auth::MAX_USER_NAME
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'))
+    {
+        problems.push((
+            "new-name",
+            format!(
+                "Enter a name of 1 to {} letters, digits, dots, hyphens, underscores or @",
+                auth::MAX_USER_NAME
+            ),
+        ));
+    }
+    let role: Option<Role> = f.role.parse().ok();
+    if role.is_none() {
+        problems.push((
+            "new-role",
+            "Choose a role: council, council-officer, supplier-analyst or supplier-admin".into(),
+        ));
+    }
+    let tenant = Some(f.tenant.trim().to_string()).filter(|t| !t.is_empty());
+    match (role, &tenant) {
+        (Some(Role::Council | Role::CouncilOfficer), None) => problems.push((
+            "new-tenant",
+            "Choose a tenant: a council account sees one council".into(),
+        )),
+        (Some(Role::Council | Role::CouncilOfficer), Some(t)) if !d.knows_tenant(t) => problems
+            .push((
+                "new-tenant",
+                format!("Choose a configured tenant: `{t}` is not one"),
+            )),
+        (Some(Role::SupplierAdmin | Role::SupplierAnalyst), Some(_)) => problems.push((
+            "new-tenant",
+            "Leave the tenant as None for a supplier role: it sees every tenant".into(),
+        )),
+        _ => {}
+    }
+    let password = password_or_generated(&f.password)
+        .map_err(|e| problems.push(("new-password", e)))
+        .ok();
+    match (role, password) {
+        (Some(role), Some((password, generated))) if problems.is_empty() => Ok(NewAccount {
+            name,
+            role,
+            tenant,
+            password,
+            generated,
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// The page again with the create form's problems: an error summary
+/// linking to each field, the message beside it, and what was typed
+/// (never the password).
+async fn form_problems(
+    state: &AppState,
+    viewer: &Viewer,
+    f: &CreateForm,
+    problems: &[Problem],
+    status: StatusCode,
+) -> Result<Response, AppError> {
+    let mut v = view(state).await?;
+    v["errors"] = json!(
+        problems
+            .iter()
+            .map(|(field, m)| json!({"field": field, "message": m}))
+            .collect::<Vec<_>>()
+    );
+    v["field_errors"] = Value::Object(
+        problems
+            .iter()
+            .map(|(field, m)| (field.to_string(), json!(m)))
+            .collect(),
+    );
+    v["form"] = json!({"name": f.name, "role": f.role, "tenant": f.tenant});
+    let mut r = crate::handlers::page("accounts.html", viewer, v)?.into_response();
+    *r.status_mut() = status;
+    Ok(r)
+}
+
 pub async fn create(
     State(state): State<AppState>,
     AdminViewer(viewer): AdminViewer,
@@ -118,59 +218,41 @@ pub async fn create(
 ) -> Result<Response, AppError> {
     viewer.check_csrf(Some(&f.csrf))?;
     let d = dashboard(&state)?;
-    let name = f.name.trim().to_string();
-    if name.is_empty()
-        || name.len() > auth::MAX_USER_NAME
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'))
-    {
-        return Err(AppError::BadRequest(format!(
-            "name: 1 to {} letters, digits, `.`, `-`, `_` or `@`",
-            auth::MAX_USER_NAME
-        )));
-    }
-    let role: Role = f.role.parse().map_err(AppError::BadRequest)?;
-    let tenant = Some(f.tenant.trim().to_string()).filter(|t| !t.is_empty());
-    match (role, &tenant) {
-        (Role::Council | Role::CouncilOfficer, None) => {
-            return Err(AppError::BadRequest(
-                "tenant: a council account needs one".into(),
-            ));
-        }
-        (Role::Council | Role::CouncilOfficer, Some(t)) if !d.knows_tenant(t) => {
-            return Err(AppError::BadRequest(format!(
-                "tenant: `{t}` is not a configured tenant"
-            )));
-        }
-        (Role::SupplierAdmin | Role::SupplierAnalyst, Some(_)) => {
-            return Err(AppError::BadRequest(
-                "tenant: for council accounts only (supplier roles see every tenant)".into(),
-            ));
-        }
-        _ => {}
-    }
-    let (password, generated) = password_or_generated(&f.password)?;
-    let hash = hash(password.clone()).await?;
+    let a = match check_create(&d, &f) {
+        Ok(a) => a,
+        Err(p) => return form_problems(&state, &viewer, &f, &p, StatusCode::BAD_REQUEST).await,
+    };
+    let hash = hash(a.password.clone()).await?;
     let now = d.now();
     let e = audit(
         &viewer,
         &client,
         now,
         "user.added",
-        tenant.clone(),
-        format!("{name} ({})", role.as_str()),
+        a.tenant.clone(),
+        format!("{} ({})", a.name, a.role.as_str()),
     );
-    let n2 = name.clone();
-    with_db(&state, move |db| {
+    let (n2, role, tenant) = (a.name.clone(), a.role, a.tenant.clone());
+    let added = with_db(&state, move |db| {
         db.add_user(&n2, role, tenant.as_deref(), &hash, now)?;
         Ok(db.audit(&e)?)
     })
-    .await?;
-    let notice = if generated {
-        format!("{name} added, with password {password} (shown once: pass it on safely).")
+    .await;
+    if let Err(AppError::Conflict(_)) = added {
+        let taken = [(
+            "new-name",
+            format!("Choose another name: `{}` is taken", a.name),
+        )];
+        return form_problems(&state, &viewer, &f, &taken, StatusCode::CONFLICT).await;
+    }
+    added?;
+    let notice = if a.generated {
+        format!(
+            "{} added, with password {} (shown once: pass it on safely).",
+            a.name, a.password
+        )
     } else {
-        format!("{name} added.")
+        format!("{} added.", a.name)
     };
     show(&state, &viewer, Some(notice)).await
 }
@@ -239,7 +321,7 @@ pub async fn reset_password(
     viewer.check_csrf(Some(&f.csrf))?;
     not_self(&viewer, &name)?;
     let d = dashboard(&state)?;
-    let (password, _) = password_or_generated("")?;
+    let (password, _) = password_or_generated("").map_err(AppError::BadRequest)?;
     let hash = hash(password.clone()).await?;
     let now = d.now();
     let (v2, n2) = (viewer.clone(), name.clone());

@@ -1481,9 +1481,43 @@ async fn the_accounts_page_creates_accounts_with_the_csrf_token() {
         let r = post_form(&w.app, "/accounts", "admin-session", None, bad).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(r.body.contains(why), "{bad}: {}", r.body);
+        // the GOV.UK error pattern: a summary linking to the field, the
+        // message beside it, the title marked
+        assert!(
+            r.body.contains("govuk-error-summary")
+                && r.body.contains(&format!("href=\"#new-{why}\""))
+                && r.body.contains(&format!("id=\"new-{why}-error\""))
+                && r.body.contains("<title>Error: Accounts"),
+            "{bad}: {}",
+            r.body
+        );
     }
+    // every problem at once, and what was typed is kept
+    let r = post_form(
+        &w.app,
+        "/accounts",
+        "admin-session",
+        None,
+        "name=hal&role=council&password=short",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.body.contains("href=\"#new-tenant\"")
+            && r.body.contains("href=\"#new-password\"")
+            && r.body.contains("value=\"hal\"")
+            && r.body.contains("<option value=\"council\" selected>")
+            && !r.body.contains("value=\"short\""),
+        "{}",
+        r.body
+    );
     let r = post_form(&w.app, "/accounts", "admin-session", None, fields).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "the name is taken");
+    assert!(
+        r.body.contains("`erin` is taken") || r.body.contains("<code>erin</code> is taken"),
+        "{}",
+        r.body
+    );
     let added: Vec<String> = audit_actions(&w)
         .into_iter()
         .filter(|a| a.1 == "user.added")

@@ -506,6 +506,29 @@ fn every_page_passes_axe_and_works_by_keyboard_for_admin_and_council() {
             violations.extend(audit_page(&c, &base, path, &format!("admin-{name}")).await);
         }
         violations.extend(audit_page(&c, &base, "/accounts", "admin-accounts").await);
+        // the create form sent empty: the GOV.UK error summary, checked too
+        c.find(Locator::Id("create-button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let summary = c
+            .wait()
+            .for_element(Locator::Id("error-summary"))
+            .await
+            .expect("error summary");
+        assert!(
+            summary.text().await.unwrap().contains("Enter a name"),
+            "the summary names the problem"
+        );
+        shot(&c, "admin-accounts-error").await;
+        violations.extend(
+            axe_violations(&c)
+                .await
+                .into_iter()
+                .map(|v| format!("admin-accounts-error: {v}")),
+        );
         c.find(Locator::Css(".parapet-logout button"))
             .await
             .unwrap()
