@@ -541,35 +541,8 @@ async fn overview_view(
     let d = dashboard(state)?;
     let now = d.now();
     // the two slow summaries, kept a minute (memo.rs)
-    let top = d
-        .memo
-        .get(
-            &format!("top-blocked {}", scope.as_deref().unwrap_or("")),
-            now,
-            || {
-                let (state, scope) = (state.clone(), scope.clone());
-                async move {
-                    with_db(&state, move |db| {
-                        views::top_blocked(db, scope.as_deref(), now)
-                    })
-                    .await
-                }
-            },
-        )
-        .await?;
-    let kpis = d
-        .memo
-        .get("kpis", now, || {
-            let state = state.clone();
-            async move {
-                let d = dashboard(&state)?;
-                with_db(&state, move |db| {
-                    Ok(views::kpis_needing_attention(&d, db, now))
-                })
-                .await
-            }
-        })
-        .await?;
+    let top = top_blocked_summary(state, &d, scope.clone(), now).await?;
+    let kpis = kpi_summary(state, &d, now).await?;
     let mut v = with_db(state, move |db| {
         let tally = db.alert_tally(scope.as_deref())?;
         let mut v = views::overview(db, scope.as_deref(), now, series, &tally)?;
@@ -585,6 +558,65 @@ async fn overview_view(
     v["top_blocked_as_of"] = json!(format_datetime(top.computed_at));
     v["tenant_choices"] = tenant_choices(state, viewer)?;
     Ok(v)
+}
+
+/// The week's most-blocked names in `scope`, kept a minute.
+async fn top_blocked_summary(
+    state: &AppState,
+    d: &crate::Dashboard,
+    scope: Option<String>,
+    now: i64,
+) -> Result<crate::memo::Stamped, AppError> {
+    let key = format!("top-blocked {}", scope.as_deref().unwrap_or(""));
+    d.memo
+        .get(&key, now, || {
+            let state = state.clone();
+            async move {
+                with_db(&state, move |db| {
+                    views::top_blocked(db, scope.as_deref(), now)
+                })
+                .await
+            }
+        })
+        .await
+}
+
+/// Every tenant's KPIs needing attention, kept a minute.
+async fn kpi_summary(
+    state: &AppState,
+    d: &crate::Dashboard,
+    now: i64,
+) -> Result<crate::memo::Stamped, AppError> {
+    d.memo
+        .get("kpis", now, || {
+            let state = state.clone();
+            async move {
+                let d = dashboard(&state)?;
+                with_db(&state, move |db| {
+                    Ok(views::kpis_needing_attention(&d, db, now))
+                })
+                .await
+            }
+        })
+        .await
+}
+
+/// Computes the overview's kept summaries for all tenants in the
+/// background, so the first visit after a start does not wait for them
+/// (every tenant's KPIs take seconds with 100,000 devices: bench/assurance).
+pub(crate) fn warm_summaries(state: &AppState) {
+    let Ok(d) = dashboard(state) else { return };
+    let state = state.clone();
+    tokio::spawn(async move {
+        let now = d.now();
+        let warmed = async {
+            kpi_summary(&state, &d, now).await?;
+            top_blocked_summary(&state, &d, None, now).await
+        };
+        if let Err(e) = warmed.await {
+            tracing::warn!(error = ?e, "computing the overview's summaries at start failed; the first visit computes them");
+        }
+    });
 }
 
 fn tenant_choices(state: &AppState, viewer: &Viewer) -> Result<Value, AppError> {

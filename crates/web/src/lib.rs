@@ -1056,6 +1056,7 @@ async fn metrics(axum::extract::State(s): axum::extract::State<AppState>) -> imp
 
 /// Serves the router on a bound listener until the future is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    handlers::warm_summaries(&state);
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
