@@ -192,18 +192,7 @@ async fn form_problems(
     status: StatusCode,
 ) -> Result<Response, AppError> {
     let mut v = view(state).await?;
-    v["errors"] = json!(
-        problems
-            .iter()
-            .map(|(field, m)| json!({"field": field, "message": m}))
-            .collect::<Vec<_>>()
-    );
-    v["field_errors"] = Value::Object(
-        problems
-            .iter()
-            .map(|(field, m)| (field.to_string(), json!(m)))
-            .collect(),
-    );
+    crate::handlers::with_problems(&mut v, problems);
     v["form"] = json!({"name": f.name, "role": f.role, "tenant": f.tenant});
     let mut r = crate::handlers::page("accounts.html", viewer, v)?.into_response();
     *r.status_mut() = status;

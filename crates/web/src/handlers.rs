@@ -142,6 +142,24 @@ pub(crate) fn render(name: &str, mut ctx: Value) -> Result<Html<String>, AppErro
         .map_err(|e| AppError::Internal(format!("template {name}: {e:#}")))
 }
 
+/// Adds a refused form's problems to a page's view: `errors` for the
+/// GOV.UK error summary (each `(field id, message)`, linking to its field)
+/// and `field_errors`, the messages by field id.
+pub(crate) fn with_problems(v: &mut Value, problems: &[(&str, String)]) {
+    v["errors"] = json!(
+        problems
+            .iter()
+            .map(|(field, m)| json!({"field": field, "message": m}))
+            .collect::<Vec<_>>()
+    );
+    v["field_errors"] = Value::Object(
+        problems
+            .iter()
+            .map(|(field, m)| (field.to_string(), json!(m)))
+            .collect(),
+    );
+}
+
 /// A page: the view plus who is signed in.
 pub(crate) fn page(name: &str, viewer: &Viewer, mut ctx: Value) -> Result<Html<String>, AppError> {
     ctx["me"] = json!({
@@ -788,7 +806,11 @@ pub async fn queries_api(
     Ok(Json(v))
 }
 
-async fn alert_view(state: &AppState, viewer: &Viewer, id: i64) -> Result<Value, AppError> {
+pub(crate) async fn alert_view(
+    state: &AppState,
+    viewer: &Viewer,
+    id: i64,
+) -> Result<Value, AppError> {
     let vw = viewer.clone();
     let d = dashboard(state)?;
     with_db(state, move |db| {
@@ -836,10 +858,15 @@ pub async fn alert_status_form(
 ) -> Result<Response, AppError> {
     viewer.check_csrf(Some(&f.csrf))?;
     let vw = viewer.clone();
-    with_db(&state, move |db| {
+    let typed = json!({"note": f.note});
+    let done = with_db(&state, move |db| {
         views::set_status(db, &vw, id, &f.status, &f.note, &client)
     })
-    .await?;
+    .await;
+    if let Err(AppError::BadRequest(m)) = done {
+        return crate::workbench::alert_form_problem(&state, &viewer, id, "status", m, typed).await;
+    }
+    done?;
     Ok(Redirect::to(&format!("/alerts/{id}")).into_response())
 }
 

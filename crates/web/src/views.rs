@@ -540,15 +540,7 @@ pub fn set_status(
 ) -> Result<Alert, AppError> {
     let before = alert(db, viewer, id)?;
     let to: AlertStatus = status.parse().map_err(AppError::BadRequest)?;
-    if note.trim().is_empty() {
-        return Err(AppError::BadRequest("a note is required".into()));
-    }
-    if note.len() > MAX_NOTE {
-        return Err(AppError::BadRequest(format!(
-            "note: {} bytes, longer than {MAX_NOTE}",
-            note.len()
-        )));
-    }
+    crate::workbench::check_note(note)?;
     let a = db.set_alert_status(
         id,
         to,

@@ -8,7 +8,7 @@
 
 use axum::Json;
 use axum::extract::{Form, Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use parapet_assurance::model::Incident;
 use parapet_core::alert::Alert;
@@ -125,17 +125,53 @@ fn at(secs: i64) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64)
 }
 
-fn check_note(note: &str) -> Result<(), AppError> {
+/// An analyst's note on an alert: required, at most [`MAX_NOTE`] bytes.
+pub(crate) fn check_note(note: &str) -> Result<(), AppError> {
     if note.trim().is_empty() {
-        return Err(AppError::BadRequest("a note is required".into()));
+        return Err(AppError::BadRequest(
+            "note: enter a note saying why (it goes in the alert's history and the audit log)"
+                .into(),
+        ));
     }
     if note.len() > MAX_NOTE {
         return Err(AppError::BadRequest(format!(
-            "note: {} bytes, longer than {MAX_NOTE}",
+            "note: enter at most {MAX_NOTE} bytes (this one has {})",
             note.len()
         )));
     }
     Ok(())
+}
+
+/// The field of the alert page a refused form's message is about (each
+/// message starts with the field's name), for the error summary's link.
+fn alert_field(form: &str, message: &str) -> &'static str {
+    match (form, message.split([':', ' ']).next().unwrap_or("")) {
+        ("allow", "name") => "allow-name",
+        ("allow", "days") => "allow-days",
+        ("allow", "note") => "allow-note",
+        ("allow", _) => "allow-button",
+        (_, "note") => "note",
+        _ => "new-status",
+    }
+}
+
+/// The alert page again, with the problem a form was refused for (400):
+/// the GOV.UK error summary, the message beside the field, what was typed.
+pub(crate) async fn alert_form_problem(
+    state: &AppState,
+    viewer: &Viewer,
+    id: i64,
+    form: &'static str,
+    message: String,
+    typed: Value,
+) -> Result<Response, AppError> {
+    let field = alert_field(form, &message);
+    let a = crate::handlers::alert_view(state, viewer, id).await?;
+    let mut v = json!({ "alert": a, "form": typed });
+    crate::handlers::with_problems(&mut v, &[(field, message)]);
+    let mut r = crate::handlers::page("alert.html", viewer, v)?.into_response();
+    *r.status_mut() = StatusCode::BAD_REQUEST;
+    Ok(r)
 }
 
 /// Promotes alert `id` to an open incident (once: a second promotion
@@ -222,7 +258,7 @@ pub fn allow(
     let max = ALLOW_DAYS[ALLOW_DAYS.len() - 1];
     if !(1..=max).contains(&days) {
         return Err(AppError::BadRequest(format!(
-            "days: {days}, not between 1 and {max}"
+            "days: choose from 1 to {max} days ({days} is not)"
         )));
     }
     let a = crate::views::alert(db, viewer, id)?;
@@ -353,10 +389,12 @@ pub async fn alert_allow_form(
 ) -> Result<Response, AppError> {
     viewer.check_csrf(Some(&f.csrf))?;
     let now = dashboard(&state)?.now();
-    with_db(&state, move |db| {
+    let typed = json!({"allow-name": f.name, "allow-note": f.note});
+    let vw = viewer.clone();
+    let done = with_db(&state, move |db| {
         allow(
             db,
-            &viewer,
+            &vw,
             id,
             f.name.as_deref(),
             f.days,
@@ -365,7 +403,11 @@ pub async fn alert_allow_form(
             now,
         )
     })
-    .await?;
+    .await;
+    if let Err(AppError::BadRequest(m)) = done {
+        return alert_form_problem(&state, &viewer, id, "allow", m, typed).await;
+    }
+    done?;
     Ok(Redirect::to(&format!("/alerts/{id}")).into_response())
 }
 

@@ -626,6 +626,14 @@ async fn status_changes_need_the_csrf_token_and_are_audited() {
         .unwrap();
     let r = w.app.clone().oneshot(forged).await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // without a note: the alert page again, the summary linking to the note
+    let r = post_form(&w.app, &uri, "ann-session", None, "status=resolved&note=").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.body.contains(r##"href="#note""##) && r.body.contains(r#"id="note-error""#),
+        "{}",
+        r.body
+    );
     let r = call(&w.app, Method::Post, &uri, As::Session("ann-session")).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let page = call(
@@ -1784,11 +1792,13 @@ async fn the_alert_workbench_promotes_and_allows_for_supplier_staff_only() {
     )
     .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    // nor a name outside the alert's domain, nor a year and a day
-    for bad in [
-        "name=other.test&days=7&note=x",
-        "days=366&note=x",
-        "days=7&note=",
+    // nor a name outside the alert's domain, nor a year and a day: the
+    // alert page again, its error summary linking to the field, what was
+    // typed kept
+    for (bad, field) in [
+        ("name=other.test&days=7&note=x", "allow-name"),
+        ("days=366&note=x", "allow-days"),
+        ("days=7&note=", "allow-note"),
     ] {
         let r = post_form(
             &w.app,
@@ -1799,7 +1809,28 @@ async fn the_alert_workbench_promotes_and_allows_for_supplier_staff_only() {
         )
         .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.body);
+        assert!(
+            r.body.contains("govuk-error-summary")
+                && r.body.contains(&format!("href=\"#{field}\""))
+                && r.body.contains(&format!("id=\"{field}-error\""))
+                && r.body.contains(&format!("<title>Error: Alert {id}")),
+            "{bad}: {}",
+            r.body
+        );
     }
+    let r = post_form(
+        &w.app,
+        &format!("/alerts/{id}/allow"),
+        "carol-session",
+        None,
+        "name=other.test&days=7&note=kept+note",
+    )
+    .await;
+    assert!(
+        r.body.contains(r#"value="other.test""#) && r.body.contains(r#"value="kept note""#),
+        "{}",
+        r.body
+    );
 
     let r = post_form(
         &w.app,
