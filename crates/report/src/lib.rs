@@ -30,8 +30,8 @@ use serde::Serialize;
 pub use commentary::commentary;
 pub use gather::{Council, ReportText, provisional, report_input, report_input_of};
 pub use officer::{
-    CommentaryError, Implications, KpiNote, OfficerCommentary, SaveError, commentary_in_force,
-    read_commentary, save_officer_commentary,
+    CommentaryError, Implications, KpiNote, MAX_FIELD, OfficerCommentary, SaveError,
+    commentary_in_force, read_commentary, save_officer_commentary,
 };
 pub use profile::{DEFAULT_PUBLIC_INTEREST, DEFAULT_RECOMMENDATION, Psn, ReportProfile};
 

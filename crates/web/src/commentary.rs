@@ -5,6 +5,7 @@
 //! quarter's commentary is what was tabled, and is refused.
 
 use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use parapet_report::{KpiNote, OfficerCommentary, SaveError, save_officer_commentary};
 use parapet_store::accounts::AuditEntry;
@@ -98,9 +99,10 @@ pub async fn save(
     }
     let q = views::quarter(&d.assurance, &quarter)?;
     let c = f.commentary();
+    let typed = words(&c);
     let actor = viewer.user.name.clone();
     let (t, qs) = (tenant.clone(), quarter.clone());
-    with_db(&state, move |db| {
+    let saved = with_db(&state, move |db| {
         save_officer_commentary(db, &t, q, &actor, &c, now()).map_err(|e| match e {
             e @ SaveError::Frozen { .. } => AppError::Conflict(e.to_string()),
             SaveError::Invalid(m) => AppError::BadRequest(m),
@@ -116,7 +118,24 @@ pub async fn save(
         })?;
         Ok(())
     })
-    .await?;
+    .await;
+    if let Err(AppError::BadRequest(message)) = saved {
+        // the page again, with what the officer wrote: nothing is lost
+        let query = views::AssuranceQuery {
+            tenant: Some(tenant),
+            quarter: Some(quarter),
+            ..views::AssuranceQuery::default()
+        };
+        let refused = Refused {
+            field: field_of(&message),
+            message,
+            typed,
+        };
+        let page =
+            crate::handlers::assurance_html(&state, &viewer, query, None, Some(refused)).await?;
+        return Ok((StatusCode::BAD_REQUEST, page).into_response());
+    }
+    saved?;
     Ok(Redirect::to(&format!(
         "/assurance?tenant={}&quarter={}#commentary",
         enc(&tenant),
@@ -139,6 +158,69 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
+/// A commentary form refused: the field its message is about, the
+/// message, and the words as typed (in [`view`]'s shape).
+#[derive(Debug)]
+pub struct Refused {
+    field: &'static str,
+    message: String,
+    typed: Value,
+}
+
+/// The form field a refusal is about: each message starts with the
+/// commentary's own field name (`kpi.2.commentary`, `implications.risk`).
+fn field_of(message: &str) -> &'static str {
+    const KPI: [(&str, &str); 5] = [
+        ("kpi1", "actions1"),
+        ("kpi2", "actions2"),
+        ("kpi3", "actions3"),
+        ("kpi4", "actions4"),
+        ("kpi5", "actions5"),
+    ];
+    let name = message.split(':').next().unwrap_or("");
+    let mut parts = name.split('.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("kpi"), Some(n), Some(what)) => n
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| KPI.get(n.wrapping_sub(1)))
+            .map_or(
+                "commentary-form",
+                |(c, a)| if what == "actions" { a } else { c },
+            ),
+        (Some("options"), None, None) => "options",
+        (Some("implications"), Some("financial"), None) => "financial",
+        (Some("implications"), Some("legal"), None) => "legal",
+        (Some("implications"), Some("risk"), None) => "risk",
+        (Some("implications"), Some("equalities"), None) => "equalities",
+        (Some("background_papers"), None, None) => "papers",
+        _ => "commentary-form",
+    }
+}
+
+/// Puts a refusal on the assurance page's view: the typed words in the
+/// form, and the GOV.UK error summary linking to the field.
+pub fn show_refused(v: &mut Value, r: Refused) {
+    if let (Some(c), Some(typed)) = (v["commentary"].as_object_mut(), r.typed.as_object()) {
+        for (k, x) in typed {
+            c.insert(k.clone(), x.clone());
+        }
+    }
+    crate::handlers::with_problems(v, &[(r.field, r.message)]);
+}
+
+/// The words of a commentary as the form shows them.
+fn words(c: &OfficerCommentary) -> Value {
+    json!({
+        "kpis": c.kpis.iter().map(|k| json!({
+            "commentary": k.commentary, "actions": k.actions.join("\n"),
+        })).collect::<Vec<_>>(),
+        "options": c.options,
+        "implications": c.implications,
+        "papers": c.background_papers.join("\n"),
+    })
+}
+
 /// What the assurance page shows of the commentary: the version in force
 /// (its words, when and by whom it was saved), and whether this viewer may
 /// edit it.
@@ -156,14 +238,31 @@ pub fn view(
         ),
         None => (Value::Null, OfficerCommentary::default()),
     };
-    Ok(json!({
-        "editable": editable,
-        "saved": meta,
-        "kpis": c.kpis.iter().map(|k| json!({
-            "commentary": k.commentary, "actions": k.actions.join("\n"),
-        })).collect::<Vec<_>>(),
-        "options": c.options,
-        "implications": c.implications,
-        "papers": c.background_papers.join("\n"),
-    }))
+    let mut v = words(&c);
+    v["editable"] = json!(editable);
+    v["saved"] = meta;
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_the_form_field_it_is_about() {
+        for (message, field) in [
+            ("kpi.2.commentary: longer than 16384 bytes", "kpi2"),
+            ("kpi.5.actions: more than 50", "actions5"),
+            ("kpi.9.actions: more than 50", "commentary-form"),
+            ("options: longer than 16384 bytes", "options"),
+            (
+                "implications.equalities: longer than 16384 bytes",
+                "equalities",
+            ),
+            ("background_papers: more than 50", "papers"),
+            ("2026-27-Q4 has not started yet", "commentary-form"),
+        ] {
+            assert_eq!(field_of(message), field, "{message}");
+        }
+    }
 }

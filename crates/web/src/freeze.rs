@@ -120,5 +120,5 @@ async fn act(
         quarter: Some(quarter),
         ..AssuranceQuery::default()
     };
-    assurance_html(&state, &viewer, query, Some(message)).await
+    assurance_html(&state, &viewer, query, Some(message), None).await
 }

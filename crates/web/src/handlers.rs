@@ -1029,15 +1029,17 @@ pub async fn assurance_page(
     viewer: Viewer,
     Query(q): Query<AssuranceQuery>,
 ) -> Result<Html<String>, AppError> {
-    assurance_html(&state, &viewer, q, None).await
+    assurance_html(&state, &viewer, q, None, None).await
 }
 
-/// The assurance page, with what a freeze or reopen form did.
+/// The assurance page, with what a freeze or reopen form did, or the
+/// commentary form refused with what was typed.
 pub(crate) async fn assurance_html(
     state: &AppState,
     viewer: &Viewer,
     q: AssuranceQuery,
     message: Option<String>,
+    refused: Option<crate::commentary::Refused>,
 ) -> Result<Html<String>, AppError> {
     let d = dashboard(state)?;
     // the tenant and quarter checks of the API twin, then the report's own
@@ -1074,7 +1076,7 @@ pub(crate) async fn assurance_html(
         crate::commentary::view(db, &t, &qs, editable)
     })
     .await?;
-    let v = json!({
+    let mut v = json!({
         "tenant": tenant,
         "quarter": quarter,
         "report": r,
@@ -1089,6 +1091,9 @@ pub(crate) async fn assurance_html(
         "ended": views::quarter(&dashboard(state)?.assurance, &quarter)?.end() < now(),
         "commentary": commentary,
     });
+    if let Some(r) = refused {
+        crate::commentary::show_refused(&mut v, r);
+    }
     page("assurance.html", viewer, v)
 }
 

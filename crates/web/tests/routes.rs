@@ -479,7 +479,11 @@ async fn a_council_officer_gets_its_own_appendix_and_writes_its_commentary() {
     )
     .await;
     assert!(page.body.contains(form), "{}", page.body);
-    assert!(page.body.contains("<label for=\"kpi2\">"), "{}", page.body);
+    assert!(
+        page.body.contains("for=\"kpi2\">Commentary"),
+        "{}",
+        page.body
+    );
     let page = call(
         &w.app,
         Method::Get,
@@ -511,6 +515,22 @@ async fn a_council_officer_gets_its_own_appendix_and_writes_its_commentary() {
         "report.commentary".into(),
         "2021-22-Q2".into()
     )));
+    // a field too long: the page again with what was written, the error
+    // summary linking to the field, and nothing saved
+    let long = format!(
+        "kpi2=Words+worth+keeping.&legal={}",
+        "x".repeat(parapet_report::MAX_FIELD + 1)
+    );
+    let r = post_form(&w.app, &uri("north"), "olive-session", None, &long).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.body.contains(r##"href="#legal""##)
+            && r.body.contains(r#"id="legal-error""#)
+            && r.body.contains("Words worth keeping.")
+            && r.body.contains("<title>Error: Assurance"),
+        "{}",
+        &r.body[..r.body.len().min(4000)]
+    );
     // public text: every account of the council reads it in the report
     let r = call(
         &w.app,
