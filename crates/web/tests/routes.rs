@@ -531,6 +531,11 @@ async fn a_council_officer_gets_its_own_appendix_and_writes_its_commentary() {
         "{}",
         &r.body[..r.body.len().min(4000)]
     );
+    let saves = audit_actions(&w)
+        .iter()
+        .filter(|a| a.1 == "report.commentary")
+        .count();
+    assert_eq!(saves, 1, "the refused form saved nothing");
     // public text: every account of the council reads it in the report
     let r = call(
         &w.app,
