@@ -741,16 +741,36 @@ pub async fn alerts_bulk_status(
                 .map_err(|_| AppError::BadRequest(format!("id: `{v}` is not an alert number")))
         })
         .collect::<Result<_, _>>()?;
+    let (status, note) = (field("status"), field("note"));
+    // the form's own problems, all at once, on the list again
+    let mut problems: Vec<(&str, String)> = Vec::new();
     if ids.is_empty() {
-        return Err(AppError::BadRequest("select at least one alert".into()));
+        problems.push(("alerts", "Select at least one alert".into()));
     }
     if ids.len() > MAX_BULK {
-        return Err(AppError::BadRequest(format!(
-            "{} alerts selected, more than {MAX_BULK}",
-            ids.len()
-        )));
+        problems.push((
+            "alerts",
+            format!(
+                "Select at most {MAX_BULK} alerts ({} are selected)",
+                ids.len()
+            ),
+        ));
     }
-    let (status, note) = (field("status"), field("note"));
+    if let Err(AppError::BadRequest(m)) = crate::workbench::check_note(&note) {
+        problems.push(("bulk-note", m));
+    }
+    if !problems.is_empty() {
+        let q = AlertQuery {
+            limit: Some(ALERTS_PER_PAGE),
+            ..AlertQuery::default()
+        };
+        let mut v = alerts_view(&state, &viewer, q).await?;
+        with_problems(&mut v, &problems);
+        v["form"] = json!({"note": note, "selected": ids});
+        let mut r = page("alerts.html", &viewer, v)?.into_response();
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        return Ok(r);
+    }
     let vw = viewer.clone();
     let (done, skipped) = with_db(&state, move |db| {
         for id in &ids {

@@ -2017,6 +2017,39 @@ async fn bulk_status_changes_check_csrf_and_tenant_and_audit_each_alert() {
     )
     .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    // nothing selected and no note: the list again with both problems,
+    // the ticked alerts still ticked
+    let r = post_form(
+        &w.app,
+        "/alerts/status",
+        "admin-session",
+        None,
+        "status=resolved",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.body.contains(r##"href="#alerts""##)
+            && r.body.contains(r##"href="#bulk-note""##)
+            && r.body.contains("<title>Error: Alerts"),
+        "{}",
+        r.body
+    );
+    let r = post_form(
+        &w.app,
+        "/alerts/status",
+        "admin-session",
+        None,
+        &format!("id={north}&status=resolved&note="),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.body.contains(&format!(r#"id="select-{north}" checked>"#))
+            && r.body.contains(r#"id="bulk-note-error""#),
+        "{}",
+        r.body
+    );
     // a council cannot reach another tenant's alert, and nothing changes
     let r = post_form(
         &w.app,
