@@ -558,7 +558,7 @@ async fn overview_view(
     let supplier = viewer.is_supplier();
     let d = dashboard(state)?;
     let now = d.now();
-    // the two slow summaries, kept a minute (memo.rs)
+    // the two slow summaries, kept a while (memo.rs)
     let top = top_blocked_summary(state, &d, scope.clone(), now).await?;
     let kpis = kpi_summary(state, &d, now).await?;
     let mut v = with_db(state, move |db| {
@@ -599,7 +599,7 @@ async fn top_blocked_summary(
     }
     let key = format!("top-blocked {}", scope.as_deref().unwrap_or(""));
     d.memo
-        .get(&key, now, || {
+        .get(&key, crate::memo::TOP_BLOCKED_AGE, now, || {
             let state = state.clone();
             async move {
                 with_db(&state, move |db| {
@@ -611,14 +611,14 @@ async fn top_blocked_summary(
         .await
 }
 
-/// Every tenant's KPIs needing attention, kept a minute.
+/// Every tenant's KPIs needing attention, kept 5 minutes.
 async fn kpi_summary(
     state: &AppState,
     d: &crate::Dashboard,
     now: i64,
 ) -> Result<crate::memo::Stamped, AppError> {
     d.memo
-        .get("kpis", now, || {
+        .get("kpis", crate::memo::KPI_AGE, now, || {
             let state = state.clone();
             async move {
                 let d = dashboard(&state)?;

@@ -324,7 +324,7 @@ pub struct Dashboard {
     /// The time logins, sessions and TOTP codes are checked against.
     pub clock: Clock,
     pub(crate) limiter: auth::LoginLimiter,
-    /// The overview's slow summaries, kept a minute.
+    /// The overview's slow summaries, kept a while (memo.rs).
     pub(crate) memo: Arc<memo::Memo>,
 }
 
