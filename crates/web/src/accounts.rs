@@ -192,11 +192,8 @@ async fn form_problems(
     status: StatusCode,
 ) -> Result<Response, AppError> {
     let mut v = view(state).await?;
-    crate::handlers::with_problems(&mut v, problems);
     v["form"] = json!({"name": f.name, "role": f.role, "tenant": f.tenant});
-    let mut r = crate::handlers::page("accounts.html", viewer, v)?.into_response();
-    *r.status_mut() = status;
-    Ok(r)
+    crate::handlers::refused_page("accounts.html", viewer, v, problems, status)
 }
 
 pub async fn create(

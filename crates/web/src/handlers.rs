@@ -160,6 +160,21 @@ pub(crate) fn with_problems(v: &mut Value, problems: &[(&str, String)]) {
     );
 }
 
+/// The page a refused form answers: its view with the problems
+/// ([`with_problems`]), under `status` (400, or 409 for a conflict).
+pub(crate) fn refused_page(
+    name: &str,
+    viewer: &Viewer,
+    mut v: Value,
+    problems: &[(&str, String)],
+    status: StatusCode,
+) -> Result<Response, AppError> {
+    with_problems(&mut v, problems);
+    let mut r = page(name, viewer, v)?.into_response();
+    *r.status_mut() = status;
+    Ok(r)
+}
+
 /// A page: the view plus who is signed in.
 pub(crate) fn page(name: &str, viewer: &Viewer, mut ctx: Value) -> Result<Html<String>, AppError> {
     ctx["me"] = json!({
@@ -765,11 +780,14 @@ pub async fn alerts_bulk_status(
             ..AlertQuery::default()
         };
         let mut v = alerts_view(&state, &viewer, q).await?;
-        with_problems(&mut v, &problems);
         v["form"] = json!({"note": note, "selected": ids});
-        let mut r = page("alerts.html", &viewer, v)?.into_response();
-        *r.status_mut() = StatusCode::BAD_REQUEST;
-        return Ok(r);
+        return refused_page(
+            "alerts.html",
+            &viewer,
+            v,
+            &problems,
+            StatusCode::BAD_REQUEST,
+        );
     }
     let vw = viewer.clone();
     let (done, skipped) = with_db(&state, move |db| {

@@ -167,11 +167,14 @@ pub(crate) async fn alert_form_problem(
 ) -> Result<Response, AppError> {
     let field = alert_field(form, &message);
     let a = crate::handlers::alert_view(state, viewer, id).await?;
-    let mut v = json!({ "alert": a, "form": typed });
-    crate::handlers::with_problems(&mut v, &[(field, message)]);
-    let mut r = crate::handlers::page("alert.html", viewer, v)?.into_response();
-    *r.status_mut() = StatusCode::BAD_REQUEST;
-    Ok(r)
+    let v = json!({ "alert": a, "form": typed });
+    crate::handlers::refused_page(
+        "alert.html",
+        viewer,
+        v,
+        &[(field, message)],
+        StatusCode::BAD_REQUEST,
+    )
 }
 
 /// Promotes alert `id` to an open incident (once: a second promotion
