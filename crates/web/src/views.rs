@@ -58,17 +58,10 @@ pub fn overview(
     let since = now - OVERVIEW_DAYS * 86_400;
     let totals = db.traffic_totals(scope, since)?;
     let hourly = db.hourly_traffic(scope, since)?;
-    let count = |status: &str| -> u64 {
-        tally
-            .iter()
-            .filter(|t| t.status == status)
-            .map(|t| t.count)
-            .sum()
-    };
     // in workflow order
     let by_status: Vec<Value> = STATUSES
         .iter()
-        .map(|s| json!({"status": s.as_str(), "count": count(s.as_str())}))
+        .map(|s| json!({"status": s.as_str(), "count": tally_count(tally, *s, None)}))
         .collect();
     let mut v = json!({
         "tenant": scope,
@@ -97,20 +90,34 @@ pub fn top_blocked(db: &mut dyn Db, scope: Option<&str>, now: i64) -> Result<Val
     ))
 }
 
+/// The alerts of the store's tally with `status` (and `severity`).
+fn tally_count(
+    tally: &[parapet_store::AlertTally],
+    status: AlertStatus,
+    severity: Option<&str>,
+) -> u64 {
+    tally
+        .iter()
+        .filter(|t| t.status == status.as_str() && severity.is_none_or(|s| t.severity == s))
+        .map(|t| t.count)
+        .sum()
+}
+
 /// New alerts by severity, each with the link to its list, from the
 /// store's tally.
 fn new_by_severity(tally: &[parapet_store::AlertTally], scope: Option<&str>) -> Value {
-    let new = AlertStatus::New.as_str();
-    json!(SEVERITIES
-        .iter()
-        .map(|s| {
-            json!({
-                "severity": s,
-                "count": tally.iter().filter(|t| t.status == new && t.severity == *s).map(|t| t.count).sum::<u64>(),
-                "link": alerts_link(scope, "new", Some(s)),
+    json!(
+        SEVERITIES
+            .iter()
+            .map(|s| {
+                json!({
+                    "severity": s,
+                    "count": tally_count(tally, AlertStatus::New, Some(s)),
+                    "link": alerts_link(scope, "new", Some(s)),
+                })
             })
-        })
-        .collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    )
 }
 
 fn esc(s: &str) -> String {
@@ -245,11 +252,6 @@ pub fn attention(
     tally: &[parapet_store::AlertTally],
     kpis: &Value,
 ) -> Result<Value, AppError> {
-    let new_alerts: u64 = tally
-        .iter()
-        .filter(|t| t.status == AlertStatus::New.as_str())
-        .map(|t| t.count)
-        .sum();
     let loads = d.feed_load.get().map(|f| f()).unwrap_or_default();
     let failing: Vec<Value> = d
         .feeds
@@ -286,7 +288,7 @@ pub fn attention(
         })
         .unwrap_or_default();
     Ok(json!({
-        "new_alerts": new_alerts,
+        "new_alerts": tally_count(tally, AlertStatus::New, None),
         "new_alerts_link": alerts_link(scope, "new", None),
         "new_by_severity": new_by_severity(tally, scope),
         "feeds_failing": failing,
