@@ -600,29 +600,25 @@ async fn top_blocked_summary(
     scope: Option<String>,
     now: i64,
 ) -> Result<crate::memo::Stamped, AppError> {
-    if scope.as_deref().is_some_and(|t| !d.knows_tenant(t)) {
-        // a tenant the installation does not serve (removed, or mistyped
-        // in the URL): read, but not kept, so the memo stays a handful
-        let value = with_db(state, move |db| {
+    let known = scope.as_deref().is_none_or(|t| d.knows_tenant(t));
+    let key = format!("top-blocked {}", scope.as_deref().unwrap_or(""));
+    let state = state.clone();
+    let read = move || async move {
+        with_db(&state, move |db| {
             views::top_blocked(db, scope.as_deref(), now)
         })
-        .await?;
+        .await
+    };
+    if !known {
+        // a tenant the installation does not serve (removed, or mistyped
+        // in the URL): read, but not kept, so the memo stays a handful
         return Ok(crate::memo::Stamped {
-            value: std::sync::Arc::new(value),
+            value: std::sync::Arc::new(read().await?),
             computed_at: now,
         });
     }
-    let key = format!("top-blocked {}", scope.as_deref().unwrap_or(""));
     d.memo
-        .get(&key, crate::memo::TOP_BLOCKED_AGE, now, || {
-            let state = state.clone();
-            async move {
-                with_db(&state, move |db| {
-                    views::top_blocked(db, scope.as_deref(), now)
-                })
-                .await
-            }
-        })
+        .get(&key, crate::memo::TOP_BLOCKED_AGE, now, read)
         .await
 }
 
