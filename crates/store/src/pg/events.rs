@@ -31,6 +31,24 @@ use crate::{
 /// a time, the others skip.
 const FOLD_LOCK: i64 = 0x0070_666f_6c64;
 
+/// A row selected with [`COLUMNS`] (the search, the SIEM export).
+pub(super) fn stored_event(r: &postgres::Row) -> StoredEvent {
+    StoredEvent {
+        id: r.get(0),
+        time: r.get(1),
+        tenant: r.get(2),
+        client: hex::encode(r.get::<_, Vec<u8>>(3)),
+        qname: r.get(4),
+        qtype: r.get::<_, i32>(5) as u16,
+        rcode: r.get::<_, Option<i32>>(6).map(|v| v as u8),
+        action: r.get(7),
+        feed: r.get(8),
+        node: r.get(9),
+        queries: r.get::<_, i64>(10) as u32,
+        last_time: r.get(11),
+    }
+}
+
 impl EventStore for PgStore {
     fn insert_runs(&mut self, runs: &[EventRun<'_>]) -> Result<usize, StoreError> {
         Ok(self.write_runs(None, runs)?.map_or(0, |s| s.queries))
@@ -155,23 +173,7 @@ impl EventStore for PgStore {
             ),
             &[&ids, &lo, &hi],
         )?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredEvent {
-                id: r.get(0),
-                time: r.get(1),
-                tenant: r.get(2),
-                client: hex::encode(r.get::<_, Vec<u8>>(3)),
-                qname: r.get(4),
-                qtype: r.get::<_, i32>(5) as u16,
-                rcode: r.get::<_, Option<i32>>(6).map(|v| v as u8),
-                action: r.get(7),
-                feed: r.get(8),
-                node: r.get(9),
-                queries: r.get::<_, i64>(10) as u32,
-                last_time: r.get(11),
-            })
-            .collect())
+        Ok(rows.iter().map(stored_event).collect())
     }
 
     fn defers_aggregates(&self) -> bool {

@@ -6,6 +6,7 @@ use parapet_core::alert::Alert;
 
 use super::{PgStore, pg_err};
 use crate::rules::events::BLOCKED_ACTIONS;
+use crate::rules::search::COLUMNS;
 use crate::{AlertStore, ExportCursor, ExportStore, StoreError, StoredEvent, unix_millis};
 
 impl ExportStore for PgStore {
@@ -97,30 +98,13 @@ impl ExportStore for PgStore {
             String::new()
         };
         let sql = format!(
-            "SELECT id, time, tenant, client, qname, qtype, rcode, action, feed, node, queries, last_time
-             FROM query_events WHERE id > $1 AND id <= $2 {filter} ORDER BY id LIMIT $3"
+            "SELECT {COLUMNS} FROM query_events WHERE id > $1 AND id <= $2 {filter} ORDER BY id LIMIT $3"
         );
         let rows = self
             .client
             .query(&sql, &[&after, &upto, &(limit as i64)])
             .map_err(pg_err(&self.location))?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredEvent {
-                id: r.get(0),
-                time: r.get(1),
-                tenant: r.get(2),
-                client: hex::encode(r.get::<_, Vec<u8>>(3)),
-                qname: r.get(4),
-                qtype: r.get::<_, i32>(5) as u16,
-                rcode: r.get::<_, Option<i32>>(6).map(|v| v as u8),
-                action: r.get(7),
-                feed: r.get(8),
-                node: r.get(9),
-                queries: r.get::<_, i64>(10) as u32,
-                last_time: r.get(11),
-            })
-            .collect())
+        Ok(rows.iter().map(super::events::stored_event).collect())
     }
 
     fn ids_commit_in_order(&self) -> bool {

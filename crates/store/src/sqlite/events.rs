@@ -42,6 +42,24 @@ struct EventRow<'a> {
 /// Columns of [`EventRow`].
 const EVENT_COLUMNS: usize = 12;
 
+/// A row selected with [`COLUMNS`] (the search, the SIEM export).
+pub(super) fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        id: r.get(0)?,
+        time: r.get(1)?,
+        tenant: r.get(2)?,
+        client: hex::encode(r.get::<_, Vec<u8>>(3)?),
+        qname: r.get(4)?,
+        qtype: r.get(5)?,
+        rcode: r.get(6)?,
+        action: r.get(7)?,
+        feed: r.get(8)?,
+        node: r.get(9)?,
+        queries: r.get(10)?,
+        last_time: r.get(11)?,
+    })
+}
+
 impl EventRow<'_> {
     /// The row's parameters in column order.
     fn params(&self) -> [&dyn rusqlite::ToSql; EVENT_COLUMNS] {
@@ -196,24 +214,9 @@ impl EventStore for SqliteStore {
         values.push(limit.into());
         values.push(offset.into());
         let mut st = self.conn.prepare(&sql).map_err(err)?;
-        st.query_map(rusqlite::params_from_iter(values), |r| {
-            Ok(StoredEvent {
-                id: r.get(0)?,
-                time: r.get(1)?,
-                tenant: r.get(2)?,
-                client: hex::encode(r.get::<_, Vec<u8>>(3)?),
-                qname: r.get(4)?,
-                qtype: r.get(5)?,
-                rcode: r.get(6)?,
-                action: r.get(7)?,
-                feed: r.get(8)?,
-                node: r.get(9)?,
-                queries: r.get(10)?,
-                last_time: r.get(11)?,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(err)
+        st.query_map(rusqlite::params_from_iter(values), stored_event)
+            .and_then(|rows| rows.collect())
+            .map_err(err)
     }
 
     fn event_count(&mut self) -> Result<u64, StoreError> {

@@ -7,6 +7,7 @@ use rusqlite::params;
 
 use super::{SqliteStore, sql_err};
 use crate::rules::events::BLOCKED_ACTIONS;
+use crate::rules::search::COLUMNS;
 use crate::{AlertStore, ExportCursor, ExportStore, StoreError, StoredEvent, unix_millis};
 
 impl ExportStore for SqliteStore {
@@ -98,29 +99,16 @@ impl ExportStore for SqliteStore {
             String::new()
         };
         let sql = format!(
-            "SELECT id, time, tenant, client, qname, qtype, rcode, action, feed, node, queries, last_time
-             FROM query_events WHERE id > ?1 AND id <= ?2 {filter} ORDER BY id LIMIT ?3"
+            "SELECT {COLUMNS} FROM query_events WHERE id > ?1 AND id <= ?2 {filter} ORDER BY id LIMIT ?3"
         );
         let mut st = self
             .conn
             .prepare_cached(&sql)
             .map_err(sql_err(&self.path))?;
-        st.query_map(params![after, upto, limit as i64], |r| {
-            Ok(StoredEvent {
-                id: r.get(0)?,
-                time: r.get(1)?,
-                tenant: r.get(2)?,
-                client: hex::encode(r.get::<_, Vec<u8>>(3)?),
-                qname: r.get(4)?,
-                qtype: r.get(5)?,
-                rcode: r.get(6)?,
-                action: r.get(7)?,
-                feed: r.get(8)?,
-                node: r.get(9)?,
-                queries: r.get(10)?,
-                last_time: r.get(11)?,
-            })
-        })
+        st.query_map(
+            params![after, upto, limit as i64],
+            super::events::stored_event,
+        )
         .and_then(|rows| rows.collect())
         .map_err(sql_err(&self.path))
     }
