@@ -1571,9 +1571,9 @@ fn test_clock(start: i64) -> (Arc<std::sync::atomic::AtomicI64>, parapet_web::Cl
     )
 }
 
-#[tokio::test]
-async fn totp_codes_are_checked_against_the_clock_and_used_once() {
-    use parapet_web::totp;
+/// The test world on a test clock (RFC 6238's time 1234567890), with
+/// ann enrolled in TOTP under RFC 6238's SHA-1 test secret.
+fn ann_with_totp() -> (Arc<std::sync::atomic::AtomicI64>, World, &'static [u8; 20]) {
     let (clock, c) = test_clock(1_234_567_890);
     let w = world_with(|d| d.clock = c);
     let secret = b"12345678901234567890";
@@ -1583,6 +1583,13 @@ async fn totp_codes_are_checked_against_the_clock_and_used_once() {
         .unwrap()
         .set_totp("ann", Some(&hex::encode(secret)))
         .unwrap();
+    (clock, w, secret)
+}
+
+#[tokio::test]
+async fn totp_codes_are_checked_against_the_clock_and_used_once() {
+    use parapet_web::totp;
+    let (clock, w, secret) = ann_with_totp();
     let pw = PASSWORD.replace(' ', "+");
     // the password alone: the form asks for the code
     let r = login(&w.app, "ann", &pw).await;
@@ -1660,15 +1667,7 @@ fn pending_of(body: &str) -> String {
 #[tokio::test]
 async fn the_code_step_asks_for_the_code_only() {
     use parapet_web::totp;
-    let (clock, c) = test_clock(1_234_567_890);
-    let w = world_with(|d| d.clock = c);
-    let secret = b"12345678901234567890";
-    w.dash
-        .db
-        .get()
-        .unwrap()
-        .set_totp("ann", Some(&hex::encode(secret)))
-        .unwrap();
+    let (clock, w, secret) = ann_with_totp();
     let pw = PASSWORD.replace(' ', "+");
     let csrf = login_csrf(&w.app).await;
     let r = post_login(&w.app, &csrf, &format!("username=ann&password={pw}")).await;
