@@ -135,25 +135,10 @@ fn log_in_see_the_overview_change_an_alert_and_download_the_report() {
         // log in
         c.goto(&format!("{base}/")).await.unwrap();
         assert_eq!(c.current_url().await.unwrap().path(), "/login");
-        c.find(Locator::Id("username"))
-            .await
-            .unwrap()
-            .send_keys("admin")
-            .await
-            .unwrap();
-        c.find(Locator::Id("password"))
-            .await
-            .unwrap()
-            .send_keys(&password)
-            .await
-            .unwrap();
+        type_into(&c, "username", "admin").await;
+        type_into(&c, "password", &password).await;
         shot(&c, "1-login").await;
-        c.find(Locator::Id("login-button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, Locator::Id("login-button")).await;
 
         // the overview shows the demo's traffic
         let queries: u64 = text(&c, "#queries").await.parse().unwrap();
@@ -179,24 +164,9 @@ fn log_in_see_the_overview_change_an_alert_and_download_the_report() {
         let href = link.attr("href").await.unwrap().unwrap();
         link.click().await.unwrap();
         assert_eq!(text(&c, "#status").await, "New");
-        c.find(Locator::Css("#new-status option[value=investigating]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        c.find(Locator::Id("note"))
-            .await
-            .unwrap()
-            .send_keys("looking into it")
-            .await
-            .unwrap();
-        c.find(Locator::Id("status-button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, Locator::Css("#new-status option[value=investigating]")).await;
+        type_into(&c, "note", "looking into it").await;
+        click(&c, Locator::Id("status-button")).await;
         // the form posts and redirects back to the alert
         let deadline = Instant::now() + Duration::from_secs(10);
         while text(&c, "#history").await.contains("No changes yet") {
@@ -232,12 +202,7 @@ fn log_in_see_the_overview_change_an_alert_and_download_the_report() {
                 .contains("investigate reveal --alert")
         );
         c.find(Locator::Id("allow-button")).await.unwrap();
-        c.find(Locator::Id("promote-button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, Locator::Id("promote-button")).await;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !text(&c, "#history").await.contains("promoted to incident")
             && c.find(Locator::Id("incident")).await.is_err()
@@ -355,6 +320,21 @@ async fn audit_page(c: &Client, base: &str, path: &str, name: &str) -> Vec<Strin
         .into_iter()
         .map(|v| format!("{name} {path}: {v}"))
         .collect()
+}
+
+/// Types `text` into the field with id `id`.
+async fn type_into(c: &Client, id: &str, text: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("#{id}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Clicks the element `at`.
+async fn click(c: &Client, at: Locator<'_>) {
+    c.find(at).await.unwrap().click().await.unwrap();
 }
 
 /// Presses one key (a character or a [`Key`]) on whatever has the focus.
@@ -507,12 +487,7 @@ fn every_page_passes_axe_and_works_by_keyboard_for_admin_and_council() {
         }
         violations.extend(audit_page(&c, &base, "/accounts", "admin-accounts").await);
         // the create form sent empty: the GOV.UK error summary, checked too
-        c.find(Locator::Id("create-button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, Locator::Id("create-button")).await;
         let summary = c
             .wait()
             .for_element(Locator::Id("error-summary"))
@@ -529,33 +504,13 @@ fn every_page_passes_axe_and_works_by_keyboard_for_admin_and_council() {
                 .into_iter()
                 .map(|v| format!("admin-accounts-error: {v}")),
         );
-        c.find(Locator::Css(".parapet-logout button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&c, Locator::Css(".parapet-logout button")).await;
         c.wait().for_element(Locator::Id("login")).await.unwrap();
 
         // the council sees its own pages, and a 403 for the accounts page
-        c.find(Locator::Id("username"))
-            .await
-            .unwrap()
-            .send_keys("clare")
-            .await
-            .unwrap();
-        c.find(Locator::Id("password"))
-            .await
-            .unwrap()
-            .send_keys("clare-long-password")
-            .await
-            .unwrap();
-        c.find(Locator::Id("login-button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        type_into(&c, "username", "clare").await;
+        type_into(&c, "password", "clare-long-password").await;
+        click(&c, Locator::Id("login-button")).await;
         c.wait()
             .for_element(Locator::Id("attention"))
             .await
